@@ -1,0 +1,226 @@
+//! The identity façade the HTTP layer calls: it parses nothing (values arrive typed), routes
+//! each request to the right wallet actor and returns typed results.
+
+use std::sync::Arc;
+
+use ampflow_chain::WalletSignature;
+use ampflow_storage::UserRecord;
+use ampflow_types::WalletAddress;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::identity_error::IdentityError;
+use crate::registry::Registry;
+use crate::tokens::{self, PublicJwk};
+use crate::wallet::{TokenPair, WalletActor, WalletDeps, WalletMsg, random_nonce};
+
+const BY_MESSAGE_PREFIX: &str =
+    "Please sign this message to verify your wallet ownership, unique ID: ";
+const BY_MESSAGE_NONCE: &str = ", nonce: ";
+
+/// Who is calling, as proven by a valid access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub address: WalletAddress,
+    pub session_id: String,
+}
+
+#[derive(Clone)]
+pub struct Identity {
+    wallets: Arc<Registry<WalletActor>>,
+    deps: Arc<WalletDeps>,
+}
+
+impl Identity {
+    pub(crate) fn new(wallets: Arc<Registry<WalletActor>>, deps: Arc<WalletDeps>) -> Self {
+        Self { wallets, deps }
+    }
+
+    pub fn test_mode(&self) -> bool {
+        self.deps.settings.test_mode
+    }
+
+    pub fn jwk(&self) -> &PublicJwk {
+        self.deps.tokens.jwk()
+    }
+
+    /// A login message for `address`, signed back to `login`.
+    pub async fn authorize(&self, address: WalletAddress) -> Result<String, IdentityError> {
+        self.wallets
+            .call(&address, WalletMsg::IssueChallenge)
+            .await?
+    }
+
+    /// A login message not yet bound to an address, signed back to `login_by_message`.
+    pub async fn authorize_by_message(&self) -> Result<String, IdentityError> {
+        let now = self.deps.clock.now_ms();
+        let id = uuid::Uuid::new_v4().to_string();
+        let message = format!(
+            "{BY_MESSAGE_PREFIX}{id}{BY_MESSAGE_NONCE}{}",
+            random_nonce()
+        );
+        let challenge = ampflow_storage::ChallengeRecord {
+            id,
+            address: None,
+            message: message.clone(),
+            created_at_ms: now,
+            expires_at_ms: now + self.deps.settings.nonce_ttl_ms,
+            used_at_ms: None,
+        };
+        self.deps.storage.insert_challenge(&challenge).await?;
+        Ok(message)
+    }
+
+    pub async fn login(
+        &self,
+        address: WalletAddress,
+        signature: WalletSignature,
+        chain_id: Option<u64>,
+    ) -> Result<TokenPair, IdentityError> {
+        self.wallets
+            .call(&address, |reply| WalletMsg::Login {
+                signature,
+                chain_id,
+                reply,
+            })
+            .await?
+    }
+
+    pub async fn login_by_message(
+        &self,
+        address: WalletAddress,
+        message: &str,
+        signature: WalletSignature,
+    ) -> Result<TokenPair, IdentityError> {
+        let challenge_id = parse_by_message(message).ok_or(IdentityError::MessageMalformed)?;
+        self.wallets
+            .call(&address, |reply| WalletMsg::LoginByMessage {
+                challenge_id: challenge_id.clone(),
+                message: message.to_string(),
+                signature,
+                reply,
+            })
+            .await?
+    }
+
+    /// Rotates a refresh token: the presented one is spent and a new pair is answered.
+    pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenPair, IdentityError> {
+        let hash = tokens::hash_refresh_token(refresh_token.expose_secret());
+        let Some((token, session)) = self.deps.storage.find_refresh_token(&hash).await? else {
+            return Err(IdentityError::RefreshTokenInvalid);
+        };
+        let address = WalletAddress::parse(&session.address)
+            .map_err(|_| IdentityError::RefreshTokenInvalid)?;
+        self.wallets
+            .call(&address, |reply| WalletMsg::Refresh {
+                token: token.clone(),
+                session: session.clone(),
+                reply,
+            })
+            .await?
+    }
+
+    /// Checks an access token's signature, algorithm and expiry. The session itself is checked
+    /// by the wallet actor on every request.
+    pub fn authenticate(&self, access_token: &str) -> Result<Principal, IdentityError> {
+        let now = self.deps.clock.now_ms();
+        let claims = self
+            .deps
+            .tokens
+            .verify_access(access_token, now)
+            .map_err(|_| IdentityError::SessionInvalid)?;
+        let address =
+            WalletAddress::parse(&claims.address).map_err(|_| IdentityError::SessionInvalid)?;
+        Ok(Principal {
+            address,
+            session_id: claims.sid,
+        })
+    }
+
+    pub async fn user(&self, principal: &Principal) -> Result<UserRecord, IdentityError> {
+        let session_id = principal.session_id.clone();
+        self.wallets
+            .call(&principal.address, |reply| WalletMsg::GetUser {
+                session_id: session_id.clone(),
+                reply,
+            })
+            .await?
+    }
+
+    pub async fn update_email(
+        &self,
+        principal: &Principal,
+        email: String,
+    ) -> Result<UserRecord, IdentityError> {
+        self.wallets
+            .call(&principal.address, |reply| WalletMsg::UpdateEmail {
+                session_id: principal.session_id.clone(),
+                email: email.clone(),
+                reply,
+            })
+            .await?
+    }
+
+    pub async fn logout(&self, principal: &Principal) -> Result<(), IdentityError> {
+        self.wallets
+            .call(&principal.address, |reply| WalletMsg::Logout {
+                session_id: principal.session_id.clone(),
+                reply,
+            })
+            .await?
+    }
+
+    /// Test mode only: marks the caller's own wallet as KYC-verified.
+    pub async fn test_kyc(
+        &self,
+        principal: &Principal,
+        address: WalletAddress,
+        first_name: String,
+        last_name: String,
+    ) -> Result<UserRecord, IdentityError> {
+        if !self.deps.settings.test_mode {
+            return Err(IdentityError::TestModeOff);
+        }
+        if address != principal.address {
+            return Err(IdentityError::Forbidden(
+                "a wallet may only verify itself".into(),
+            ));
+        }
+        self.wallets
+            .call(&principal.address, |reply| WalletMsg::TestKyc {
+                session_id: principal.session_id.clone(),
+                first_name: first_name.clone(),
+                last_name: last_name.clone(),
+                reply,
+            })
+            .await?
+    }
+}
+
+/// The challenge id inside a by-message login message, if the text has the issued form.
+fn parse_by_message(message: &str) -> Option<String> {
+    let rest = message.strip_prefix(BY_MESSAGE_PREFIX)?;
+    let (id, nonce) = rest.split_once(BY_MESSAGE_NONCE)?;
+    let id = uuid::Uuid::parse_str(id).ok()?;
+    if nonce.is_empty() || !nonce.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(id.hyphenated().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_by_message;
+
+    #[test]
+    fn by_message_text_is_parsed_strictly() {
+        let good = "Please sign this message to verify your wallet ownership, unique ID: 8b9ec2dd-626f-4444-9ae7-b4142e6e99e5, nonce: 721558130";
+        assert_eq!(
+            parse_by_message(good).as_deref(),
+            Some("8b9ec2dd-626f-4444-9ae7-b4142e6e99e5")
+        );
+        assert!(parse_by_message(&good.replace("nonce: 7", "nonce: x")).is_none());
+        assert!(parse_by_message(&good.replace("unique ID: 8b9e", "unique ID: zz9e")).is_none());
+        assert!(parse_by_message(&format!("{good} ")).is_none());
+        assert!(parse_by_message("hello").is_none());
+    }
+}

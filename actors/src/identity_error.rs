@@ -1,0 +1,49 @@
+use crate::registry::RegistryError;
+
+/// Why an identity request was refused. The HTTP layer maps each variant to a status and a
+/// stable error code.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IdentityError {
+    #[error(
+        "no login message is pending for this address (it expired or was used); request a new one with POST /authorize"
+    )]
+    NoPendingChallenge,
+    #[error("the signature does not match the pending login message for this address")]
+    SignatureMismatch,
+    #[error("this login message is unknown, expired or already used; request a new one")]
+    ChallengeUnavailable,
+    #[error("message_to_sign is not a message issued by POST /authorize/by-message")]
+    MessageMalformed,
+    #[error(
+        "contract-wallet (EIP-1271) signatures need a configured chain, and chain {chain_id} is not supported"
+    )]
+    UnsupportedChain { chain_id: u64 },
+    #[error("the refresh token is invalid or expired")]
+    RefreshTokenInvalid,
+    #[error("this refresh token was already used; its whole session has been revoked")]
+    RefreshTokenReused,
+    #[error("the session has ended; log in again")]
+    SessionInvalid,
+    #[error("test endpoints are disabled; start the server with AMPFLOW_TEST_MODE=true")]
+    TestModeOff,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the record changed concurrently; retry the request")]
+    Conflict,
+    #[error(transparent)]
+    Unavailable(#[from] RegistryError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ampflow_storage::StorageError> for IdentityError {
+    fn from(error: ampflow_storage::StorageError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+impl From<crate::tokens::TokenError> for IdentityError {
+    fn from(error: crate::tokens::TokenError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}

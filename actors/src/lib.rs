@@ -1,0 +1,16 @@
+//! The actors of ampflow: the supervision tree, the entity registry and every actor. What
+//! happens, in what order, and who may do it is decided here; storage and chains are reached
+//! through the `storage` and `chain` crates, and nothing here knows about HTTP.
+
+mod identity;
+mod identity_error;
+pub mod registry;
+mod system;
+pub mod tokens;
+pub mod wallet;
+
+pub use identity::{Identity, Principal};
+pub use identity_error::IdentityError;
+pub use registry::{RegistryError, RuntimeSettings};
+pub use system::{ActorSystem, StartError, SystemConfig};
+pub use wallet::{IdentitySettings, TokenPair, WalletActor};

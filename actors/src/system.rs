@@ -1,0 +1,183 @@
+//! The supervision tree: a root supervisor with one supervisor per entity kind under it, plus
+//! the background chores (retiring idle actors, deleting expired identity rows).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ampflow_storage::Storage;
+use ampflow_types::Clock;
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use secrecy::SecretString;
+use tokio::task::JoinHandle;
+
+use crate::identity::Identity;
+use crate::registry::{KindSupervisor, Registry, RuntimeSettings};
+use crate::tokens::{TokenError, TokenService};
+use crate::wallet::{IdentitySettings, WalletActor, WalletDeps};
+
+/// How often expired challenges and sessions are deleted.
+const JANITOR_PERIOD: Duration = Duration::from_secs(600);
+/// Rows are kept this long after they expire, for investigation.
+const EXPIRED_ROW_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("token keys: {0}")]
+    Tokens(#[from] TokenError),
+    #[error("spawning {0}: {1}")]
+    Spawn(&'static str, String),
+}
+
+/// Everything the actor system needs to start.
+pub struct SystemConfig {
+    pub storage: Storage,
+    pub clock: Arc<dyn Clock>,
+    pub runtime: RuntimeSettings,
+    pub identity: IdentitySettings,
+    pub jwt_private_key_pem: Option<SecretString>,
+}
+
+pub struct ActorSystem {
+    root: ActorRef<RootMsg>,
+    wallets: Arc<Registry<WalletActor>>,
+    identity: Identity,
+    chores: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl ActorSystem {
+    pub async fn start(config: SystemConfig) -> Result<Self, StartError> {
+        let tokens = TokenService::load_or_create(
+            &config.storage,
+            config.jwt_private_key_pem.as_ref(),
+            config.clock.as_ref(),
+            config.identity.access_token_ttl_ms,
+        )
+        .await?;
+        let deps = Arc::new(WalletDeps {
+            storage: config.storage.clone(),
+            tokens: Arc::new(tokens),
+            clock: config.clock.clone(),
+            settings: config.identity.clone(),
+        });
+        let wallets = Registry::new(
+            WalletActor::new(deps.clone()),
+            config.storage.clone(),
+            config.clock.clone(),
+            config.runtime.clone(),
+        );
+
+        let (root, _) = Actor::spawn(None, RootSupervisor, ())
+            .await
+            .map_err(|e| StartError::Spawn("root supervisor", e.to_string()))?;
+        Actor::spawn_linked(
+            None,
+            KindSupervisor::<WalletActor>::new(),
+            wallets.clone(),
+            root.get_cell(),
+        )
+        .await
+        .map_err(|e| StartError::Spawn("wallet supervisor", e.to_string()))?;
+
+        let chores = vec![
+            spawn_sweeper(wallets.clone()),
+            spawn_janitor(config.storage.clone(), config.clock.clone()),
+        ];
+        let identity = Identity::new(wallets.clone(), deps);
+        Ok(Self {
+            root,
+            wallets,
+            identity,
+            chores: parking_lot::Mutex::new(chores),
+        })
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The wallet registry (tests use it to find and kill actors).
+    pub fn wallets(&self) -> &Arc<Registry<WalletActor>> {
+        &self.wallets
+    }
+
+    /// True while the supervision tree runs.
+    pub fn is_running(&self) -> bool {
+        matches!(self.root.get_status(), ractor::ActorStatus::Running)
+    }
+
+    /// Stops every actor (each finishes the message it is handling) and the chores.
+    pub async fn shutdown(&self, wait: Duration) {
+        for chore in self.chores.lock().drain(..) {
+            chore.abort();
+        }
+        self.wallets.shutdown(wait).await;
+        self.root
+            .stop_children_and_wait(Some("shutdown".into()), Some(wait))
+            .await;
+        let _ = self
+            .root
+            .stop_and_wait(Some("shutdown".into()), Some(wait))
+            .await;
+    }
+}
+
+fn spawn_sweeper(wallets: Arc<Registry<WalletActor>>) -> JoinHandle<()> {
+    let period = (wallets.settings().idle_timeout / 4)
+        .clamp(Duration::from_millis(50), Duration::from_secs(30));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let retired = wallets.retire_idle();
+            if retired > 0 {
+                tracing::debug!(kind = "wallet", retired, "retired idle actors");
+            }
+        }
+    })
+}
+
+fn spawn_janitor(storage: Storage, clock: Arc<dyn Clock>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(JANITOR_PERIOD);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let before = clock.now_ms() - EXPIRED_ROW_GRACE_MS;
+            match storage.delete_expired_identity_rows(before).await {
+                Ok(0) => {}
+                Ok(rows) => tracing::info!(rows, "deleted expired challenges and sessions"),
+                Err(error) => tracing::warn!(%error, "could not delete expired identity rows"),
+            }
+        }
+    })
+}
+
+/// The root of the tree. Kind supervisors only forward events, so one failing is a bug: it is
+/// logged loudly and `/ready` reports the system down.
+struct RootSupervisor;
+
+enum RootMsg {}
+
+impl Actor for RootSupervisor {
+    type Msg = RootMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, error) = event {
+            tracing::error!(supervisor = %cell.get_id(), %error, "a kind supervisor failed; stopping the actor system");
+            myself.stop(Some(format!("kind supervisor failed: {error}")));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,541 @@
+//! `WalletActor`: one per wallet, keyed by the lowercase address. It owns the wallet's login
+//! challenges (nonces), its user record and its view of the wallet's sessions. It may touch
+//! storage (its own rows) and the token service; nothing else.
+//!
+//! The database is the source of truth: the actor's copy of the user and of the pending
+//! challenges is re-read when older than `state_recheck_ms`, and a session is re-checked at the
+//! same pace, so a logout or a login handled by another process is seen within that time.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use ampflow_chain::WalletSignature;
+use ampflow_storage::{
+    ChallengeRecord, LoginOutcome, LoginWrite, RefreshTokenRecord, RotateOutcome, SessionRecord,
+    Storage, UserRecord,
+};
+use ampflow_types::{Clock, UnixMillis, WalletAddress};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use secrecy::SecretString;
+
+use crate::identity_error::IdentityError;
+use crate::registry::EntityActor;
+use crate::tokens::{self, TokenService};
+
+/// Sessions a wallet actor keeps in memory; beyond this the oldest-checked one is dropped and
+/// re-read from storage when next used.
+const SESSION_CACHE_MAX: usize = 64;
+
+/// Identity lifetimes and limits.
+#[derive(Debug, Clone)]
+pub struct IdentitySettings {
+    pub nonce_ttl_ms: i64,
+    pub access_token_ttl_ms: i64,
+    pub refresh_token_ttl_ms: i64,
+    /// `/authorize` challenges kept per wallet; a new one beyond this replaces the oldest.
+    pub pending_challenges_max: usize,
+    /// How stale the actor's copy of its rows may get before it re-reads them.
+    pub state_recheck_ms: i64,
+    pub test_mode: bool,
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        Self {
+            nonce_ttl_ms: 10 * 60 * 1000,
+            access_token_ttl_ms: 24 * 60 * 60 * 1000,
+            refresh_token_ttl_ms: 90 * 24 * 60 * 60 * 1000,
+            pending_challenges_max: 4,
+            state_recheck_ms: 1000,
+            test_mode: false,
+        }
+    }
+}
+
+/// What a wallet actor needs from the outside.
+pub struct WalletDeps {
+    pub storage: Storage,
+    pub tokens: Arc<TokenService>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: IdentitySettings,
+}
+
+/// Tokens answered by a login or a refresh. Lifetimes are in milliseconds, as in the seed.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub expires_in_ms: i64,
+    pub refresh_token: SecretString,
+    pub refresh_token_expires_in_ms: i64,
+}
+
+type Reply<T> = RpcReplyPort<Result<T, IdentityError>>;
+
+pub enum WalletMsg {
+    IssueChallenge(Reply<String>),
+    Login {
+        signature: WalletSignature,
+        chain_id: Option<u64>,
+        reply: Reply<TokenPair>,
+    },
+    LoginByMessage {
+        challenge_id: String,
+        message: String,
+        signature: WalletSignature,
+        reply: Reply<TokenPair>,
+    },
+    Refresh {
+        token: RefreshTokenRecord,
+        session: SessionRecord,
+        reply: Reply<TokenPair>,
+    },
+    GetUser {
+        session_id: String,
+        reply: Reply<UserRecord>,
+    },
+    UpdateEmail {
+        session_id: String,
+        email: String,
+        reply: Reply<UserRecord>,
+    },
+    TestKyc {
+        session_id: String,
+        first_name: String,
+        last_name: String,
+        reply: Reply<UserRecord>,
+    },
+    Logout {
+        session_id: String,
+        reply: Reply<()>,
+    },
+    Retire,
+}
+
+#[derive(Clone)]
+pub struct WalletActor {
+    deps: Arc<WalletDeps>,
+}
+
+impl WalletActor {
+    pub fn new(deps: Arc<WalletDeps>) -> Self {
+        Self { deps }
+    }
+}
+
+pub struct WalletState {
+    address: WalletAddress,
+    user: Option<UserRecord>,
+    /// Redeemable `/authorize` challenges, newest first.
+    challenges: VecDeque<ChallengeRecord>,
+    /// Sessions seen recently, with when they were last read from storage.
+    sessions: HashMap<String, (SessionRecord, UnixMillis)>,
+    loaded_at_ms: UnixMillis,
+}
+
+impl EntityActor for WalletActor {
+    const KIND: &'static str = "wallet";
+    type Key = WalletAddress;
+
+    fn retire() -> WalletMsg {
+        WalletMsg::Retire
+    }
+}
+
+impl Actor for WalletActor {
+    type Msg = WalletMsg;
+    type State = WalletState;
+    type Arguments = WalletAddress;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        address: WalletAddress,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = WalletState {
+            address,
+            user: None,
+            challenges: VecDeque::new(),
+            sessions: HashMap::new(),
+            loaded_at_ms: 0,
+        };
+        self.reload(&mut state).await?;
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Expected failures (bad input, storage down) go back to the caller in the reply; only a
+        // bug makes the actor fail, and its supervisor restart it.
+        match message {
+            WalletMsg::IssueChallenge(reply) => {
+                let _ = reply.send(self.issue_challenge(state).await);
+            }
+            WalletMsg::Login {
+                signature,
+                chain_id,
+                reply,
+            } => {
+                let _ = reply.send(self.login(state, signature, chain_id).await);
+            }
+            WalletMsg::LoginByMessage {
+                challenge_id,
+                message,
+                signature,
+                reply,
+            } => {
+                let result = self
+                    .login_by_message(state, &challenge_id, &message, signature)
+                    .await;
+                let _ = reply.send(result);
+            }
+            WalletMsg::Refresh {
+                token,
+                session,
+                reply,
+            } => {
+                let _ = reply.send(self.refresh(state, token, session).await);
+            }
+            WalletMsg::GetUser { session_id, reply } => {
+                let _ = reply.send(self.get_user(state, &session_id).await);
+            }
+            WalletMsg::UpdateEmail {
+                session_id,
+                email,
+                reply,
+            } => {
+                let result = self
+                    .update_user(state, &session_id, |user| {
+                        if user.email.as_deref() != Some(email.as_str()) {
+                            user.email = Some(email.clone());
+                            // Nothing verifies the address yet, so a new one is unverified.
+                            user.email_verified = false;
+                        }
+                    })
+                    .await;
+                let _ = reply.send(result);
+            }
+            WalletMsg::TestKyc {
+                session_id,
+                first_name,
+                last_name,
+                reply,
+            } => {
+                let result = if self.deps.settings.test_mode {
+                    self.update_user(state, &session_id, |user| {
+                        user.kyc_completed = true;
+                        user.kyc_first_name = Some(first_name.clone());
+                        user.kyc_last_name = Some(last_name.clone());
+                    })
+                    .await
+                } else {
+                    Err(IdentityError::TestModeOff)
+                };
+                let _ = reply.send(result);
+            }
+            WalletMsg::Logout { session_id, reply } => {
+                let _ = reply.send(self.logout(state, &session_id).await);
+            }
+            WalletMsg::Retire => myself.stop(Some("idle".into())),
+        }
+        Ok(())
+    }
+}
+
+impl WalletActor {
+    fn now(&self) -> UnixMillis {
+        self.deps.clock.now_ms()
+    }
+
+    async fn reload(&self, state: &mut WalletState) -> Result<(), IdentityError> {
+        let now = self.now();
+        let snapshot = self
+            .deps
+            .storage
+            .load_wallet(&state.address.to_string(), now)
+            .await?;
+        state.user = snapshot.user;
+        state.challenges = snapshot.challenges.into();
+        state.loaded_at_ms = now;
+        Ok(())
+    }
+
+    async fn reload_if_stale(&self, state: &mut WalletState) -> Result<(), IdentityError> {
+        if self.now() - state.loaded_at_ms >= self.deps.settings.state_recheck_ms {
+            self.reload(state).await?;
+        }
+        Ok(())
+    }
+
+    async fn issue_challenge(&self, state: &mut WalletState) -> Result<String, IdentityError> {
+        self.reload_if_stale(state).await?;
+        let now = self.now();
+        state.challenges.retain(|c| c.is_redeemable(now));
+        let address = state.address.to_string();
+        let message = format!(
+            "Welcome!\nPlease sign this message to verify that you are the owner of address: {address}\nNonce: {}",
+            random_nonce()
+        );
+        let challenge = ChallengeRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            address: Some(address),
+            message: message.clone(),
+            created_at_ms: now,
+            expires_at_ms: now + self.deps.settings.nonce_ttl_ms,
+            used_at_ms: None,
+        };
+        self.deps.storage.insert_challenge(&challenge).await?;
+        state.challenges.push_front(challenge);
+        while state.challenges.len() > self.deps.settings.pending_challenges_max {
+            if let Some(oldest) = state.challenges.pop_back() {
+                self.deps.storage.delete_challenge(&oldest.id).await?;
+            }
+        }
+        Ok(message)
+    }
+
+    async fn login(
+        &self,
+        state: &mut WalletState,
+        signature: WalletSignature,
+        chain_id: Option<u64>,
+    ) -> Result<TokenPair, IdentityError> {
+        self.reload_if_stale(state).await?;
+        let mut matched = self.find_signed_challenge(state, &signature);
+        if matched.is_none() {
+            // The challenge may have been issued by another process since we last looked.
+            self.reload(state).await?;
+            matched = self.find_signed_challenge(state, &signature);
+        }
+        let Some(challenge_id) = matched else {
+            if let Some(chain_id) = chain_id.filter(|id| *id != 0) {
+                // Not an EOA signature: it could only be a contract wallet's (EIP-1271), which
+                // needs a configured chain. None is configured yet.
+                return Err(IdentityError::UnsupportedChain { chain_id });
+            }
+            return Err(if state.challenges.is_empty() {
+                IdentityError::NoPendingChallenge
+            } else {
+                IdentityError::SignatureMismatch
+            });
+        };
+        state.challenges.retain(|c| c.id != challenge_id);
+        self.start_session(state, challenge_id).await
+    }
+
+    fn find_signed_challenge(
+        &self,
+        state: &WalletState,
+        signature: &WalletSignature,
+    ) -> Option<String> {
+        let now = self.now();
+        state
+            .challenges
+            .iter()
+            .filter(|c| c.is_redeemable(now))
+            .find(|c| signature.is_personal_sign_by(&c.message, &state.address))
+            .map(|c| c.id.clone())
+    }
+
+    async fn login_by_message(
+        &self,
+        state: &mut WalletState,
+        challenge_id: &str,
+        message: &str,
+        signature: WalletSignature,
+    ) -> Result<TokenPair, IdentityError> {
+        let now = self.now();
+        let challenge = self.deps.storage.find_challenge(challenge_id).await?;
+        let Some(challenge) = challenge.filter(|c| c.address.is_none() && c.is_redeemable(now))
+        else {
+            return Err(IdentityError::ChallengeUnavailable);
+        };
+        if challenge.message != message {
+            return Err(IdentityError::ChallengeUnavailable);
+        }
+        if !signature.is_personal_sign_by(message, &state.address) {
+            return Err(IdentityError::SignatureMismatch);
+        }
+        self.start_session(state, challenge.id).await
+    }
+
+    /// Consumes the challenge and opens a session, atomically; then mints the tokens.
+    async fn start_session(
+        &self,
+        state: &mut WalletState,
+        challenge_id: String,
+    ) -> Result<TokenPair, IdentityError> {
+        let now = self.now();
+        let address = state.address.to_string();
+        let session = SessionRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            address: address.clone(),
+            created_at_ms: now,
+            expires_at_ms: now + self.deps.settings.refresh_token_ttl_ms,
+            revoked_at_ms: None,
+            revoked_reason: None,
+        };
+        let (refresh_token, refresh_hash) = tokens::new_refresh_token()?;
+        let write = LoginWrite {
+            challenge_id,
+            new_user: UserRecord::new(address.clone(), now),
+            session: session.clone(),
+            refresh_token_hash: refresh_hash,
+        };
+        match self.deps.storage.login(&write, now).await? {
+            LoginOutcome::LoggedIn(user) => state.user = Some(user),
+            LoginOutcome::ChallengeUnavailable => return Err(IdentityError::ChallengeUnavailable),
+        }
+        let access_token = self.deps.tokens.mint_access(&address, &session.id, now)?;
+        let expires_in_ms = session.expires_at_ms - now;
+        self.remember_session(state, session, now);
+        Ok(TokenPair {
+            access_token,
+            expires_in_ms: self.deps.tokens.access_ttl_ms(),
+            refresh_token,
+            refresh_token_expires_in_ms: expires_in_ms,
+        })
+    }
+
+    async fn refresh(
+        &self,
+        state: &mut WalletState,
+        token: RefreshTokenRecord,
+        session: SessionRecord,
+    ) -> Result<TokenPair, IdentityError> {
+        let now = self.now();
+        if session.address != state.address.to_string() || !session.is_active(now) {
+            return Err(IdentityError::RefreshTokenInvalid);
+        }
+        let (new_token, new_hash) = tokens::new_refresh_token()?;
+        let outcome = if token.used_at_ms.is_some() {
+            RotateOutcome::AlreadySpent
+        } else {
+            self.deps
+                .storage
+                .rotate_refresh_token(&token.token_hash, &new_hash, &session.id, now)
+                .await?
+        };
+        if outcome == RotateOutcome::AlreadySpent {
+            tracing::warn!(address = %state.address, session = %session.id, "refresh token reused; revoking its session");
+            self.deps
+                .storage
+                .revoke_session(&session.id, "refresh_token_reuse", now)
+                .await?;
+            state.sessions.remove(&session.id);
+            return Err(IdentityError::RefreshTokenReused);
+        }
+        let access_token = self
+            .deps
+            .tokens
+            .mint_access(&session.address, &session.id, now)?;
+        let remaining_ms = session.expires_at_ms - now;
+        self.remember_session(state, session, now);
+        Ok(TokenPair {
+            access_token,
+            expires_in_ms: self.deps.tokens.access_ttl_ms(),
+            refresh_token: new_token,
+            refresh_token_expires_in_ms: remaining_ms,
+        })
+    }
+
+    /// Checks that `session_id` is a live session of this wallet.
+    async fn check_session(
+        &self,
+        state: &mut WalletState,
+        session_id: &str,
+    ) -> Result<(), IdentityError> {
+        self.reload_if_stale(state).await?;
+        let now = self.now();
+        let fresh = state
+            .sessions
+            .get(session_id)
+            .is_some_and(|(_, read_at)| now - read_at < self.deps.settings.state_recheck_ms);
+        if !fresh {
+            match self.deps.storage.find_session(session_id).await? {
+                Some(session) => self.remember_session(state, session, now),
+                None => {
+                    state.sessions.remove(session_id);
+                    return Err(IdentityError::SessionInvalid);
+                }
+            }
+        }
+        match state.sessions.get(session_id) {
+            Some((session, _))
+                if session.address == state.address.to_string() && session.is_active(now) =>
+            {
+                Ok(())
+            }
+            _ => Err(IdentityError::SessionInvalid),
+        }
+    }
+
+    fn remember_session(&self, state: &mut WalletState, session: SessionRecord, now: UnixMillis) {
+        if state.sessions.len() >= SESSION_CACHE_MAX && !state.sessions.contains_key(&session.id) {
+            let oldest = state
+                .sessions
+                .iter()
+                .min_by_key(|(_, (_, read_at))| *read_at)
+                .map(|(id, _)| id.clone());
+            if let Some(oldest) = oldest {
+                state.sessions.remove(&oldest);
+            }
+        }
+        state.sessions.insert(session.id.clone(), (session, now));
+    }
+
+    async fn get_user(
+        &self,
+        state: &mut WalletState,
+        session_id: &str,
+    ) -> Result<UserRecord, IdentityError> {
+        self.check_session(state, session_id).await?;
+        state.user.clone().ok_or(IdentityError::SessionInvalid)
+    }
+
+    /// Applies `change` to the user and stores it with a version check, re-reading and
+    /// re-applying once if another writer got there first.
+    async fn update_user(
+        &self,
+        state: &mut WalletState,
+        session_id: &str,
+        change: impl Fn(&mut UserRecord),
+    ) -> Result<UserRecord, IdentityError> {
+        self.check_session(state, session_id).await?;
+        for _ in 0..2 {
+            let Some(mut user) = state.user.clone() else {
+                return Err(IdentityError::SessionInvalid);
+            };
+            change(&mut user);
+            if Some(&user) == state.user.as_ref() {
+                return Ok(user);
+            }
+            user.version += 1;
+            user.updated_at_ms = self.now();
+            if self.deps.storage.update_user(&user).await? {
+                state.user = Some(user.clone());
+                return Ok(user);
+            }
+            self.reload(state).await?;
+        }
+        Err(IdentityError::Conflict)
+    }
+
+    async fn logout(&self, state: &mut WalletState, session_id: &str) -> Result<(), IdentityError> {
+        self.check_session(state, session_id).await?;
+        self.deps
+            .storage
+            .revoke_session(session_id, "logout", self.now())
+            .await?;
+        state.sessions.remove(session_id);
+        Ok(())
+    }
+}
+
+/// An unpredictable nonce for a login message.
+pub(crate) fn random_nonce() -> u64 {
+    rand::random::<u64>() % 10_000_000_000
+}

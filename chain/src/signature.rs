@@ -1,0 +1,129 @@
+//! EIP-191 `personal_sign` signatures: parsing the 65-byte form wallets produce and checking
+//! that a message was signed by a given address.
+
+use alloy::primitives::Signature;
+use ampflow_types::WalletAddress;
+use subtle::ConstantTimeEq;
+
+/// Why a signature was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("a signature is 0x followed by 130 hexadecimal characters (65 bytes)")]
+    Malformed,
+    #[error("the signature's recovery byte v must be 0, 1, 27 or 28")]
+    BadRecoveryByte,
+    #[error("no public key can be recovered from this signature")]
+    Unrecoverable,
+}
+
+/// A parsed 65-byte `r ‖ s ‖ v` signature, with v given as 0/1 or 27/28.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalletSignature(Signature);
+
+impl WalletSignature {
+    pub fn parse(text: &str) -> Result<Self, SignatureError> {
+        let hex_part = text
+            .strip_prefix("0x")
+            .or_else(|| text.strip_prefix("0X"))
+            .unwrap_or(text);
+        if hex_part.len() != 130 {
+            return Err(SignatureError::Malformed);
+        }
+        let mut bytes = [0u8; 65];
+        hex::decode_to_slice(hex_part, &mut bytes).map_err(|_| SignatureError::Malformed)?;
+        if !matches!(bytes[64], 0 | 1 | 27 | 28) {
+            return Err(SignatureError::BadRecoveryByte);
+        }
+        let signature =
+            Signature::from_raw_array(&bytes).map_err(|_| SignatureError::BadRecoveryByte)?;
+        Ok(Self(signature))
+    }
+
+    /// The address whose key produced this signature over `message`, hashed the EIP-191 way
+    /// (`"\x19Ethereum Signed Message:\n" ‖ len ‖ message`).
+    pub fn recover_personal_sign(&self, message: &str) -> Result<WalletAddress, SignatureError> {
+        self.0
+            .recover_address_from_msg(message.as_bytes())
+            .map(WalletAddress::from_alloy)
+            .map_err(|_| SignatureError::Unrecoverable)
+    }
+
+    /// True when `signer` signed `message`. The comparison of the recovered address runs in
+    /// constant time.
+    pub fn is_personal_sign_by(&self, message: &str, signer: &WalletAddress) -> bool {
+        match self.recover_personal_sign(message) {
+            Ok(recovered) => bool::from(
+                recovered
+                    .as_alloy()
+                    .as_slice()
+                    .ct_eq(signer.as_alloy().as_slice()),
+            ),
+            Err(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The by-message example from the identity service's API reference is a real signature.
+    const SEED_ADDRESS: &str = "0xef678007d18427e6022059dbc264f27507cd1ffc";
+    const SEED_MESSAGE: &str = "Please sign this message to verify your wallet ownership, unique ID: 8b9ec2dd-626f-4444-9ae7-b4142e6e99e5, nonce: 721558130";
+    const SEED_SIGNATURE: &str = "0xcbc232b66251488cc345d2ffa09b832d072863d61052d92bc285f8734249c98b4cc33fb4c1265567a5757a45b55458d30b04788e85bca8402baeeece8f4920b01b";
+
+    #[test]
+    fn seed_by_message_vector_recovers_the_seed_address() {
+        let signature = WalletSignature::parse(SEED_SIGNATURE).unwrap();
+        let recovered = signature.recover_personal_sign(SEED_MESSAGE).unwrap();
+        assert_eq!(recovered.to_string(), SEED_ADDRESS);
+        let signer = WalletAddress::parse(SEED_ADDRESS).unwrap();
+        assert!(signature.is_personal_sign_by(SEED_MESSAGE, &signer));
+    }
+
+    #[test]
+    fn seed_vector_fails_for_another_message_or_address() {
+        let signature = WalletSignature::parse(SEED_SIGNATURE).unwrap();
+        let signer = WalletAddress::parse(SEED_ADDRESS).unwrap();
+        assert!(
+            !signature
+                .is_personal_sign_by(&SEED_MESSAGE.replace("721558130", "721558131"), &signer)
+        );
+        let other = WalletAddress::parse("0x0000000000000000000000000000000000000001").unwrap();
+        assert!(!signature.is_personal_sign_by(SEED_MESSAGE, &other));
+    }
+
+    #[test]
+    fn recovery_byte_may_be_zero_one_or_twenty_seven_twenty_eight() {
+        let signer = WalletAddress::parse(SEED_ADDRESS).unwrap();
+        // The seed signature ends in 0x1b (27); the same signature with v = 0 must verify too.
+        let zero_based = format!("{}00", &SEED_SIGNATURE[..SEED_SIGNATURE.len() - 2]);
+        let signature = WalletSignature::parse(&zero_based).unwrap();
+        assert!(signature.is_personal_sign_by(SEED_MESSAGE, &signer));
+        for bad_v in ["02", "1d", "25", "ff"] {
+            let text = format!("{}{bad_v}", &SEED_SIGNATURE[..SEED_SIGNATURE.len() - 2]);
+            assert_eq!(
+                WalletSignature::parse(&text),
+                Err(SignatureError::BadRecoveryByte)
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_signatures_are_rejected() {
+        for bad in [
+            "",
+            "0x",
+            "0x1234",
+            &SEED_SIGNATURE[..SEED_SIGNATURE.len() - 2],
+            &format!("{SEED_SIGNATURE}00"),
+            &SEED_SIGNATURE.replace('c', "g"),
+        ] {
+            assert_eq!(
+                WalletSignature::parse(bad),
+                Err(SignatureError::Malformed),
+                "{bad:?}"
+            );
+        }
+    }
+}

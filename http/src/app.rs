@@ -1,0 +1,205 @@
+//! Building and running the server: storage, migrations, the actor system, the router and the
+//! listener, and a graceful shutdown that lets in-flight requests finish.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ampflow_actors::{ActorSystem, SystemConfig};
+use ampflow_storage::Storage;
+use ampflow_types::{Clock, SystemClock};
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::config::Settings;
+use crate::middleware::{self, Limits};
+use crate::routes;
+use crate::state::{AppState, Inner};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ampflow", description = "Donations, public ledger, wallet identity, KYC, faucet and auto-invest."),
+    tags(
+        (name = "identity", description = "Wallet-signature login (EIP-191), tokens"),
+        (name = "user", description = "The signed-in wallet's user record"),
+        (name = "test", description = "Test-mode-only helpers"),
+        (name = "operations", description = "Probes and documents"),
+    )
+)]
+struct ApiDoc;
+
+/// Options a test or benchmark may change; production uses the defaults.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// A server that is listening.
+pub struct RunningApp {
+    pub addr: SocketAddr,
+    state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+/// The router with every endpoint, and the OpenAPI document generated from it.
+pub fn router(state: AppState) -> Router {
+    let (router, _) = api_router().split_for_parts();
+    let limits = Limits {
+        request_timeout: Duration::from_millis(state.settings().http.request_timeout_ms),
+    };
+    let body_limit = state.settings().http.body_limit_bytes;
+    router
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            middleware::envelope,
+        ))
+}
+
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::identity::router())
+        .merge(routes::ops::router())
+}
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> anyhow::Result<String> {
+    let (_, mut doc) = api_router().split_for_parts();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .build(),
+        ),
+    );
+    doc.to_pretty_json()
+        .context("serialise the OpenAPI document")
+}
+
+/// Connects to storage and applies pending migrations.
+pub async fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
+    let storage = Storage::connect(&settings.database_settings())
+        .await
+        .context("connect to the database")?;
+    storage.migrate().await.context("apply migrations")?;
+    Ok(storage)
+}
+
+/// Starts everything and binds the listener. The server runs until `shutdown`.
+pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<RunningApp> {
+    let storage = open_storage(&settings).await?;
+    let redis = match &settings.redis_url {
+        Some(url) => {
+            let client = redis::Client::open(url.expose()).context("parse REDIS_URL")?;
+            Some(
+                redis::aio::ConnectionManager::new(client)
+                    .await
+                    .context("connect to redis")?,
+            )
+        }
+        None => None,
+    };
+    let actors = ActorSystem::start(SystemConfig {
+        storage: storage.clone(),
+        clock: options.clock.clone(),
+        runtime: settings.runtime_settings(),
+        identity: settings.identity_settings(),
+        jwt_private_key_pem: settings
+            .identity
+            .jwt_private_key
+            .as_ref()
+            .map(|k| k.expose().to_string().into()),
+    })
+    .await
+    .context("start the actor system")?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("bind {}", settings.listen))?;
+    let addr = listener.local_addr().context("read the bound address")?;
+    let state = AppState::new(Inner {
+        actors,
+        storage,
+        redis,
+        settings,
+        openapi_json: openapi_json()?,
+    });
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = router(state.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(RunningApp {
+        addr,
+        state,
+        stop: Some(stop),
+        server,
+    })
+}
+
+impl RunningApp {
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn actors(&self) -> &ActorSystem {
+        self.state.actors()
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish (up to the configured
+    /// grace), then stops the actors and closes the database.
+    pub async fn shutdown(mut self) {
+        let grace = Duration::from_millis(self.state.settings().http.shutdown_grace_ms);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match tokio::time::timeout(grace, &mut self.server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::error!(%error, "server error during shutdown"),
+            Ok(Err(error)) => tracing::error!(%error, "server task failed"),
+            Err(_) => {
+                tracing::warn!(
+                    ?grace,
+                    "in-flight requests did not finish in time; closing them"
+                );
+                self.server.abort();
+            }
+        }
+        self.state.actors().shutdown(grace).await;
+        if let Err(error) = self.state.storage().clone().close().await {
+            tracing::warn!(%error, "closing the database");
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The settings tree. Values are read in this order, each overriding the one before: built-in
+//! defaults, an optional TOML file (`--config` or `AMPFLOW_CONFIG`), then environment variables.
+//!
+//! Environment variables: the documented short names (`AMPFLOW_LISTEN`, `DATABASE_URL`,
+//! `REDIS_URL`, `AMPFLOW_TEST_MODE`, `AMPFLOW_LOG_FORMAT`, `AMPFLOW_JWT_PRIVATE_KEY`) and, for any
+//! other key, `AMPFLOW_<SECTION>__<KEY>`, e.g. `AMPFLOW_IDENTITY__NONCE_TTL_SECS=300`.
+//! Secrets are [`Secret`]s: they never print in logs or `Debug` output.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ampflow_actors::{IdentitySettings, RuntimeSettings};
+use ampflow_storage::{DatabaseSettings, SqliteSync};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// A configured secret. It prints as `[redacted]`; `expose` is the only way to read it.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server binds; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Turns on the test-only endpoints (`POST /test/kyc`). Never in production.
+    pub test_mode: bool,
+    pub log_format: LogFormat,
+    pub database: DatabaseConfig,
+    /// Optional Redis; when set, `/ready` also checks it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<Secret>,
+    pub http: HttpConfig,
+    pub identity: IdentityConfig,
+    pub actors: ActorConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path?mode=rwc` or `postgres://user:pass@host/db`.
+    pub url: Secret,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+    pub sqlite_sync: SqliteSync,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub body_limit_bytes: usize,
+    pub request_timeout_ms: u64,
+    /// How long in-flight requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    pub nonce_ttl_secs: u64,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    pub pending_challenges_max: usize,
+    pub state_recheck_ms: u64,
+    /// An RSA private key (PKCS#8 or PKCS#1 PEM) to sign access tokens with. Without one, a key
+    /// is generated on first start and kept in the database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_private_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorConfig {
+    pub idle_timeout_ms: u64,
+    pub restarts_max: u32,
+    pub restart_window_ms: u64,
+    pub call_timeout_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            test_mode: false,
+            log_format: LogFormat::Text,
+            database: DatabaseConfig {
+                url: Secret::new("sqlite://data/ampflow.db?mode=rwc"),
+                max_connections: 16,
+                acquire_timeout_ms: 10_000,
+                sqlite_sync: SqliteSync::Normal,
+            },
+            redis_url: None,
+            http: HttpConfig {
+                body_limit_bytes: 64 * 1024,
+                request_timeout_ms: 30_000,
+                shutdown_grace_ms: 30_000,
+            },
+            identity: IdentityConfig {
+                nonce_ttl_secs: 600,
+                access_token_ttl_secs: 86_400,
+                refresh_token_ttl_secs: 90 * 86_400,
+                pending_challenges_max: 4,
+                state_recheck_ms: 1000,
+                jwt_private_key: None,
+            },
+            actors: ActorConfig {
+                idle_timeout_ms: 120_000,
+                restarts_max: 5,
+                restart_window_ms: 60_000,
+                call_timeout_ms: 10_000,
+            },
+        }
+    }
+}
+
+/// The short environment names and the keys they set.
+const ENV_ALIASES: [(&str, &str); 6] = [
+    ("AMPFLOW_LISTEN", "listen"),
+    ("DATABASE_URL", "database.url"),
+    ("REDIS_URL", "redis_url"),
+    ("AMPFLOW_TEST_MODE", "test_mode"),
+    ("AMPFLOW_LOG_FORMAT", "log_format"),
+    ("AMPFLOW_JWT_PRIVATE_KEY", "identity.jwt_private_key"),
+];
+
+impl Settings {
+    /// Defaults, then the TOML file if given, then the environment.
+    pub fn load(config_file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = config_file {
+            if !path.exists() {
+                return Err(Box::new(figment::Error::from(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                ))));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let aliases: Vec<&str> = ENV_ALIASES.iter().map(|(name, _)| *name).collect();
+        figment = figment
+            .merge(
+                Env::prefixed("AMPFLOW_")
+                    .split("__")
+                    .filter(|key| key.as_str().contains("__"))
+                    .map(|key| key.as_str().to_ascii_lowercase().replace("__", ".").into()),
+            )
+            .merge(Env::raw().only(&aliases).map(|key| {
+                let name = key.as_str().to_ascii_uppercase();
+                ENV_ALIASES
+                    .iter()
+                    .find(|(alias, _)| *alias == name)
+                    .map(|(_, target)| (*target).into())
+                    .unwrap_or_else(|| key.into())
+            }));
+        figment.extract().map_err(Box::new)
+    }
+
+    pub fn database_settings(&self) -> DatabaseSettings {
+        DatabaseSettings {
+            url: self.database.url.expose().to_string(),
+            max_connections: self.database.max_connections,
+            acquire_timeout: Duration::from_millis(self.database.acquire_timeout_ms),
+            sqlite_sync: self.database.sqlite_sync,
+        }
+    }
+
+    pub fn identity_settings(&self) -> IdentitySettings {
+        let secs = |s: u64| (s as i64).saturating_mul(1000);
+        IdentitySettings {
+            nonce_ttl_ms: secs(self.identity.nonce_ttl_secs),
+            access_token_ttl_ms: secs(self.identity.access_token_ttl_secs),
+            refresh_token_ttl_ms: secs(self.identity.refresh_token_ttl_secs),
+            pending_challenges_max: self.identity.pending_challenges_max.max(1),
+            state_recheck_ms: self.identity.state_recheck_ms as i64,
+            test_mode: self.test_mode,
+        }
+    }
+
+    pub fn runtime_settings(&self) -> RuntimeSettings {
+        RuntimeSettings {
+            idle_timeout: Duration::from_millis(self.actors.idle_timeout_ms),
+            restarts_max: self.actors.restarts_max,
+            restart_window: Duration::from_millis(self.actors.restart_window_ms),
+            call_timeout: Duration::from_millis(self.actors.call_timeout_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_then_file_then_environment() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "ampflow.toml",
+                "listen = \"127.0.0.1:9000\"\n[identity]\nnonce_ttl_secs = 60\n[database]\nurl = \"sqlite://file.db\"\n",
+            )?;
+            jail.set_env("DATABASE_URL", "postgres://app:hunter2@db/ampflow");
+            jail.set_env("AMPFLOW_IDENTITY__NONCE_TTL_SECS", "30");
+            jail.set_env("AMPFLOW_TEST_MODE", "true");
+            let settings = Settings::load(Some(Path::new("ampflow.toml"))).map_err(|e| *e)?;
+            assert_eq!(settings.listen.port(), 9000);
+            assert_eq!(settings.identity.nonce_ttl_secs, 30);
+            assert!(settings.test_mode);
+            assert_eq!(
+                settings.database.url.expose(),
+                "postgres://app:hunter2@db/ampflow"
+            );
+            assert_eq!(settings.http.body_limit_bytes, 64 * 1024);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DATABASE_URL", "postgres://app:hunter2@db/ampflow");
+            jail.set_env(
+                "AMPFLOW_JWT_PRIVATE_KEY",
+                "-----BEGIN PRIVATE KEY-----\nsecretkeymaterial\n",
+            );
+            jail.set_env("REDIS_URL", "redis://:redispass@127.0.0.1/");
+            let settings = Settings::load(None).map_err(|e| *e)?;
+            let debug = format!("{settings:?} {:?}", settings.database_settings());
+            for secret in ["hunter2", "secretkeymaterial", "redispass"] {
+                assert!(!debug.contains(secret), "{secret} leaked into {debug}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error() {
+        Jail::expect_with(|jail| {
+            jail.create_file("ampflow.toml", "lisen = \"127.0.0.1:9000\"\n")?;
+            assert!(Settings::load(Some(Path::new("ampflow.toml"))).is_err());
+            Ok(())
+        });
+    }
+}

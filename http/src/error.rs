@@ -1,0 +1,145 @@
+//! The one error type of the HTTP front. Each variant maps to a status and a stable `code`; the
+//! body is always `{"error":{"code","message","param"}}`. Internal causes are logged, never sent.
+
+use ampflow_actors::{IdentityError, RegistryError};
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+}
+
+/// The error envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_request`.
+    pub code: &'static str,
+    pub message: String,
+    /// The request field at fault, when there is one.
+    pub param: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
+        Self::invalid_request(message).with_param(param)
+    }
+
+    pub fn authentication(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "authentication_error", message)
+    }
+
+    pub fn authorization(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "authorization_error", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            message,
+        )
+    }
+
+    /// A 500 whose cause goes to the log, not to the client.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(%cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "an internal error occurred; it has been logged",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                param: self.param,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(error: IdentityError) -> Self {
+        use IdentityError::*;
+        let message = error.to_string();
+        match error {
+            NoPendingChallenge | SignatureMismatch | ChallengeUnavailable => {
+                Self::authentication(message).with_param("signed_payload")
+            }
+            MessageMalformed => Self::invalid_param("message_to_sign", message),
+            UnsupportedChain { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "unsupported_chain", message)
+                    .with_param("chain_id")
+            }
+            RefreshTokenInvalid | RefreshTokenReused => {
+                Self::authentication(message).with_param("refresh_token")
+            }
+            SessionInvalid => Self::authentication(message),
+            TestModeOff | Forbidden(_) => Self::authorization(message),
+            Conflict => Self::new(StatusCode::CONFLICT, "conflict", message),
+            Unavailable(registry) => registry.into(),
+            Internal(cause) => Self::internal(cause),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> Self {
+        match &error {
+            RegistryError::EntityFailed { .. } => {
+                tracing::warn!(%error, "request for a failed entity");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "entity_failed",
+                    "this record is disabled after repeated failures; an operator has been alerted",
+                )
+            }
+            RegistryError::StartFailed { .. } => Self::internal(error),
+            RegistryError::Timeout { .. } | RegistryError::Interrupted { .. } => {
+                tracing::warn!(%error, "actor unavailable");
+                Self::unavailable("the request could not be completed; retry it")
+            }
+            RegistryError::ShuttingDown => Self::unavailable("the server is shutting down"),
+        }
+    }
+}

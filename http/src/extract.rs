@@ -1,0 +1,168 @@
+//! Extractors: JSON bodies that fail with the error envelope, and wallet authentication.
+
+use ampflow_actors::Principal;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON body. Malformed JSON, a missing field or a wrong type answers 400 `invalid_request`
+/// with `param` naming the field; an oversized body answers 413.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
+            let is_json = content_type
+                .to_str()
+                .ok()
+                .and_then(|v| v.split(';').next())
+                .map(|mime| {
+                    let mime = mime.trim().to_ascii_lowercase();
+                    mime == "application/json" || mime.ends_with("+json")
+                })
+                .unwrap_or(false);
+            if !is_json {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "invalid_request",
+                    "the request body must be JSON (Content-Type: application/json)",
+                ));
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+fn body_error(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            "the request body is too large",
+        )
+    } else {
+        ApiError::invalid_request("the request body could not be read")
+    }
+}
+
+/// Parses `bytes` as `T`, naming the offending field on failure.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid_request(
+            "the request body is empty; a JSON object is expected",
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        json_error(&path, &inner)
+    })?;
+    deserializer.end().map_err(|_| {
+        ApiError::invalid_request("the request body has trailing characters after the JSON value")
+    })?;
+    Ok(value)
+}
+
+fn json_error(path: &str, error: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::invalid_request(format!("the request body is not valid JSON: {error}"))
+        }
+        Category::Data => {
+            let text = error.to_string();
+            // serde reports a missing field at the enclosing object, naming it in backticks.
+            let missing = text
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+                .map(|field| {
+                    if path == "." {
+                        field.to_string()
+                    } else {
+                        format!("{path}.{field}")
+                    }
+                });
+            let message = text.split(" at line ").next().unwrap_or(&text).to_string();
+            match missing {
+                Some(param) => ApiError::invalid_param(&param, message),
+                None if path == "." => ApiError::invalid_request(message),
+                None => ApiError::invalid_param(path, message),
+            }
+        }
+    }
+}
+
+/// The caller, proven by `Authorization: Bearer <access token>`.
+pub struct WalletAuth(pub Principal);
+
+impl FromRequestParts<AppState> for WalletAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate_headers(state, &parts.headers).map(WalletAuth)
+    }
+}
+
+/// The principal behind the request's bearer token.
+pub fn authenticate_headers(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let token = bearer_token(headers)?;
+    state.identity().authenticate(token).map_err(ApiError::from)
+}
+
+fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::authentication("this endpoint needs Authorization: Bearer <access token>")
+    })?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::authentication("the Authorization header is not valid text"))?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        ApiError::authentication("the Authorization header must be: Bearer <access token>")
+    })?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::authentication(
+            "the Authorization header must be: Bearer <access token>",
+        ));
+    }
+    Ok(token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        address: String,
+        chain_id: Option<u64>,
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let missing = parse_json::<Body>(br#"{"chain_id": 1}"#).unwrap_err();
+        assert_eq!(missing.param.as_deref(), Some("address"));
+        let wrong_type = parse_json::<Body>(br#"{"address": 5}"#).unwrap_err();
+        assert_eq!(wrong_type.param.as_deref(), Some("address"));
+        let negative = parse_json::<Body>(br#"{"address": "x", "chain_id": -1}"#).unwrap_err();
+        assert_eq!(negative.param.as_deref(), Some("chain_id"));
+        let malformed = parse_json::<Body>(br#"{"address": "#).unwrap_err();
+        assert_eq!(malformed.code, "invalid_request");
+        assert!(parse_json::<Body>(b"").is_err());
+        assert!(parse_json::<Body>(br#"{"address":"x"} []"#).is_err());
+        assert!(parse_json::<Body>(br#"[]"#).is_err());
+    }
+}

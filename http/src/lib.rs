@@ -1,0 +1,15 @@
+//! The HTTP front of ampflow: routing on axum/hyper, extractors for auth, wire types, the
+//! OpenAPI document, and the pieces the `ampflow` binary is made of.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod routes;
+pub mod state;
+pub mod telemetry;
+pub mod wire;
+
+pub use app::{RunningApp, StartOptions, start};
+pub use config::Settings;

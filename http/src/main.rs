@@ -1,0 +1,144 @@
+//! The `ampflow` binary: `serve`, `migrate` and operator subcommands.
+
+use std::path::PathBuf;
+
+use ampflow_http::config::Settings;
+use ampflow_http::{StartOptions, app, telemetry};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ampflow",
+    version,
+    about = "Backend for impact and crowdfunding platforms"
+)]
+struct Cli {
+    /// TOML configuration file (overrides built-in defaults; environment variables override it).
+    #[arg(long, global = true, env = "AMPFLOW_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations and serve the API until SIGTERM or SIGINT.
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Inspect and reset entities the supervisors gave up on.
+    #[command(subcommand)]
+    Entities(EntitiesCommand),
+    /// Print the OpenAPI document and exit.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum EntitiesCommand {
+    /// List entities marked failed, newest first.
+    Failed {
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    /// Let a failed entity start again, e.g. `ampflow entities clear wallet 0xabc…`.
+    Clear { kind: String, key: String },
+}
+
+fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    let settings =
+        Settings::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    telemetry::init(settings.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the runtime")?;
+    runtime.block_on(run(cli.command, settings))
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let storage = ampflow_storage::Storage::connect(&settings.database_settings()).await?;
+            let pending = storage.pending_migrations().await?;
+            storage.migrate().await?;
+            println!(
+                "applied {} migration(s){}",
+                pending.len(),
+                if pending.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", pending.join(", "))
+                }
+            );
+            Ok(())
+        }
+        Command::Entities(EntitiesCommand::Failed { limit }) => {
+            let storage = app::open_storage(&settings).await?;
+            for failure in storage.list_entity_failures(limit).await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    failure.kind, failure.entity_key, failure.failed_at_ms, failure.reason
+                );
+            }
+            Ok(())
+        }
+        Command::Entities(EntitiesCommand::Clear { kind, key }) => {
+            let storage = app::open_storage(&settings).await?;
+            let key = if kind == "wallet" {
+                key.to_ascii_lowercase()
+            } else {
+                key
+            };
+            if storage.clear_entity_failure(&kind, &key).await? {
+                println!("cleared {kind} {key}");
+                Ok(())
+            } else {
+                anyhow::bail!("{kind} {key} is not marked failed")
+            }
+        }
+        Command::Openapi => {
+            println!("{}", app::openapi_json()?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let database = ampflow_storage::DatabaseSettings::clone(&settings.database_settings());
+    tracing::info!(database = ?database, test_mode = settings.test_mode, "starting");
+    let running = app::start(settings, StartOptions::default()).await?;
+    tracing::info!(addr = %running.addr, "listening");
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

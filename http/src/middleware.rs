@@ -1,0 +1,120 @@
+//! What every response gets: an `X-Request-Id` (the client's when it sent a sane one), the
+//! security headers the seed's responses show, a request timeout that answers with the error
+//! envelope, and one access-log line.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use crate::error::ApiError;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Longest client request id that is echoed; longer ones are replaced.
+const REQUEST_ID_LENGTH_MAX: usize = 128;
+
+/// The request id, for handlers that put it in a body.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub request_timeout: Duration,
+}
+
+const SECURITY_HEADERS: [(HeaderName, &str); 6] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_XSS_PROTECTION, "1; mode=block"),
+    (
+        header::CACHE_CONTROL,
+        "no-cache, no-store, max-age=0, must-revalidate",
+    ),
+    (header::PRAGMA, "no-cache"),
+    (header::EXPIRES, "0"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+];
+
+pub async fn envelope(State(limits): State<Limits>, mut request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get(&X_REQUEST_ID)
+        .filter(|v| is_sane_request_id(v))
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let span = tracing::info_span!("request", request_id = ?request_id, %method, %path);
+    let started = Instant::now();
+
+    let mut response = match tokio::time::timeout(
+        limits.request_timeout,
+        next.run(request).instrument(span.clone()),
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            "the request took too long and was abandoned; retry it",
+        )
+        .into_response(),
+    };
+
+    let headers = response.headers_mut();
+    headers.insert(X_REQUEST_ID.clone(), request_id);
+    for (name, value) in &SECURITY_HEADERS {
+        headers.insert(name.clone(), HeaderValue::from_static(value));
+    }
+    let status = response.status();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), elapsed_ms, "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), elapsed_ms, "request");
+        }
+    });
+    response
+}
+
+fn is_sane_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= REQUEST_ID_LENGTH_MAX
+        && bytes.iter().all(|b| b.is_ascii_graphic())
+}
+
+fn new_request_id() -> HeaderValue {
+    let id = format!("req_{}", uuid::Uuid::new_v4().simple());
+    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("req_unknown"))
+}
+
+/// The answer to a handler panic: the envelope, never a dropped connection.
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "an internal error occurred; it has been logged",
+    )
+    .into_response()
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}

@@ -1,0 +1,199 @@
+//! Wallet-signature login and the user record (seed 002, sections 2, 4 and 5). Handlers parse
+//! the edge into typed values, make one call and map the reply.
+
+use ampflow_chain::{SignatureError, WalletSignature};
+use ampflow_types::WalletAddress;
+use axum::Json;
+use axum::extract::State;
+use secrecy::SecretString;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, WalletAuth, authenticate_headers, parse_json};
+use crate::state::AppState;
+use crate::wire::*;
+
+const EMAIL_LENGTH_MAX: usize = 254;
+const NAME_LENGTH_MAX: usize = 200;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(authorize))
+        .routes(routes!(authorize_by_message))
+        .routes(routes!(jwt))
+        .routes(routes!(jwt_by_message))
+        .routes(routes!(refresh))
+        .routes(routes!(get_user, put_user))
+        .routes(routes!(logout))
+        .routes(routes!(test_kyc))
+}
+
+fn parse_address(param: &str, text: &str) -> Result<WalletAddress, ApiError> {
+    WalletAddress::parse(text).map_err(|e| ApiError::invalid_param(param, e.to_string()))
+}
+
+fn parse_signature(param: &str, text: &str) -> Result<WalletSignature, ApiError> {
+    WalletSignature::parse(text)
+        .map_err(|e: SignatureError| ApiError::invalid_param(param, e.to_string()))
+}
+
+/// Get a login payload for an address.
+#[utoipa::path(post, path = "/authorize", tag = "identity",
+    request_body = AuthorizeRequest,
+    responses((status = 200, body = PayloadResponse), (status = 400, body = ErrorBody)))]
+async fn authorize(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<AuthorizeRequest>,
+) -> Result<Json<PayloadResponse>, ApiError> {
+    let address = parse_address("address", &body.address)?;
+    let payload = state.identity().authorize(address).await?;
+    Ok(Json(PayloadResponse { payload }))
+}
+
+/// Get a login payload with a unique id, not yet bound to an address.
+#[utoipa::path(post, path = "/authorize/by-message", tag = "identity",
+    responses((status = 200, body = PayloadResponse)))]
+async fn authorize_by_message(
+    State(state): State<AppState>,
+) -> Result<Json<PayloadResponse>, ApiError> {
+    let payload = state.identity().authorize_by_message().await?;
+    Ok(Json(PayloadResponse { payload }))
+}
+
+/// Exchange a signed `/authorize` payload for tokens. The user is created on first login.
+#[utoipa::path(post, path = "/authorize/jwt", tag = "identity",
+    request_body = JwtRequest,
+    responses((status = 200, body = TokenResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn jwt(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<JwtRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let address = parse_address("address", &body.address)?;
+    let signature = parse_signature("signed_payload", &body.signed_payload)?;
+    let pair = state
+        .identity()
+        .login(address, signature, body.chain_id)
+        .await?;
+    Ok(Json(pair.into()))
+}
+
+/// Exchange a signed `/authorize/by-message` payload for tokens.
+#[utoipa::path(post, path = "/authorize/jwt/by-message", tag = "identity",
+    request_body = JwtByMessageRequest,
+    responses((status = 200, body = TokenResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn jwt_by_message(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<JwtByMessageRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let address = parse_address("address", &body.address)?;
+    let signature = parse_signature("signed_payload", &body.signed_payload)?;
+    let pair = state
+        .identity()
+        .login_by_message(address, &body.message_to_sign, signature)
+        .await?;
+    Ok(Json(pair.into()))
+}
+
+/// Rotate a refresh token. Reusing a spent one revokes its whole session.
+#[utoipa::path(post, path = "/authorize/refresh", tag = "identity",
+    request_body = RefreshRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody)))]
+async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    if body.refresh_token.is_empty() || body.refresh_token.len() > 512 {
+        return Err(ApiError::invalid_param(
+            "refresh_token",
+            "refresh_token is empty or too long",
+        ));
+    }
+    let token = SecretString::from(body.refresh_token);
+    let pair = state.identity().refresh(&token).await?;
+    Ok(Json(pair.into()))
+}
+
+/// The signed-in wallet's user record.
+#[utoipa::path(get, path = "/user", tag = "user", security(("bearer" = [])),
+    responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody)))]
+async fn get_user(
+    State(state): State<AppState>,
+    WalletAuth(principal): WalletAuth,
+) -> Result<Json<UserResponse>, ApiError> {
+    let user = state.identity().user(&principal).await?;
+    Ok(Json(user.into()))
+}
+
+/// Set the user's email. A changed email is unverified.
+#[utoipa::path(put, path = "/user", tag = "user", security(("bearer" = [])),
+    request_body = UpdateUserRequest,
+    responses((status = 200, body = UserResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn put_user(
+    State(state): State<AppState>,
+    WalletAuth(principal): WalletAuth,
+    ApiJson(body): ApiJson<UpdateUserRequest>,
+) -> Result<Json<UserResponse>, ApiError> {
+    let email = body.email.trim();
+    if email.len() > EMAIL_LENGTH_MAX || !email_address::EmailAddress::is_valid(email) {
+        return Err(ApiError::invalid_param(
+            "email",
+            "email is not a valid address",
+        ));
+    }
+    let user = state
+        .identity()
+        .update_email(&principal, email.to_string())
+        .await?;
+    Ok(Json(user.into()))
+}
+
+/// End this session: its refresh token and every access token minted in it stop working.
+#[utoipa::path(post, path = "/user/logout", tag = "user", security(("bearer" = [])),
+    responses((status = 200, description = "Logged out"), (status = 401, body = ErrorBody)))]
+async fn logout(
+    State(state): State<AppState>,
+    WalletAuth(principal): WalletAuth,
+) -> Result<(), ApiError> {
+    state.identity().logout(&principal).await?;
+    Ok(())
+}
+
+/// Test mode only: mark the caller's wallet as KYC-verified. Answers 403 otherwise.
+#[utoipa::path(post, path = "/test/kyc", tag = "test", security(("bearer" = [])),
+    request_body = TestKycRequest,
+    responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn test_kyc(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Json<UserResponse>, ApiError> {
+    // Disabled means 403 whatever the request holds, so check it before auth and body.
+    if !state.identity().test_mode() {
+        return Err(ApiError::from(ampflow_actors::IdentityError::TestModeOff));
+    }
+    let principal = authenticate_headers(&state, &headers)?;
+    let body: TestKycRequest = parse_json(&body)?;
+    let address = parse_address("address", &body.address)?;
+    for (param, value) in [
+        ("first_name", &body.first_name),
+        ("last_name", &body.last_name),
+    ] {
+        if value.trim().is_empty() || value.len() > NAME_LENGTH_MAX {
+            return Err(ApiError::invalid_param(
+                param,
+                format!("{param} must be 1 to {NAME_LENGTH_MAX} characters"),
+            ));
+        }
+    }
+    let user = state
+        .identity()
+        .test_kyc(
+            &principal,
+            address,
+            body.first_name.trim().to_string(),
+            body.last_name.trim().to_string(),
+        )
+        .await?;
+    Ok(Json(user.into()))
+}

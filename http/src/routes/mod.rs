@@ -1,0 +1,2 @@
+pub mod identity;
+pub mod ops;

@@ -1,0 +1,48 @@
+use std::sync::Arc;
+
+use ampflow_actors::{ActorSystem, Identity};
+use ampflow_storage::Storage;
+
+use crate::config::Settings;
+
+/// What every handler can reach. Cloning is cheap.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub actors: ActorSystem,
+    pub storage: Storage,
+    pub redis: Option<redis::aio::ConnectionManager>,
+    pub settings: Settings,
+    pub openapi_json: String,
+}
+
+impl AppState {
+    pub(crate) fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    pub fn identity(&self) -> &Identity {
+        self.0.actors.identity()
+    }
+
+    pub fn actors(&self) -> &ActorSystem {
+        &self.0.actors
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.0.storage
+    }
+
+    pub fn redis(&self) -> Option<&redis::aio::ConnectionManager> {
+        self.0.redis.as_ref()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    pub fn openapi_json(&self) -> &str {
+        &self.0.openapi_json
+    }
+}

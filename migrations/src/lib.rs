@@ -1,0 +1,15 @@
+//! The schema history. Every timestamp column holds Unix milliseconds (`BIGINT`), so SQLite and
+//! PostgreSQL store identical values.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m0001_identity;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_identity::Migration)]
+    }
+}

@@ -1,0 +1,9 @@
+//! sea-orm entities, one file per table. Rows never leave this crate as-is: repositories map
+//! them to the record types in [`crate::records`].
+
+pub mod entity_failures;
+pub mod jwt_keys;
+pub mod login_challenges;
+pub mod refresh_tokens;
+pub mod sessions;
+pub mod users;

@@ -1,0 +1,81 @@
+//! Storage for ampflow: sea-orm entities and the repositories the actors use. The same code runs
+//! on SQLite (the embedded default) and PostgreSQL. Every state change that must not race with
+//! another process is a conditional update, so several `ampflow` processes can share one
+//! PostgreSQL database.
+
+mod connect;
+pub mod entities;
+mod failures;
+mod identity;
+mod keys;
+pub use keys::StoredJwtKey;
+pub mod records;
+pub mod testdb;
+
+pub use connect::{DatabaseSettings, SqliteSync};
+pub use records::*;
+pub use sea_orm::DatabaseConnection;
+
+/// A storage failure. The message names the step that failed; driver details stay in the
+/// source error for the logs.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{step}: {source}")]
+    Database {
+        step: &'static str,
+        #[source]
+        source: sea_orm::DbErr,
+    },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+pub(crate) trait Context<T> {
+    fn context(self, step: &'static str) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, sea_orm::DbErr> {
+    fn context(self, step: &'static str) -> Result<T> {
+        self.map_err(|source| StorageError::Database { step, source })
+    }
+}
+
+/// The handle every actor shares. Cloning is cheap: the pool is shared.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    db: DatabaseConnection,
+}
+
+impl Storage {
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<()> {
+        use ampflow_migrations::MigratorTrait;
+        ampflow_migrations::Migrator::up(&self.db, None)
+            .await
+            .context("apply migrations")
+    }
+
+    /// The migrations that are not applied yet, by name.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>> {
+        use ampflow_migrations::MigratorTrait;
+        let pending = ampflow_migrations::Migrator::get_pending_migrations(&self.db)
+            .await
+            .context("list pending migrations")?;
+        Ok(pending.iter().map(|m| m.name().to_string()).collect())
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await.context("ping database")
+    }
+
+    pub async fn close(self) -> Result<()> {
+        self.db.close().await.context("close database")
+    }
+}

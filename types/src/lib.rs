@@ -1,0 +1,8 @@
+//! Value types shared by every ampflow crate. A value that has one of these types has been
+//! parsed and is known good: the rest of the code never re-validates it.
+
+mod address;
+mod clock;
+
+pub use address::{AddressError, WalletAddress};
+pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
