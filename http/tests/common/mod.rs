@@ -1,0 +1,230 @@
+//! The test harness: the real app on port 0 with a fresh database, a typed client, and wallets
+//! that sign with real secp256k1 keys through alloy's local signer.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use ampflow_http::config::{Secret, Settings};
+use ampflow_http::{RunningApp, StartOptions};
+use ampflow_storage::testdb::{Backend, TestDatabase};
+use ampflow_types::ManualClock;
+use serde_json::{Value, json};
+
+/// Generates one test per backend for each named async fn taking a `Backend`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(ampflow_storage::testdb::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(ampflow_storage::testdb::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+pub struct TestApp {
+    pub app: Option<RunningApp>,
+    pub db: TestDatabase,
+    pub clock: ManualClock,
+    pub settings: Settings,
+    pub client: reqwest::Client,
+}
+
+pub fn settings_for(db: &TestDatabase) -> Settings {
+    let mut settings = Settings::default();
+    settings.listen = "127.0.0.1:0".parse().expect("address");
+    settings.database.url = Secret::new(db.url.clone());
+    settings.database.max_connections = 8;
+    settings.test_mode = true;
+    settings.http.shutdown_grace_ms = 5_000;
+    settings
+}
+
+impl TestApp {
+    /// A running app on a fresh database, or `None` when the backend is not available here
+    /// (PostgreSQL without `TEST_DATABASE_URL`).
+    pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
+        let Some(db) = TestDatabase::create(backend).await else {
+            eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL variant");
+            return None;
+        };
+        let mut settings = settings_for(&db);
+        tweak(&mut settings);
+        let clock = ManualClock::starting_now();
+        let app = ampflow_http::start(
+            settings.clone(),
+            StartOptions {
+                clock: Arc::new(clock.clone()),
+            },
+        )
+        .await
+        .expect("start the app");
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        Some(Self {
+            app: Some(app),
+            db,
+            clock,
+            settings,
+            client,
+        })
+    }
+
+    pub fn app(&self) -> &RunningApp {
+        self.app.as_ref().expect("app is running")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.app().base_url(), path)
+    }
+
+    /// Stops the server gracefully and starts a new one on the same database.
+    pub async fn restart(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+        let app = ampflow_http::start(
+            self.settings.clone(),
+            StartOptions {
+                clock: Arc::new(self.clock.clone()),
+            },
+        )
+        .await
+        .expect("restart the app");
+        self.app = Some(app);
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(self.client.post(self.url(path)).json(&body))
+            .await
+    }
+
+    pub async fn post_auth(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> (u16, Value) {
+        self.send(self.client.get(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.send().await.expect("send request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("read body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, body)
+    }
+
+    /// `/authorize` → sign → `/authorize/jwt`, returning the token response.
+    pub async fn login(&self, wallet: &Wallet) -> Value {
+        let (status, body) = self
+            .post("/authorize", json!({"address": wallet.address()}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let signature = wallet.sign(body["payload"].as_str().expect("payload"));
+        let (status, tokens) = self
+            .post(
+                "/authorize/jwt",
+                json!({"address": wallet.address(), "signed_payload": signature}),
+            )
+            .await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens
+    }
+}
+
+/// A wallet with a real secp256k1 key.
+pub struct Wallet(PrivateKeySigner);
+
+impl Wallet {
+    pub fn random() -> Self {
+        Self(PrivateKeySigner::random())
+    }
+
+    /// The lowercase address.
+    pub fn address(&self) -> String {
+        format!("{:#x}", self.0.address())
+    }
+
+    /// The EIP-55 mixed-case address.
+    pub fn checksum_address(&self) -> String {
+        self.0.address().to_checksum(None)
+    }
+
+    /// An EIP-191 personal_sign signature, 0x-hex, with v as 27/28.
+    pub fn sign(&self, message: &str) -> String {
+        let signature = self.0.sign_message_sync(message.as_bytes()).expect("sign");
+        format!("0x{}", hex_encode(&signature.as_bytes()))
+    }
+}
+
+pub fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Polls `condition` every 20 ms until it holds or `deadline` passes.
+pub async fn wait_until<F, Fut>(deadline: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+pub fn assert_error(
+    status: u16,
+    body: &Value,
+    expected_status: u16,
+    code: &str,
+    param: Option<&str>,
+) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    if let Some(param) = param {
+        assert_eq!(body["error"]["param"], param, "{body}");
+    }
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
