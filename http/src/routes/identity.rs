@@ -10,9 +10,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, WalletAuth, authenticate_headers, parse_json};
+use crate::extract::{ApiJson, WalletAuth, authenticate_headers};
 use crate::state::AppState;
 use crate::wire::*;
+use axum::extract::FromRequest;
 
 const EMAIL_LENGTH_MAX: usize = 254;
 const NAME_LENGTH_MAX: usize = 200;
@@ -165,15 +166,14 @@ async fn logout(
     responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn test_kyc(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    body: bytes::Bytes,
+    request: axum::extract::Request,
 ) -> Result<Json<UserResponse>, ApiError> {
     // Disabled means 403 whatever the request holds, so check it before auth and body.
     if !state.identity().test_mode() {
         return Err(ApiError::from(ampflow_actors::IdentityError::TestModeOff));
     }
-    let principal = authenticate_headers(&state, &headers)?;
-    let body: TestKycRequest = parse_json(&body)?;
+    let principal = authenticate_headers(&state, request.headers())?;
+    let ApiJson(body) = ApiJson::<TestKycRequest>::from_request(request, &state).await?;
     let address = parse_address("address", &body.address)?;
     for (param, value) in [
         ("first_name", &body.first_name),

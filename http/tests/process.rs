@@ -1,0 +1,276 @@
+//! The `ampflow` binary as a process: killed with SIGKILL mid-flow, stopped with SIGTERM, and
+//! its JSON logs checked for secrets.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ampflow_storage::testdb::{Backend, TestDatabase};
+use common::{Wallet, wait_until};
+use serde_json::{Value, json};
+
+on_both_databases!(sigkill_mid_flow_loses_no_nonce_and_reuses_none);
+
+struct Server {
+    child: Child,
+    base: String,
+    logs: Arc<Mutex<Vec<String>>>,
+    client: reqwest::Client,
+}
+
+impl Server {
+    async fn start(envs: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ampflow"));
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AMPFLOW_LISTEN", "127.0.0.1:0")
+            .env("AMPFLOW_LOG_FORMAT", "json")
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn ampflow");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let found = wait_until(Duration::from_secs(30), || {
+            let logs = logs.clone();
+            async move { listening_addr(&logs).is_some() }
+        })
+        .await;
+        assert!(
+            found,
+            "the server did not log its address: {:?}",
+            logs.lock().unwrap()
+        );
+        let base = format!("http://{}", listening_addr(&logs).unwrap());
+        Self {
+            child,
+            base,
+            logs,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        for _ in 0..1500 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the server did not exit");
+    }
+
+    fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn listening_addr(logs: &Mutex<Vec<String>>) -> Option<String> {
+    logs.lock().unwrap().iter().find_map(|line| {
+        let value: Value = serde_json::from_str(line).ok()?;
+        (value["message"] == "listening")
+            .then(|| value["addr"].as_str().map(str::to_string))
+            .flatten()
+    })
+}
+
+async fn sigkill_mid_flow_loses_no_nonce_and_reuses_none(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let (pending, used) = (Wallet::random(), Wallet::random());
+
+    let mut server = Server::start(&env).await;
+    let (_, body) = server
+        .post("/authorize", json!({"address": pending.address()}))
+        .await;
+    let pending_login = json!({"address": pending.address(), "signed_payload": pending.sign(body["payload"].as_str().unwrap())});
+    let (_, body) = server
+        .post("/authorize", json!({"address": used.address()}))
+        .await;
+    let used_login = json!({"address": used.address(), "signed_payload": used.sign(body["payload"].as_str().unwrap())});
+    assert_eq!(
+        server.post("/authorize/jwt", used_login.clone()).await.0,
+        200
+    );
+
+    server.signal("KILL");
+    server.wait_exit().await;
+    drop(server);
+
+    let server = Server::start(&env).await;
+    let (status, body) = server.post("/authorize/jwt", pending_login).await;
+    assert_eq!(
+        status, 200,
+        "an acknowledged nonce survives SIGKILL: {body}"
+    );
+    assert_eq!(
+        server.post("/authorize/jwt", used_login).await.0,
+        401,
+        "a used nonce stays used"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_server_gracefully() {
+    let db = TestDatabase::sqlite();
+    let mut server = Server::start(&[("DATABASE_URL", db.url.as_str())]).await;
+    let wallet = Wallet::random();
+    assert_eq!(
+        server
+            .post("/authorize", json!({"address": wallet.address()}))
+            .await
+            .0,
+        200
+    );
+    server.signal("TERM");
+    let status = server.wait_exit().await;
+    assert!(status.success(), "{status:?}");
+    let logs = server.log_text();
+    assert!(
+        logs.contains("shutting down") && logs.contains("\"stopped\""),
+        "{logs}"
+    );
+}
+
+/// JSON logs at debug level, a configured signing key and a database password: every line is
+/// JSON, the configured key signs the tokens, and no secret reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_and_never_contain_secrets() {
+    let db = match TestDatabase::create(Backend::Postgres).await {
+        Some(db) => db,
+        None => TestDatabase::sqlite(),
+    };
+    // PostgreSQL here trusts loopback, so a password in the URL is accepted and ignored.
+    let url = match db.url.split_once('@') {
+        Some((user, rest)) if db.backend == Backend::Postgres => {
+            format!("{user}:pg-password-123@{rest}")
+        }
+        _ => db.url.clone(),
+    };
+    let (key, modulus) = generate_rsa_pem();
+    let key_body: String = key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<String>();
+    let mut server =
+        Server::start(&[("DATABASE_URL", &url), ("AMPFLOW_JWT_PRIVATE_KEY", &key)]).await;
+
+    let wallet = Wallet::random();
+    let (_, body) = server
+        .post("/authorize", json!({"address": wallet.address()}))
+        .await;
+    let (status, tokens) = server
+        .post("/authorize/jwt", json!({"address": wallet.address(), "signed_payload": wallet.sign(body["payload"].as_str().unwrap())}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = server
+        .post(
+            "/authorize/refresh",
+            json!({"refresh_token": tokens["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let jwks: Value = server
+        .client
+        .get(format!("{}/.well-known/jwks.json", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        jwks["keys"][0]["n"], modulus,
+        "the configured key signs the tokens"
+    );
+    server.signal("TERM");
+    server.wait_exit().await;
+
+    let logs = server.log_text();
+    for line in logs.lines() {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+    for secret in [
+        &key_body[..40],
+        "pg-password-123",
+        tokens["refresh_token"].as_str().unwrap(),
+        tokens["access_token"].as_str().unwrap(),
+    ] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+    assert!(!logs.contains("generated a new JWT signing key"), "{logs}");
+}
+
+/// A PKCS#8 PEM RSA key and its modulus in JWK form.
+fn generate_rsa_pem() -> (String, String) {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::KeyPair;
+    use base64::Engine;
+    let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let modulus = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(key.public_key().modulus().big_endian_without_leading_zero());
+    let der = key.as_der().unwrap();
+    let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    (
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        ),
+        modulus,
+    )
+}

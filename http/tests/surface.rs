@@ -1,0 +1,315 @@
+//! The HTTP surface: headers, request ids, probes, the OpenAPI document, bad input on every
+//! endpoint, forged tokens and the test-mode switch.
+
+mod common;
+
+use ampflow_storage::testdb::Backend;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{TestApp, Wallet, assert_error};
+use serde_json::{Value, json};
+
+on_both_databases!(
+    every_response_has_a_request_id_and_the_security_headers,
+    health_and_ready_answer,
+    the_openapi_document_covers_every_endpoint,
+    bad_input_on_every_endpoint_answers_4xx_with_the_envelope,
+    forged_expired_and_tampered_tokens_are_rejected,
+    test_kyc_verifies_only_the_callers_wallet,
+);
+
+async fn every_response_has_a_request_id_and_the_security_headers(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let response = app
+        .client
+        .get(app.url("/health"))
+        .header("X-Request-Id", "client-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "client-abc-123");
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-xss-protection", "1; mode=block"),
+        (
+            "cache-control",
+            "no-cache, no-store, max-age=0, must-revalidate",
+        ),
+        ("pragma", "no-cache"),
+        ("expires", "0"),
+        ("x-frame-options", "DENY"),
+    ] {
+        assert_eq!(response.headers()[name], value, "{name}");
+    }
+    // Generated when absent or unreasonable, on errors too.
+    let too_long = "x".repeat(300);
+    for request in [
+        app.client.get(app.url("/nope")),
+        app.client
+            .get(app.url("/user"))
+            .header("X-Request-Id", too_long.as_str()),
+    ] {
+        let response = request.send().await.unwrap();
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(id.starts_with("req_") && id.len() > 10, "{id}");
+        assert_eq!(response.headers()["x-frame-options"], "DENY");
+    }
+    app.stop().await;
+}
+
+async fn health_and_ready_answer(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let (status, body) = app.send(app.client.get(app.url("/health"))).await;
+    assert_eq!((status, body), (200, json!({"status": "ok"})));
+    let (status, body) = app.send(app.client.get(app.url("/ready"))).await;
+    assert_eq!((status, body), (200, json!({"status": "ready"})));
+    app.stop().await;
+}
+
+/// (method, path) of every endpoint the server has.
+const ENDPOINTS: [(&str, &str); 13] = [
+    ("post", "/authorize"),
+    ("post", "/authorize/by-message"),
+    ("post", "/authorize/jwt"),
+    ("post", "/authorize/jwt/by-message"),
+    ("post", "/authorize/refresh"),
+    ("get", "/user"),
+    ("put", "/user"),
+    ("post", "/user/logout"),
+    ("post", "/test/kyc"),
+    ("get", "/health"),
+    ("get", "/ready"),
+    ("get", "/openapi.json"),
+    ("get", "/.well-known/jwks.json"),
+];
+
+async fn the_openapi_document_covers_every_endpoint(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let (status, doc) = app.send(app.client.get(app.url("/openapi.json"))).await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut expected: Vec<(String, String)> = ENDPOINTS
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(documented, expected);
+    // And each documented endpoint exists.
+    for (method, path) in &documented {
+        let request = app
+            .client
+            .request(method.to_uppercase().parse().unwrap(), app.url(path));
+        let status = request.send().await.unwrap().status().as_u16();
+        assert!(
+            status != 404 && status != 405,
+            "{method} {path} answered {status}"
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    app.stop().await;
+}
+
+async fn bad_input_on_every_endpoint_answers_4xx_with_the_envelope(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let token = app.login(&Wallet::random()).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let oversized = json!({"address": "x".repeat(100 * 1024)}).to_string();
+    let bodies: Vec<(Option<&str>, String)> = vec![
+        (Some("application/json"), r#"{"address":"#.to_string()),
+        (Some("application/json"), "[]".to_string()),
+        (Some("application/json"), "null".to_string()),
+        (Some("application/json"), r#""text""#.to_string()),
+        (Some("application/json"), "{}".to_string()),
+        (Some("application/json"), String::new()),
+        (Some("application/json"), r#"{"address":5,"signed_payload":[],"message_to_sign":{},"refresh_token":true,"email":1,"first_name":2,"last_name":3,"chain_id":"x"}"#.to_string()),
+        (Some("application/json"), r#"{"address":"0x01","chain_id":-5,"signed_payload":"0x00","message_to_sign":"m","refresh_token":"","email":"no"}"#.to_string()),
+        (Some("application/json"), oversized),
+        (Some("text/plain"), r#"{"address":"0x0000000000000000000000000000000000000001"}"#.to_string()),
+        (Some("application/json"), "\u{0}\u{1}\u{2}".to_string()),
+    ];
+    let endpoints = [
+        ("POST", "/authorize", false),
+        ("POST", "/authorize/jwt", false),
+        ("POST", "/authorize/jwt/by-message", false),
+        ("POST", "/authorize/refresh", false),
+        ("PUT", "/user", true),
+        ("POST", "/test/kyc", true),
+    ];
+    for (method, path, authenticated) in endpoints {
+        for (content_type, body) in &bodies {
+            let mut request = app
+                .client
+                .request(method.parse().unwrap(), app.url(path))
+                .body(body.clone());
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", *content_type);
+            }
+            if authenticated {
+                request = request.bearer_auth(&token);
+            }
+            let (status, answer) = app.send(request).await;
+            let shown = &body[..body.len().min(80)];
+            assert!(
+                (400..500).contains(&status),
+                "{method} {path} {shown:?} answered {status}: {answer}"
+            );
+            assert!(
+                answer["error"]["code"].is_string(),
+                "{method} {path} {shown:?}: {answer}"
+            );
+        }
+    }
+    // Bodies that are not objects on endpoints without a body are ignored, not fatal.
+    let (status, _) = app
+        .send(
+            app.client
+                .post(app.url("/authorize/by-message"))
+                .body("garbage"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+async fn forged_expired_and_tampered_tokens_are_rejected(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let token = app.login(&Wallet::random()).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let parts: Vec<&str> = token.split('.').collect();
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(header["alg"], "RS256");
+    assert!(header["kid"].is_string());
+    let encode = |v: &Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap());
+
+    let none = format!(
+        "{}.{}.",
+        encode(&json!({"alg": "none", "typ": "JWT", "kid": header["kid"]})),
+        parts[1]
+    );
+    // HS256 keyed with the server's public modulus (from the JWKS), the classic confusion.
+    let (_, jwks) = app
+        .send(app.client.get(app.url("/.well-known/jwks.json")))
+        .await;
+    let modulus = URL_SAFE_NO_PAD
+        .decode(jwks["keys"][0]["n"].as_str().unwrap())
+        .unwrap();
+    let hs_input = format!(
+        "{}.{}",
+        encode(&json!({"alg": "HS256", "typ": "JWT", "kid": header["kid"]})),
+        parts[1]
+    );
+    let hs = {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&modulus).unwrap();
+        mac.update(hs_input.as_bytes());
+        format!(
+            "{hs_input}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    };
+    claims["address"] = json!("0x0000000000000000000000000000000000000001");
+    let tampered = format!("{}.{}.{}", parts[0], encode(&claims), parts[2]);
+
+    for forged in [
+        none.as_str(),
+        hs.as_str(),
+        tampered.as_str(),
+        "abc",
+        "a.b.c",
+    ] {
+        let (status, body) = app.get_auth("/user", forged).await;
+        assert_error(status, &body, 401, "authentication_error", None);
+    }
+    for header in ["Basic abc", "Bearer", "Bearer ", "token"] {
+        let (status, body) = app
+            .send(
+                app.client
+                    .get(app.url("/user"))
+                    .header("authorization", header),
+            )
+            .await;
+        assert_error(status, &body, 401, "authentication_error", None);
+    }
+    assert_eq!(app.get_auth("/user", &token).await.0, 200);
+    app.clock.advance_ms(24 * 60 * 60 * 1000 + 1000);
+    let (status, body) = app.get_auth("/user", &token).await;
+    assert_error(status, &body, 401, "authentication_error", None);
+    app.stop().await;
+}
+
+async fn test_kyc_verifies_only_the_callers_wallet(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let (wallet, other) = (Wallet::random(), Wallet::random());
+    let token = app.login(&wallet).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = json!({"address": other.address(), "first_name": "John", "last_name": "Doe"});
+    let (status, answer) = app.post_auth("/test/kyc", &token, body).await;
+    assert_error(status, &answer, 403, "authorization_error", None);
+    let (status, answer) = app
+        .post(
+            "/test/kyc",
+            json!({"address": wallet.address(), "first_name": "John", "last_name": "Doe"}),
+        )
+        .await;
+    assert_error(status, &answer, 401, "authentication_error", None);
+    let body =
+        json!({"address": wallet.checksum_address(), "first_name": "John", "last_name": "Doe"});
+    let (status, user) = app.post_auth("/test/kyc", &token, body).await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["kyc_completed"], true);
+    assert_eq!(app.get_auth("/user", &token).await.1["kyc_completed"], true);
+    app.stop().await;
+}
+
+/// Without test mode, `/test/kyc` answers 403 whatever the request holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_kyc_answers_403_outside_test_mode() {
+    let app = TestApp::start_with(Backend::Sqlite, |s| s.test_mode = false)
+        .await
+        .unwrap();
+    let wallet = Wallet::random();
+    let token = app.login(&wallet).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = json!({"address": wallet.address(), "first_name": "John", "last_name": "Doe"});
+    let (status, answer) = app.post_auth("/test/kyc", &token, body).await;
+    assert_error(status, &answer, 403, "authorization_error", None);
+    let (status, answer) = app.post("/test/kyc", json!("garbage")).await;
+    assert_error(status, &answer, 403, "authorization_error", None);
+    assert_eq!(
+        app.get_auth("/user", &token).await.1["kyc_completed"],
+        false
+    );
+    app.stop().await;
+}
