@@ -167,7 +167,6 @@ impl Settings {
         figment = figment
             .merge(
                 Env::prefixed("AMPFLOW_")
-                    .split("__")
                     .filter(|key| key.as_str().contains("__"))
                     .map(|key| key.as_str().to_ascii_lowercase().replace("__", ".").into()),
             )
@@ -214,6 +213,7 @@ impl Settings {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
     use figment::Jail;

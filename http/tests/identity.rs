@@ -1,5 +1,7 @@
 //! Wallet-signature login over real HTTP, on SQLite and PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use ampflow_storage::testdb::Backend;

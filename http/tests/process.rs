@@ -1,6 +1,8 @@
 //! The `ampflow` binary as a process: killed with SIGKILL mid-flow, stopped with SIGTERM, and
 //! its JSON logs checked for secrets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

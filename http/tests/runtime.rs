@@ -1,5 +1,7 @@
 //! The actor runtime seen from outside: supervision, restart caps, passivation.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The HTTP surface: headers, request ids, probes, the OpenAPI document, bad input on every
 //! endpoint, forged tokens and the test-mode switch.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use ampflow_storage::testdb::Backend;

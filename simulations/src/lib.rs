@@ -1,1 +1,7 @@
+//! Load generators, benchmarks and (in later issues) stand-ins for the outside services that
+//! cannot be reached from a test machine. Every benchmark prints its figures, a ratio against a
+//! baseline measured in the same run, and the seed it used; it only ever targets loopback and
+//! stops by itself.
 
+pub mod client;
+pub mod stats;

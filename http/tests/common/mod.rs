@@ -39,8 +39,10 @@ pub struct TestApp {
 }
 
 pub fn settings_for(db: &TestDatabase) -> Settings {
-    let mut settings = Settings::default();
-    settings.listen = "127.0.0.1:0".parse().expect("address");
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        ..Settings::default()
+    };
     settings.database.url = Secret::new(db.url.clone());
     settings.database.max_connections = 8;
     settings.test_mode = true;
