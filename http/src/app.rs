@@ -148,8 +148,22 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         openapi_json: openapi_json()?,
     });
 
+    let (stop, server) = serve(listener, router(state.clone()));
+    Ok(RunningApp {
+        addr,
+        state,
+        stop: Some(stop),
+        server,
+    })
+}
+
+/// Serves `app` on `listener` until the returned sender fires (or is dropped); then stops
+/// accepting connections and lets in-flight requests finish before the task ends.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+) -> (oneshot::Sender<()>, JoinHandle<std::io::Result<()>>) {
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = router(state.clone());
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -157,12 +171,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
             })
             .await
     });
-    Ok(RunningApp {
-        addr,
-        state,
-        stop: Some(stop),
-        server,
-    })
+    (stop, server)
 }
 
 impl RunningApp {
@@ -201,5 +210,58 @@ impl RunningApp {
         if let Err(error) = self.state.storage().clone().close().await {
             tracing::warn!(%error, "closing the database");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::routing::get;
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// A request in flight when shutdown starts still gets its answer.
+    #[tokio::test]
+    async fn shutdown_lets_in_flight_requests_finish() {
+        let started = Arc::new(Notify::new());
+        let release = Arc::new(Notify::new());
+        let (s, r) = (started.clone(), release.clone());
+        let app = Router::new().route(
+            "/slow",
+            get(move || async move {
+                s.notify_one();
+                r.notified().await;
+                "done"
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, server) = serve(listener, app);
+
+        let request = tokio::spawn(async move {
+            reqwest::get(format!("http://{addr}/slow"))
+                .await?
+                .text()
+                .await
+        });
+        started.notified().await;
+        stop.send(()).unwrap();
+        // Shutdown has begun: new connections are refused while the slow request is pending.
+        let refused = async {
+            loop {
+                if tokio::net::TcpStream::connect(addr).await.is_err() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), refused)
+            .await
+            .unwrap();
+        release.notify_one();
+        assert_eq!(request.await.unwrap().unwrap(), "done");
+        server.await.unwrap().unwrap();
     }
 }

@@ -118,3 +118,62 @@ pub async fn method_not_allowed() -> ApiError {
         "this endpoint does not accept that method",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn app() -> Router {
+        let limits = Limits {
+            request_timeout: Duration::from_secs(5),
+        };
+        Router::new()
+            .route(
+                "/slow",
+                get(|| async { tokio::time::sleep(Duration::from_secs(60)).await }),
+            )
+            .route("/boom", get(|| async { panic!("handler bug") }))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                panic_response,
+            ))
+            .layer(axum::middleware::from_fn_with_state(limits, envelope))
+    }
+
+    async fn body_json(response: Response) -> serde_json::Value {
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_request_times_out_with_the_envelope() {
+        let response = app()
+            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key("x-request-id"));
+        assert_eq!(
+            body_json(response).await["error"]["code"],
+            "request_timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_with_the_envelope() {
+        let response = app()
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()["x-frame-options"], "DENY");
+        assert_eq!(body_json(response).await["error"]["code"], "internal_error");
+    }
+}

@@ -276,3 +276,27 @@ fn generate_rsa_pem() -> (String, String) {
         modulus,
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_applies_pending_migrations_and_exits() {
+    let db = TestDatabase::sqlite();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_ampflow"))
+            .arg("migrate")
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .expect("run ampflow migrate")
+    };
+    let first = run();
+    assert!(first.status.success(), "{first:?}");
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("applied 1 migration(s): m0001_identity"),
+        "{first:?}"
+    );
+    let second = run();
+    assert!(second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains("applied 0 migration(s)"),
+        "{second:?}"
+    );
+}

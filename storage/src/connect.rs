@@ -56,34 +56,51 @@ impl Storage {
     /// Connects, creating the SQLite file (and its folder) when needed.
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self> {
         let url = settings.url.as_str();
-        let is_sqlite = url.starts_with("sqlite:");
-        if is_sqlite {
-            create_sqlite_folder(url)?;
-        }
-        let mut options = ConnectOptions::new(url);
-        options
-            .max_connections(settings.max_connections)
-            .min_connections(1)
-            .acquire_timeout(settings.acquire_timeout)
-            .sqlx_logging(false);
-        if is_sqlite {
-            let synchronous = match settings.sqlite_sync {
-                SqliteSync::Normal => SqliteSynchronous::Normal,
-                SqliteSync::Full => SqliteSynchronous::Full,
-            };
-            options.map_sqlx_sqlite_opts(move |opts: SqliteConnectOptions| {
-                opts.create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(synchronous)
-                    .busy_timeout(Duration::from_secs(10))
-                    .foreign_keys(true)
+        if !url.starts_with("sqlite:") {
+            let db = Database::connect(pool_options(settings, settings.max_connections))
+                .await
+                .context("connect to database")?;
+            return Ok(Self {
+                reader: db.clone(),
+                db,
             });
         }
-        let db = Database::connect(options)
+        create_sqlite_folder(url)?;
+        let db = Database::connect(sqlite_options(settings, 1))
             .await
             .context("connect to database")?;
-        Ok(Self { db })
+        let readers = settings.max_connections.saturating_sub(1).max(1);
+        let reader = Database::connect(sqlite_options(settings, readers))
+            .await
+            .context("connect to database")?;
+        Ok(Self { db, reader })
     }
+}
+
+fn pool_options(settings: &DatabaseSettings, connections: u32) -> ConnectOptions {
+    let mut options = ConnectOptions::new(settings.url.as_str());
+    options
+        .max_connections(connections)
+        .min_connections(1)
+        .acquire_timeout(settings.acquire_timeout)
+        .sqlx_logging(false);
+    options
+}
+
+fn sqlite_options(settings: &DatabaseSettings, connections: u32) -> ConnectOptions {
+    let synchronous = match settings.sqlite_sync {
+        SqliteSync::Normal => SqliteSynchronous::Normal,
+        SqliteSync::Full => SqliteSynchronous::Full,
+    };
+    let mut options = pool_options(settings, connections);
+    options.map_sqlx_sqlite_opts(move |opts: SqliteConnectOptions| {
+        opts.create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+    });
+    options
 }
 
 fn create_sqlite_folder(url: &str) -> Result<()> {

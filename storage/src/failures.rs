@@ -37,7 +37,7 @@ impl Storage {
     pub async fn entity_failure(&self, kind: &str, key: &str) -> Result<Option<EntityFailure>> {
         Ok(
             entity_failures::Entity::find_by_id((kind.to_string(), key.to_string()))
-                .one(&self.db)
+                .one(&self.reader)
                 .await
                 .context("find entity failure")?
                 .map(failure_record),
@@ -49,7 +49,7 @@ impl Storage {
         Ok(entity_failures::Entity::find()
             .order_by_desc(entity_failures::Column::FailedAtMs)
             .limit(limit)
-            .all(&self.db)
+            .all(&self.reader)
             .await
             .context("list entity failures")?
             .into_iter()

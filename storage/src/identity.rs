@@ -20,7 +20,7 @@ impl Storage {
             .filter(login_challenges::Column::UsedAtMs.is_null())
             .filter(login_challenges::Column::ExpiresAtMs.gt(now))
             .order_by_desc(login_challenges::Column::CreatedAtMs)
-            .all(&self.db)
+            .all(&self.reader)
             .await
             .context("load wallet challenges")?
             .into_iter()
@@ -30,7 +30,7 @@ impl Storage {
             .filter(sessions::Column::Address.eq(address))
             .filter(sessions::Column::RevokedAtMs.is_null())
             .filter(sessions::Column::ExpiresAtMs.gt(now))
-            .all(&self.db)
+            .all(&self.reader)
             .await
             .context("load wallet sessions")?
             .into_iter()
@@ -45,7 +45,7 @@ impl Storage {
 
     pub async fn find_user(&self, address: &str) -> Result<Option<UserRecord>> {
         Ok(users::Entity::find_by_id(address.to_string())
-            .one(&self.db)
+            .one(&self.reader)
             .await
             .context("find user")?
             .map(user_record))
@@ -97,7 +97,7 @@ impl Storage {
 
     pub async fn find_challenge(&self, id: &str) -> Result<Option<ChallengeRecord>> {
         Ok(login_challenges::Entity::find_by_id(id.to_string())
-            .one(&self.db)
+            .one(&self.reader)
             .await
             .context("find login challenge")?
             .map(challenge_record))
@@ -120,7 +120,7 @@ impl Storage {
             txn.rollback().await.context("roll back login")?;
             return Ok(LoginOutcome::ChallengeUnavailable);
         }
-        users::Entity::insert(user_model(&write.new_user))
+        let created = users::Entity::insert(user_model(&write.new_user))
             .on_conflict(
                 OnConflict::column(users::Column::Address)
                     .do_nothing()
@@ -134,19 +134,23 @@ impl Storage {
             .await
             .context("insert session")?;
         insert_refresh_token(&txn, &write.refresh_token_hash, &write.session.id, now).await?;
-        let user = users::Entity::find_by_id(write.new_user.address.clone())
-            .one(&txn)
-            .await
-            .context("read user after login")?
-            .map(user_record)
-            .ok_or_else(|| crate::StorageError::Corrupt("user vanished during login".into()))?;
+        let user = if created == 1 {
+            write.new_user.clone()
+        } else {
+            users::Entity::find_by_id(write.new_user.address.clone())
+                .one(&txn)
+                .await
+                .context("read user after login")?
+                .map(user_record)
+                .ok_or_else(|| crate::StorageError::Corrupt("user vanished during login".into()))?
+        };
         txn.commit().await.context("commit login")?;
         Ok(LoginOutcome::LoggedIn(user))
     }
 
     pub async fn find_session(&self, id: &str) -> Result<Option<SessionRecord>> {
         Ok(sessions::Entity::find_by_id(id.to_string())
-            .one(&self.db)
+            .one(&self.reader)
             .await
             .context("find session")?
             .map(session_record))
@@ -158,7 +162,7 @@ impl Storage {
         token_hash: &str,
     ) -> Result<Option<(RefreshTokenRecord, SessionRecord)>> {
         let Some(token) = refresh_tokens::Entity::find_by_id(token_hash.to_string())
-            .one(&self.db)
+            .one(&self.reader)
             .await
             .context("find refresh token")?
         else {

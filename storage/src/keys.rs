@@ -29,7 +29,7 @@ impl Storage {
         Ok(jwt_keys::Entity::find()
             .order_by_asc(jwt_keys::Column::CreatedAtMs)
             .order_by_asc(jwt_keys::Column::Kid)
-            .one(&self.db)
+            .one(&self.reader)
             .await
             .context("load jwt key")?
             .map(|m| StoredJwtKey {

@@ -42,10 +42,16 @@ impl<T> Context<T> for std::result::Result<T, sea_orm::DbErr> {
     }
 }
 
-/// The handle every actor shares. Cloning is cheap: the pool is shared.
+/// The handle every actor shares. Cloning is cheap: the pools are shared.
+///
+/// Writes go through `db`, reads through `reader`. On PostgreSQL both are one pool. On SQLite,
+/// which allows one writer at a time, `db` holds a single connection: writers then queue fairly
+/// in the pool instead of colliding on the database lock, where SQLite's busy handler would
+/// make them sleep and retry.
 #[derive(Clone, Debug)]
 pub struct Storage {
     db: DatabaseConnection,
+    reader: DatabaseConnection,
 }
 
 impl Storage {
@@ -72,10 +78,11 @@ impl Storage {
 
     /// True when the database answers a trivial query.
     pub async fn ping(&self) -> Result<()> {
-        self.db.ping().await.context("ping database")
+        self.reader.ping().await.context("ping database")
     }
 
     pub async fn close(self) -> Result<()> {
-        self.db.close().await.context("close database")
+        self.db.close().await.context("close database")?;
+        self.reader.close().await.context("close database")
     }
 }

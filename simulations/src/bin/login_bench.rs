@@ -43,6 +43,9 @@ struct Args {
     /// Worker threads of the server runtime (the load generator gets the same number).
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Run one phase only (for profiling): logins, user or bare.
+    #[arg(long)]
+    phase: Option<String>,
 }
 
 const TARGET_LOGINS_PER_SEC: f64 = 1500.0;
@@ -84,9 +87,27 @@ fn main() -> anyhow::Result<()> {
     let bare_addr = server_rt.block_on(start_bare_hyper())?;
     let duration = Duration::from_secs(args.seconds);
 
-    let logins = client_rt.block_on(run_logins(app.addr, args.clients, duration, seed))?;
-    let user_rps = client_rt.block_on(run_get_user(app.addr, args.clients, duration, seed))?;
-    let bare_rps = client_rt.block_on(run_bare(bare_addr, args.clients, duration))?;
+    let wanted = |phase: &str| args.phase.as_deref().is_none_or(|p| p == phase);
+    let logins = if wanted("logins") {
+        client_rt.block_on(run_logins(app.addr, args.clients, duration, seed))?
+    } else {
+        LoginFigures {
+            per_sec: 0.0,
+            login_latency: Latencies::default(),
+            request_latency: Latencies::default(),
+            errors: 0,
+        }
+    };
+    let user_rps = if wanted("user") {
+        client_rt.block_on(run_get_user(app.addr, args.clients, duration, seed))?
+    } else {
+        0.0
+    };
+    let bare_rps = if wanted("bare") {
+        client_rt.block_on(run_bare(bare_addr, args.clients, duration))?
+    } else {
+        1.0
+    };
     server_rt.block_on(app.shutdown());
 
     let LoginFigures {

@@ -1,0 +1,265 @@
+//! Repository guarantees the actors rely on, on SQLite and PostgreSQL: conditional updates let
+//! exactly one writer win.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ampflow_storage::testdb::{Backend, TestDatabase};
+use ampflow_storage::*;
+
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() { super::$name(ampflow_storage::testdb::Backend::Sqlite).await }
+            #[tokio::test]
+            async fn postgres() { super::$name(ampflow_storage::testdb::Backend::Postgres).await }
+        }
+    )*};
+}
+
+on_both_databases!(
+    a_challenge_is_consumed_by_exactly_one_login,
+    an_expired_challenge_cannot_be_consumed,
+    a_refresh_token_is_spent_once,
+    a_stale_user_version_loses,
+    failed_entities_are_recorded_and_cleared,
+    expired_rows_are_deleted,
+    migrations_are_idempotent,
+);
+
+const ADDRESS: &str = "0x00000000000000000000000000000000000000aa";
+
+async fn storage(backend: Backend) -> Option<(Storage, TestDatabase)> {
+    let db = TestDatabase::create(backend).await?;
+    let storage = Storage::connect(&db.settings()).await.unwrap();
+    storage.migrate().await.unwrap();
+    Some((storage, db))
+}
+
+fn challenge(id: &str, now: i64) -> ChallengeRecord {
+    ChallengeRecord {
+        id: id.into(),
+        address: Some(ADDRESS.into()),
+        message: format!("message {id}"),
+        created_at_ms: now,
+        expires_at_ms: now + 600_000,
+        used_at_ms: None,
+    }
+}
+
+fn login_write(challenge_id: &str, session_id: &str, now: i64) -> LoginWrite {
+    LoginWrite {
+        challenge_id: challenge_id.into(),
+        new_user: UserRecord::new(ADDRESS.into(), now),
+        session: SessionRecord {
+            id: session_id.into(),
+            address: ADDRESS.into(),
+            created_at_ms: now,
+            expires_at_ms: now + 1_000_000,
+            revoked_at_ms: None,
+            revoked_reason: None,
+        },
+        refresh_token_hash: format!("hash-{session_id}"),
+    }
+}
+
+async fn a_challenge_is_consumed_by_exactly_one_login(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    let now = 1_000_000;
+    storage
+        .insert_challenge(&challenge("c1", now))
+        .await
+        .unwrap();
+    let attempts = (0..6).map(|i| {
+        let storage = storage.clone();
+        tokio::spawn(async move {
+            storage
+                .login(&login_write("c1", &format!("s{i}"), now), now)
+                .await
+                .unwrap()
+        })
+    });
+    let outcomes = futures::future::join_all(attempts).await;
+    let winners = outcomes
+        .iter()
+        .filter(|o| matches!(o.as_ref().unwrap(), LoginOutcome::LoggedIn(_)))
+        .count();
+    assert_eq!(winners, 1);
+    let snapshot = storage.load_wallet(ADDRESS, now).await.unwrap();
+    assert!(snapshot.user.is_some());
+    assert!(
+        snapshot.challenges.is_empty(),
+        "the used challenge is no longer pending"
+    );
+}
+
+async fn an_expired_challenge_cannot_be_consumed(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    storage.insert_challenge(&challenge("c1", 0)).await.unwrap();
+    let later = 600_001;
+    assert_eq!(
+        storage
+            .login(&login_write("c1", "s1", later), later)
+            .await
+            .unwrap(),
+        LoginOutcome::ChallengeUnavailable
+    );
+    assert!(
+        storage.find_user(ADDRESS).await.unwrap().is_none(),
+        "nothing of the login was written"
+    );
+    assert!(storage.find_session("s1").await.unwrap().is_none());
+}
+
+async fn a_refresh_token_is_spent_once(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    storage.insert_challenge(&challenge("c1", 0)).await.unwrap();
+    storage.login(&login_write("c1", "s1", 0), 0).await.unwrap();
+    assert_eq!(
+        storage
+            .rotate_refresh_token("hash-s1", "hash-2", "s1", 10)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated
+    );
+    assert_eq!(
+        storage
+            .rotate_refresh_token("hash-s1", "hash-3", "s1", 20)
+            .await
+            .unwrap(),
+        RotateOutcome::AlreadySpent
+    );
+    let (token, session) = storage.find_refresh_token("hash-2").await.unwrap().unwrap();
+    assert_eq!((token.used_at_ms, session.id.as_str()), (None, "s1"));
+    assert!(
+        storage
+            .find_refresh_token("hash-3")
+            .await
+            .unwrap()
+            .is_none(),
+        "a losing rotation writes nothing"
+    );
+    assert!(storage.revoke_session("s1", "test", 30).await.unwrap());
+    assert!(
+        !storage.revoke_session("s1", "test", 40).await.unwrap(),
+        "revoking twice is a no-op"
+    );
+}
+
+async fn a_stale_user_version_loses(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    storage.insert_challenge(&challenge("c1", 0)).await.unwrap();
+    let LoginOutcome::LoggedIn(user) = storage.login(&login_write("c1", "s1", 0), 0).await.unwrap()
+    else {
+        panic!()
+    };
+    let mut first = user.clone();
+    first.email = Some("a@example.org".into());
+    first.version += 1;
+    let mut second = user.clone();
+    second.email = Some("b@example.org".into());
+    second.version += 1;
+    assert!(storage.update_user(&first).await.unwrap());
+    assert!(
+        !storage.update_user(&second).await.unwrap(),
+        "the writer that read version 0 second loses"
+    );
+    assert_eq!(
+        storage
+            .find_user(ADDRESS)
+            .await
+            .unwrap()
+            .unwrap()
+            .email
+            .as_deref(),
+        Some("a@example.org")
+    );
+}
+
+async fn failed_entities_are_recorded_and_cleared(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    let failure = EntityFailure {
+        kind: "wallet".into(),
+        entity_key: ADDRESS.into(),
+        reason: "boom".into(),
+        restarts: 6,
+        failed_at_ms: 5,
+    };
+    storage.mark_entity_failed(&failure).await.unwrap();
+    storage
+        .mark_entity_failed(&EntityFailure {
+            reason: "boom again".into(),
+            ..failure.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        storage
+            .entity_failure("wallet", ADDRESS)
+            .await
+            .unwrap()
+            .unwrap()
+            .reason,
+        "boom again"
+    );
+    assert_eq!(storage.list_entity_failures(10).await.unwrap().len(), 1);
+    assert!(
+        storage
+            .clear_entity_failure("wallet", ADDRESS)
+            .await
+            .unwrap()
+    );
+    assert!(
+        storage
+            .entity_failure("wallet", ADDRESS)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn expired_rows_are_deleted(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    storage
+        .insert_challenge(&challenge("old", 0))
+        .await
+        .unwrap();
+    storage
+        .insert_challenge(&challenge("new", 10_000_000))
+        .await
+        .unwrap();
+    storage
+        .login(&login_write("old", "s-old", 0), 0)
+        .await
+        .unwrap();
+    let deleted = storage
+        .delete_expired_identity_rows(5_000_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted, 3,
+        "the old challenge, its session and the session's refresh token"
+    );
+    assert!(storage.find_challenge("new").await.unwrap().is_some());
+    assert!(storage.find_session("s-old").await.unwrap().is_none());
+}
+
+async fn migrations_are_idempotent(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    assert!(storage.pending_migrations().await.unwrap().is_empty());
+    storage.migrate().await.unwrap();
+    storage.ping().await.unwrap();
+}
