@@ -137,11 +137,15 @@ mod tests {
                 "/slow",
                 get(|| async { tokio::time::sleep(Duration::from_secs(60)).await }),
             )
-            .route("/boom", get(|| async { panic!("handler bug") }))
+            .route("/boom", get(boom))
             .layer(tower_http::catch_panic::CatchPanicLayer::custom(
                 panic_response,
             ))
             .layer(axum::middleware::from_fn_with_state(limits, envelope))
+    }
+
+    async fn boom() -> &'static str {
+        panic!("handler bug")
     }
 
     async fn body_json(response: Response) -> serde_json::Value {
