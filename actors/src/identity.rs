@@ -105,14 +105,16 @@ impl Identity {
     /// Rotates a refresh token: the presented one is spent and a new pair is answered.
     pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenPair, IdentityError> {
         let hash = tokens::hash_refresh_token(refresh_token.expose_secret());
-        let Some((token, session)) = self.deps.storage.find_refresh_token(&hash).await? else {
+        let Some((token_state, session)) = self.deps.storage.find_refresh_token(&hash).await?
+        else {
             return Err(IdentityError::RefreshTokenInvalid);
         };
         let address = WalletAddress::parse(&session.address)
             .map_err(|_| IdentityError::RefreshTokenInvalid)?;
         self.wallets
             .call(&address, |reply| WalletMsg::Refresh {
-                token: token.clone(),
+                presented_hash: hash.clone(),
+                token_state,
                 session: session.clone(),
                 reply,
             })

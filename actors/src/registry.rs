@@ -13,8 +13,11 @@
 //! - A crashed (or killed) actor is restarted with its state reloaded, at most
 //!   `restarts_max` times in `restart_window`; after that the entity is marked failed in
 //!   storage with the reason, and refused until an operator clears it.
+//! - Which keys are failed is cached in memory (loaded at start, refreshed by the sweeper), so
+//!   starting an actor costs no extra query; a cached refusal is confirmed against storage, so
+//!   an operator's clear takes effect at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::{Debug, Display};
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -89,6 +92,8 @@ const CALL_ATTEMPTS_MAX: usize = 4;
 /// Entries kept in the restart-history table, so a flood of crashing keys cannot grow it
 /// without bound.
 const RESTART_HISTORY_MAX: usize = 10_000;
+/// Failed keys cached per kind. With more failures than this, every start asks storage.
+const FAILED_KEYS_CACHED_MAX: u64 = 10_000;
 
 struct Slot<A: EntityActor> {
     actor: OnceCell<ActorRef<A::Msg>>,
@@ -113,6 +118,9 @@ pub struct Registry<A: EntityActor> {
     settings: RuntimeSettings,
     started: Instant,
     shutting_down: AtomicBool,
+    /// Keys marked failed in storage, as last read; `None` until read, or when there were too
+    /// many to cache.
+    failed: Mutex<Option<HashSet<String>>>,
 }
 
 impl<A: EntityActor> Registry<A> {
@@ -135,6 +143,7 @@ impl<A: EntityActor> Registry<A> {
             settings,
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
+            failed: Mutex::new(None),
         })
     }
 
@@ -246,20 +255,11 @@ impl<A: EntityActor> Registry<A> {
             .cloned()
             .ok_or(RegistryError::ShuttingDown)?;
         let key_text = key.to_string();
-        let failure = self
-            .storage
-            .entity_failure(A::KIND, &key_text)
-            .await
-            .map_err(|e| RegistryError::StartFailed {
-                kind: A::KIND,
-                key: key_text.clone(),
-                reason: e.to_string(),
-            })?;
-        if let Some(failure) = failure {
+        if let Some(reason) = self.failure_of(&key_text).await? {
             return Err(RegistryError::EntityFailed {
                 kind: A::KIND,
                 key: key_text,
-                reason: failure.reason,
+                reason,
             });
         }
         let (actor, _) = Actor::spawn_linked(None, self.prototype.clone(), key.clone(), supervisor)
@@ -274,6 +274,52 @@ impl<A: EntityActor> Registry<A> {
             .key_by_id
             .insert(actor.get_id(), key.clone());
         Ok(actor)
+    }
+
+    /// Why `key` is marked failed, if it is. Answers from the cache when it can; a cached
+    /// failure is confirmed in storage, so a cleared entity starts at once.
+    async fn failure_of(&self, key: &str) -> Result<Option<String>, RegistryError> {
+        let cached = self
+            .failed
+            .lock()
+            .as_ref()
+            .map(|failed| failed.contains(key));
+        if cached == Some(false) {
+            return Ok(None);
+        }
+        let failure = self
+            .storage
+            .entity_failure(A::KIND, key)
+            .await
+            .map_err(|e| RegistryError::StartFailed {
+                kind: A::KIND,
+                key: key.to_string(),
+                reason: e.to_string(),
+            })?;
+        if failure.is_none() {
+            if let Some(failed) = self.failed.lock().as_mut() {
+                failed.remove(key);
+            }
+        }
+        Ok(failure.map(|f| f.reason))
+    }
+
+    /// Re-reads which keys of this kind are marked failed.
+    pub async fn refresh_failures(&self) {
+        match self
+            .storage
+            .failed_entity_keys(A::KIND, FAILED_KEYS_CACHED_MAX)
+            .await
+        {
+            Ok(keys) if (keys.len() as u64) < FAILED_KEYS_CACHED_MAX => {
+                *self.failed.lock() = Some(keys.into_iter().collect());
+            }
+            Ok(_) => *self.failed.lock() = None,
+            Err(error) => {
+                tracing::warn!(kind = A::KIND, %error, "could not read failed entities; checking each start");
+                *self.failed.lock() = None;
+            }
+        }
     }
 
     /// Removes `slot` for `key` if it is still the current one.
@@ -364,6 +410,9 @@ impl<A: EntityActor> Registry<A> {
             };
             if let Err(error) = self.storage.mark_entity_failed(&failure).await {
                 tracing::error!(kind = A::KIND, key = %key, %error, "could not mark entity failed");
+            }
+            if let Some(failed) = self.failed.lock().as_mut() {
+                failed.insert(key.to_string());
             }
             return;
         }

@@ -2,7 +2,7 @@
 //! the background chores (retiring idle actors, deleting expired identity rows).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ampflow_storage::Storage;
 use ampflow_types::Clock;
@@ -15,6 +15,8 @@ use crate::registry::{KindSupervisor, Registry, RuntimeSettings};
 use crate::tokens::{TokenError, TokenService};
 use crate::wallet::{IdentitySettings, WalletActor, WalletDeps};
 
+/// How often each registry re-reads which entities are marked failed (by any process).
+const FAILURES_REFRESH_PERIOD: Duration = Duration::from_secs(10);
 /// How often expired challenges and sessions are deleted.
 const JANITOR_PERIOD: Duration = Duration::from_secs(600);
 /// Rows are kept this long after they expire, for investigation.
@@ -66,6 +68,7 @@ impl ActorSystem {
             config.runtime.clone(),
         );
 
+        wallets.refresh_failures().await;
         let (root, _) = Actor::spawn(None, RootSupervisor, ())
             .await
             .map_err(|e| StartError::Spawn("root supervisor", e.to_string()))?;
@@ -127,8 +130,13 @@ fn spawn_sweeper(wallets: Arc<Registry<WalletActor>>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures_read = Instant::now();
         loop {
             ticker.tick().await;
+            if failures_read.elapsed() >= FAILURES_REFRESH_PERIOD {
+                wallets.refresh_failures().await;
+                failures_read = Instant::now();
+            }
             let retired = wallets.retire_idle();
             if retired > 0 {
                 tracing::debug!(kind = "wallet", retired, "retired idle actors");

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ampflow_chain::WalletSignature;
 use ampflow_storage::{
-    ChallengeRecord, LoginOutcome, LoginWrite, RefreshTokenRecord, RotateOutcome, SessionRecord,
+    ChallengeRecord, LoginOutcome, LoginWrite, RefreshTokenState, RotateOutcome, SessionRecord,
     Storage, UserRecord,
 };
 use ampflow_types::{Clock, UnixMillis, WalletAddress};
@@ -85,7 +85,9 @@ pub enum WalletMsg {
         reply: Reply<TokenPair>,
     },
     Refresh {
-        token: RefreshTokenRecord,
+        /// SHA-256 of the presented refresh token, and where it stands in its session.
+        presented_hash: String,
+        token_state: RefreshTokenState,
         session: SessionRecord,
         reply: Reply<TokenPair>,
     },
@@ -193,11 +195,15 @@ impl Actor for WalletActor {
                 let _ = reply.send(result);
             }
             WalletMsg::Refresh {
-                token,
+                presented_hash,
+                token_state,
                 session,
                 reply,
             } => {
-                let _ = reply.send(self.refresh(state, token, session).await);
+                let result = self
+                    .refresh(state, &presented_hash, token_state, session)
+                    .await;
+                let _ = reply.send(result);
             }
             WalletMsg::GetUser { session_id, reply } => {
                 let _ = reply.send(self.get_user(state, &session_id).await);
@@ -370,6 +376,7 @@ impl WalletActor {
     ) -> Result<TokenPair, IdentityError> {
         let now = self.now();
         let address = state.address.to_string();
+        let (refresh_token, refresh_token_hash) = tokens::new_refresh_token()?;
         let session = SessionRecord {
             id: uuid::Uuid::new_v4().to_string(),
             address: address.clone(),
@@ -377,16 +384,19 @@ impl WalletActor {
             expires_at_ms: now + self.deps.settings.refresh_token_ttl_ms,
             revoked_at_ms: None,
             revoked_reason: None,
+            refresh_token_hash,
         };
-        let (refresh_token, refresh_hash) = tokens::new_refresh_token()?;
         let write = LoginWrite {
             challenge_id,
-            new_user: UserRecord::new(address.clone(), now),
+            create_user: state
+                .user
+                .is_none()
+                .then(|| UserRecord::new(address.clone(), now)),
             session: session.clone(),
-            refresh_token_hash: refresh_hash,
         };
         match self.deps.storage.login(&write, now).await? {
-            LoginOutcome::LoggedIn(user) => state.user = Some(user),
+            LoginOutcome::LoggedIn(Some(user)) => state.user = Some(user),
+            LoginOutcome::LoggedIn(None) => {}
             LoginOutcome::ChallengeUnavailable => return Err(IdentityError::ChallengeUnavailable),
         }
         let access_token = self.deps.tokens.mint_access(&address, &session.id, now)?;
@@ -403,21 +413,23 @@ impl WalletActor {
     async fn refresh(
         &self,
         state: &mut WalletState,
-        token: RefreshTokenRecord,
-        session: SessionRecord,
+        presented_hash: &str,
+        token_state: RefreshTokenState,
+        mut session: SessionRecord,
     ) -> Result<TokenPair, IdentityError> {
         let now = self.now();
         if session.address != state.address.to_string() || !session.is_active(now) {
             return Err(IdentityError::RefreshTokenInvalid);
         }
         let (new_token, new_hash) = tokens::new_refresh_token()?;
-        let outcome = if token.used_at_ms.is_some() {
-            RotateOutcome::AlreadySpent
-        } else {
-            self.deps
-                .storage
-                .rotate_refresh_token(&token.token_hash, &new_hash, &session.id, now)
-                .await?
+        let outcome = match token_state {
+            RefreshTokenState::Spent => RotateOutcome::AlreadySpent,
+            RefreshTokenState::Current => {
+                self.deps
+                    .storage
+                    .rotate_refresh_token(presented_hash, &new_hash, &session.id, now)
+                    .await?
+            }
         };
         if outcome == RotateOutcome::AlreadySpent {
             tracing::warn!(address = %state.address, session = %session.id, "refresh token reused; revoking its session");
@@ -433,6 +445,7 @@ impl WalletActor {
             .tokens
             .mint_access(&session.address, &session.id, now)?;
         let remaining_ms = session.expires_at_ms - now;
+        session.refresh_token_hash = new_hash;
         self.remember_session(state, session, now);
         Ok(TokenPair {
             access_token,

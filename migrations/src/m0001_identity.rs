@@ -1,4 +1,5 @@
-//! Wallet identity: users, login challenges (nonces), sessions with their refresh tokens, the
+//! Wallet identity: users, login challenges (nonces), sessions with their refresh tokens (the
+//! current one on the session, the spent ones kept to detect replays), the
 //! JWT signing keys, and the entities the supervisors gave up on.
 
 use sea_orm_migration::{prelude::*, schema::*};
@@ -64,6 +65,9 @@ impl MigrationTrait for Migration {
                     .col(big_integer("expires_at_ms"))
                     .col(big_integer_null("revoked_at_ms"))
                     .col(string_len_null("revoked_reason", 64))
+                    // SHA-256 of the session's current refresh token: rotating it is one
+                    // conditional update of this row.
+                    .col(string_len_uniq("refresh_token_hash", 64))
                     .to_owned(),
             )
             .await?;
@@ -73,18 +77,17 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
-                    .table("refresh_tokens")
+                    .table("spent_refresh_tokens")
                     .col(string_len("token_hash", 64).primary_key())
                     .col(string_len("session_id", 36))
-                    .col(big_integer("created_at_ms"))
-                    .col(big_integer_null("used_at_ms"))
+                    .col(big_integer("spent_at_ms"))
                     .to_owned(),
             )
             .await?;
         index(
             manager,
-            "refresh_tokens",
-            "refresh_tokens_session",
+            "spent_refresh_tokens",
+            "spent_refresh_tokens_session",
             "session_id",
         )
         .await?;
@@ -120,7 +123,7 @@ impl MigrationTrait for Migration {
         for table in [
             "entity_failures",
             "jwt_keys",
-            "refresh_tokens",
+            "spent_refresh_tokens",
             "sessions",
             "login_challenges",
             "users",

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Context, Result, Storage, StorageError};
 
+/// Reader connections on SQLite, whatever `max_connections` says.
+const SQLITE_READERS_MAX: u32 = 4;
+
 /// How hard SQLite pushes each commit to disk. In WAL mode `Normal` survives a crash of the
 /// process (what ampflow's crash tests check) but may lose the last commits if the machine loses
 /// power; `Full` survives that too, at one fsync per commit.
@@ -69,7 +72,12 @@ impl Storage {
         let db = Database::connect(sqlite_options(settings, 1))
             .await
             .context("connect to database")?;
-        let readers = settings.max_connections.saturating_sub(1).max(1);
+        // Each SQLite connection is a thread of its own; more readers than cores only adds
+        // scheduling.
+        let readers = settings
+            .max_connections
+            .saturating_sub(1)
+            .clamp(1, SQLITE_READERS_MAX);
         let reader = Database::connect(sqlite_options(settings, readers))
             .await
             .context("connect to database")?;

@@ -57,6 +57,19 @@ impl Storage {
             .collect())
     }
 
+    /// The keys of failed entities of one kind, at most `limit`.
+    pub async fn failed_entity_keys(&self, kind: &str, limit: u64) -> Result<Vec<String>> {
+        Ok(entity_failures::Entity::find()
+            .filter(entity_failures::Column::Kind.eq(kind))
+            .limit(limit)
+            .all(&self.reader)
+            .await
+            .context("list failed entity keys")?
+            .into_iter()
+            .map(|m| m.entity_key)
+            .collect())
+    }
+
     /// Lets a failed entity start again. Returns false if it was not marked failed.
     pub async fn clear_entity_failure(&self, kind: &str, key: &str) -> Result<bool> {
         let result = entity_failures::Entity::delete_many()

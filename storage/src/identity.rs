@@ -6,7 +6,7 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use crate::entities::{login_challenges, refresh_tokens, sessions, users};
+use crate::entities::{login_challenges, sessions, spent_refresh_tokens, users};
 use crate::records::*;
 use crate::{Context, Result, Storage};
 use ampflow_types::UnixMillis;
@@ -103,48 +103,31 @@ impl Storage {
             .map(challenge_record))
     }
 
-    /// Consumes the challenge and starts a session in one transaction. The challenge is
-    /// consumed with a conditional update, so of two concurrent logins with one nonce (on one
-    /// process or several) exactly one succeeds.
+    /// Consumes the challenge, then opens the session. The challenge is consumed first with a
+    /// conditional update (`used_at IS NULL AND expires_at > now`), so of two concurrent logins
+    /// with one nonce, on one process or several, exactly one gets past it. No transaction is
+    /// needed: each step is one atomic statement, and a crash between them leaves a consumed
+    /// challenge and no session, which is a failed login the client repeats with a new nonce.
     pub async fn login(&self, write: &LoginWrite, now: UnixMillis) -> Result<LoginOutcome> {
-        let txn = self.db.begin().await.context("begin login")?;
         let consumed = login_challenges::Entity::update_many()
             .col_expr(login_challenges::Column::UsedAtMs, Expr::value(now))
             .filter(login_challenges::Column::Id.eq(write.challenge_id.as_str()))
             .filter(login_challenges::Column::UsedAtMs.is_null())
             .filter(login_challenges::Column::ExpiresAtMs.gt(now))
-            .exec(&txn)
+            .exec(&self.db)
             .await
             .context("consume login challenge")?;
         if consumed.rows_affected != 1 {
-            txn.rollback().await.context("roll back login")?;
             return Ok(LoginOutcome::ChallengeUnavailable);
         }
-        let created = users::Entity::insert(user_model(&write.new_user))
-            .on_conflict(
-                OnConflict::column(users::Column::Address)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await
-            .context("create user on first login")?;
+        let user = match &write.create_user {
+            Some(new_user) => Some(create_user(&self.db, new_user).await?),
+            None => None,
+        };
         sessions::Entity::insert(session_model(&write.session))
-            .exec_without_returning(&txn)
+            .exec_without_returning(&self.db)
             .await
             .context("insert session")?;
-        insert_refresh_token(&txn, &write.refresh_token_hash, &write.session.id, now).await?;
-        let user = if created == 1 {
-            write.new_user.clone()
-        } else {
-            users::Entity::find_by_id(write.new_user.address.clone())
-                .one(&txn)
-                .await
-                .context("read user after login")?
-                .map(user_record)
-                .ok_or_else(|| crate::StorageError::Corrupt("user vanished during login".into()))?
-        };
-        txn.commit().await.context("commit login")?;
         Ok(LoginOutcome::LoggedIn(user))
     }
 
@@ -156,25 +139,33 @@ impl Storage {
             .map(session_record))
     }
 
-    /// The refresh token with this hash and the session it belongs to.
+    /// The session a refresh token belongs to, and whether it is the current token or one
+    /// rotated away.
     pub async fn find_refresh_token(
         &self,
         token_hash: &str,
-    ) -> Result<Option<(RefreshTokenRecord, SessionRecord)>> {
-        let Some(token) = refresh_tokens::Entity::find_by_id(token_hash.to_string())
+    ) -> Result<Option<(RefreshTokenState, SessionRecord)>> {
+        let current = sessions::Entity::find()
+            .filter(sessions::Column::RefreshTokenHash.eq(token_hash))
             .one(&self.reader)
             .await
-            .context("find refresh token")?
+            .context("find session by refresh token")?;
+        if let Some(session) = current {
+            return Ok(Some((RefreshTokenState::Current, session_record(session))));
+        }
+        let Some(spent) = spent_refresh_tokens::Entity::find_by_id(token_hash.to_string())
+            .one(&self.reader)
+            .await
+            .context("find spent refresh token")?
         else {
             return Ok(None);
         };
-        let Some(session) = self.find_session(&token.session_id).await? else {
-            return Ok(None);
-        };
-        Ok(Some((refresh_token_record(token), session)))
+        let session = self.find_session(&spent.session_id).await?;
+        Ok(session.map(|session| (RefreshTokenState::Spent, session)))
     }
 
-    /// Spends `old_hash` and stores `new_hash` in the same session, atomically.
+    /// Replaces the session's current refresh token `old_hash` by `new_hash` and records the
+    /// old one as spent, atomically. Of two concurrent rotations of one token, one wins.
     pub async fn rotate_refresh_token(
         &self,
         old_hash: &str,
@@ -183,18 +174,26 @@ impl Storage {
         now: UnixMillis,
     ) -> Result<RotateOutcome> {
         let txn = self.db.begin().await.context("begin refresh")?;
-        let spent = refresh_tokens::Entity::update_many()
-            .col_expr(refresh_tokens::Column::UsedAtMs, Expr::value(now))
-            .filter(refresh_tokens::Column::TokenHash.eq(old_hash))
-            .filter(refresh_tokens::Column::UsedAtMs.is_null())
+        let rotated = sessions::Entity::update_many()
+            .col_expr(sessions::Column::RefreshTokenHash, Expr::value(new_hash))
+            .filter(sessions::Column::Id.eq(session_id))
+            .filter(sessions::Column::RefreshTokenHash.eq(old_hash))
+            .filter(sessions::Column::RevokedAtMs.is_null())
             .exec(&txn)
             .await
-            .context("spend refresh token")?;
-        if spent.rows_affected != 1 {
+            .context("rotate refresh token")?;
+        if rotated.rows_affected != 1 {
             txn.rollback().await.context("roll back refresh")?;
             return Ok(RotateOutcome::AlreadySpent);
         }
-        insert_refresh_token(&txn, new_hash, session_id, now).await?;
+        spent_refresh_tokens::Entity::insert(spent_refresh_tokens::ActiveModel {
+            token_hash: Set(old_hash.to_string()),
+            session_id: Set(session_id.to_string()),
+            spent_at_ms: Set(now),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .context("record spent refresh token")?;
         txn.commit().await.context("commit refresh")?;
         Ok(RotateOutcome::Rotated)
     }
@@ -213,7 +212,8 @@ impl Storage {
         Ok(result.rows_affected == 1)
     }
 
-    /// Deletes challenges and sessions (with their refresh tokens) that ended before `before`.
+    /// Deletes challenges and sessions (with their spent refresh tokens) that ended before
+    /// `before`.
     /// Returns how many rows went.
     pub async fn delete_expired_identity_rows(&self, before: UnixMillis) -> Result<u64> {
         let challenges = login_challenges::Entity::delete_many()
@@ -232,8 +232,8 @@ impl Storage {
             .collect();
         let mut tokens = 0;
         for chunk in expired_sessions.chunks(500) {
-            tokens += refresh_tokens::Entity::delete_many()
-                .filter(refresh_tokens::Column::SessionId.is_in(chunk.iter().cloned()))
+            tokens += spent_refresh_tokens::Entity::delete_many()
+                .filter(spent_refresh_tokens::Column::SessionId.is_in(chunk.iter().cloned()))
                 .exec(&self.db)
                 .await
                 .context("delete refresh tokens of expired sessions")?
@@ -248,22 +248,26 @@ impl Storage {
     }
 }
 
-async fn insert_refresh_token(
-    db: &impl ConnectionTrait,
-    token_hash: &str,
-    session_id: &str,
-    now: UnixMillis,
-) -> Result<()> {
-    refresh_tokens::Entity::insert(refresh_tokens::ActiveModel {
-        token_hash: Set(token_hash.to_string()),
-        session_id: Set(session_id.to_string()),
-        created_at_ms: Set(now),
-        used_at_ms: Set(None),
-    })
-    .exec_without_returning(db)
-    .await
-    .context("insert refresh token")?;
-    Ok(())
+/// Inserts `new_user` unless the wallet has a user already; answers the stored user.
+async fn create_user(db: &impl ConnectionTrait, new_user: &UserRecord) -> Result<UserRecord> {
+    let created = users::Entity::insert(user_model(new_user))
+        .on_conflict(
+            OnConflict::column(users::Column::Address)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await
+        .context("create user on first login")?;
+    if created == 1 {
+        return Ok(new_user.clone());
+    }
+    users::Entity::find_by_id(new_user.address.clone())
+        .one(db)
+        .await
+        .context("read user after login")?
+        .map(user_record)
+        .ok_or_else(|| crate::StorageError::Corrupt("user vanished during login".into()))
 }
 
 fn user_record(m: users::Model) -> UserRecord {
@@ -324,6 +328,7 @@ fn session_record(m: sessions::Model) -> SessionRecord {
         expires_at_ms: m.expires_at_ms,
         revoked_at_ms: m.revoked_at_ms,
         revoked_reason: m.revoked_reason,
+        refresh_token_hash: m.refresh_token_hash,
     }
 }
 
@@ -335,14 +340,6 @@ fn session_model(s: &SessionRecord) -> sessions::ActiveModel {
         expires_at_ms: Set(s.expires_at_ms),
         revoked_at_ms: Set(s.revoked_at_ms),
         revoked_reason: Set(s.revoked_reason.clone()),
-    }
-}
-
-fn refresh_token_record(m: refresh_tokens::Model) -> RefreshTokenRecord {
-    RefreshTokenRecord {
-        token_hash: m.token_hash,
-        session_id: m.session_id,
-        created_at_ms: m.created_at_ms,
-        used_at_ms: m.used_at_ms,
+        refresh_token_hash: Set(s.refresh_token_hash.clone()),
     }
 }

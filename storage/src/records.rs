@@ -62,6 +62,8 @@ pub struct SessionRecord {
     pub expires_at_ms: UnixMillis,
     pub revoked_at_ms: Option<UnixMillis>,
     pub revoked_reason: Option<String>,
+    /// SHA-256 (hex) of the session's current refresh token.
+    pub refresh_token_hash: String,
 }
 
 impl SessionRecord {
@@ -70,13 +72,13 @@ impl SessionRecord {
     }
 }
 
-/// A refresh token, stored as the SHA-256 of its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefreshTokenRecord {
-    pub token_hash: String,
-    pub session_id: String,
-    pub created_at_ms: UnixMillis,
-    pub used_at_ms: Option<UnixMillis>,
+/// Where a presented refresh token stands in its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshTokenState {
+    /// The session's current token: it may be rotated.
+    Current,
+    /// A token rotated away earlier: presenting it again means it leaked.
+    Spent,
 }
 
 /// An entity whose actor kept crashing and was given up on.
@@ -103,17 +105,19 @@ pub struct WalletSnapshot {
 #[derive(Debug, Clone)]
 pub struct LoginWrite {
     pub challenge_id: String,
-    /// The user to create when the wallet has none yet.
-    pub new_user: UserRecord,
+    /// The user to create, when the caller does not know the wallet to have one yet. `None`
+    /// when it does (users are never deleted), which saves the insert and the read-back.
+    pub create_user: Option<UserRecord>,
+    /// The new session, carrying the hash of its first refresh token.
     pub session: SessionRecord,
-    pub refresh_token_hash: String,
 }
 
 /// How a login's transaction ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginOutcome {
-    /// The challenge was consumed; here is the wallet's user (new or existing).
-    LoggedIn(UserRecord),
+    /// The challenge was consumed. Carries the wallet's user when the login was asked to
+    /// create it (the new user, or the existing one if another login created it first).
+    LoggedIn(Option<UserRecord>),
     /// The challenge was already used, had expired, or never existed.
     ChallengeUnavailable,
 }

@@ -49,7 +49,7 @@ fn challenge(id: &str, now: i64) -> ChallengeRecord {
 fn login_write(challenge_id: &str, session_id: &str, now: i64) -> LoginWrite {
     LoginWrite {
         challenge_id: challenge_id.into(),
-        new_user: UserRecord::new(ADDRESS.into(), now),
+        create_user: Some(UserRecord::new(ADDRESS.into(), now)),
         session: SessionRecord {
             id: session_id.into(),
             address: ADDRESS.into(),
@@ -57,8 +57,8 @@ fn login_write(challenge_id: &str, session_id: &str, now: i64) -> LoginWrite {
             expires_at_ms: now + 1_000_000,
             revoked_at_ms: None,
             revoked_reason: None,
+            refresh_token_hash: format!("hash-{session_id}"),
         },
-        refresh_token_hash: format!("hash-{session_id}"),
     }
 }
 
@@ -134,8 +134,20 @@ async fn a_refresh_token_is_spent_once(backend: Backend) {
             .unwrap(),
         RotateOutcome::AlreadySpent
     );
-    let (token, session) = storage.find_refresh_token("hash-2").await.unwrap().unwrap();
-    assert_eq!((token.used_at_ms, session.id.as_str()), (None, "s1"));
+    let (state, session) = storage.find_refresh_token("hash-2").await.unwrap().unwrap();
+    assert_eq!(
+        (state, session.id.as_str()),
+        (RefreshTokenState::Current, "s1")
+    );
+    let (state, session) = storage
+        .find_refresh_token("hash-s1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (state, session.id.as_str()),
+        (RefreshTokenState::Spent, "s1")
+    );
     assert!(
         storage
             .find_refresh_token("hash-3")
@@ -156,7 +168,8 @@ async fn a_stale_user_version_loses(backend: Backend) {
         return;
     };
     storage.insert_challenge(&challenge("c1", 0)).await.unwrap();
-    let LoginOutcome::LoggedIn(user) = storage.login(&login_write("c1", "s1", 0), 0).await.unwrap()
+    let LoginOutcome::LoggedIn(Some(user)) =
+        storage.login(&login_write("c1", "s1", 0), 0).await.unwrap()
     else {
         panic!()
     };
@@ -241,6 +254,10 @@ async fn expired_rows_are_deleted(backend: Backend) {
         .unwrap();
     storage
         .login(&login_write("old", "s-old", 0), 0)
+        .await
+        .unwrap();
+    storage
+        .rotate_refresh_token("hash-s-old", "hash-next", "s-old", 1)
         .await
         .unwrap();
     let deleted = storage

@@ -43,6 +43,10 @@ struct Args {
     /// Worker threads of the server runtime (the load generator gets the same number).
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Every login uses a new wallet (a first login: the user is created). By default each
+    /// client is one wallet that logs in again and again.
+    #[arg(long)]
+    fresh_wallets: bool,
     /// Run one phase only (for profiling): logins, user or bare.
     #[arg(long)]
     phase: Option<String>,
@@ -57,8 +61,15 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let seed = args.seed.unwrap_or_else(rand::random);
     println!(
-        "login_bench seed={seed} clients={} seconds={} threads={}",
-        args.clients, args.seconds, args.threads
+        "login_bench seed={seed} clients={} seconds={} threads={} wallets={}",
+        args.clients,
+        args.seconds,
+        args.threads,
+        if args.fresh_wallets {
+            "a new one per login"
+        } else {
+            "one per client, logging in repeatedly"
+        }
     );
 
     let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -89,7 +100,13 @@ fn main() -> anyhow::Result<()> {
 
     let wanted = |phase: &str| args.phase.as_deref().is_none_or(|p| p == phase);
     let logins = if wanted("logins") {
-        client_rt.block_on(run_logins(app.addr, args.clients, duration, seed))?
+        client_rt.block_on(run_logins(
+            app.addr,
+            args.clients,
+            duration,
+            seed,
+            args.fresh_wallets,
+        ))?
     } else {
         LoginFigures {
             per_sec: 0.0,
@@ -212,6 +229,7 @@ async fn run_logins(
     clients: usize,
     duration: Duration,
     seed: u64,
+    fresh_wallets: bool,
 ) -> anyhow::Result<LoginFigures> {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
@@ -222,8 +240,11 @@ async fn run_logins(
                 let mut connection = Connection::open(addr).await?;
                 let (mut logins, mut requests, mut count, mut errors) =
                     (Latencies::default(), Latencies::default(), 0usize, 0usize);
+                let mut signer = wallet(&mut rng);
                 while Instant::now() < deadline {
-                    let signer = wallet(&mut rng);
+                    if fresh_wallets {
+                        signer = wallet(&mut rng);
+                    }
                     let begun = Instant::now();
                     let outcome = async {
                         let token = login(&mut connection, &signer, &mut requests).await?;

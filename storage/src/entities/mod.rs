@@ -4,6 +4,6 @@
 pub mod entity_failures;
 pub mod jwt_keys;
 pub mod login_challenges;
-pub mod refresh_tokens;
 pub mod sessions;
+pub mod spent_refresh_tokens;
 pub mod users;

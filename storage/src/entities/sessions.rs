@@ -10,6 +10,7 @@ pub struct Model {
     pub expires_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
     pub revoked_reason: Option<String>,
+    pub refresh_token_hash: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
