@@ -296,10 +296,10 @@ impl<A: EntityActor> Registry<A> {
                 key: key.to_string(),
                 reason: e.to_string(),
             })?;
-        if failure.is_none() {
-            if let Some(failed) = self.failed.lock().as_mut() {
-                failed.remove(key);
-            }
+        if failure.is_none()
+            && let Some(failed) = self.failed.lock().as_mut()
+        {
+            failed.remove(key);
         }
         Ok(failure.map(|f| f.reason))
     }
