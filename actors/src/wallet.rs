@@ -368,7 +368,8 @@ impl WalletActor {
         self.start_session(state, challenge.id).await
     }
 
-    /// Consumes the challenge and opens a session, atomically; then mints the tokens.
+    /// Consumes the challenge and opens a session (see `Storage::login` for why no nonce can
+    /// serve twice), then mints the tokens.
     async fn start_session(
         &self,
         state: &mut WalletState,
@@ -400,13 +401,13 @@ impl WalletActor {
             LoginOutcome::ChallengeUnavailable => return Err(IdentityError::ChallengeUnavailable),
         }
         let access_token = self.deps.tokens.mint_access(&address, &session.id, now)?;
-        let expires_in_ms = session.expires_at_ms - now;
+        let refresh_remaining_ms = session.expires_at_ms - now;
         self.remember_session(state, session, now);
         Ok(TokenPair {
             access_token,
             expires_in_ms: self.deps.tokens.access_ttl_ms(),
             refresh_token,
-            refresh_token_expires_in_ms: expires_in_ms,
+            refresh_token_expires_in_ms: refresh_remaining_ms,
         })
     }
 
