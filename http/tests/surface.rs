@@ -315,3 +315,20 @@ async fn test_kyc_answers_403_outside_test_mode() {
     );
     app.stop().await;
 }
+
+/// With Redis configured, `/ready` checks it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_checks_redis_when_it_is_configured() {
+    let Ok(redis_url) = std::env::var("TEST_REDIS_URL") else {
+        eprintln!("TEST_REDIS_URL is not set: skipping");
+        return;
+    };
+    let app = TestApp::start_with(Backend::Sqlite, |s| {
+        s.redis_url = Some(ampflow_http::config::Secret::new(redis_url))
+    })
+    .await
+    .unwrap();
+    let (status, body) = app.send(app.client.get(app.url("/ready"))).await;
+    assert_eq!((status, body), (200, json!({"status": "ready"})));
+    app.stop().await;
+}
