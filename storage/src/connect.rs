@@ -63,10 +63,7 @@ impl Storage {
             let db = Database::connect(pool_options(settings, settings.max_connections))
                 .await
                 .context("connect to database")?;
-            return Ok(Self {
-                reader: db.clone(),
-                db,
-            });
+            return Ok(Self::assemble(db.clone(), db));
         }
         create_sqlite_folder(url)?;
         let db = Database::connect(sqlite_options(settings, 1))
@@ -81,7 +78,7 @@ impl Storage {
         let reader = Database::connect(sqlite_options(settings, readers))
             .await
             .context("connect to database")?;
-        Ok(Self { db, reader })
+        Ok(Self::assemble(db, reader))
     }
 }
 

@@ -1,8 +1,10 @@
 //! Wallet identity: users, login challenges, sessions and refresh tokens.
 
+use std::collections::{HashMap, HashSet};
+
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     TransactionTrait,
 };
 
@@ -79,12 +81,9 @@ impl Storage {
         Ok(result.rows_affected == 1)
     }
 
+    /// Stores a new challenge (group-committed with concurrent ones).
     pub async fn insert_challenge(&self, challenge: &ChallengeRecord) -> Result<()> {
-        login_challenges::Entity::insert(challenge_model(challenge))
-            .exec_without_returning(&self.db)
-            .await
-            .context("insert login challenge")?;
-        Ok(())
+        self.challenge_batch.submit(challenge.clone()).await
     }
 
     pub async fn delete_challenge(&self, id: &str) -> Result<()> {
@@ -103,32 +102,12 @@ impl Storage {
             .map(challenge_record))
     }
 
-    /// Consumes the challenge, then opens the session. The challenge is consumed first with a
-    /// conditional update (`used_at IS NULL AND expires_at > now`), so of two concurrent logins
-    /// with one nonce, on one process or several, exactly one gets past it. No transaction is
-    /// needed: each step is one atomic statement, and a crash between them leaves a consumed
-    /// challenge and no session, which is a failed login the client repeats with a new nonce.
+    /// Consumes the challenge and opens the session, atomically: in one transaction, group-
+    /// committed with concurrent logins. The challenge is consumed with a conditional update
+    /// (`used_at IS NULL AND expires_at > now`), so of two concurrent logins with one nonce, on
+    /// one process or several, exactly one succeeds.
     pub async fn login(&self, write: &LoginWrite, now: UnixMillis) -> Result<LoginOutcome> {
-        let consumed = login_challenges::Entity::update_many()
-            .col_expr(login_challenges::Column::UsedAtMs, Expr::value(now))
-            .filter(login_challenges::Column::Id.eq(write.challenge_id.as_str()))
-            .filter(login_challenges::Column::UsedAtMs.is_null())
-            .filter(login_challenges::Column::ExpiresAtMs.gt(now))
-            .exec(&self.db)
-            .await
-            .context("consume login challenge")?;
-        if consumed.rows_affected != 1 {
-            return Ok(LoginOutcome::ChallengeUnavailable);
-        }
-        let user = match &write.create_user {
-            Some(new_user) => Some(create_user(&self.db, new_user).await?),
-            None => None,
-        };
-        sessions::Entity::insert(session_model(&write.session))
-            .exec_without_returning(&self.db)
-            .await
-            .context("insert session")?;
-        Ok(LoginOutcome::LoggedIn(user))
+        self.login_batch.submit((write.clone(), now)).await
     }
 
     pub async fn find_session(&self, id: &str) -> Result<Option<SessionRecord>> {
@@ -248,26 +227,104 @@ impl Storage {
     }
 }
 
-/// Inserts `new_user` unless the wallet has a user already; answers the stored user.
-async fn create_user(db: &impl ConnectionTrait, new_user: &UserRecord) -> Result<UserRecord> {
-    let created = users::Entity::insert(user_model(new_user))
-        .on_conflict(
-            OnConflict::column(users::Column::Address)
-                .do_nothing()
-                .to_owned(),
-        )
+/// Writes a batch of challenges with one multi-row insert.
+pub(crate) async fn write_challenges(
+    db: &DatabaseConnection,
+    batch: Vec<ChallengeRecord>,
+) -> Result<Vec<()>> {
+    let count = batch.len();
+    login_challenges::Entity::insert_many(batch.iter().map(challenge_model))
         .exec_without_returning(db)
         .await
-        .context("create user on first login")?;
-    if created == 1 {
-        return Ok(new_user.clone());
-    }
-    users::Entity::find_by_id(new_user.address.clone())
-        .one(db)
+        .context("insert login challenges")?;
+    Ok(vec![(); count])
+}
+
+/// Writes a batch of logins in one transaction: one conditional update consumes every
+/// challenge that is still redeemable (and says which), one insert creates the users that are
+/// new, one insert opens the sessions of the logins that won their challenge.
+pub(crate) async fn write_logins(
+    db: &DatabaseConnection,
+    batch: Vec<(LoginWrite, UnixMillis)>,
+) -> Result<Vec<LoginOutcome>> {
+    let now = batch.iter().map(|(_, now)| *now).max().unwrap_or_default();
+    let ids: HashSet<&str> = batch.iter().map(|(w, _)| w.challenge_id.as_str()).collect();
+    let txn = db.begin().await.context("begin logins")?;
+    let consumed: HashSet<String> = login_challenges::Entity::update_many()
+        .col_expr(login_challenges::Column::UsedAtMs, Expr::value(now))
+        .filter(login_challenges::Column::Id.is_in(ids))
+        .filter(login_challenges::Column::UsedAtMs.is_null())
+        .filter(login_challenges::Column::ExpiresAtMs.gt(now))
+        .exec_with_returning(&txn)
         .await
-        .context("read user after login")?
-        .map(user_record)
-        .ok_or_else(|| crate::StorageError::Corrupt("user vanished during login".into()))
+        .context("consume login challenges")?
+        .into_iter()
+        .map(|challenge| challenge.id)
+        .collect();
+    // Two logins in one batch may present the same challenge: the first one wins it.
+    let mut claimed = HashSet::new();
+    let won: Vec<bool> = batch
+        .iter()
+        .map(|(w, _)| consumed.contains(&w.challenge_id) && claimed.insert(w.challenge_id.as_str()))
+        .collect();
+
+    let mut new_users: HashMap<&str, &UserRecord> = HashMap::new();
+    for ((write, _), won) in batch.iter().zip(&won) {
+        if let (true, Some(user)) = (*won, &write.create_user) {
+            new_users.entry(user.address.as_str()).or_insert(user);
+        }
+    }
+    let mut users = HashMap::new();
+    if !new_users.is_empty() {
+        users::Entity::insert_many(new_users.values().map(|u| user_model(u)))
+            .on_conflict(
+                OnConflict::column(users::Column::Address)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await
+            .context("create users on first login")?;
+        users = users::Entity::find()
+            .filter(users::Column::Address.is_in(new_users.keys().copied()))
+            .all(&txn)
+            .await
+            .context("read users after login")?
+            .into_iter()
+            .map(|m| (m.address.clone(), user_record(m)))
+            .collect();
+    }
+    let sessions: Vec<_> = batch
+        .iter()
+        .zip(&won)
+        .filter(|(_, won)| **won)
+        .map(|((w, _), _)| session_model(&w.session))
+        .collect();
+    if !sessions.is_empty() {
+        sessions::Entity::insert_many(sessions)
+            .exec_without_returning(&txn)
+            .await
+            .context("insert sessions")?;
+    }
+    txn.commit().await.context("commit logins")?;
+
+    batch
+        .iter()
+        .zip(won)
+        .map(|((write, _), won)| {
+            if !won {
+                return Ok(LoginOutcome::ChallengeUnavailable);
+            }
+            let Some(new_user) = &write.create_user else {
+                return Ok(LoginOutcome::LoggedIn(None));
+            };
+            users
+                .get(&new_user.address)
+                .cloned()
+                .map(|user| LoginOutcome::LoggedIn(Some(user)))
+                .ok_or_else(|| crate::StorageError::Corrupt("user missing after login".into()))
+        })
+        .collect()
 }
 
 fn user_record(m: users::Model) -> UserRecord {

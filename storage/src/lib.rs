@@ -3,6 +3,7 @@
 //! another process is a conditional update, so several `ampflow` processes can share one
 //! PostgreSQL database.
 
+mod batch;
 mod connect;
 pub mod entities;
 mod failures;
@@ -28,6 +29,8 @@ pub enum StorageError {
     },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("{name} batch: {message}")]
+    Batch { name: &'static str, message: String },
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -52,9 +55,35 @@ impl<T> Context<T> for std::result::Result<T, sea_orm::DbErr> {
 pub struct Storage {
     db: DatabaseConnection,
     reader: DatabaseConnection,
+    /// Group commit for the two writes every login makes.
+    challenge_batch: batch::Batcher<ChallengeRecord, ()>,
+    login_batch: batch::Batcher<(LoginWrite, ampflow_types::UnixMillis), LoginOutcome>,
 }
 
+/// Most logins or challenges written in one batch.
+const WRITE_BATCH_MAX: usize = 64;
+
 impl Storage {
+    /// Wraps the two pools and starts the write batchers.
+    fn assemble(db: DatabaseConnection, reader: DatabaseConnection) -> Self {
+        let writer = db.clone();
+        let challenge_batch = batch::Batcher::spawn("challenge", WRITE_BATCH_MAX, move |batch| {
+            let writer = writer.clone();
+            async move { identity::write_challenges(&writer, batch).await }
+        });
+        let writer = db.clone();
+        let login_batch = batch::Batcher::spawn("login", WRITE_BATCH_MAX, move |batch| {
+            let writer = writer.clone();
+            async move { identity::write_logins(&writer, batch).await }
+        });
+        Self {
+            db,
+            reader,
+            challenge_batch,
+            login_batch,
+        }
+    }
+
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
     }

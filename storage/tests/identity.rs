@@ -18,6 +18,7 @@ macro_rules! on_both_databases {
 
 on_both_databases!(
     a_challenge_is_consumed_by_exactly_one_login,
+    concurrent_logins_are_group_committed_and_each_gets_its_own_answer,
     an_expired_challenge_cannot_be_consumed,
     a_refresh_token_is_spent_once,
     a_stale_user_version_loses,
@@ -279,4 +280,73 @@ async fn migrations_are_idempotent(backend: Backend) {
     assert!(storage.pending_migrations().await.unwrap().is_empty());
     storage.migrate().await.unwrap();
     storage.ping().await.unwrap();
+}
+
+async fn concurrent_logins_are_group_committed_and_each_gets_its_own_answer(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    let now = 1_000_000;
+    let address = |i: usize| format!("0x{i:040x}");
+    // 30 wallets with a fresh challenge each, 5 with an expired one; each fresh challenge is
+    // presented twice at once.
+    let mut challenges = Vec::new();
+    for i in 0..35 {
+        let created = if i < 30 { now } else { now - 700_000 };
+        let challenge = ChallengeRecord {
+            id: format!("c{i}"),
+            address: Some(address(i)),
+            ..challenge("x", created)
+        };
+        challenges.push(challenge);
+    }
+    let inserts = challenges.iter().map(|c| storage.insert_challenge(c));
+    for result in futures::future::join_all(inserts).await {
+        result.unwrap();
+    }
+    let mut writes = Vec::new();
+    for i in 0..35 {
+        for copy in 0..2 {
+            let mut write = login_write(&format!("c{i}"), &format!("s{i}-{copy}"), now);
+            write.session.address = address(i);
+            write.create_user = Some(UserRecord::new(address(i), now));
+            writes.push(write);
+        }
+    }
+    let logins = writes.iter().map(|w| storage.login(w, now));
+    let outcomes = futures::future::join_all(logins).await;
+    for i in 0..35 {
+        let pair = [&outcomes[2 * i], &outcomes[2 * i + 1]];
+        let winners: Vec<_> = pair
+            .iter()
+            .filter_map(|o| match o.as_ref().unwrap() {
+                LoginOutcome::LoggedIn(user) => Some(user.clone()),
+                LoginOutcome::ChallengeUnavailable => None,
+            })
+            .collect();
+        if i < 30 {
+            assert_eq!(
+                winners.len(),
+                1,
+                "wallet {i}: exactly one of the two logins wins"
+            );
+            assert_eq!(winners[0].as_ref().unwrap().address, address(i));
+            assert!(storage.find_user(&address(i)).await.unwrap().is_some());
+        } else {
+            assert!(
+                winners.is_empty(),
+                "wallet {i}: an expired challenge never logs in"
+            );
+            assert!(storage.find_user(&address(i)).await.unwrap().is_none());
+        }
+    }
+    let sessions = (0..35).flat_map(|i| [format!("s{i}-0"), format!("s{i}-1")]);
+    let mut opened = 0;
+    for id in sessions {
+        opened += usize::from(storage.find_session(&id).await.unwrap().is_some());
+    }
+    assert_eq!(
+        opened, 30,
+        "one session per winning login, none for the losers"
+    );
 }
