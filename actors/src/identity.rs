@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ampflow_chain::WalletSignature;
+use ampflow_chain::{Chains, SignatureBytes, WalletSignature};
 use ampflow_storage::UserRecord;
 use ampflow_types::WalletAddress;
 use secrecy::{ExposeSecret, SecretString};
@@ -28,11 +28,20 @@ pub struct Principal {
 pub struct Identity {
     wallets: Arc<Registry<WalletActor>>,
     deps: Arc<WalletDeps>,
+    chains: Chains,
 }
 
 impl Identity {
-    pub(crate) fn new(wallets: Arc<Registry<WalletActor>>, deps: Arc<WalletDeps>) -> Self {
-        Self { wallets, deps }
+    pub(crate) fn new(
+        wallets: Arc<Registry<WalletActor>>,
+        deps: Arc<WalletDeps>,
+        chains: Chains,
+    ) -> Self {
+        Self {
+            wallets,
+            deps,
+            chains,
+        }
     }
 
     pub fn test_mode(&self) -> bool {
@@ -70,19 +79,73 @@ impl Identity {
         Ok(message)
     }
 
+    /// Logs in with a signature of a pending `/authorize` message: the address's own (EOA,
+    /// EIP-191), or, when `chain_id` names a configured chain, a contract wallet's (EIP-1271).
     pub async fn login(
         &self,
         address: WalletAddress,
-        signature: WalletSignature,
+        signature: SignatureBytes,
         chain_id: Option<u64>,
     ) -> Result<TokenPair, IdentityError> {
-        self.wallets
-            .call(&address, |reply| WalletMsg::Login {
-                signature,
-                chain_id,
-                reply,
-            })
-            .await?
+        let chain_id = chain_id.filter(|id| *id != 0);
+        if let Some(eoa) = signature.as_wallet_signature() {
+            let outcome = self
+                .wallets
+                .call(&address, |reply| WalletMsg::Login {
+                    signature: eoa,
+                    reply,
+                })
+                .await?;
+            match outcome {
+                Err(IdentityError::SignatureMismatch) if chain_id.is_some() => {}
+                outcome => return outcome,
+            }
+        }
+        let Some(chain_id) = chain_id else {
+            return Err(IdentityError::SignatureMismatch);
+        };
+        self.login_contract_wallet(address, &signature, chain_id)
+            .await
+    }
+
+    /// EIP-1271: asks the wallet contract whether it signed one of the pending messages. The
+    /// RPC calls happen here, not in the wallet actor, so its mailbox never waits on a node.
+    async fn login_contract_wallet(
+        &self,
+        address: WalletAddress,
+        signature: &SignatureBytes,
+        chain_id: u64,
+    ) -> Result<TokenPair, IdentityError> {
+        let chain = self
+            .chains
+            .get(chain_id)
+            .ok_or(IdentityError::UnsupportedChain { chain_id })?;
+        let pending = self
+            .wallets
+            .call(&address, WalletMsg::PendingChallenges)
+            .await??;
+        if pending.is_empty() {
+            return Err(IdentityError::NoPendingChallenge);
+        }
+        for (challenge_id, message) in pending {
+            let valid = chain
+                .is_valid_eip1271_signature(address.as_alloy(), &message, &signature.0)
+                .await
+                .map_err(|error| {
+                    tracing::warn!(%error, "EIP-1271 check failed");
+                    IdentityError::ChainUnavailable { chain_id }
+                })?;
+            if valid {
+                return self
+                    .wallets
+                    .call(&address, |reply| WalletMsg::LoginVerified {
+                        challenge_id: challenge_id.clone(),
+                        reply,
+                    })
+                    .await?;
+            }
+        }
+        Err(IdentityError::SignatureMismatch)
     }
 
     pub async fn login_by_message(

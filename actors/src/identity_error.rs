@@ -15,7 +15,7 @@ pub enum IdentityError {
     #[error("message_to_sign is not a message issued by POST /authorize/by-message")]
     MessageMalformed,
     #[error(
-        "contract-wallet (EIP-1271) signatures need a configured chain, and chain {chain_id} is not supported"
+        "chain {chain_id} is not supported; contract-wallet (EIP-1271) signatures need a configured chain"
     )]
     UnsupportedChain { chain_id: u64 },
     #[error("the refresh token is invalid or expired")]
@@ -30,6 +30,10 @@ pub enum IdentityError {
     Forbidden(String),
     #[error("the record changed concurrently; retry the request")]
     Conflict,
+    #[error(
+        "chain {chain_id} could not be reached to check the contract wallet's signature; retry"
+    )]
+    ChainUnavailable { chain_id: u64 },
     #[error(transparent)]
     Unavailable(#[from] RegistryError),
     #[error("internal error: {0}")]

@@ -37,6 +37,7 @@ pub struct SystemConfig {
     pub runtime: RuntimeSettings,
     pub identity: IdentitySettings,
     pub jwt_private_key_pem: Option<SecretString>,
+    pub chains: ampflow_chain::Chains,
 }
 
 pub struct ActorSystem {
@@ -85,7 +86,7 @@ impl ActorSystem {
             spawn_sweeper(wallets.clone()),
             spawn_janitor(config.storage.clone(), config.clock.clone()),
         ];
-        let identity = Identity::new(wallets.clone(), deps);
+        let identity = Identity::new(wallets.clone(), deps, config.chains.clone());
         Ok(Self {
             root,
             wallets,

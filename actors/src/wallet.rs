@@ -73,9 +73,17 @@ type Reply<T> = RpcReplyPort<Result<T, IdentityError>>;
 
 pub enum WalletMsg {
     IssueChallenge(Reply<String>),
+    /// Log in with an EOA signature of one of the pending `/authorize` messages.
     Login {
         signature: WalletSignature,
-        chain_id: Option<u64>,
+        reply: Reply<TokenPair>,
+    },
+    /// The pending `/authorize` messages, newest first, as (challenge id, text): a contract
+    /// wallet's signature is checked against them on chain, outside this actor's mailbox.
+    PendingChallenges(Reply<Vec<(String, String)>>),
+    /// Log in with a pending challenge whose signature was verified elsewhere (EIP-1271).
+    LoginVerified {
+        challenge_id: String,
         reply: Reply<TokenPair>,
     },
     LoginByMessage {
@@ -176,12 +184,17 @@ impl Actor for WalletActor {
             WalletMsg::IssueChallenge(reply) => {
                 let _ = reply.send(self.issue_challenge(state).await);
             }
-            WalletMsg::Login {
-                signature,
-                chain_id,
+            WalletMsg::Login { signature, reply } => {
+                let _ = reply.send(self.login(state, signature).await);
+            }
+            WalletMsg::PendingChallenges(reply) => {
+                let _ = reply.send(self.pending_challenges(state).await);
+            }
+            WalletMsg::LoginVerified {
+                challenge_id,
                 reply,
             } => {
-                let _ = reply.send(self.login(state, signature, chain_id).await);
+                let _ = reply.send(self.login_verified(state, challenge_id).await);
             }
             WalletMsg::LoginByMessage {
                 challenge_id,
@@ -307,7 +320,6 @@ impl WalletActor {
         &self,
         state: &mut WalletState,
         signature: WalletSignature,
-        chain_id: Option<u64>,
     ) -> Result<TokenPair, IdentityError> {
         self.reload_if_stale(state).await?;
         let mut matched = self.find_signed_challenge(state, &signature);
@@ -317,17 +329,43 @@ impl WalletActor {
             matched = self.find_signed_challenge(state, &signature);
         }
         let Some(challenge_id) = matched else {
-            if let Some(chain_id) = chain_id.filter(|id| *id != 0) {
-                // Not an EOA signature: it could only be a contract wallet's (EIP-1271), which
-                // needs a configured chain. None is configured yet.
-                return Err(IdentityError::UnsupportedChain { chain_id });
-            }
             return Err(if state.challenges.is_empty() {
                 IdentityError::NoPendingChallenge
             } else {
                 IdentityError::SignatureMismatch
             });
         };
+        state.challenges.retain(|c| c.id != challenge_id);
+        self.start_session(state, challenge_id).await
+    }
+
+    async fn pending_challenges(
+        &self,
+        state: &mut WalletState,
+    ) -> Result<Vec<(String, String)>, IdentityError> {
+        self.reload(state).await?;
+        let now = self.now();
+        Ok(state
+            .challenges
+            .iter()
+            .filter(|c| c.is_redeemable(now))
+            .map(|c| (c.id.clone(), c.message.clone()))
+            .collect())
+    }
+
+    async fn login_verified(
+        &self,
+        state: &mut WalletState,
+        challenge_id: String,
+    ) -> Result<TokenPair, IdentityError> {
+        let now = self.now();
+        let pending = state
+            .challenges
+            .iter()
+            .any(|c| c.id == challenge_id && c.is_redeemable(now));
+        if !pending {
+            return Err(IdentityError::ChallengeUnavailable);
+        }
         state.challenges.retain(|c| c.id != challenge_id);
         self.start_session(state, challenge_id).await
     }

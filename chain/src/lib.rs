@@ -1,6 +1,9 @@
-//! EVM access for ampflow. For now: wallet signature checks (EIP-191 personal_sign). Providers,
-//! the transaction pipeline and EIP-1271 contract-wallet checks arrive with the chain issue.
+//! EVM access for ampflow: wallet signature checks (EIP-191 `personal_sign`, EIP-1271 contract
+//! wallets), the configured chains and their providers. The transaction pipeline arrives with
+//! the rest of the chain issue.
 
+pub mod chains;
 pub mod signature;
 
-pub use signature::{SignatureError, WalletSignature};
+pub use chains::{Chain, ChainError, ChainSettings, Chains};
+pub use signature::{SignatureBytes, SignatureError, WalletSignature};

@@ -16,6 +16,48 @@ pub enum SignatureError {
     Unrecoverable,
 }
 
+/// Longest signature accepted for a contract wallet (EIP-1271 signatures can be multi-owner
+/// concatenations, longer than 65 bytes).
+pub const SIGNATURE_BYTES_MAX: usize = 4096;
+
+/// Raw signature bytes from `0x`-hex, of any length up to [`SIGNATURE_BYTES_MAX`], for
+/// contract wallets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureBytes(pub Vec<u8>);
+
+impl SignatureBytes {
+    pub fn parse(text: &str) -> Result<Self, SignatureError> {
+        let hex_part = text
+            .strip_prefix("0x")
+            .or_else(|| text.strip_prefix("0X"))
+            .unwrap_or(text);
+        if hex_part.is_empty()
+            || !hex_part.len().is_multiple_of(2)
+            || hex_part.len() > 2 * SIGNATURE_BYTES_MAX
+        {
+            return Err(SignatureError::Malformed);
+        }
+        hex::decode(hex_part)
+            .map(Self)
+            .map_err(|_| SignatureError::Malformed)
+    }
+
+    /// The bytes as an EOA signature, when they have that form.
+    pub fn as_wallet_signature(&self) -> Option<WalletSignature> {
+        let bytes: &[u8; 65] = self.0.as_slice().try_into().ok()?;
+        if !matches!(bytes[64], 0 | 1 | 27 | 28) {
+            return None;
+        }
+        Signature::from_raw_array(bytes).ok().map(WalletSignature)
+    }
+}
+
+impl From<WalletSignature> for SignatureBytes {
+    fn from(signature: WalletSignature) -> Self {
+        Self(signature.0.as_bytes().to_vec())
+    }
+}
+
 /// A parsed 65-byte `r ‖ s ‖ v` signature, with v given as 0/1 or 27/28.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WalletSignature(Signature);
@@ -125,5 +167,51 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod bytes_tests {
+    use super::*;
+
+    #[test]
+    fn contract_wallet_signatures_may_have_any_length() {
+        assert_eq!(SignatureBytes::parse("0x0102").unwrap().0, vec![1, 2]);
+        let long = format!("0x{}", "ab".repeat(130));
+        assert_eq!(SignatureBytes::parse(&long).unwrap().0.len(), 130);
+        for bad in [
+            "",
+            "0x",
+            "0x123",
+            "0xzz",
+            &format!("0x{}", "00".repeat(SIGNATURE_BYTES_MAX + 1)),
+        ] {
+            assert_eq!(
+                SignatureBytes::parse(bad),
+                Err(SignatureError::Malformed),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sixty_five_bytes_with_a_good_v_are_also_an_eoa_signature() {
+        let eoa = "0xcbc232b66251488cc345d2ffa09b832d072863d61052d92bc285f8734249c98b4cc33fb4c1265567a5757a45b55458d30b04788e85bca8402baeeece8f4920b01b";
+        let bytes = SignatureBytes::parse(eoa).unwrap();
+        assert_eq!(
+            bytes.as_wallet_signature(),
+            Some(WalletSignature::parse(eoa).unwrap())
+        );
+        assert_eq!(
+            SignatureBytes::from(WalletSignature::parse(eoa).unwrap()).as_wallet_signature(),
+            bytes.as_wallet_signature()
+        );
+        let bad_v = format!("{}05", &eoa[..eoa.len() - 2]);
+        assert!(
+            SignatureBytes::parse(&bad_v)
+                .unwrap()
+                .as_wallet_signature()
+                .is_none()
+        );
     }
 }

@@ -133,6 +133,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
             .jwt_private_key
             .as_ref()
             .map(|k| k.expose().to_string().into()),
+        chains: ampflow_chain::Chains::new(&settings.chains).context("configure chains")?,
     })
     .await
     .context("start the actor system")?;

@@ -60,6 +60,8 @@ pub struct Settings {
     pub http: HttpConfig,
     pub identity: IdentityConfig,
     pub actors: ActorConfig,
+    /// The EVM chains, as `[[chains]]` tables. A chain id that is not listed is unsupported.
+    pub chains: Vec<ampflow_chain::ChainSettings>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +138,7 @@ impl Default for Settings {
                 restart_window_ms: 60_000,
                 call_timeout_ms: 10_000,
             },
+            chains: Vec::new(),
         }
     }
 }

@@ -117,6 +117,14 @@ impl From<IdentityError> for ApiError {
             SessionInvalid => Self::authentication(message),
             TestModeOff | Forbidden(_) => Self::authorization(message),
             Conflict => Self::new(StatusCode::CONFLICT, "conflict", message),
+            ChainUnavailable { .. } => {
+                tracing::warn!(%message, "chain unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "chain_unavailable",
+                    message,
+                )
+            }
             Unavailable(registry) => registry.into(),
             Internal(cause) => Self::internal(cause),
         }

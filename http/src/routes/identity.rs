@@ -1,7 +1,7 @@
 //! Wallet-signature login and the user record (seed 002, sections 2, 4 and 5). Handlers parse
 //! the edge into typed values, make one call and map the reply.
 
-use ampflow_chain::{SignatureError, WalletSignature};
+use ampflow_chain::{SignatureBytes, SignatureError, WalletSignature};
 use ampflow_types::WalletAddress;
 use axum::Json;
 use axum::extract::State;
@@ -71,7 +71,13 @@ async fn jwt(
     ApiJson(body): ApiJson<JwtRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let address = parse_address("address", &body.address)?;
-    let signature = parse_signature("signed_payload", &body.signed_payload)?;
+    // An EOA signature is exactly 65 bytes; a contract wallet's (with a chain id) may be any
+    // length.
+    let signature = match body.chain_id.filter(|id| *id != 0) {
+        Some(_) => SignatureBytes::parse(&body.signed_payload),
+        None => WalletSignature::parse(&body.signed_payload).map(SignatureBytes::from),
+    }
+    .map_err(|e| ApiError::invalid_param("signed_payload", e.to_string()))?;
     let pair = state
         .identity()
         .login(address, signature, body.chain_id)

@@ -1,0 +1,132 @@
+//! The configured chains and their JSON-RPC providers. A chain id that is not configured is
+//! "unsupported": callers answer 400.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use alloy::primitives::{Address, Bytes, FixedBytes, eip191_hash_message};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use serde::{Deserialize, Serialize};
+
+/// The value `isValidSignature` returns for a valid signature (EIP-1271).
+pub const EIP1271_MAGIC_VALUE: [u8; 4] = [0x16, 0x26, 0xba, 0x7e];
+/// How long one read-only RPC call may take.
+const RPC_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+alloy::sol! {
+    #[sol(rpc)]
+    interface IERC1271 {
+        function isValidSignature(bytes32 hash, bytes signature) external view returns (bytes4 magicValue);
+    }
+}
+
+/// One chain, as configured under `[[chains]]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSettings {
+    pub chain_id: u64,
+    pub name: String,
+    /// JSON-RPC endpoint (http or https).
+    pub rpc_url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("chain {chain_id}: the RPC URL is not valid: {reason}")]
+    BadUrl { chain_id: u64, reason: String },
+    #[error("chain {0} is configured twice")]
+    Duplicate(u64),
+    #[error("chain {chain_id}: RPC call failed: {reason}")]
+    Rpc { chain_id: u64, reason: String },
+}
+
+/// A configured chain with its provider.
+#[derive(Clone)]
+pub struct Chain {
+    pub settings: ChainSettings,
+    provider: DynProvider,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain")
+            .field("chain_id", &self.settings.chain_id)
+            .field("name", &self.settings.name)
+            .finish()
+    }
+}
+
+/// Every configured chain, by id.
+#[derive(Clone, Debug, Default)]
+pub struct Chains {
+    by_id: HashMap<u64, Chain>,
+}
+
+impl Chains {
+    pub fn new(settings: &[ChainSettings]) -> Result<Self, ChainError> {
+        let mut by_id = HashMap::new();
+        for chain in settings {
+            let url = chain
+                .rpc_url
+                .parse()
+                .map_err(|e: url::ParseError| ChainError::BadUrl {
+                    chain_id: chain.chain_id,
+                    reason: e.to_string(),
+                })?;
+            let provider = ProviderBuilder::new().connect_http(url).erased();
+            let handle = Chain {
+                settings: chain.clone(),
+                provider,
+            };
+            if by_id.insert(chain.chain_id, handle).is_some() {
+                return Err(ChainError::Duplicate(chain.chain_id));
+            }
+        }
+        Ok(Self { by_id })
+    }
+
+    pub fn get(&self, chain_id: u64) -> Option<&Chain> {
+        self.by_id.get(&chain_id)
+    }
+}
+
+impl Chain {
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// Asks the contract at `wallet` whether `signature` is its signature of `message`, hashed
+    /// the EIP-191 `personal_sign` way. A wallet without code, or one that reverts, is simply
+    /// not valid; an unreachable node is an error.
+    pub async fn is_valid_eip1271_signature(
+        &self,
+        wallet: Address,
+        message: &str,
+        signature: &[u8],
+    ) -> Result<bool, ChainError> {
+        let chain_id = self.settings.chain_id;
+        let rpc = |e: &dyn std::fmt::Display| ChainError::Rpc {
+            chain_id,
+            reason: e.to_string(),
+        };
+        let code = tokio::time::timeout(RPC_READ_TIMEOUT, self.provider.get_code_at(wallet))
+            .await
+            .map_err(|e| rpc(&e))?
+            .map_err(|e| rpc(&e))?;
+        if code.is_empty() {
+            return Ok(false);
+        }
+        let contract = IERC1271::new(wallet, &self.provider);
+        let hash = eip191_hash_message(message.as_bytes());
+        let call = contract.isValidSignature(hash, Bytes::copy_from_slice(signature));
+        match tokio::time::timeout(RPC_READ_TIMEOUT, call.call())
+            .await
+            .map_err(|e| rpc(&e))?
+        {
+            Ok(magic) => Ok(magic == FixedBytes(EIP1271_MAGIC_VALUE)),
+            // A revert is the contract's "no"; transport failures are errors.
+            Err(alloy::contract::Error::TransportError(e)) if !e.is_error_resp() => Err(rpc(&e)),
+            Err(_) => Ok(false),
+        }
+    }
+}
