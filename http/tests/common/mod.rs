@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod anvil;
+
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use ampflow_http::config::{Secret, Settings};
@@ -177,6 +179,10 @@ impl Wallet {
     /// The lowercase address.
     pub fn address(&self) -> String {
         format!("{:#x}", self.0.address())
+    }
+
+    pub fn alloy_address(&self) -> alloy::primitives::Address {
+        self.0.address()
     }
 
     /// The EIP-55 mixed-case address.

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.20;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IIssuer} from "./Issuer.sol";
+import {ICampaign} from "./Campaign.sol";
+
+/// @title InvestService
+/// @notice Invests, on behalf of investors, the stablecoin they approved to campaigns. Every
+///         record is handled on its own: one InvestFor event per record, and one failing record
+///         never reverts the batch. A campaign must trust this service (Campaign.setInvestService).
+/// @dev Anyone may call investFor: it only ever moves an investor's funds to a campaign the
+///      investor approved, within that approval, and credits the investor.
+contract InvestService {
+    struct InvestmentRecord {
+        address investor;
+        address campaign;
+        uint256 amount;
+    }
+
+    struct InvestmentRecordStatus {
+        address investor;
+        address campaign;
+        /// min(requested amount, stablecoin balance, allowance to the campaign)
+        uint256 amount;
+        /// approved on the campaign's issuer and amount > 0
+        bool readyToInvest;
+    }
+
+    event InvestFor(
+        address indexed investor,
+        address indexed campaign,
+        uint256 requested,
+        uint256 invested,
+        bool success,
+        string reason
+    );
+
+    function getStatus(InvestmentRecord[] calldata investments)
+        external
+        view
+        returns (InvestmentRecordStatus[] memory)
+    {
+        InvestmentRecordStatus[] memory response = new InvestmentRecordStatus[](investments.length);
+        for (uint256 i = 0; i < investments.length; i++) {
+            InvestmentRecord calldata record = investments[i];
+            (uint256 amount, bool ready,) = _evaluate(record);
+            response[i] = InvestmentRecordStatus(record.investor, record.campaign, amount, ready);
+        }
+        return response;
+    }
+
+    function investFor(InvestmentRecord[] calldata investments) external {
+        for (uint256 i = 0; i < investments.length; i++) {
+            InvestmentRecord calldata record = investments[i];
+            (uint256 amount, bool ready, string memory reason) = _evaluate(record);
+            if (!ready) {
+                emit InvestFor(record.investor, record.campaign, record.amount, 0, false, reason);
+                continue;
+            }
+            try ICampaign(record.campaign).investForBeneficiary(record.investor, record.investor, amount) {
+                emit InvestFor(record.investor, record.campaign, record.amount, amount, true, "");
+            } catch Error(string memory revertReason) {
+                emit InvestFor(record.investor, record.campaign, record.amount, 0, false, revertReason);
+            } catch Panic(uint256) {
+                emit InvestFor(record.investor, record.campaign, record.amount, 0, false, "campaign panicked");
+            } catch (bytes memory data) {
+                emit InvestFor(record.investor, record.campaign, record.amount, 0, false, _describe(data));
+            }
+        }
+    }
+
+    /// @return amount what can be invested now: min(requested, balance, allowance)
+    /// @return ready whether the investor is approved on the issuer and amount > 0
+    /// @return reason why it is not ready (empty when ready)
+    function _evaluate(InvestmentRecord calldata record)
+        private
+        view
+        returns (uint256 amount, bool ready, string memory reason)
+    {
+        if (record.campaign.code.length == 0) return (0, false, "campaign is not a contract");
+
+        (bool ok, address token) = _readAddress(record.campaign, abi.encodeCall(ICampaign.stablecoin, ()));
+        if (!ok || token.code.length == 0) return (0, false, "campaign stablecoin unavailable");
+        (bool ok2, address issuer) = _readAddress(record.campaign, abi.encodeCall(ICampaign.issuer, ()));
+        if (!ok2 || issuer.code.length == 0) return (0, false, "campaign issuer unavailable");
+
+        (bool ok3, uint256 balance) = _readUint(token, abi.encodeCall(IERC20.balanceOf, (record.investor)));
+        (bool ok4, uint256 allowance) =
+            _readUint(token, abi.encodeCall(IERC20.allowance, (record.investor, record.campaign)));
+        if (!ok3 || !ok4) return (0, false, "stablecoin query failed");
+
+        amount = record.amount;
+        if (balance < amount) amount = balance;
+        if (allowance < amount) amount = allowance;
+
+        (bool ok5, uint256 approved) = _readUint(issuer, abi.encodeCall(IIssuer.isWalletApproved, (record.investor)));
+        if (!ok5 || approved > 1) return (amount, false, "issuer query failed");
+        if (approved == 0) return (amount, false, "wallet not approved");
+        if (amount == 0) {
+            if (record.amount == 0) return (0, false, "requested amount is zero");
+            if (balance == 0) return (0, false, "insufficient balance");
+            return (0, false, "insufficient allowance");
+        }
+        return (amount, true, "");
+    }
+
+    function _readUint(address target, bytes memory data) private view returns (bool, uint256) {
+        (bool success, bytes memory ret) = target.staticcall(data);
+        if (!success || ret.length < 32) return (false, 0);
+        return (true, abi.decode(ret, (uint256)));
+    }
+
+    function _readAddress(address target, bytes memory data) private view returns (bool, address) {
+        (bool success, uint256 value) = _readUint(target, data);
+        if (!success || value > type(uint160).max) return (false, address(0));
+        // casting to 'uint160' is safe because value <= type(uint160).max was checked above
+        // forge-lint: disable-next-line(unsafe-typecast)
+        return (true, address(uint160(value)));
+    }
+
+    /// @dev "reverted" for empty revert data, otherwise "reverted with error 0x<selector>".
+    function _describe(bytes memory data) private pure returns (string memory) {
+        if (data.length < 4) return "reverted";
+        bytes memory hexChars = "0123456789abcdef";
+        bytes memory out = new bytes(10);
+        out[0] = "0";
+        out[1] = "x";
+        for (uint256 i = 0; i < 4; i++) {
+            uint8 b = uint8(data[i]);
+            out[2 + 2 * i] = hexChars[b >> 4];
+            out[3 + 2 * i] = hexChars[b & 0x0f];
+        }
+        return string.concat("reverted with error ", string(out));
+    }
+}
