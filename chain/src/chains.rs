@@ -28,6 +28,13 @@ pub struct ChainSettings {
     pub name: String,
     /// JSON-RPC endpoint (http or https).
     pub rpc_url: String,
+    /// Name of the environment variable holding the private key that deploys and signs on
+    /// this chain. The key itself never goes in the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer_key_env: Option<String>,
+    /// The platform's contracts on this chain, as written by `ampflow chain deploy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contracts: Option<crate::deploy::DeployedContracts>,
 }
 
 #[derive(Debug, thiserror::Error)]

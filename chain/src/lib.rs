@@ -3,6 +3,8 @@
 //! the rest of the chain issue.
 
 pub mod chains;
+pub mod contracts;
+pub mod deploy;
 pub mod signature;
 
 pub use chains::{Chain, ChainError, ChainSettings, Chains};

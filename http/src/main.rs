@@ -7,6 +7,8 @@ use ampflow_http::{StartOptions, app, telemetry};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod chain_deploy;
+
 #[derive(Parser)]
 #[command(
     name = "ampflow",
@@ -32,6 +34,30 @@ enum Command {
     Entities(EntitiesCommand),
     /// Print the OpenAPI document and exit.
     Openapi,
+    /// Work with the configured chains.
+    #[command(subcommand)]
+    Chain(ChainCommand),
+}
+
+#[derive(Subcommand)]
+enum ChainCommand {
+    /// Deploy the platform's contracts to a development node and write their addresses into
+    /// the configuration file (needs --config; the chain's `signer_key_env` names the
+    /// environment variable holding the deployer's key).
+    Deploy {
+        /// The chain id, as configured under [[chains]].
+        #[arg(long)]
+        chain: u64,
+        /// What the faucet pays per request, in wei (default 0.1 ETH).
+        #[arg(long, default_value = "100000000000000000")]
+        faucet_reward_wei: String,
+        /// The faucet pays only wallets with less than this, in wei (default 0.05 ETH).
+        #[arg(long, default_value = "50000000000000000")]
+        faucet_threshold_wei: String,
+        /// Sent to the faucet after deployment, in wei (default 100 ETH).
+        #[arg(long, default_value = "100000000000000000000")]
+        faucet_funding_wei: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -55,11 +81,31 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("start the runtime")?;
-    runtime.block_on(run(cli.command, settings))
+    runtime.block_on(run(cli.command, settings, cli.config))
 }
 
-async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> anyhow::Result<()> {
     match command {
+        Command::Chain(ChainCommand::Deploy {
+            chain,
+            faucet_reward_wei,
+            faucet_threshold_wei,
+            faucet_funding_wei,
+        }) => {
+            let config = config.context(
+                "chain deploy writes the addresses into the configuration file: pass --config",
+            )?;
+            let wei = |text: &str, name: &str| {
+                text.parse::<alloy_primitives::U256>()
+                    .with_context(|| format!("{name} must be a whole number of wei"))
+            };
+            let funding = ampflow_chain::deploy::FaucetFunding {
+                reward_wei: wei(&faucet_reward_wei, "--faucet-reward-wei")?,
+                balance_threshold_wei: wei(&faucet_threshold_wei, "--faucet-threshold-wei")?,
+                initial_balance_wei: wei(&faucet_funding_wei, "--faucet-funding-wei")?,
+            };
+            chain_deploy::run(&settings, &config, chain, funding).await
+        }
         Command::Serve => serve(settings).await,
         Command::Migrate => {
             let storage = ampflow_storage::Storage::connect(&settings.database_settings()).await?;

@@ -7,16 +7,11 @@ use alloy::network::EthereumWallet;
 use alloy::providers::ProviderBuilder;
 use alloy::signers::local::PrivateKeySigner;
 use ampflow_chain::ChainSettings;
+use ampflow_chain::contracts::MinimalEip1271Wallet;
 use ampflow_storage::testdb::Backend;
 use common::anvil::{Anvil, CHAIN_ID, DEV_KEY_0};
 use common::{TestApp, Wallet, assert_error};
 use serde_json::json;
-
-alloy::sol!(
-    #[sol(rpc)]
-    MinimalEip1271Wallet,
-    "../chain/contracts/artifacts/MinimalEip1271Wallet.json"
-);
 
 on_both_databases!(a_contract_wallet_logs_in_with_its_owners_signature);
 
@@ -46,6 +41,8 @@ async fn a_contract_wallet_logs_in_with_its_owners_signature(backend: Backend) {
             chain_id: CHAIN_ID,
             name: "anvil".into(),
             rpc_url,
+            signer_key_env: None,
+            contracts: None,
         }];
     })
     .await

@@ -1,0 +1,114 @@
+//! Deploying the platform's contract set to a development node (`ampflow chain deploy`): the
+//! test stablecoin, a WalletApprover that is the Issuer's approver, a funded Faucet, the
+//! InvestService and one sample Campaign that trusts it.
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, U256};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use serde::{Deserialize, Serialize};
+
+use crate::contracts::{Campaign, Faucet, InvestService, Issuer, TestStablecoin, WalletApprover};
+
+/// What the faucet pays and when, in wei.
+#[derive(Debug, Clone, Copy)]
+pub struct FaucetFunding {
+    pub reward_wei: U256,
+    pub balance_threshold_wei: U256,
+    /// Sent to the faucet right after it is deployed.
+    pub initial_balance_wei: U256,
+}
+
+/// The addresses of a deployed contract set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployedContracts {
+    pub stablecoin: Address,
+    pub wallet_approver: Address,
+    pub issuer: Address,
+    pub faucet: Address,
+    pub invest_service: Address,
+    pub campaign: Address,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("the RPC URL is not valid: {0}")]
+    BadUrl(String),
+    #[error("deploying {contract}: {reason}")]
+    Step {
+        contract: &'static str,
+        reason: String,
+    },
+}
+
+fn step(contract: &'static str) -> impl Fn(&dyn std::fmt::Display) -> DeployError {
+    move |e| DeployError::Step {
+        contract,
+        reason: e.to_string(),
+    }
+}
+
+/// Deploys and wires the contract set, signing with `deployer`, who becomes every contract's
+/// owner. Each transaction waits for its receipt before the next is sent.
+pub async fn deploy_platform(
+    rpc_url: &str,
+    deployer: PrivateKeySigner,
+    faucet: FaucetFunding,
+) -> Result<DeployedContracts, DeployError> {
+    let url = rpc_url
+        .parse()
+        .map_err(|e: url::ParseError| DeployError::BadUrl(e.to_string()))?;
+    let owner = deployer.address();
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(deployer))
+        .connect_http(url);
+
+    let stablecoin = TestStablecoin::deploy(&provider)
+        .await
+        .map_err(|e| step("TestStablecoin")(&e))?;
+    let wallet_approver = WalletApprover::deploy(&provider)
+        .await
+        .map_err(|e| step("WalletApprover")(&e))?;
+    let issuer = Issuer::deploy(&provider, *wallet_approver.address())
+        .await
+        .map_err(|e| step("Issuer")(&e))?;
+    let faucet_contract =
+        Faucet::deploy(&provider, faucet.reward_wei, faucet.balance_threshold_wei)
+            .await
+            .map_err(|e| step("Faucet")(&e))?;
+    let invest_service = InvestService::deploy(&provider)
+        .await
+        .map_err(|e| step("InvestService")(&e))?;
+    let campaign = Campaign::deploy(&provider, *stablecoin.address(), *issuer.address())
+        .await
+        .map_err(|e| step("Campaign")(&e))?;
+    campaign
+        .setInvestService(*invest_service.address())
+        .send()
+        .await
+        .map_err(|e| step("Campaign.setInvestService")(&e))?
+        .get_receipt()
+        .await
+        .map_err(|e| step("Campaign.setInvestService")(&e))?;
+    if !faucet.initial_balance_wei.is_zero() {
+        let funding = alloy::rpc::types::TransactionRequest::default()
+            .from(owner)
+            .to(*faucet_contract.address())
+            .value(faucet.initial_balance_wei);
+        provider
+            .send_transaction(funding)
+            .await
+            .map_err(|e| step("Faucet funding")(&e))?
+            .get_receipt()
+            .await
+            .map_err(|e| step("Faucet funding")(&e))?;
+    }
+    Ok(DeployedContracts {
+        stablecoin: *stablecoin.address(),
+        wallet_approver: *wallet_approver.address(),
+        issuer: *issuer.address(),
+        faucet: *faucet_contract.address(),
+        invest_service: *invest_service.address(),
+        campaign: *campaign.address(),
+    })
+}
