@@ -127,23 +127,26 @@ impl Identity {
         if pending.is_empty() {
             return Err(IdentityError::NoPendingChallenge);
         }
-        for (challenge_id, message) in pending {
-            let valid = chain
-                .is_valid_eip1271_signature(address.as_alloy(), &message, &signature.0)
-                .await
-                .map_err(|error| {
-                    tracing::warn!(%error, "EIP-1271 check failed");
-                    IdentityError::ChainUnavailable { chain_id }
-                })?;
-            if valid {
-                return self
-                    .wallets
-                    .call(&address, |reply| WalletMsg::LoginVerified {
-                        challenge_id: challenge_id.clone(),
-                        reply,
-                    })
-                    .await?;
-            }
+        let messages: Vec<&str> = pending
+            .iter()
+            .map(|(_, message)| message.as_str())
+            .collect();
+        let signed = chain
+            .eip1271_signed_message(address.as_alloy(), &messages, &signature.0)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "EIP-1271 check failed");
+                IdentityError::ChainUnavailable { chain_id }
+            })?;
+        if let Some(index) = signed {
+            let challenge_id = pending[index].0.clone();
+            return self
+                .wallets
+                .call(&address, |reply| WalletMsg::LoginVerified {
+                    challenge_id: challenge_id.clone(),
+                    reply,
+                })
+                .await?;
         }
         Err(IdentityError::SignatureMismatch)
     }

@@ -102,15 +102,15 @@ impl Chain {
         &self.provider
     }
 
-    /// Asks the contract at `wallet` whether `signature` is its signature of `message`, hashed
-    /// the EIP-191 `personal_sign` way. A wallet without code, or one that reverts, is simply
-    /// not valid; an unreachable node is an error.
-    pub async fn is_valid_eip1271_signature(
+    /// Which of `messages` the contract at `wallet` says `signature` signs (EIP-1271, each
+    /// message hashed the EIP-191 `personal_sign` way): the index of the first it accepts. A
+    /// wallet without code, or one that reverts, accepts none; an unreachable node is an error.
+    pub async fn eip1271_signed_message(
         &self,
         wallet: Address,
-        message: &str,
+        messages: &[&str],
         signature: &[u8],
-    ) -> Result<bool, ChainError> {
+    ) -> Result<Option<usize>, ChainError> {
         let chain_id = self.settings.chain_id;
         let rpc = |e: &dyn std::fmt::Display| ChainError::Rpc {
             chain_id,
@@ -121,19 +121,26 @@ impl Chain {
             .map_err(|e| rpc(&e))?
             .map_err(|e| rpc(&e))?;
         if code.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         let contract = IERC1271::new(wallet, &self.provider);
-        let hash = eip191_hash_message(message.as_bytes());
-        let call = contract.isValidSignature(hash, Bytes::copy_from_slice(signature));
-        match tokio::time::timeout(RPC_READ_TIMEOUT, call.call())
-            .await
-            .map_err(|e| rpc(&e))?
-        {
-            Ok(magic) => Ok(magic == FixedBytes(EIP1271_MAGIC_VALUE)),
-            // A revert is the contract's "no"; transport failures are errors.
-            Err(alloy::contract::Error::TransportError(e)) if !e.is_error_resp() => Err(rpc(&e)),
-            Err(_) => Ok(false),
+        let signature = Bytes::copy_from_slice(signature);
+        for (index, message) in messages.iter().enumerate() {
+            let hash = eip191_hash_message(message.as_bytes());
+            let call = contract.isValidSignature(hash, signature.clone());
+            match tokio::time::timeout(RPC_READ_TIMEOUT, call.call())
+                .await
+                .map_err(|e| rpc(&e))?
+            {
+                Ok(magic) if magic == FixedBytes(EIP1271_MAGIC_VALUE) => return Ok(Some(index)),
+                Ok(_) => {}
+                // A revert is the contract's "no"; transport failures are errors.
+                Err(alloy::contract::Error::TransportError(e)) if !e.is_error_resp() => {
+                    return Err(rpc(&e));
+                }
+                Err(_) => {}
+            }
         }
+        Ok(None)
     }
 }

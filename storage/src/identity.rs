@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
+    QuerySelect, TransactionTrait,
 };
 
 use crate::entities::{login_challenges, sessions, spent_refresh_tokens, users};
@@ -13,8 +13,14 @@ use crate::records::*;
 use crate::{Context, Result, Storage};
 use ampflow_types::UnixMillis;
 
+/// Expired sessions deleted per statement by the janitor, and chunks per run (the rest waits
+/// for the next run).
+const EXPIRED_SESSION_CHUNK: u64 = 500;
+const EXPIRED_SESSION_CHUNKS_PER_RUN_MAX: usize = 100;
+
 impl Storage {
-    /// The user, the redeemable `/authorize` challenges and the live sessions of one wallet.
+    /// The user and the redeemable `/authorize` challenges of one wallet. (Sessions are read
+    /// one at a time, when a request names one.)
     pub async fn load_wallet(&self, address: &str, now: UnixMillis) -> Result<WalletSnapshot> {
         let user = self.find_user(address).await?;
         let challenges = login_challenges::Entity::find()
@@ -28,21 +34,7 @@ impl Storage {
             .into_iter()
             .map(challenge_record)
             .collect();
-        let sessions = sessions::Entity::find()
-            .filter(sessions::Column::Address.eq(address))
-            .filter(sessions::Column::RevokedAtMs.is_null())
-            .filter(sessions::Column::ExpiresAtMs.gt(now))
-            .all(&self.reader)
-            .await
-            .context("load wallet sessions")?
-            .into_iter()
-            .map(session_record)
-            .collect();
-        Ok(WalletSnapshot {
-            user,
-            challenges,
-            sessions,
-        })
+        Ok(WalletSnapshot { user, challenges })
     }
 
     pub async fn find_user(&self, address: &str) -> Result<Option<UserRecord>> {
@@ -201,29 +193,36 @@ impl Storage {
             .await
             .context("delete expired challenges")?
             .rows_affected;
-        let expired_sessions: Vec<String> = sessions::Entity::find()
-            .filter(sessions::Column::ExpiresAtMs.lt(before))
-            .all(&self.db)
-            .await
-            .context("find expired sessions")?
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
-        let mut tokens = 0;
-        for chunk in expired_sessions.chunks(500) {
-            tokens += spent_refresh_tokens::Entity::delete_many()
+        // Sessions go in bounded chunks, each with its spent refresh tokens, so one run never
+        // holds more than a chunk of ids.
+        let mut deleted = challenges;
+        for _ in 0..EXPIRED_SESSION_CHUNKS_PER_RUN_MAX {
+            let chunk: Vec<String> = sessions::Entity::find()
+                .filter(sessions::Column::ExpiresAtMs.lt(before))
+                .limit(EXPIRED_SESSION_CHUNK)
+                .all(&self.db)
+                .await
+                .context("find expired sessions")?
+                .into_iter()
+                .map(|s| s.id)
+                .collect();
+            if chunk.is_empty() {
+                break;
+            }
+            deleted += spent_refresh_tokens::Entity::delete_many()
                 .filter(spent_refresh_tokens::Column::SessionId.is_in(chunk.iter().cloned()))
                 .exec(&self.db)
                 .await
                 .context("delete refresh tokens of expired sessions")?
                 .rows_affected;
-            sessions::Entity::delete_many()
+            deleted += sessions::Entity::delete_many()
                 .filter(sessions::Column::Id.is_in(chunk.iter().cloned()))
                 .exec(&self.db)
                 .await
-                .context("delete expired sessions")?;
+                .context("delete expired sessions")?
+                .rows_affected;
         }
-        Ok(challenges + tokens + expired_sessions.len() as u64)
+        Ok(deleted)
     }
 }
 

@@ -15,7 +15,7 @@ pub mod testdb;
 
 pub use connect::{DatabaseSettings, SqliteSync};
 pub use records::*;
-pub use sea_orm::DatabaseConnection;
+use sea_orm::DatabaseConnection;
 
 /// A storage failure. The message names the step that failed; driver details stay in the
 /// source error for the logs.
@@ -82,10 +82,6 @@ impl Storage {
             challenge_batch,
             login_batch,
         }
-    }
-
-    pub fn connection(&self) -> &DatabaseConnection {
-        &self.db
     }
 
     /// Applies every pending migration.

@@ -97,8 +97,6 @@ pub struct WalletSnapshot {
     pub user: Option<UserRecord>,
     /// Unused, unexpired `/authorize` challenges, newest first.
     pub challenges: Vec<ChallengeRecord>,
-    /// Sessions that are neither revoked nor expired.
-    pub sessions: Vec<SessionRecord>,
 }
 
 /// What a login writes in one transaction.
