@@ -27,12 +27,6 @@ async fn deploy_wallet(anvil: &Anvil, owner: &Wallet) -> String {
     format!("{:#x}", contract.address())
 }
 
-/// A fresh `/authorize` message for `address`.
-async fn payload(app: &TestApp, address: &str) -> String {
-    let (_, body) = app.post("/authorize", json!({"address": address})).await;
-    body["payload"].as_str().unwrap().to_string()
-}
-
 async fn a_contract_wallet_logs_in_with_its_owners_signature(backend: Backend) {
     let mut anvil = Anvil::start().await;
     let rpc_url = anvil.url.clone();
@@ -53,7 +47,7 @@ async fn a_contract_wallet_logs_in_with_its_owners_signature(backend: Backend) {
     let wallet = deploy_wallet(&anvil, &owner).await;
 
     // The owner's signature, checked by the contract: logged in as the contract wallet.
-    let message = payload(&app, &wallet).await;
+    let message = app.payload(&wallet).await;
     let request =
         json!({"address": wallet, "signed_payload": owner.sign(&message), "chain_id": CHAIN_ID});
     let (status, tokens) = app.post("/authorize/jwt", request.clone()).await;
@@ -70,7 +64,7 @@ async fn a_contract_wallet_logs_in_with_its_owners_signature(backend: Backend) {
     assert_error(status, &body, 401, "authentication_error", None);
 
     // Someone else's signature: the contract says no.
-    let message = payload(&app, &wallet).await;
+    let message = app.payload(&wallet).await;
     let (status, body) = app
         .post("/authorize/jwt", json!({"address": wallet, "signed_payload": intruder.sign(&message), "chain_id": CHAIN_ID}))
         .await;
@@ -93,7 +87,7 @@ async fn a_contract_wallet_logs_in_with_its_owners_signature(backend: Backend) {
 
     // An EOA (no code) that did not sign is refused, and its own signature still works.
     let eoa = Wallet::random();
-    let eoa_message = payload(&app, &eoa.address()).await;
+    let eoa_message = app.payload(&eoa.address()).await;
     let (status, _) = app
         .post("/authorize/jwt", json!({"address": eoa.address(), "signed_payload": intruder.sign(&eoa_message), "chain_id": CHAIN_ID}))
         .await;

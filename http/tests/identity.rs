@@ -147,10 +147,7 @@ async fn a_nonce_is_used_once(backend: Backend) {
         return;
     };
     let wallet = Wallet::random();
-    let (_, body) = app
-        .post("/authorize", json!({"address": wallet.address()}))
-        .await;
-    let request = json!({"address": wallet.address(), "signed_payload": wallet.sign(body["payload"].as_str().unwrap())});
+    let request = app.signed_login(&wallet).await;
     let (status, _) = app.post("/authorize/jwt", request.clone()).await;
     assert_eq!(status, 200);
     let (status, body) = app.post("/authorize/jwt", request).await;
@@ -169,10 +166,7 @@ async fn concurrent_logins_with_one_nonce_succeed_exactly_once(backend: Backend)
         return;
     };
     let wallet = Wallet::random();
-    let (_, body) = app
-        .post("/authorize", json!({"address": wallet.address()}))
-        .await;
-    let request = json!({"address": wallet.address(), "signed_payload": wallet.sign(body["payload"].as_str().unwrap())});
+    let request = app.signed_login(&wallet).await;
     let attempts = (0..8).map(|_| app.post("/authorize/jwt", request.clone()));
     let statuses: Vec<u16> = futures::future::join_all(attempts)
         .await
@@ -196,10 +190,7 @@ async fn nonces_expire_after_ten_minutes(backend: Backend) {
         return;
     };
     let wallet = Wallet::random();
-    let (_, body) = app
-        .post("/authorize", json!({"address": wallet.address()}))
-        .await;
-    let by_address = json!({"address": wallet.address(), "signed_payload": wallet.sign(body["payload"].as_str().unwrap())});
+    let by_address = app.signed_login(&wallet).await;
     let (_, body) = app.post("/authorize/by-message", json!({})).await;
     let message = body["payload"].as_str().unwrap().to_string();
     let by_message = json!({"address": wallet.address(), "message_to_sign": message, "signed_payload": wallet.sign(&message)});
@@ -329,10 +320,7 @@ async fn a_malformed_address_or_signature_answers_400_with_param(backend: Backen
             .await;
         assert_error(status, &body, 400, "invalid_request", Some("address"));
     }
-    let (_, body) = app
-        .post("/authorize", json!({"address": wallet.address()}))
-        .await;
-    let good = wallet.sign(body["payload"].as_str().unwrap());
+    let good = wallet.sign(&app.payload(&wallet.address()).await);
     let bad_v = format!("{}1d", &good[..good.len() - 2]);
     for bad in [
         "",
@@ -387,10 +375,7 @@ async fn a_signature_by_another_key_answers_401(backend: Backend) {
         return;
     };
     let (wallet, intruder) = (Wallet::random(), Wallet::random());
-    let (_, body) = app
-        .post("/authorize", json!({"address": wallet.address()}))
-        .await;
-    let signature = intruder.sign(body["payload"].as_str().unwrap());
+    let signature = intruder.sign(&app.payload(&wallet.address()).await);
     let (status, body) = app
         .post(
             "/authorize/jwt",
@@ -427,10 +412,7 @@ async fn contract_wallet_login_on_an_unconfigured_chain_answers_400(backend: Bac
         return;
     };
     let (wallet, owner) = (Wallet::random(), Wallet::random());
-    let (_, body) = app
-        .post("/authorize", json!({"address": wallet.address()}))
-        .await;
-    let payload = body["payload"].as_str().unwrap().to_string();
+    let payload = app.payload(&wallet.address()).await;
     // Not the wallet's own key: only EIP-1271 could vouch for it, and chain 137 is not configured.
     let (status, body) = app
         .post("/authorize/jwt", json!({"address": wallet.address(), "signed_payload": owner.sign(&payload), "chain_id": 137}))
@@ -482,14 +464,8 @@ async fn restart_mid_flow_keeps_unused_nonces_and_rejects_used_ones(backend: Bac
         return;
     };
     let (pending, used) = (Wallet::random(), Wallet::random());
-    let (_, body) = app
-        .post("/authorize", json!({"address": pending.address()}))
-        .await;
-    let pending_request = json!({"address": pending.address(), "signed_payload": pending.sign(body["payload"].as_str().unwrap())});
-    let (_, body) = app
-        .post("/authorize", json!({"address": used.address()}))
-        .await;
-    let used_request = json!({"address": used.address(), "signed_payload": used.sign(body["payload"].as_str().unwrap())});
+    let pending_request = app.signed_login(&pending).await;
+    let used_request = app.signed_login(&used).await;
     let (status, tokens) = app.post("/authorize/jwt", used_request.clone()).await;
     assert_eq!(status, 200);
 

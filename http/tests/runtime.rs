@@ -23,10 +23,7 @@ async fn a_killed_wallet_actor_is_restarted_and_the_next_request_succeeds(backen
     };
     let wallet = Wallet::random();
     let key = WalletAddress::parse(&wallet.address()).unwrap();
-    let (_, body) = app
-        .post("/authorize", json!({"address": wallet.address()}))
-        .await;
-    let payload = body["payload"].as_str().unwrap().to_string();
+    let payload = app.payload(&wallet.address()).await;
 
     let wallets = app.app().actors().wallets().clone();
     let before = wallets
@@ -124,10 +121,7 @@ async fn idle_actors_stop_and_their_state_is_reloaded_on_the_next_request(backen
     let wallets = app.app().actors().wallets().clone();
     let wallet = Wallet::random();
     let tokens = app.login(&wallet).await;
-    let (_, body) = app
-        .post("/authorize", json!({"address": wallet.address()}))
-        .await;
-    let payload = body["payload"].as_str().unwrap().to_string();
+    let payload = app.payload(&wallet.address()).await;
 
     let passivated = wait_until(Duration::from_secs(10), || {
         let wallets = wallets.clone();

@@ -150,18 +150,23 @@ impl TestApp {
         (status, body)
     }
 
+    /// A fresh `/authorize` payload for `address`.
+    pub async fn payload(&self, address: &str) -> String {
+        let (status, body) = self.post("/authorize", json!({"address": address})).await;
+        assert_eq!(status, 200, "{body}");
+        body["payload"].as_str().expect("payload").to_string()
+    }
+
+    /// The `/authorize/jwt` body for `wallet`: a fresh payload, signed with its key.
+    pub async fn signed_login(&self, wallet: &Wallet) -> Value {
+        let payload = self.payload(&wallet.address()).await;
+        json!({"address": wallet.address(), "signed_payload": wallet.sign(&payload)})
+    }
+
     /// `/authorize` → sign → `/authorize/jwt`, returning the token response.
     pub async fn login(&self, wallet: &Wallet) -> Value {
-        let (status, body) = self
-            .post("/authorize", json!({"address": wallet.address()}))
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let signature = wallet.sign(body["payload"].as_str().expect("payload"));
         let (status, tokens) = self
-            .post(
-                "/authorize/jwt",
-                json!({"address": wallet.address(), "signed_payload": signature}),
-            )
+            .post("/authorize/jwt", self.signed_login(wallet).await)
             .await;
         assert_eq!(status, 200, "{tokens}");
         tokens
