@@ -2,11 +2,14 @@
 //! happens, in what order, and who may do it is decided here; storage and chains are reached
 //! through the `storage` and `chain` crates, and nothing here knows about HTTP.
 
+pub mod batcher;
+pub mod faucet;
 mod identity;
 mod identity_error;
 pub mod registry;
 mod system;
 pub mod tokens;
+pub mod tx_sender;
 pub mod wallet;
 
 pub use identity::{Identity, Principal};

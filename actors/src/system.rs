@@ -10,9 +10,13 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 
+use crate::batcher::Batchers;
+use crate::faucet::{Faucet, FaucetRequestActor};
 use crate::identity::Identity;
 use crate::registry::{KindSupervisor, Registry, RuntimeSettings};
+use crate::registry::EntityActor;
 use crate::tokens::{TokenError, TokenService};
+use crate::tx_sender::TxSenders;
 use crate::wallet::{IdentitySettings, WalletActor, WalletDeps};
 
 /// How often each registry re-reads which entities are marked failed (by any process).
@@ -28,6 +32,8 @@ pub enum StartError {
     Tokens(#[from] TokenError),
     #[error("spawning {0}: {1}")]
     Spawn(&'static str, String),
+    #[error("resuming open chain work: {0}")]
+    Resume(#[from] ampflow_storage::StorageError),
 }
 
 /// Everything the actor system needs to start.
@@ -38,12 +44,17 @@ pub struct SystemConfig {
     pub identity: IdentitySettings,
     pub jwt_private_key_pem: Option<SecretString>,
     pub chains: ampflow_chain::Chains,
+    /// The transaction signer of each chain that sends transactions.
+    pub signers: std::collections::HashMap<u64, alloy::signers::local::PrivateKeySigner>,
 }
 
 pub struct ActorSystem {
     root: ActorRef<RootMsg>,
     wallets: Arc<Registry<WalletActor>>,
+    faucet_requests: Arc<Registry<FaucetRequestActor>>,
     identity: Identity,
+    faucet: Faucet,
+    senders: Arc<TxSenders>,
     chores: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -82,21 +93,72 @@ impl ActorSystem {
         .await
         .map_err(|e| StartError::Spawn("wallet supervisor", e.to_string()))?;
 
+        let faucet_requests = Registry::new(
+            FaucetRequestActor::new(config.storage.clone()),
+            config.storage.clone(),
+            config.clock.clone(),
+            config.runtime.clone(),
+        );
+        faucet_requests.refresh_failures().await;
+        Actor::spawn_linked(
+            None,
+            KindSupervisor::<FaucetRequestActor>::new(),
+            faucet_requests.clone(),
+            root.get_cell(),
+        )
+        .await
+        .map_err(|e| StartError::Spawn("faucet request supervisor", e.to_string()))?;
+
+        let senders = TxSenders::new(
+            config.storage.clone(),
+            config.clock.clone(),
+            config.chains.clone(),
+            config.signers,
+        );
+        let faucet_batchers = Batchers::new(
+            Faucet::spec(config.chains.clone()),
+            config.storage.clone(),
+            config.clock.clone(),
+            senders.clone(),
+        );
+        senders.resume().await?;
+        faucet_batchers.resume().await?;
+        let faucet = Faucet::new(
+            config.chains.clone(),
+            config.storage.clone(),
+            config.clock.clone(),
+            faucet_requests.clone(),
+            faucet_batchers,
+        );
+
         let chores = vec![
             spawn_sweeper(wallets.clone()),
+            spawn_sweeper(faucet_requests.clone()),
             spawn_janitor(config.storage.clone(), config.clock.clone()),
         ];
         let identity = Identity::new(wallets.clone(), deps, config.chains.clone());
         Ok(Self {
             root,
             wallets,
+            faucet_requests,
             identity,
+            faucet,
+            senders,
             chores: parking_lot::Mutex::new(chores),
         })
     }
 
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    pub fn faucet(&self) -> &Faucet {
+        &self.faucet
+    }
+
+    /// The transaction senders (tests wake them after writing intents directly).
+    pub fn tx_senders(&self) -> &Arc<TxSenders> {
+        &self.senders
     }
 
     /// The wallet registry (tests use it to find and kill actors).
@@ -114,7 +176,9 @@ impl ActorSystem {
         for chore in self.chores.lock().drain(..) {
             chore.abort();
         }
+        self.senders.shutdown();
         self.wallets.shutdown(wait).await;
+        self.faucet_requests.shutdown(wait).await;
         self.root
             .stop_children_and_wait(Some("shutdown".into()), Some(wait))
             .await;
@@ -125,7 +189,7 @@ impl ActorSystem {
     }
 }
 
-fn spawn_sweeper(wallets: Arc<Registry<WalletActor>>) -> JoinHandle<()> {
+fn spawn_sweeper<A: EntityActor>(wallets: Arc<Registry<A>>) -> JoinHandle<()> {
     let period = (wallets.settings().idle_timeout / 4)
         .clamp(Duration::from_millis(50), Duration::from_secs(30));
     tokio::spawn(async move {
@@ -140,7 +204,7 @@ fn spawn_sweeper(wallets: Arc<Registry<WalletActor>>) -> JoinHandle<()> {
             }
             let retired = wallets.retire_idle();
             if retired > 0 {
-                tracing::debug!(kind = "wallet", retired, "retired idle actors");
+                tracing::debug!(kind = A::KIND, retired, "retired idle actors");
             }
         }
     })

@@ -21,7 +21,7 @@ alloy::sol! {
 }
 
 /// One chain, as configured under `[[chains]]`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ChainSettings {
     pub chain_id: u64,
@@ -35,6 +35,90 @@ pub struct ChainSettings {
     /// The platform's contracts on this chain, as written by `ampflow chain deploy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contracts: Option<crate::deploy::DeployedContracts>,
+    /// How transactions are sent: confirmations, fee caps, gas margin, replacement.
+    #[serde(default)]
+    pub tx: crate::tx::TxSettings,
+    /// The testnet faucet (`[chains.faucet]`); without it the chain has no faucet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faucet: Option<FaucetSettings>,
+    /// How whitelisting approvals are batched (`[chains.whitelist]`).
+    #[serde(default)]
+    pub whitelist: BatchSettings,
+}
+
+/// How requests are gathered into one transaction, and retried when it fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchSettings {
+    /// Requests per transaction at most.
+    pub batch_size: usize,
+    /// The longest a due request waits for the batch to fill.
+    pub max_wait_ms: u64,
+    /// Transactions a request may ride in before it is marked failed.
+    pub attempts_max: u32,
+    /// The wait before a request's second attempt; it doubles for each later one.
+    pub retry_backoff_ms: u64,
+    pub retry_backoff_max_ms: u64,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 10,
+            max_wait_ms: 2_000,
+            attempts_max: 5,
+            retry_backoff_ms: 5_000,
+            retry_backoff_max_ms: 300_000,
+        }
+    }
+}
+
+/// The faucet of one chain. It pays through the `contracts.faucet` contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaucetSettings {
+    /// Payouts per faucet transaction at most.
+    pub batch_size: usize,
+    /// The longest a request waits for the batch to fill.
+    pub max_wait_ms: u64,
+    /// Transactions a request may ride in before it is marked failed.
+    pub attempts_max: u32,
+    /// The wait before a request's second attempt; it doubles for each later one.
+    pub retry_backoff_ms: u64,
+    pub retry_backoff_max_ms: u64,
+    /// After a payout, the wallet waits this long before it may ask again.
+    pub cooldown_secs: u64,
+    /// Requests one IP address may make in `per_ip_window_secs`.
+    pub per_ip_max: u32,
+    pub per_ip_window_secs: u64,
+}
+
+impl Default for FaucetSettings {
+    fn default() -> Self {
+        let batch = BatchSettings::default();
+        Self {
+            batch_size: batch.batch_size,
+            max_wait_ms: batch.max_wait_ms,
+            attempts_max: batch.attempts_max,
+            retry_backoff_ms: batch.retry_backoff_ms,
+            retry_backoff_max_ms: batch.retry_backoff_max_ms,
+            cooldown_secs: 24 * 60 * 60,
+            per_ip_max: 20,
+            per_ip_window_secs: 60 * 60,
+        }
+    }
+}
+
+impl FaucetSettings {
+    pub fn batch(&self) -> BatchSettings {
+        BatchSettings {
+            batch_size: self.batch_size,
+            max_wait_ms: self.max_wait_ms,
+            attempts_max: self.attempts_max,
+            retry_backoff_ms: self.retry_backoff_ms,
+            retry_backoff_max_ms: self.retry_backoff_max_ms,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@ pub mod chains;
 pub mod contracts;
 pub mod deploy;
 pub mod signature;
+pub mod tx;
 
-pub use chains::{Chain, ChainError, ChainSettings, Chains};
+pub use chains::{BatchSettings, Chain, ChainError, ChainSettings, Chains, FaucetSettings};
 pub use signature::{SignatureBytes, SignatureError, WalletSignature};

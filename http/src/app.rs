@@ -29,6 +29,7 @@ use crate::state::{AppState, Inner};
     tags(
         (name = "identity", description = "Wallet-signature login (EIP-191), tokens"),
         (name = "user", description = "The signed-in wallet's user record"),
+        (name = "faucet", description = "Testnet faucet payouts"),
         (name = "test", description = "Test-mode-only helpers"),
         (name = "operations", description = "Probes and documents"),
     )
@@ -80,6 +81,7 @@ fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::identity::router())
         .merge(routes::ops::router())
+        .merge(routes::faucet::router())
 }
 
 /// The OpenAPI document as JSON.
@@ -109,8 +111,43 @@ pub async fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
     Ok(storage)
 }
 
+/// The transaction signer of every chain that names one, read from the environment variable
+/// the chain names. A chain with a faucet must have one.
+fn chain_signers(
+    settings: &Settings,
+) -> anyhow::Result<std::collections::HashMap<u64, alloy::signers::local::PrivateKeySigner>> {
+    let mut signers = std::collections::HashMap::new();
+    for chain in &settings.chains {
+        let Some(variable) = &chain.signer_key_env else {
+            anyhow::ensure!(
+                chain.faucet.is_none(),
+                "chain {} has a faucet but no signer_key_env",
+                chain.chain_id
+            );
+            continue;
+        };
+        let key = std::env::var(variable).with_context(|| {
+            format!(
+                "chain {}: the signer key variable {variable} is not set",
+                chain.chain_id
+            )
+        })?;
+        let signer: alloy::signers::local::PrivateKeySigner =
+            key.trim().parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "chain {}: {variable} does not hold a valid private key",
+                    chain.chain_id
+                )
+            })?;
+        signers.insert(chain.chain_id, signer);
+    }
+    Ok(signers)
+}
+
 /// Starts everything and binds the listener. The server runs until `shutdown`.
 pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<RunningApp> {
+    // reqwest (reCAPTCHA, Veriff) uses rustls with this provider.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let storage = open_storage(&settings).await?;
     let redis = match &settings.redis_url {
         Some(url) => {
@@ -134,6 +171,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
             .as_ref()
             .map(|k| k.expose().to_string().into()),
         chains: ampflow_chain::Chains::new(&settings.chains).context("configure chains")?,
+        signers: chain_signers(&settings)?,
     })
     .await
     .context("start the actor system")?;
@@ -141,12 +179,15 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         .await
         .with_context(|| format!("bind {}", settings.listen))?;
     let addr = listener.local_addr().context("read the bound address")?;
+    let recaptcha = crate::recaptcha::Recaptcha::new(settings.recaptcha.clone())
+        .context("build the reCAPTCHA client")?;
     let state = AppState::new(Inner {
         actors,
         storage,
         redis,
         settings,
         openapi_json: openapi_json()?,
+        recaptcha,
     });
 
     let (stop, server) = serve(listener, router(state.clone()));
@@ -166,8 +207,11 @@ pub fn serve(
 ) -> (oneshot::Sender<()>, JoinHandle<std::io::Result<()>>) {
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
                 let _ = stopped.await;
             })
             .await

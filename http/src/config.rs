@@ -62,6 +62,31 @@ pub struct Settings {
     pub actors: ActorConfig,
     /// The EVM chains, as `[[chains]]` tables. A chain id that is not listed is unsupported.
     pub chains: Vec<ampflow_chain::ChainSettings>,
+    /// reCAPTCHA v3, checked on faucet requests.
+    pub recaptcha: RecaptchaConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecaptchaConfig {
+    /// The siteverify secret. Without one, the check is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    pub verify_url: String,
+    /// The lowest v3 score accepted (0.0 is a bot, 1.0 a human).
+    pub min_score: f64,
+    pub timeout_ms: u64,
+}
+
+impl Default for RecaptchaConfig {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            verify_url: "https://www.google.com/recaptcha/api/siteverify".into(),
+            min_score: 0.5,
+            timeout_ms: 5_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +106,9 @@ pub struct HttpConfig {
     pub request_timeout_ms: u64,
     /// How long in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace_ms: u64,
+    /// Take the client's IP from the last `X-Forwarded-For` entry (set it only behind a
+    /// proxy that appends it); otherwise the peer address is the client's IP.
+    pub trust_x_forwarded_for: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,6 +151,7 @@ impl Default for Settings {
                 body_limit_bytes: 64 * 1024,
                 request_timeout_ms: 30_000,
                 shutdown_grace_ms: 30_000,
+                trust_x_forwarded_for: false,
             },
             identity: IdentityConfig {
                 nonce_ttl_secs: 600,
@@ -139,6 +168,7 @@ impl Default for Settings {
                 call_timeout_ms: 10_000,
             },
             chains: Vec::new(),
+            recaptcha: RecaptchaConfig::default(),
         }
     }
 }

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub param: Option<String>,
+    /// Seconds, sent as `Retry-After` (429 and 503 answers).
+    pub retry_after_secs: Option<u64>,
 }
 
 /// The error envelope.
@@ -38,11 +40,17 @@ impl ApiError {
             code,
             message: message.into(),
             param: None,
+            retry_after_secs: None,
         }
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
+        self
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
         self
     }
 
@@ -94,7 +102,13 @@ impl IntoResponse for ApiError {
                 param: self.param,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod middleware;
+pub mod recaptcha;
 pub mod routes;
 pub mod state;
 pub mod telemetry;

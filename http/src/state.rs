@@ -15,6 +15,7 @@ pub(crate) struct Inner {
     pub redis: Option<redis::aio::ConnectionManager>,
     pub settings: Settings,
     pub openapi_json: String,
+    pub recaptcha: crate::recaptcha::Recaptcha,
 }
 
 impl AppState {
@@ -40,6 +41,10 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.0.settings
+    }
+
+    pub fn recaptcha(&self) -> &crate::recaptcha::Recaptcha {
+        &self.0.recaptcha
     }
 
     pub fn openapi_json(&self) -> &str {

@@ -37,6 +37,7 @@ async fn a_contract_wallet_logs_in_with_its_owners_signature(backend: Backend) {
             rpc_url,
             signer_key_env: None,
             contracts: None,
+            ..Default::default()
         }];
     })
     .await

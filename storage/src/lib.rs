@@ -4,6 +4,7 @@
 //! PostgreSQL database.
 
 mod batch;
+mod chain;
 mod connect;
 pub mod entities;
 mod failures;
@@ -13,6 +14,7 @@ pub use keys::StoredJwtKey;
 pub mod records;
 pub mod testdb;
 
+pub use chain::*;
 pub use connect::{DatabaseSettings, SqliteSync};
 pub use records::*;
 use sea_orm::DatabaseConnection;

@@ -1,2 +1,3 @@
+pub mod faucet;
 pub mod identity;
 pub mod ops;

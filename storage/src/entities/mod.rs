@@ -2,8 +2,11 @@
 //! them to the record types in [`crate::records`].
 
 pub mod entity_failures;
+pub mod faucet_requests;
 pub mod jwt_keys;
 pub mod login_challenges;
 pub mod sessions;
 pub mod spent_refresh_tokens;
+pub mod tx_intents;
 pub mod users;
+pub mod whitelist_requests;

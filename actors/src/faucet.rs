@@ -1,0 +1,376 @@
+//! The testnet faucet. Each request is owned by a `FaucetRequestActor` (keyed by the request
+//! id): it writes the request, and answers for it. The chain's faucet batcher gathers pending
+//! requests into one `faucet(address[])` transaction, and the transaction's `FaucetPaid` /
+//! `FaucetSkipped` events settle each request, in the same storage transaction that marks the
+//! intent final. A request is therefore paid at most once: it is in at most one open intent,
+//! and an intent is signed once and settled once.
+//!
+//! Rules checked before a request is stored: the chain must have a faucet; a wallet with an
+//! open request gets that request back; a wallet paid within the cooldown, or an IP address
+//! over its limit, is told when to come back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use alloy::primitives::{Address, Bytes};
+use alloy::rpc::types::Log;
+use alloy::sol_types::SolCall;
+use ampflow_chain::contracts::Faucet as FaucetContract;
+use ampflow_chain::{BatchSettings, Chains};
+use ampflow_storage::{
+    FaucetRequestRecord, ItemSettlement, Opened, SettledStatus, Storage, WorkGroup, WorkKind,
+};
+use ampflow_types::{Clock, WalletAddress};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::batcher::{BatchSpec, Batchers};
+use crate::registry::{EntityActor, Registry, RegistryError};
+
+/// Why a faucet request was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FaucetError {
+    #[error("chain {0} is not supported")]
+    UnsupportedChain(u64),
+    #[error("chain {0} has no faucet")]
+    NoFaucet(u64),
+    #[error("this wallet was paid recently; ask again in {retry_after_secs} s")]
+    CoolingDown { retry_after_secs: u64 },
+    #[error("too many faucet requests from this address; try again in {retry_after_secs} s")]
+    TooManyFromIp { retry_after_secs: u64 },
+    #[error("faucet request not found")]
+    NotFound,
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error(transparent)]
+    Actor(#[from] RegistryError),
+}
+
+impl From<ampflow_storage::StorageError> for FaucetError {
+    fn from(error: ampflow_storage::StorageError) -> Self {
+        Self::Storage(error.to_string())
+    }
+}
+
+/// What the faucet batcher sends: `faucet(address[])` on the chain's Faucet contract.
+pub struct FaucetSpec {
+    chains: Chains,
+}
+
+impl BatchSpec for FaucetSpec {
+    fn kind(&self) -> WorkKind {
+        WorkKind::Faucet
+    }
+
+    fn purpose(&self) -> &'static str {
+        "faucet"
+    }
+
+    fn settings(&self, chain_id: u64) -> Option<BatchSettings> {
+        let chain = self.chains.get(chain_id)?;
+        chain.settings.faucet.as_ref().map(|f| f.batch())
+    }
+
+    fn call(&self, group: &WorkGroup, wallets: &[Address]) -> Option<(Address, Bytes)> {
+        let chain = self.chains.get(group.chain_id)?;
+        let faucet = chain.settings.contracts.as_ref()?.faucet;
+        let call = FaucetContract::faucetCall {
+            wallets: wallets.to_vec(),
+        };
+        Some((faucet, Bytes::from(call.abi_encode())))
+    }
+
+    fn outcomes(&self, logs: &[Log]) -> HashMap<String, ItemSettlement> {
+        let mut outcomes = HashMap::new();
+        for log in logs {
+            if let Ok(paid) = log.log_decode::<FaucetContract::FaucetPaid>() {
+                let event = paid.inner.data;
+                outcomes.insert(
+                    format!("{:#x}", event.wallet),
+                    ItemSettlement {
+                        status: SettledStatus::Paid,
+                        reason: None,
+                        amount_wei: Some(event.amount.to_string()),
+                    },
+                );
+            } else if let Ok(skipped) = log.log_decode::<FaucetContract::FaucetSkipped>() {
+                let event = skipped.inner.data;
+                outcomes.insert(
+                    format!("{:#x}", event.wallet),
+                    ItemSettlement {
+                        status: SettledStatus::Skipped,
+                        reason: Some(event.reason),
+                        amount_wei: None,
+                    },
+                );
+            }
+        }
+        outcomes
+    }
+}
+
+/// The faucet's front: rules, then the request's actor.
+pub struct Faucet {
+    chains: Chains,
+    storage: Storage,
+    clock: Arc<dyn Clock>,
+    requests: Arc<Registry<FaucetRequestActor>>,
+    batchers: Arc<Batchers<FaucetSpec>>,
+}
+
+/// A request the faucet accepted: `created` is false when the wallet's open request was
+/// returned instead of a new one.
+#[derive(Debug, Clone)]
+pub struct FaucetAnswer {
+    pub request: FaucetRequestRecord,
+    pub created: bool,
+}
+
+impl Faucet {
+    pub(crate) fn new(
+        chains: Chains,
+        storage: Storage,
+        clock: Arc<dyn Clock>,
+        requests: Arc<Registry<FaucetRequestActor>>,
+        batchers: Arc<Batchers<FaucetSpec>>,
+    ) -> Self {
+        Self {
+            chains,
+            storage,
+            clock,
+            requests,
+            batchers,
+        }
+    }
+
+    pub(crate) fn spec(chains: Chains) -> FaucetSpec {
+        FaucetSpec { chains }
+    }
+
+    /// Whether the chain is supported and has a faucet.
+    pub fn check_chain(&self, chain_id: u64) -> Result<(), FaucetError> {
+        let chain = self
+            .chains
+            .get(chain_id)
+            .ok_or(FaucetError::UnsupportedChain(chain_id))?;
+        if chain.settings.faucet.is_some() && chain.settings.contracts.is_some() {
+            Ok(())
+        } else {
+            Err(FaucetError::NoFaucet(chain_id))
+        }
+    }
+
+    /// Asks the chain's faucet to pay `wallet`.
+    pub async fn request(
+        &self,
+        chain_id: u64,
+        wallet: &WalletAddress,
+        client_ip: &str,
+    ) -> Result<FaucetAnswer, FaucetError> {
+        let chain = self
+            .chains
+            .get(chain_id)
+            .ok_or(FaucetError::UnsupportedChain(chain_id))?;
+        let settings = chain
+            .settings
+            .faucet
+            .as_ref()
+            .filter(|_| chain.settings.contracts.is_some())
+            .ok_or(FaucetError::NoFaucet(chain_id))?;
+        let address = wallet.to_string();
+        if let Some(open) = self.storage.find_open_faucet_request(chain_id, &address).await? {
+            return Ok(FaucetAnswer {
+                request: open,
+                created: false,
+            });
+        }
+        let now = self.clock.now_ms();
+        if let Some(paid_at) = self.storage.last_faucet_payout_at(chain_id, &address).await? {
+            let until = paid_at + (settings.cooldown_secs as i64) * 1000;
+            if until > now {
+                return Err(FaucetError::CoolingDown {
+                    retry_after_secs: seconds_until(now, until),
+                });
+            }
+        }
+        if settings.per_ip_max > 0 {
+            let window = (settings.per_ip_window_secs as i64) * 1000;
+            let recent = self
+                .storage
+                .recent_faucet_requests_from_ip(
+                    chain_id,
+                    client_ip,
+                    now - window,
+                    u64::from(settings.per_ip_max),
+                )
+                .await?;
+            if recent.len() >= settings.per_ip_max as usize {
+                let oldest = recent.last().copied().unwrap_or(now);
+                return Err(FaucetError::TooManyFromIp {
+                    retry_after_secs: seconds_until(now, oldest + window),
+                });
+            }
+        }
+        let record = FaucetRequestRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            chain_id,
+            address,
+            client_ip: client_ip.to_string(),
+            status: "pending".into(),
+            attempts: 0,
+            tx_hash: None,
+            amount_wei: None,
+            reason: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            settled_at_ms: None,
+        };
+        let opened = self
+            .requests
+            .call(&record.id.clone(), |reply| FaucetMsg::Open {
+                record: record.clone(),
+                reply,
+            })
+            .await??;
+        Ok(match opened {
+            Opened::Created(request) => {
+                self.batchers.wake(&WorkGroup {
+                    chain_id,
+                    issuer: None,
+                });
+                FaucetAnswer {
+                    request,
+                    created: true,
+                }
+            }
+            Opened::AlreadyOpen(request) => FaucetAnswer {
+                request,
+                created: false,
+            },
+        })
+    }
+
+    /// One of the wallet's requests on the chain.
+    pub async fn get(
+        &self,
+        chain_id: u64,
+        id: &str,
+        wallet: &WalletAddress,
+    ) -> Result<FaucetRequestRecord, FaucetError> {
+        if self.chains.get(chain_id).is_none() {
+            return Err(FaucetError::UnsupportedChain(chain_id));
+        }
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Err(FaucetError::NotFound);
+        }
+        let request = self
+            .requests
+            .call(&id.to_string(), |reply| FaucetMsg::Get { reply })
+            .await??;
+        match request {
+            Some(r) if r.chain_id == chain_id && r.address == wallet.to_string() => Ok(r),
+            _ => Err(FaucetError::NotFound),
+        }
+    }
+}
+
+fn seconds_until(now: i64, until: i64) -> u64 {
+    ((until - now).max(0) as u64).div_ceil(1000).max(1)
+}
+
+/// One faucet request's actor.
+#[derive(Clone)]
+pub struct FaucetRequestActor {
+    storage: Storage,
+}
+
+impl FaucetRequestActor {
+    pub(crate) fn new(storage: Storage) -> Self {
+        Self { storage }
+    }
+}
+
+pub enum FaucetMsg {
+    Open {
+        record: FaucetRequestRecord,
+        reply: RpcReplyPort<Result<Opened<FaucetRequestRecord>, FaucetError>>,
+    },
+    Get {
+        reply: RpcReplyPort<Result<Option<FaucetRequestRecord>, FaucetError>>,
+    },
+    Retire,
+}
+
+impl EntityActor for FaucetRequestActor {
+    const KIND: &'static str = "faucet_request";
+    type Key = String;
+
+    fn retire() -> FaucetMsg {
+        FaucetMsg::Retire
+    }
+}
+
+impl Actor for FaucetRequestActor {
+    type Msg = FaucetMsg;
+    type State = FaucetState;
+    type Arguments = String;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<FaucetMsg>,
+        id: String,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let request = self.storage.faucet_request(&id).await?;
+        Ok(FaucetState { id, request })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<FaucetMsg>,
+        message: FaucetMsg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            FaucetMsg::Open { record, reply } => {
+                let result = match &state.request {
+                    Some(existing) => Ok(Opened::AlreadyOpen(existing.clone())),
+                    None => self
+                        .storage
+                        .open_faucet_request(&record)
+                        .await
+                        .map_err(FaucetError::from),
+                };
+                if let Ok(Opened::Created(created)) = &result {
+                    state.request = Some(created.clone());
+                }
+                let _ = reply.send(result);
+            }
+            FaucetMsg::Get { reply } => {
+                // The batcher and the settlement move an open request on; re-read it until
+                // it is settled.
+                let settled = state
+                    .request
+                    .as_ref()
+                    .is_some_and(|r| r.settled_at_ms.is_some());
+                if !settled {
+                    match self.storage.faucet_request(&state.id).await {
+                        Ok(fresh) if fresh.is_some() => state.request = fresh,
+                        Ok(_) => {}
+                        Err(error) => {
+                            let _ = reply.send(Err(error.into()));
+                            return Ok(());
+                        }
+                    }
+                }
+                let _ = reply.send(Ok(state.request.clone()));
+            }
+            FaucetMsg::Retire => myself.stop(Some("idle".into())),
+        }
+        Ok(())
+    }
+}
+
+/// A request's actor state: the request as last read (settled requests never change again).
+pub struct FaucetState {
+    id: String,
+    request: Option<FaucetRequestRecord>,
+}

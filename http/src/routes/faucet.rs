@@ -1,0 +1,169 @@
+//! The testnet faucet (seed 002, section 6): ask for funds, then follow the request.
+
+use std::net::SocketAddr;
+
+use ampflow_actors::faucet::{FaucetAnswer, FaucetError};
+use ampflow_storage::FaucetRequestRecord;
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, WalletAuth};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(request_funds))
+        .routes(routes!(get_request))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct FaucetRequestBody {
+    /// A reCAPTCHA v3 token; required when the server checks reCAPTCHA.
+    pub re_captcha_token: Option<String>,
+}
+
+/// A faucet request and where it stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FaucetRequestResponse {
+    pub id: String,
+    pub chain_id: u64,
+    pub wallet_address: String,
+    /// pending, submitted, paid, skipped or failed.
+    pub status: String,
+    /// The faucet transaction, once one was sent.
+    pub tx_hash: Option<String>,
+    /// Wei paid, once paid.
+    pub amount: Option<String>,
+    /// Why it was skipped or failed, or why the last attempt failed.
+    pub reason: Option<String>,
+    /// Transactions tried so far.
+    pub attempts: u32,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<FaucetRequestRecord> for FaucetRequestResponse {
+    fn from(r: FaucetRequestRecord) -> Self {
+        Self {
+            id: r.id,
+            chain_id: r.chain_id,
+            wallet_address: r.address,
+            status: r.status,
+            tx_hash: r.tx_hash,
+            amount: r.amount_wei,
+            reason: r.reason,
+            attempts: r.attempts,
+            created_at: r.created_at_ms,
+            updated_at: r.updated_at_ms,
+        }
+    }
+}
+
+impl From<FaucetError> for ApiError {
+    fn from(error: FaucetError) -> Self {
+        match error {
+            FaucetError::UnsupportedChain(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "unsupported_chain", error.to_string())
+                    .with_param("chainId")
+            }
+            FaucetError::NoFaucet(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "faucet_unsupported", error.to_string())
+                    .with_param("chainId")
+            }
+            FaucetError::CoolingDown { retry_after_secs } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "faucet_cooldown",
+                error.to_string(),
+            )
+            .retry_after(retry_after_secs),
+            FaucetError::TooManyFromIp { retry_after_secs } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                error.to_string(),
+            )
+            .retry_after(retry_after_secs),
+            FaucetError::NotFound => ApiError::not_found("no such faucet request"),
+            FaucetError::Storage(cause) => ApiError::internal(cause),
+            FaucetError::Actor(error) => error.into(),
+        }
+    }
+}
+
+/// The client's IP: the peer, or the last `X-Forwarded-For` entry when configured to trust it.
+fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> String {
+    if state.settings().http.trust_x_forwarded_for
+        && let Some(forwarded) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim)
+            .and_then(|v| v.parse::<std::net::IpAddr>().ok())
+    {
+        return forwarded.to_string();
+    }
+    peer.ip().to_string()
+}
+
+/// Ask the chain's faucet for funds. Answers the request (or the wallet's request that is
+/// still open): 202 when created, 200 when an open one is returned.
+#[utoipa::path(post, path = "/faucet/{chainId}", tag = "faucet", security(("bearer" = [])),
+    params(("chainId" = u64, Path, description = "The chain to be paid on")),
+    request_body = FaucetRequestBody,
+    responses(
+        (status = 202, body = FaucetRequestResponse, description = "Request accepted"),
+        (status = 200, body = FaucetRequestResponse, description = "The wallet's open request"),
+        (status = 400, body = ErrorBody, description = "Unsupported chain, no faucet, or reCAPTCHA failed"),
+        (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "Cooldown or per-IP limit; see Retry-After")))]
+async fn request_funds(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(chain_id): Path<u64>,
+    WalletAuth(principal): WalletAuth,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<FaucetRequestBody>,
+) -> Result<(StatusCode, Json<FaucetRequestResponse>), ApiError> {
+    let ip = client_ip(&state, peer, &headers);
+    // Cheap refusals first: an unsupported chain needs no reCAPTCHA round trip.
+    state.actors().faucet().check_chain(chain_id)?;
+    state
+        .recaptcha()
+        .verify(body.re_captcha_token.as_deref(), &ip)
+        .await?;
+    let FaucetAnswer { request, created } = state
+        .actors()
+        .faucet()
+        .request(chain_id, &principal.address, &ip)
+        .await?;
+    let status = if created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(request.into())))
+}
+
+/// One of the caller's faucet requests.
+#[utoipa::path(get, path = "/faucet/{chainId}/requests/{id}", tag = "faucet", security(("bearer" = [])),
+    params(("chainId" = u64, Path), ("id" = String, Path, description = "The request id")),
+    responses((status = 200, body = FaucetRequestResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_request(
+    State(state): State<AppState>,
+    Path((chain_id, id)): Path<(u64, String)>,
+    WalletAuth(principal): WalletAuth,
+) -> Result<Json<FaucetRequestResponse>, ApiError> {
+    let request = state
+        .actors()
+        .faucet()
+        .get(chain_id, &id, &principal.address)
+        .await?;
+    Ok(Json(request.into()))
+}

@@ -1,0 +1,27 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "faucet_requests")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub chain_id: i64,
+    pub address: String,
+    pub client_ip: String,
+    pub status: String,
+    pub open_key: Option<String>,
+    pub attempts: i32,
+    pub next_attempt_at_ms: i64,
+    pub tx_intent_id: Option<String>,
+    pub tx_hash: Option<String>,
+    pub amount_wei: Option<String>,
+    pub reason: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub settled_at_ms: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
