@@ -119,7 +119,11 @@ impl<S: BatchSpec> Batchers<S> {
                     self.running.lock().remove(&group);
                     // A request stored after the last look would have found this batcher
                     // still registered: look once more, and start over if there is one.
-                    match self.storage.next_work_due_at(self.spec.kind(), &group).await {
+                    match self
+                        .storage
+                        .next_work_due_at(self.spec.kind(), &group)
+                        .await
+                    {
                         Ok(None) => return,
                         _ => {
                             self.wake(&group);

@@ -177,14 +177,22 @@ impl Faucet {
             .filter(|_| chain.settings.contracts.is_some())
             .ok_or(FaucetError::NoFaucet(chain_id))?;
         let address = wallet.to_string();
-        if let Some(open) = self.storage.find_open_faucet_request(chain_id, &address).await? {
+        if let Some(open) = self
+            .storage
+            .find_open_faucet_request(chain_id, &address)
+            .await?
+        {
             return Ok(FaucetAnswer {
                 request: open,
                 created: false,
             });
         }
         let now = self.clock.now_ms();
-        if let Some(paid_at) = self.storage.last_faucet_payout_at(chain_id, &address).await? {
+        if let Some(paid_at) = self
+            .storage
+            .last_faucet_payout_at(chain_id, &address)
+            .await?
+        {
             let until = paid_at + (settings.cooldown_secs as i64) * 1000;
             if until > now {
                 return Err(FaucetError::CoolingDown {

@@ -188,7 +188,9 @@ impl Sender {
         let backoff = backon::ExponentialBuilder::default()
             .with_min_delay(poll)
             .with_max_delay(Duration::from_millis(
-                self.settings.max_backoff_ms.max(self.settings.poll_interval_ms),
+                self.settings
+                    .max_backoff_ms
+                    .max(self.settings.poll_interval_ms),
             ))
             .with_jitter()
             .without_max_times();
@@ -240,10 +242,7 @@ impl Sender {
             return Ok(Round::Idle);
         }
         let head = self.chain.block_number().await?;
-        for intent in intents
-            .iter()
-            .filter(|i| i.status == TxIntentStatus::Sent)
-        {
+        for intent in intents.iter().filter(|i| i.status == TxIntentStatus::Sent) {
             self.check_sent(intent, head).await?;
         }
         for intent in intents
@@ -418,9 +417,7 @@ impl Sender {
                 .estimate_gas(self.address, to, data.clone(), value)
                 .await
             {
-                Ok(estimate) => {
-                    estimate + estimate * self.settings.gas_margin_percent / 100
-                }
+                Ok(estimate) => estimate + estimate * self.settings.gas_margin_percent / 100,
                 Err(TxError::Reverted(reason)) | Err(TxError::Rejected(reason)) => {
                     let outcome = TxFinal::Failed {
                         reason: format!("the call would revert: {reason}"),
@@ -439,7 +436,12 @@ impl Sender {
         let cap = self.settings.max_fee_per_gas_wei();
         if suggested_max > cap {
             if !self.cap_warned {
-                tracing::warn!(chain_id = intent.chain_id, suggested_wei = suggested_max, cap_wei = cap, "network fees are above the cap; transactions wait");
+                tracing::warn!(
+                    chain_id = intent.chain_id,
+                    suggested_wei = suggested_max,
+                    cap_wei = cap,
+                    "network fees are above the cap; transactions wait"
+                );
                 self.cap_warned = true;
             }
             return Ok(false);

@@ -142,7 +142,17 @@ fn classify(error: RpcError<TransportErrorKind>) -> TxError {
                 TxError::Rejected(message)
             }
         }
-        _ => TxError::Unavailable(error.to_string()),
+        _ => {
+            // The transport's own message is generic; its causes say what happened.
+            let mut message = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            TxError::Unavailable(message)
+        }
     }
 }
 

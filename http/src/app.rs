@@ -40,12 +40,16 @@ struct ApiDoc;
 #[derive(Debug, Clone)]
 pub struct StartOptions {
     pub clock: Arc<dyn Clock>,
+    /// Transaction signers by chain id, used instead of the keys named by `signer_key_env`
+    /// (tests and benchmarks, which cannot set environment variables safely).
+    pub chain_signers: std::collections::HashMap<u64, alloy::signers::local::PrivateKeySigner>,
 }
 
 impl Default for StartOptions {
     fn default() -> Self {
         Self {
             clock: Arc::new(SystemClock),
+            chain_signers: Default::default(),
         }
     }
 }
@@ -115,9 +119,14 @@ pub async fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
 /// the chain names. A chain with a faucet must have one.
 fn chain_signers(
     settings: &Settings,
+    given: &std::collections::HashMap<u64, alloy::signers::local::PrivateKeySigner>,
 ) -> anyhow::Result<std::collections::HashMap<u64, alloy::signers::local::PrivateKeySigner>> {
     let mut signers = std::collections::HashMap::new();
-    for chain in &settings.chains {
+    for chain in settings
+        .chains
+        .iter()
+        .filter(|c| !given.contains_key(&c.chain_id))
+    {
         let Some(variable) = &chain.signer_key_env else {
             anyhow::ensure!(
                 chain.faucet.is_none(),
@@ -132,13 +141,12 @@ fn chain_signers(
                 chain.chain_id
             )
         })?;
-        let signer: alloy::signers::local::PrivateKeySigner =
-            key.trim().parse().map_err(|_| {
-                anyhow::anyhow!(
-                    "chain {}: {variable} does not hold a valid private key",
-                    chain.chain_id
-                )
-            })?;
+        let signer: alloy::signers::local::PrivateKeySigner = key.trim().parse().map_err(|_| {
+            anyhow::anyhow!(
+                "chain {}: {variable} does not hold a valid private key",
+                chain.chain_id
+            )
+        })?;
         signers.insert(chain.chain_id, signer);
     }
     Ok(signers)
@@ -171,7 +179,11 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
             .as_ref()
             .map(|k| k.expose().to_string().into()),
         chains: ampflow_chain::Chains::new(&settings.chains).context("configure chains")?,
-        signers: chain_signers(&settings)?,
+        signers: {
+            let mut signers = chain_signers(&settings, &options.chain_signers)?;
+            signers.extend(options.chain_signers.clone());
+            signers
+        },
     })
     .await
     .context("start the actor system")?;
@@ -212,9 +224,9 @@ pub fn serve(
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
+            let _ = stopped.await;
+        })
+        .await
     });
     (stop, server)
 }

@@ -522,8 +522,7 @@ impl Storage {
         }
         match kind {
             WorkKind::Faucet => {
-                settle::<faucet_requests::Entity>(&txn, intent_id, outcome, items, retry, now)
-                    .await
+                settle::<faucet_requests::Entity>(&txn, intent_id, outcome, items, retry, now).await
             }
             WorkKind::Whitelist => {
                 settle::<whitelist_requests::Entity>(&txn, intent_id, outcome, items, retry, now)
@@ -772,7 +771,10 @@ fn signed_update(tx: &SignedTx, now: UnixMillis) -> sea_orm::UpdateMany<tx_inten
         .col_expr(tx_intents::Column::Nonce, Expr::value(tx.nonce as i64))
         .col_expr(tx_intents::Column::RawTx, Expr::value(tx.raw_tx.clone()))
         .col_expr(tx_intents::Column::TxHash, Expr::value(tx.tx_hash.clone()))
-        .col_expr(tx_intents::Column::GasLimit, Expr::value(tx.gas_limit as i64))
+        .col_expr(
+            tx_intents::Column::GasLimit,
+            Expr::value(tx.gas_limit as i64),
+        )
         .col_expr(
             tx_intents::Column::MaxFeePerGas,
             Expr::value(tx.max_fee_per_gas.to_string()),

@@ -69,14 +69,18 @@ impl From<FaucetRequestRecord> for FaucetRequestResponse {
 impl From<FaucetError> for ApiError {
     fn from(error: FaucetError) -> Self {
         match error {
-            FaucetError::UnsupportedChain(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "unsupported_chain", error.to_string())
-                    .with_param("chainId")
-            }
-            FaucetError::NoFaucet(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "faucet_unsupported", error.to_string())
-                    .with_param("chainId")
-            }
+            FaucetError::UnsupportedChain(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_chain",
+                error.to_string(),
+            )
+            .with_param("chainId"),
+            FaucetError::NoFaucet(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "faucet_unsupported",
+                error.to_string(),
+            )
+            .with_param("chainId"),
             FaucetError::CoolingDown { retry_after_secs } => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "faucet_cooldown",

@@ -2,6 +2,7 @@
 //! that sign with real secp256k1 keys through alloy's local signer.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,7 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub settings: Settings,
     pub client: reqwest::Client,
+    pub signers: HashMap<u64, PrivateKeySigner>,
 }
 
 pub fn settings_for(db: &TestDatabase) -> Settings {
@@ -60,6 +62,15 @@ impl TestApp {
     }
 
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
+        Self::start_signing(backend, HashMap::new(), tweak).await
+    }
+
+    /// Like `start_with`, with transaction signers for chains.
+    pub async fn start_signing(
+        backend: Backend,
+        signers: HashMap<u64, PrivateKeySigner>,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Option<Self> {
         let Some(db) = TestDatabase::create(backend).await else {
             eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL variant");
             return None;
@@ -71,6 +82,7 @@ impl TestApp {
             settings.clone(),
             StartOptions {
                 clock: Arc::new(clock.clone()),
+                chain_signers: signers.clone(),
             },
         )
         .await
@@ -85,6 +97,7 @@ impl TestApp {
             clock,
             settings,
             client,
+            signers,
         })
     }
 
@@ -105,6 +118,7 @@ impl TestApp {
             self.settings.clone(),
             StartOptions {
                 clock: Arc::new(self.clock.clone()),
+                chain_signers: self.signers.clone(),
             },
         )
         .await

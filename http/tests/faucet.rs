@@ -1,0 +1,405 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The faucet and the transaction pipeline against a real anvil: payouts land exactly once,
+//! a restart between sending and the receipt sends nothing twice, an unreachable node only
+//! delays the work, and a reverted transaction is a failure.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolCall;
+use ampflow_chain::contracts::Faucet;
+use ampflow_chain::deploy::{DeployedContracts, FaucetFunding, deploy_platform};
+use ampflow_chain::{ChainSettings, FaucetSettings};
+use ampflow_storage::testdb::Backend;
+use ampflow_storage::{NewTxIntent, TxIntentStatus};
+use common::anvil::{Anvil, CHAIN_ID, DEV_KEY_0};
+use common::{TestApp, Wallet, assert_error, wait_until};
+use serde_json::{Value, json};
+
+const REWARD_WEI: u64 = 100_000_000_000_000_000; // 0.1 ETH
+
+struct Setup {
+    anvil: Anvil,
+    app: TestApp,
+    contracts: DeployedContracts,
+}
+
+fn signer() -> PrivateKeySigner {
+    DEV_KEY_0.parse().unwrap()
+}
+
+async fn setup(backend: Backend, tweak: impl FnOnce(&mut FaucetSettings)) -> Option<Setup> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let anvil = Anvil::start().await;
+    let contracts = deploy_platform(
+        &anvil.url,
+        signer(),
+        FaucetFunding {
+            reward_wei: U256::from(REWARD_WEI),
+            balance_threshold_wei: U256::from(REWARD_WEI),
+            initial_balance_wei: U256::from(1_000u64) * U256::from(REWARD_WEI),
+        },
+    )
+    .await
+    .unwrap();
+    let mut faucet = FaucetSettings {
+        max_wait_ms: 200,
+        retry_backoff_ms: 100,
+        ..FaucetSettings::default()
+    };
+    tweak(&mut faucet);
+    let chain = ChainSettings {
+        chain_id: CHAIN_ID,
+        name: "anvil".into(),
+        rpc_url: anvil.url.clone(),
+        contracts: Some(contracts.clone()),
+        faucet: Some(faucet),
+        tx: ampflow_chain::tx::TxSettings {
+            poll_interval_ms: 100,
+            max_backoff_ms: 1_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let signers = HashMap::from([(CHAIN_ID, signer())]);
+    let app = TestApp::start_signing(backend, signers, |s| s.chains = vec![chain]).await?;
+    Some(Setup {
+        anvil,
+        app,
+        contracts,
+    })
+}
+
+async fn balance(anvil: &Anvil, address: Address) -> U256 {
+    let provider = ProviderBuilder::new().connect_http(anvil.url.parse().unwrap());
+    provider.get_balance(address).await.unwrap()
+}
+
+async fn signer_nonce(anvil: &Anvil) -> u64 {
+    let provider = ProviderBuilder::new().connect_http(anvil.url.parse().unwrap());
+    provider
+        .get_transaction_count(signer().address())
+        .await
+        .unwrap()
+}
+
+async fn ask(app: &TestApp, token: &str) -> (u16, Value) {
+    app.post_auth(
+        &format!("/faucet/{CHAIN_ID}"),
+        token,
+        json!({"re_captcha_token": "t"}),
+    )
+    .await
+}
+
+async fn wait_for_status(app: &TestApp, token: &str, id: &str, status: &str) -> Value {
+    let path = format!("/faucet/{CHAIN_ID}/requests/{id}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, body) = app.get_auth(&path, token).await;
+        assert_eq!(code, 200, "{body}");
+        if body["status"] == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request {id} never reached {status}: {body}"
+        );
+        // The app runs on a manual clock: let time pass, so batches close.
+        app.clock.advance_ms(100);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn each_request_is_paid_exactly_once(backend: Backend) {
+    let Some(Setup { anvil, app, .. }) = setup(backend, |_| {}).await else {
+        return;
+    };
+    let nonce_before = signer_nonce(&anvil).await;
+    let wallets: Vec<Wallet> = (0..3).map(|_| Wallet::random()).collect();
+    let mut tokens = Vec::new();
+    let mut ids = Vec::new();
+    for wallet in &wallets {
+        let token = app.login(wallet).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (status, body) = ask(&app, &token).await;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["status"], "pending");
+        assert_eq!(body["wallet_address"], wallet.address());
+        ids.push(body["id"].as_str().unwrap().to_string());
+        tokens.push(token);
+    }
+    // Asking again while the request is open answers the same request.
+    let (status, again) = ask(&app, &tokens[0]).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["id"], ids[0].as_str());
+
+    for ((wallet, token), id) in wallets.iter().zip(&tokens).zip(&ids) {
+        let paid = wait_for_status(&app, token, id, "paid").await;
+        assert_eq!(paid["amount"], REWARD_WEI.to_string());
+        assert!(paid["tx_hash"].as_str().unwrap().starts_with("0x"));
+        assert_eq!(
+            balance(&anvil, wallet.alloy_address()).await,
+            U256::from(REWARD_WEI)
+        );
+    }
+    // The three requests went out in one faucet transaction.
+    assert_eq!(signer_nonce(&anvil).await, nonce_before + 1);
+
+    // Paid wallets wait for the cooldown, told when to come back.
+    let response = app
+        .client
+        .post(app.url(&format!("/faucet/{CHAIN_ID}")))
+        .bearer_auth(&tokens[0])
+        .json(&json!({"re_captcha_token": "t"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after > 0 && retry_after <= 24 * 3600);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "faucet_cooldown");
+
+    // Someone else's request is not visible.
+    let (status, body) = app
+        .get_auth(
+            &format!("/faucet/{CHAIN_ID}/requests/{}", ids[0]),
+            &tokens[1],
+        )
+        .await;
+    assert_error(status, &body, 404, "not_found", None);
+    app.stop().await;
+}
+
+async fn bad_requests_are_refused(backend: Backend) {
+    let Some(Setup {
+        app, anvil: _anvil, ..
+    }) = setup(backend, |f| f.per_ip_max = 2).await
+    else {
+        return;
+    };
+    let wallet = Wallet::random();
+    let token = app.login(&wallet).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // No JWT.
+    let (status, body) = app
+        .post("/faucet/31337", json!({"re_captcha_token": "t"}))
+        .await;
+    assert_error(status, &body, 401, "authentication_error", None);
+    let (status, body) = app.get_auth("/faucet/31337/requests/x", "nope").await;
+    assert_error(status, &body, 401, "authentication_error", None);
+    // A chain that is not configured.
+    let (status, body) = app
+        .post_auth("/faucet/80001", &token, json!({"re_captcha_token": "t"}))
+        .await;
+    assert_error(status, &body, 400, "unsupported_chain", Some("chainId"));
+    // An unknown request.
+    let (status, body) = app
+        .get_auth(
+            &format!("/faucet/{CHAIN_ID}/requests/{}", uuid::Uuid::new_v4()),
+            &token,
+        )
+        .await;
+    assert_error(status, &body, 404, "not_found", None);
+    let (status, body) = app
+        .get_auth(&format!("/faucet/{CHAIN_ID}/requests/not-an-id"), &token)
+        .await;
+    assert_error(status, &body, 404, "not_found", None);
+    // The per-IP limit: two requests from loopback, then 429.
+    for _ in 0..2 {
+        let other = Wallet::random();
+        let token = app.login(&other).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (status, body) = ask(&app, &token).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let (status, body) = ask(&app, &token).await;
+    assert_error(status, &body, 429, "rate_limited", None);
+    app.stop().await;
+}
+
+/// With mining paused, the faucet transaction is sent but has no receipt; the server stops
+/// (every step was written down) and a new one takes over: it rebroadcasts the recorded bytes
+/// instead of signing again, and settles the request once the block is mined.
+async fn a_restart_between_send_and_receipt_sends_nothing_twice(backend: Backend) {
+    let Some(Setup { anvil, mut app, .. }) = setup(backend, |_| {}).await else {
+        return;
+    };
+    let provider = ProviderBuilder::new().connect_http(anvil.url.parse().unwrap());
+    let nonce_before = signer_nonce(&anvil).await;
+    let _: () = provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let wallet = Wallet::random();
+    let token = app.login(&wallet).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = ask(&app, &token).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let storage = app.app().state().storage().clone();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            app.clock.advance_ms(100);
+            storage
+                .tx_intents_for_purpose("faucet", 10)
+                .await
+                .unwrap()
+                .iter()
+                .any(|i| i.status == TxIntentStatus::Sent)
+        })
+        .await,
+        "the faucet transaction was never sent"
+    );
+    app.restart().await;
+    let _: () = provider
+        .raw_request("evm_setAutomine".into(), (true,))
+        .await
+        .unwrap();
+    let _: Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    wait_for_status(&app, &token, &id, "paid").await;
+    assert_eq!(signer_nonce(&anvil).await, nonce_before + 1);
+    assert_eq!(
+        balance(&anvil, wallet.alloy_address()).await,
+        U256::from(REWARD_WEI)
+    );
+    let intents = app
+        .app()
+        .state()
+        .storage()
+        .tx_intents_for_purpose("faucet", 10)
+        .await
+        .unwrap();
+    assert_eq!(intents.len(), 1);
+    assert_eq!(intents[0].status, TxIntentStatus::Confirmed);
+    assert_eq!(intents[0].send_attempts, 1, "signed once");
+    app.stop().await;
+}
+
+/// The node stops answering (SIGSTOP): the request waits, the sender backs off, and the
+/// payout completes once the node is back.
+async fn work_survives_an_unreachable_node(backend: Backend) {
+    let Some(Setup { anvil, app, .. }) = setup(backend, |_| {}).await else {
+        return;
+    };
+    let wallet = Wallet::random();
+    let token = app.login(&wallet).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    anvil.pause();
+    let (status, body) = ask(&app, &token).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    wait_for_status(&app, &token, &id, "submitted").await;
+    anvil.resume();
+    wait_for_status(&app, &token, &id, "paid").await;
+    assert_eq!(
+        balance(&anvil, wallet.alloy_address()).await,
+        U256::from(REWARD_WEI)
+    );
+    app.stop().await;
+}
+
+/// A transaction mined with status 0 is recorded as failed, with the block, not as a success.
+async fn a_reverted_transaction_is_a_failure(backend: Backend) {
+    let Some(Setup {
+        app,
+        contracts,
+        anvil: _anvil,
+    }) = setup(backend, |_| {}).await
+    else {
+        return;
+    };
+    let storage = app.app().state().storage().clone();
+    // `updateCallerStatus(0x0, true)` reverts; a fixed gas limit skips the estimate, so it is
+    // mined and reverts on chain.
+    let call = Faucet::updateCallerStatusCall {
+        caller: Address::ZERO,
+        allowed: true,
+    };
+    let intent = storage
+        .insert_tx_intent(
+            NewTxIntent {
+                idempotency_key: "test:revert".into(),
+                purpose: "test".into(),
+                chain_id: CHAIN_ID,
+                signer: format!("{:#x}", signer().address()),
+                to: format!("{:#x}", contracts.faucet),
+                calldata: format!("0x{}", hex::encode(call.abi_encode())),
+                value_wei: "0".into(),
+                gas_limit: Some(100_000),
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    // The same business key is written once.
+    let again = storage
+        .insert_tx_intent(
+            NewTxIntent {
+                idempotency_key: "test:revert".into(),
+                purpose: "test".into(),
+                chain_id: CHAIN_ID,
+                signer: format!("{:#x}", signer().address()),
+                to: format!("{:#x}", contracts.faucet),
+                calldata: "0x".into(),
+                value_wei: "0".into(),
+                gas_limit: None,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.id, intent.id);
+    app.app().actors().tx_senders().wake(CHAIN_ID);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let current = storage.tx_intent(&intent.id).await.unwrap().unwrap();
+        if current.status == TxIntentStatus::Failed {
+            break current;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the intent never failed: {current:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        failed.failure.as_deref().unwrap().contains("reverted"),
+        "{failed:?}"
+    );
+    assert!(failed.block_number.is_some() && failed.gas_used.is_some());
+    app.stop().await;
+}
+
+on_both_databases!(
+    each_request_is_paid_exactly_once,
+    bad_requests_are_refused,
+    a_restart_between_send_and_receipt_sends_nothing_twice,
+    work_survives_an_unreachable_node,
+    a_reverted_transaction_is_a_failure,
+);
