@@ -4,12 +4,17 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m0001_identity;
+mod m0003_kyc;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_identity::Migration)]
+        vec![
+            Box::new(m0001_identity::Migration),
+            // m0002 is the chain tables (another branch).
+            Box::new(m0003_kyc::Migration),
+        ]
     }
 }

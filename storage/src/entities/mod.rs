@@ -7,3 +7,4 @@ pub mod login_challenges;
 pub mod sessions;
 pub mod spent_refresh_tokens;
 pub mod users;
+pub mod veriff_sessions;
