@@ -4,13 +4,20 @@
 
 mod identity;
 mod identity_error;
+mod kyc;
 pub mod registry;
 mod system;
 pub mod tokens;
+pub mod veriff;
 pub mod wallet;
 
 pub use identity::{Identity, Principal};
 pub use identity_error::IdentityError;
+pub use kyc::Kyc;
 pub use registry::{RegistryError, RuntimeSettings};
 pub use system::{ActorSystem, StartError, SystemConfig};
-pub use wallet::{IdentitySettings, TokenPair, WalletActor};
+pub use veriff::{VeriffClient, VeriffSettings, WebhookHeaders};
+pub use wallet::{
+    IdentitySettings, KycEvent, KycSessionView, KycWebhookOutcome, ShownDecision, TokenPair,
+    WalletActor,
+};

@@ -11,8 +11,10 @@ use secrecy::SecretString;
 use tokio::task::JoinHandle;
 
 use crate::identity::Identity;
+use crate::kyc::Kyc;
 use crate::registry::{KindSupervisor, Registry, RuntimeSettings};
 use crate::tokens::{TokenError, TokenService};
+use crate::veriff::{VeriffClient, VeriffSettings};
 use crate::wallet::{IdentitySettings, WalletActor, WalletDeps};
 
 /// How often each registry re-reads which entities are marked failed (by any process).
@@ -28,6 +30,8 @@ pub enum StartError {
     Tokens(#[from] TokenError),
     #[error("spawning {0}: {1}")]
     Spawn(&'static str, String),
+    #[error("Veriff: {0}")]
+    Veriff(String),
 }
 
 /// Everything the actor system needs to start.
@@ -38,12 +42,15 @@ pub struct SystemConfig {
     pub identity: IdentitySettings,
     pub jwt_private_key_pem: Option<SecretString>,
     pub chains: ampflow_chain::Chains,
+    /// `None` when Veriff is not configured.
+    pub veriff: Option<VeriffSettings>,
 }
 
 pub struct ActorSystem {
     root: ActorRef<RootMsg>,
     wallets: Arc<Registry<WalletActor>>,
     identity: Identity,
+    kyc: Kyc,
     chores: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -56,11 +63,18 @@ impl ActorSystem {
             config.identity.access_token_ttl_ms,
         )
         .await?;
+        let veriff = match config.veriff {
+            Some(settings) => Some(Arc::new(
+                VeriffClient::new(settings).map_err(StartError::Veriff)?,
+            )),
+            None => None,
+        };
         let deps = Arc::new(WalletDeps {
             storage: config.storage.clone(),
             tokens: Arc::new(tokens),
             clock: config.clock.clone(),
             settings: config.identity.clone(),
+            veriff,
         });
         let wallets = Registry::new(
             WalletActor::new(deps.clone()),
@@ -86,17 +100,24 @@ impl ActorSystem {
             spawn_sweeper(wallets.clone()),
             spawn_janitor(config.storage.clone(), config.clock.clone()),
         ];
+        let kyc = Kyc::new(wallets.clone(), deps.clone());
         let identity = Identity::new(wallets.clone(), deps, config.chains.clone());
         Ok(Self {
             root,
             wallets,
             identity,
+            kyc,
             chores: parking_lot::Mutex::new(chores),
         })
     }
 
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// Veriff sessions, Veriff's webhooks and the KYC status whitelisting checks.
+    pub fn kyc(&self) -> &Kyc {
+        &self.kyc
     }
 
     /// The wallet registry (tests use it to find and kill actors).

@@ -29,6 +29,7 @@ use crate::state::{AppState, Inner};
     tags(
         (name = "identity", description = "Wallet-signature login (EIP-191), tokens"),
         (name = "user", description = "The signed-in wallet's user record"),
+        (name = "kyc", description = "KYC through Veriff: sessions and Veriff's webhooks"),
         (name = "test", description = "Test-mode-only helpers"),
         (name = "operations", description = "Probes and documents"),
     )
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
 fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::identity::router())
+        .merge(routes::kyc::router())
         .merge(routes::ops::router())
 }
 
@@ -134,6 +136,9 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
             .as_ref()
             .map(|k| k.expose().to_string().into()),
         chains: ampflow_chain::Chains::new(&settings.chains).context("configure chains")?,
+        veriff: settings
+            .veriff_settings()
+            .map_err(|e| anyhow::anyhow!("configure Veriff: {e}"))?,
     })
     .await
     .context("start the actor system")?;
