@@ -235,7 +235,7 @@ impl Faucet {
         let opened = self
             .requests
             .call(&record.id.clone(), |reply| FaucetMsg::Open {
-                record: record.clone(),
+                record: Box::new(record.clone()),
                 reply,
             })
             .await??;
@@ -299,7 +299,7 @@ impl FaucetRequestActor {
 
 pub enum FaucetMsg {
     Open {
-        record: FaucetRequestRecord,
+        record: Box<FaucetRequestRecord>,
         reply: RpcReplyPort<Result<Opened<FaucetRequestRecord>, FaucetError>>,
     },
     Get {

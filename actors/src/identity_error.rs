@@ -34,6 +34,15 @@ pub enum IdentityError {
         "chain {chain_id} could not be reached to check the contract wallet's signature; retry"
     )]
     ChainUnavailable { chain_id: u64 },
+    #[error("KYC is not available: Veriff is not configured on this server")]
+    VeriffNotConfigured,
+    /// Carries the cause for the logs; clients see only the generic text.
+    #[error("Veriff could not be reached or refused the request; retry later")]
+    VeriffUnavailable(String),
+    #[error("no Veriff session has this id")]
+    KycSessionUnknown,
+    #[error("the webhook's X-AUTH-CLIENT or signature is missing or wrong")]
+    WebhookUnauthenticated,
     #[error(transparent)]
     Unavailable(#[from] RegistryError),
     #[error("internal error: {0}")]
@@ -49,5 +58,11 @@ impl From<ampflow_storage::StorageError> for IdentityError {
 impl From<crate::tokens::TokenError> for IdentityError {
     fn from(error: crate::tokens::TokenError) -> Self {
         Self::Internal(error.to_string())
+    }
+}
+
+impl From<crate::veriff::VeriffCallError> for IdentityError {
+    fn from(error: crate::veriff::VeriffCallError) -> Self {
+        Self::VeriffUnavailable(error.to_string())
     }
 }

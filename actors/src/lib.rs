@@ -6,14 +6,21 @@ pub mod batcher;
 pub mod faucet;
 mod identity;
 mod identity_error;
+mod kyc;
 pub mod registry;
 mod system;
 pub mod tokens;
 pub mod tx_sender;
+pub mod veriff;
 pub mod wallet;
 
 pub use identity::{Identity, Principal};
 pub use identity_error::IdentityError;
+pub use kyc::Kyc;
 pub use registry::{RegistryError, RuntimeSettings};
 pub use system::{ActorSystem, StartError, SystemConfig};
-pub use wallet::{IdentitySettings, TokenPair, WalletActor};
+pub use veriff::{VeriffClient, VeriffSettings, WebhookHeaders};
+pub use wallet::{
+    IdentitySettings, KycEvent, KycSessionView, KycWebhookOutcome, ShownDecision, TokenPair,
+    WalletActor,
+};

@@ -13,10 +13,12 @@ use tokio::task::JoinHandle;
 use crate::batcher::Batchers;
 use crate::faucet::{Faucet, FaucetRequestActor};
 use crate::identity::Identity;
+use crate::kyc::Kyc;
 use crate::registry::EntityActor;
 use crate::registry::{KindSupervisor, Registry, RuntimeSettings};
 use crate::tokens::{TokenError, TokenService};
 use crate::tx_sender::TxSenders;
+use crate::veriff::{VeriffClient, VeriffSettings};
 use crate::wallet::{IdentitySettings, WalletActor, WalletDeps};
 
 /// How often each registry re-reads which entities are marked failed (by any process).
@@ -34,6 +36,8 @@ pub enum StartError {
     Spawn(&'static str, String),
     #[error("resuming open chain work: {0}")]
     Resume(#[from] ampflow_storage::StorageError),
+    #[error("Veriff: {0}")]
+    Veriff(String),
 }
 
 /// Everything the actor system needs to start.
@@ -46,6 +50,8 @@ pub struct SystemConfig {
     pub chains: ampflow_chain::Chains,
     /// The transaction signer of each chain that sends transactions.
     pub signers: std::collections::HashMap<u64, alloy::signers::local::PrivateKeySigner>,
+    /// `None` when Veriff is not configured.
+    pub veriff: Option<VeriffSettings>,
 }
 
 pub struct ActorSystem {
@@ -55,6 +61,7 @@ pub struct ActorSystem {
     identity: Identity,
     faucet: Faucet,
     senders: Arc<TxSenders>,
+    kyc: Kyc,
     chores: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -67,11 +74,18 @@ impl ActorSystem {
             config.identity.access_token_ttl_ms,
         )
         .await?;
+        let veriff = match config.veriff {
+            Some(settings) => Some(Arc::new(
+                VeriffClient::new(settings).map_err(StartError::Veriff)?,
+            )),
+            None => None,
+        };
         let deps = Arc::new(WalletDeps {
             storage: config.storage.clone(),
             tokens: Arc::new(tokens),
             clock: config.clock.clone(),
             settings: config.identity.clone(),
+            veriff,
         });
         let wallets = Registry::new(
             WalletActor::new(deps.clone()),
@@ -136,6 +150,7 @@ impl ActorSystem {
             spawn_sweeper(faucet_requests.clone()),
             spawn_janitor(config.storage.clone(), config.clock.clone()),
         ];
+        let kyc = Kyc::new(wallets.clone(), deps.clone());
         let identity = Identity::new(wallets.clone(), deps, config.chains.clone());
         Ok(Self {
             root,
@@ -144,6 +159,7 @@ impl ActorSystem {
             identity,
             faucet,
             senders,
+            kyc,
             chores: parking_lot::Mutex::new(chores),
         })
     }
@@ -159,6 +175,11 @@ impl ActorSystem {
     /// The transaction senders (tests wake them after writing intents directly).
     pub fn tx_senders(&self) -> &Arc<TxSenders> {
         &self.senders
+    }
+
+    /// Veriff sessions, Veriff's webhooks and the KYC status whitelisting checks.
+    pub fn kyc(&self) -> &Kyc {
+        &self.kyc
     }
 
     /// The wallet registry (tests use it to find and kill actors).

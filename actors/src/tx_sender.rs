@@ -66,6 +66,9 @@ enum RoundError {
     Corrupt { id: String, reason: String },
 }
 
+/// A running sender: its wake-up signal and its task.
+type Running = (Arc<Notify>, JoinHandle<()>);
+
 /// Every sender, started on demand.
 pub struct TxSenders {
     storage: Storage,
@@ -73,7 +76,7 @@ pub struct TxSenders {
     chains: Chains,
     signers: HashMap<u64, PrivateKeySigner>,
     settlers: Arc<RwLock<HashMap<&'static str, Arc<dyn Settler>>>>,
-    running: Mutex<HashMap<u64, (Arc<Notify>, JoinHandle<()>)>>,
+    running: Mutex<HashMap<u64, Running>>,
 }
 
 impl TxSenders {

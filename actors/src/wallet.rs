@@ -1,6 +1,7 @@
 //! `WalletActor`: one per wallet, keyed by the lowercase address. It owns the wallet's login
-//! challenges (nonces), its user record and its view of the wallet's sessions. It may touch
-//! storage (its own rows) and the token service; nothing else.
+//! challenges (nonces), its user record, its view of the wallet's sessions and its Veriff
+//! sessions (KYC, in [`kyc`]). It may touch storage (its own rows), the token service and
+//! Veriff (from a spawned task); nothing else.
 //!
 //! The database is the source of truth: the actor's copy of the user and of the pending
 //! challenges is re-read when older than `state_recheck_ms`, and a session is re-checked at the
@@ -21,6 +22,10 @@ use secrecy::SecretString;
 use crate::identity_error::IdentityError;
 use crate::registry::EntityActor;
 use crate::tokens::{self, TokenService};
+use crate::veriff::{CreatedSession, VeriffClient};
+
+mod kyc;
+pub use kyc::{KycEvent, KycSessionView, KycWebhookOutcome, SESSION_REUSE_MS, ShownDecision};
 
 /// Sessions a wallet actor keeps in memory; beyond this the oldest-checked one is dropped and
 /// re-read from storage when next used.
@@ -58,6 +63,8 @@ pub struct WalletDeps {
     pub tokens: Arc<TokenService>,
     pub clock: Arc<dyn Clock>,
     pub settings: IdentitySettings,
+    /// `None` when Veriff is not configured: KYC sessions are then refused.
+    pub veriff: Option<Arc<VeriffClient>>,
 }
 
 /// Tokens answered by a login or a refresh. Lifetimes are in milliseconds, as in the seed.
@@ -118,6 +125,33 @@ pub enum WalletMsg {
         session_id: String,
         reply: Reply<()>,
     },
+    /// `POST /veriff/session`: reuse the latest Veriff session or create one.
+    StartKyc {
+        session_id: String,
+        reply: Reply<KycSessionView>,
+    },
+    /// The result of creating a Veriff session, from the task that called Veriff, with the
+    /// decision of the session it replaces.
+    KycSessionCreated {
+        result: Result<CreatedSession, IdentityError>,
+        previous: Option<ShownDecision>,
+        /// The replaced session's creation time + 1 ms, so the new one sorts after it.
+        created_not_before_ms: i64,
+    },
+    /// A decision webhook for one of this wallet's Veriff sessions (already authenticated).
+    ApplyKycDecision {
+        verification_id: String,
+        decision: ampflow_storage::VeriffDecision,
+        reply: Reply<KycWebhookOutcome>,
+    },
+    /// An event webhook for one of this wallet's Veriff sessions (already authenticated).
+    RecordKycEvent {
+        verification_id: String,
+        event: KycEvent,
+        reply: Reply<KycWebhookOutcome>,
+    },
+    /// The wallet's KYC as whitelisting needs it; `None` when the wallet has no user.
+    KycStatus(Reply<Option<ampflow_storage::KycStatus>>),
     Retire,
 }
 
@@ -140,6 +174,8 @@ pub struct WalletState {
     /// Sessions seen recently, with when they were last read from storage.
     sessions: HashMap<String, (SessionRecord, UnixMillis)>,
     loaded_at_ms: UnixMillis,
+    /// Callers waiting for the Veriff session being created; empty when none is.
+    kyc_waiters: Vec<Reply<KycSessionView>>,
 }
 
 impl EntityActor for WalletActor {
@@ -167,6 +203,7 @@ impl Actor for WalletActor {
             challenges: VecDeque::new(),
             sessions: HashMap::new(),
             loaded_at_ms: 0,
+            kyc_waiters: Vec::new(),
         };
         self.reload(&mut state).await?;
         Ok(state)
@@ -255,6 +292,39 @@ impl Actor for WalletActor {
             }
             WalletMsg::Logout { session_id, reply } => {
                 let _ = reply.send(self.logout(state, &session_id).await);
+            }
+            WalletMsg::StartKyc { session_id, reply } => {
+                self.start_kyc(myself, state, &session_id, reply).await;
+            }
+            WalletMsg::KycSessionCreated {
+                result,
+                previous,
+                created_not_before_ms,
+            } => {
+                self.kyc_session_created(state, result, previous, created_not_before_ms)
+                    .await;
+            }
+            WalletMsg::ApplyKycDecision {
+                verification_id,
+                decision,
+                reply,
+            } => {
+                let result = self
+                    .apply_kyc_decision(state, &verification_id, decision)
+                    .await;
+                let _ = reply.send(result);
+            }
+            WalletMsg::RecordKycEvent {
+                verification_id,
+                event,
+                reply,
+            } => {
+                let result = self.record_kyc_event(state, &verification_id, event).await;
+                let _ = reply.send(result);
+            }
+            WalletMsg::KycStatus(reply) => {
+                let result = self.reload_if_stale(state).await;
+                let _ = reply.send(result.map(|()| state.user.as_ref().map(|u| u.kyc_status())));
             }
             WalletMsg::Retire => myself.stop(Some("idle".into())),
         }

@@ -30,6 +30,7 @@ use crate::state::{AppState, Inner};
         (name = "identity", description = "Wallet-signature login (EIP-191), tokens"),
         (name = "user", description = "The signed-in wallet's user record"),
         (name = "faucet", description = "Testnet faucet payouts"),
+        (name = "kyc", description = "KYC through Veriff: sessions and Veriff's webhooks"),
         (name = "test", description = "Test-mode-only helpers"),
         (name = "operations", description = "Probes and documents"),
     )
@@ -84,6 +85,7 @@ pub fn router(state: AppState) -> Router {
 fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::identity::router())
+        .merge(routes::kyc::router())
         .merge(routes::ops::router())
         .merge(routes::faucet::router())
 }
@@ -184,6 +186,9 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
             signers.extend(options.chain_signers.clone());
             signers
         },
+        veriff: settings
+            .veriff_settings()
+            .map_err(|e| anyhow::anyhow!("configure Veriff: {e}"))?,
     })
     .await
     .context("start the actor system")?;

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use ampflow_actors::{IdentitySettings, RuntimeSettings};
+use ampflow_actors::{IdentitySettings, RuntimeSettings, VeriffSettings};
 use ampflow_storage::{DatabaseSettings, SqliteSync};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -62,6 +62,8 @@ pub struct Settings {
     pub actors: ActorConfig,
     /// The EVM chains, as `[[chains]]` tables. A chain id that is not listed is unsupported.
     pub chains: Vec<ampflow_chain::ChainSettings>,
+    /// KYC through Veriff; off until both `api_key` and `shared_secret` are set.
+    pub veriff: VeriffConfig,
     /// reCAPTCHA v3, checked on faucet requests.
     pub recaptcha: RecaptchaConfig,
 }
@@ -127,6 +129,24 @@ pub struct IdentityConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct VeriffConfig {
+    /// Veriff's API, e.g. `https://stationapi.veriff.com`.
+    pub base_url: String,
+    /// Veriff's API key (`X-AUTH-CLIENT`), also expected on its webhooks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    /// Veriff's shared secret: signs our requests and its webhooks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_secret: Option<Secret>,
+    /// Where Veriff sends the user after the verification flow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// How long a call to Veriff may take.
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ActorConfig {
     pub idle_timeout_ms: u64,
     pub restarts_max: u32,
@@ -169,6 +189,13 @@ impl Default for Settings {
             },
             chains: Vec::new(),
             recaptcha: RecaptchaConfig::default(),
+            veriff: VeriffConfig {
+                base_url: "https://stationapi.veriff.com".into(),
+                api_key: None,
+                shared_secret: None,
+                callback_url: None,
+                request_timeout_ms: 5_000,
+            },
         }
     }
 }
@@ -235,6 +262,41 @@ impl Settings {
         }
     }
 
+    /// Veriff's settings, `None` when it is not configured; an error when it is configured
+    /// halfway or its URLs are not http(s).
+    pub fn veriff_settings(&self) -> Result<Option<VeriffSettings>, String> {
+        let config = &self.veriff;
+        let non_empty = |s: &Option<Secret>| s.as_ref().filter(|s| !s.expose().is_empty()).cloned();
+        let (api_key, shared_secret) =
+            match (non_empty(&config.api_key), non_empty(&config.shared_secret)) {
+                (None, None) => return Ok(None),
+                (Some(key), Some(secret)) => (key, secret),
+                _ => {
+                    return Err(
+                        "veriff.api_key and veriff.shared_secret must be set together".into(),
+                    );
+                }
+            };
+        let is_http = |url: &str| url.starts_with("http://") || url.starts_with("https://");
+        if !is_http(&config.base_url) {
+            return Err("veriff.base_url must be an http(s) URL".into());
+        }
+        if config
+            .callback_url
+            .as_deref()
+            .is_some_and(|url| !is_http(url))
+        {
+            return Err("veriff.callback_url must be an http(s) URL".into());
+        }
+        Ok(Some(VeriffSettings {
+            base_url: config.base_url.trim_end_matches('/').to_string(),
+            api_key: api_key.expose().to_string().into(),
+            shared_secret: shared_secret.expose().to_string().into(),
+            callback_url: config.callback_url.clone(),
+            request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
+        }))
+    }
+
     pub fn runtime_settings(&self) -> RuntimeSettings {
         RuntimeSettings {
             idle_timeout: Duration::from_millis(self.actors.idle_timeout_ms),
@@ -283,11 +345,48 @@ mod tests {
                 "-----BEGIN PRIVATE KEY-----\nsecretkeymaterial\n",
             );
             jail.set_env("REDIS_URL", "redis://:redispass@127.0.0.1/");
+            jail.set_env("AMPFLOW_VERIFF__API_KEY", "veriffkey");
+            jail.set_env("AMPFLOW_VERIFF__SHARED_SECRET", "veriffsecret");
             let settings = Settings::load(None).map_err(|e| *e)?;
-            let debug = format!("{settings:?} {:?}", settings.database_settings());
-            for secret in ["hunter2", "secretkeymaterial", "redispass"] {
+            let debug = format!(
+                "{settings:?} {:?} {:?}",
+                settings.database_settings(),
+                settings.veriff_settings()
+            );
+            for secret in [
+                "hunter2",
+                "secretkeymaterial",
+                "redispass",
+                "veriffkey",
+                "veriffsecret",
+            ] {
                 assert!(!debug.contains(secret), "{secret} leaked into {debug}");
             }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn veriff_is_configured_from_the_file_and_the_environment() {
+        Jail::expect_with(|jail| {
+            assert!(
+                Settings::load(None)
+                    .map_err(|e| *e)?
+                    .veriff_settings()?
+                    .is_none()
+            );
+            jail.create_file(
+                "ampflow.toml",
+                "[veriff]\nbase_url = \"http://127.0.0.1:9/\"\napi_key = \"k\"\n",
+            )?;
+            let path = Some(Path::new("ampflow.toml"));
+            let halfway = Settings::load(path).map_err(|e| *e)?;
+            assert!(halfway.veriff_settings().is_err());
+            jail.set_env("AMPFLOW_VERIFF__SHARED_SECRET", "s");
+            let settings = Settings::load(path).map_err(|e| *e)?;
+            let veriff = settings.veriff_settings()?.expect("configured");
+            assert_eq!(veriff.base_url, "http://127.0.0.1:9");
+            assert_eq!(veriff.request_timeout, Duration::from_secs(5));
             Ok(())
         });
     }

@@ -139,6 +139,21 @@ impl From<IdentityError> for ApiError {
                     message,
                 )
             }
+            VeriffNotConfigured => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "veriff_not_configured",
+                message,
+            ),
+            VeriffUnavailable(cause) => {
+                tracing::warn!(%cause, "Veriff unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "veriff_unavailable",
+                    message,
+                )
+            }
+            KycSessionUnknown => Self::not_found(message),
+            WebhookUnauthenticated => Self::authentication(message),
             Unavailable(registry) => registry.into(),
             Internal(cause) => Self::internal(cause),
         }

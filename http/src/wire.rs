@@ -1,7 +1,7 @@
 //! Request and response bodies of the identity family (seed 002): bare snake_case JSON, exactly
-//! as the original service's clients expect.
+//! as the original service's clients expect; Veriff's webhooks keep Veriff's camelCase.
 
-use ampflow_actors::TokenPair;
+use ampflow_actors::{KycSessionView, TokenPair};
 use ampflow_storage::UserRecord;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -99,4 +99,108 @@ pub struct TestKycRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusResponse {
     pub status: &'static str,
+}
+
+/// `POST /veriff/session`'s answer (seed 002 §3.1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VeriffSessionResponse {
+    /// Where the user verifies.
+    pub verification_url: String,
+    /// `created`, then `started` and `submitted` as Veriff reports the user's progress.
+    #[schema(example = "created")]
+    pub state: String,
+    /// The session's decision; for a new session that replaced a decided one, that one's.
+    pub decision: Option<VeriffDecisionResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VeriffDecisionResponse {
+    pub session_id: String,
+    /// approved, declined, resubmission_requested, expired, abandoned or review.
+    #[schema(example = "declined")]
+    pub status: String,
+    /// Veriff's decision code, e.g. 9001 approved, 9102 declined.
+    pub code: i32,
+    pub reason: Option<String>,
+    pub reason_code: Option<i32>,
+    pub decision_time: Option<String>,
+    pub acceptance_time: Option<String>,
+}
+
+impl From<KycSessionView> for VeriffSessionResponse {
+    fn from(view: KycSessionView) -> Self {
+        Self {
+            verification_url: view.session.url,
+            state: view.session.last_event.unwrap_or_else(|| "created".into()),
+            decision: view.decision.map(|shown| VeriffDecisionResponse {
+                session_id: shown.session_id,
+                status: shown.decision.status.as_str().to_string(),
+                code: shown.decision.code,
+                reason: shown.decision.reason,
+                reason_code: shown.decision.reason_code,
+                decision_time: shown.decision.decision_time,
+                acceptance_time: shown.decision.acceptance_time,
+            }),
+        }
+    }
+}
+
+/// Veriff's decision webhook (camelCase, as Veriff sends it). Unknown fields are ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VeriffDecisionWebhook {
+    #[schema(example = "success")]
+    pub status: String,
+    pub verification: VeriffVerification,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VeriffVerification {
+    /// The Veriff session id.
+    pub id: String,
+    /// 9001 approved, 9102 declined, 9103 resubmission requested, 9104 expired or abandoned,
+    /// 9121 review.
+    pub code: i32,
+    /// approved, declined, resubmission_requested, expired, abandoned or review.
+    pub status: String,
+    pub reason: Option<String>,
+    pub reason_code: Option<i32>,
+    pub person: Option<VeriffPerson>,
+    pub document: Option<VeriffDocument>,
+    /// The wallet address the session was created for.
+    pub vendor_data: Option<String>,
+    pub decision_time: Option<String>,
+    pub acceptance_time: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VeriffPerson {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VeriffDocument {
+    #[serde(rename = "type")]
+    pub document_type: Option<String>,
+    pub country: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub valid_until: Option<String>,
+}
+
+/// Veriff's event webhook (seed 002 §3.3).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VeriffEventWebhook {
+    /// The Veriff session id.
+    pub id: String,
+    pub attempt_id: Option<String>,
+    pub feature: Option<String>,
+    /// 7001 started, 7002 submitted.
+    pub code: i32,
+    /// `started` or `submitted`.
+    pub action: String,
+    pub vendor_data: Option<String>,
 }

@@ -290,7 +290,8 @@ async fn migrate_applies_pending_migrations_and_exits() {
     let first = run();
     assert!(first.status.success(), "{first:?}");
     assert!(
-        String::from_utf8_lossy(&first.stdout).contains("applied 1 migration(s): m0001_identity"),
+        String::from_utf8_lossy(&first.stdout)
+            .contains("applied 3 migration(s): m0001_identity, m0002_chain, m0003_kyc"),
         "{first:?}"
     );
     let second = run();

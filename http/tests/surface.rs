@@ -76,7 +76,7 @@ async fn health_and_ready_answer(backend: Backend) {
 }
 
 /// (method, path) of every endpoint the server has.
-const ENDPOINTS: [(&str, &str); 13] = [
+const ENDPOINTS: [(&str, &str); 16] = [
     ("post", "/authorize"),
     ("post", "/authorize/by-message"),
     ("post", "/authorize/jwt"),
@@ -86,6 +86,9 @@ const ENDPOINTS: [(&str, &str); 13] = [
     ("put", "/user"),
     ("post", "/user/logout"),
     ("post", "/test/kyc"),
+    ("post", "/veriff/session"),
+    ("post", "/veriff/webhook/decision"),
+    ("post", "/veriff/webhook/event"),
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/openapi.json"),

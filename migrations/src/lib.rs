@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m0001_identity;
 mod m0002_chain;
+mod m0003_kyc;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_identity::Migration),
             Box::new(m0002_chain::Migration),
+            Box::new(m0003_kyc::Migration),
         ]
     }
 }

@@ -4,8 +4,8 @@ use std::collections::{HashMap, HashSet};
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use crate::entities::{login_challenges, sessions, spent_refresh_tokens, users};
@@ -48,29 +48,7 @@ impl Storage {
     /// Writes `user` if the stored row still has `user.version - 1`. Returns false when another
     /// writer got there first; the caller reloads and decides again.
     pub async fn update_user(&self, user: &UserRecord) -> Result<bool> {
-        let result = users::Entity::update_many()
-            .col_expr(users::Column::Email, Expr::value(user.email.clone()))
-            .col_expr(
-                users::Column::EmailVerified,
-                Expr::value(user.email_verified),
-            )
-            .col_expr(users::Column::KycCompleted, Expr::value(user.kyc_completed))
-            .col_expr(
-                users::Column::KycFirstName,
-                Expr::value(user.kyc_first_name.clone()),
-            )
-            .col_expr(
-                users::Column::KycLastName,
-                Expr::value(user.kyc_last_name.clone()),
-            )
-            .col_expr(users::Column::Version, Expr::value(user.version))
-            .col_expr(users::Column::UpdatedAtMs, Expr::value(user.updated_at_ms))
-            .filter(users::Column::Address.eq(user.address.as_str()))
-            .filter(users::Column::Version.eq(user.version - 1))
-            .exec(&self.db)
-            .await
-            .context("update user")?;
-        Ok(result.rows_affected == 1)
+        update_user_on(&self.db, user).await
     }
 
     /// Stores a new challenge (group-committed with concurrent ones).
@@ -326,7 +304,54 @@ pub(crate) async fn write_logins(
         .collect()
 }
 
-fn user_record(m: users::Model) -> UserRecord {
+/// `Storage::update_user` on a connection or inside a transaction.
+pub(crate) async fn update_user_on(db: &impl ConnectionTrait, user: &UserRecord) -> Result<bool> {
+    let result = users::Entity::update_many()
+        .col_expr(users::Column::Email, Expr::value(user.email.clone()))
+        .col_expr(
+            users::Column::EmailVerified,
+            Expr::value(user.email_verified),
+        )
+        .col_expr(users::Column::KycCompleted, Expr::value(user.kyc_completed))
+        .col_expr(
+            users::Column::KycFirstName,
+            Expr::value(user.kyc_first_name.clone()),
+        )
+        .col_expr(
+            users::Column::KycLastName,
+            Expr::value(user.kyc_last_name.clone()),
+        )
+        .col_expr(
+            users::Column::KycSessionId,
+            Expr::value(user.kyc_session_id.clone()),
+        )
+        .col_expr(
+            users::Column::KycDocumentType,
+            Expr::value(user.kyc_document_type.clone()),
+        )
+        .col_expr(
+            users::Column::KycDocumentCountry,
+            Expr::value(user.kyc_document_country.clone()),
+        )
+        .col_expr(
+            users::Column::KycDocumentValidUntil,
+            Expr::value(user.kyc_document_valid_until),
+        )
+        .col_expr(
+            users::Column::KycVerifiedAtMs,
+            Expr::value(user.kyc_verified_at_ms),
+        )
+        .col_expr(users::Column::Version, Expr::value(user.version))
+        .col_expr(users::Column::UpdatedAtMs, Expr::value(user.updated_at_ms))
+        .filter(users::Column::Address.eq(user.address.as_str()))
+        .filter(users::Column::Version.eq(user.version - 1))
+        .exec(db)
+        .await
+        .context("update user")?;
+    Ok(result.rows_affected == 1)
+}
+
+pub(crate) fn user_record(m: users::Model) -> UserRecord {
     UserRecord {
         address: m.address,
         email: m.email,
@@ -334,6 +359,11 @@ fn user_record(m: users::Model) -> UserRecord {
         kyc_completed: m.kyc_completed,
         kyc_first_name: m.kyc_first_name,
         kyc_last_name: m.kyc_last_name,
+        kyc_session_id: m.kyc_session_id,
+        kyc_document_type: m.kyc_document_type,
+        kyc_document_country: m.kyc_document_country,
+        kyc_document_valid_until: m.kyc_document_valid_until,
+        kyc_verified_at_ms: m.kyc_verified_at_ms,
         version: m.version,
         created_at_ms: m.created_at_ms,
         updated_at_ms: m.updated_at_ms,
@@ -348,6 +378,11 @@ fn user_model(u: &UserRecord) -> users::ActiveModel {
         kyc_completed: Set(u.kyc_completed),
         kyc_first_name: Set(u.kyc_first_name.clone()),
         kyc_last_name: Set(u.kyc_last_name.clone()),
+        kyc_session_id: Set(u.kyc_session_id.clone()),
+        kyc_document_type: Set(u.kyc_document_type.clone()),
+        kyc_document_country: Set(u.kyc_document_country.clone()),
+        kyc_document_valid_until: Set(u.kyc_document_valid_until),
+        kyc_verified_at_ms: Set(u.kyc_verified_at_ms),
         version: Set(u.version),
         created_at_ms: Set(u.created_at_ms),
         updated_at_ms: Set(u.updated_at_ms),

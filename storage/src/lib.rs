@@ -10,6 +10,7 @@ pub mod entities;
 mod failures;
 mod identity;
 mod keys;
+mod kyc;
 pub use keys::StoredJwtKey;
 pub mod records;
 pub mod testdb;

@@ -1,6 +1,7 @@
 //! The records repositories hand out. They are plain data: the actors own the rules.
 
 use ampflow_types::UnixMillis;
+use chrono::NaiveDate;
 
 /// A wallet's user record, created on its first login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +13,14 @@ pub struct UserRecord {
     pub kyc_completed: bool,
     pub kyc_first_name: Option<String>,
     pub kyc_last_name: Option<String>,
+    /// The Veriff session whose approval completed KYC (`None` for test KYC).
+    pub kyc_session_id: Option<String>,
+    /// The verified identity document, from Veriff's approved decision.
+    pub kyc_document_type: Option<String>,
+    pub kyc_document_country: Option<String>,
+    /// The document's last valid day; `None` when Veriff did not give one.
+    pub kyc_document_valid_until: Option<NaiveDate>,
+    pub kyc_verified_at_ms: Option<UnixMillis>,
     /// Bumped by every update; an update names the version it read (optimistic concurrency).
     pub version: i64,
     pub created_at_ms: UnixMillis,
@@ -27,11 +36,133 @@ impl UserRecord {
             kyc_completed: false,
             kyc_first_name: None,
             kyc_last_name: None,
+            kyc_session_id: None,
+            kyc_document_type: None,
+            kyc_document_country: None,
+            kyc_document_valid_until: None,
+            kyc_verified_at_ms: None,
             version: 0,
             created_at_ms: now,
             updated_at_ms: now,
         }
     }
+
+    /// Where the wallet's KYC stands, as whitelisting needs it.
+    pub fn kyc_status(&self) -> KycStatus {
+        KycStatus {
+            completed: self.kyc_completed,
+            first_name: self.kyc_first_name.clone(),
+            last_name: self.kyc_last_name.clone(),
+            session_id: self.kyc_session_id.clone(),
+            document_type: self.kyc_document_type.clone(),
+            document_country: self.kyc_document_country.clone(),
+            document_valid_until: self.kyc_document_valid_until,
+            verified_at_ms: self.kyc_verified_at_ms,
+        }
+    }
+}
+
+/// A wallet's KYC: whether it was completed and the verified document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KycStatus {
+    pub completed: bool,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// The approved Veriff session (`None` for test KYC).
+    pub session_id: Option<String>,
+    pub document_type: Option<String>,
+    pub document_country: Option<String>,
+    /// The document's last valid day (inclusive); `None` when Veriff gave none.
+    pub document_valid_until: Option<NaiveDate>,
+    pub verified_at_ms: Option<UnixMillis>,
+}
+
+impl KycStatus {
+    /// True when KYC is completed and the document is still valid on `today` (its last valid
+    /// day included). A document without an expiry date (or test KYC) does not expire.
+    pub fn is_valid_on(&self, today: NaiveDate) -> bool {
+        self.completed && self.document_valid_until.is_none_or(|until| today <= until)
+    }
+
+    /// True when KYC is completed but the document expired before `today`.
+    pub fn is_expired_on(&self, today: NaiveDate) -> bool {
+        self.completed && self.document_valid_until.is_some_and(|until| until < today)
+    }
+}
+
+/// Veriff's decision statuses (its `verification.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VeriffDecisionStatus {
+    Approved,
+    Declined,
+    ResubmissionRequested,
+    Expired,
+    Abandoned,
+    Review,
+}
+
+impl VeriffDecisionStatus {
+    pub const ALL: [Self; 6] = [
+        Self::Approved,
+        Self::Declined,
+        Self::ResubmissionRequested,
+        Self::Expired,
+        Self::Abandoned,
+        Self::Review,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Declined => "declined",
+            Self::ResubmissionRequested => "resubmission_requested",
+            Self::Expired => "expired",
+            Self::Abandoned => "abandoned",
+            Self::Review => "review",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// What Veriff decided about a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VeriffDecision {
+    pub status: VeriffDecisionStatus,
+    /// Veriff's decision code: 9001 approved, 9102 declined, 9103 resubmission requested,
+    /// 9104 expired or abandoned, 9121 review.
+    pub code: i32,
+    pub reason: Option<String>,
+    pub reason_code: Option<i32>,
+    /// Veriff's timestamps, as it sent them (ISO 8601).
+    pub decision_time: Option<String>,
+    pub acceptance_time: Option<String>,
+    pub person_first_name: Option<String>,
+    pub person_last_name: Option<String>,
+    pub document_type: Option<String>,
+    pub document_country: Option<String>,
+    pub document_valid_until: Option<NaiveDate>,
+}
+
+/// A Veriff verification session of one wallet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VeriffSessionRecord {
+    /// Veriff's verification id.
+    pub id: String,
+    pub address: String,
+    /// Where the user goes to verify.
+    pub url: String,
+    pub created_at_ms: UnixMillis,
+    /// The last event webhook's action (`started`, `submitted`) and code (7001, 7002).
+    pub last_event: Option<String>,
+    pub last_event_code: Option<i32>,
+    pub last_event_at_ms: Option<UnixMillis>,
+    pub decision: Option<VeriffDecision>,
+    pub decided_at_ms: Option<UnixMillis>,
+    /// Bumped by every update; an update names the version it read.
+    pub version: i64,
 }
 
 /// A message handed out for signing. `address` is set for the `/authorize` kind and empty for
@@ -111,6 +242,9 @@ pub struct LoginWrite {
 }
 
 /// How a login's transaction ended.
+// One lives only as long as a login's reply: boxing the user would add an allocation to save
+// stack bytes nobody keeps.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginOutcome {
     /// The challenge was consumed. Carries the wallet's user when the login was asked to

@@ -1,3 +1,4 @@
 pub mod faucet;
 pub mod identity;
+pub mod kyc;
 pub mod ops;

@@ -9,4 +9,5 @@ pub mod sessions;
 pub mod spent_refresh_tokens;
 pub mod tx_intents;
 pub mod users;
+pub mod veriff_sessions;
 pub mod whitelist_requests;
