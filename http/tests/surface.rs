@@ -76,7 +76,7 @@ async fn health_and_ready_answer(backend: Backend) {
 }
 
 /// (method, path) of every endpoint the server has.
-const ENDPOINTS: [(&str, &str); 16] = [
+const ENDPOINTS: [(&str, &str); 18] = [
     ("post", "/authorize"),
     ("post", "/authorize/by-message"),
     ("post", "/authorize/jwt"),
@@ -86,6 +86,8 @@ const ENDPOINTS: [(&str, &str); 16] = [
     ("put", "/user"),
     ("post", "/user/logout"),
     ("post", "/test/kyc"),
+    ("post", "/faucet/{chainId}"),
+    ("get", "/faucet/{chainId}/requests/{id}"),
     ("post", "/veriff/session"),
     ("post", "/veriff/webhook/decision"),
     ("post", "/veriff/webhook/event"),
