@@ -148,15 +148,21 @@ impl Faucet {
 
     /// Whether the chain is supported and has a faucet.
     pub fn check_chain(&self, chain_id: u64) -> Result<(), FaucetError> {
+        self.settings(chain_id).map(|_| ())
+    }
+
+    /// The chain's faucet settings: the chain must be configured, with a faucet contract.
+    fn settings(&self, chain_id: u64) -> Result<&ampflow_chain::FaucetSettings, FaucetError> {
         let chain = self
             .chains
             .get(chain_id)
             .ok_or(FaucetError::UnsupportedChain(chain_id))?;
-        if chain.settings.faucet.is_some() && chain.settings.contracts.is_some() {
-            Ok(())
-        } else {
-            Err(FaucetError::NoFaucet(chain_id))
-        }
+        chain
+            .settings
+            .faucet
+            .as_ref()
+            .filter(|_| chain.settings.contracts.is_some())
+            .ok_or(FaucetError::NoFaucet(chain_id))
     }
 
     /// Asks the chain's faucet to pay `wallet`.
@@ -166,16 +172,7 @@ impl Faucet {
         wallet: &WalletAddress,
         client_ip: &str,
     ) -> Result<FaucetAnswer, FaucetError> {
-        let chain = self
-            .chains
-            .get(chain_id)
-            .ok_or(FaucetError::UnsupportedChain(chain_id))?;
-        let settings = chain
-            .settings
-            .faucet
-            .as_ref()
-            .filter(|_| chain.settings.contracts.is_some())
-            .ok_or(FaucetError::NoFaucet(chain_id))?;
+        let settings = self.settings(chain_id)?;
         let address = wallet.to_string();
         if let Some(open) = self
             .storage

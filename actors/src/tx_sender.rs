@@ -245,8 +245,11 @@ impl Sender {
             return Ok(Round::Idle);
         }
         let head = self.chain.block_number().await?;
+        // The signer's mined nonce, read once per round and only if some transaction has no
+        // receipt.
+        let mut mined_nonce = None;
         for intent in intents.iter().filter(|i| i.status == TxIntentStatus::Sent) {
-            self.check_sent(intent, head).await?;
+            self.check_sent(intent, head, &mut mined_nonce).await?;
         }
         for intent in intents
             .iter()
@@ -278,7 +281,12 @@ impl Sender {
         Ok(nonce)
     }
 
-    async fn check_sent(&mut self, intent: &TxIntentRecord, head: u64) -> Result<(), RoundError> {
+    async fn check_sent(
+        &mut self,
+        intent: &TxIntentRecord,
+        head: u64,
+        mined_nonce: &mut Option<u64>,
+    ) -> Result<(), RoundError> {
         let mut hashes: Vec<&String> = intent.tx_hash.iter().collect();
         hashes.extend(intent.replaced_hashes.iter().rev());
         for hash in hashes {
@@ -322,7 +330,11 @@ impl Sender {
 
         // No receipt yet.
         let nonce = intent.nonce.unwrap_or_default();
-        if self.chain.latest_nonce(self.address).await? > nonce {
+        let mined = match *mined_nonce {
+            Some(mined) => mined,
+            None => *mined_nonce.insert(self.chain.latest_nonce(self.address).await?),
+        };
+        if mined > nonce {
             let rounds = self.nonce_gone.entry(intent.id.clone()).or_default();
             *rounds += 1;
             if *rounds >= NONCE_GONE_ROUNDS {

@@ -42,6 +42,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Path parameters. A segment that does not parse (e.g. a chain id that is not a number)
+/// answers 400 `invalid_request` with the envelope, like a bad body field.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(|rejection| ApiError::invalid_request(rejection.body_text()))
+    }
+}
+
 /// The raw body bytes, for webhooks whose signature covers the exact bytes; read errors and
 /// oversized bodies answer with the envelope.
 pub struct RawBody(pub Bytes);

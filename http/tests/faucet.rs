@@ -15,6 +15,8 @@ use alloy::sol_types::SolCall;
 use ampflow_chain::contracts::Faucet;
 use ampflow_chain::deploy::{DeployedContracts, FaucetFunding, deploy_platform};
 use ampflow_chain::{ChainSettings, FaucetSettings};
+use ampflow_http::config::{Secret, Settings};
+use ampflow_standins::recaptcha::RecaptchaStandIn;
 use ampflow_storage::testdb::Backend;
 use ampflow_storage::{NewTxIntent, TxIntentStatus};
 use common::anvil::{Anvil, CHAIN_ID, DEV_KEY_0};
@@ -34,6 +36,14 @@ fn signer() -> PrivateKeySigner {
 }
 
 async fn setup(backend: Backend, tweak: impl FnOnce(&mut FaucetSettings)) -> Option<Setup> {
+    setup_with(backend, tweak, |_| {}).await
+}
+
+async fn setup_with(
+    backend: Backend,
+    tweak: impl FnOnce(&mut FaucetSettings),
+    tweak_settings: impl FnOnce(&mut Settings),
+) -> Option<Setup> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -72,7 +82,11 @@ async fn setup(backend: Backend, tweak: impl FnOnce(&mut FaucetSettings)) -> Opt
         ..Default::default()
     };
     let signers = HashMap::from([(CHAIN_ID, signer())]);
-    let app = TestApp::start_signing(backend, signers, |s| s.chains = vec![chain]).await?;
+    let app = TestApp::start_signing(backend, signers, |s| {
+        s.chains = vec![chain];
+        tweak_settings(s);
+    })
+    .await?;
     Some(Setup {
         anvil,
         app,
@@ -91,6 +105,14 @@ async fn signer_nonce(anvil: &Anvil) -> u64 {
         .get_transaction_count(signer().address())
         .await
         .unwrap()
+}
+
+/// A fresh login's access token.
+async fn sign_in(app: &TestApp, wallet: &Wallet) -> String {
+    app.login(wallet).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 async fn ask(app: &TestApp, token: &str) -> (u16, Value) {
@@ -130,10 +152,7 @@ async fn each_request_is_paid_exactly_once(backend: Backend) {
     let mut tokens = Vec::new();
     let mut ids = Vec::new();
     for wallet in &wallets {
-        let token = app.login(wallet).await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let token = sign_in(&app, wallet).await;
         let (status, body) = ask(&app, &token).await;
         assert_eq!(status, 202, "{body}");
         assert_eq!(body["status"], "pending");
@@ -196,10 +215,7 @@ async fn bad_requests_are_refused(backend: Backend) {
         return;
     };
     let wallet = Wallet::random();
-    let token = app.login(&wallet).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = sign_in(&app, &wallet).await;
     // No JWT.
     let (status, body) = app
         .post("/faucet/31337", json!({"re_captcha_token": "t"}))
@@ -227,10 +243,7 @@ async fn bad_requests_are_refused(backend: Backend) {
     // The per-IP limit: two requests from loopback, then 429.
     for _ in 0..2 {
         let other = Wallet::random();
-        let token = app.login(&other).await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let token = sign_in(&app, &other).await;
         let (status, body) = ask(&app, &token).await;
         assert_eq!(status, 202, "{body}");
     }
@@ -253,10 +266,7 @@ async fn a_restart_between_send_and_receipt_sends_nothing_twice(backend: Backend
         .await
         .unwrap();
     let wallet = Wallet::random();
-    let token = app.login(&wallet).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = sign_in(&app, &wallet).await;
     let (status, body) = ask(&app, &token).await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
@@ -306,10 +316,7 @@ async fn work_survives_an_unreachable_node(backend: Backend) {
         return;
     };
     let wallet = Wallet::random();
-    let token = app.login(&wallet).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = sign_in(&app, &wallet).await;
     anvil.pause();
     let (status, body) = ask(&app, &token).await;
     assert_eq!(status, 202, "{body}");
@@ -396,7 +403,73 @@ async fn a_reverted_transaction_is_a_failure(backend: Backend) {
     app.stop().await;
 }
 
+/// With a reCAPTCHA secret set, tokens are checked through siteverify (a stand-in speaking
+/// Google's wire format): missing, unknown and low-scoring tokens are refused, a good one
+/// passes, and an unreachable siteverify answers 503.
+async fn recaptcha_is_checked(backend: Backend) {
+    let recaptcha = RecaptchaStandIn::start("s3cret").await.unwrap();
+    recaptcha.issue("human", 0.9);
+    recaptcha.issue("bot", 0.2);
+    let verify_url = recaptcha.verify_url();
+    let Some(Setup {
+        app, anvil: _anvil, ..
+    }) = setup_with(
+        backend,
+        |_| {},
+        |s| {
+            s.recaptcha.secret = Some(Secret::new("s3cret"));
+            s.recaptcha.verify_url = verify_url;
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let token = sign_in(&app, &Wallet::random()).await;
+    let path = format!("/faucet/{CHAIN_ID}");
+    for body in [
+        json!({}),
+        json!({"re_captcha_token": ""}),
+        json!({"re_captcha_token": "forged"}),
+        json!({"re_captcha_token": "bot"}),
+    ] {
+        let (status, answer) = app.post_auth(&path, &token, body.clone()).await;
+        assert_error(
+            status,
+            &answer,
+            400,
+            "recaptcha_failed",
+            Some("re_captcha_token"),
+        );
+    }
+    // An unsupported chain is refused before siteverify is asked.
+    let checks = recaptcha.checks();
+    let (status, answer) = app
+        .post_auth(
+            "/faucet/80001",
+            &token,
+            json!({"re_captcha_token": "human"}),
+        )
+        .await;
+    assert_error(status, &answer, 400, "unsupported_chain", Some("chainId"));
+    assert_eq!(recaptcha.checks(), checks);
+
+    let (status, answer) = app
+        .post_auth(&path, &token, json!({"re_captcha_token": "human"}))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+
+    drop(recaptcha);
+    let other = sign_in(&app, &Wallet::random()).await;
+    let (status, answer) = app
+        .post_auth(&path, &other, json!({"re_captcha_token": "human"}))
+        .await;
+    assert_error(status, &answer, 503, "recaptcha_unavailable", None);
+    app.stop().await;
+}
+
 on_both_databases!(
+    recaptcha_is_checked,
     each_request_is_paid_exactly_once,
     bad_requests_are_refused,
     a_restart_between_send_and_receipt_sends_nothing_twice,

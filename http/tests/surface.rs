@@ -161,6 +161,8 @@ async fn bad_input_on_every_endpoint_answers_4xx_with_the_envelope(backend: Back
         ("POST", "/authorize/refresh", false),
         ("PUT", "/user", true),
         ("POST", "/test/kyc", true),
+        ("POST", "/faucet/31337", true),
+        ("POST", "/faucet/not-a-chain", true),
     ];
     for (method, path, authenticated) in endpoints {
         for (content_type, body) in &bodies {

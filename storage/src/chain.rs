@@ -269,7 +269,7 @@ impl Storage {
 
     pub async fn tx_intent(&self, id: &str) -> Result<Option<TxIntentRecord>> {
         tx_intents::Entity::find_by_id(id.to_string())
-            .one(&self.db)
+            .one(&self.reader)
             .await
             .context("find tx intent")?
             .map(intent_record)
@@ -279,7 +279,7 @@ impl Storage {
     pub async fn tx_intent_by_key(&self, key: &str) -> Result<Option<TxIntentRecord>> {
         tx_intents::Entity::find()
             .filter(tx_intents::Column::IdempotencyKey.eq(key))
-            .one(&self.db)
+            .one(&self.reader)
             .await
             .context("find tx intent by key")?
             .map(intent_record)
@@ -300,7 +300,7 @@ impl Storage {
             .order_by_asc(tx_intents::Column::CreatedAtMs)
             .order_by_asc(tx_intents::Column::Id)
             .limit(limit)
-            .all(&self.db)
+            .all(&self.reader)
             .await
             .context("list open tx intents")?
             .into_iter()
@@ -317,7 +317,7 @@ impl Storage {
             .filter(tx_intents::Column::Status.is_in(["queued", "sent"]))
             .distinct()
             .into_tuple()
-            .all(&self.db)
+            .all(&self.reader)
             .await
             .context("list signers with open intents")?;
         Ok(rows.into_iter().map(|(c, s)| (c as u64, s)).collect())
@@ -333,7 +333,7 @@ impl Storage {
             .filter(tx_intents::Column::Purpose.eq(purpose))
             .order_by_desc(tx_intents::Column::CreatedAtMs)
             .limit(limit)
-            .all(&self.db)
+            .all(&self.reader)
             .await
             .context("list tx intents")?
             .into_iter()
@@ -350,7 +350,7 @@ impl Storage {
             .filter(tx_intents::Column::Signer.eq(signer))
             .filter(tx_intents::Column::Status.eq("sent"))
             .into_tuple()
-            .one(&self.db)
+            .one(&self.reader)
             .await
             .context("highest open nonce")?;
         Ok(nonce.flatten().map(|n| n as u64))
@@ -416,9 +416,11 @@ impl Storage {
         limit: u64,
     ) -> Result<Vec<WorkItem>> {
         match kind {
-            WorkKind::Faucet => due::<faucet_requests::Entity>(&self.db, group, now, limit).await,
+            WorkKind::Faucet => {
+                due::<faucet_requests::Entity>(&self.reader, group, now, limit).await
+            }
             WorkKind::Whitelist => {
-                due::<whitelist_requests::Entity>(&self.db, group, now, limit).await
+                due::<whitelist_requests::Entity>(&self.reader, group, now, limit).await
             }
         }
     }
@@ -430,8 +432,10 @@ impl Storage {
         group: &WorkGroup,
     ) -> Result<Option<UnixMillis>> {
         match kind {
-            WorkKind::Faucet => next_due::<faucet_requests::Entity>(&self.db, group).await,
-            WorkKind::Whitelist => next_due::<whitelist_requests::Entity>(&self.db, group).await,
+            WorkKind::Faucet => next_due::<faucet_requests::Entity>(&self.reader, group).await,
+            WorkKind::Whitelist => {
+                next_due::<whitelist_requests::Entity>(&self.reader, group).await
+            }
         }
     }
 
@@ -445,7 +449,7 @@ impl Storage {
                     .filter(faucet_requests::Column::Status.is_in(OPEN_STATUSES))
                     .distinct()
                     .into_tuple()
-                    .all(&self.db)
+                    .all(&self.reader)
                     .await
                     .context("list open faucet chains")?;
                 rows.into_iter()
@@ -463,7 +467,7 @@ impl Storage {
                     .filter(whitelist_requests::Column::Status.is_in(OPEN_STATUSES))
                     .distinct()
                     .into_tuple()
-                    .all(&self.db)
+                    .all(&self.reader)
                     .await
                     .context("list open whitelisting issuers")?;
                 rows.into_iter()
@@ -541,13 +545,7 @@ impl Storage {
         &self,
         record: &FaucetRequestRecord,
     ) -> Result<Opened<FaucetRequestRecord>> {
-        let open_key = format!("{}:{}", record.chain_id, record.address);
-        if let Some(open) = self
-            .find_open_faucet_request(record.chain_id, &record.address)
-            .await?
-        {
-            return Ok(Opened::AlreadyOpen(open));
-        }
+        let open_key = faucet_open_key(record.chain_id, &record.address);
         let row = faucet_requests::ActiveModel {
             id: Set(record.id.clone()),
             chain_id: Set(record.chain_id as i64),
@@ -565,22 +563,16 @@ impl Storage {
             updated_at_ms: Set(record.created_at_ms),
             settled_at_ms: Set(None),
         };
-        match faucet_requests::Entity::insert(row)
+        let inserted = faucet_requests::Entity::insert(row)
             .exec_without_returning(&self.db)
-            .await
-        {
-            Ok(_) => Ok(Opened::Created(FaucetRequestRecord {
-                status: "pending".into(),
-                attempts: 0,
-                ..record.clone()
-            })),
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => self
-                .find_open_faucet_request(record.chain_id, &record.address)
-                .await?
-                .map(Opened::AlreadyOpen)
-                .ok_or_else(|| StorageError::Corrupt("open faucet request vanished".into())),
-            Err(e) => Err(e).context("insert faucet request"),
-        }
+            .await;
+        let created = FaucetRequestRecord {
+            status: "pending".into(),
+            attempts: 0,
+            ..record.clone()
+        };
+        let open = self.find_open_faucet_request(record.chain_id, &record.address);
+        created_or_open(inserted, created, open, "faucet request").await
     }
 
     /// The wallet's open (pending or submitted) request on the chain.
@@ -590,8 +582,8 @@ impl Storage {
         address: &str,
     ) -> Result<Option<FaucetRequestRecord>> {
         Ok(faucet_requests::Entity::find()
-            .filter(faucet_requests::Column::OpenKey.eq(format!("{chain_id}:{address}")))
-            .one(&self.db)
+            .filter(faucet_requests::Column::OpenKey.eq(faucet_open_key(chain_id, address)))
+            .one(&self.reader)
             .await
             .context("find open faucet request")?
             .map(faucet_record))
@@ -656,9 +648,6 @@ impl Storage {
         record: &WhitelistRequestRecord,
     ) -> Result<Opened<WhitelistRequestRecord>> {
         let open_key = format!("{}:{}:{}", record.chain_id, record.issuer, record.address);
-        if let Some(open) = self.find_open_whitelist_request(&open_key).await? {
-            return Ok(Opened::AlreadyOpen(open));
-        }
         let row = whitelist_requests::ActiveModel {
             id: Set(record.id.clone()),
             chain_id: Set(record.chain_id as i64),
@@ -675,22 +664,16 @@ impl Storage {
             updated_at_ms: Set(record.created_at_ms),
             settled_at_ms: Set(None),
         };
-        match whitelist_requests::Entity::insert(row)
+        let inserted = whitelist_requests::Entity::insert(row)
             .exec_without_returning(&self.db)
-            .await
-        {
-            Ok(_) => Ok(Opened::Created(WhitelistRequestRecord {
-                status: "pending".into(),
-                attempts: 0,
-                ..record.clone()
-            })),
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => self
-                .find_open_whitelist_request(&open_key)
-                .await?
-                .map(Opened::AlreadyOpen)
-                .ok_or_else(|| StorageError::Corrupt("open whitelist request vanished".into())),
-            Err(e) => Err(e).context("insert whitelist request"),
-        }
+            .await;
+        let created = WhitelistRequestRecord {
+            status: "pending".into(),
+            attempts: 0,
+            ..record.clone()
+        };
+        let open = self.find_open_whitelist_request(&open_key);
+        created_or_open(inserted, created, open, "whitelist request").await
     }
 
     async fn find_open_whitelist_request(
@@ -699,7 +682,7 @@ impl Storage {
     ) -> Result<Option<WhitelistRequestRecord>> {
         Ok(whitelist_requests::Entity::find()
             .filter(whitelist_requests::Column::OpenKey.eq(open_key))
-            .one(&self.db)
+            .one(&self.reader)
             .await
             .context("find open whitelist request")?
             .map(whitelist_record))
@@ -716,12 +699,35 @@ impl Storage {
             .order_by_desc(whitelist_requests::Column::CreatedAtMs)
             .order_by_desc(whitelist_requests::Column::Id)
             .limit(limit)
-            .all(&self.db)
+            .all(&self.reader)
             .await
             .context("list whitelist requests")?
             .into_iter()
             .map(whitelist_record)
             .collect())
+    }
+}
+
+/// `<chain>:<address>`: a faucet request's key while it is open.
+fn faucet_open_key(chain_id: u64, address: &str) -> String {
+    format!("{chain_id}:{address}")
+}
+
+/// The answer to an insert guarded by a unique `open_key`: the created record, or, when the
+/// key is taken, the request that holds it.
+async fn created_or_open<T>(
+    inserted: std::result::Result<u64, sea_orm::DbErr>,
+    created: T,
+    open: impl std::future::Future<Output = Result<Option<T>>>,
+    what: &'static str,
+) -> Result<Opened<T>> {
+    match inserted {
+        Ok(_) => Ok(Opened::Created(created)),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => open
+            .await?
+            .map(Opened::AlreadyOpen)
+            .ok_or_else(|| StorageError::Corrupt(format!("the open {what} vanished"))),
+        Err(e) => Err(e).context("insert request"),
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use ampflow_actors::faucet::{FaucetAnswer, FaucetError};
 use ampflow_storage::FaucetRequestRecord;
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, WalletAuth};
+use crate::extract::{ApiJson, ApiPath, WalletAuth};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -129,7 +129,7 @@ fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> String 
 async fn request_funds(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(chain_id): Path<u64>,
+    ApiPath(chain_id): ApiPath<u64>,
     WalletAuth(principal): WalletAuth,
     headers: HeaderMap,
     ApiJson(body): ApiJson<FaucetRequestBody>,
@@ -161,7 +161,7 @@ async fn request_funds(
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_request(
     State(state): State<AppState>,
-    Path((chain_id, id)): Path<(u64, String)>,
+    ApiPath((chain_id, id)): ApiPath<(u64, String)>,
     WalletAuth(principal): WalletAuth,
 ) -> Result<Json<FaucetRequestResponse>, ApiError> {
     let request = state
