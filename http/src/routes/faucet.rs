@@ -129,11 +129,16 @@ fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> String 
 async fn request_funds(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    ApiPath(chain_id): ApiPath<u64>,
+    ApiPath(chain_id): ApiPath<String>,
     WalletAuth(principal): WalletAuth,
     headers: HeaderMap,
     ApiJson(body): ApiJson<FaucetRequestBody>,
 ) -> Result<(StatusCode, Json<FaucetRequestResponse>), ApiError> {
+    // Parsed after the body is read: refusing earlier would leave an unread body behind, and
+    // a client still sending it would see the connection close instead of the answer.
+    let chain_id: u64 = chain_id
+        .parse()
+        .map_err(|_| ApiError::invalid_param("chainId", "the chain id must be a number"))?;
     let ip = client_ip(&state, peer, &headers);
     // Cheap refusals first: an unsupported chain needs no reCAPTCHA round trip.
     state.actors().faucet().check_chain(chain_id)?;
