@@ -13,6 +13,7 @@ pub mod tokens;
 pub mod tx_sender;
 pub mod veriff;
 pub mod wallet;
+pub mod whitelist;
 
 pub use identity::{Identity, Principal};
 pub use identity_error::IdentityError;

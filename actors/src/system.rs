@@ -20,6 +20,7 @@ use crate::tokens::{TokenError, TokenService};
 use crate::tx_sender::TxSenders;
 use crate::veriff::{VeriffClient, VeriffSettings};
 use crate::wallet::{IdentitySettings, WalletActor, WalletDeps};
+use crate::whitelist::Whitelisting;
 
 /// How often each registry re-reads which entities are marked failed (by any process).
 const FAILURES_REFRESH_PERIOD: Duration = Duration::from_secs(10);
@@ -62,6 +63,7 @@ pub struct ActorSystem {
     faucet: Faucet,
     senders: Arc<TxSenders>,
     kyc: Kyc,
+    whitelisting: Whitelisting,
     chores: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -135,8 +137,15 @@ impl ActorSystem {
             config.clock.clone(),
             senders.clone(),
         );
+        let whitelist_batchers = Batchers::new(
+            Whitelisting::spec(config.chains.clone()),
+            config.storage.clone(),
+            config.clock.clone(),
+            senders.clone(),
+        );
         senders.resume().await?;
         faucet_batchers.resume().await?;
+        whitelist_batchers.resume().await?;
         let faucet = Faucet::new(
             config.chains.clone(),
             config.storage.clone(),
@@ -150,6 +159,14 @@ impl ActorSystem {
             spawn_sweeper(faucet_requests.clone()),
             spawn_janitor(config.storage.clone(), config.clock.clone()),
         ];
+        let whitelisting = Whitelisting::new(
+            config.chains.clone(),
+            config.storage.clone(),
+            config.clock.clone(),
+            wallets.clone(),
+            senders.clone(),
+            whitelist_batchers,
+        );
         let kyc = Kyc::new(wallets.clone(), deps.clone());
         let identity = Identity::new(wallets.clone(), deps, config.chains.clone());
         Ok(Self {
@@ -160,6 +177,7 @@ impl ActorSystem {
             faucet,
             senders,
             kyc,
+            whitelisting,
             chores: parking_lot::Mutex::new(chores),
         })
     }
@@ -180,6 +198,11 @@ impl ActorSystem {
     /// Veriff sessions, Veriff's webhooks and the KYC status whitelisting checks.
     pub fn kyc(&self) -> &Kyc {
         &self.kyc
+    }
+
+    /// On-chain whitelisting of KYC'd wallets on issuers.
+    pub fn whitelisting(&self) -> &Whitelisting {
+        &self.whitelisting
     }
 
     /// The wallet registry (tests use it to find and kill actors).

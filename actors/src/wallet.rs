@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use ampflow_chain::WalletSignature;
 use ampflow_storage::{
-    ChallengeRecord, LoginOutcome, LoginWrite, RefreshTokenState, RotateOutcome, SessionRecord,
-    Storage, UserRecord,
+    ChallengeRecord, LoginOutcome, LoginWrite, Opened, RefreshTokenState, RotateOutcome,
+    SessionRecord, Storage, UserRecord, WhitelistRequestRecord,
 };
 use ampflow_types::{Clock, UnixMillis, WalletAddress};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -23,6 +23,7 @@ use crate::identity_error::IdentityError;
 use crate::registry::EntityActor;
 use crate::tokens::{self, TokenService};
 use crate::veriff::{CreatedSession, VeriffClient};
+use crate::whitelist::{WhitelistError, kyc_gate, utc_day};
 
 mod kyc;
 pub use kyc::{KycEvent, KycSessionView, KycWebhookOutcome, SESSION_REUSE_MS, ShownDecision};
@@ -152,6 +153,14 @@ pub enum WalletMsg {
     },
     /// The wallet's KYC as whitelisting needs it; `None` when the wallet has no user.
     KycStatus(Reply<Option<ampflow_storage::KycStatus>>),
+    /// Queue an approval on `issuer`'s whitelist, if KYC is still valid today; an approval
+    /// already open for the (chain, issuer, wallet) is returned instead.
+    QueueWhitelist {
+        chain_id: u64,
+        /// Lowercase `0x…`.
+        issuer: String,
+        reply: RpcReplyPort<Result<Opened<WhitelistRequestRecord>, WhitelistError>>,
+    },
     Retire,
 }
 
@@ -326,6 +335,13 @@ impl Actor for WalletActor {
                 let result = self.reload_if_stale(state).await;
                 let _ = reply.send(result.map(|()| state.user.as_ref().map(|u| u.kyc_status())));
             }
+            WalletMsg::QueueWhitelist {
+                chain_id,
+                issuer,
+                reply,
+            } => {
+                let _ = reply.send(self.queue_whitelist(state, chain_id, issuer).await);
+            }
             WalletMsg::Retire => myself.stop(Some("idle".into())),
         }
         Ok(())
@@ -335,6 +351,42 @@ impl Actor for WalletActor {
 impl WalletActor {
     fn now(&self) -> UnixMillis {
         self.deps.clock.now_ms()
+    }
+
+    async fn queue_whitelist(
+        &self,
+        state: &mut WalletState,
+        chain_id: u64,
+        issuer: String,
+    ) -> Result<Opened<WhitelistRequestRecord>, WhitelistError> {
+        self.reload_if_stale(state).await?;
+        let now = self.now();
+        let status = state.user.as_ref().map(|u| u.kyc_status());
+        kyc_gate(status.as_ref(), utc_day(now))?;
+        let record = WhitelistRequestRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            chain_id,
+            issuer,
+            address: state.address.to_string(),
+            status: "pending".into(),
+            attempts: 0,
+            tx_hash: None,
+            reason: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            settled_at_ms: None,
+        };
+        let opened = self.deps.storage.open_whitelist_request(&record).await?;
+        if let Opened::Created(request) = &opened {
+            tracing::info!(
+                request = %request.id,
+                chain_id,
+                issuer = %request.issuer,
+                wallet = %state.address,
+                "whitelisting queued"
+            );
+        }
+        Ok(opened)
     }
 
     async fn reload(&self, state: &mut WalletState) -> Result<(), IdentityError> {

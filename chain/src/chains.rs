@@ -131,6 +131,19 @@ pub enum ChainError {
     Rpc { chain_id: u64, reason: String },
 }
 
+/// Where a wallet stands on an issuer's whitelist, read before an approval is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuerWallet {
+    /// The address holds no issuer (no code, or it does not answer `walletApprover()`).
+    NotAnIssuer,
+    /// The issuer's wallet approver is not the platform's WalletApprover, so an approval sent
+    /// through it would fail.
+    ApprovedBy(Address),
+    /// The wallet is on the whitelist already.
+    Approved,
+    NotApproved,
+}
+
 /// A configured chain with its provider.
 #[derive(Clone)]
 pub struct Chain {
@@ -184,6 +197,52 @@ impl Chains {
 impl Chain {
     pub fn provider(&self) -> &DynProvider {
         &self.provider
+    }
+
+    /// Whether `wallet` is on `issuer`'s whitelist, and whether `approver` (the platform's
+    /// WalletApprover) may change it. A contract that reverts or answers garbage is not an
+    /// issuer; an unreachable node is an error.
+    pub async fn issuer_wallet(
+        &self,
+        issuer: Address,
+        wallet: Address,
+        approver: Address,
+    ) -> Result<IssuerWallet, ChainError> {
+        let chain_id = self.settings.chain_id;
+        let rpc = |e: &dyn std::fmt::Display| ChainError::Rpc {
+            chain_id,
+            reason: e.to_string(),
+        };
+        let code = tokio::time::timeout(RPC_READ_TIMEOUT, self.provider.get_code_at(issuer))
+            .await
+            .map_err(|e| rpc(&e))?
+            .map_err(|e| rpc(&e))?;
+        if code.is_empty() {
+            return Ok(IssuerWallet::NotAnIssuer);
+        }
+        let contract = crate::contracts::Issuer::new(issuer, &self.provider);
+        let current = match tokio::time::timeout(RPC_READ_TIMEOUT, contract.walletApprover().call())
+            .await
+            .map_err(|e| rpc(&e))?
+        {
+            Ok(current) => current,
+            Err(alloy::contract::Error::TransportError(e)) if !e.is_error_resp() => {
+                return Err(rpc(&e));
+            }
+            Err(_) => return Ok(IssuerWallet::NotAnIssuer),
+        };
+        if current != approver {
+            return Ok(IssuerWallet::ApprovedBy(current));
+        }
+        match tokio::time::timeout(RPC_READ_TIMEOUT, contract.isWalletApproved(wallet).call())
+            .await
+            .map_err(|e| rpc(&e))?
+        {
+            Ok(true) => Ok(IssuerWallet::Approved),
+            Ok(false) => Ok(IssuerWallet::NotApproved),
+            Err(alloy::contract::Error::TransportError(e)) if !e.is_error_resp() => Err(rpc(&e)),
+            Err(_) => Ok(IssuerWallet::NotAnIssuer),
+        }
     }
 
     /// Which of `messages` the contract at `wallet` says `signature` signs (EIP-1271, each

@@ -8,5 +8,7 @@ pub mod deploy;
 pub mod signature;
 pub mod tx;
 
-pub use chains::{BatchSettings, Chain, ChainError, ChainSettings, Chains, FaucetSettings};
+pub use chains::{
+    BatchSettings, Chain, ChainError, ChainSettings, Chains, FaucetSettings, IssuerWallet,
+};
 pub use signature::{SignatureBytes, SignatureError, WalletSignature};

@@ -30,6 +30,7 @@ use crate::state::{AppState, Inner};
         (name = "identity", description = "Wallet-signature login (EIP-191), tokens"),
         (name = "user", description = "The signed-in wallet's user record"),
         (name = "faucet", description = "Testnet faucet payouts"),
+        (name = "whitelisting", description = "Approving KYC'd wallets on issuers' on-chain whitelists"),
         (name = "kyc", description = "KYC through Veriff: sessions and Veriff's webhooks"),
         (name = "test", description = "Test-mode-only helpers"),
         (name = "operations", description = "Probes and documents"),
@@ -88,6 +89,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::kyc::router())
         .merge(routes::ops::router())
         .merge(routes::faucet::router())
+        .merge(routes::whitelist::router())
 }
 
 /// The OpenAPI document as JSON.

@@ -76,7 +76,7 @@ async fn health_and_ready_answer(backend: Backend) {
 }
 
 /// (method, path) of every endpoint the server has.
-const ENDPOINTS: [(&str, &str); 18] = [
+const ENDPOINTS: [(&str, &str); 20] = [
     ("post", "/authorize"),
     ("post", "/authorize/by-message"),
     ("post", "/authorize/jwt"),
@@ -85,6 +85,8 @@ const ENDPOINTS: [(&str, &str); 18] = [
     ("get", "/user"),
     ("put", "/user"),
     ("post", "/user/logout"),
+    ("post", "/user/whitelist"),
+    ("get", "/user/whitelist"),
     ("post", "/test/kyc"),
     ("post", "/faucet/{chainId}"),
     ("get", "/faucet/{chainId}/requests/{id}"),

@@ -2,3 +2,4 @@ pub mod faucet;
 pub mod identity;
 pub mod kyc;
 pub mod ops;
+pub mod whitelist;

@@ -1,0 +1,270 @@
+//! On-chain whitelisting (seed 002 §4.3): a wallet whose KYC is complete, with a document that
+//! has not expired, asks to be approved on an issuer. The wallet's actor checks its KYC and
+//! queues one approval per (chain, issuer, wallet) — asking again while one is open returns
+//! that one. The batcher of each (chain, issuer) gathers due approvals into one
+//! `WalletApprover.approveWallets(issuer, wallets)` transaction, and its per-wallet
+//! `ApproveWallet(issuer, wallet, success)` events settle each request as confirmed or failed.
+//!
+//! Before anything is queued the issuer is read on chain: an address that is not an issuer, or
+//! an issuer whose approver is not the platform's WalletApprover, is refused (an approval sent
+//! to it could only fail, and would cost gas); a wallet already on the whitelist is answered
+//! at once and nothing is sent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use alloy::primitives::{Address, Bytes};
+use alloy::rpc::types::Log;
+use alloy::sol_types::SolCall;
+use ampflow_chain::contracts::WalletApprover;
+use ampflow_chain::{BatchSettings, Chains, IssuerWallet};
+use ampflow_storage::{
+    ItemSettlement, KycStatus, Opened, SettledStatus, Storage, WhitelistRequestRecord, WorkGroup,
+    WorkKind,
+};
+use ampflow_types::{Clock, WalletAddress};
+use chrono::NaiveDate;
+
+use crate::batcher::{BatchSpec, Batchers};
+use crate::identity_error::IdentityError;
+use crate::registry::Registry;
+use crate::tx_sender::TxSenders;
+use crate::wallet::{WalletActor, WalletMsg};
+
+/// The most requests `GET /user/whitelist` lists.
+pub const LIST_LIMIT: u64 = 100;
+
+/// Why a whitelisting request was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WhitelistError {
+    #[error("chain {0} is not supported")]
+    UnsupportedChain(u64),
+    #[error("chain {0} has no WalletApprover or no transaction signer configured")]
+    NotSupported(u64),
+    #[error("KYC is not complete for this wallet; complete it through POST /veriff/session")]
+    KycRequired,
+    #[error("the KYC document expired on {valid_until}; verify again through POST /veriff/session")]
+    KycExpired { valid_until: NaiveDate },
+    #[error("{0} is not an issuer contract on this chain")]
+    NotAnIssuer(Address),
+    #[error("issuer {issuer} is approved by {approver:#x}, not by this platform's WalletApprover")]
+    IssuerNotManaged { issuer: Address, approver: Address },
+    /// Carries the cause for the logs.
+    #[error("chain {chain_id} could not be reached to read the issuer; retry")]
+    ChainUnavailable { chain_id: u64, cause: String },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+impl From<ampflow_storage::StorageError> for WhitelistError {
+    fn from(error: ampflow_storage::StorageError) -> Self {
+        Self::Identity(error.into())
+    }
+}
+
+impl From<crate::registry::RegistryError> for WhitelistError {
+    fn from(error: crate::registry::RegistryError) -> Self {
+        Self::Identity(error.into())
+    }
+}
+
+/// Whether KYC lets a wallet be whitelisted on `today`.
+pub(crate) fn kyc_gate(status: Option<&KycStatus>, today: NaiveDate) -> Result<(), WhitelistError> {
+    match status {
+        Some(status) if status.is_valid_on(today) => Ok(()),
+        Some(status) if status.is_expired_on(today) => Err(WhitelistError::KycExpired {
+            // is_expired_on implies a date.
+            valid_until: status.document_valid_until.unwrap_or(today),
+        }),
+        _ => Err(WhitelistError::KycRequired),
+    }
+}
+
+/// The UTC day of a Unix-millisecond instant.
+pub(crate) fn utc_day(now_ms: i64) -> NaiveDate {
+    chrono::DateTime::from_timestamp_millis(now_ms)
+        .unwrap_or_default()
+        .date_naive()
+}
+
+/// What `POST /user/whitelist` did.
+#[derive(Debug, Clone)]
+pub enum WhitelistAnswer {
+    /// The wallet is on the issuer's whitelist already; nothing was queued.
+    AlreadyApproved,
+    /// A new approval was queued.
+    Queued(WhitelistRequestRecord),
+    /// An approval for the same (chain, issuer, wallet) is open: it is returned.
+    Open(WhitelistRequestRecord),
+}
+
+/// What whitelisting sends: `approveWallets(issuer, wallets)` on the chain's WalletApprover.
+pub struct WhitelistSpec {
+    chains: Chains,
+}
+
+impl BatchSpec for WhitelistSpec {
+    fn kind(&self) -> WorkKind {
+        WorkKind::Whitelist
+    }
+
+    fn purpose(&self) -> &'static str {
+        "whitelist"
+    }
+
+    fn settings(&self, chain_id: u64) -> Option<BatchSettings> {
+        let chain = self.chains.get(chain_id)?;
+        chain
+            .settings
+            .contracts
+            .as_ref()
+            .map(|_| chain.settings.whitelist.clone())
+    }
+
+    fn call(&self, group: &WorkGroup, wallets: &[Address]) -> Option<(Address, Bytes)> {
+        let chain = self.chains.get(group.chain_id)?;
+        let approver = chain.settings.contracts.as_ref()?.wallet_approver;
+        let issuer: Address = group.issuer.as_deref()?.parse().ok()?;
+        let call = WalletApprover::approveWalletsCall {
+            issuer,
+            wallets: wallets.to_vec(),
+        };
+        Some((approver, Bytes::from(call.abi_encode())))
+    }
+
+    fn outcomes(&self, logs: &[Log]) -> HashMap<String, ItemSettlement> {
+        let mut outcomes = HashMap::new();
+        for log in logs {
+            if let Ok(approved) = log.log_decode::<WalletApprover::ApproveWallet>() {
+                let event = approved.inner.data;
+                let settlement = if event.success {
+                    ItemSettlement {
+                        status: SettledStatus::Confirmed,
+                        reason: None,
+                        amount_wei: None,
+                    }
+                } else {
+                    ItemSettlement {
+                        status: SettledStatus::Failed,
+                        reason: Some(format!(
+                            "issuer {:#x} refused the approval (is the WalletApprover still its approver?)",
+                            event.issuer
+                        )),
+                        amount_wei: None,
+                    }
+                };
+                outcomes.insert(format!("{:#x}", event.wallet), settlement);
+            }
+        }
+        outcomes
+    }
+}
+
+/// The whitelisting front: chain and issuer checks, then the wallet's actor.
+pub struct Whitelisting {
+    chains: Chains,
+    storage: Storage,
+    clock: Arc<dyn Clock>,
+    wallets: Arc<Registry<WalletActor>>,
+    senders: Arc<TxSenders>,
+    batchers: Arc<Batchers<WhitelistSpec>>,
+}
+
+impl Whitelisting {
+    pub(crate) fn new(
+        chains: Chains,
+        storage: Storage,
+        clock: Arc<dyn Clock>,
+        wallets: Arc<Registry<WalletActor>>,
+        senders: Arc<TxSenders>,
+        batchers: Arc<Batchers<WhitelistSpec>>,
+    ) -> Self {
+        Self {
+            chains,
+            storage,
+            clock,
+            wallets,
+            senders,
+            batchers,
+        }
+    }
+
+    pub(crate) fn spec(chains: Chains) -> WhitelistSpec {
+        WhitelistSpec { chains }
+    }
+
+    /// Asks for `wallet` to be approved on `issuer`. Checked in order: the chain, the wallet's
+    /// KYC, the issuer on chain; then the wallet's actor queues the approval (checking KYC
+    /// again, so a decision that lands meanwhile is respected).
+    pub async fn request(
+        &self,
+        chain_id: u64,
+        issuer: Address,
+        wallet: &WalletAddress,
+    ) -> Result<WhitelistAnswer, WhitelistError> {
+        let chain = self
+            .chains
+            .get(chain_id)
+            .ok_or(WhitelistError::UnsupportedChain(chain_id))?;
+        let approver = chain
+            .settings
+            .contracts
+            .as_ref()
+            .map(|c| c.wallet_approver)
+            .filter(|_| self.senders.signer_address(chain_id).is_some())
+            .ok_or(WhitelistError::NotSupported(chain_id))?;
+
+        let status = self.wallets.call(wallet, WalletMsg::KycStatus).await??;
+        kyc_gate(status.as_ref(), utc_day(self.clock.now_ms()))?;
+
+        let on_chain = chain
+            .issuer_wallet(issuer, wallet.as_alloy(), approver)
+            .await
+            .map_err(|e| WhitelistError::ChainUnavailable {
+                chain_id,
+                cause: e.to_string(),
+            })?;
+        match on_chain {
+            IssuerWallet::Approved => return Ok(WhitelistAnswer::AlreadyApproved),
+            IssuerWallet::NotAnIssuer => return Err(WhitelistError::NotAnIssuer(issuer)),
+            IssuerWallet::ApprovedBy(other) => {
+                return Err(WhitelistError::IssuerNotManaged {
+                    issuer,
+                    approver: other,
+                });
+            }
+            IssuerWallet::NotApproved => {}
+        }
+
+        let issuer = format!("{issuer:#x}");
+        let opened = self
+            .wallets
+            .call(wallet, |reply| WalletMsg::QueueWhitelist {
+                chain_id,
+                issuer: issuer.clone(),
+                reply,
+            })
+            .await??;
+        Ok(match opened {
+            Opened::Created(request) => {
+                self.batchers.wake(&WorkGroup {
+                    chain_id,
+                    issuer: Some(issuer),
+                });
+                WhitelistAnswer::Queued(request)
+            }
+            Opened::AlreadyOpen(request) => WhitelistAnswer::Open(request),
+        })
+    }
+
+    /// The wallet's whitelisting requests, newest first (at most [`LIST_LIMIT`]).
+    pub async fn list(
+        &self,
+        wallet: &WalletAddress,
+    ) -> Result<Vec<WhitelistRequestRecord>, WhitelistError> {
+        Ok(self
+            .storage
+            .whitelist_requests_for(&wallet.to_string(), LIST_LIMIT)
+            .await?)
+    }
+}
