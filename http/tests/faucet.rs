@@ -475,4 +475,68 @@ on_both_databases!(
     a_restart_between_send_and_receipt_sends_nothing_twice,
     work_survives_an_unreachable_node,
     a_reverted_transaction_is_a_failure,
+    a_request_fails_after_its_last_attempt,
 );
+
+/// The faucet contract stops accepting the platform's signer (its ownership moves to another
+/// account): every transaction would revert, so none is sent (the gas estimate refuses it and
+/// no nonce is used), the request is retried after its backoff, and after `attempts_max`
+/// attempts it is failed with the reason. The wallet may then ask again.
+async fn a_request_fails_after_its_last_attempt(backend: Backend) {
+    let Some(Setup {
+        anvil,
+        app,
+        contracts,
+    }) = setup(backend, |f| {
+        f.attempts_max = 2;
+        f.retry_backoff_ms = 100;
+    })
+    .await
+    else {
+        return;
+    };
+    let owner = ProviderBuilder::new()
+        .wallet(signer())
+        .connect_http(anvil.url.parse().unwrap());
+    let elsewhere: Address = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+        .parse()
+        .unwrap();
+    Faucet::new(contracts.faucet, &owner)
+        .transferOwnership(elsewhere)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let nonce_before = signer_nonce(&anvil).await;
+
+    let wallet = Wallet::random();
+    let token = sign_in(&app, &wallet).await;
+    let (status, body) = ask(&app, &token).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let failed = wait_for_status(&app, &token, &id, "failed").await;
+    assert_eq!(failed["attempts"], 2, "{failed}");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(reason.contains("gave up after 2 attempts"), "{reason}");
+    assert!(reason.contains("caller is not allowed"), "{reason}");
+    assert_eq!(failed["amount"], Value::Null);
+    assert_eq!(signer_nonce(&anvil).await, nonce_before, "nothing was sent");
+    assert_eq!(balance(&anvil, wallet.alloy_address()).await, U256::ZERO);
+    let intents = app
+        .app()
+        .state()
+        .storage()
+        .tx_intents_for_purpose("faucet", 10)
+        .await
+        .unwrap();
+    assert_eq!(intents.len(), 2, "one intent per attempt: {intents:?}");
+    assert!(intents.iter().all(|i| i.status == TxIntentStatus::Failed));
+
+    // A failed request is closed: the wallet may ask again.
+    let (status, body) = ask(&app, &token).await;
+    assert_eq!(status, 202, "{body}");
+    assert_ne!(body["id"], id.as_str());
+    app.stop().await;
+}

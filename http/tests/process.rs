@@ -10,11 +10,21 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::U256;
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use ampflow_chain::deploy::{FaucetFunding, deploy_platform};
 use ampflow_storage::testdb::{Backend, TestDatabase};
+use common::anvil::{Anvil, CHAIN_ID, DEV_KEY_0};
 use common::{Wallet, wait_until};
+use futures::FutureExt;
 use serde_json::{Value, json};
 
-on_both_databases!(sigkill_mid_flow_loses_no_nonce_and_reuses_none);
+on_both_databases!(
+    sigkill_mid_flow_loses_no_nonce_and_reuses_none,
+    sigkill_between_send_and_receipt_pays_once,
+);
 
 struct Server {
     child: Child,
@@ -68,6 +78,42 @@ impl Server {
             logs,
             client: reqwest::Client::new(),
         }
+    }
+
+    async fn get_auth(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post_auth(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Logs `wallet` in and answers its access token.
+    async fn login(&self, wallet: &Wallet) -> String {
+        let (_, body) = self
+            .post("/authorize", json!({"address": wallet.address()}))
+            .await;
+        let login = json!({"address": wallet.address(), "signed_payload": wallet.sign(body["payload"].as_str().unwrap())});
+        let (status, tokens) = self.post("/authorize/jwt", login).await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens["access_token"].as_str().unwrap().to_string()
     }
 
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
@@ -157,6 +203,149 @@ async fn sigkill_mid_flow_loses_no_nonce_and_reuses_none(backend: Backend) {
         401,
         "a used nonce stays used"
     );
+}
+
+/// The faucet through the real binary, killed with SIGKILL after its transaction reached the
+/// node (mining is paused, so there is no receipt yet). The next process finds the intent with
+/// its recorded bytes, rebroadcasts them rather than signing again, and settles the request
+/// once the block is mined: one transaction, one payout.
+async fn sigkill_between_send_and_receipt_pays_once(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let anvil = Anvil::start().await;
+    let signer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    let reward = U256::from(10u64).pow(U256::from(17u64));
+    let contracts = deploy_platform(
+        &anvil.url,
+        signer.clone(),
+        FaucetFunding {
+            reward_wei: reward,
+            balance_threshold_wei: reward,
+            initial_balance_wei: reward * U256::from(10u64),
+        },
+    )
+    .await
+    .unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let config = folder.path().join("ampflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[[chains]]
+chain_id = {CHAIN_ID}
+name = "anvil"
+rpc_url = "{url}"
+signer_key_env = "TEST_CHAIN_KEY"
+
+[chains.contracts]
+stablecoin = "{stablecoin}"
+wallet_approver = "{wallet_approver}"
+issuer = "{issuer}"
+faucet = "{faucet}"
+invest_service = "{invest_service}"
+campaign = "{campaign}"
+
+[chains.tx]
+poll_interval_ms = 100
+max_backoff_ms = 1000
+
+[chains.faucet]
+max_wait_ms = 100
+per_ip_max = 0
+"#,
+            url = anvil.url,
+            stablecoin = contracts.stablecoin,
+            wallet_approver = contracts.wallet_approver,
+            issuer = contracts.issuer,
+            faucet = contracts.faucet,
+            invest_service = contracts.invest_service,
+            campaign = contracts.campaign,
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("AMPFLOW_CONFIG", config.to_str().unwrap()),
+        ("TEST_CHAIN_KEY", DEV_KEY_0),
+    ];
+    let provider = ProviderBuilder::new().connect_http(anvil.url.parse().unwrap());
+    let nonce = |tag: BlockNumberOrTag| {
+        let provider = provider.clone();
+        let address = signer.address();
+        async move {
+            provider
+                .get_transaction_count(address)
+                .block_id(tag.into())
+                .await
+                .unwrap()
+        }
+    };
+    let nonce_before = nonce(BlockNumberOrTag::Latest).await;
+    let _: () = provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+
+    let mut server = Server::start(&env).await;
+    let wallet = Wallet::random();
+    let token = server.login(&wallet).await;
+    let (status, request) = server
+        .post_auth(&format!("/faucet/{CHAIN_ID}"), &token, json!({}))
+        .await;
+    assert_eq!(status, 202, "{request}");
+    let id = request["id"].as_str().unwrap().to_string();
+    assert!(
+        wait_until(Duration::from_secs(30), || nonce(BlockNumberOrTag::Pending)
+            .map(|pending| pending > nonce_before))
+        .await,
+        "the faucet transaction never reached the node"
+    );
+    server.signal("KILL");
+    server.wait_exit().await;
+    drop(server);
+
+    let server = Server::start(&env).await;
+    let _: () = provider
+        .raw_request("evm_setAutomine".into(), (true,))
+        .await
+        .unwrap();
+    let _: Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    let path = format!("/faucet/{CHAIN_ID}/requests/{id}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = server.get_auth(&path, &token).await;
+        assert_eq!(status, 200, "{body}");
+        if body["status"] == "paid" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never completed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Give a wrongly re-signed transaction the chance to show up, then count.
+    let _: Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    assert_eq!(nonce(BlockNumberOrTag::Latest).await, nonce_before + 1);
+    assert_eq!(nonce(BlockNumberOrTag::Pending).await, nonce_before + 1);
+    assert_eq!(
+        provider.get_balance(wallet.alloy_address()).await.unwrap(),
+        reward,
+        "paid exactly once"
+    );
+    drop(server);
+    let storage = ampflow_storage::Storage::connect(&ampflow_storage::DatabaseSettings {
+        url: db.url.clone(),
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(10),
+        sqlite_sync: ampflow_storage::SqliteSync::Normal,
+    })
+    .await
+    .unwrap();
+    let intents = storage.tx_intents_for_purpose("faucet", 10).await.unwrap();
+    assert_eq!(intents.len(), 1, "{intents:?}");
+    assert_eq!(intents[0].send_attempts, 1, "signed once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
