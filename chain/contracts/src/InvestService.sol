@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.20;
 
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IIssuer} from "./Issuer.sol";
 import {ICampaign} from "./Campaign.sol";
@@ -9,9 +10,13 @@ import {ICampaign} from "./Campaign.sol";
 /// @notice Invests, on behalf of investors, the stablecoin they approved to campaigns. Every
 ///         record is handled on its own: one InvestFor event per record, and one failing record
 ///         never reverts the batch. A campaign must trust this service (Campaign.setInvestService).
-/// @dev Anyone may call investFor: it only ever moves an investor's funds to a campaign the
-///      investor approved, within that approval, and credits the investor.
-contract InvestService {
+/// @dev investFor only ever moves an investor's funds to a campaign the investor approved,
+///      within that approval, and credits the investor; still, only the platform's executor may
+///      call it (the owner, plus callers it allows), so an allowance left over after a task was
+///      cancelled cannot be spent by anyone else.
+contract InvestService is Ownable {
+    mapping(address => bool) private allowedCallers;
+
     struct InvestmentRecord {
         address investor;
         address campaign;
@@ -35,6 +40,25 @@ contract InvestService {
         bool success,
         string reason
     );
+    event UpdateCallerStatus(address indexed caller, bool allowed);
+
+    constructor() Ownable(msg.sender) {}
+
+    modifier onlyAllowedCaller() {
+        require(isAllowedCaller(msg.sender), "InvestService: caller is not allowed");
+        _;
+    }
+
+    /// @notice The owner is always allowed; other callers when enabled by the owner.
+    function isAllowedCaller(address caller) public view returns (bool) {
+        return caller == owner() || allowedCallers[caller];
+    }
+
+    function updateCallerStatus(address caller, bool allowed) external onlyOwner {
+        require(caller != address(0), "InvestService: invalid caller address");
+        allowedCallers[caller] = allowed;
+        emit UpdateCallerStatus(caller, allowed);
+    }
 
     function getStatus(InvestmentRecord[] calldata investments)
         external
@@ -50,7 +74,7 @@ contract InvestService {
         return response;
     }
 
-    function investFor(InvestmentRecord[] calldata investments) external {
+    function investFor(InvestmentRecord[] calldata investments) external onlyAllowedCaller {
         for (uint256 i = 0; i < investments.length; i++) {
             InvestmentRecord calldata record = investments[i];
             (uint256 amount, bool ready, string memory reason) = _evaluate(record);

@@ -179,6 +179,22 @@ contract ContractsTest {
         (,, bool ok, string memory why) = abi.decode(logs[0].data, (uint256, uint256, bool, string));
         require(!ok && keccak256(bytes(why)) == keccak256("Campaign: caller may not invest for spender"), "untrusted");
 
+        // Only the owner and allowed callers may invest for others.
+        vm.prank(bob);
+        (bool allowed,) = address(investService).call(abi.encodeCall(InvestService.investFor, (records)));
+        require(!allowed, "a caller that is not allowed must revert");
+        investService.updateCallerStatus(bob, true);
+        require(investService.isAllowedCaller(bob), "bob allowed");
+        vm.prank(bob);
+        investService.investFor(records);
+        investService.updateCallerStatus(bob, false);
+        vm.prank(bob);
+        (allowed,) = address(investService).call(abi.encodeCall(InvestService.investFor, (records)));
+        require(!allowed, "a disallowed caller must revert again");
+        vm.prank(bob);
+        (allowed,) = address(investService).call(abi.encodeCall(InvestService.updateCallerStatus, (bob, true)));
+        require(!allowed, "only the owner allows callers");
+
         // Direct investment by the investor itself.
         vm.prank(alice);
         untrusted.invest(5e6);
