@@ -2,6 +2,7 @@
 //! happens, in what order, and who may do it is decided here; storage and chains are reached
 //! through the `storage` and `chain` crates, and nothing here knows about HTTP.
 
+pub mod auto_invest;
 pub mod batcher;
 pub mod faucet;
 mod identity;

@@ -10,6 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 
+use crate::auto_invest::{AutoInvest, AutoInvestActor, Executors};
 use crate::batcher::Batchers;
 use crate::faucet::{Faucet, FaucetRequestActor};
 use crate::identity::Identity;
@@ -59,6 +60,9 @@ pub struct ActorSystem {
     root: ActorRef<RootMsg>,
     wallets: Arc<Registry<WalletActor>>,
     faucet_requests: Arc<Registry<FaucetRequestActor>>,
+    auto_invest_tasks: Arc<Registry<AutoInvestActor>>,
+    executors: Arc<Executors>,
+    auto_invest: AutoInvest,
     identity: Identity,
     faucet: Faucet,
     senders: Arc<TxSenders>,
@@ -125,11 +129,34 @@ impl ActorSystem {
         .await
         .map_err(|e| StartError::Spawn("faucet request supervisor", e.to_string()))?;
 
+        let auto_invest_tasks = Registry::new(
+            AutoInvestActor::new(
+                config.storage.clone(),
+                config.clock.clone(),
+                config.chains.clone(),
+            ),
+            config.storage.clone(),
+            config.clock.clone(),
+            config.runtime.clone(),
+        );
+        auto_invest_tasks.refresh_failures().await;
+        Actor::spawn_linked(
+            None,
+            KindSupervisor::<AutoInvestActor>::new(),
+            auto_invest_tasks.clone(),
+            root.get_cell(),
+        )
+        .await
+        .map_err(|e| StartError::Spawn("auto-invest supervisor", e.to_string()))?;
+
+        // This process's id, as the holder of the leases it takes.
+        let process_id = uuid::Uuid::new_v4().to_string();
         let senders = TxSenders::new(
             config.storage.clone(),
             config.clock.clone(),
             config.chains.clone(),
             config.signers,
+            process_id.clone(),
         );
         let faucet_batchers = Batchers::new(
             Faucet::spec(config.chains.clone()),
@@ -142,6 +169,14 @@ impl ActorSystem {
             config.storage.clone(),
             config.clock.clone(),
             senders.clone(),
+        );
+        let executors = Executors::start(
+            config.storage.clone(),
+            config.clock.clone(),
+            config.chains.clone(),
+            senders.clone(),
+            process_id,
+            config.chains.ids(),
         );
         senders.resume().await?;
         faucet_batchers.resume().await?;
@@ -157,6 +192,7 @@ impl ActorSystem {
         let chores = vec![
             spawn_sweeper(wallets.clone()),
             spawn_sweeper(faucet_requests.clone()),
+            spawn_sweeper(auto_invest_tasks.clone()),
             spawn_janitor(config.storage.clone(), config.clock.clone()),
         ];
         let whitelisting = Whitelisting::new(
@@ -167,12 +203,22 @@ impl ActorSystem {
             senders.clone(),
             whitelist_batchers,
         );
+        let auto_invest = AutoInvest::new(
+            config.chains.clone(),
+            config.storage.clone(),
+            senders.clone(),
+            auto_invest_tasks.clone(),
+            executors.clone(),
+        );
         let kyc = Kyc::new(wallets.clone(), deps.clone());
         let identity = Identity::new(wallets.clone(), deps, config.chains.clone());
         Ok(Self {
             root,
             wallets,
             faucet_requests,
+            auto_invest_tasks,
+            executors,
+            auto_invest,
             identity,
             faucet,
             senders,
@@ -200,6 +246,11 @@ impl ActorSystem {
         &self.kyc
     }
 
+    /// Auto-invest tasks and their execution.
+    pub fn auto_invest(&self) -> &AutoInvest {
+        &self.auto_invest
+    }
+
     /// On-chain whitelisting of KYC'd wallets on issuers.
     pub fn whitelisting(&self) -> &Whitelisting {
         &self.whitelisting
@@ -220,9 +271,11 @@ impl ActorSystem {
         for chore in self.chores.lock().drain(..) {
             chore.abort();
         }
-        self.senders.shutdown();
+        self.executors.shutdown().await;
+        self.senders.shutdown().await;
         self.wallets.shutdown(wait).await;
         self.faucet_requests.shutdown(wait).await;
+        self.auto_invest_tasks.shutdown(wait).await;
         self.root
             .stop_children_and_wait(Some("shutdown".into()), Some(wait))
             .await;

@@ -77,6 +77,8 @@ pub struct TxSenders {
     signers: HashMap<u64, PrivateKeySigner>,
     settlers: Arc<RwLock<HashMap<&'static str, Arc<dyn Settler>>>>,
     running: Mutex<HashMap<u64, Running>>,
+    /// This process's id, as the holder of the senders' leases.
+    holder: String,
 }
 
 impl TxSenders {
@@ -85,6 +87,7 @@ impl TxSenders {
         clock: Arc<dyn Clock>,
         chains: Chains,
         signers: HashMap<u64, PrivateKeySigner>,
+        holder: String,
     ) -> Arc<Self> {
         Arc::new(Self {
             storage,
@@ -93,6 +96,7 @@ impl TxSenders {
             signers,
             settlers: Arc::default(),
             running: Mutex::new(HashMap::new()),
+            holder,
         })
     }
 
@@ -149,17 +153,39 @@ impl TxSenders {
             broadcast_since_start: HashSet::new(),
             nonce_gone: HashMap::new(),
             cap_warned: false,
+            holder: self.holder.clone(),
+            leased: false,
         };
         let handle = tokio::spawn(sender.run(notify.clone()));
         running.insert(chain_id, (notify, handle));
     }
 
-    /// Stops every sender. Work in flight is safe: every step is recorded before it is taken.
-    pub fn shutdown(&self) {
-        for (_, (_, handle)) in self.running.lock().drain() {
+    /// Stops every sender and gives its lease up, so the next process sends at once. Work in
+    /// flight is safe: every step is recorded before it is taken.
+    pub async fn shutdown(&self) {
+        let running: Vec<(u64, Running)> = self.running.lock().drain().collect();
+        for (chain_id, (_, handle)) in running {
             handle.abort();
+            let _ = handle.await;
+            let Some(address) = self.signer_address(chain_id) else {
+                continue;
+            };
+            if let Err(error) = self
+                .storage
+                .release_lease(
+                    &lease_name(chain_id, &format!("{address:#x}")),
+                    &self.holder,
+                )
+                .await
+            {
+                tracing::warn!(chain_id, %error, "could not release the sender's lease");
+            }
         }
     }
+}
+
+fn lease_name(chain_id: u64, signer: &str) -> String {
+    format!("tx_sender:{chain_id}:{signer}")
 }
 
 struct Sender {
@@ -176,6 +202,9 @@ struct Sender {
     broadcast_since_start: HashSet<String>,
     nonce_gone: HashMap<String, u32>,
     cap_warned: bool,
+    holder: String,
+    /// Whether this sender held the lease at its last round.
+    leased: bool,
 }
 
 /// What a round left behind.
@@ -242,6 +271,30 @@ impl Sender {
             .open_tx_intents(chain_id, &self.signer_text, INTENTS_PER_ROUND)
             .await?;
         if intents.is_empty() {
+            return Ok(Round::Idle);
+        }
+        // Another process sending for this signer would race this one for nonces.
+        let now = self.clock.now_ms();
+        let leased = self
+            .storage
+            .acquire_lease(
+                &lease_name(chain_id, &self.signer_text),
+                &self.holder,
+                now,
+                now + self.settings.lease_ttl_ms as i64,
+            )
+            .await?;
+        if leased != self.leased {
+            self.leased = leased;
+            // Whatever the other process did, start again from the chain.
+            self.next_nonce = None;
+            if leased {
+                tracing::info!(chain_id, signer = %self.signer_text, "took the sender's lease");
+            } else {
+                tracing::info!(chain_id, signer = %self.signer_text, "another process holds the sender's lease; waiting");
+            }
+        }
+        if !leased {
             return Ok(Round::Idle);
         }
         let head = self.chain.block_number().await?;

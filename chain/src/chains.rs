@@ -44,6 +44,56 @@ pub struct ChainSettings {
     /// How whitelisting approvals are batched (`[chains.whitelist]`).
     #[serde(default)]
     pub whitelist: BatchSettings,
+    /// Auto-invest (`[chains.auto_invest]`); without it the chain takes no auto-invest tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_invest: Option<AutoInvestSettings>,
+}
+
+/// Auto-invest on one chain, through the `contracts.invest_service` contract. Every limit of
+/// the executor is here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoInvestSettings {
+    /// Records per `getStatus` call and per `investFor` transaction at most.
+    pub batch_size: usize,
+    /// The most gas one `investFor` transaction may use; a batch estimated above it is split.
+    pub gas_limit_per_batch: u64,
+    /// How often the executor looks at pending tasks.
+    pub tick_interval_ms: u64,
+    /// Pending tasks looked at per tick at most (the rest wait for the next tick).
+    pub tasks_per_tick: usize,
+    /// A task still pending this long after it was queued (or last merged) expires.
+    pub timeout_secs: u64,
+    /// A task that is not ready (not whitelisted, no balance or allowance) is looked at again
+    /// after this long.
+    pub recheck_interval_ms: u64,
+    /// Failed investment attempts before a task is failed for good.
+    pub attempts_max: u32,
+    /// The wait after a failed attempt; it doubles for each later one.
+    pub retry_backoff_ms: u64,
+    pub retry_backoff_max_ms: u64,
+    /// Open tasks one wallet may have on the chain.
+    pub max_open_per_wallet: u64,
+    /// How long the executor's lease lasts without renewal; another process takes over after.
+    pub lease_ttl_ms: u64,
+}
+
+impl Default for AutoInvestSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 50,
+            gas_limit_per_batch: 10_000_000,
+            tick_interval_ms: 5_000,
+            tasks_per_tick: 1_000,
+            timeout_secs: 7 * 24 * 60 * 60,
+            recheck_interval_ms: 30_000,
+            attempts_max: 5,
+            retry_backoff_ms: 30_000,
+            retry_backoff_max_ms: 60 * 60 * 1000,
+            max_open_per_wallet: 100,
+            lease_ttl_ms: 30_000,
+        }
+    }
 }
 
 /// How requests are gathered into one transaction, and retried when it fails.
@@ -191,6 +241,11 @@ impl Chains {
 
     pub fn get(&self, chain_id: u64) -> Option<&Chain> {
         self.by_id.get(&chain_id)
+    }
+
+    /// Every configured chain id, in no particular order.
+    pub fn ids(&self) -> Vec<u64> {
+        self.by_id.keys().copied().collect()
     }
 }
 

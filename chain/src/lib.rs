@@ -5,10 +5,12 @@
 pub mod chains;
 pub mod contracts;
 pub mod deploy;
+pub mod invest;
 pub mod signature;
 pub mod tx;
 
 pub use chains::{
-    BatchSettings, Chain, ChainError, ChainSettings, Chains, FaucetSettings, IssuerWallet,
+    AutoInvestSettings, BatchSettings, Chain, ChainError, ChainSettings, Chains, FaucetSettings,
+    IssuerWallet,
 };
 pub use signature::{SignatureBytes, SignatureError, WalletSignature};

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::Chain;
 
 /// How long one RPC call may take before it counts as a transport failure.
-const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How transactions are sent on one chain (`[chains.tx]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +40,9 @@ pub struct TxSettings {
     pub poll_interval_ms: u64,
     /// The longest wait between checks while the node keeps failing.
     pub max_backoff_ms: u64,
+    /// One process at a time sends for a (chain, signer): it holds a lease in the database,
+    /// renewed every round, that another process may take once it is this old.
+    pub lease_ttl_ms: u64,
 }
 
 impl Default for TxSettings {
@@ -53,6 +56,7 @@ impl Default for TxSettings {
             fee_bump_percent: 20,
             poll_interval_ms: 1000,
             max_backoff_ms: 30_000,
+            lease_ttl_ms: 15_000,
         }
     }
 }
@@ -128,7 +132,7 @@ pub fn sign(signer: &PrivateKeySigner, tx: &UnsignedTx) -> Result<(Bytes, B256),
     Ok((Bytes::from(envelope.encoded_2718()), hash))
 }
 
-fn classify(error: RpcError<TransportErrorKind>) -> TxError {
+pub(crate) fn classify(error: RpcError<TransportErrorKind>) -> TxError {
     match &error {
         RpcError::ErrorResp(payload) => {
             let message = payload.message.to_string();

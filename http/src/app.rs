@@ -32,6 +32,7 @@ use crate::state::{AppState, Inner};
         (name = "faucet", description = "Testnet faucet payouts"),
         (name = "whitelisting", description = "Approving KYC'd wallets on issuers' on-chain whitelists"),
         (name = "kyc", description = "KYC through Veriff: sessions and Veriff's webhooks"),
+        (name = "auto-invest", description = "Queued investments in campaigns, carried out on chain once the wallet is ready"),
         (name = "test", description = "Test-mode-only helpers"),
         (name = "operations", description = "Probes and documents"),
     )
@@ -90,6 +91,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::ops::router())
         .merge(routes::faucet::router())
         .merge(routes::whitelist::router())
+        .merge(routes::auto_invest::router())
 }
 
 /// The OpenAPI document as JSON.

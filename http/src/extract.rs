@@ -57,6 +57,20 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     }
 }
 
+/// Query parameters. One that does not parse answers 400 `invalid_request` with the envelope.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| ApiQuery(value))
+            .map_err(|rejection| ApiError::invalid_request(rejection.body_text()))
+    }
+}
+
 /// The raw body bytes, for webhooks whose signature covers the exact bytes; read errors and
 /// oversized bodies answer with the envelope.
 pub struct RawBody(pub Bytes);

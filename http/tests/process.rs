@@ -249,6 +249,8 @@ campaign = "{campaign}"
 [chains.tx]
 poll_interval_ms = 100
 max_backoff_ms = 1000
+# The killed process's lease runs out quickly, so the next one takes over.
+lease_ttl_ms = 1000
 
 [chains.faucet]
 max_wait_ms = 100
@@ -479,8 +481,9 @@ async fn migrate_applies_pending_migrations_and_exits() {
     let first = run();
     assert!(first.status.success(), "{first:?}");
     assert!(
-        String::from_utf8_lossy(&first.stdout)
-            .contains("applied 3 migration(s): m0001_identity, m0002_chain, m0003_kyc"),
+        String::from_utf8_lossy(&first.stdout).contains(
+            "applied 4 migration(s): m0001_identity, m0002_chain, m0003_kyc, m0004_auto_invest"
+        ),
         "{first:?}"
     );
     let second = run();

@@ -76,7 +76,7 @@ async fn health_and_ready_answer(backend: Backend) {
 }
 
 /// (method, path) of every endpoint the server has.
-const ENDPOINTS: [(&str, &str); 20] = [
+const ENDPOINTS: [(&str, &str); 25] = [
     ("post", "/authorize"),
     ("post", "/authorize/by-message"),
     ("post", "/authorize/jwt"),
@@ -87,6 +87,11 @@ const ENDPOINTS: [(&str, &str); 20] = [
     ("post", "/user/logout"),
     ("post", "/user/whitelist"),
     ("get", "/user/whitelist"),
+    ("post", "/auto_invest/{chainId}/{address}"),
+    ("delete", "/auto_invest/{chainId}/{address}"),
+    ("get", "/auto_invest/{chainId}/{address}"),
+    ("get", "/auto_invest/{chainId}/{address}/history"),
+    ("get", "/auto_invest/{chainId}/campaign/{address}"),
     ("post", "/test/kyc"),
     ("post", "/faucet/{chainId}"),
     ("get", "/faucet/{chainId}/requests/{id}"),

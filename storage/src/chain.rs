@@ -731,7 +731,7 @@ async fn created_or_open<T>(
     }
 }
 
-async fn insert_intent(
+pub(crate) async fn insert_intent(
     db: &impl ConnectionTrait,
     intent: NewTxIntent,
     now: UnixMillis,
@@ -797,7 +797,7 @@ fn signed_update(tx: &SignedTx, now: UnixMillis) -> sea_orm::UpdateMany<tx_inten
         .col_expr(tx_intents::Column::UpdatedAtMs, Expr::value(now))
 }
 
-async fn finalize_intent(
+pub(crate) async fn finalize_intent(
     db: &impl ConnectionTrait,
     id: &str,
     outcome: &TxFinal,

@@ -3,6 +3,7 @@
 //! another process is a conditional update, so several `ampflow` processes can share one
 //! PostgreSQL database.
 
+mod auto_invest;
 mod batch;
 mod chain;
 mod connect;
@@ -15,6 +16,7 @@ pub use keys::StoredJwtKey;
 pub mod records;
 pub mod testdb;
 
+pub use auto_invest::*;
 pub use chain::*;
 pub use connect::{DatabaseSettings, SqliteSync};
 pub use records::*;

@@ -74,6 +74,20 @@ contract InvestService is Ownable {
         return response;
     }
 
+    /// @notice Why each record is not ready to invest now (an empty string when it is): the
+    ///         reason `investFor` would report, without the call.
+    function getStatusReasons(InvestmentRecord[] calldata investments)
+        external
+        view
+        returns (string[] memory)
+    {
+        string[] memory reasons = new string[](investments.length);
+        for (uint256 i = 0; i < investments.length; i++) {
+            (,, reasons[i]) = _evaluate(investments[i]);
+        }
+        return reasons;
+    }
+
     function investFor(InvestmentRecord[] calldata investments) external onlyAllowedCaller {
         for (uint256 i = 0; i < investments.length; i++) {
             InvestmentRecord calldata record = investments[i];

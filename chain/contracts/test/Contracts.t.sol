@@ -142,6 +142,9 @@ contract ContractsTest {
         status = investService.getStatus(records);
         require(status[0].amount == 60e6 && status[0].readyToInvest, "alice ready");
         require(status[1].amount == 10e6 && !status[1].readyToInvest, "bob not approved");
+        string[] memory reasons = investService.getStatusReasons(records);
+        require(bytes(reasons[0]).length == 0, "alice has no reason");
+        require(keccak256(bytes(reasons[1])) == keccak256("wallet not approved"), "bob's reason");
 
         vm.recordLogs();
         investService.investFor(records);

@@ -1,3 +1,4 @@
+pub mod auto_invest;
 pub mod faucet;
 pub mod identity;
 pub mod kyc;

@@ -204,6 +204,11 @@ impl Wallet {
         self.0.address()
     }
 
+    /// The wallet's key, to send transactions from it.
+    pub fn signer(&self) -> PrivateKeySigner {
+        self.0.clone()
+    }
+
     /// The EIP-55 mixed-case address.
     pub fn checksum_address(&self) -> String {
         self.0.address().to_checksum(None)

@@ -1,9 +1,11 @@
 //! sea-orm entities, one file per table. Rows never leave this crate as-is: repositories map
 //! them to the record types in [`crate::records`].
 
+pub mod auto_invest_tasks;
 pub mod entity_failures;
 pub mod faucet_requests;
 pub mod jwt_keys;
+pub mod leases;
 pub mod login_challenges;
 pub mod sessions;
 pub mod spent_refresh_tokens;

@@ -1,0 +1,372 @@
+//! Auto-invest (seed 002, section 7): queue, merge and cancel a (wallet, campaign, chain) task,
+//! and list tasks by wallet or campaign, open or finished, with a cursor.
+//!
+//! One path shape serves both the campaign (POST, DELETE) and the wallet (GET): the router
+//! cannot tell two parameter names apart at the same place, so both are `{address}`.
+
+use alloy::primitives::U256;
+use ampflow_actors::auto_invest::{AutoInvestError, Submitted, Triple};
+use ampflow_storage::{AutoInvestTask, TaskCursor, TaskFilter};
+use ampflow_types::WalletAddress;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, WalletAuth};
+use crate::state::AppState;
+
+/// Tasks per page by default, and at most.
+const PAGE_DEFAULT: u64 = 20;
+const PAGE_MAX: u64 = 100;
+/// A uint256 has at most 78 decimal digits.
+const AMOUNT_DIGITS_MAX: usize = 78;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(submit, cancel, list_for_wallet))
+        .routes(routes!(history_for_wallet))
+        .routes(routes!(list_for_campaign))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AutoInvestBody {
+    /// Stablecoin base units, as a decimal string: a uint256 greater than 0.
+    pub amount: String,
+}
+
+/// An auto-invest task.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AutoInvestResponse {
+    pub id: String,
+    pub chain_id: u64,
+    pub wallet_address: String,
+    pub campaign_address: String,
+    /// Requested, in stablecoin base units.
+    pub amount: String,
+    /// Invested, once it succeeded: min(amount, balance, allowance) at execution.
+    pub invested_amount: Option<String>,
+    /// pending, in_process, success, failed, expired or cancelled.
+    pub status: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// The `investFor` transaction, once one was sent.
+    pub tx_hash: Option<String>,
+    /// Why it waits (not whitelisted, no allowance, …), why the last attempt failed, or why it
+    /// failed.
+    pub reason: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// When it expires if it is still pending.
+    pub expires_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl From<AutoInvestTask> for AutoInvestResponse {
+    fn from(t: AutoInvestTask) -> Self {
+        Self {
+            id: t.id,
+            chain_id: t.chain_id,
+            wallet_address: t.wallet,
+            campaign_address: t.campaign,
+            amount: t.amount,
+            invested_amount: t.invested_amount,
+            status: t.status.as_str().to_string(),
+            attempts: t.attempts,
+            tx_hash: t.tx_hash,
+            reason: t.reason,
+            created_at: t.created_at_ms,
+            updated_at: t.updated_at_ms,
+            expires_at: t.expires_at_ms,
+            finished_at: t.finished_at_ms,
+        }
+    }
+}
+
+/// A page of tasks, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AutoInvestList {
+    pub auto_invests: Vec<AutoInvestResponse>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// Tasks per page: 20 by default, at most 100.
+    pub limit: Option<u64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl From<AutoInvestError> for ApiError {
+    fn from(error: AutoInvestError) -> Self {
+        let message = error.to_string();
+        match error {
+            AutoInvestError::UnsupportedChain(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "unsupported_chain", message)
+                    .with_param("chainId")
+            }
+            AutoInvestError::NotEnabled(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "auto_invest_unsupported", message)
+                    .with_param("chainId")
+            }
+            AutoInvestError::InProcess => {
+                ApiError::new(StatusCode::BAD_REQUEST, "auto_invest_in_process", message)
+            }
+            AutoInvestError::TooMany { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "auto_invest_limit", message)
+            }
+            AutoInvestError::NotFound => ApiError::not_found(message),
+            AutoInvestError::Storage(cause) => ApiError::internal(cause),
+            AutoInvestError::Actor(error) => error.into(),
+        }
+    }
+}
+
+fn parse_chain(text: &str) -> Result<u64, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::invalid_param("chainId", "the chain id must be a number"))
+}
+
+fn parse_address(param: &str, text: &str) -> Result<WalletAddress, ApiError> {
+    WalletAddress::parse(text).map_err(|e| ApiError::invalid_param(param, e.to_string()))
+}
+
+/// A decimal uint256 greater than zero.
+fn parse_amount(text: &str) -> Result<U256, ApiError> {
+    let bad = |why: &str| ApiError::invalid_param("amount", why.to_string());
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad(
+            "amount must be a decimal string of stablecoin base units, e.g. \"500\"",
+        ));
+    }
+    if text.len() > AMOUNT_DIGITS_MAX {
+        return Err(bad("amount does not fit in a uint256"));
+    }
+    let amount =
+        U256::from_str_radix(text, 10).map_err(|_| bad("amount does not fit in a uint256"))?;
+    if amount.is_zero() {
+        return Err(bad("amount must be greater than 0"));
+    }
+    Ok(amount)
+}
+
+fn encode_cursor(task: &AutoInvestTask) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("{}:{}", task.created_at_ms, task.id))
+}
+
+fn decode_cursor(text: &str) -> Result<TaskCursor, ApiError> {
+    let bad = || ApiError::invalid_param("cursor", "the cursor is not one this API gave");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (at, id) = text.split_once(':').ok_or_else(bad)?;
+    let id = uuid::Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok(TaskCursor {
+        created_at_ms: at.parse().map_err(|_| bad())?,
+        id: id.to_string(),
+    })
+}
+
+/// Lists one page of tasks.
+async fn page(
+    state: &AppState,
+    chain_id: u64,
+    filter: TaskFilter<'_>,
+    open: bool,
+    query: PageQuery,
+) -> Result<Json<AutoInvestList>, ApiError> {
+    let limit = match query.limit {
+        None => PAGE_DEFAULT,
+        Some(n) if (1..=PAGE_MAX).contains(&n) => n,
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "limit",
+                format!("limit must be 1 to {PAGE_MAX}"),
+            ));
+        }
+    };
+    let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    // One more than asked tells whether there is a next page.
+    let mut tasks = state
+        .actors()
+        .auto_invest()
+        .list(chain_id, filter, open, cursor.as_ref(), limit + 1)
+        .await?;
+    let next_cursor = if tasks.len() as u64 > limit {
+        tasks.truncate(limit as usize);
+        tasks.last().map(encode_cursor)
+    } else {
+        None
+    };
+    Ok(Json(AutoInvestList {
+        auto_invests: tasks.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+/// Queue an auto-invest in a campaign, or change the amount of the pending one (its expiry
+/// restarts). Refused while the task is in process.
+#[utoipa::path(post, path = "/auto_invest/{chainId}/{address}", tag = "auto-invest", security(("bearer" = [])),
+    params(("chainId" = u64, Path), ("address" = String, Path, description = "The campaign contract")),
+    request_body = AutoInvestBody,
+    responses(
+        (status = 200, body = AutoInvestResponse, description = "Queued, or merged into the pending task"),
+        (status = 400, body = ErrorBody, description = "Bad input, unsupported chain, in process, or the wallet's open-task limit"),
+        (status = 401, body = ErrorBody)))]
+async fn submit(
+    State(state): State<AppState>,
+    ApiPath((chain_id, campaign)): ApiPath<(String, String)>,
+    WalletAuth(principal): WalletAuth,
+    ApiJson(body): ApiJson<AutoInvestBody>,
+) -> Result<Json<AutoInvestResponse>, ApiError> {
+    let triple = Triple {
+        chain_id: parse_chain(&chain_id)?,
+        wallet: principal.address,
+        campaign: parse_address("campaign", &campaign)?,
+    };
+    let amount = parse_amount(&body.amount)?;
+    let task = match state.actors().auto_invest().submit(triple, amount).await? {
+        Submitted::Created(task) | Submitted::Merged(task) => task,
+    };
+    Ok(Json(task.into()))
+}
+
+/// Cancel the caller's pending auto-invest in a campaign.
+#[utoipa::path(delete, path = "/auto_invest/{chainId}/{address}", tag = "auto-invest", security(("bearer" = [])),
+    params(("chainId" = u64, Path), ("address" = String, Path, description = "The campaign contract")),
+    responses(
+        (status = 200, body = AutoInvestResponse, description = "Cancelled"),
+        (status = 400, body = ErrorBody, description = "Bad input, unsupported chain, or in process"),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "No pending task")))]
+async fn cancel(
+    State(state): State<AppState>,
+    ApiPath((chain_id, campaign)): ApiPath<(String, String)>,
+    WalletAuth(principal): WalletAuth,
+) -> Result<Json<AutoInvestResponse>, ApiError> {
+    let triple = Triple {
+        chain_id: parse_chain(&chain_id)?,
+        wallet: principal.address,
+        campaign: parse_address("campaign", &campaign)?,
+    };
+    let task = state.actors().auto_invest().cancel(triple).await?;
+    Ok(Json(task.into()))
+}
+
+/// A wallet's open (pending or in process) auto-invest tasks.
+#[utoipa::path(get, path = "/auto_invest/{chainId}/{address}", tag = "auto-invest",
+    params(("chainId" = u64, Path), ("address" = String, Path, description = "The wallet"), PageQuery),
+    responses((status = 200, body = AutoInvestList), (status = 400, body = ErrorBody)))]
+async fn list_for_wallet(
+    State(state): State<AppState>,
+    ApiPath((chain_id, wallet)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<AutoInvestList>, ApiError> {
+    let chain_id = parse_chain(&chain_id)?;
+    let wallet = parse_address("wallet", &wallet)?.to_string();
+    page(&state, chain_id, TaskFilter::Wallet(&wallet), true, query).await
+}
+
+/// A wallet's finished auto-invest tasks (success, failed, expired or cancelled), with the
+/// amount requested and the amount invested.
+#[utoipa::path(get, path = "/auto_invest/{chainId}/{address}/history", tag = "auto-invest",
+    params(("chainId" = u64, Path), ("address" = String, Path, description = "The wallet"), PageQuery),
+    responses((status = 200, body = AutoInvestList), (status = 400, body = ErrorBody)))]
+async fn history_for_wallet(
+    State(state): State<AppState>,
+    ApiPath((chain_id, wallet)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<AutoInvestList>, ApiError> {
+    let chain_id = parse_chain(&chain_id)?;
+    let wallet = parse_address("wallet", &wallet)?.to_string();
+    page(&state, chain_id, TaskFilter::Wallet(&wallet), false, query).await
+}
+
+/// A campaign's open (pending or in process) auto-invest tasks.
+#[utoipa::path(get, path = "/auto_invest/{chainId}/campaign/{address}", tag = "auto-invest",
+    params(("chainId" = u64, Path), ("address" = String, Path, description = "The campaign contract"), PageQuery),
+    responses((status = 200, body = AutoInvestList), (status = 400, body = ErrorBody)))]
+async fn list_for_campaign(
+    State(state): State<AppState>,
+    ApiPath((chain_id, campaign)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<AutoInvestList>, ApiError> {
+    let chain_id = parse_chain(&chain_id)?;
+    let campaign = parse_address("campaign", &campaign)?.to_string();
+    page(
+        &state,
+        chain_id,
+        TaskFilter::Campaign(&campaign),
+        true,
+        query,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_positive_decimal_uint256() {
+        assert_eq!(parse_amount("500").unwrap(), U256::from(500u64));
+        assert_eq!(parse_amount(&U256::MAX.to_string()).unwrap(), U256::MAX);
+        for bad in [
+            "",
+            "0",
+            "000",
+            "-5",
+            "+5",
+            "5.0",
+            "1e6",
+            " 5",
+            "0x10",
+            "abc",
+            // 2^256
+            "115792089237316195423570985008687907853269984665640564039457584007913129639936",
+        ] {
+            let error = parse_amount(bad).unwrap_err();
+            assert_eq!(error.param.as_deref(), Some("amount"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_forgeries_are_refused() {
+        let id = uuid::Uuid::new_v4().to_string();
+        let task = AutoInvestTask {
+            id: id.clone(),
+            chain_id: 1,
+            wallet: String::new(),
+            campaign: String::new(),
+            amount: "1".into(),
+            invested_amount: None,
+            status: ampflow_storage::AutoInvestStatus::Pending,
+            version: 0,
+            attempts: 0,
+            next_check_at_ms: 0,
+            expires_at_ms: 0,
+            tx_intent_id: None,
+            tx_hash: None,
+            reason: None,
+            created_at_ms: 1_700_000_000_123,
+            updated_at_ms: 0,
+            finished_at_ms: None,
+        };
+        let cursor = decode_cursor(&encode_cursor(&task)).unwrap();
+        assert_eq!(cursor.created_at_ms, 1_700_000_000_123);
+        assert_eq!(cursor.id, id);
+        for bad in ["", "!!", "bm90LWEtY3Vyc29y", "MTIzOmFiYw"] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,707 @@
+//! Auto-invest tasks: at most one open task per (chain, wallet, campaign), merged while it is
+//! pending, claimed into an `investFor` transaction intent by the chain's executor, and settled
+//! from the transaction's per-record events — always by conditional updates, so the HTTP side
+//! (merge, cancel) and the executor never both win, whichever process they run in.
+
+use std::collections::HashMap;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+};
+
+use crate::chain::{finalize_intent, insert_intent};
+use crate::entities::{auto_invest_tasks as tasks, leases};
+use crate::{
+    Context, NewTxIntent, Result, RetryPolicy, Storage, StorageError, TxFinal, TxIntentRecord,
+};
+use ampflow_types::UnixMillis;
+
+/// Where a task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AutoInvestStatus {
+    /// Waiting for the wallet to be ready (whitelisted, funded, allowance given).
+    Pending,
+    /// In an `investFor` transaction that has no final outcome yet.
+    InProcess,
+    Success,
+    Failed,
+    Expired,
+    Cancelled,
+}
+
+impl AutoInvestStatus {
+    pub const ALL: [Self; 6] = [
+        Self::Pending,
+        Self::InProcess,
+        Self::Success,
+        Self::Failed,
+        Self::Expired,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::InProcess => "in_process",
+            Self::Success => "success",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Pending or in process: the triple's one open task.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Pending | Self::InProcess)
+    }
+
+    /// The state machine: pending → in_process → success | failed | pending (a failed attempt
+    /// with retries left); pending → expired | cancelled. Finished tasks never change.
+    pub fn can_move_to(self, next: Self) -> bool {
+        use AutoInvestStatus::*;
+        matches!(
+            (self, next),
+            (Pending, InProcess | Expired | Cancelled | Failed)
+                | (InProcess, Success | Failed | Pending)
+        )
+    }
+}
+
+const OPEN: [&str; 2] = ["pending", "in_process"];
+const FINISHED: [&str; 4] = ["success", "failed", "expired", "cancelled"];
+
+/// One auto-invest task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoInvestTask {
+    pub id: String,
+    pub chain_id: u64,
+    /// Lowercase `0x…`.
+    pub wallet: String,
+    /// Lowercase `0x…`.
+    pub campaign: String,
+    /// Requested, in stablecoin base units (decimal).
+    pub amount: String,
+    /// Invested, once it succeeded.
+    pub invested_amount: Option<String>,
+    pub status: AutoInvestStatus,
+    pub version: i64,
+    pub attempts: u32,
+    pub next_check_at_ms: UnixMillis,
+    pub expires_at_ms: UnixMillis,
+    pub tx_intent_id: Option<String>,
+    pub tx_hash: Option<String>,
+    pub reason: Option<String>,
+    pub created_at_ms: UnixMillis,
+    pub updated_at_ms: UnixMillis,
+    pub finished_at_ms: Option<UnixMillis>,
+}
+
+/// A request to queue (or merge into) the triple's task.
+#[derive(Debug, Clone)]
+pub struct AutoInvestSubmit {
+    pub chain_id: u64,
+    pub wallet: String,
+    pub campaign: String,
+    pub amount: String,
+    pub now: UnixMillis,
+    /// When the task expires if it is still pending: now + the timeout.
+    pub expires_at_ms: UnixMillis,
+    /// Open tasks a wallet may have on a chain.
+    pub max_open_per_wallet: u64,
+}
+
+/// What a submit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    Created(AutoInvestTask),
+    /// The pending task took the new amount and its expiry restarted.
+    Merged(AutoInvestTask),
+    /// The triple's task is in a transaction: nothing changed.
+    InProcess(AutoInvestTask),
+    /// The wallet has this many open tasks on the chain already.
+    TooMany(u64),
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Cancelled(AutoInvestTask),
+    InProcess(AutoInvestTask),
+    NotFound,
+}
+
+/// Which tasks a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskFilter<'a> {
+    Wallet(&'a str),
+    Campaign(&'a str),
+}
+
+/// A position in a listing: the last row shown (newest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCursor {
+    pub created_at_ms: UnixMillis,
+    pub id: String,
+}
+
+/// A pending task the executor looked at and found not ready (or not investable now).
+#[derive(Debug, Clone)]
+pub struct Deferral {
+    pub id: String,
+    pub version: i64,
+    pub reason: String,
+    pub next_check_at_ms: UnixMillis,
+}
+
+/// What an `InvestFor` event said about one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvestOutcome {
+    pub success: bool,
+    pub invested: String,
+    pub reason: Option<String>,
+}
+
+pub fn auto_invest_open_key(chain_id: u64, wallet: &str, campaign: &str) -> String {
+    format!("{chain_id}:{wallet}:{campaign}")
+}
+
+/// How many times a submit retries when a concurrent change won the race.
+const SUBMIT_RACES_MAX: usize = 5;
+
+impl Storage {
+    /// The triple's open task, read from the writer (a decision follows).
+    pub async fn open_auto_invest(
+        &self,
+        chain_id: u64,
+        wallet: &str,
+        campaign: &str,
+    ) -> Result<Option<AutoInvestTask>> {
+        tasks::Entity::find()
+            .filter(tasks::Column::OpenKey.eq(auto_invest_open_key(chain_id, wallet, campaign)))
+            .one(&self.db)
+            .await
+            .context("find open auto-invest")?
+            .map(task_record)
+            .transpose()
+    }
+
+    pub async fn auto_invest_task(&self, id: &str) -> Result<Option<AutoInvestTask>> {
+        tasks::Entity::find_by_id(id.to_string())
+            .one(&self.reader)
+            .await
+            .context("find auto-invest")?
+            .map(task_record)
+            .transpose()
+    }
+
+    /// Queues a task for the triple, or merges into its pending one (new amount, expiry
+    /// restarted, checked again at once). A task in process is left alone.
+    pub async fn submit_auto_invest(&self, submit: &AutoInvestSubmit) -> Result<SubmitOutcome> {
+        let key = auto_invest_open_key(submit.chain_id, &submit.wallet, &submit.campaign);
+        for _ in 0..SUBMIT_RACES_MAX {
+            match self
+                .open_auto_invest(submit.chain_id, &submit.wallet, &submit.campaign)
+                .await?
+            {
+                Some(task) if task.status == AutoInvestStatus::InProcess => {
+                    return Ok(SubmitOutcome::InProcess(task));
+                }
+                Some(task) => {
+                    let updated = tasks::Entity::update_many()
+                        .col_expr(tasks::Column::Amount, Expr::value(submit.amount.clone()))
+                        .col_expr(
+                            tasks::Column::Version,
+                            sea_orm::sea_query::ExprTrait::add(
+                                Expr::col(tasks::Column::Version),
+                                1,
+                            ),
+                        )
+                        .col_expr(
+                            tasks::Column::ExpiresAtMs,
+                            Expr::value(submit.expires_at_ms),
+                        )
+                        .col_expr(tasks::Column::NextCheckAtMs, Expr::value(submit.now))
+                        .col_expr(tasks::Column::UpdatedAtMs, Expr::value(submit.now))
+                        .filter(tasks::Column::Id.eq(task.id.as_str()))
+                        .filter(tasks::Column::Status.eq("pending"))
+                        .filter(tasks::Column::Version.eq(task.version))
+                        .exec(&self.db)
+                        .await
+                        .context("merge auto-invest")?;
+                    if updated.rows_affected == 1 {
+                        return Ok(SubmitOutcome::Merged(AutoInvestTask {
+                            amount: submit.amount.clone(),
+                            version: task.version + 1,
+                            expires_at_ms: submit.expires_at_ms,
+                            next_check_at_ms: submit.now,
+                            updated_at_ms: submit.now,
+                            ..task
+                        }));
+                    }
+                    // Claimed or changed meanwhile: look again.
+                }
+                None => {
+                    let open = tasks::Entity::find()
+                        .filter(tasks::Column::ChainId.eq(submit.chain_id as i64))
+                        .filter(tasks::Column::Wallet.eq(submit.wallet.as_str()))
+                        .filter(tasks::Column::Status.is_in(OPEN))
+                        .count(&self.db)
+                        .await
+                        .context("count open auto-invests")?;
+                    if open >= submit.max_open_per_wallet {
+                        return Ok(SubmitOutcome::TooMany(open));
+                    }
+                    let task = AutoInvestTask {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        chain_id: submit.chain_id,
+                        wallet: submit.wallet.clone(),
+                        campaign: submit.campaign.clone(),
+                        amount: submit.amount.clone(),
+                        invested_amount: None,
+                        status: AutoInvestStatus::Pending,
+                        version: 0,
+                        attempts: 0,
+                        next_check_at_ms: submit.now,
+                        expires_at_ms: submit.expires_at_ms,
+                        tx_intent_id: None,
+                        tx_hash: None,
+                        reason: None,
+                        created_at_ms: submit.now,
+                        updated_at_ms: submit.now,
+                        finished_at_ms: None,
+                    };
+                    let inserted = tasks::Entity::insert(task_row(&task, Some(key.clone())))
+                        .exec_without_returning(&self.db)
+                        .await;
+                    match inserted {
+                        Ok(_) => return Ok(SubmitOutcome::Created(task)),
+                        Err(e)
+                            if matches!(
+                                e.sql_err(),
+                                Some(SqlErr::UniqueConstraintViolation(_))
+                            ) => {}
+                        Err(e) => return Err(e).context("insert auto-invest"),
+                    }
+                }
+            }
+        }
+        Err(StorageError::Corrupt(format!(
+            "auto-invest {key} kept changing under a submit"
+        )))
+    }
+
+    /// Cancels the triple's pending task.
+    pub async fn cancel_auto_invest(
+        &self,
+        chain_id: u64,
+        wallet: &str,
+        campaign: &str,
+        now: UnixMillis,
+    ) -> Result<CancelOutcome> {
+        for _ in 0..SUBMIT_RACES_MAX {
+            let Some(task) = self.open_auto_invest(chain_id, wallet, campaign).await? else {
+                return Ok(CancelOutcome::NotFound);
+            };
+            if task.status == AutoInvestStatus::InProcess {
+                return Ok(CancelOutcome::InProcess(task));
+            }
+            let updated = finish(tasks::Entity::update_many(), "cancelled", now)
+                .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
+                .filter(tasks::Column::Id.eq(task.id.as_str()))
+                .filter(tasks::Column::Status.eq("pending"))
+                .exec(&self.db)
+                .await
+                .context("cancel auto-invest")?;
+            if updated.rows_affected == 1 {
+                return Ok(CancelOutcome::Cancelled(AutoInvestTask {
+                    status: AutoInvestStatus::Cancelled,
+                    updated_at_ms: now,
+                    finished_at_ms: Some(now),
+                    ..task
+                }));
+            }
+        }
+        Err(StorageError::Corrupt(
+            "an auto-invest kept changing under a cancel".into(),
+        ))
+    }
+
+    /// Tasks on the chain for a wallet or a campaign, open or finished, newest first, after
+    /// `cursor`.
+    pub async fn list_auto_invests(
+        &self,
+        chain_id: u64,
+        filter: TaskFilter<'_>,
+        open: bool,
+        cursor: Option<&TaskCursor>,
+        limit: u64,
+    ) -> Result<Vec<AutoInvestTask>> {
+        let mut query = tasks::Entity::find()
+            .filter(tasks::Column::ChainId.eq(chain_id as i64))
+            .filter(match filter {
+                TaskFilter::Wallet(wallet) => tasks::Column::Wallet.eq(wallet),
+                TaskFilter::Campaign(campaign) => tasks::Column::Campaign.eq(campaign),
+            })
+            .filter(if open {
+                tasks::Column::Status.is_in(OPEN)
+            } else {
+                tasks::Column::Status.is_in(FINISHED)
+            });
+        if let Some(cursor) = cursor {
+            query = query.filter(
+                Condition::any()
+                    .add(tasks::Column::CreatedAtMs.lt(cursor.created_at_ms))
+                    .add(
+                        Condition::all()
+                            .add(tasks::Column::CreatedAtMs.eq(cursor.created_at_ms))
+                            .add(tasks::Column::Id.lt(cursor.id.as_str())),
+                    ),
+            );
+        }
+        query
+            .order_by_desc(tasks::Column::CreatedAtMs)
+            .order_by_desc(tasks::Column::Id)
+            .limit(limit)
+            .all(&self.reader)
+            .await
+            .context("list auto-invests")?
+            .into_iter()
+            .map(task_record)
+            .collect()
+    }
+
+    // ----- the executor -----
+
+    /// Expires up to `limit` pending tasks of the chain whose expiry has passed; answers how
+    /// many.
+    pub async fn expire_auto_invests(
+        &self,
+        chain_id: u64,
+        now: UnixMillis,
+        limit: u64,
+    ) -> Result<u64> {
+        let ids: Vec<String> = tasks::Entity::find()
+            .select_only()
+            .column(tasks::Column::Id)
+            .filter(tasks::Column::ChainId.eq(chain_id as i64))
+            .filter(tasks::Column::Status.eq("pending"))
+            .filter(tasks::Column::ExpiresAtMs.lte(now))
+            .limit(limit)
+            .into_tuple()
+            .all(&self.reader)
+            .await
+            .context("find expired auto-invests")?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let updated = finish(tasks::Entity::update_many(), "expired", now)
+            .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
+            .filter(tasks::Column::Id.is_in(ids))
+            .filter(tasks::Column::Status.eq("pending"))
+            .filter(tasks::Column::ExpiresAtMs.lte(now))
+            .exec(&self.db)
+            .await
+            .context("expire auto-invests")?;
+        Ok(updated.rows_affected)
+    }
+
+    /// Up to `limit` pending tasks of the chain due for a look, the longest-waiting first.
+    pub async fn due_auto_invests(
+        &self,
+        chain_id: u64,
+        now: UnixMillis,
+        limit: u64,
+    ) -> Result<Vec<AutoInvestTask>> {
+        tasks::Entity::find()
+            .filter(tasks::Column::ChainId.eq(chain_id as i64))
+            .filter(tasks::Column::Status.eq("pending"))
+            .filter(tasks::Column::NextCheckAtMs.lte(now))
+            .order_by_asc(tasks::Column::NextCheckAtMs)
+            .order_by_asc(tasks::Column::Id)
+            .limit(limit)
+            .all(&self.reader)
+            .await
+            .context("list due auto-invests")?
+            .into_iter()
+            .map(task_record)
+            .collect()
+    }
+
+    /// Records why pending tasks were not invested, and when to look again (tasks merged
+    /// meanwhile are left as they are).
+    pub async fn defer_auto_invests(&self, deferrals: &[Deferral], now: UnixMillis) -> Result<()> {
+        if deferrals.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin().await.context("begin defer")?;
+        for d in deferrals {
+            tasks::Entity::update_many()
+                .col_expr(tasks::Column::Reason, Expr::value(d.reason.clone()))
+                .col_expr(
+                    tasks::Column::NextCheckAtMs,
+                    Expr::value(d.next_check_at_ms),
+                )
+                .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
+                .filter(tasks::Column::Id.eq(d.id.as_str()))
+                .filter(tasks::Column::Status.eq("pending"))
+                .filter(tasks::Column::Version.eq(d.version))
+                .exec(&txn)
+                .await
+                .context("defer auto-invest")?;
+        }
+        txn.commit().await.context("commit defer")
+    }
+
+    /// Inserts `intent` and moves the tasks (id, version) into it, in one transaction. `None`
+    /// (and nothing written) if any task was merged, cancelled or claimed meanwhile.
+    pub async fn claim_auto_invests(
+        &self,
+        claimed: &[(String, i64)],
+        intent: NewTxIntent,
+        now: UnixMillis,
+    ) -> Result<Option<TxIntentRecord>> {
+        let txn = self.db.begin().await.context("begin auto-invest claim")?;
+        let record = insert_intent(&txn, intent, now).await?;
+        for (id, version) in claimed {
+            let updated = tasks::Entity::update_many()
+                .col_expr(tasks::Column::Status, Expr::value("in_process"))
+                .col_expr(tasks::Column::TxIntentId, Expr::value(record.id.clone()))
+                .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
+                .filter(tasks::Column::Id.eq(id.as_str()))
+                .filter(tasks::Column::Status.eq("pending"))
+                .filter(tasks::Column::Version.eq(*version))
+                .exec(&txn)
+                .await
+                .context("claim auto-invest")?;
+            if updated.rows_affected != 1 {
+                txn.rollback()
+                    .await
+                    .context("roll back auto-invest claim")?;
+                return Ok(None);
+            }
+        }
+        txn.commit().await.context("commit auto-invest claim")?;
+        Ok(Some(record))
+    }
+
+    /// Ends the intent and settles its tasks, in one transaction. On a confirmed transaction
+    /// each task takes its record's outcome from `outcomes` (keyed by `wallet:campaign`): a
+    /// success completes it with the amount invested; a failure sends it back to pending with
+    /// the reason, or fails it once it has used its attempts. A failed transaction counts as a
+    /// failed attempt for every task in it. False (and nothing written) if the intent was
+    /// already final.
+    pub async fn settle_auto_invests(
+        &self,
+        intent_id: &str,
+        outcome: &TxFinal,
+        outcomes: &HashMap<String, InvestOutcome>,
+        retry: RetryPolicy,
+        now: UnixMillis,
+    ) -> Result<bool> {
+        let txn = self.db.begin().await.context("begin auto-invest settle")?;
+        if !finalize_intent(&txn, intent_id, outcome, now).await? {
+            txn.rollback()
+                .await
+                .context("roll back auto-invest settle")?;
+            return Ok(false);
+        }
+        let rows = tasks::Entity::find()
+            .filter(tasks::Column::TxIntentId.eq(intent_id))
+            .filter(tasks::Column::Status.eq("in_process"))
+            .all(&txn)
+            .await
+            .context("list tasks of intent")?;
+        for row in rows {
+            let key = format!("{}:{}", row.wallet, row.campaign);
+            let attempts = row.attempts.max(0) as u32;
+            let (tx_hash, failure) = match outcome {
+                TxFinal::Confirmed { tx_hash, .. } => match outcomes.get(&key) {
+                    Some(o) if o.success => {
+                        settle_success(&txn, &row.id, tx_hash, &o.invested, now).await?;
+                        continue;
+                    }
+                    Some(o) => (
+                        Some(tx_hash.clone()),
+                        o.reason
+                            .clone()
+                            .unwrap_or_else(|| "the investment was refused".into()),
+                    ),
+                    None => (
+                        Some(tx_hash.clone()),
+                        "the transaction emitted no InvestFor event for this task".into(),
+                    ),
+                },
+                TxFinal::Failed {
+                    reason, tx_hash, ..
+                } => (tx_hash.clone(), format!("the transaction failed: {reason}")),
+            };
+            let attempts = attempts + 1;
+            let update = tasks::Entity::update_many()
+                .col_expr(tasks::Column::Attempts, Expr::value(attempts as i32))
+                .col_expr(tasks::Column::TxHash, Expr::value(tx_hash))
+                .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
+                .filter(tasks::Column::Id.eq(row.id.as_str()))
+                .filter(tasks::Column::Status.eq("in_process"));
+            let update = if attempts >= retry.attempts_max {
+                finish(update, "failed", now).col_expr(
+                    tasks::Column::Reason,
+                    Expr::value(format!("gave up after {attempts} attempts: {failure}")),
+                )
+            } else {
+                update
+                    .col_expr(tasks::Column::Status, Expr::value("pending"))
+                    .col_expr(tasks::Column::TxIntentId, Expr::value(None::<String>))
+                    .col_expr(
+                        tasks::Column::NextCheckAtMs,
+                        Expr::value(now + retry.backoff_ms(attempts)),
+                    )
+                    .col_expr(
+                        tasks::Column::Reason,
+                        Expr::value(format!("attempt {attempts} failed, will retry: {failure}")),
+                    )
+            };
+            update.exec(&txn).await.context("settle auto-invest")?;
+        }
+        txn.commit().await.context("commit auto-invest settle")?;
+        Ok(true)
+    }
+
+    // ----- leases -----
+
+    /// Takes or renews the lease `name` for `holder` until `until`: true if `holder` holds it
+    /// now. A lease held by someone else is taken only once it has expired.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: UnixMillis,
+        until: UnixMillis,
+    ) -> Result<bool> {
+        let renewed = leases::Entity::update_many()
+            .col_expr(leases::Column::Holder, Expr::value(holder))
+            .col_expr(leases::Column::ExpiresAtMs, Expr::value(until))
+            .filter(leases::Column::Name.eq(name))
+            .filter(
+                Condition::any()
+                    .add(leases::Column::Holder.eq(holder))
+                    .add(leases::Column::ExpiresAtMs.lte(now)),
+            )
+            .exec(&self.db)
+            .await
+            .context("renew lease")?;
+        if renewed.rows_affected == 1 {
+            return Ok(true);
+        }
+        let inserted = leases::Entity::insert(leases::ActiveModel {
+            name: Set(name.to_string()),
+            holder: Set(holder.to_string()),
+            expires_at_ms: Set(until),
+        })
+        .exec_without_returning(&self.db)
+        .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                Ok(false)
+            }
+            Err(e) => Err(e).context("take lease"),
+        }
+    }
+
+    /// Gives the lease up, if `holder` holds it.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        leases::Entity::delete_many()
+            .filter(leases::Column::Name.eq(name))
+            .filter(leases::Column::Holder.eq(holder))
+            .exec(&self.db)
+            .await
+            .context("release lease")?;
+        Ok(())
+    }
+}
+
+async fn settle_success(
+    db: &impl ConnectionTrait,
+    id: &str,
+    tx_hash: &str,
+    invested: &str,
+    now: UnixMillis,
+) -> Result<()> {
+    finish(tasks::Entity::update_many(), "success", now)
+        .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
+        .col_expr(tasks::Column::InvestedAmount, Expr::value(invested))
+        .col_expr(tasks::Column::TxHash, Expr::value(tx_hash))
+        .col_expr(tasks::Column::Reason, Expr::value(None::<String>))
+        .filter(tasks::Column::Id.eq(id))
+        .filter(tasks::Column::Status.eq("in_process"))
+        .exec(db)
+        .await
+        .context("complete auto-invest")?;
+    Ok(())
+}
+
+/// Sets a final status: the triple is open for a new task afterwards. (The caller sets
+/// `updated_at_ms`: PostgreSQL refuses a column assigned twice.)
+fn finish(
+    update: sea_orm::UpdateMany<tasks::Entity>,
+    status: &'static str,
+    now: UnixMillis,
+) -> sea_orm::UpdateMany<tasks::Entity> {
+    update
+        .col_expr(tasks::Column::Status, Expr::value(status))
+        .col_expr(tasks::Column::OpenKey, Expr::value(None::<String>))
+        .col_expr(tasks::Column::FinishedAtMs, Expr::value(now))
+}
+
+fn task_row(task: &AutoInvestTask, open_key: Option<String>) -> tasks::ActiveModel {
+    tasks::ActiveModel {
+        id: Set(task.id.clone()),
+        chain_id: Set(task.chain_id as i64),
+        wallet: Set(task.wallet.clone()),
+        campaign: Set(task.campaign.clone()),
+        amount: Set(task.amount.clone()),
+        invested_amount: Set(task.invested_amount.clone()),
+        status: Set(task.status.as_str().into()),
+        open_key: Set(open_key),
+        version: Set(task.version),
+        attempts: Set(task.attempts as i32),
+        next_check_at_ms: Set(task.next_check_at_ms),
+        expires_at_ms: Set(task.expires_at_ms),
+        tx_intent_id: Set(task.tx_intent_id.clone()),
+        tx_hash: Set(task.tx_hash.clone()),
+        reason: Set(task.reason.clone()),
+        created_at_ms: Set(task.created_at_ms),
+        updated_at_ms: Set(task.updated_at_ms),
+        finished_at_ms: Set(task.finished_at_ms),
+    }
+}
+
+fn task_record(m: tasks::Model) -> Result<AutoInvestTask> {
+    let status = AutoInvestStatus::parse(&m.status)
+        .ok_or_else(|| StorageError::Corrupt(format!("auto-invest status {}", m.status)))?;
+    Ok(AutoInvestTask {
+        id: m.id,
+        chain_id: m.chain_id as u64,
+        wallet: m.wallet,
+        campaign: m.campaign,
+        amount: m.amount,
+        invested_amount: m.invested_amount,
+        status,
+        version: m.version,
+        attempts: m.attempts.max(0) as u32,
+        next_check_at_ms: m.next_check_at_ms,
+        expires_at_ms: m.expires_at_ms,
+        tx_intent_id: m.tx_intent_id,
+        tx_hash: m.tx_hash,
+        reason: m.reason,
+        created_at_ms: m.created_at_ms,
+        updated_at_ms: m.updated_at_ms,
+        finished_at_ms: m.finished_at_ms,
+    })
+}
