@@ -18,7 +18,9 @@ use crate::{
 };
 use ampflow_types::UnixMillis;
 
-/// Where a task stands.
+/// Where a task stands: pending → in_process → success | failed, or back to pending after a
+/// failed attempt with attempts left; pending → expired | cancelled. Finished tasks never
+/// change, and each move is a conditional update on the status it leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AutoInvestStatus {
     /// Waiting for the wallet to be ready (whitelisted, funded, allowance given).
@@ -59,17 +61,6 @@ impl AutoInvestStatus {
     /// Pending or in process: the triple's one open task.
     pub fn is_open(self) -> bool {
         matches!(self, Self::Pending | Self::InProcess)
-    }
-
-    /// The state machine: pending → in_process → success | failed | pending (a failed attempt
-    /// with retries left); pending → expired | cancelled. Finished tasks never change.
-    pub fn can_move_to(self, next: Self) -> bool {
-        use AutoInvestStatus::*;
-        matches!(
-            (self, next),
-            (Pending, InProcess | Expired | Cancelled | Failed)
-                | (InProcess, Success | Failed | Pending)
-        )
     }
 }
 

@@ -1,0 +1,520 @@
+//! Auto-invest repository guarantees, on SQLite and PostgreSQL: one open task per triple,
+//! merges and cancels only while pending, a claim that loses to a merge writes nothing,
+//! settlement moves each task once (success, retry with backoff, failure at the cap), expiry,
+//! and leases held by one holder at a time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+
+use ampflow_storage::testdb::{Backend, TestDatabase};
+use ampflow_storage::*;
+
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() { super::$name(ampflow_storage::testdb::Backend::Sqlite).await }
+            #[tokio::test]
+            async fn postgres() { super::$name(ampflow_storage::testdb::Backend::Postgres).await }
+        }
+    )*};
+}
+
+on_both_databases!(
+    one_open_task_per_triple_merges_while_pending,
+    a_claim_that_loses_to_a_merge_writes_nothing,
+    settlement_completes_retries_and_gives_up,
+    a_failed_transaction_counts_as_an_attempt,
+    overdue_pending_tasks_expire,
+    leases_have_one_holder_at_a_time,
+);
+
+const WALLET: &str = "0x00000000000000000000000000000000000000aa";
+const CAMPAIGN: &str = "0x00000000000000000000000000000000000000cc";
+const CHAIN: u64 = 31337;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+async fn storage(backend: Backend) -> Option<(Storage, TestDatabase)> {
+    let db = TestDatabase::create(backend).await?;
+    let storage = Storage::connect(&db.settings()).await.unwrap();
+    storage.migrate().await.unwrap();
+    Some((storage, db))
+}
+
+fn submit(campaign: &str, amount: &str, now: i64) -> AutoInvestSubmit {
+    AutoInvestSubmit {
+        chain_id: CHAIN,
+        wallet: WALLET.into(),
+        campaign: campaign.into(),
+        amount: amount.into(),
+        now,
+        expires_at_ms: now + 7 * DAY_MS,
+        max_open_per_wallet: 3,
+    }
+}
+
+fn intent(key: &str) -> NewTxIntent {
+    NewTxIntent {
+        idempotency_key: key.into(),
+        purpose: "auto_invest".into(),
+        chain_id: CHAIN,
+        signer: "0x00000000000000000000000000000000000000ee".into(),
+        to: "0x00000000000000000000000000000000000000ff".into(),
+        calldata: "0x".into(),
+        value_wei: "0".into(),
+        gas_limit: None,
+    }
+}
+
+fn confirmed() -> TxFinal {
+    TxFinal::Confirmed {
+        tx_hash: format!("0x{}", "ab".repeat(32)),
+        block_number: 7,
+        gas_used: 100_000,
+    }
+}
+
+const RETRY: RetryPolicy = RetryPolicy {
+    attempts_max: 2,
+    backoff_base_ms: 1_000,
+    backoff_max_ms: 10_000,
+};
+
+async fn created(storage: &Storage, campaign: &str, amount: &str, now: i64) -> AutoInvestTask {
+    match storage
+        .submit_auto_invest(&submit(campaign, amount, now))
+        .await
+        .unwrap()
+    {
+        SubmitOutcome::Created(task) => task,
+        other => panic!("expected a new task, got {other:?}"),
+    }
+}
+
+async fn claim(storage: &Storage, task: &AutoInvestTask, key: &str) -> TxIntentRecord {
+    storage
+        .claim_auto_invests(&[(task.id.clone(), task.version)], intent(key), 10)
+        .await
+        .unwrap()
+        .expect("claimed")
+}
+
+async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    let task = created(&storage, CAMPAIGN, "500", 1).await;
+    assert_eq!(task.status, AutoInvestStatus::Pending);
+
+    let merged = storage
+        .submit_auto_invest(&submit(CAMPAIGN, "900", 5))
+        .await
+        .unwrap();
+    let SubmitOutcome::Merged(merged) = merged else {
+        panic!("{merged:?}")
+    };
+    assert_eq!(merged.id, task.id);
+    assert_eq!(merged.amount, "900");
+    assert_eq!(merged.version, task.version + 1);
+    assert_eq!(merged.expires_at_ms, 5 + 7 * DAY_MS);
+    assert_eq!(
+        storage.auto_invest_task(&task.id).await.unwrap(),
+        Some(merged.clone())
+    );
+
+    // In process: neither merged nor cancelled.
+    claim(&storage, &merged, "k1").await;
+    assert!(matches!(
+        storage
+            .submit_auto_invest(&submit(CAMPAIGN, "1", 6))
+            .await
+            .unwrap(),
+        SubmitOutcome::InProcess(_)
+    ));
+    assert!(matches!(
+        storage
+            .cancel_auto_invest(CHAIN, WALLET, CAMPAIGN, 6)
+            .await
+            .unwrap(),
+        CancelOutcome::InProcess(_)
+    ));
+
+    // Other campaigns: up to the per-wallet cap (3 open), then refused.
+    let other = "0x00000000000000000000000000000000000000c1";
+    created(&storage, other, "1", 7).await;
+    created(
+        &storage,
+        "0x00000000000000000000000000000000000000c2",
+        "1",
+        8,
+    )
+    .await;
+    assert_eq!(
+        storage
+            .submit_auto_invest(&submit(
+                "0x00000000000000000000000000000000000000c3",
+                "1",
+                9
+            ))
+            .await
+            .unwrap(),
+        SubmitOutcome::TooMany(3)
+    );
+
+    // Cancelled: finished, and the triple takes a new task.
+    let CancelOutcome::Cancelled(cancelled) = storage
+        .cancel_auto_invest(CHAIN, WALLET, other, 10)
+        .await
+        .unwrap()
+    else {
+        panic!("not cancelled")
+    };
+    assert_eq!(cancelled.status, AutoInvestStatus::Cancelled);
+    assert_eq!(
+        storage
+            .cancel_auto_invest(CHAIN, WALLET, other, 11)
+            .await
+            .unwrap(),
+        CancelOutcome::NotFound
+    );
+    let again = created(&storage, other, "2", 12).await;
+    assert_ne!(again.id, cancelled.id);
+
+    // Listings: open ones newest first, finished ones apart, pages by cursor.
+    let open = storage
+        .list_auto_invests(CHAIN, TaskFilter::Wallet(WALLET), true, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 3);
+    assert_eq!(open[0].id, again.id);
+    let page = storage
+        .list_auto_invests(CHAIN, TaskFilter::Wallet(WALLET), true, None, 1)
+        .await
+        .unwrap();
+    let cursor = TaskCursor {
+        created_at_ms: page[0].created_at_ms,
+        id: page[0].id.clone(),
+    };
+    let rest = storage
+        .list_auto_invests(CHAIN, TaskFilter::Wallet(WALLET), true, Some(&cursor), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 2);
+    assert!(rest.iter().all(|t| t.id != page[0].id));
+    let finished = storage
+        .list_auto_invests(CHAIN, TaskFilter::Wallet(WALLET), false, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0].id, cancelled.id);
+    let by_campaign = storage
+        .list_auto_invests(CHAIN, TaskFilter::Campaign(CAMPAIGN), true, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(by_campaign.len(), 1);
+    assert_eq!(by_campaign[0].status, AutoInvestStatus::InProcess);
+}
+
+async fn a_claim_that_loses_to_a_merge_writes_nothing(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    let seen = created(&storage, CAMPAIGN, "500", 1).await;
+    // The executor read `seen`; the investor changes the amount before the claim.
+    storage
+        .submit_auto_invest(&submit(CAMPAIGN, "700", 2))
+        .await
+        .unwrap();
+    let claimed = storage
+        .claim_auto_invests(&[(seen.id.clone(), seen.version)], intent("stale"), 3)
+        .await
+        .unwrap();
+    assert_eq!(claimed, None);
+    assert_eq!(
+        storage.tx_intent_by_key("stale").await.unwrap(),
+        None,
+        "no intent written"
+    );
+    let task = storage.auto_invest_task(&seen.id).await.unwrap().unwrap();
+    assert_eq!(task.status, AutoInvestStatus::Pending);
+    assert_eq!(task.amount, "700");
+    // Deferrals of a stale version are ignored too.
+    storage
+        .defer_auto_invests(
+            &[Deferral {
+                id: seen.id.clone(),
+                version: seen.version,
+                reason: "stale".into(),
+                next_check_at_ms: 99,
+            }],
+            4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        storage
+            .auto_invest_task(&seen.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .reason,
+        None
+    );
+}
+
+async fn settlement_completes_retries_and_gives_up(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    let good = created(&storage, CAMPAIGN, "500", 1).await;
+    let bad = created(
+        &storage,
+        "0x00000000000000000000000000000000000000c1",
+        "9",
+        1,
+    )
+    .await;
+    let record = storage
+        .claim_auto_invests(
+            &[
+                (good.id.clone(), good.version),
+                (bad.id.clone(), bad.version),
+            ],
+            intent("batch-1"),
+            2,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let outcomes = HashMap::from([
+        (
+            format!("{WALLET}:{CAMPAIGN}"),
+            InvestOutcome {
+                success: true,
+                invested: "300".into(),
+                reason: None,
+            },
+        ),
+        (
+            format!("{WALLET}:{}", bad.campaign),
+            InvestOutcome {
+                success: false,
+                invested: "0".into(),
+                reason: Some("Campaign: caller may not invest for spender".into()),
+            },
+        ),
+    ]);
+    assert!(
+        storage
+            .settle_auto_invests(&record.id, &confirmed(), &outcomes, RETRY, 100)
+            .await
+            .unwrap()
+    );
+    // Settled once: a second settlement of the same intent changes nothing.
+    assert!(
+        !storage
+            .settle_auto_invests(&record.id, &confirmed(), &HashMap::new(), RETRY, 101)
+            .await
+            .unwrap()
+    );
+
+    let good = storage.auto_invest_task(&good.id).await.unwrap().unwrap();
+    assert_eq!(good.status, AutoInvestStatus::Success);
+    assert_eq!(good.invested_amount.as_deref(), Some("300"));
+    assert_eq!(good.finished_at_ms, Some(100));
+    let retried = storage.auto_invest_task(&bad.id).await.unwrap().unwrap();
+    assert_eq!(retried.status, AutoInvestStatus::Pending);
+    assert_eq!(retried.attempts, 1);
+    assert_eq!(retried.next_check_at_ms, 100 + 1_000, "behind the backoff");
+    assert!(retried.reason.as_deref().unwrap().contains("will retry"));
+    assert!(
+        storage
+            .due_auto_invests(CHAIN, 1_099, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        storage
+            .due_auto_invests(CHAIN, 1_100, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The second failure uses the last attempt.
+    let record = claim(&storage, &retried, "batch-2").await;
+    let outcomes = HashMap::from([(
+        format!("{WALLET}:{}", retried.campaign),
+        InvestOutcome {
+            success: false,
+            invested: "0".into(),
+            reason: Some("insufficient allowance".into()),
+        },
+    )]);
+    storage
+        .settle_auto_invests(&record.id, &confirmed(), &outcomes, RETRY, 2_000)
+        .await
+        .unwrap();
+    let failed = storage
+        .auto_invest_task(&retried.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.status, AutoInvestStatus::Failed);
+    assert_eq!(failed.attempts, 2);
+    assert!(
+        failed
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("gave up after 2 attempts")
+    );
+    // Finished: the triple is free again.
+    created(&storage, &retried.campaign, "1", 2_001).await;
+}
+
+async fn a_failed_transaction_counts_as_an_attempt(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    let task = created(&storage, CAMPAIGN, "500", 1).await;
+    let record = claim(&storage, &task, "k").await;
+    let failed = TxFinal::Failed {
+        reason: "reverted".into(),
+        tx_hash: Some(format!("0x{}", "cd".repeat(32))),
+        block_number: Some(3),
+        gas_used: Some(50_000),
+    };
+    storage
+        .settle_auto_invests(&record.id, &failed, &HashMap::new(), RETRY, 50)
+        .await
+        .unwrap();
+    let task = storage.auto_invest_task(&task.id).await.unwrap().unwrap();
+    assert_eq!(task.status, AutoInvestStatus::Pending);
+    assert_eq!(task.attempts, 1);
+    assert_eq!(task.tx_intent_id, None);
+    assert!(
+        task.reason
+            .as_deref()
+            .unwrap()
+            .contains("the transaction failed: reverted")
+    );
+    assert_eq!(
+        storage.tx_intent(&record.id).await.unwrap().unwrap().status,
+        TxIntentStatus::Failed
+    );
+}
+
+async fn overdue_pending_tasks_expire(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    let old = created(&storage, CAMPAIGN, "1", 0).await;
+    let young = created(
+        &storage,
+        "0x00000000000000000000000000000000000000c1",
+        "1",
+        DAY_MS,
+    )
+    .await;
+    let busy = created(
+        &storage,
+        "0x00000000000000000000000000000000000000c2",
+        "1",
+        0,
+    )
+    .await;
+    claim(&storage, &busy, "busy").await;
+    let now = 7 * DAY_MS;
+    assert_eq!(
+        storage.expire_auto_invests(CHAIN, now, 100).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        storage
+            .auto_invest_task(&old.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        AutoInvestStatus::Expired
+    );
+    assert_eq!(
+        storage
+            .auto_invest_task(&young.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        AutoInvestStatus::Pending
+    );
+    assert_eq!(
+        storage
+            .auto_invest_task(&busy.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        AutoInvestStatus::InProcess,
+        "a task in process never expires under its transaction"
+    );
+    assert_eq!(
+        storage.expire_auto_invests(CHAIN, now, 100).await.unwrap(),
+        0
+    );
+}
+
+async fn leases_have_one_holder_at_a_time(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    assert!(storage.acquire_lease("exec:1", "a", 0, 100).await.unwrap());
+    assert!(!storage.acquire_lease("exec:1", "b", 50, 150).await.unwrap());
+    assert!(
+        storage.acquire_lease("exec:1", "a", 90, 190).await.unwrap(),
+        "renewed"
+    );
+    assert!(
+        !storage
+            .acquire_lease("exec:1", "b", 150, 250)
+            .await
+            .unwrap()
+    );
+    assert!(
+        storage
+            .acquire_lease("exec:1", "b", 190, 290)
+            .await
+            .unwrap(),
+        "taken once expired"
+    );
+    assert!(
+        !storage
+            .acquire_lease("exec:1", "a", 200, 300)
+            .await
+            .unwrap()
+    );
+    storage.release_lease("exec:1", "a").await.unwrap();
+    assert!(
+        !storage
+            .acquire_lease("exec:1", "a", 200, 300)
+            .await
+            .unwrap(),
+        "not a's to release"
+    );
+    storage.release_lease("exec:1", "b").await.unwrap();
+    assert!(
+        storage
+            .acquire_lease("exec:1", "a", 200, 300)
+            .await
+            .unwrap()
+    );
+    assert!(
+        storage
+            .acquire_lease("exec:2", "b", 200, 300)
+            .await
+            .unwrap(),
+        "leases are per name"
+    );
+}
