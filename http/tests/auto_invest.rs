@@ -31,6 +31,7 @@ on_both_databases!(
     a_pending_task_expires,
     one_failing_record_does_not_fail_the_batch,
     a_restart_between_send_and_receipt_invests_once,
+    a_task_completes_only_after_its_confirmations,
     bad_requests_are_refused,
 );
 
@@ -81,6 +82,14 @@ fn fast_settings() -> AutoInvestSettings {
 }
 
 async fn setup(backend: Backend, tweak: impl FnOnce(&mut AutoInvestSettings)) -> Option<Setup> {
+    setup_with(backend, tweak, |_| {}).await
+}
+
+async fn setup_with(
+    backend: Backend,
+    tweak: impl FnOnce(&mut AutoInvestSettings),
+    tweak_tx: impl FnOnce(&mut ampflow_chain::tx::TxSettings),
+) -> Option<Setup> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -114,7 +123,8 @@ async fn setup(backend: Backend, tweak: impl FnOnce(&mut AutoInvestSettings)) ->
         .unwrap();
     let mut settings = fast_settings();
     tweak(&mut settings);
-    let chain = chain_settings(&anvil, &contracts, settings);
+    let mut chain = chain_settings(&anvil, &contracts, settings);
+    tweak_tx(&mut chain.tx);
     let signers = HashMap::from([(CHAIN_ID, executor())]);
     let app = TestApp::start_signing(backend, signers, |s| s.chains = vec![chain]).await?;
     Some(Setup {
@@ -689,6 +699,43 @@ async fn a_restart_between_send_and_receipt_invests_once(backend: Backend) {
         .unwrap();
     assert_eq!(intents.len(), 1);
     assert_eq!(intents[0].send_attempts, 1, "signed once");
+    setup.app.stop().await;
+}
+
+/// With three confirmations, a mined investment stays in process until two more blocks are
+/// on top of it.
+async fn a_task_completes_only_after_its_confirmations(backend: Backend) {
+    let Some(setup) = setup_with(backend, |_| {}, |tx| tx.confirmations = 3).await else {
+        return;
+    };
+    let campaign = setup.contracts.campaign;
+    let wallet = setup.investor(campaign, 100 * USDC, 100 * USDC, true).await;
+    let token = sign_in(&setup.app, &wallet).await;
+    let (_, body) = queue(&setup.app, &token, campaign, "100").await;
+    let id = body["id"].as_str().unwrap().to_string();
+    // Mined (automine): the investment is on chain, but not yet final.
+    assert!(
+        common::wait_until(Duration::from_secs(30), || async {
+            setup.raised(campaign).await == U256::from(100u64)
+        })
+        .await,
+        "the investment was never mined"
+    );
+    setup.app.clock.advance_ms(500);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        task(&setup.app, &id).await.status,
+        AutoInvestStatus::InProcess
+    );
+    for _ in 0..2 {
+        let _: Value = setup
+            .owner
+            .raw_request("evm_mine".into(), ())
+            .await
+            .unwrap();
+    }
+    let done = wait_for_status(&setup.app, &id, AutoInvestStatus::Success).await;
+    assert_eq!(done.invested_amount.as_deref(), Some("100"));
     setup.app.stop().await;
 }
 
