@@ -14,6 +14,7 @@ use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::U256;
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
+use ampflow_chain::contracts::{Campaign, Issuer, TestStablecoin};
 use ampflow_chain::deploy::{FaucetFunding, deploy_platform};
 use ampflow_storage::testdb::{Backend, TestDatabase};
 use common::anvil::{Anvil, CHAIN_ID, DEV_KEY_0};
@@ -23,7 +24,7 @@ use serde_json::{Value, json};
 
 on_both_databases!(
     sigkill_mid_flow_loses_no_nonce_and_reuses_none,
-    sigkill_between_send_and_receipt_pays_once,
+    sigkill_between_send_and_receipt_pays_and_invests_once,
 );
 
 struct Server {
@@ -205,11 +206,12 @@ async fn sigkill_mid_flow_loses_no_nonce_and_reuses_none(backend: Backend) {
     );
 }
 
-/// The faucet through the real binary, killed with SIGKILL after its transaction reached the
-/// node (mining is paused, so there is no receipt yet). The next process finds the intent with
-/// its recorded bytes, rebroadcasts them rather than signing again, and settles the request
-/// once the block is mined: one transaction, one payout.
-async fn sigkill_between_send_and_receipt_pays_once(backend: Backend) {
+/// The faucet and auto-invest through the real binary, killed with SIGKILL after both
+/// transactions reached the node (mining is paused, so there is no receipt yet). The next
+/// process finds the intents with their recorded bytes, rebroadcasts them rather than signing
+/// again, and settles the faucet request and the auto-invest task once the block is mined: two
+/// transactions, one payout, one investment.
+async fn sigkill_between_send_and_receipt_pays_and_invests_once(backend: Backend) {
     let Some(db) = TestDatabase::create(backend).await else {
         return;
     };
@@ -255,6 +257,11 @@ lease_ttl_ms = 1000
 [chains.faucet]
 max_wait_ms = 100
 per_ip_max = 0
+
+[chains.auto_invest]
+tick_interval_ms = 100
+recheck_interval_ms = 100
+lease_ttl_ms = 1000
 "#,
             url = anvil.url,
             stablecoin = contracts.stablecoin,
@@ -283,6 +290,51 @@ per_ip_max = 0
                 .unwrap()
         }
     };
+    // An investor, ready before the server starts: whitelisted, funded, allowance given.
+    let owner = ProviderBuilder::new()
+        .wallet(signer.clone())
+        .connect_http(anvil.url.parse().unwrap());
+    let investor = Wallet::random();
+    let _: () = provider
+        .raw_request(
+            "anvil_setBalance".into(),
+            (
+                investor.alloy_address(),
+                U256::from(10u64).pow(U256::from(18u64)),
+            ),
+        )
+        .await
+        .unwrap();
+    TestStablecoin::new(contracts.stablecoin, &owner)
+        .mint(investor.alloy_address(), U256::from(500u64))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    Issuer::new(contracts.issuer, &owner)
+        .approveWallet(investor.alloy_address())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    TestStablecoin::new(
+        contracts.stablecoin,
+        ProviderBuilder::new()
+            .wallet(investor.signer())
+            .connect_http(anvil.url.parse().unwrap()),
+    )
+    .approve(contracts.campaign, U256::from(500u64))
+    .send()
+    .await
+    .unwrap()
+    .get_receipt()
+    .await
+    .unwrap();
+
     let nonce_before = nonce(BlockNumberOrTag::Latest).await;
     let _: () = provider
         .raw_request("evm_setAutomine".into(), (false,))
@@ -297,11 +349,20 @@ per_ip_max = 0
         .await;
     assert_eq!(status, 202, "{request}");
     let id = request["id"].as_str().unwrap().to_string();
+    let investor_token = server.login(&investor).await;
+    let (status, task) = server
+        .post_auth(
+            &format!("/auto_invest/{CHAIN_ID}/{:#x}", contracts.campaign),
+            &investor_token,
+            json!({"amount": "300"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{task}");
     assert!(
         wait_until(Duration::from_secs(30), || nonce(BlockNumberOrTag::Pending)
-            .map(|pending| pending > nonce_before))
+            .map(|pending| pending > nonce_before + 1))
         .await,
-        "the faucet transaction never reached the node"
+        "the faucet and investFor transactions never both reached the node"
     );
     server.signal("KILL");
     server.wait_exit().await;
@@ -327,10 +388,34 @@ per_ip_max = 0
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let history = format!("/auto_invest/{CHAIN_ID}/{}/history", investor.address());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = server.get_auth(&history, &investor_token).await;
+        assert_eq!(status, 200, "{body}");
+        if body["auto_invests"][0]["status"] == "success" {
+            assert_eq!(body["auto_invests"][0]["invested_amount"], "300");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the auto-invest never completed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Give a wrongly re-signed transaction the chance to show up, then count.
     let _: Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
-    assert_eq!(nonce(BlockNumberOrTag::Latest).await, nonce_before + 1);
-    assert_eq!(nonce(BlockNumberOrTag::Pending).await, nonce_before + 1);
+    assert_eq!(nonce(BlockNumberOrTag::Latest).await, nonce_before + 2);
+    assert_eq!(nonce(BlockNumberOrTag::Pending).await, nonce_before + 2);
+    assert_eq!(
+        Campaign::new(contracts.campaign, &provider)
+            .totalFundsRaised()
+            .call()
+            .await
+            .unwrap(),
+        U256::from(300u64),
+        "invested exactly once"
+    );
     assert_eq!(
         provider.get_balance(wallet.alloy_address()).await.unwrap(),
         reward,
@@ -345,9 +430,11 @@ per_ip_max = 0
     })
     .await
     .unwrap();
-    let intents = storage.tx_intents_for_purpose("faucet", 10).await.unwrap();
-    assert_eq!(intents.len(), 1, "{intents:?}");
-    assert_eq!(intents[0].send_attempts, 1, "signed once");
+    for purpose in ["faucet", "auto_invest"] {
+        let intents = storage.tx_intents_for_purpose(purpose, 10).await.unwrap();
+        assert_eq!(intents.len(), 1, "{intents:?}");
+        assert_eq!(intents[0].send_attempts, 1, "signed once");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
