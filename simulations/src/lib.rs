@@ -3,5 +3,6 @@
 //! baseline measured in the same run, and the seed it used; it only ever targets loopback and
 //! stops by itself.
 
+pub mod anvil;
 pub mod client;
 pub mod stats;
