@@ -326,6 +326,20 @@ async fn a_ready_wallet_is_invested_once(backend: Backend) {
         setup.claimed(campaign, &wallet).await,
         U256::from(500 * USDC)
     );
+    let stablecoin = TestStablecoin::new(setup.contracts.stablecoin, &setup.owner);
+    assert_eq!(
+        stablecoin.balanceOf(campaign).call().await.unwrap(),
+        U256::from(500 * USDC),
+        "the campaign's balance went up by the amount"
+    );
+    assert_eq!(
+        stablecoin
+            .balanceOf(wallet.alloy_address())
+            .call()
+            .await
+            .unwrap(),
+        U256::from(500 * USDC)
+    );
 
     // The open list is empty; the history shows it.
     let (status, open) = setup
