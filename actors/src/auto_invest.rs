@@ -42,6 +42,8 @@ use crate::tx_sender::{Settler, TxSenders};
 
 /// The intents' purpose.
 pub const PURPOSE: &str = "auto_invest";
+/// The shortest time between two ticks started by new tasks.
+const WAKE_GAP: Duration = Duration::from_millis(250);
 
 /// A (chain, wallet, campaign) triple: the key of a task's actor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -420,12 +422,17 @@ impl ExecutorShared {
                 return;
             };
             let tick = Duration::from_millis(settings.tick_interval_ms.max(10));
+            let started = tokio::time::Instant::now();
             if let Err(error) = self.tick(chain_id).await {
                 tracing::warn!(chain_id, %error, "auto-invest tick failed; trying again next tick");
             }
             tokio::select! {
-                () = tokio::time::sleep(tick) => {}
-                () = wake.notified() => {}
+                () = tokio::time::sleep_until(started + tick) => {}
+                () = wake.notified() => {
+                    // New tasks look at the chain soon, not at every request: a burst of
+                    // them shares one tick.
+                    tokio::time::sleep_until(started + tick.min(WAKE_GAP)).await;
+                }
             }
         }
     }
