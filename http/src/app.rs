@@ -34,6 +34,7 @@ use crate::state::{AppState, Inner};
         (name = "kyc", description = "KYC through Veriff: sessions and Veriff's webhooks"),
         (name = "auto-invest", description = "Queued investments in campaigns, carried out on chain once the wallet is ready"),
         (name = "test", description = "Test-mode-only helpers"),
+        (name = "public", description = "Public, read-only data: organisations"),
         (name = "operations", description = "Probes and documents"),
     )
 )]
@@ -92,6 +93,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::faucet::router())
         .merge(routes::whitelist::router())
         .merge(routes::auto_invest::router())
+        .merge(routes::public::router())
 }
 
 /// The OpenAPI document as JSON.

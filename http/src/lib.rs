@@ -1,6 +1,7 @@
 //! The HTTP front of ampflow: routing on axum/hyper, extractors for auth, wire types, the
 //! OpenAPI document, and the pieces the `ampflow` binary is made of.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod error;

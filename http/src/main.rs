@@ -37,6 +37,42 @@ enum Command {
     /// Work with the configured chains.
     #[command(subcommand)]
     Chain(ChainCommand),
+    /// Create organisations and their funds.
+    #[command(subcommand)]
+    Org(OrgCommand),
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organisation and print its id.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// ISO 3166-1 alpha-2 code, e.g. DE.
+        #[arg(long)]
+        country: String,
+        /// pending, verified or suspended.
+        #[arg(long, default_value = "verified")]
+        status: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// An https URL.
+        #[arg(long)]
+        website: Option<String>,
+        /// An https URL.
+        #[arg(long)]
+        logo_url: Option<String>,
+    },
+    /// Add a fund to an organisation and print its id.
+    AddFund {
+        /// The organisation's id (`org_…`).
+        #[arg(long)]
+        organisation: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -105,6 +141,49 @@ async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> a
                 initial_balance_wei: wei(&faucet_funding_wei, "--faucet-funding-wei")?,
             };
             chain_deploy::run(&settings, &config, chain, funding).await
+        }
+        Command::Org(OrgCommand::Create {
+            name,
+            country,
+            status,
+            description,
+            website,
+            logo_url,
+        }) => {
+            let storage = app::open_storage(&settings).await?;
+            let new = ampflow_http::admin::NewOrganisation {
+                name,
+                country,
+                status,
+                description,
+                website,
+                logo_url,
+            };
+            let org = ampflow_http::admin::create_organisation(
+                &storage,
+                &ampflow_types::SystemClock,
+                &new,
+            )
+            .await?;
+            println!("{}", org.id);
+            Ok(())
+        }
+        Command::Org(OrgCommand::AddFund {
+            organisation,
+            name,
+            description,
+        }) => {
+            let storage = app::open_storage(&settings).await?;
+            let fund = ampflow_http::admin::add_fund(
+                &storage,
+                &ampflow_types::SystemClock,
+                &organisation,
+                &name,
+                description.as_deref(),
+            )
+            .await?;
+            println!("{}", fund.id);
+            Ok(())
         }
         Command::Serve => serve(settings).await,
         Command::Migrate => {

@@ -76,7 +76,7 @@ async fn health_and_ready_answer(backend: Backend) {
 }
 
 /// (method, path) of every endpoint the server has.
-const ENDPOINTS: [(&str, &str); 25] = [
+const ENDPOINTS: [(&str, &str); 27] = [
     ("post", "/authorize"),
     ("post", "/authorize/by-message"),
     ("post", "/authorize/jwt"),
@@ -92,6 +92,8 @@ const ENDPOINTS: [(&str, &str); 25] = [
     ("get", "/auto_invest/{chainId}/{address}"),
     ("get", "/auto_invest/{chainId}/{address}/history"),
     ("get", "/auto_invest/{chainId}/campaign/{address}"),
+    ("get", "/public/organisations"),
+    ("get", "/public/organisations/{id}"),
     ("post", "/test/kyc"),
     ("post", "/faucet/{chainId}"),
     ("get", "/faucet/{chainId}/requests/{id}"),
@@ -129,11 +131,13 @@ async fn the_openapi_document_covers_every_endpoint(backend: Backend) {
         let request = app
             .client
             .request(method.to_uppercase().parse().unwrap(), app.url(path));
-        let status = request.send().await.unwrap().status().as_u16();
-        assert!(
-            status != 404 && status != 405,
-            "{method} {path} answered {status}"
-        );
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        // A 404 about the record (not the route) still shows the route exists.
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let no_route =
+            status == 405 || (status == 404 && body["error"]["message"] == "no such endpoint");
+        assert!(!no_route, "{method} {path} answered {status}: {body}");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     app.stop().await;

@@ -7,6 +7,7 @@ mod m0001_identity;
 mod m0002_chain;
 mod m0003_kyc;
 mod m0004_auto_invest;
+mod m0005_organisations;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_chain::Migration),
             Box::new(m0003_kyc::Migration),
             Box::new(m0004_auto_invest::Migration),
+            Box::new(m0005_organisations::Migration),
         ]
     }
 }

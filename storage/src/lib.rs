@@ -12,6 +12,7 @@ mod failures;
 mod identity;
 mod keys;
 mod kyc;
+mod organisations;
 pub use keys::StoredJwtKey;
 pub mod records;
 pub mod testdb;
@@ -19,6 +20,7 @@ pub mod testdb;
 pub use auto_invest::*;
 pub use chain::*;
 pub use connect::{DatabaseSettings, SqliteSync};
+pub use organisations::*;
 pub use records::*;
 use sea_orm::DatabaseConnection;
 

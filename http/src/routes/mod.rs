@@ -3,4 +3,5 @@ pub mod faucet;
 pub mod identity;
 pub mod kyc;
 pub mod ops;
+pub mod public;
 pub mod whitelist;

@@ -4,9 +4,11 @@
 pub mod auto_invest_tasks;
 pub mod entity_failures;
 pub mod faucet_requests;
+pub mod funds;
 pub mod jwt_keys;
 pub mod leases;
 pub mod login_challenges;
+pub mod organisations;
 pub mod sessions;
 pub mod spent_refresh_tokens;
 pub mod tx_intents;
