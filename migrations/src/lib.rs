@@ -8,6 +8,7 @@ mod m0002_chain;
 mod m0003_kyc;
 mod m0004_auto_invest;
 mod m0005_organisations;
+mod m0006_ledger;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_kyc::Migration),
             Box::new(m0004_auto_invest::Migration),
             Box::new(m0005_organisations::Migration),
+            Box::new(m0006_ledger::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 
 mod address;
 mod clock;
+pub mod ledger;
 
 pub use address::{AddressError, WalletAddress};
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};

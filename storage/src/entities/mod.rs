@@ -7,6 +7,8 @@ pub mod faucet_requests;
 pub mod funds;
 pub mod jwt_keys;
 pub mod leases;
+pub mod ledger_entries;
+pub mod ledger_heads;
 pub mod login_challenges;
 pub mod organisations;
 pub mod sessions;

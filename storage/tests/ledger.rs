@@ -1,0 +1,202 @@
+//! Ledger repository guarantees, on SQLite and PostgreSQL: entries link into one chain whose
+//! hashes recompute, a dedupe key records once, and concurrent appenders (two connections'
+//! worth, as two processes would be) never fork the chain.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ampflow_storage::testdb::{Backend, TestDatabase};
+use ampflow_storage::*;
+use ampflow_types::ledger::LedgerMetadata;
+
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name(ampflow_storage::testdb::Backend::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::$name(ampflow_storage::testdb::Backend::Postgres).await }
+        }
+    )*};
+}
+
+on_both_databases!(
+    entries_link_into_one_chain,
+    a_dedupe_key_records_once,
+    concurrent_appenders_never_fork_the_chain,
+);
+
+const ORG: &str = "org_0123456789abcdef0123456789abcdef";
+
+async fn storage(backend: Backend) -> Option<(Storage, TestDatabase)> {
+    let db = TestDatabase::create(backend).await?;
+    let storage = Storage::connect(&db.settings()).await.unwrap();
+    storage.migrate().await.unwrap();
+    Some((storage, db))
+}
+
+fn donation(n: i64, key: Option<&str>) -> NewLedgerEntry {
+    NewLedgerEntry {
+        entry_type: "donation_received".into(),
+        amount: 100 * n,
+        currency: "EUR".into(),
+        metadata: LedgerMetadata {
+            donation_id: Some(format!("don_{n}")),
+            donor_name: Some("Jane".into()),
+            stripe_payment_intent_id: Some(format!("pi_{n}")),
+        },
+        created_at_ms: 1_700_000_000_000 + n,
+        dedupe_key: key.map(str::to_string),
+    }
+}
+
+/// Checks links and hashes of a whole chain.
+fn assert_chain(entries: &[LedgerEntryRecord]) {
+    let mut prev: Option<String> = None;
+    for (i, entry) in entries.iter().enumerate() {
+        assert_eq!(entry.seq, i as u64 + 1);
+        assert_eq!(entry.content.prev_entry_hash, prev, "entry {i}");
+        assert_eq!(entry.content.entry_hash(), entry.entry_hash, "entry {i}");
+        prev = Some(entry.entry_hash.clone());
+    }
+}
+
+async fn entries_link_into_one_chain(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    let first = storage
+        .append_ledger_entries(ORG, &[donation(1, None)], 1)
+        .await
+        .unwrap();
+    assert_eq!(first[0].content.prev_entry_hash, None);
+    let batch: Vec<NewLedgerEntry> = (2..=5).map(|n| donation(n, None)).collect();
+    let more = storage.append_ledger_entries(ORG, &batch, 2).await.unwrap();
+    assert_eq!(more.len(), 4);
+    assert_eq!(
+        more[0].content.prev_entry_hash.as_deref(),
+        Some(first[0].entry_hash.as_str())
+    );
+    let all = storage
+        .ledger_entries(ORG, LedgerRange::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 5);
+    assert_chain(&all);
+    assert_eq!(all[3], more[2], "read back as written");
+    assert_eq!(
+        storage.ledger_head(ORG).await.unwrap(),
+        (5, Some(all[4].entry_hash.clone()))
+    );
+    // Ranges: after a sequence number, and by time.
+    let page = storage
+        .ledger_entries(
+            ORG,
+            LedgerRange {
+                after_seq: 2,
+                ..Default::default()
+            },
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
+    let timed = storage
+        .ledger_entries(
+            ORG,
+            LedgerRange {
+                after_seq: 0,
+                from_ms: Some(1_700_000_000_002),
+                until_ms: Some(1_700_000_000_004),
+            },
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(timed.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
+    // Another organisation has its own chain.
+    let other = storage
+        .append_ledger_entries("org_other", &[donation(9, None)], 3)
+        .await
+        .unwrap();
+    assert_eq!(other[0].seq, 1);
+    assert_eq!(other[0].content.prev_entry_hash, None);
+}
+
+async fn a_dedupe_key_records_once(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    let key = Some("donation_received:don_1");
+    let first = storage
+        .append_ledger_entries(ORG, &[donation(1, key)], 1)
+        .await
+        .unwrap();
+    // Again, alone and within a batch with a new entry and a duplicate of itself.
+    let again = storage
+        .append_ledger_entries(ORG, &[donation(1, key)], 2)
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    let batch = storage
+        .append_ledger_entries(
+            ORG,
+            &[
+                donation(2, Some("donation_received:don_2")),
+                donation(1, key),
+                donation(2, Some("donation_received:don_2")),
+            ],
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(batch[1], first[0]);
+    assert_eq!(batch[0], batch[2]);
+    let all = storage
+        .ledger_entries(ORG, LedgerRange::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert_chain(&all);
+}
+
+async fn concurrent_appenders_never_fork_the_chain(backend: Backend) {
+    let Some((storage, db)) = storage(backend).await else {
+        return;
+    };
+    // A second handle, with its own pool, as a second process would have.
+    let other = Storage::connect(&db.settings()).await.unwrap();
+    let mut tasks = Vec::new();
+    for (w, store) in [storage.clone(), other.clone(), storage.clone(), other]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                let n = (w * 100 + i) as i64;
+                let batch = [donation(n, None), donation(n + 50, None)];
+                // On SQLite a writer from the second pool may find the file busy: retry. On
+                // PostgreSQL the head lock makes every append succeed at once.
+                let mut tries = 0;
+                loop {
+                    match store.append_ledger_entries(ORG, &batch, n).await {
+                        Ok(_) => break,
+                        Err(e) if backend == Backend::Sqlite && tries < 50 => {
+                            tries += 1;
+                            let _ = e;
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        }
+                        Err(e) => panic!("append failed: {e}"),
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let all = storage
+        .ledger_entries(ORG, LedgerRange::default(), 1000)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 80);
+    assert_chain(&all);
+}
