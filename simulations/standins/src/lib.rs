@@ -3,4 +3,5 @@
 //! it exactly as it would to the real thing; the product never depends on this crate.
 
 pub mod recaptcha;
+pub mod stripe;
 pub mod veriff;
