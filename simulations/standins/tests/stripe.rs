@@ -484,3 +484,77 @@ async fn a_retry_after_an_outage_or_a_timeout_reuses_the_idempotency_key() {
     assert_eq!(retry.body["id"], stripe.payment_intents()[0].id.as_str());
     assert_eq!(stripe.payment_intents().len(), 1);
 }
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_create_one_payment_intent() {
+    let (stripe, client) = stand_in().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let form = [("amount", "5000"), ("currency", "eur")];
+            client
+                .post("/v1/payment_intents", &form, Some("don_same"))
+                .await
+        });
+    }
+    let answers = tasks.join_all().await;
+    let first_id = &answers[0].body["id"];
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.status == 200 && &a.body["id"] == first_id)
+    );
+    let replayed = answers
+        .iter()
+        .filter(|a| a.header("idempotent-replayed").is_some());
+    assert_eq!(replayed.count(), 7);
+    assert_eq!(stripe.payment_intents().len(), 1);
+}
+
+#[tokio::test]
+async fn cancels_and_retrieves_charges_refunds_and_events() {
+    let (stripe, client) = stand_in().await;
+    let pi = client.create_payment_intent().await;
+    let id = pi["id"].as_str().unwrap();
+    let cancel_path = format!("/v1/payment_intents/{id}/cancel");
+    let reason = [("cancellation_reason", "abandoned")];
+    let canceled = client.post(&cancel_path, &reason, None).await;
+    assert_eq!(canceled.status, 200, "{}", canceled.body);
+    assert_eq!(canceled.body["status"], "canceled");
+    assert_eq!(canceled.body["cancellation_reason"], "abandoned");
+    let again = client.post(&cancel_path, &[], None).await;
+    assert_eq!(
+        again.body["error"]["code"],
+        "payment_intent_unexpected_state"
+    );
+    assert!(stripe.confirm(id, TestCard::Visa).is_err());
+    let event = stripe.events().pop().unwrap();
+    assert_eq!(event.event_type, "payment_intent.canceled");
+    let fetched = client.get(&format!("/v1/events/{}", event.id)).await;
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.body, event.json);
+
+    let paid = client.create_payment_intent().await;
+    let paid = stripe
+        .confirm(paid["id"].as_str().unwrap(), TestCard::Mastercard)
+        .unwrap();
+    let refund = client
+        .post("/v1/refunds", &[("payment_intent", paid.id.as_str())], None)
+        .await;
+    let refund_id = refund.body["id"].as_str().unwrap();
+    let fetched = client.get(&format!("/v1/refunds/{refund_id}")).await;
+    assert_eq!(fetched.body, refund.body);
+    let charge_id = paid.latest_charge.unwrap();
+    let charge = client.get(&format!("/v1/charges/{charge_id}")).await;
+    assert_eq!(charge.body["amount_refunded"], 5000);
+    assert_eq!(
+        charge.body["payment_method_details"]["card"]["brand"],
+        "mastercard"
+    );
+
+    let unknown = client.get("/v1/customers").await;
+    assert_eq!(unknown.status, 404);
+    let message = unknown.body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("Unrecognized request URL (GET: /v1/customers)"));
+}

@@ -21,6 +21,7 @@ pub const STRIPE_VERSION: &str = "2024-06-20";
 pub const TOLERANCE_S: i64 = 300;
 
 /// A Stripe client as the product would write one: form bodies, Bearer key, pinned version.
+#[derive(Clone)]
 pub struct Client {
     pub http: reqwest::Client,
     pub base_url: String,
