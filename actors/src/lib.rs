@@ -8,6 +8,7 @@ pub mod faucet;
 mod identity;
 mod identity_error;
 mod kyc;
+pub mod ledger;
 pub mod registry;
 mod system;
 pub mod tokens;

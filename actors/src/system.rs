@@ -15,6 +15,7 @@ use crate::batcher::Batchers;
 use crate::faucet::{Faucet, FaucetRequestActor};
 use crate::identity::Identity;
 use crate::kyc::Kyc;
+use crate::ledger::Ledger;
 use crate::registry::EntityActor;
 use crate::registry::{KindSupervisor, Registry, RuntimeSettings};
 use crate::tokens::{TokenError, TokenService};
@@ -63,6 +64,7 @@ pub struct ActorSystem {
     auto_invest_tasks: Arc<Registry<AutoInvestActor>>,
     executors: Arc<Executors>,
     auto_invest: AutoInvest,
+    ledger: Ledger,
     identity: Identity,
     faucet: Faucet,
     senders: Arc<TxSenders>,
@@ -210,6 +212,7 @@ impl ActorSystem {
             auto_invest_tasks.clone(),
             executors.clone(),
         );
+        let ledger = Ledger::new(config.storage.clone(), config.clock.clone());
         let kyc = Kyc::new(wallets.clone(), deps.clone());
         let identity = Identity::new(wallets.clone(), deps, config.chains.clone());
         Ok(Self {
@@ -219,6 +222,7 @@ impl ActorSystem {
             auto_invest_tasks,
             executors,
             auto_invest,
+            ledger,
             identity,
             faucet,
             senders,
@@ -246,6 +250,11 @@ impl ActorSystem {
         &self.kyc
     }
 
+    /// The organisations' public ledgers.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
     /// Auto-invest tasks and their execution.
     pub fn auto_invest(&self) -> &AutoInvest {
         &self.auto_invest
@@ -271,6 +280,7 @@ impl ActorSystem {
         for chore in self.chores.lock().drain(..) {
             chore.abort();
         }
+        self.ledger.shutdown();
         self.executors.shutdown().await;
         self.senders.shutdown().await;
         self.wallets.shutdown(wait).await;

@@ -40,6 +40,20 @@ enum Command {
     /// Create organisations and their funds.
     #[command(subcommand)]
     Org(OrgCommand),
+    /// Work with public ledgers.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Recompute every hash of a ledger export (`GET /public/organisations/{id}/ledger/export`)
+    /// and check every link. Prints "ok" with the entry count, or the first broken entry (and
+    /// exits with status 1).
+    Verify {
+        /// The export, as downloaded.
+        export: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -184,6 +198,24 @@ async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> a
             .await?;
             println!("{}", fund.id);
             Ok(())
+        }
+        Command::Ledger(LedgerCommand::Verify { export }) => {
+            let bytes =
+                std::fs::read(&export).with_context(|| format!("read {}", export.display()))?;
+            let export: ampflow_types::ledger::LedgerExport = serde_json::from_slice(&bytes)
+                .context(
+                    "this is not a ledger export (its JSON does not have the export's shape)",
+                )?;
+            match ampflow_types::ledger::verify_export(&export) {
+                Ok(count) => {
+                    println!("ok: {count} entries of {} verified", export.organisation_id);
+                    Ok(())
+                }
+                Err(broken) => {
+                    println!("broken: {broken}");
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Serve => serve(settings).await,
         Command::Migrate => {

@@ -76,7 +76,7 @@ async fn health_and_ready_answer(backend: Backend) {
 }
 
 /// (method, path) of every endpoint the server has.
-const ENDPOINTS: [(&str, &str); 27] = [
+const ENDPOINTS: [(&str, &str); 29] = [
     ("post", "/authorize"),
     ("post", "/authorize/by-message"),
     ("post", "/authorize/jwt"),
@@ -94,6 +94,8 @@ const ENDPOINTS: [(&str, &str); 27] = [
     ("get", "/auto_invest/{chainId}/campaign/{address}"),
     ("get", "/public/organisations"),
     ("get", "/public/organisations/{id}"),
+    ("get", "/public/organisations/{id}/ledger"),
+    ("get", "/public/organisations/{id}/ledger/export"),
     ("post", "/test/kyc"),
     ("post", "/faucet/{chainId}"),
     ("get", "/faucet/{chainId}/requests/{id}"),

@@ -66,6 +66,114 @@ pub fn ledger_timestamp(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// One entry of an export (`GET /public/organisations/{id}/ledger/export`), in the seed's
+/// format: the hashed fields, plus the hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportEntry {
+    pub id: String,
+    pub timestamp: String,
+    pub organisation_id: String,
+    #[serde(rename = "type")]
+    pub entry_type: String,
+    pub amount: i64,
+    pub currency: String,
+    pub metadata: LedgerMetadata,
+    pub prev_entry_hash: Option<String>,
+    pub entry_hash: String,
+}
+
+impl ExportEntry {
+    pub fn new(content: LedgerEntryContent, entry_hash: String) -> Self {
+        Self {
+            id: content.id,
+            timestamp: content.timestamp,
+            organisation_id: content.organisation_id,
+            entry_type: content.entry_type,
+            amount: content.amount,
+            currency: content.currency,
+            metadata: content.metadata,
+            prev_entry_hash: content.prev_entry_hash,
+            entry_hash,
+        }
+    }
+
+    /// The hashed fields.
+    pub fn content(&self) -> LedgerEntryContent {
+        LedgerEntryContent {
+            amount: self.amount,
+            currency: self.currency.clone(),
+            id: self.id.clone(),
+            metadata: self.metadata.clone(),
+            organisation_id: self.organisation_id.clone(),
+            prev_entry_hash: self.prev_entry_hash.clone(),
+            timestamp: self.timestamp.clone(),
+            entry_type: self.entry_type.clone(),
+        }
+    }
+}
+
+/// A whole ledger, as exported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerExport {
+    pub downloaded_at: String,
+    pub organisation_id: String,
+    pub entry_count: u64,
+    pub entries: Vec<ExportEntry>,
+}
+
+/// The first thing wrong with an export.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("entry_count says {stated}, but the export holds {found} entries")]
+    Count { stated: u64, found: u64 },
+    #[error("entry {index} ({id}): {problem}")]
+    Entry {
+        /// 0-based position in `entries`.
+        index: usize,
+        id: String,
+        problem: String,
+    },
+}
+
+/// Recomputes every hash and checks every link; answers the entry count.
+pub fn verify_export(export: &LedgerExport) -> Result<u64, VerifyError> {
+    if export.entry_count != export.entries.len() as u64 {
+        return Err(VerifyError::Count {
+            stated: export.entry_count,
+            found: export.entries.len() as u64,
+        });
+    }
+    let mut prev: Option<&str> = None;
+    for (index, entry) in export.entries.iter().enumerate() {
+        let broken = |problem: String| VerifyError::Entry {
+            index,
+            id: entry.id.clone(),
+            problem,
+        };
+        if entry.organisation_id != export.organisation_id {
+            return Err(broken(format!(
+                "belongs to {}, not {}",
+                entry.organisation_id, export.organisation_id
+            )));
+        }
+        if entry.prev_entry_hash.as_deref() != prev {
+            return Err(broken(format!(
+                "prev_entry_hash is {:?}, but the entry before hashes to {:?}",
+                entry.prev_entry_hash, prev
+            )));
+        }
+        let computed = entry.content().entry_hash();
+        if computed != entry.entry_hash {
+            return Err(broken(format!(
+                "its fields hash to {computed}, not to the stated {}",
+                entry.entry_hash
+            )));
+        }
+        prev = Some(&entry.entry_hash);
+    }
+    Ok(export.entries.len() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +201,56 @@ mod tests {
             String::from_utf8(entry().canonical_bytes()).unwrap(),
             r#"{"amount":5000,"currency":"EUR","id":"led_1","metadata":{"donation_id":"don_1","donor_name":"Jane \"JD\" Dönor","stripe_payment_intent_id":"pi_1"},"organisation_id":"org_1","prev_entry_hash":null,"timestamp":"2025-01-01T00:00:00.000Z","type":"donation_received"}"#
         );
+    }
+
+    fn export(n: usize) -> LedgerExport {
+        let mut entries = Vec::new();
+        let mut prev = None;
+        for i in 0..n {
+            let mut content = entry();
+            content.id = format!("led_{i}");
+            content.prev_entry_hash = prev.clone();
+            let hash = content.entry_hash();
+            prev = Some(hash.clone());
+            entries.push(ExportEntry::new(content, hash));
+        }
+        LedgerExport {
+            downloaded_at: ledger_timestamp(0),
+            organisation_id: "org_1".into(),
+            entry_count: n as u64,
+            entries,
+        }
+    }
+
+    #[test]
+    fn an_export_verifies_and_any_change_is_located() {
+        let good = export(5);
+        assert_eq!(verify_export(&good), Ok(5));
+        let mut bad = good.clone();
+        bad.entries[3].amount += 1;
+        assert!(matches!(
+            verify_export(&bad),
+            Err(VerifyError::Entry { index: 3, .. })
+        ));
+        let mut bad = good.clone();
+        bad.entries.remove(2);
+        bad.entry_count = 4;
+        assert!(matches!(
+            verify_export(&bad),
+            Err(VerifyError::Entry { index: 2, .. })
+        ));
+        let mut bad = good.clone();
+        bad.entry_count = 6;
+        assert!(matches!(
+            verify_export(&bad),
+            Err(VerifyError::Count { .. })
+        ));
+        let mut bad = good;
+        bad.entries[0].metadata.donor_name = Some("Mallory".into());
+        assert!(matches!(
+            verify_export(&bad),
+            Err(VerifyError::Entry { index: 0, .. })
+        ));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::middleware::RequestId;
 use crate::state::AppState;
+use futures::StreamExt;
 
 /// Organisations per page by default, and at most.
 const PAGE_DEFAULT: u64 = 20;
@@ -24,7 +25,15 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_organisations))
         .routes(routes!(get_organisation))
+        .routes(routes!(ledger))
+        .routes(routes!(ledger_export))
 }
+
+/// Ledger entries per page by default, and at most.
+const LEDGER_PAGE_DEFAULT: u64 = 50;
+const LEDGER_PAGE_MAX: u64 = 500;
+/// Entries read per query while an export streams.
+const EXPORT_CHUNK: u64 = 2_000;
 
 /// `{data, meta: {request_id}}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -259,4 +268,250 @@ mod tests {
         }
         assert_eq!(rfc3339(1_736_951_400_000), "2025-01-15T14:30:00Z");
     }
+}
+
+/// A ledger entry, as the seed shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerEntryView {
+    /// `led_…`
+    pub id: String,
+    /// donation_received, donation_refunded, …
+    #[serde(rename = "type")]
+    pub entry_type: String,
+    /// Minor units; refunds are negative.
+    pub amount: i64,
+    pub currency: String,
+    /// RFC 3339 with milliseconds: the `timestamp` that is hashed.
+    pub created_at: String,
+    #[schema(value_type = Object)]
+    pub metadata: ampflow_types::ledger::LedgerMetadata,
+    /// `sha256:<hex>`
+    pub entry_hash: String,
+    pub prev_entry_hash: Option<String>,
+}
+
+impl From<ampflow_storage::LedgerEntryRecord> for LedgerEntryView {
+    fn from(e: ampflow_storage::LedgerEntryRecord) -> Self {
+        Self {
+            id: e.content.id,
+            entry_type: e.content.entry_type,
+            amount: e.content.amount,
+            currency: e.content.currency,
+            created_at: e.content.timestamp,
+            metadata: e.content.metadata,
+            entry_hash: e.entry_hash,
+            prev_entry_hash: e.content.prev_entry_hash,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerPage {
+    pub data: Vec<LedgerEntryView>,
+    pub has_more: bool,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct LedgerQuery {
+    /// Entries per page: 50 by default, at most 500.
+    pub limit: Option<u64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Entries from this UTC day on (YYYY-MM-DD).
+    pub start_date: Option<String>,
+    /// Entries up to the end of this UTC day (YYYY-MM-DD).
+    pub end_date: Option<String>,
+}
+
+fn day_start_ms(param: &str, text: &str) -> Result<i64, ApiError> {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+        .ok_or_else(|| {
+            ApiError::invalid_param(param, format!("{param} must be a date, YYYY-MM-DD"))
+        })
+}
+
+/// The organisation, or 404.
+async fn known_organisation(state: &AppState, id: &str) -> Result<OrganisationRecord, ApiError> {
+    let not_found = || ApiError::not_found("no organisation has this id");
+    if !id.starts_with("org_") || id.len() > 40 {
+        return Err(not_found());
+    }
+    state
+        .storage()
+        .organisation(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(not_found)
+}
+
+/// An organisation's public ledger, in chain order (oldest first).
+#[utoipa::path(get, path = "/public/organisations/{id}/ledger", tag = "public",
+    params(("id" = String, Path, description = "The organisation's id (org_…)"), LedgerQuery),
+    responses((status = 200, body = LedgerPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn ledger(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<LedgerQuery>,
+) -> Result<Json<LedgerPage>, ApiError> {
+    let limit = match query.limit {
+        None => LEDGER_PAGE_DEFAULT,
+        Some(n) if (1..=LEDGER_PAGE_MAX).contains(&n) => n,
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "limit",
+                format!("limit must be 1 to {LEDGER_PAGE_MAX}"),
+            ));
+        }
+    };
+    let after_seq = match query.cursor.as_deref() {
+        None => 0,
+        Some(cursor) => cursor
+            .strip_prefix("cur_")
+            .and_then(|c| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(c)
+                    .ok()
+            })
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| t.strip_prefix("seq:").and_then(|n| n.parse::<u64>().ok()))
+            .ok_or_else(|| {
+                ApiError::invalid_param("cursor", "the cursor is not one this API gave")
+            })?,
+    };
+    let from_ms = query
+        .start_date
+        .as_deref()
+        .map(|d| day_start_ms("start_date", d))
+        .transpose()?;
+    let until_ms = query
+        .end_date
+        .as_deref()
+        .map(|d| day_start_ms("end_date", d).map(|ms| ms + 24 * 60 * 60 * 1000))
+        .transpose()?;
+    if let (Some(from), Some(until)) = (from_ms, until_ms)
+        && from >= until
+    {
+        return Err(ApiError::invalid_param(
+            "end_date",
+            "end_date is before start_date",
+        ));
+    }
+    let org = known_organisation(&state, &id).await?;
+    let range = ampflow_storage::LedgerRange {
+        after_seq,
+        from_ms,
+        until_ms,
+    };
+    let mut entries = state
+        .storage()
+        .ledger_entries(&org.id, range, limit + 1)
+        .await
+        .map_err(ApiError::internal)?;
+    let has_more = entries.len() as u64 > limit;
+    entries.truncate(limit as usize);
+    let next_cursor = has_more.then(|| entries.last()).flatten().map(|e| {
+        format!(
+            "cur_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("seq:{}", e.seq))
+        )
+    });
+    Ok(Json(LedgerPage {
+        data: entries.into_iter().map(Into::into).collect(),
+        has_more,
+        next_cursor,
+    }))
+}
+
+/// The whole ledger, for independent verification (`ampflow ledger verify`): streamed, and
+/// consistent — it holds exactly the `entry_count` entries the chain had when it started.
+#[utoipa::path(get, path = "/public/organisations/{id}/ledger/export", tag = "public",
+    params(("id" = String, Path, description = "The organisation's id (org_…)")),
+    responses((status = 200, description = "`{downloaded_at, organisation_id, entry_count, entries}`", content_type = "application/json"),
+        (status = 404, body = ErrorBody)))]
+async fn ledger_export(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::response::Response, ApiError> {
+    let org = known_organisation(&state, &id).await?;
+    let (count, _) = state
+        .storage()
+        .ledger_head(&org.id)
+        .await
+        .map_err(ApiError::internal)?;
+    let downloaded_at =
+        ampflow_types::ledger::ledger_timestamp(chrono::Utc::now().timestamp_millis());
+    let head = format!(
+        "{{\"downloaded_at\":{},\"organisation_id\":{},\"entry_count\":{count},\"entries\":[",
+        serde_json::to_string(&downloaded_at).unwrap_or_default(),
+        serde_json::to_string(&org.id).unwrap_or_default(),
+    );
+    let storage = state.storage().clone();
+    let org_id = org.id.clone();
+    // One chunk per page of entries; the body ends with `]}` once `count` entries are out.
+    let pages = futures::stream::unfold((0u64, false), move |(after, done)| {
+        let storage = storage.clone();
+        let org_id = org_id.clone();
+        async move {
+            if done {
+                return None;
+            }
+            if after >= count {
+                return Some((
+                    Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"]}")),
+                    (after, true),
+                ));
+            }
+            let range = ampflow_storage::LedgerRange {
+                after_seq: after,
+                ..Default::default()
+            };
+            let limit = EXPORT_CHUNK.min(count - after);
+            match storage.ledger_entries(&org_id, range, limit).await {
+                Ok(entries) if !entries.is_empty() => {
+                    let last = entries.last().map(|e| e.seq).unwrap_or(after);
+                    let mut chunk = Vec::new();
+                    for entry in entries {
+                        if entry.seq > 1 {
+                            chunk.push(b',');
+                        }
+                        let export = ampflow_types::ledger::ExportEntry::new(
+                            entry.content,
+                            entry.entry_hash,
+                        );
+                        if serde_json::to_writer(&mut chunk, &export).is_err() {
+                            return Some((
+                                Err(std::io::Error::other("serialise a ledger entry")),
+                                (after, true),
+                            ));
+                        }
+                    }
+                    Some((Ok(bytes::Bytes::from(chunk)), (last, false)))
+                }
+                Ok(_) => Some((
+                    Err(std::io::Error::other("the ledger ended early")),
+                    (after, true),
+                )),
+                Err(error) => {
+                    tracing::error!(%error, organisation = %org_id, "ledger export failed");
+                    Some((
+                        Err(std::io::Error::other("reading the ledger failed")),
+                        (after, true),
+                    ))
+                }
+            }
+        }
+    });
+    let body = futures::stream::once(async move { Ok(bytes::Bytes::from(head)) }).chain(pages);
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .header(
+            axum::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"ledger-{}.json\"", org.id),
+        )
+        .body(axum::body::Body::from_stream(body))
+        .map_err(ApiError::internal)
 }

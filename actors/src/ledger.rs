@@ -1,0 +1,174 @@
+//! The public ledger's writers: one `LedgerActor` per organisation, a task that owns the
+//! appends to that organisation's hash chain. It takes the first waiting entry and every entry
+//! queued behind it (up to a limit) and appends them in one storage transaction (group
+//! commit), then answers each caller once the batch is durable. An actor with nothing to do
+//! for a while stops; the next append starts a new one.
+//!
+//! Storage locks the organisation's head row for each append, so actors for the same
+//! organisation in several processes still produce one chain.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ampflow_storage::{LedgerEntryRecord, NewLedgerEntry, Storage};
+use ampflow_types::Clock;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+
+/// Entries appended in one transaction at most.
+const BATCH_MAX: usize = 256;
+/// Entries waiting for an organisation's actor; appenders wait for room beyond this.
+const QUEUE_CAPACITY: usize = 4_096;
+/// An actor with nothing to append for this long stops.
+const IDLE_STOP: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LedgerError {
+    /// Carries the cause for the logs.
+    #[error("the ledger could not be written: {0}")]
+    Storage(String),
+    #[error("the ledger is shutting down")]
+    ShuttingDown,
+}
+
+type Job = (
+    NewLedgerEntry,
+    oneshot::Sender<Result<LedgerEntryRecord, LedgerError>>,
+);
+
+/// The ledger actors, by organisation.
+pub struct Ledger {
+    storage: Storage,
+    clock: Arc<dyn Clock>,
+    actors: Arc<Mutex<HashMap<String, mpsc::Sender<Job>>>>,
+}
+
+impl Ledger {
+    pub(crate) fn new(storage: Storage, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            storage,
+            clock,
+            actors: Arc::default(),
+        }
+    }
+
+    /// Appends `entry` to the organisation's chain; answers once it is durable (the stored
+    /// entry when its dedupe key was already recorded).
+    pub async fn append(
+        &self,
+        organisation_id: &str,
+        entry: NewLedgerEntry,
+    ) -> Result<LedgerEntryRecord, LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        let mut job = (entry, reply);
+        // An actor that stopped between the lookup and the send is replaced once.
+        for _ in 0..2 {
+            let sender = self.actor(organisation_id);
+            match sender.send(job).await {
+                Ok(()) => return answer.await.map_err(|_| LedgerError::ShuttingDown)?,
+                Err(mpsc::error::SendError(returned)) => {
+                    let mut actors = self.actors.lock();
+                    if actors
+                        .get(organisation_id)
+                        .is_some_and(|s| s.same_channel(&sender))
+                    {
+                        actors.remove(organisation_id);
+                    }
+                    job = returned;
+                }
+            }
+        }
+        Err(LedgerError::ShuttingDown)
+    }
+
+    /// How many organisations have a running actor.
+    pub fn live_count(&self) -> usize {
+        self.actors.lock().len()
+    }
+
+    fn actor(&self, organisation_id: &str) -> mpsc::Sender<Job> {
+        let mut actors = self.actors.lock();
+        if let Some(sender) = actors.get(organisation_id)
+            && !sender.is_closed()
+        {
+            return sender.clone();
+        }
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        actors.insert(organisation_id.to_string(), sender.clone());
+        tokio::spawn(run(
+            organisation_id.to_string(),
+            receiver,
+            sender.clone(),
+            self.storage.clone(),
+            self.clock.clone(),
+            self.actors.clone(),
+        ));
+        sender
+    }
+
+    /// Stops taking entries; actors finish the batches they hold.
+    pub(crate) fn shutdown(&self) {
+        self.actors.lock().clear();
+    }
+}
+
+async fn run(
+    organisation_id: String,
+    mut queue: mpsc::Receiver<Job>,
+    me: mpsc::Sender<Job>,
+    storage: Storage,
+    clock: Arc<dyn Clock>,
+    actors: Arc<Mutex<HashMap<String, mpsc::Sender<Job>>>>,
+) {
+    // Held only until the actor idles out, so the channel closes once the map lets go.
+    let mut me = Some(me);
+    let mut jobs: Vec<Job> = Vec::with_capacity(BATCH_MAX);
+    loop {
+        let received =
+            match tokio::time::timeout(IDLE_STOP, queue.recv_many(&mut jobs, BATCH_MAX)).await {
+                Ok(n) => n,
+                Err(_) => {
+                    // Idle: leave the map (if still there), then finish whatever arrives until
+                    // every appender has let go of the channel.
+                    if let Some(me) = me.take() {
+                        let mut map = actors.lock();
+                        if map
+                            .get(&organisation_id)
+                            .is_some_and(|s| s.same_channel(&me))
+                        {
+                            map.remove(&organisation_id);
+                        }
+                    }
+                    continue;
+                }
+            };
+        if received == 0 {
+            return;
+        }
+        let (entries, replies): (Vec<NewLedgerEntry>, Vec<_>) = jobs.drain(..).unzip();
+        let result = storage
+            .append_ledger_entries(&organisation_id, &entries, clock.now_ms())
+            .await;
+        match result {
+            Ok(records) if records.len() == replies.len() => {
+                for (reply, record) in replies.into_iter().zip(records) {
+                    let _ = reply.send(Ok(record));
+                }
+            }
+            Ok(records) => {
+                tracing::error!(organisation = %organisation_id, entries = replies.len(), answered = records.len(), "ledger append answered the wrong number of entries");
+                for reply in replies {
+                    let _ = reply.send(Err(LedgerError::Storage("internal batching error".into())));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(organisation = %organisation_id, entries = replies.len(), %error, "ledger append failed");
+                let error = LedgerError::Storage(error.to_string());
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
