@@ -202,19 +202,16 @@ async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> a
         Command::Ledger(LedgerCommand::Verify { export }) => {
             let bytes =
                 std::fs::read(&export).with_context(|| format!("read {}", export.display()))?;
-            let export: ampflow_types::ledger::LedgerExport = serde_json::from_slice(&bytes)
-                .context(
-                    "this is not a ledger export (its JSON does not have the export's shape)",
-                )?;
-            match ampflow_types::ledger::verify_export(&export) {
-                Ok(count) => {
-                    println!("ok: {count} entries of {} verified", export.organisation_id);
+            match ampflow_types::ledger::verify_export_json(&bytes) {
+                Ok((organisation, count)) => {
+                    println!("ok: {count} entries of {organisation} verified");
                     Ok(())
                 }
-                Err(broken) => {
+                Err(ampflow_types::ledger::VerifyFileError::Broken(broken)) => {
                     println!("broken: {broken}");
                     std::process::exit(1);
                 }
+                Err(not_an_export) => Err(not_an_export.into()),
             }
         }
         Command::Serve => serve(settings).await,
