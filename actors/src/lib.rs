@@ -10,6 +10,7 @@ mod identity_error;
 mod kyc;
 pub mod ledger;
 pub mod registry;
+pub mod stripe;
 mod system;
 pub mod tokens;
 pub mod tx_sender;
