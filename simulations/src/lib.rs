@@ -5,4 +5,9 @@
 
 pub mod anvil;
 pub mod client;
+pub mod flows;
+pub mod logs;
+pub mod pgdb;
+pub mod procfs;
+pub mod rpc_proxy;
 pub mod stats;
