@@ -26,6 +26,8 @@ use crate::whitelist::Whitelisting;
 
 /// How often each registry re-reads which entities are marked failed (by any process).
 const FAILURES_REFRESH_PERIOD: Duration = Duration::from_secs(10);
+/// Auto-invest actors retire after this long without a request.
+const AUTO_INVEST_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often expired challenges and sessions are deleted.
 const JANITOR_PERIOD: Duration = Duration::from_secs(600);
 /// Rows are kept this long after they expire, for investigation.
@@ -139,7 +141,13 @@ impl ActorSystem {
             ),
             config.storage.clone(),
             config.clock.clone(),
-            config.runtime.clone(),
+            // A triple's actor holds no state of its own (storage has the task), so it retires
+            // soon after its last request: a burst of new tasks must not leave one actor per
+            // task behind (100,000 would cost about 2 GB).
+            RuntimeSettings {
+                idle_timeout: config.runtime.idle_timeout.min(AUTO_INVEST_IDLE_TIMEOUT),
+                ..config.runtime.clone()
+            },
         );
         auto_invest_tasks.refresh_failures().await;
         Actor::spawn_linked(
