@@ -108,6 +108,10 @@ struct Args {
     /// drain: tasks in the baseline (one investFor transaction each, fresh ready wallets).
     #[arg(long, default_value_t = 200)]
     baseline_tasks: usize,
+    /// drain: trace one full server transaction and one baseline transaction (anvil's
+    /// callTracer) and print the gas used inside each call, per record.
+    #[arg(long)]
+    trace_gas: bool,
     /// drain: give up (and fail) if the tasks are not all finished this long after the first
     /// POST.
     #[arg(long, default_value_t = 300)]
@@ -140,6 +144,9 @@ struct Args {
     /// client's campaigns (a merge).
     #[arg(long, default_value_t = 0.5)]
     new_ratio: f64,
+    /// http: the server's database pool size (`database.max_connections`, 16 by default).
+    #[arg(long)]
+    max_connections: Option<u32>,
     /// http: skip the bare-hyper baseline.
     #[arg(long)]
     no_bare: bool,
@@ -828,7 +835,7 @@ mod drain {
             nonce_before,
         ))?;
         let started = Instant::now();
-        let baseline_gas = rt.client.block_on(send_baseline(
+        let (baseline_gas, baseline_hashes) = rt.client.block_on(send_baseline(
             &url,
             &owner,
             &contracts,
@@ -939,6 +946,18 @@ mod drain {
         );
         println!("server log:             {}", LogCounts::summary(&log));
         print_rpc_stats(&proxy);
+        if args.trace_gas {
+            // A typical full batch: the median gas among the largest (the first batches on
+            // each campaign also pay its totals' first writes).
+            let largest = chain.txs.iter().map(|t| t.records).max().unwrap_or(0);
+            let mut full: Vec<&ServerTx> =
+                chain.txs.iter().filter(|t| t.records == largest).collect();
+            full.sort_by_key(|t| t.gas);
+            let full = full.get(full.len() / 2).context("no server transaction")?;
+            let single = *baseline_hashes.first().context("no baseline transaction")?;
+            rt.client
+                .block_on(print_gas_by_call(&url, (full.hash, full.records), single))?;
+        }
         Ok(vec![Verdict {
             what: format!(
                 "drain: gas per task <= 30 % of one tx per task (batch {})",
@@ -1211,6 +1230,7 @@ mod drain {
     struct ServerTx {
         records: usize,
         gas: u64,
+        hash: B256,
     }
 
     struct ChainFigures {
@@ -1278,6 +1298,7 @@ mod drain {
                 txs.push(ServerTx {
                     records: events.len(),
                     gas: receipt.gas_used,
+                    hash: receipt.transaction_hash,
                 });
                 break;
             }
@@ -1344,7 +1365,8 @@ mod drain {
     }
 
     /// The baseline: one `investFor([record])` per task, from the owner key (the server's
-    /// signer), sent directly once the server has stopped. Answers the gas used in all.
+    /// signer), sent directly once the server has stopped. Answers the gas used in all, and
+    /// the transactions.
     async fn send_baseline(
         url: &str,
         owner: &PrivateKeySigner,
@@ -1352,7 +1374,7 @@ mod drain {
         campaigns: &[Address],
         keys: &[PrivateKeySigner],
         baseline: &[Task],
-    ) -> anyhow::Result<u64> {
+    ) -> anyhow::Result<(u64, Vec<B256>)> {
         let provider = ProviderBuilder::new()
             .wallet(EthereumWallet::from(owner.clone()))
             .connect_http(url.parse()?);
@@ -1368,8 +1390,8 @@ mod drain {
             hashes.push(*service.investFor(vec![record]).send().await?.tx_hash());
         }
         let mut gas = 0;
-        for (hash, task) in hashes.into_iter().zip(baseline) {
-            let receipt = receipt(&provider, hash).await?;
+        for (hash, task) in hashes.iter().zip(baseline) {
+            let receipt = receipt(&provider, *hash).await?;
             ensure!(receipt.status(), "a baseline transaction reverted");
             let events = invest_events(&receipt, contracts.invest_service);
             ensure!(
@@ -1379,7 +1401,97 @@ mod drain {
             );
             gas += receipt.gas_used;
         }
-        Ok(gas)
+        Ok((gas, hashes))
+    }
+
+    /// Gas used inside each call of a transaction (excluding the calls it makes in turn), by
+    /// call path, from anvil's callTracer; the top level (`investFor`) includes the intrinsic
+    /// 21,000, the calldata and every access cost its CALLs and STATICCALLs pay. Answers the
+    /// transaction's gas and (path → (calls, gas)).
+    async fn gas_by_call(
+        url: &str,
+        hash: B256,
+    ) -> anyhow::Result<(u64, BTreeMap<String, (usize, u64)>)> {
+        let provider = ProviderBuilder::new().connect_http(url.parse()?);
+        let trace: Value = provider
+            .raw_request(
+                "debug_traceTransaction".into(),
+                (hash, json!({"tracer": "callTracer"})),
+            )
+            .await?;
+        let mut by_call = BTreeMap::new();
+        walk(&trace, "investFor", &mut by_call);
+        Ok((quantity(&trace["gasUsed"]), by_call))
+    }
+
+    fn walk(frame: &Value, path: &str, out: &mut BTreeMap<String, (usize, u64)>) {
+        let children = frame["calls"].as_array().cloned().unwrap_or_default();
+        let nested: u64 = children.iter().map(|c| quantity(&c["gasUsed"])).sum();
+        let entry = out.entry(path.to_string()).or_default();
+        entry.0 += 1;
+        entry.1 += quantity(&frame["gasUsed"]).saturating_sub(nested);
+        for child in &children {
+            let name = function_name(child["input"].as_str().unwrap_or_default());
+            walk(child, &format!("{path} > {name}"), out);
+        }
+    }
+
+    fn function_name(input: &str) -> String {
+        let selector = input.get(..10).unwrap_or(input);
+        let known: [([u8; 4], &str); 7] = [
+            (
+                Campaign::investForBeneficiaryCall::SELECTOR,
+                "investForBeneficiary",
+            ),
+            (Campaign::stablecoinCall::SELECTOR, "stablecoin()"),
+            (Campaign::issuerCall::SELECTOR, "issuer()"),
+            (TestStablecoin::balanceOfCall::SELECTOR, "balanceOf"),
+            (TestStablecoin::allowanceCall::SELECTOR, "allowance"),
+            (TestStablecoin::transferFromCall::SELECTOR, "transferFrom"),
+            (Issuer::isWalletApprovedCall::SELECTOR, "isWalletApproved"),
+        ];
+        known
+            .iter()
+            .find(|(s, _)| alloy::hex::encode_prefixed(s) == selector)
+            .map_or_else(|| selector.to_string(), |(_, name)| name.to_string())
+    }
+
+    /// Gas per record inside each call, for a server batch and a one-record baseline
+    /// transaction side by side.
+    async fn print_gas_by_call(
+        url: &str,
+        (batch, records): (B256, usize),
+        single: B256,
+    ) -> anyhow::Result<()> {
+        let (batch_gas, batch_calls) = gas_by_call(url, batch).await?;
+        let (single_gas, single_calls) = gas_by_call(url, single).await?;
+        let records = records.max(1) as f64;
+        println!(
+            "gas by call, per record (inside each call, without its own calls; investFor's own \
+             share holds the intrinsic 21,000, calldata, the loop, the InvestFor event and the \
+             access costs of every call it makes):"
+        );
+        println!(
+            "  {:<58} {:>16} {:>16}",
+            "call",
+            format!("batch of {records}"),
+            "baseline (1)"
+        );
+        let mut paths: Vec<&String> = batch_calls.keys().chain(single_calls.keys()).collect();
+        paths.sort();
+        paths.dedup();
+        for path in paths {
+            let b = batch_calls.get(path).map_or(0, |v| v.1) as f64 / records;
+            let s = single_calls.get(path).map_or(0, |v| v.1) as f64;
+            println!("  {path:<58} {b:>16.0} {s:>16.0}");
+        }
+        println!(
+            "  {:<58} {:>16.0} {:>16.0}",
+            "total",
+            batch_gas as f64 / records,
+            single_gas as f64
+        );
+        Ok(())
     }
 
     /// Least squares gas = fixed + per_record × records, when the sizes vary.
@@ -1507,10 +1619,12 @@ mod http {
              a new random campaign address (a new task), the rest repeat one of the client's \
              campaigns (a merge). auto_invest: tick_interval_ms={TICK_MS} (only new tasks wake \
              the executor), max_open_per_wallet={MAX_OPEN} (raised from 100: each client queues \
-             hundreds), the rest at defaults.",
+             hundreds), the rest at defaults; database pool {} connections.",
             args.clients,
             args.seconds,
-            args.new_ratio * 100.0
+            args.new_ratio * 100.0,
+            args.max_connections
+                .unwrap_or(Settings::default().database.max_connections)
         );
         let modes: &[ExecutorMode] = match args.http_executor {
             ExecutorMode::Both => &[ExecutorMode::Parked, ExecutorMode::Live],
@@ -1642,7 +1756,10 @@ mod http {
             max_open_per_wallet: MAX_OPEN,
             ..AutoInvestSettings::default()
         };
-        let settings = server_settings(&db.url, &anvil.url, contracts, auto_invest, 1000)?;
+        let mut settings = server_settings(&db.url, &anvil.url, contracts, auto_invest, 1000)?;
+        if let Some(pool) = args.max_connections {
+            settings.database.max_connections = pool;
+        }
         if mode == ExecutorMode::Parked {
             // Another holder has the executor's lease for the whole run: the executor wakes,
             // fails to take it and goes back to sleep, so the run measures queueing alone.
