@@ -12,6 +12,21 @@ mod m0006_ledger;
 
 pub struct Migrator;
 
+/// Creates a (non-unique) index `name` on `table` over `columns`, in order.
+pub(crate) async fn index(
+    manager: &SchemaManager<'_>,
+    table: &'static str,
+    name: &'static str,
+    columns: &[&'static str],
+) -> Result<(), DbErr> {
+    let mut index = Index::create();
+    index.name(name).table(table);
+    for column in columns {
+        index.col(*column);
+    }
+    manager.create_index(index.to_owned()).await
+}
+
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {

@@ -4,6 +4,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::index;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -44,14 +46,14 @@ impl MigrationTrait for Migration {
             manager,
             "login_challenges",
             "login_challenges_address",
-            "address",
+            &["address"],
         )
         .await?;
         index(
             manager,
             "login_challenges",
             "login_challenges_expires",
-            "expires_at_ms",
+            &["expires_at_ms"],
         )
         .await?;
 
@@ -71,8 +73,8 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        index(manager, "sessions", "sessions_address", "address").await?;
-        index(manager, "sessions", "sessions_expires", "expires_at_ms").await?;
+        index(manager, "sessions", "sessions_address", &["address"]).await?;
+        index(manager, "sessions", "sessions_expires", &["expires_at_ms"]).await?;
 
         manager
             .create_table(
@@ -88,7 +90,7 @@ impl MigrationTrait for Migration {
             manager,
             "spent_refresh_tokens",
             "spent_refresh_tokens_session",
-            "session_id",
+            &["session_id"],
         )
         .await?;
 
@@ -134,21 +136,4 @@ impl MigrationTrait for Migration {
         }
         Ok(())
     }
-}
-
-async fn index(
-    manager: &SchemaManager<'_>,
-    table: &'static str,
-    name: &'static str,
-    column: &'static str,
-) -> Result<(), DbErr> {
-    manager
-        .create_index(
-            Index::create()
-                .name(name)
-                .table(table)
-                .col(column)
-                .to_owned(),
-        )
-        .await
 }

@@ -3,6 +3,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::index;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -163,18 +165,4 @@ impl MigrationTrait for Migration {
         }
         Ok(())
     }
-}
-
-async fn index(
-    manager: &SchemaManager<'_>,
-    table: &'static str,
-    name: &'static str,
-    columns: &[&'static str],
-) -> Result<(), DbErr> {
-    let mut index = Index::create();
-    index.name(name).table(table);
-    for column in columns {
-        index.col(*column);
-    }
-    manager.create_index(index.to_owned()).await
 }

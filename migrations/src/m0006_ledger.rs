@@ -3,6 +3,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::index;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -43,16 +45,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("ledger_entries_time")
-                    .table("ledger_entries")
-                    .col("organisation_id")
-                    .col("created_at_ms")
-                    .to_owned(),
-            )
-            .await?;
+        index(
+            manager,
+            "ledger_entries",
+            "ledger_entries_time",
+            &["organisation_id", "created_at_ms"],
+        )
+        .await?;
         manager
             .create_table(
                 Table::create()
