@@ -7,11 +7,9 @@
 use alloy::primitives::U256;
 use ampflow_actors::auto_invest::{AutoInvestError, Submitted, Triple};
 use ampflow_storage::{AutoInvestTask, TaskCursor, TaskFilter};
-use ampflow_types::WalletAddress;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -19,6 +17,7 @@ use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, WalletAuth};
+use crate::params;
 use crate::state::AppState;
 
 /// Tasks per page by default, and at most.
@@ -130,15 +129,6 @@ impl From<AutoInvestError> for ApiError {
     }
 }
 
-fn parse_chain(text: &str) -> Result<u64, ApiError> {
-    text.parse()
-        .map_err(|_| ApiError::invalid_param("chainId", "the chain id must be a number"))
-}
-
-fn parse_address(param: &str, text: &str) -> Result<WalletAddress, ApiError> {
-    WalletAddress::parse(text).map_err(|e| ApiError::invalid_param(param, e.to_string()))
-}
-
 /// A decimal uint256 greater than zero.
 fn parse_amount(text: &str) -> Result<U256, ApiError> {
     let bad = |why: &str| ApiError::invalid_param("amount", why.to_string());
@@ -159,21 +149,16 @@ fn parse_amount(text: &str) -> Result<U256, ApiError> {
 }
 
 fn encode_cursor(task: &AutoInvestTask) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("{}:{}", task.created_at_ms, task.id))
+    params::encode_cursor(&format!("{}:{}", task.created_at_ms, task.id))
 }
 
 fn decode_cursor(text: &str) -> Result<TaskCursor, ApiError> {
-    let bad = || ApiError::invalid_param("cursor", "the cursor is not one this API gave");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (at, id) = text.split_once(':').ok_or_else(bad)?;
-    let id = uuid::Uuid::parse_str(id).map_err(|_| bad())?;
-    Ok(TaskCursor {
-        created_at_ms: at.parse().map_err(|_| bad())?,
-        id: id.to_string(),
+    params::decode_cursor(text, |position| {
+        let (at, id) = position.split_once(':')?;
+        Some(TaskCursor {
+            created_at_ms: at.parse().ok()?,
+            id: uuid::Uuid::parse_str(id).ok()?.to_string(),
+        })
     })
 }
 
@@ -185,16 +170,7 @@ async fn page(
     open: bool,
     query: PageQuery,
 ) -> Result<Json<AutoInvestList>, ApiError> {
-    let limit = match query.limit {
-        None => PAGE_DEFAULT,
-        Some(n) if (1..=PAGE_MAX).contains(&n) => n,
-        Some(_) => {
-            return Err(ApiError::invalid_param(
-                "limit",
-                format!("limit must be 1 to {PAGE_MAX}"),
-            ));
-        }
-    };
+    let limit = params::page_limit(query.limit, PAGE_DEFAULT, PAGE_MAX)?;
     let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
     // One more than asked tells whether there is a next page.
     let mut tasks = state
@@ -202,12 +178,8 @@ async fn page(
         .auto_invest()
         .list(chain_id, filter, open, cursor.as_ref(), limit + 1)
         .await?;
-    let next_cursor = if tasks.len() as u64 > limit {
-        tasks.truncate(limit as usize);
-        tasks.last().map(encode_cursor)
-    } else {
-        None
-    };
+    let has_more = params::split_page(&mut tasks, limit);
+    let next_cursor = has_more.then(|| tasks.last().map(encode_cursor)).flatten();
     Ok(Json(AutoInvestList {
         auto_invests: tasks.into_iter().map(Into::into).collect(),
         next_cursor,
@@ -230,9 +202,9 @@ async fn submit(
     ApiJson(body): ApiJson<AutoInvestBody>,
 ) -> Result<Json<AutoInvestResponse>, ApiError> {
     let triple = Triple {
-        chain_id: parse_chain(&chain_id)?,
+        chain_id: params::chain_id(&chain_id)?,
         wallet: principal.address,
-        campaign: parse_address("campaign", &campaign)?,
+        campaign: params::address("campaign", &campaign)?,
     };
     let amount = parse_amount(&body.amount)?;
     let task = match state.actors().auto_invest().submit(triple, amount).await? {
@@ -255,9 +227,9 @@ async fn cancel(
     WalletAuth(principal): WalletAuth,
 ) -> Result<Json<AutoInvestResponse>, ApiError> {
     let triple = Triple {
-        chain_id: parse_chain(&chain_id)?,
+        chain_id: params::chain_id(&chain_id)?,
         wallet: principal.address,
-        campaign: parse_address("campaign", &campaign)?,
+        campaign: params::address("campaign", &campaign)?,
     };
     let task = state.actors().auto_invest().cancel(triple).await?;
     Ok(Json(task.into()))
@@ -272,8 +244,8 @@ async fn list_for_wallet(
     ApiPath((chain_id, wallet)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<AutoInvestList>, ApiError> {
-    let chain_id = parse_chain(&chain_id)?;
-    let wallet = parse_address("wallet", &wallet)?.to_string();
+    let chain_id = params::chain_id(&chain_id)?;
+    let wallet = params::address("wallet", &wallet)?.to_string();
     page(&state, chain_id, TaskFilter::Wallet(&wallet), true, query).await
 }
 
@@ -287,8 +259,8 @@ async fn history_for_wallet(
     ApiPath((chain_id, wallet)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<AutoInvestList>, ApiError> {
-    let chain_id = parse_chain(&chain_id)?;
-    let wallet = parse_address("wallet", &wallet)?.to_string();
+    let chain_id = params::chain_id(&chain_id)?;
+    let wallet = params::address("wallet", &wallet)?.to_string();
     page(&state, chain_id, TaskFilter::Wallet(&wallet), false, query).await
 }
 
@@ -301,8 +273,8 @@ async fn list_for_campaign(
     ApiPath((chain_id, campaign)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<AutoInvestList>, ApiError> {
-    let chain_id = parse_chain(&chain_id)?;
-    let campaign = parse_address("campaign", &campaign)?.to_string();
+    let chain_id = params::chain_id(&chain_id)?;
+    let campaign = params::address("campaign", &campaign)?.to_string();
     page(
         &state,
         chain_id,

@@ -136,9 +136,7 @@ async fn request_funds(
 ) -> Result<(StatusCode, Json<FaucetRequestResponse>), ApiError> {
     // Parsed after the body is read: refusing earlier would leave an unread body behind, and
     // a client still sending it would see the connection close instead of the answer.
-    let chain_id: u64 = chain_id
-        .parse()
-        .map_err(|_| ApiError::invalid_param("chainId", "the chain id must be a number"))?;
+    let chain_id = crate::params::chain_id(&chain_id)?;
     let ip = client_ip(&state, peer, &headers);
     // Cheap refusals first: an unsupported chain needs no reCAPTCHA round trip.
     state.actors().faucet().check_chain(chain_id)?;

@@ -2,7 +2,6 @@
 //! the edge into typed values, make one call and map the reply.
 
 use ampflow_chain::{SignatureBytes, SignatureError, WalletSignature};
-use ampflow_types::WalletAddress;
 use axum::Json;
 use axum::extract::State;
 use secrecy::SecretString;
@@ -11,6 +10,7 @@ use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, WalletAuth, authenticate_headers};
+use crate::params;
 use crate::state::AppState;
 use crate::wire::*;
 use axum::extract::FromRequest;
@@ -30,10 +30,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(test_kyc))
 }
 
-fn parse_address(param: &str, text: &str) -> Result<WalletAddress, ApiError> {
-    WalletAddress::parse(text).map_err(|e| ApiError::invalid_param(param, e.to_string()))
-}
-
 fn parse_signature(param: &str, text: &str) -> Result<WalletSignature, ApiError> {
     WalletSignature::parse(text)
         .map_err(|e: SignatureError| ApiError::invalid_param(param, e.to_string()))
@@ -47,7 +43,7 @@ async fn authorize(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<AuthorizeRequest>,
 ) -> Result<Json<PayloadResponse>, ApiError> {
-    let address = parse_address("address", &body.address)?;
+    let address = params::address("address", &body.address)?;
     let payload = state.identity().authorize(address).await?;
     Ok(Json(PayloadResponse { payload }))
 }
@@ -70,7 +66,7 @@ async fn jwt(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<JwtRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let address = parse_address("address", &body.address)?;
+    let address = params::address("address", &body.address)?;
     // An EOA signature is exactly 65 bytes; a contract wallet's (with a chain id) may be any
     // length.
     let signature = match body.chain_id.filter(|id| *id != 0) {
@@ -93,7 +89,7 @@ async fn jwt_by_message(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<JwtByMessageRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let address = parse_address("address", &body.address)?;
+    let address = params::address("address", &body.address)?;
     let signature = parse_signature("signed_payload", &body.signed_payload)?;
     let pair = state
         .identity()
@@ -180,7 +176,7 @@ async fn test_kyc(
     }
     let principal = authenticate_headers(&state, request.headers())?;
     let ApiJson(body) = ApiJson::<TestKycRequest>::from_request(request, &state).await?;
-    let address = parse_address("address", &body.address)?;
+    let address = params::address("address", &body.address)?;
     for (param, value) in [
         ("first_name", &body.first_name),
         ("last_name", &body.last_name),

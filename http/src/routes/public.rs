@@ -5,7 +5,6 @@
 use ampflow_storage::{FundRecord, OrganisationCursor, OrganisationRecord};
 use axum::Json;
 use axum::extract::State;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -14,6 +13,7 @@ use utoipa_axum::routes;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::middleware::RequestId;
+use crate::params;
 use crate::state::AppState;
 use futures::StreamExt;
 
@@ -142,29 +142,21 @@ pub struct OrganisationQuery {
     pub country: Option<String>,
 }
 
-/// `cur_` + base64url of `<created_at_ms>:<id>`.
+/// A cursor over `<created_at_ms>:<id>`.
 fn encode_cursor(org: &OrganisationRecord) -> String {
-    format!(
-        "cur_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(format!("{}:{}", org.created_at_ms, org.id))
-    )
+    params::encode_cursor(&format!("{}:{}", org.created_at_ms, org.id))
 }
 
 fn decode_cursor(text: &str) -> Result<OrganisationCursor, ApiError> {
-    let bad = || ApiError::invalid_param("cursor", "the cursor is not one this API gave");
-    let encoded = text.strip_prefix("cur_").ok_or_else(bad)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(encoded)
-        .map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (at, id) = text.split_once(':').ok_or_else(bad)?;
-    if !id.starts_with("org_") || id.len() > 40 {
-        return Err(bad());
-    }
-    Ok(OrganisationCursor {
-        created_at_ms: at.parse().map_err(|_| bad())?,
-        id: id.to_string(),
+    params::decode_cursor(text, |position| {
+        let (at, id) = position.split_once(':')?;
+        if !id.starts_with("org_") || id.len() > 40 {
+            return None;
+        }
+        Some(OrganisationCursor {
+            created_at_ms: at.parse().ok()?,
+            id: id.to_string(),
+        })
     })
 }
 
@@ -176,16 +168,7 @@ async fn list_organisations(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<OrganisationQuery>,
 ) -> Result<Json<OrganisationPage>, ApiError> {
-    let limit = match query.limit {
-        None => PAGE_DEFAULT,
-        Some(n) if (1..=PAGE_MAX).contains(&n) => n,
-        Some(_) => {
-            return Err(ApiError::invalid_param(
-                "limit",
-                format!("limit must be 1 to {PAGE_MAX}"),
-            ));
-        }
-    };
+    let limit = params::page_limit(query.limit, PAGE_DEFAULT, PAGE_MAX)?;
     let country = query
         .country
         .as_deref()
@@ -200,8 +183,7 @@ async fn list_organisations(
         .list_organisations(country.as_deref(), cursor.as_ref(), limit + 1)
         .await
         .map_err(ApiError::internal)?;
-    let has_more = orgs.len() as u64 > limit;
-    orgs.truncate(limit as usize);
+    let has_more = params::split_page(&mut orgs, limit);
     let next_cursor = has_more.then(|| orgs.last().map(encode_cursor)).flatten();
     Ok(Json(OrganisationPage {
         data: orgs
@@ -357,30 +339,12 @@ async fn ledger(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<LedgerQuery>,
 ) -> Result<Json<LedgerPage>, ApiError> {
-    let limit = match query.limit {
-        None => LEDGER_PAGE_DEFAULT,
-        Some(n) if (1..=LEDGER_PAGE_MAX).contains(&n) => n,
-        Some(_) => {
-            return Err(ApiError::invalid_param(
-                "limit",
-                format!("limit must be 1 to {LEDGER_PAGE_MAX}"),
-            ));
-        }
-    };
+    let limit = params::page_limit(query.limit, LEDGER_PAGE_DEFAULT, LEDGER_PAGE_MAX)?;
     let after_seq = match query.cursor.as_deref() {
         None => 0,
-        Some(cursor) => cursor
-            .strip_prefix("cur_")
-            .and_then(|c| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(c)
-                    .ok()
-            })
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|t| t.strip_prefix("seq:").and_then(|n| n.parse::<u64>().ok()))
-            .ok_or_else(|| {
-                ApiError::invalid_param("cursor", "the cursor is not one this API gave")
-            })?,
+        Some(cursor) => params::decode_cursor(cursor, |position| {
+            position.strip_prefix("seq:")?.parse::<u64>().ok()
+        })?,
     };
     let from_ms = query
         .start_date
@@ -411,14 +375,11 @@ async fn ledger(
         .ledger_entries(&org.id, range, limit + 1)
         .await
         .map_err(ApiError::internal)?;
-    let has_more = entries.len() as u64 > limit;
-    entries.truncate(limit as usize);
-    let next_cursor = has_more.then(|| entries.last()).flatten().map(|e| {
-        format!(
-            "cur_{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("seq:{}", e.seq))
-        )
-    });
+    let has_more = params::split_page(&mut entries, limit);
+    let next_cursor = has_more
+        .then(|| entries.last())
+        .flatten()
+        .map(|e| params::encode_cursor(&format!("seq:{}", e.seq)));
     Ok(Json(LedgerPage {
         data: entries.into_iter().map(Into::into).collect(),
         has_more,

@@ -4,7 +4,6 @@
 use alloy::primitives::Address;
 use ampflow_actors::whitelist::{WhitelistAnswer, WhitelistError};
 use ampflow_storage::WhitelistRequestRecord;
-use ampflow_types::WalletAddress;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -120,9 +119,8 @@ async fn request_whitelisting(
     WalletAuth(principal): WalletAuth,
     ApiJson(body): ApiJson<WhitelistBody>,
 ) -> Result<(StatusCode, Json<WhitelistResponse>), ApiError> {
-    let issuer: Address = WalletAddress::parse(&body.issuer_address)
-        .map_err(|e| ApiError::invalid_param("issuer_address", e.to_string()))?
-        .as_alloy();
+    let issuer: Address =
+        crate::params::address("issuer_address", &body.issuer_address)?.as_alloy();
     let answer = state
         .actors()
         .whitelisting()

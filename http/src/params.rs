@@ -1,0 +1,59 @@
+//! Parsing of the parameters several endpoints share — addresses, chain ids, page limits and
+//! cursors — each refusing with 400 `invalid_request` naming the parameter.
+
+use ampflow_types::WalletAddress;
+use base64::Engine;
+
+use crate::error::ApiError;
+
+/// An EVM address in any letter case.
+pub fn address(param: &str, text: &str) -> Result<WalletAddress, ApiError> {
+    WalletAddress::parse(text).map_err(|e| ApiError::invalid_param(param, e.to_string()))
+}
+
+/// A `{chainId}` path segment.
+pub fn chain_id(text: &str) -> Result<u64, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::invalid_param("chainId", "the chain id must be a number"))
+}
+
+/// `?limit=`: `default` when absent, else 1 to `max`.
+pub fn page_limit(limit: Option<u64>, default: u64, max: u64) -> Result<u64, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid_param(
+            "limit",
+            format!("limit must be 1 to {max}"),
+        )),
+    }
+}
+
+/// An opaque cursor: `cur_` + base64url of `position`.
+pub fn encode_cursor(position: &str) -> String {
+    format!(
+        "cur_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(position)
+    )
+}
+
+/// The position inside a cursor [`encode_cursor`] made, parsed by `parse`; any other text is
+/// refused.
+pub fn decode_cursor<T>(text: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<T, ApiError> {
+    text.strip_prefix("cur_")
+        .and_then(|c| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+        })
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|position| parse(&position))
+        .ok_or_else(|| ApiError::invalid_param("cursor", "the cursor is not one this API gave"))
+}
+
+/// Trims a page read with one row more than `limit`: answers whether there was more.
+pub fn split_page<T>(rows: &mut Vec<T>, limit: u64) -> bool {
+    let has_more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    has_more
+}
