@@ -244,13 +244,6 @@ impl Setup {
     }
 }
 
-async fn sign_in(app: &TestApp, wallet: &Wallet) -> String {
-    app.login(wallet).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn queue(app: &TestApp, token: &str, campaign: Address, amount: &str) -> (u16, Value) {
     app.post_auth(
         &format!("/auto_invest/{CHAIN_ID}/{campaign:#x}"),
@@ -301,7 +294,7 @@ async fn a_ready_wallet_is_invested_once(backend: Backend) {
     let wallet = setup
         .investor(campaign, 1_000 * USDC, 500 * USDC, true)
         .await;
-    let token = sign_in(&setup.app, &wallet).await;
+    let token = setup.app.access_token(&wallet).await;
     let amount = (500 * USDC).to_string();
     // Any letter case: the campaign in EIP-55 form.
     let (status, body) = setup
@@ -385,7 +378,7 @@ async fn a_smaller_allowance_invests_what_it_allows(backend: Backend) {
     let wallet = setup
         .investor(campaign, 1_000 * USDC, 120 * USDC, true)
         .await;
-    let token = sign_in(&setup.app, &wallet).await;
+    let token = setup.app.access_token(&wallet).await;
     let (status, body) = queue(&setup.app, &token, campaign, &(300 * USDC).to_string()).await;
     assert_eq!(status, 200, "{body}");
     let done = wait_for_status(
@@ -423,7 +416,7 @@ async fn a_wallet_not_whitelisted_waits_with_the_reason(backend: Backend) {
     let wallet = setup
         .investor(campaign, 100 * USDC, 100 * USDC, false)
         .await;
-    let token = sign_in(&setup.app, &wallet).await;
+    let token = setup.app.access_token(&wallet).await;
     let (status, body) = queue(&setup.app, &token, campaign, &(50 * USDC).to_string()).await;
     assert_eq!(status, 200, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
@@ -467,7 +460,7 @@ async fn in_process_refuses_changes_and_pending_merges(backend: Backend) {
     let wallet = setup
         .investor(campaign, 1_000 * USDC, 1_000 * USDC, false)
         .await;
-    let token = sign_in(&setup.app, &wallet).await;
+    let token = setup.app.access_token(&wallet).await;
     let (_, first) = queue(&setup.app, &token, campaign, "1000").await;
     let id = first["id"].as_str().unwrap().to_string();
     wait_for(&setup.app, &id, "got a reason", |t| t.reason.is_some()).await;
@@ -499,17 +492,7 @@ async fn in_process_refuses_changes_and_pending_merges(backend: Backend) {
     assert_error(status, &body, 400, "auto_invest_in_process", None);
     let (status, body) = setup
         .app
-        .send(
-            setup
-                .app
-                .client
-                .delete(
-                    setup
-                        .app
-                        .url(&format!("/auto_invest/{CHAIN_ID}/{campaign:#x}")),
-                )
-                .bearer_auth(&token),
-        )
+        .delete_auth(&format!("/auto_invest/{CHAIN_ID}/{campaign:#x}"), &token)
         .await;
     assert_error(status, &body, 400, "auto_invest_in_process", None);
     let _: () = setup
@@ -531,34 +514,14 @@ async fn in_process_refuses_changes_and_pending_merges(backend: Backend) {
     assert_ne!(again["id"], id.as_str());
     let (status, cancelled) = setup
         .app
-        .send(
-            setup
-                .app
-                .client
-                .delete(
-                    setup
-                        .app
-                        .url(&format!("/auto_invest/{CHAIN_ID}/{campaign:#x}")),
-                )
-                .bearer_auth(&token),
-        )
+        .delete_auth(&format!("/auto_invest/{CHAIN_ID}/{campaign:#x}"), &token)
         .await;
     // It may already be in process if the executor was quick; then it is refused.
     if status == 200 {
         assert_eq!(cancelled["status"], "cancelled");
         let (status, body) = setup
             .app
-            .send(
-                setup
-                    .app
-                    .client
-                    .delete(
-                        setup
-                            .app
-                            .url(&format!("/auto_invest/{CHAIN_ID}/{campaign:#x}")),
-                    )
-                    .bearer_auth(&token),
-            )
+            .delete_auth(&format!("/auto_invest/{CHAIN_ID}/{campaign:#x}"), &token)
             .await;
         assert_error(status, &body, 404, "not_found", None);
     } else {
@@ -586,7 +549,7 @@ async fn a_pending_task_expires(backend: Backend) {
     };
     let campaign = setup.contracts.campaign;
     let wallet = setup.investor(campaign, 0, 0, false).await;
-    let token = sign_in(&setup.app, &wallet).await;
+    let token = setup.app.access_token(&wallet).await;
     let (_, body) = queue(&setup.app, &token, campaign, "10").await;
     let id = body["id"].as_str().unwrap().to_string();
     let waiting = wait_for(&setup.app, &id, "got a reason", |t| t.reason.is_some()).await;
@@ -620,8 +583,8 @@ async fn one_failing_record_does_not_fail_the_batch(backend: Backend) {
     let bad = setup
         .investor(untrusted, 100 * USDC, 100 * USDC, false)
         .await;
-    let good_token = sign_in(&setup.app, &good).await;
-    let bad_token = sign_in(&setup.app, &bad).await;
+    let good_token = setup.app.access_token(&good).await;
+    let bad_token = setup.app.access_token(&bad).await;
     let (_, g) = queue(&setup.app, &good_token, trusted, "100").await;
     let (_, b) = queue(&setup.app, &bad_token, untrusted, "100").await;
     for id in [&g["id"], &b["id"]] {
@@ -667,7 +630,7 @@ async fn a_restart_between_send_and_receipt_invests_once(backend: Backend) {
     };
     let campaign = setup.contracts.campaign;
     let wallet = setup.investor(campaign, 100 * USDC, 100 * USDC, true).await;
-    let token = sign_in(&setup.app, &wallet).await;
+    let token = setup.app.access_token(&wallet).await;
     let _: () = setup
         .owner
         .raw_request("evm_setAutomine".into(), (false,))
@@ -724,7 +687,7 @@ async fn a_task_completes_only_after_its_confirmations(backend: Backend) {
     };
     let campaign = setup.contracts.campaign;
     let wallet = setup.investor(campaign, 100 * USDC, 100 * USDC, true).await;
-    let token = sign_in(&setup.app, &wallet).await;
+    let token = setup.app.access_token(&wallet).await;
     let (_, body) = queue(&setup.app, &token, campaign, "100").await;
     let id = body["id"].as_str().unwrap().to_string();
     // Mined (automine): the investment is on chain, but not yet final.
@@ -759,7 +722,7 @@ async fn bad_requests_are_refused(backend: Backend) {
     };
     let app = &setup.app;
     let wallet = Wallet::random();
-    let token = sign_in(app, &wallet).await;
+    let token = app.access_token(&wallet).await;
     let campaign = format!("{:#x}", setup.contracts.campaign);
 
     // No JWT.
@@ -850,11 +813,7 @@ async fn bad_requests_are_refused(backend: Backend) {
 
     // Nothing to cancel.
     let (status, body) = app
-        .send(
-            app.client
-                .delete(app.url(&format!("/auto_invest/{CHAIN_ID}/{campaign}")))
-                .bearer_auth(&token),
-        )
+        .delete_auth(&format!("/auto_invest/{CHAIN_ID}/{campaign}"), &token)
         .await;
     assert_error(status, &body, 404, "not_found", None);
 
@@ -922,7 +881,7 @@ async fn two_processes_on_one_database_invest_each_task_once() {
     let mut total = 0u64;
     for i in 0..6u64 {
         let wallet = setup.investor(campaign, 100, 100, true).await;
-        let token = sign_in(&setup.app, &wallet).await;
+        let token = setup.app.access_token(&wallet).await;
         // Half the tasks arrive through each process.
         let base = if i % 2 == 0 {
             setup.app.app().base_url()

@@ -107,14 +107,6 @@ async fn signer_nonce(anvil: &Anvil) -> u64 {
         .unwrap()
 }
 
-/// A fresh login's access token.
-async fn sign_in(app: &TestApp, wallet: &Wallet) -> String {
-    app.login(wallet).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn ask(app: &TestApp, token: &str) -> (u16, Value) {
     app.post_auth(
         &format!("/faucet/{CHAIN_ID}"),
@@ -152,7 +144,7 @@ async fn each_request_is_paid_exactly_once(backend: Backend) {
     let mut tokens = Vec::new();
     let mut ids = Vec::new();
     for wallet in &wallets {
-        let token = sign_in(&app, wallet).await;
+        let token = app.access_token(wallet).await;
         let (status, body) = ask(&app, &token).await;
         assert_eq!(status, 202, "{body}");
         assert_eq!(body["status"], "pending");
@@ -215,7 +207,7 @@ async fn bad_requests_are_refused(backend: Backend) {
         return;
     };
     let wallet = Wallet::random();
-    let token = sign_in(&app, &wallet).await;
+    let token = app.access_token(&wallet).await;
     // No JWT.
     let (status, body) = app
         .post("/faucet/31337", json!({"re_captcha_token": "t"}))
@@ -243,7 +235,7 @@ async fn bad_requests_are_refused(backend: Backend) {
     // The per-IP limit: two requests from loopback, then 429.
     for _ in 0..2 {
         let other = Wallet::random();
-        let token = sign_in(&app, &other).await;
+        let token = app.access_token(&other).await;
         let (status, body) = ask(&app, &token).await;
         assert_eq!(status, 202, "{body}");
     }
@@ -266,7 +258,7 @@ async fn a_restart_between_send_and_receipt_sends_nothing_twice(backend: Backend
         .await
         .unwrap();
     let wallet = Wallet::random();
-    let token = sign_in(&app, &wallet).await;
+    let token = app.access_token(&wallet).await;
     let (status, body) = ask(&app, &token).await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
@@ -316,7 +308,7 @@ async fn work_survives_an_unreachable_node(backend: Backend) {
         return;
     };
     let wallet = Wallet::random();
-    let token = sign_in(&app, &wallet).await;
+    let token = app.access_token(&wallet).await;
     anvil.pause();
     let (status, body) = ask(&app, &token).await;
     assert_eq!(status, 202, "{body}");
@@ -425,7 +417,7 @@ async fn recaptcha_is_checked(backend: Backend) {
     else {
         return;
     };
-    let token = sign_in(&app, &Wallet::random()).await;
+    let token = app.access_token(&Wallet::random()).await;
     let path = format!("/faucet/{CHAIN_ID}");
     for body in [
         json!({}),
@@ -460,7 +452,7 @@ async fn recaptcha_is_checked(backend: Backend) {
     assert_eq!(status, 202, "{answer}");
 
     drop(recaptcha);
-    let other = sign_in(&app, &Wallet::random()).await;
+    let other = app.access_token(&Wallet::random()).await;
     let (status, answer) = app
         .post_auth(&path, &other, json!({"re_captcha_token": "human"}))
         .await;
@@ -512,7 +504,7 @@ async fn a_request_fails_after_its_last_attempt(backend: Backend) {
     let nonce_before = signer_nonce(&anvil).await;
 
     let wallet = Wallet::random();
-    let token = sign_in(&app, &wallet).await;
+    let token = app.access_token(&wallet).await;
     let (status, body) = ask(&app, &token).await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap().to_string();

@@ -61,13 +61,6 @@ async fn start(backend: Backend) -> Option<(TestApp, VeriffStandIn)> {
     Some((app, veriff))
 }
 
-async fn access_token(app: &TestApp, wallet: &Wallet) -> String {
-    app.login(wallet).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn veriff_session(app: &TestApp, token: &str) -> (u16, Value) {
     app.send(
         app.client
@@ -115,7 +108,7 @@ async fn a_session_is_created_at_veriff_stored_and_reused(backend: Backend) {
         return;
     };
     let wallet = Wallet::random();
-    let token = access_token(&app, &wallet).await;
+    let token = app.access_token(&wallet).await;
 
     let first = session_ok(&app, &token).await;
     let sessions = veriff.sessions();
@@ -145,7 +138,7 @@ async fn concurrent_requests_share_one_new_session(backend: Backend) {
     let Some((app, veriff)) = start(backend).await else {
         return;
     };
-    let token = access_token(&app, &Wallet::random()).await;
+    let token = app.access_token(&Wallet::random()).await;
     let answers = futures::future::join_all((0..6).map(|_| veriff_session(&app, &token))).await;
     for (status, body) in &answers {
         assert_eq!(*status, 200, "{body}");
@@ -160,11 +153,11 @@ async fn a_session_older_than_seven_days_is_replaced(backend: Backend) {
         return;
     };
     let wallet = Wallet::random();
-    let first = session_ok(&app, &access_token(&app, &wallet).await).await;
+    let first = session_ok(&app, &app.access_token(&wallet).await).await;
 
     // Access tokens last a day, so each step logs in again.
     app.clock.advance_ms(7 * DAY_MS - 60_000);
-    let token = access_token(&app, &wallet).await;
+    let token = app.access_token(&wallet).await;
     assert_eq!(session_ok(&app, &token).await, first);
     assert_eq!(veriff.sessions().len(), 1);
 
@@ -183,7 +176,7 @@ async fn approved_completes_kyc_and_stores_the_document(backend: Backend) {
         return;
     };
     let wallet = Wallet::random();
-    let token = access_token(&app, &wallet).await;
+    let token = app.access_token(&wallet).await;
     let session = session_ok(&app, &token).await;
     let id = session_id_of(&veriff, session["verification_url"].as_str().unwrap());
     assert!(!kyc_completed(&app, &token).await);
@@ -246,7 +239,7 @@ async fn an_expired_document_is_reported_for_whitelisting(backend: Backend) {
         return;
     };
     let wallet = Wallet::random();
-    let token = access_token(&app, &wallet).await;
+    let token = app.access_token(&wallet).await;
     let session = session_ok(&app, &token).await;
     let id = session_id_of(&veriff, session["verification_url"].as_str().unwrap());
     let decision = Decision::approved().with_valid_until(Some("2020-01-31"));
@@ -281,7 +274,7 @@ async fn resubmission_keeps_the_session_and_declined_or_expired_replace_it(backe
     let Some((app, veriff)) = start(backend).await else {
         return;
     };
-    let token = access_token(&app, &Wallet::random()).await;
+    let token = app.access_token(&Wallet::random()).await;
     let first = session_ok(&app, &token).await;
     let first_id = session_id_of(&veriff, first["verification_url"].as_str().unwrap());
 
@@ -344,7 +337,7 @@ async fn events_record_the_users_progress(backend: Backend) {
     let Some((app, veriff)) = start(backend).await else {
         return;
     };
-    let token = access_token(&app, &Wallet::random()).await;
+    let token = app.access_token(&Wallet::random()).await;
     let session = session_ok(&app, &token).await;
     let id = session_id_of(&veriff, session["verification_url"].as_str().unwrap());
     for (code, action) in [(7001, "started"), (7002, "submitted")] {
@@ -367,7 +360,7 @@ async fn both_signature_schemes_are_accepted(backend: Backend) {
     let Some((app, veriff)) = start(backend).await else {
         return;
     };
-    let token = access_token(&app, &Wallet::random()).await;
+    let token = app.access_token(&Wallet::random()).await;
     let session = session_ok(&app, &token).await;
     let id = session_id_of(&veriff, session["verification_url"].as_str().unwrap());
     let status = veriff
@@ -408,7 +401,7 @@ async fn forged_webhooks_answer_401_and_change_nothing(backend: Backend) {
     let Some((app, veriff)) = start(backend).await else {
         return;
     };
-    let token = access_token(&app, &Wallet::random()).await;
+    let token = app.access_token(&Wallet::random()).await;
     let session = session_ok(&app, &token).await;
     let id = session_id_of(&veriff, session["verification_url"].as_str().unwrap());
     let before = stored_session(&app, &id).await;
@@ -548,7 +541,7 @@ async fn a_repeated_delivery_changes_nothing(backend: Backend) {
         return;
     };
     let wallet = Wallet::random();
-    let token = access_token(&app, &wallet).await;
+    let token = app.access_token(&wallet).await;
     let session = session_ok(&app, &token).await;
     let id = session_id_of(&veriff, session["verification_url"].as_str().unwrap());
 
@@ -632,7 +625,7 @@ async fn a_malformed_webhook_answers_400(backend: Backend) {
     let Some((app, veriff)) = start(backend).await else {
         return;
     };
-    let token = access_token(&app, &Wallet::random()).await;
+    let token = app.access_token(&Wallet::random()).await;
     let session = session_ok(&app, &token).await;
     let id = session_id_of(&veriff, session["verification_url"].as_str().unwrap());
     let bad_date = String::from_utf8(veriff.decision_body(&id, &Decision::approved()))
@@ -683,7 +676,7 @@ async fn a_session_needs_a_valid_jwt(backend: Backend) {
     assert_error(status, &body, 401, "authentication_error", None);
 
     // A logged-out session's token is refused too.
-    let token = access_token(&app, &Wallet::random()).await;
+    let token = app.access_token(&Wallet::random()).await;
     let (status, _) = app.post_auth("/user/logout", &token, json!({})).await;
     assert_eq!(status, 200);
     let (status, body) = veriff_session(&app, &token).await;
@@ -696,7 +689,7 @@ async fn without_veriff_configured_kyc_answers_503(backend: Backend) {
     let Some(app) = TestApp::start(backend).await else {
         return;
     };
-    let token = access_token(&app, &Wallet::random()).await;
+    let token = app.access_token(&Wallet::random()).await;
     let (status, body) = veriff_session(&app, &token).await;
     assert_error(status, &body, 503, "veriff_not_configured", None);
     for path in ["/veriff/webhook/decision", "/veriff/webhook/event"] {
@@ -721,7 +714,7 @@ async fn veriff_unreachable_or_refusing_answers_503(backend: Backend) {
     let Some(app) = start_app(backend, format!("http://{closed}"), API_KEY).await else {
         return;
     };
-    let token = access_token(&app, &Wallet::random()).await;
+    let token = app.access_token(&Wallet::random()).await;
     for _ in 0..2 {
         let (status, body) = veriff_session(&app, &token).await;
         assert_error(status, &body, 503, "veriff_unavailable", None);
@@ -734,7 +727,7 @@ async fn veriff_unreachable_or_refusing_answers_503(backend: Backend) {
     let app = start_app(backend, veriff.base_url(), "not-the-api-key")
         .await
         .unwrap();
-    let token = access_token(&app, &Wallet::random()).await;
+    let token = app.access_token(&Wallet::random()).await;
     let (status, body) = veriff_session(&app, &token).await;
     assert_error(status, &body, 503, "veriff_unavailable", None);
     assert_eq!(veriff.rejected_requests(), 1);

@@ -114,13 +114,6 @@ async fn setup(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<Se
     })
 }
 
-async fn sign_in(app: &TestApp, wallet: &Wallet) -> String {
-    app.login(wallet).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// KYC through the test-mode shortcut (no document, so it never expires).
 async fn test_kyc(app: &TestApp, wallet: &Wallet, token: &str) {
     let (status, body) = app
@@ -131,6 +124,53 @@ async fn test_kyc(app: &TestApp, wallet: &Wallet, token: &str) {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// The setup, with Veriff pointing at a stand-in that sends its webhooks to the app.
+async fn setup_with_veriff(backend: Backend) -> Option<(Setup, VeriffStandIn)> {
+    let veriff = VeriffStandIn::start(VERIFF_API_KEY, VERIFF_SECRET)
+        .await
+        .unwrap();
+    let base_url = veriff.base_url();
+    let setup = setup(backend, |s| {
+        s.veriff.base_url = base_url;
+        s.veriff.api_key = Some(Secret::new(VERIFF_API_KEY.to_string()));
+        s.veriff.shared_secret = Some(Secret::new(VERIFF_SECRET.to_string()));
+        s.veriff.callback_url = Some("https://app.example.org/kyc/done".into());
+    })
+    .await?;
+    veriff.set_webhook_base(&setup.app.app().base_url());
+    Some((setup, veriff))
+}
+
+/// Opens a Veriff session for the caller and has Veriff deliver `decision` for it, signed
+/// with `scheme`.
+async fn veriff_decides(
+    app: &TestApp,
+    veriff: &VeriffStandIn,
+    token: &str,
+    decision: Decision,
+    scheme: SignatureScheme,
+) {
+    let (status, session) = app
+        .send(
+            app.client
+                .post(app.url("/veriff/session"))
+                .bearer_auth(token),
+        )
+        .await;
+    assert_eq!(status, 200, "{session}");
+    let session_id = veriff
+        .sessions()
+        .into_iter()
+        .find(|s| s.url == session["verification_url"])
+        .unwrap()
+        .id;
+    let delivered = veriff
+        .send_decision(&session_id, &decision, scheme)
+        .await
+        .unwrap();
+    assert_eq!(delivered, 200);
 }
 
 async fn ask(app: &TestApp, token: &str, issuer: Address) -> (u16, Value) {
@@ -186,52 +226,33 @@ async fn wait_for_status(app: &TestApp, token: &str, id: &str, status: &str) -> 
 }
 
 async fn kyc_approved_through_veriff_then_whitelisted_on_chain(backend: Backend) {
-    let veriff = VeriffStandIn::start(VERIFF_API_KEY, VERIFF_SECRET)
-        .await
-        .unwrap();
-    let base_url = veriff.base_url();
-    let Some(Setup {
-        anvil,
-        app,
-        contracts,
-    }) = setup(backend, |s| {
-        s.veriff.base_url = base_url;
-        s.veriff.api_key = Some(Secret::new(VERIFF_API_KEY.to_string()));
-        s.veriff.shared_secret = Some(Secret::new(VERIFF_SECRET.to_string()));
-        s.veriff.callback_url = Some("https://app.example.org/kyc/done".into());
-    })
-    .await
+    let Some((
+        Setup {
+            anvil,
+            app,
+            contracts,
+        },
+        veriff,
+    )) = setup_with_veriff(backend).await
     else {
         return;
     };
-    veriff.set_webhook_base(&app.app().base_url());
     let wallet = Wallet::random();
-    let token = sign_in(&app, &wallet).await;
+    let token = app.access_token(&wallet).await;
 
     // Before KYC: refused.
     let (status, body) = ask(&app, &token, contracts.issuer).await;
     assert_error(status, &body, 400, "kyc_required", None);
 
     // KYC through Veriff: a session, then Veriff's signed decision webhook.
-    let (status, session) = app
-        .send(
-            app.client
-                .post(app.url("/veriff/session"))
-                .bearer_auth(&token),
-        )
-        .await;
-    assert_eq!(status, 200, "{session}");
-    let session_id = veriff
-        .sessions()
-        .into_iter()
-        .find(|s| s.url == session["verification_url"])
-        .unwrap()
-        .id;
-    let delivered = veriff
-        .send_decision(&session_id, &Decision::approved(), SignatureScheme::Hmac)
-        .await
-        .unwrap();
-    assert_eq!(delivered, 200);
+    veriff_decides(
+        &app,
+        &veriff,
+        &token,
+        Decision::approved(),
+        SignatureScheme::Hmac,
+    )
+    .await;
 
     let nonce_before = signer_nonce(&anvil).await;
     let (status, body) = ask(&app, &token, contracts.issuer).await;
@@ -279,7 +300,7 @@ async fn approvals_are_batched_per_issuer(backend: Backend) {
     let wallets: Vec<Wallet> = (0..3).map(|_| Wallet::random()).collect();
     let mut queued = Vec::new();
     for wallet in &wallets {
-        let token = sign_in(&app, wallet).await;
+        let token = app.access_token(wallet).await;
         test_kyc(&app, wallet, &token).await;
         let (status, body) = ask(&app, &token, contracts.issuer).await;
         assert_eq!(status, 202, "{body}");
@@ -317,7 +338,7 @@ async fn an_approval_the_issuer_refuses_is_recorded_failed(backend: Backend) {
         return;
     };
     let wallet = Wallet::random();
-    let token = sign_in(&app, &wallet).await;
+    let token = app.access_token(&wallet).await;
     test_kyc(&app, &wallet, &token).await;
     let (status, body) = ask(&app, &token, contracts.issuer).await;
     assert_eq!(status, 202, "{body}");
@@ -359,72 +380,37 @@ async fn an_approval_the_issuer_refuses_is_recorded_failed(backend: Backend) {
 }
 
 async fn kyc_missing_or_expired_is_refused(backend: Backend) {
-    let veriff = VeriffStandIn::start(VERIFF_API_KEY, VERIFF_SECRET)
-        .await
-        .unwrap();
-    let base_url = veriff.base_url();
-    let Some(Setup {
-        anvil: _anvil,
-        app,
-        contracts,
-    }) = setup(backend, |s| {
-        s.veriff.base_url = base_url;
-        s.veriff.api_key = Some(Secret::new(VERIFF_API_KEY.to_string()));
-        s.veriff.shared_secret = Some(Secret::new(VERIFF_SECRET.to_string()));
-        s.veriff.callback_url = Some("https://app.example.org/kyc/done".into());
-    })
-    .await
+    let Some((
+        Setup {
+            anvil: _anvil,
+            app,
+            contracts,
+        },
+        veriff,
+    )) = setup_with_veriff(backend).await
     else {
         return;
     };
-    veriff.set_webhook_base(&app.app().base_url());
     let wallet = Wallet::random();
-    let token = sign_in(&app, &wallet).await;
+    let token = app.access_token(&wallet).await;
     let (status, body) = ask(&app, &token, contracts.issuer).await;
     assert_error(status, &body, 400, "kyc_required", None);
 
     // Declined: still not KYC'd.
-    let (status, session) = app
-        .send(
-            app.client
-                .post(app.url("/veriff/session"))
-                .bearer_auth(&token),
-        )
-        .await;
-    assert_eq!(status, 200, "{session}");
-    let session_id = |url: &Value| {
-        veriff
-            .sessions()
-            .into_iter()
-            .find(|s| s.url == *url)
-            .unwrap()
-            .id
-    };
-    let first = session_id(&session["verification_url"]);
-    let delivered = veriff
-        .send_decision(&first, &Decision::declined(), SignatureScheme::Hmac)
-        .await
-        .unwrap();
-    assert_eq!(delivered, 200);
+    veriff_decides(
+        &app,
+        &veriff,
+        &token,
+        Decision::declined(),
+        SignatureScheme::Hmac,
+    )
+    .await;
     let (status, body) = ask(&app, &token, contracts.issuer).await;
     assert_error(status, &body, 400, "kyc_required", None);
 
     // Approved with a document that expired: refused with its own code.
-    let (status, session) = app
-        .send(
-            app.client
-                .post(app.url("/veriff/session"))
-                .bearer_auth(&token),
-        )
-        .await;
-    assert_eq!(status, 200, "{session}");
-    let second = session_id(&session["verification_url"]);
     let decision = Decision::approved().with_valid_until(Some("2020-01-31"));
-    let delivered = veriff
-        .send_decision(&second, &decision, SignatureScheme::Legacy)
-        .await
-        .unwrap();
-    assert_eq!(delivered, 200);
+    veriff_decides(&app, &veriff, &token, decision, SignatureScheme::Legacy).await;
     let (status, body) = ask(&app, &token, contracts.issuer).await;
     assert_error(status, &body, 400, "kyc_expired", None);
     assert!(
@@ -450,7 +436,7 @@ async fn bad_requests_are_refused(backend: Backend) {
         return;
     };
     let wallet = Wallet::random();
-    let token = sign_in(&app, &wallet).await;
+    let token = app.access_token(&wallet).await;
     test_kyc(&app, &wallet, &token).await;
     let issuer = format!("{:#x}", contracts.issuer);
 

@@ -147,6 +147,11 @@ impl TestApp {
         .await
     }
 
+    pub async fn delete_auth(&self, path: &str, token: &str) -> (u16, Value) {
+        self.send(self.client.delete(self.url(path)).bearer_auth(token))
+            .await
+    }
+
     pub async fn get_auth(&self, path: &str, token: &str) -> (u16, Value) {
         self.send(self.client.get(self.url(path)).bearer_auth(token))
             .await
@@ -178,6 +183,14 @@ impl TestApp {
     }
 
     /// `/authorize` → sign → `/authorize/jwt`, returning the token response.
+    /// A fresh login's access token.
+    pub async fn access_token(&self, wallet: &Wallet) -> String {
+        self.login(wallet).await["access_token"]
+            .as_str()
+            .expect("an access token")
+            .to_string()
+    }
+
     pub async fn login(&self, wallet: &Wallet) -> Value {
         let (status, tokens) = self
             .post("/authorize/jwt", self.signed_login(wallet).await)
