@@ -16,6 +16,7 @@ use alloy::signers::local::PrivateKeySigner;
 use ampflow_http::config::{Secret, Settings};
 use ampflow_http::{StartOptions, start};
 use ampflow_simulations::client::Connection;
+use ampflow_simulations::flows::wallet;
 use ampflow_simulations::stats::Latencies;
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -23,7 +24,7 @@ use clap::Parser;
 use http_body_util::Full;
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use rand::{RngCore, SeedableRng};
+use rand::SeedableRng;
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
@@ -169,16 +170,6 @@ struct LoginFigures {
     login_latency: Latencies,
     request_latency: Latencies,
     errors: usize,
-}
-
-fn wallet(rng: &mut rand::rngs::StdRng) -> PrivateKeySigner {
-    loop {
-        let mut bytes = [0u8; 32];
-        rng.fill_bytes(&mut bytes);
-        if let Ok(signer) = PrivateKeySigner::from_slice(&bytes) {
-            return signer;
-        }
-    }
 }
 
 async fn login(
