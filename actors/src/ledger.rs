@@ -82,11 +82,6 @@ impl Ledger {
         Err(LedgerError::ShuttingDown)
     }
 
-    /// How many organisations have a running actor.
-    pub fn live_count(&self) -> usize {
-        self.actors.lock().len()
-    }
-
     fn actor(&self, organisation_id: &str) -> mpsc::Sender<Job> {
         let mut actors = self.actors.lock();
         if let Some(sender) = actors.get(organisation_id)

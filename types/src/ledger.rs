@@ -98,20 +98,6 @@ impl ExportEntry {
             entry_hash,
         }
     }
-
-    /// The hashed fields.
-    pub fn content(&self) -> LedgerEntryContent {
-        LedgerEntryContent {
-            amount: self.amount,
-            currency: self.currency.clone(),
-            id: self.id.clone(),
-            metadata: self.metadata.clone(),
-            organisation_id: self.organisation_id.clone(),
-            prev_entry_hash: self.prev_entry_hash.clone(),
-            timestamp: self.timestamp.clone(),
-            entry_type: self.entry_type.clone(),
-        }
-    }
 }
 
 /// A whole ledger, as exported.
@@ -200,23 +186,20 @@ impl<'a> EntryRef<'a> {
         }
     }
 
-    /// The hash of the entry's canonical bytes; `buffer` is reused scratch.
-    fn computed_hash(&self, buffer: &mut Vec<u8>) -> String {
+    /// The hex SHA-256 of the entry's canonical bytes; `buffer` is reused scratch.
+    fn hex_digest(&self, buffer: &mut Vec<u8>) -> [u8; 64] {
         buffer.clear();
         // Strings, integers and nulls cannot fail to serialise.
         let _ = serde_json::to_writer(&mut *buffer, self);
-        format!("sha256:{}", hex::encode(Sha256::digest(&buffer[..])))
+        let mut hex_digest = [0u8; 64];
+        let _ = hex::encode_to_slice(Sha256::digest(&buffer[..]), &mut hex_digest);
+        hex_digest
     }
 
     fn hash_matches(&self, buffer: &mut Vec<u8>) -> bool {
-        let Some(stated) = self.entry_hash.strip_prefix("sha256:") else {
-            return false;
-        };
-        buffer.clear();
-        let _ = serde_json::to_writer(&mut *buffer, self);
-        let mut hex_digest = [0u8; 64];
-        hex::encode_to_slice(Sha256::digest(&buffer[..]), &mut hex_digest).is_ok()
-            && stated.as_bytes() == hex_digest
+        self.entry_hash
+            .strip_prefix("sha256:")
+            .is_some_and(|stated| stated.as_bytes() == self.hex_digest(buffer))
     }
 }
 
@@ -311,8 +294,8 @@ fn verify_entries(
         (Some(index), _) => Some((
             index,
             format!(
-                "its fields hash to {}, not to the stated {}",
-                entries[index].computed_hash(&mut Vec::new()),
+                "its fields hash to sha256:{}, not to the stated {}",
+                String::from_utf8_lossy(&entries[index].hex_digest(&mut Vec::new())),
                 entries[index].entry_hash
             ),
         )),
