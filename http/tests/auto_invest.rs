@@ -816,6 +816,19 @@ async fn bad_requests_are_refused(backend: Backend) {
         .delete_auth(&format!("/auto_invest/{CHAIN_ID}/{campaign}"), &token)
         .await;
     assert_error(status, &body, 404, "not_found", None);
+    // Cancelling with a malformed chain id or campaign, or on an unsupported chain.
+    let (status, body) = app
+        .delete_auth(&format!("/auto_invest/x/{campaign}"), &token)
+        .await;
+    assert_error(status, &body, 400, "invalid_request", Some("chainId"));
+    let (status, body) = app
+        .delete_auth(&format!("/auto_invest/{CHAIN_ID}/0x12"), &token)
+        .await;
+    assert_error(status, &body, 400, "invalid_request", Some("campaign"));
+    let (status, body) = app
+        .delete_auth(&format!("/auto_invest/80001/{campaign}"), &token)
+        .await;
+    assert_error(status, &body, 400, "unsupported_chain", Some("chainId"));
 
     // The open-task limit per wallet, and pages with a cursor.
     let campaigns: Vec<String> = (0..3).map(|_| Wallet::random().address()).collect();
