@@ -152,6 +152,11 @@ impl AutoInvest {
         }
     }
 
+    /// How many triples' actors are running now (they retire when idle).
+    pub fn live_actors(&self) -> usize {
+        self.tasks.live_count()
+    }
+
     /// Whether the chain runs auto-invest.
     pub fn check_chain(&self, chain_id: u64) -> Result<(), AutoInvestError> {
         enabled(&self.chains, &self.senders, chain_id).map(|_| ())
@@ -307,11 +312,12 @@ impl Actor for AutoInvestActor {
         triple: &mut Triple,
     ) -> Result<(), ActorProcessingErr> {
         match message {
+            // Boxed, so the idle actor's task stays small (see `WalletActor::handle`).
             AutoInvestMsg::Submit { amount, reply } => {
-                let _ = reply.send(self.submit(triple, amount).await);
+                let _ = reply.send(Box::pin(self.submit(triple, amount)).await);
             }
             AutoInvestMsg::Cancel { reply } => {
-                let _ = reply.send(self.cancel(triple).await);
+                let _ = reply.send(Box::pin(self.cancel(triple)).await);
             }
             AutoInvestMsg::Retire => myself.stop(Some("idle".into())),
         }

@@ -214,7 +214,7 @@ impl Actor for WalletActor {
             loaded_at_ms: 0,
             kyc_waiters: Vec::new(),
         };
-        self.reload(&mut state).await?;
+        Box::pin(self.reload(&mut state)).await?;
         Ok(state)
     }
 
@@ -223,6 +223,19 @@ impl Actor for WalletActor {
         myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Boxed: an actor's task is allocated at the size of its largest future, for as long
+        // as the actor lives, and most of that time it only waits for its next message.
+        Box::pin(self.dispatch(myself, message, state)).await
+    }
+}
+
+impl WalletActor {
+    async fn dispatch(
+        &self,
+        myself: ActorRef<WalletMsg>,
+        message: WalletMsg,
+        state: &mut WalletState,
     ) -> Result<(), ActorProcessingErr> {
         // Expected failures (bad input, storage down) go back to the caller in the reply; only a
         // bug makes the actor fail, and its supervisor restart it.

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 
 use crate::chain::{finalize_intent, insert_intent};
@@ -173,13 +174,7 @@ impl Storage {
         wallet: &str,
         campaign: &str,
     ) -> Result<Option<AutoInvestTask>> {
-        tasks::Entity::find()
-            .filter(tasks::Column::OpenKey.eq(auto_invest_open_key(chain_id, wallet, campaign)))
-            .one(&self.db)
-            .await
-            .context("find open auto-invest")?
-            .map(task_record)
-            .transpose()
+        find_open(&self.db, &auto_invest_open_key(chain_id, wallet, campaign)).await
     }
 
     pub async fn auto_invest_task(&self, id: &str) -> Result<Option<AutoInvestTask>> {
@@ -193,100 +188,306 @@ impl Storage {
 
     /// Queues a task for the triple, or merges into its pending one (new amount, expiry
     /// restarted, checked again at once). A task in process is left alone.
+    ///
+    /// Submits arriving together are written together (group commit, see [`write_submits`]):
+    /// the answer comes once the batch is committed.
     pub async fn submit_auto_invest(&self, submit: &AutoInvestSubmit) -> Result<SubmitOutcome> {
-        let key = auto_invest_open_key(submit.chain_id, &submit.wallet, &submit.campaign);
-        for _ in 0..SUBMIT_RACES_MAX {
-            match self
-                .open_auto_invest(submit.chain_id, &submit.wallet, &submit.campaign)
-                .await?
-            {
-                Some(task) if task.status == AutoInvestStatus::InProcess => {
-                    return Ok(SubmitOutcome::InProcess(task));
-                }
-                Some(task) => {
-                    let updated = tasks::Entity::update_many()
-                        .col_expr(tasks::Column::Amount, Expr::value(submit.amount.clone()))
-                        .col_expr(
-                            tasks::Column::Version,
-                            sea_orm::sea_query::ExprTrait::add(
-                                Expr::col(tasks::Column::Version),
-                                1,
-                            ),
-                        )
-                        .col_expr(
-                            tasks::Column::ExpiresAtMs,
-                            Expr::value(submit.expires_at_ms),
-                        )
-                        .col_expr(tasks::Column::NextCheckAtMs, Expr::value(submit.now))
-                        .col_expr(tasks::Column::UpdatedAtMs, Expr::value(submit.now))
-                        .filter(tasks::Column::Id.eq(task.id.as_str()))
-                        .filter(tasks::Column::Status.eq("pending"))
-                        .filter(tasks::Column::Version.eq(task.version))
-                        .exec(&self.db)
-                        .await
-                        .context("merge auto-invest")?;
-                    if updated.rows_affected == 1 {
-                        return Ok(SubmitOutcome::Merged(AutoInvestTask {
-                            amount: submit.amount.clone(),
-                            version: task.version + 1,
-                            expires_at_ms: submit.expires_at_ms,
-                            next_check_at_ms: submit.now,
-                            updated_at_ms: submit.now,
-                            ..task
-                        }));
-                    }
-                    // Claimed or changed meanwhile: look again.
-                }
-                None => {
-                    let open = tasks::Entity::find()
-                        .filter(tasks::Column::ChainId.eq(submit.chain_id as i64))
-                        .filter(tasks::Column::Wallet.eq(submit.wallet.as_str()))
-                        .filter(tasks::Column::Status.is_in(OPEN))
-                        .count(&self.db)
-                        .await
-                        .context("count open auto-invests")?;
-                    if open >= submit.max_open_per_wallet {
-                        return Ok(SubmitOutcome::TooMany(open));
-                    }
-                    let task = AutoInvestTask {
-                        id: uuid::Uuid::new_v4().to_string(),
-                        chain_id: submit.chain_id,
-                        wallet: submit.wallet.clone(),
-                        campaign: submit.campaign.clone(),
+        self.submit_batch.submit(submit.clone()).await
+    }
+}
+
+/// Queues or merges one submit on its own, each step a statement of its own that retries when
+/// a concurrent change won the race: the path for a lone submit and for a batch that met one.
+async fn submit_one(db: &DatabaseConnection, submit: &AutoInvestSubmit) -> Result<SubmitOutcome> {
+    let key = auto_invest_open_key(submit.chain_id, &submit.wallet, &submit.campaign);
+    for _ in 0..SUBMIT_RACES_MAX {
+        match find_open(db, &key).await? {
+            Some(task) if task.status == AutoInvestStatus::InProcess => {
+                return Ok(SubmitOutcome::InProcess(task));
+            }
+            Some(task) => {
+                let updated = tasks::Entity::update_many()
+                    .col_expr(tasks::Column::Amount, Expr::value(submit.amount.clone()))
+                    .col_expr(
+                        tasks::Column::Version,
+                        sea_orm::sea_query::ExprTrait::add(Expr::col(tasks::Column::Version), 1),
+                    )
+                    .col_expr(
+                        tasks::Column::ExpiresAtMs,
+                        Expr::value(submit.expires_at_ms),
+                    )
+                    .col_expr(tasks::Column::NextCheckAtMs, Expr::value(submit.now))
+                    .col_expr(tasks::Column::UpdatedAtMs, Expr::value(submit.now))
+                    .filter(tasks::Column::Id.eq(task.id.as_str()))
+                    .filter(tasks::Column::Status.eq("pending"))
+                    .filter(tasks::Column::Version.eq(task.version))
+                    .exec(db)
+                    .await
+                    .context("merge auto-invest")?;
+                if updated.rows_affected == 1 {
+                    return Ok(SubmitOutcome::Merged(AutoInvestTask {
                         amount: submit.amount.clone(),
-                        invested_amount: None,
-                        status: AutoInvestStatus::Pending,
-                        version: 0,
-                        attempts: 0,
-                        next_check_at_ms: submit.now,
+                        version: task.version + 1,
                         expires_at_ms: submit.expires_at_ms,
-                        tx_intent_id: None,
-                        tx_hash: None,
-                        reason: None,
-                        created_at_ms: submit.now,
+                        next_check_at_ms: submit.now,
                         updated_at_ms: submit.now,
-                        finished_at_ms: None,
-                    };
-                    let inserted = tasks::Entity::insert(task_row(&task, Some(key.clone())))
-                        .exec_without_returning(&self.db)
-                        .await;
-                    match inserted {
-                        Ok(_) => return Ok(SubmitOutcome::Created(task)),
-                        Err(e)
-                            if matches!(
-                                e.sql_err(),
-                                Some(SqlErr::UniqueConstraintViolation(_))
-                            ) => {}
-                        Err(e) => return Err(e).context("insert auto-invest"),
+                        ..task
+                    }));
+                }
+                // Claimed or changed meanwhile: look again.
+            }
+            None => {
+                let open = tasks::Entity::find()
+                    .filter(tasks::Column::ChainId.eq(submit.chain_id as i64))
+                    .filter(tasks::Column::Wallet.eq(submit.wallet.as_str()))
+                    .filter(tasks::Column::Status.is_in(OPEN))
+                    .count(db)
+                    .await
+                    .context("count open auto-invests")?;
+                if open >= submit.max_open_per_wallet {
+                    return Ok(SubmitOutcome::TooMany(open));
+                }
+                let task = new_task(submit);
+                let inserted = tasks::Entity::insert(task_row(&task, Some(key.clone())))
+                    .exec_without_returning(db)
+                    .await;
+                match inserted {
+                    Ok(_) => return Ok(SubmitOutcome::Created(task)),
+                    Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                     }
+                    Err(e) => return Err(e).context("insert auto-invest"),
                 }
             }
         }
-        Err(StorageError::Corrupt(format!(
-            "auto-invest {key} kept changing under a submit"
-        )))
+    }
+    Err(StorageError::Corrupt(format!(
+        "auto-invest {key} kept changing under a submit"
+    )))
+}
+
+/// A new pending task for the submit, to be checked at once.
+fn new_task(submit: &AutoInvestSubmit) -> AutoInvestTask {
+    AutoInvestTask {
+        id: uuid::Uuid::new_v4().to_string(),
+        chain_id: submit.chain_id,
+        wallet: submit.wallet.clone(),
+        campaign: submit.campaign.clone(),
+        amount: submit.amount.clone(),
+        invested_amount: None,
+        status: AutoInvestStatus::Pending,
+        version: 0,
+        attempts: 0,
+        next_check_at_ms: submit.now,
+        expires_at_ms: submit.expires_at_ms,
+        tx_intent_id: None,
+        tx_hash: None,
+        reason: None,
+        created_at_ms: submit.now,
+        updated_at_ms: submit.now,
+        finished_at_ms: None,
+    }
+}
+
+async fn find_open(db: &impl ConnectionTrait, key: &str) -> Result<Option<AutoInvestTask>> {
+    tasks::Entity::find()
+        .filter(tasks::Column::OpenKey.eq(key))
+        .one(db)
+        .await
+        .context("find open auto-invest")?
+        .map(task_record)
+        .transpose()
+}
+
+/// Why a batch of submits gave way to one-by-one submits.
+enum BatchError {
+    /// A concurrent change (another process, the executor) won a race with the batch.
+    Raced,
+    Storage(StorageError),
+}
+
+impl From<StorageError> for BatchError {
+    fn from(error: StorageError) -> Self {
+        Self::Storage(error)
+    }
+}
+
+/// Writes a batch of submits (group commit): one transaction reads the triples' open tasks
+/// and the wallets' open counts in two statements, decides every submit in order as
+/// [`submit_one`] would, then inserts the new tasks in one statement and applies each merge
+/// (a conditional update on the version read). One commit, so one WAL flush, serves the batch.
+///
+/// When a concurrent change won a race (a task claimed or inserted by someone else since the
+/// read), the transaction is rolled back and the batch is written one submit at a time, which
+/// resolves each race as a lone submit does.
+pub(crate) async fn write_submits(
+    db: &DatabaseConnection,
+    batch: Vec<AutoInvestSubmit>,
+) -> Result<Vec<SubmitOutcome>> {
+    if batch.len() > 1 {
+        match write_submits_together(db, &batch).await {
+            Ok(outcomes) => return Ok(outcomes),
+            Err(BatchError::Raced) => {
+                tracing::debug!(size = batch.len(), "auto-invest batch raced; one by one");
+            }
+            Err(BatchError::Storage(error)) => return Err(error),
+        }
+    }
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for submit in &batch {
+        outcomes.push(submit_one(db, submit).await?);
+    }
+    Ok(outcomes)
+}
+
+async fn write_submits_together(
+    db: &DatabaseConnection,
+    batch: &[AutoInvestSubmit],
+) -> std::result::Result<Vec<SubmitOutcome>, BatchError> {
+    let keys: Vec<String> = batch
+        .iter()
+        .map(|s| auto_invest_open_key(s.chain_id, &s.wallet, &s.campaign))
+        .collect();
+    // Immediate on SQLite: the transaction reads, then writes, and a deferred one could not
+    // upgrade to a writer once another connection (another process) had written meanwhile.
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await
+        .context("begin auto-invest batch")?;
+    // The triples' open tasks, as they stand now.
+    let mut open: HashMap<String, AutoInvestTask> = HashMap::new();
+    for row in tasks::Entity::find()
+        .filter(tasks::Column::OpenKey.is_in(keys.iter().cloned()))
+        .all(&txn)
+        .await
+        .context("find open auto-invests")?
+    {
+        let task = task_record(row)?;
+        open.insert(
+            auto_invest_open_key(task.chain_id, &task.wallet, &task.campaign),
+            task,
+        );
+    }
+    // Open counts of the wallets that may get a new task.
+    let mut counts: HashMap<(u64, String), u64> = HashMap::new();
+    let needs_count: Vec<&AutoInvestSubmit> = batch
+        .iter()
+        .zip(&keys)
+        .filter(|(_, key)| !open.contains_key(*key))
+        .map(|(s, _)| s)
+        .collect();
+    if !needs_count.is_empty() {
+        let chains: std::collections::HashSet<i64> =
+            needs_count.iter().map(|s| s.chain_id as i64).collect();
+        let wallets: std::collections::HashSet<&str> =
+            needs_count.iter().map(|s| s.wallet.as_str()).collect();
+        let rows: Vec<(i64, String, i64)> = tasks::Entity::find()
+            .select_only()
+            .column(tasks::Column::ChainId)
+            .column(tasks::Column::Wallet)
+            .column_as(tasks::Column::Id.count(), "open")
+            .filter(tasks::Column::ChainId.is_in(chains))
+            .filter(tasks::Column::Wallet.is_in(wallets))
+            .filter(tasks::Column::Status.is_in(OPEN))
+            .group_by(tasks::Column::ChainId)
+            .group_by(tasks::Column::Wallet)
+            .into_tuple()
+            .all(&txn)
+            .await
+            .context("count open auto-invests")?;
+        for (chain_id, wallet, count) in rows {
+            counts.insert((chain_id as u64, wallet), count.max(0) as u64);
+        }
     }
 
+    // Decide each submit in order, against the state the earlier ones left.
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut created: Vec<String> = Vec::new();
+    // Merged keys, with the version read from storage.
+    let mut merged: HashMap<String, i64> = HashMap::new();
+    for (submit, key) in batch.iter().zip(&keys) {
+        let outcome = match open.get_mut(key) {
+            Some(task) if task.status == AutoInvestStatus::InProcess => {
+                SubmitOutcome::InProcess(task.clone())
+            }
+            Some(task) => {
+                if !created.contains(key) {
+                    merged.entry(key.clone()).or_insert(task.version);
+                }
+                task.amount = submit.amount.clone();
+                task.version += 1;
+                task.expires_at_ms = submit.expires_at_ms;
+                task.next_check_at_ms = submit.now;
+                task.updated_at_ms = submit.now;
+                SubmitOutcome::Merged(task.clone())
+            }
+            None => {
+                let count = counts
+                    .entry((submit.chain_id, submit.wallet.clone()))
+                    .or_default();
+                if *count >= submit.max_open_per_wallet {
+                    SubmitOutcome::TooMany(*count)
+                } else {
+                    *count += 1;
+                    let task = new_task(submit);
+                    open.insert(key.clone(), task.clone());
+                    created.push(key.clone());
+                    SubmitOutcome::Created(task)
+                }
+            }
+        };
+        outcomes.push(outcome);
+    }
+
+    if !created.is_empty() {
+        let rows = created.iter().map(|key| {
+            let task = &open[key];
+            task_row(task, Some(key.clone()))
+        });
+        match tasks::Entity::insert_many(rows)
+            .exec_without_returning(&txn)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Err(BatchError::Raced);
+            }
+            Err(source) => {
+                return Err(BatchError::Storage(StorageError::Database {
+                    step: "insert auto-invests",
+                    source,
+                }));
+            }
+        }
+    }
+    for (key, version_read) in &merged {
+        let task = &open[key];
+        let updated = tasks::Entity::update_many()
+            .col_expr(tasks::Column::Amount, Expr::value(task.amount.clone()))
+            .col_expr(tasks::Column::Version, Expr::value(task.version))
+            .col_expr(tasks::Column::ExpiresAtMs, Expr::value(task.expires_at_ms))
+            .col_expr(
+                tasks::Column::NextCheckAtMs,
+                Expr::value(task.next_check_at_ms),
+            )
+            .col_expr(tasks::Column::UpdatedAtMs, Expr::value(task.updated_at_ms))
+            .filter(tasks::Column::Id.eq(task.id.as_str()))
+            .filter(tasks::Column::Status.eq("pending"))
+            .filter(tasks::Column::Version.eq(*version_read))
+            .exec(&txn)
+            .await
+            .context("merge auto-invest")?;
+        if updated.rows_affected != 1 {
+            return Err(BatchError::Raced);
+        }
+    }
+    txn.commit().await.context("commit auto-invest batch")?;
+    Ok(outcomes)
+}
+
+impl Storage {
     /// Cancels the triple's pending task.
     pub async fn cancel_auto_invest(
         &self,

@@ -67,10 +67,14 @@ pub struct Storage {
     /// Group commit for the two writes every login makes.
     challenge_batch: batch::Batcher<ChallengeRecord, ()>,
     login_batch: batch::Batcher<(LoginWrite, ampflow_types::UnixMillis), LoginOutcome>,
+    /// Group commit for auto-invest submits.
+    submit_batch: batch::Batcher<AutoInvestSubmit, SubmitOutcome>,
 }
 
 /// Most logins or challenges written in one batch.
 const WRITE_BATCH_MAX: usize = 64;
+/// Most auto-invest submits written in one batch.
+const SUBMIT_BATCH_MAX: usize = 128;
 
 impl Storage {
     /// Wraps the two pools and starts the write batchers.
@@ -85,11 +89,18 @@ impl Storage {
             let writer = writer.clone();
             async move { identity::write_logins(&writer, batch).await }
         });
+        let writer = db.clone();
+        let submit_batch =
+            batch::Batcher::spawn("auto_invest_submit", SUBMIT_BATCH_MAX, move |batch| {
+                let writer = writer.clone();
+                async move { auto_invest::write_submits(&writer, batch).await }
+            });
         Self {
             db,
             reader,
             challenge_batch,
             login_batch,
+            submit_batch,
         }
     }
 

@@ -22,6 +22,8 @@ macro_rules! on_both_databases {
 
 on_both_databases!(
     one_open_task_per_triple_merges_while_pending,
+    submits_arriving_together_are_decided_one_by_one,
+    two_processes_submitting_one_triple_keep_one_open_task,
     a_claim_that_loses_to_a_merge_writes_nothing,
     settlement_completes_retries_and_gives_up,
     a_failed_transaction_counts_as_an_attempt,
@@ -213,6 +215,136 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
         .unwrap();
     assert_eq!(by_campaign.len(), 1);
     assert_eq!(by_campaign[0].status, AutoInvestStatus::InProcess);
+}
+
+fn campaign(i: usize) -> String {
+    format!("0x{i:040x}")
+}
+
+fn submit_for(wallet: &str, campaign: &str, amount: &str, now: i64, cap: u64) -> AutoInvestSubmit {
+    AutoInvestSubmit {
+        wallet: wallet.into(),
+        max_open_per_wallet: cap,
+        ..submit(campaign, amount, now)
+    }
+}
+
+/// Submits sent at once are written in batches (group commit); each still gets the answer
+/// it would get alone, in some order: merges stack up on the pending task, a task in process
+/// is left alone, and the per-wallet cap counts the tasks created earlier in the same batch.
+async fn submits_arriving_together_are_decided_one_by_one(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    let pending = created(&storage, &campaign(1), "10", 1).await;
+    let in_process = created(&storage, &campaign(2), "20", 1).await;
+    claim(&storage, &in_process, "k1").await;
+    let other_wallet = "0x00000000000000000000000000000000000000bb";
+
+    let mut submits = Vec::new();
+    for i in 0..8 {
+        submits.push(submit_for(
+            WALLET,
+            &campaign(1),
+            &format!("{}", 100 + i),
+            5,
+            3,
+        ));
+    }
+    submits.push(submit_for(WALLET, &campaign(2), "7", 5, 3));
+    for i in 10..20 {
+        // WALLET has 2 open tasks and a cap of 3: one of these is created.
+        submits.push(submit_for(WALLET, &campaign(i), "1", 5, 3));
+        // The other wallet has none: three are created.
+        submits.push(submit_for(other_wallet, &campaign(i), "1", 5, 3));
+    }
+    let outcomes =
+        futures::future::join_all(submits.iter().map(|s| storage.submit_auto_invest(s))).await;
+    let outcomes: Vec<SubmitOutcome> = outcomes.into_iter().map(Result::unwrap).collect();
+
+    // The merges into the pending task: each saw the one before it.
+    let mut merges: Vec<&AutoInvestTask> = outcomes[..8]
+        .iter()
+        .map(|o| match o {
+            SubmitOutcome::Merged(task) => task,
+            other => panic!("expected a merge, got {other:?}"),
+        })
+        .collect();
+    merges.sort_by_key(|t| t.version);
+    let versions: Vec<i64> = merges.iter().map(|t| t.version).collect();
+    assert_eq!(versions, (1..=8).collect::<Vec<i64>>());
+    let last = merges.last().unwrap();
+    assert!(merges.iter().all(|t| t.id == pending.id));
+    assert_eq!(
+        storage
+            .auto_invest_task(&pending.id)
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(*last)
+    );
+    assert!(matches!(outcomes[8], SubmitOutcome::InProcess(ref t) if t.id == in_process.id));
+
+    let created_for = |wallet: &str| {
+        submits
+            .iter()
+            .zip(&outcomes)
+            .skip(9)
+            .filter(|(s, o)| s.wallet == wallet && matches!(o, SubmitOutcome::Created(_)))
+            .count()
+    };
+    assert_eq!(created_for(WALLET), 1);
+    assert_eq!(created_for(other_wallet), 3);
+    assert!(
+        outcomes[9..]
+            .iter()
+            .all(|o| matches!(o, SubmitOutcome::Created(_) | SubmitOutcome::TooMany(3)))
+    );
+    for wallet in [WALLET, other_wallet] {
+        let open = storage
+            .list_auto_invests(CHAIN, TaskFilter::Wallet(wallet), true, None, 100)
+            .await
+            .unwrap();
+        assert_eq!(open.len(), 3, "{wallet}");
+    }
+}
+
+/// Two processes (two storage handles on one database) submitting the same new triples at
+/// once: a batch that loses the race for a triple is written again one submit at a time, so
+/// each triple ends with exactly one open task holding one of the amounts.
+async fn two_processes_submitting_one_triple_keep_one_open_task(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let first = Storage::connect(&db.settings()).await.unwrap();
+    first.migrate().await.unwrap();
+    let second = Storage::connect(&db.settings()).await.unwrap();
+
+    let submits: Vec<AutoInvestSubmit> = (0..40)
+        .map(|i| submit_for(WALLET, &campaign(i), &format!("{}", i + 1), 5, 1000))
+        .collect();
+    let (a, b) = tokio::join!(
+        futures::future::join_all(submits.iter().map(|s| first.submit_auto_invest(s))),
+        futures::future::join_all(submits.iter().map(|s| second.submit_auto_invest(s))),
+    );
+    for (one, two) in a.into_iter().zip(b) {
+        let (one, two) = (one.unwrap(), two.unwrap());
+        let created = [&one, &two]
+            .iter()
+            .filter(|o| matches!(o, SubmitOutcome::Created(_)))
+            .count();
+        assert_eq!(created, 1, "{one:?} / {two:?}");
+        assert!(
+            [&one, &two]
+                .iter()
+                .all(|o| matches!(o, SubmitOutcome::Created(_) | SubmitOutcome::Merged(_)))
+        );
+    }
+    let open = first
+        .list_auto_invests(CHAIN, TaskFilter::Wallet(WALLET), true, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 40);
 }
 
 async fn a_claim_that_loses_to_a_merge_writes_nothing(backend: Backend) {

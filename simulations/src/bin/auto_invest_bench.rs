@@ -2080,14 +2080,16 @@ mod mem {
                 let after_insert = memory();
                 let tasks_after_insert = server_tasks(rt);
                 let wallet_actors_after_insert = app.actors().wallets().live_count();
+                let task_actors_after_insert = app.actors().auto_invest().live_actors();
                 println!(
                     "wave {wave}: {n} tasks created in {:.1} s ({:.0}/s); RSS now {:.1} MiB; \
-                     server runtime tasks {}; wallet actors {}",
+                     server runtime tasks {}; wallet actors {}; auto-invest actors {}",
                     insert.as_secs_f64(),
                     n as f64 / insert.as_secs_f64(),
                     after_insert.rss_mib(),
                     tasks_after_insert,
-                    wallet_actors_after_insert
+                    wallet_actors_after_insert,
+                    task_actors_after_insert
                 );
                 // The executor ticks over them: watch the memory.
                 let mut max_rss = after_insert;
@@ -2103,10 +2105,11 @@ mod mem {
                     if second % 5 == 0 || second == args.memory_watch_secs {
                         println!(
                             "  +{second:>3} s: RSS {:.1} MiB, server runtime tasks {}, wallet \
-                             actors {}",
+                             actors {}, auto-invest actors {}",
                             last.rss_mib(),
                             tasks_alive,
-                            app.actors().wallets().live_count()
+                            app.actors().wallets().live_count(),
+                            app.actors().auto_invest().live_actors()
                         );
                     }
                 }
@@ -2117,6 +2120,7 @@ mod mem {
                     tasks_after_insert,
                     tasks_alive,
                     wallet_actors_after_insert,
+                    task_actors_after_insert,
                 });
                 sample.get_or_insert(addresses);
             }
@@ -2129,6 +2133,7 @@ mod mem {
             ))
         })();
         let wallet_actors = app.actors().wallets().live_count();
+        let task_actors = app.actors().auto_invest().live_actors();
         rt.server.block_on(app.shutdown());
         let (sampled, with_reason, reasons) = outcome?;
         let log = logs.take();
@@ -2179,11 +2184,13 @@ mod mem {
         );
         println!(
             "live actors:            wallet actors {wallet_actors} at the end ({} after the first \
-             wave); auto-invest actors: not exposed (ActorSystem has no accessor for its \
-             auto-invest registry's live_count); live tokio tasks on the server runtime (one per \
-             actor, plus connections, senders, the executor, chores): {} after the first wave, \
-             {} at its end",
-            first.wallet_actors_after_insert, first.tasks_after_insert, first.tasks_alive
+             wave); auto-invest actors {task_actors} at the end ({} after the first wave); live \
+             tokio tasks on the server runtime (one per actor, plus connections, senders, the \
+             executor, chores): {} after the first wave, {} at its end",
+            first.wallet_actors_after_insert,
+            first.task_actors_after_insert,
+            first.tasks_after_insert,
+            first.tasks_alive
         );
         println!("server log:             {}", LogCounts::summary(&log));
         print_rpc_stats(&proxy);
@@ -2213,6 +2220,7 @@ mod mem {
         tasks_after_insert: usize,
         tasks_alive: usize,
         wallet_actors_after_insert: usize,
+        task_actors_after_insert: usize,
     }
 
     /// Creates `--tasks` pending tasks for new wallets: task i is wallet i / C, campaign i % C.
