@@ -317,8 +317,9 @@ impl From<StorageError> for BatchError {
 /// (a conditional update on the version read). One commit, so one WAL flush, serves the batch.
 ///
 /// When a concurrent change won a race (a task claimed or inserted by someone else since the
-/// read), the transaction is rolled back and the batch is written one submit at a time, which
-/// resolves each race as a lone submit does.
+/// read) or a statement failed (a deadlock with another writer, say), the transaction is
+/// rolled back and the batch is written one submit at a time, which resolves each race as a
+/// lone submit does and reports any error that persists.
 pub(crate) async fn write_submits(
     db: &DatabaseConnection,
     batch: Vec<AutoInvestSubmit>,
@@ -329,7 +330,11 @@ pub(crate) async fn write_submits(
             Err(BatchError::Raced) => {
                 tracing::debug!(size = batch.len(), "auto-invest batch raced; one by one");
             }
-            Err(BatchError::Storage(error)) => return Err(error),
+            // A deadlock or serialization failure with another writer (or anything else the
+            // lone path would meet again and report): roll back, then one by one.
+            Err(BatchError::Storage(error)) => {
+                tracing::debug!(size = batch.len(), %error, "auto-invest batch failed; one by one");
+            }
         }
     }
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -462,8 +467,13 @@ async fn write_submits_together(
             }
         }
     }
-    for (key, version_read) in &merged {
-        let task = &open[key];
+    // In id order, as every multi-row writer locks them.
+    let mut merged: Vec<(&AutoInvestTask, i64)> = merged
+        .iter()
+        .map(|(key, version)| (&open[key], *version))
+        .collect();
+    merged.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    for (task, version_read) in merged {
         let updated = tasks::Entity::update_many()
             .col_expr(tasks::Column::Amount, Expr::value(task.amount.clone()))
             .col_expr(tasks::Column::Version, Expr::value(task.version))
@@ -475,7 +485,7 @@ async fn write_submits_together(
             .col_expr(tasks::Column::UpdatedAtMs, Expr::value(task.updated_at_ms))
             .filter(tasks::Column::Id.eq(task.id.as_str()))
             .filter(tasks::Column::Status.eq("pending"))
-            .filter(tasks::Column::Version.eq(*version_read))
+            .filter(tasks::Column::Version.eq(version_read))
             .exec(&txn)
             .await
             .context("merge auto-invest")?;
@@ -631,6 +641,10 @@ impl Storage {
         if deferrals.is_empty() {
             return Ok(());
         }
+        // Rows are locked in id order by every multi-row writer (defer, claim, settle, a batch
+        // of submits), so two of them on PostgreSQL never wait on each other in a cycle.
+        let mut deferrals: Vec<&Deferral> = deferrals.iter().collect();
+        deferrals.sort_by(|a, b| a.id.cmp(&b.id));
         let txn = self.db.begin().await.context("begin defer")?;
         for d in deferrals {
             tasks::Entity::update_many()
@@ -658,6 +672,8 @@ impl Storage {
         intent: NewTxIntent,
         now: UnixMillis,
     ) -> Result<Option<TxIntentRecord>> {
+        let mut claimed: Vec<&(String, i64)> = claimed.iter().collect();
+        claimed.sort(); // id order, as every multi-row writer locks them
         let txn = self.db.begin().await.context("begin auto-invest claim")?;
         let record = insert_intent(&txn, intent, now).await?;
         for (id, version) in claimed {
@@ -706,6 +722,7 @@ impl Storage {
         let rows = tasks::Entity::find()
             .filter(tasks::Column::TxIntentId.eq(intent_id))
             .filter(tasks::Column::Status.eq("in_process"))
+            .order_by_asc(tasks::Column::Id) // updated in id order, as every writer does
             .all(&txn)
             .await
             .context("list tasks of intent")?;
