@@ -18,6 +18,7 @@ use crate::kyc::Kyc;
 use crate::ledger::Ledger;
 use crate::registry::EntityActor;
 use crate::registry::{KindSupervisor, Registry, RuntimeSettings};
+use crate::stripe::{StripeClient, StripeSettings};
 use crate::tokens::{TokenError, TokenService};
 use crate::tx_sender::TxSenders;
 use crate::veriff::{VeriffClient, VeriffSettings};
@@ -43,6 +44,8 @@ pub enum StartError {
     Resume(#[from] ampflow_storage::StorageError),
     #[error("Veriff: {0}")]
     Veriff(String),
+    #[error("Stripe: {0}")]
+    Stripe(String),
 }
 
 /// Everything the actor system needs to start.
@@ -57,6 +60,8 @@ pub struct SystemConfig {
     pub signers: std::collections::HashMap<u64, alloy::signers::local::PrivateKeySigner>,
     /// `None` when Veriff is not configured.
     pub veriff: Option<VeriffSettings>,
+    /// `None` when Stripe is not configured: donations are then refused.
+    pub stripe: Option<StripeSettings>,
 }
 
 pub struct ActorSystem {
@@ -72,6 +77,7 @@ pub struct ActorSystem {
     senders: Arc<TxSenders>,
     kyc: Kyc,
     whitelisting: Whitelisting,
+    stripe: Option<Arc<StripeClient>>,
     chores: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -87,6 +93,12 @@ impl ActorSystem {
         let veriff = match config.veriff {
             Some(settings) => Some(Arc::new(
                 VeriffClient::new(settings).map_err(StartError::Veriff)?,
+            )),
+            None => None,
+        };
+        let stripe = match config.stripe {
+            Some(settings) => Some(Arc::new(
+                StripeClient::new(settings).map_err(StartError::Stripe)?,
             )),
             None => None,
         };
@@ -236,6 +248,7 @@ impl ActorSystem {
             senders,
             kyc,
             whitelisting,
+            stripe,
             chores: parking_lot::Mutex::new(chores),
         })
     }
@@ -271,6 +284,11 @@ impl ActorSystem {
     /// On-chain whitelisting of KYC'd wallets on issuers.
     pub fn whitelisting(&self) -> &Whitelisting {
         &self.whitelisting
+    }
+
+    /// The Stripe client, when Stripe is configured.
+    pub fn stripe(&self) -> Option<&Arc<StripeClient>> {
+        self.stripe.as_ref()
     }
 
     /// The wallet registry (tests use it to find and kill actors).

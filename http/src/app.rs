@@ -195,6 +195,9 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         veriff: settings
             .veriff_settings()
             .map_err(|e| anyhow::anyhow!("configure Veriff: {e}"))?,
+        stripe: settings
+            .stripe_settings()
+            .map_err(|e| anyhow::anyhow!("configure Stripe: {e}"))?,
     })
     .await
     .context("start the actor system")?;
