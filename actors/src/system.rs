@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::auto_invest::{AutoInvest, AutoInvestActor, Executors};
 use crate::batcher::Batchers;
+use crate::donation::{DonationActor, Donations};
 use crate::faucet::{Faucet, FaucetRequestActor};
 use crate::identity::Identity;
 use crate::kyc::Kyc;
@@ -69,6 +70,8 @@ pub struct ActorSystem {
     wallets: Arc<Registry<WalletActor>>,
     faucet_requests: Arc<Registry<FaucetRequestActor>>,
     auto_invest_tasks: Arc<Registry<AutoInvestActor>>,
+    donation_actors: Arc<Registry<DonationActor>>,
+    donations: Donations,
     executors: Arc<Executors>,
     auto_invest: AutoInvest,
     ledger: Ledger,
@@ -171,6 +174,28 @@ impl ActorSystem {
         .await
         .map_err(|e| StartError::Spawn("auto-invest supervisor", e.to_string()))?;
 
+        let donation_actors = Registry::new(
+            DonationActor::new(config.storage.clone(), config.clock.clone()),
+            config.storage.clone(),
+            config.clock.clone(),
+            config.runtime.clone(),
+        );
+        donation_actors.refresh_failures().await;
+        Actor::spawn_linked(
+            None,
+            KindSupervisor::<DonationActor>::new(),
+            donation_actors.clone(),
+            root.get_cell(),
+        )
+        .await
+        .map_err(|e| StartError::Spawn("donation supervisor", e.to_string()))?;
+        let donations = Donations::new(
+            config.storage.clone(),
+            config.clock.clone(),
+            stripe.clone(),
+            donation_actors.clone(),
+        );
+
         // This process's id, as the holder of the leases it takes.
         let process_id = uuid::Uuid::new_v4().to_string();
         let senders = TxSenders::new(
@@ -215,6 +240,7 @@ impl ActorSystem {
             spawn_sweeper(wallets.clone()),
             spawn_sweeper(faucet_requests.clone()),
             spawn_sweeper(auto_invest_tasks.clone()),
+            spawn_sweeper(donation_actors.clone()),
             spawn_janitor(config.storage.clone(), config.clock.clone()),
         ];
         let whitelisting = Whitelisting::new(
@@ -240,6 +266,8 @@ impl ActorSystem {
             wallets,
             faucet_requests,
             auto_invest_tasks,
+            donation_actors,
+            donations,
             executors,
             auto_invest,
             ledger,
@@ -286,6 +314,11 @@ impl ActorSystem {
         &self.whitelisting
     }
 
+    /// Donations through Stripe.
+    pub fn donations(&self) -> &Donations {
+        &self.donations
+    }
+
     /// The Stripe client, when Stripe is configured.
     pub fn stripe(&self) -> Option<&Arc<StripeClient>> {
         self.stripe.as_ref()
@@ -312,6 +345,7 @@ impl ActorSystem {
         self.wallets.shutdown(wait).await;
         self.faucet_requests.shutdown(wait).await;
         self.auto_invest_tasks.shutdown(wait).await;
+        self.donation_actors.shutdown(wait).await;
         self.root
             .stop_children_and_wait(Some("shutdown".into()), Some(wait))
             .await;

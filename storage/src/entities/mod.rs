@@ -2,6 +2,7 @@
 //! them to the record types in [`crate::records`].
 
 pub mod auto_invest_tasks;
+pub mod donations;
 pub mod entity_failures;
 pub mod faucet_requests;
 pub mod funds;
