@@ -16,15 +16,19 @@
 use std::sync::Arc;
 
 use ampflow_storage::{
-    DonationCursor, DonationRecord, DonationStatus, FundRecord, OrganisationStatus, Storage,
-    StorageError,
+    DonationCursor, DonationRecord, DonationStatus, EventWrite, FundRecord, OrganisationStatus,
+    Storage, StorageError, StripeEventRecord,
 };
 use ampflow_types::{Clock, Currency, DonationId, WalletAddress};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use secrecy::SecretString;
 
+use crate::ledger::Ledger;
 use crate::registry::{EntityActor, Registry, RegistryError};
-use crate::stripe::{NewPaymentIntent, StripeClient, StripeError};
+use crate::stripe::{NewPaymentIntent, StripeClient, StripeError, StripeSignatureError};
+
+mod events;
+pub use events::WebhookOutcome;
 
 /// Attempts at a conditional update before answering `Conflict` (another process kept
 /// winning).
@@ -55,6 +59,15 @@ pub enum DonationError {
     },
     #[error("the donation was changed concurrently; retry")]
     Conflict,
+    #[error("the webhook signature is not valid: {0}")]
+    Signature(StripeSignatureError),
+    #[error("the webhook event is malformed: {0}")]
+    EventMalformed(String),
+    #[error("the event's livemode does not match the mode of the Stripe key")]
+    LivemodeMismatch,
+    /// Carries the cause for the logs.
+    #[error("the ledger could not be written: {0}")]
+    Ledger(String),
     #[error("storage: {0}")]
     Storage(String),
     #[error(transparent)]
@@ -103,12 +116,14 @@ pub enum Moved {
     Applied(DonationRecord),
     /// The donation was in that state already.
     AlreadyThere(DonationRecord),
+    /// The event that asked for the move was applied before; nothing was written.
+    Duplicate(DonationRecord),
 }
 
 impl Moved {
     pub fn record(&self) -> &DonationRecord {
         match self {
-            Self::Applied(r) | Self::AlreadyThere(r) => r,
+            Self::Applied(r) | Self::AlreadyThere(r) | Self::Duplicate(r) => r,
         }
     }
 }
@@ -119,6 +134,7 @@ pub struct Donations {
     clock: Arc<dyn Clock>,
     stripe: Option<Arc<StripeClient>>,
     donations: Arc<Registry<DonationActor>>,
+    ledger: Arc<Ledger>,
 }
 
 impl Donations {
@@ -127,12 +143,14 @@ impl Donations {
         clock: Arc<dyn Clock>,
         stripe: Option<Arc<StripeClient>>,
         donations: Arc<Registry<DonationActor>>,
+        ledger: Arc<Ledger>,
     ) -> Self {
         Self {
             storage,
             clock,
             stripe,
             donations,
+            ledger,
         }
     }
 
@@ -275,6 +293,7 @@ impl Donations {
             .call(id, |reply| DonationMsg::Transition {
                 to,
                 failure_reason: failure_reason.clone(),
+                event: None,
                 reply,
             })
             .await?
@@ -298,9 +317,12 @@ pub enum DonationMsg {
         payment_intent_id: String,
         reply: Reply<DonationRecord>,
     },
+    /// Move the donation; with `event`, the Stripe event that asks for it is recorded in the
+    /// same transaction (and a recorded one changes nothing).
     Transition {
         to: DonationStatus,
         failure_reason: Option<String>,
+        event: Option<StripeEventRecord>,
         reply: Reply<Moved>,
     },
     Retire,
@@ -370,9 +392,11 @@ impl Actor for DonationActor {
             DonationMsg::Transition {
                 to,
                 failure_reason,
+                event,
                 reply,
             } => {
-                let _ = reply.send(self.transition(state, to, failure_reason).await);
+                let moved = self.transition(state, to, failure_reason, event).await;
+                let _ = reply.send(moved);
             }
             DonationMsg::Retire => myself.stop(Some("idle".into())),
         }
@@ -434,6 +458,7 @@ impl DonationActor {
         state: &mut DonationState,
         to: DonationStatus,
         failure_reason: Option<String>,
+        event: Option<StripeEventRecord>,
     ) -> Result<Moved, DonationError> {
         for _ in 0..UPDATE_ATTEMPTS_MAX {
             let current = state.donation.clone().ok_or(DonationError::NotFound)?;
@@ -458,10 +483,28 @@ impl DonationActor {
                 version: current.version + 1,
                 ..current.clone()
             };
-            if self.storage.update_donation(current.status, &next).await? {
-                tracing::info!(donation = %state.id, from = current.status.as_str(), to = to.as_str(), "donation moved");
-                state.donation = Some(next.clone());
-                return Ok(Moved::Applied(next));
+            let written = match &event {
+                None => match self.storage.update_donation(current.status, &next).await? {
+                    true => EventWrite::Applied,
+                    false => EventWrite::Conflict,
+                },
+                Some(event) => {
+                    let change = Some((current.status, &next));
+                    self.storage.record_stripe_event(event, change).await?
+                }
+            };
+            match written {
+                EventWrite::Applied => {
+                    tracing::info!(donation = %state.id, from = current.status.as_str(), to = to.as_str(), "donation moved");
+                    state.donation = Some(next.clone());
+                    return Ok(Moved::Applied(next));
+                }
+                EventWrite::Duplicate => {
+                    self.reload(state).await?;
+                    let stored = state.donation.clone().ok_or(DonationError::NotFound)?;
+                    return Ok(Moved::Duplicate(stored));
+                }
+                EventWrite::Conflict => {}
             }
             // Another process moved it: decide again on what it wrote.
             self.reload(state).await?;

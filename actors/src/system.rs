@@ -74,7 +74,7 @@ pub struct ActorSystem {
     donations: Donations,
     executors: Arc<Executors>,
     auto_invest: AutoInvest,
-    ledger: Ledger,
+    ledger: Arc<Ledger>,
     identity: Identity,
     faucet: Faucet,
     senders: Arc<TxSenders>,
@@ -189,11 +189,13 @@ impl ActorSystem {
         )
         .await
         .map_err(|e| StartError::Spawn("donation supervisor", e.to_string()))?;
+        let ledger = Arc::new(Ledger::new(config.storage.clone(), config.clock.clone()));
         let donations = Donations::new(
             config.storage.clone(),
             config.clock.clone(),
             stripe.clone(),
             donation_actors.clone(),
+            ledger.clone(),
         );
 
         // This process's id, as the holder of the leases it takes.
@@ -258,7 +260,6 @@ impl ActorSystem {
             auto_invest_tasks.clone(),
             executors.clone(),
         );
-        let ledger = Ledger::new(config.storage.clone(), config.clock.clone());
         let kyc = Kyc::new(wallets.clone(), deps.clone());
         let identity = Identity::new(wallets.clone(), deps, config.chains.clone());
         Ok(Self {

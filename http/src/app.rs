@@ -96,6 +96,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::auto_invest::router())
         .merge(routes::public::router())
         .merge(routes::donations::router())
+        .merge(routes::stripe_webhook::router())
 }
 
 /// The OpenAPI document as JSON.

@@ -76,7 +76,7 @@ async fn health_and_ready_answer(backend: Backend) {
 }
 
 /// (method, path) of every endpoint the server has.
-const ENDPOINTS: [(&str, &str); 32] = [
+const ENDPOINTS: [(&str, &str); 33] = [
     ("post", "/authorize"),
     ("post", "/authorize/by-message"),
     ("post", "/authorize/jwt"),
@@ -99,6 +99,7 @@ const ENDPOINTS: [(&str, &str); 32] = [
     ("post", "/donations"),
     ("get", "/donations"),
     ("get", "/donations/{id}"),
+    ("post", "/webhooks/stripe"),
     ("post", "/test/kyc"),
     ("post", "/faucet/{chainId}"),
     ("get", "/faucet/{chainId}/requests/{id}"),

@@ -3,11 +3,12 @@
 //! actor read, so two processes never both move one donation.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait, sea_query::Expr,
 };
 
 use crate::entities::donations::{self, Column as C};
+use crate::entities::stripe_events;
 use crate::{Context, Result, Storage, StorageError};
 use ampflow_types::UnixMillis;
 
@@ -148,6 +149,16 @@ impl Storage {
         from: DonationStatus,
         next: &DonationRecord,
     ) -> Result<bool> {
+        write_donation(&self.db, from, next).await
+    }
+}
+
+async fn write_donation(
+    db: &impl ConnectionTrait,
+    from: DonationStatus,
+    next: &DonationRecord,
+) -> Result<bool> {
+    {
         let result = donations::Entity::update_many()
             .col_expr(C::Status, Expr::value(next.status.as_str()))
             .col_expr(
@@ -160,10 +171,87 @@ impl Storage {
             .filter(C::Id.eq(next.id.as_str()))
             .filter(C::Status.eq(from.as_str()))
             .filter(C::Version.eq(next.version - 1))
-            .exec(&self.db)
+            .exec(db)
             .await
             .context("update donation")?;
         Ok(result.rows_affected == 1)
+    }
+}
+
+/// A Stripe webhook event, recorded once applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeEventRecord {
+    /// `evt_…`
+    pub id: String,
+    pub event_type: String,
+    pub donation_id: Option<String>,
+    pub received_at_ms: UnixMillis,
+}
+
+/// What recording an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventWrite {
+    /// The event and the change are stored.
+    Applied,
+    /// The event id was recorded before: nothing was written.
+    Duplicate,
+    /// The donation was changed by another writer: nothing was written.
+    Conflict,
+}
+
+impl Storage {
+    /// The donation paid by this PaymentIntent, if any.
+    pub async fn donation_by_payment_intent(
+        &self,
+        payment_intent_id: &str,
+    ) -> Result<Option<DonationRecord>> {
+        donations::Entity::find()
+            .filter(C::StripePaymentIntentId.eq(payment_intent_id))
+            .one(&self.db)
+            .await
+            .context("find donation by PaymentIntent")?
+            .map(donation_record)
+            .transpose()
+    }
+
+    /// In one transaction: records `event` and, when given, writes the donation change (as
+    /// [`update_donation`](Self::update_donation) does). A recorded event id writes nothing,
+    /// so an event redelivered after its change committed changes nothing again.
+    pub async fn record_stripe_event(
+        &self,
+        event: &StripeEventRecord,
+        change: Option<(DonationStatus, &DonationRecord)>,
+    ) -> Result<EventWrite> {
+        let txn = self.db.begin().await.context("begin stripe event")?;
+        let inserted = stripe_events::Entity::insert(stripe_events::ActiveModel {
+            id: Set(event.id.clone()),
+            event_type: Set(event.event_type.clone()),
+            donation_id: Set(event.donation_id.clone()),
+            received_at_ms: Set(event.received_at_ms),
+        })
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(stripe_events::Column::Id)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await;
+        match inserted {
+            Ok(0) | Err(sea_orm::DbErr::RecordNotInserted) => {
+                txn.rollback().await.context("roll back stripe event")?;
+                return Ok(EventWrite::Duplicate);
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e).context("record stripe event"),
+        }
+        if let Some((from, next)) = change
+            && !write_donation(&txn, from, next).await?
+        {
+            txn.rollback().await.context("roll back stripe event")?;
+            return Ok(EventWrite::Conflict);
+        }
+        txn.commit().await.context("commit stripe event")?;
+        Ok(EventWrite::Applied)
     }
 }
 

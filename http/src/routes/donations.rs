@@ -141,6 +141,15 @@ impl From<DonationError> for ApiError {
             DonationError::IllegalTransition { .. } | DonationError::Conflict => {
                 Self::new(StatusCode::CONFLICT, "conflict", message)
             }
+            DonationError::Signature(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_signature", message)
+            }
+            DonationError::EventMalformed(_) => Self::invalid_request(message),
+            DonationError::LivemodeMismatch => Self::invalid_param("livemode", message),
+            DonationError::Ledger(cause) => {
+                tracing::warn!(%cause, "a donation's ledger entry could not be appended");
+                Self::unavailable("the ledger could not be written; retry")
+            }
             DonationError::Storage(cause) => Self::internal(cause),
             DonationError::Actor(registry) => registry.into(),
         }

@@ -5,4 +5,5 @@ pub mod identity;
 pub mod kyc;
 pub mod ops;
 pub mod public;
+pub mod stripe_webhook;
 pub mod whitelist;

@@ -14,6 +14,7 @@ pub mod login_challenges;
 pub mod organisations;
 pub mod sessions;
 pub mod spent_refresh_tokens;
+pub mod stripe_events;
 pub mod tx_intents;
 pub mod users;
 pub mod veriff_sessions;
