@@ -12,6 +12,7 @@ use ampflow_http::admin::{NewOrganisation, create_organisation};
 use ampflow_http::config::Secret;
 use ampflow_standins::stripe::{ReleaseOrder, StripeStandIn, TestCard, unix_now};
 use ampflow_storage::testdb::Backend;
+use ampflow_storage::{DonationStatus, EventWrite, StripeEventRecord};
 use ampflow_types::Clock;
 use common::{TestApp, Wallet, wait_until};
 use serde_json::{Value, json};
@@ -21,6 +22,7 @@ on_both_databases!(
     a_decline_fails_the_donation_and_a_late_failure_does_not_undo_a_success,
     a_refund_that_overtakes_the_payment_still_gives_both_entries_in_order,
     bad_stale_and_foreign_deliveries_change_nothing,
+    a_crash_between_the_move_and_the_entry_is_repaired_by_the_redelivery,
 );
 
 const SECRET_KEY: &str = "sk_test_webhooks";
@@ -335,5 +337,48 @@ async fn bad_stale_and_foreign_deliveries_change_nothing(backend: Backend) {
         200
     );
     assert_eq!(s.ledger().await.len(), 1);
+    s.app.stop().await;
+}
+
+async fn a_crash_between_the_move_and_the_entry_is_repaired_by_the_redelivery(backend: Backend) {
+    let Some(mut s) = start(backend).await else {
+        return;
+    };
+    let (id, intent) = s.donate(6000).await;
+    s.stripe.pause_deliveries();
+    s.stripe.confirm(&intent, TestCard::Visa).unwrap();
+    let succeeded = s.event_id("payment_intent.succeeded", &intent);
+    // What a crash right after the move's commit leaves: the donation succeeded and the event
+    // id recorded, no ledger entry, and no acknowledgement sent.
+    let storage = s.app.app().state().storage().clone();
+    let donation = storage.donation(&id).await.unwrap().unwrap();
+    let next = ampflow_storage::DonationRecord {
+        status: DonationStatus::Succeeded,
+        version: donation.version + 1,
+        ..donation.clone()
+    };
+    let event = StripeEventRecord {
+        id: succeeded.clone(),
+        event_type: "payment_intent.succeeded".into(),
+        donation_id: Some(id.clone()),
+        received_at_ms: s.app.clock.now_ms(),
+    };
+    let written = storage
+        .record_stripe_event(&event, Some((DonationStatus::Pending, &next)))
+        .await
+        .unwrap();
+    assert_eq!(written, EventWrite::Applied);
+    s.app.restart().await;
+    assert!(s.ledger().await.is_empty());
+    // Stripe redelivers the unacknowledged event: the entry is written, once.
+    s.stripe.set_webhook_url(&s.app.url("/webhooks/stripe"));
+    s.stripe.resume_deliveries();
+    s.wait_for_acknowledgements(&succeeded, 1).await;
+    assert!(s.stripe.redeliver(&succeeded));
+    s.wait_for_acknowledgements(&succeeded, 2).await;
+    let entries = s.ledger().await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["metadata"]["donation_id"], id.as_str());
+    assert_eq!(s.donation(&id).await["status"], "succeeded");
     s.app.stop().await;
 }
