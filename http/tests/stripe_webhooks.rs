@@ -23,6 +23,7 @@ on_both_databases!(
     a_refund_that_overtakes_the_payment_still_gives_both_entries_in_order,
     bad_stale_and_foreign_deliveries_change_nothing,
     a_crash_between_the_move_and_the_entry_is_repaired_by_the_redelivery,
+    a_canceled_payment_intent_cancels_its_donation,
 );
 
 const SECRET_KEY: &str = "sk_test_webhooks";
@@ -380,5 +381,34 @@ async fn a_crash_between_the_move_and_the_entry_is_repaired_by_the_redelivery(ba
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0]["metadata"]["donation_id"], id.as_str());
     assert_eq!(s.donation(&id).await["status"], "succeeded");
+    s.app.stop().await;
+}
+
+async fn a_canceled_payment_intent_cancels_its_donation(backend: Backend) {
+    let Some(s) = start(backend).await else {
+        return;
+    };
+    let (id, intent) = s.donate(1500).await;
+    let response = s
+        .app
+        .client
+        .post(format!(
+            "{}/v1/payment_intents/{intent}/cancel",
+            s.stripe.base_url()
+        ))
+        .bearer_auth(SECRET_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    s.wait_for_status(&id, "cancelled").await;
+    // A success cannot follow a cancellation.
+    let late = s
+        .stripe
+        .payment_intent_event(&intent, "payment_intent.succeeded")
+        .unwrap();
+    assert_eq!(s.stripe.send_event(&late).await.unwrap(), 200);
+    assert_eq!(s.donation(&id).await["status"], "cancelled");
+    assert!(s.ledger().await.is_empty());
     s.app.stop().await;
 }

@@ -6,7 +6,8 @@
 //! - `payment_intent.succeeded` completes the donation, `payment_intent.payment_failed` fails
 //!   it (a failure after a success is refused by the state machine), `charge.refunded` refunds
 //!   it (a refund proves the payment, so a donation whose success was not seen yet is
-//!   completed first). Other types are ignored.
+//!   completed first), `payment_intent.canceled` cancels a pending one. Other types are
+//!   ignored.
 //! - Exactly once: the event id is recorded in the same transaction as the donation's move, so
 //!   a redelivery changes nothing. The ledger entries (`donation_received:don_…`,
 //!   `donation_refunded:don_…`) are appended after that move, idempotently by their dedupe
@@ -106,6 +107,7 @@ impl Donations {
         let outcome = match event.event_type.as_str() {
             "payment_intent.succeeded" => self.payment_succeeded(&event).await,
             "payment_intent.payment_failed" => self.payment_failed(&event).await,
+            "payment_intent.canceled" => self.payment_canceled(&event).await,
             "charge.refunded" => self.charge_refunded(&event).await,
             _ => Ok(WebhookOutcome::Ignored("event type not handled")),
         }?;
@@ -132,6 +134,19 @@ impl Donations {
             .move_for_event(&donation, DonationStatus::Succeeded, None, event)
             .await?;
         self.record_in_ledger(&donation, None).await?;
+        Ok(outcome)
+    }
+
+    async fn payment_canceled(&self, event: &EventBody) -> Result<WebhookOutcome, DonationError> {
+        let intent: PaymentIntentObject = object(event)?;
+        let Some(donation) = self.donation_of_intent(&intent).await? else {
+            return Ok(WebhookOutcome::Ignored(
+                "no donation for this PaymentIntent",
+            ));
+        };
+        let (outcome, _) = self
+            .move_for_event(&donation, DonationStatus::Cancelled, None, event)
+            .await?;
         Ok(outcome)
     }
 
