@@ -1,5 +1,6 @@
-//! Stripe's wire format, as far as the platform checks it: the `Stripe-Signature` header of
-//! webhooks. (The webhook endpoint and the PaymentIntents client build on this.)
+//! Stripe's wire format: the PaymentIntents client ([`StripeClient`]) and the
+//! `Stripe-Signature` header of webhooks. This module only speaks to Stripe; what a payment
+//! means for a donation is decided by the donation's actor.
 //!
 //! Stripe signs each delivery with every active endpoint secret: `Stripe-Signature:
 //! t=<unix seconds>,v1=<hex>[,v1=<hex>…][,v0=…]`, where each `v1` is
@@ -11,6 +12,11 @@
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
+
+mod payment_intents;
+pub use payment_intents::{
+    CreatedPaymentIntent, NewPaymentIntent, StripeClient, StripeError, StripeSettings,
+};
 
 /// How far `t` may be from our clock by default, as Stripe's own libraries use.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;

@@ -12,12 +12,14 @@ use tokio::task::JoinHandle;
 
 use crate::auto_invest::{AutoInvest, AutoInvestActor, Executors};
 use crate::batcher::Batchers;
+use crate::donation::{DonationActor, Donations};
 use crate::faucet::{Faucet, FaucetRequestActor};
 use crate::identity::Identity;
 use crate::kyc::Kyc;
 use crate::ledger::Ledger;
 use crate::registry::EntityActor;
 use crate::registry::{KindSupervisor, Registry, RuntimeSettings};
+use crate::stripe::{StripeClient, StripeSettings};
 use crate::tokens::{TokenError, TokenService};
 use crate::tx_sender::TxSenders;
 use crate::veriff::{VeriffClient, VeriffSettings};
@@ -43,6 +45,8 @@ pub enum StartError {
     Resume(#[from] ampflow_storage::StorageError),
     #[error("Veriff: {0}")]
     Veriff(String),
+    #[error("Stripe: {0}")]
+    Stripe(String),
 }
 
 /// Everything the actor system needs to start.
@@ -57,6 +61,8 @@ pub struct SystemConfig {
     pub signers: std::collections::HashMap<u64, alloy::signers::local::PrivateKeySigner>,
     /// `None` when Veriff is not configured.
     pub veriff: Option<VeriffSettings>,
+    /// `None` when Stripe is not configured: donations are then refused.
+    pub stripe: Option<StripeSettings>,
 }
 
 pub struct ActorSystem {
@@ -64,14 +70,17 @@ pub struct ActorSystem {
     wallets: Arc<Registry<WalletActor>>,
     faucet_requests: Arc<Registry<FaucetRequestActor>>,
     auto_invest_tasks: Arc<Registry<AutoInvestActor>>,
+    donation_actors: Arc<Registry<DonationActor>>,
+    donations: Donations,
     executors: Arc<Executors>,
     auto_invest: AutoInvest,
-    ledger: Ledger,
+    ledger: Arc<Ledger>,
     identity: Identity,
     faucet: Faucet,
     senders: Arc<TxSenders>,
     kyc: Kyc,
     whitelisting: Whitelisting,
+    stripe: Option<Arc<StripeClient>>,
     chores: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -87,6 +96,12 @@ impl ActorSystem {
         let veriff = match config.veriff {
             Some(settings) => Some(Arc::new(
                 VeriffClient::new(settings).map_err(StartError::Veriff)?,
+            )),
+            None => None,
+        };
+        let stripe = match config.stripe {
+            Some(settings) => Some(Arc::new(
+                StripeClient::new(settings).map_err(StartError::Stripe)?,
             )),
             None => None,
         };
@@ -159,6 +174,30 @@ impl ActorSystem {
         .await
         .map_err(|e| StartError::Spawn("auto-invest supervisor", e.to_string()))?;
 
+        let donation_actors = Registry::new(
+            DonationActor::new(config.storage.clone(), config.clock.clone()),
+            config.storage.clone(),
+            config.clock.clone(),
+            config.runtime.clone(),
+        );
+        donation_actors.refresh_failures().await;
+        Actor::spawn_linked(
+            None,
+            KindSupervisor::<DonationActor>::new(),
+            donation_actors.clone(),
+            root.get_cell(),
+        )
+        .await
+        .map_err(|e| StartError::Spawn("donation supervisor", e.to_string()))?;
+        let ledger = Arc::new(Ledger::new(config.storage.clone(), config.clock.clone()));
+        let donations = Donations::new(
+            config.storage.clone(),
+            config.clock.clone(),
+            stripe.clone(),
+            donation_actors.clone(),
+            ledger.clone(),
+        );
+
         // This process's id, as the holder of the leases it takes.
         let process_id = uuid::Uuid::new_v4().to_string();
         let senders = TxSenders::new(
@@ -203,6 +242,7 @@ impl ActorSystem {
             spawn_sweeper(wallets.clone()),
             spawn_sweeper(faucet_requests.clone()),
             spawn_sweeper(auto_invest_tasks.clone()),
+            spawn_sweeper(donation_actors.clone()),
             spawn_janitor(config.storage.clone(), config.clock.clone()),
         ];
         let whitelisting = Whitelisting::new(
@@ -220,7 +260,6 @@ impl ActorSystem {
             auto_invest_tasks.clone(),
             executors.clone(),
         );
-        let ledger = Ledger::new(config.storage.clone(), config.clock.clone());
         let kyc = Kyc::new(wallets.clone(), deps.clone());
         let identity = Identity::new(wallets.clone(), deps, config.chains.clone());
         Ok(Self {
@@ -228,6 +267,8 @@ impl ActorSystem {
             wallets,
             faucet_requests,
             auto_invest_tasks,
+            donation_actors,
+            donations,
             executors,
             auto_invest,
             ledger,
@@ -236,6 +277,7 @@ impl ActorSystem {
             senders,
             kyc,
             whitelisting,
+            stripe,
             chores: parking_lot::Mutex::new(chores),
         })
     }
@@ -273,6 +315,16 @@ impl ActorSystem {
         &self.whitelisting
     }
 
+    /// Donations through Stripe.
+    pub fn donations(&self) -> &Donations {
+        &self.donations
+    }
+
+    /// The Stripe client, when Stripe is configured.
+    pub fn stripe(&self) -> Option<&Arc<StripeClient>> {
+        self.stripe.as_ref()
+    }
+
     /// The wallet registry (tests use it to find and kill actors).
     pub fn wallets(&self) -> &Arc<Registry<WalletActor>> {
         &self.wallets
@@ -294,6 +346,7 @@ impl ActorSystem {
         self.wallets.shutdown(wait).await;
         self.faucet_requests.shutdown(wait).await;
         self.auto_invest_tasks.shutdown(wait).await;
+        self.donation_actors.shutdown(wait).await;
         self.root
             .stop_children_and_wait(Some("shutdown".into()), Some(wait))
             .await;

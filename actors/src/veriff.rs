@@ -254,7 +254,7 @@ fn legacy_matches(secret: &[u8], body: &[u8], signature_hex: &[u8]) -> bool {
 
 /// An error and its sources on one line, for logs and the 503 message (reqwest's own text
 /// alone says only "error sending request").
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

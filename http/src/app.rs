@@ -35,6 +35,7 @@ use crate::state::{AppState, Inner};
         (name = "auto-invest", description = "Queued investments in campaigns, carried out on chain once the wallet is ready"),
         (name = "test", description = "Test-mode-only helpers"),
         (name = "public", description = "Public, read-only data: organisations"),
+        (name = "donations", description = "Donations through Stripe PaymentIntents"),
         (name = "operations", description = "Probes and documents"),
     )
 )]
@@ -94,6 +95,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::whitelist::router())
         .merge(routes::auto_invest::router())
         .merge(routes::public::router())
+        .merge(routes::donations::router())
+        .merge(routes::stripe_webhook::router())
 }
 
 /// The OpenAPI document as JSON.
@@ -195,6 +198,9 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         veriff: settings
             .veriff_settings()
             .map_err(|e| anyhow::anyhow!("configure Veriff: {e}"))?,
+        stripe: settings
+            .stripe_settings()
+            .map_err(|e| anyhow::anyhow!("configure Stripe: {e}"))?,
     })
     .await
     .context("start the actor system")?;

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use ampflow_actors::stripe::StripeSettings;
 use ampflow_actors::{IdentitySettings, RuntimeSettings, VeriffSettings};
 use ampflow_storage::{DatabaseSettings, SqliteSync};
 use figment::Figment;
@@ -66,6 +67,49 @@ pub struct Settings {
     pub veriff: VeriffConfig,
     /// reCAPTCHA v3, checked on faucet requests.
     pub recaptcha: RecaptchaConfig,
+    /// Donations through Stripe; off until `secret_key` (and a webhook secret) is set.
+    pub stripe: StripeConfig,
+}
+
+/// The Stripe version every request is pinned to (`Stripe-Version`), so the shape of Stripe's
+/// answers and events does not change with the account's default.
+pub const STRIPE_API_VERSION: &str = "2024-06-20";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StripeConfig {
+    /// `sk_test_…` or `sk_live_…`; its prefix sets the mode (`livemode`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<Secret>,
+    /// The webhook endpoint's signing secrets (`whsec_…`); list two while rotating.
+    pub webhook_secrets: Vec<Secret>,
+    /// Stripe's API, without `/v1`.
+    pub base_url: String,
+    /// Sent as `Stripe-Version`.
+    pub api_version: String,
+    /// How far a webhook's signed timestamp may be from our clock.
+    pub webhook_tolerance_secs: u64,
+    /// How long one call to Stripe may take.
+    pub request_timeout_ms: u64,
+    /// Attempts per call (retries after timeouts and 5xx reuse the idempotency key).
+    pub attempts_max: u32,
+    /// The wait before the first retry; it doubles after each.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for StripeConfig {
+    fn default() -> Self {
+        Self {
+            secret_key: None,
+            webhook_secrets: Vec::new(),
+            base_url: "https://api.stripe.com".into(),
+            api_version: STRIPE_API_VERSION.into(),
+            webhook_tolerance_secs: 300,
+            request_timeout_ms: 8_000,
+            attempts_max: 3,
+            retry_backoff_ms: 500,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,6 +233,7 @@ impl Default for Settings {
             },
             chains: Vec::new(),
             recaptcha: RecaptchaConfig::default(),
+            stripe: StripeConfig::default(),
             veriff: VeriffConfig {
                 base_url: "https://stationapi.veriff.com".into(),
                 api_key: None,
@@ -297,6 +342,50 @@ impl Settings {
         }))
     }
 
+    /// Stripe's settings, `None` when no secret key is set; an error when the key is not a
+    /// Stripe secret key, no webhook secret is set, or the base URL is not http(s).
+    pub fn stripe_settings(&self) -> Result<Option<StripeSettings>, String> {
+        let config = &self.stripe;
+        let Some(key) = config
+            .secret_key
+            .as_ref()
+            .filter(|k| !k.expose().is_empty())
+        else {
+            return Ok(None);
+        };
+        let key_ok = ["sk_test_", "sk_live_", "rk_test_", "rk_live_"]
+            .iter()
+            .any(|prefix| key.expose().starts_with(prefix));
+        if !key_ok {
+            return Err("stripe.secret_key must start with sk_test_ or sk_live_".into());
+        }
+        let webhook_secrets: Vec<_> = config
+            .webhook_secrets
+            .iter()
+            .filter(|s| !s.expose().is_empty())
+            .map(|s| s.expose().to_string().into())
+            .collect();
+        if webhook_secrets.is_empty() {
+            return Err("stripe.webhook_secrets must hold the webhook endpoint's secret".into());
+        }
+        if !(config.base_url.starts_with("http://") || config.base_url.starts_with("https://")) {
+            return Err("stripe.base_url must be an http(s) URL".into());
+        }
+        if config.api_version.trim().is_empty() {
+            return Err("stripe.api_version must not be empty".into());
+        }
+        Ok(Some(StripeSettings {
+            base_url: config.base_url.trim_end_matches('/').to_string(),
+            secret_key: key.expose().to_string().into(),
+            webhook_secrets,
+            api_version: config.api_version.trim().to_string(),
+            webhook_tolerance_secs: config.webhook_tolerance_secs.min(i64::MAX as u64) as i64,
+            request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
+            attempts_max: config.attempts_max.max(1),
+            retry_backoff: Duration::from_millis(config.retry_backoff_ms),
+        }))
+    }
+
     pub fn runtime_settings(&self) -> RuntimeSettings {
         RuntimeSettings {
             idle_timeout: Duration::from_millis(self.actors.idle_timeout_ms),
@@ -347,11 +436,14 @@ mod tests {
             jail.set_env("REDIS_URL", "redis://:redispass@127.0.0.1/");
             jail.set_env("AMPFLOW_VERIFF__API_KEY", "veriffkey");
             jail.set_env("AMPFLOW_VERIFF__SHARED_SECRET", "veriffsecret");
+            jail.set_env("AMPFLOW_STRIPE__SECRET_KEY", "sk_test_stripekey");
+            jail.set_env("AMPFLOW_STRIPE__WEBHOOK_SECRETS", "[whsec_hooksecret]");
             let settings = Settings::load(None).map_err(|e| *e)?;
             let debug = format!(
-                "{settings:?} {:?} {:?}",
+                "{settings:?} {:?} {:?} {:?}",
                 settings.database_settings(),
-                settings.veriff_settings()
+                settings.veriff_settings(),
+                settings.stripe_settings()
             );
             for secret in [
                 "hunter2",
@@ -359,6 +451,8 @@ mod tests {
                 "redispass",
                 "veriffkey",
                 "veriffsecret",
+                "stripekey",
+                "hooksecret",
             ] {
                 assert!(!debug.contains(secret), "{secret} leaked into {debug}");
             }
@@ -387,6 +481,54 @@ mod tests {
             let veriff = settings.veriff_settings()?.expect("configured");
             assert_eq!(veriff.base_url, "http://127.0.0.1:9");
             assert_eq!(veriff.request_timeout, Duration::from_secs(5));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn stripe_is_configured_from_the_file_and_the_environment() {
+        Jail::expect_with(|jail| {
+            let defaults = Settings::load(None).map_err(|e| *e)?;
+            assert!(defaults.stripe_settings()?.is_none());
+            assert_eq!(defaults.stripe.base_url, "https://api.stripe.com");
+            assert_eq!(defaults.stripe.webhook_tolerance_secs, 300);
+            jail.create_file(
+                "ampflow.toml",
+                "[stripe]\nbase_url = \"http://127.0.0.1:9/\"\nwebhook_secrets = [\"whsec_old\", \"whsec_new\"]\nwebhook_tolerance_secs = 60\n",
+            )?;
+            let path = Some(Path::new("ampflow.toml"));
+            jail.set_env("AMPFLOW_STRIPE__SECRET_KEY", "pk_test_publishable");
+            assert!(
+                Settings::load(path)
+                    .map_err(|e| *e)?
+                    .stripe_settings()
+                    .is_err()
+            );
+            jail.set_env("AMPFLOW_STRIPE__SECRET_KEY", "sk_live_abc");
+            let stripe = Settings::load(path)
+                .map_err(|e| *e)?
+                .stripe_settings()?
+                .expect("configured");
+            assert!(stripe.livemode());
+            assert_eq!(stripe.base_url, "http://127.0.0.1:9");
+            assert_eq!(stripe.webhook_secrets.len(), 2);
+            assert_eq!(stripe.webhook_tolerance_secs, 60);
+            assert_eq!(stripe.api_version, STRIPE_API_VERSION);
+            jail.set_env("AMPFLOW_STRIPE__SECRET_KEY", "sk_test_abc");
+            jail.set_env("AMPFLOW_STRIPE__WEBHOOK_SECRETS", "[whsec_env]");
+            let stripe = Settings::load(path)
+                .map_err(|e| *e)?
+                .stripe_settings()?
+                .expect("configured");
+            assert!(!stripe.livemode());
+            assert_eq!(stripe.webhook_secrets.len(), 1);
+            jail.set_env("AMPFLOW_STRIPE__WEBHOOK_SECRETS", "[]");
+            assert!(
+                Settings::load(path)
+                    .map_err(|e| *e)?
+                    .stripe_settings()
+                    .is_err()
+            );
             Ok(())
         });
     }

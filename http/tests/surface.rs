@@ -76,7 +76,7 @@ async fn health_and_ready_answer(backend: Backend) {
 }
 
 /// (method, path) of every endpoint the server has.
-const ENDPOINTS: [(&str, &str); 29] = [
+const ENDPOINTS: [(&str, &str); 33] = [
     ("post", "/authorize"),
     ("post", "/authorize/by-message"),
     ("post", "/authorize/jwt"),
@@ -96,6 +96,10 @@ const ENDPOINTS: [(&str, &str); 29] = [
     ("get", "/public/organisations/{id}"),
     ("get", "/public/organisations/{id}/ledger"),
     ("get", "/public/organisations/{id}/ledger/export"),
+    ("post", "/donations"),
+    ("get", "/donations"),
+    ("get", "/donations/{id}"),
+    ("post", "/webhooks/stripe"),
     ("post", "/test/kyc"),
     ("post", "/faucet/{chainId}"),
     ("get", "/faucet/{chainId}/requests/{id}"),
@@ -176,6 +180,7 @@ async fn bad_input_on_every_endpoint_answers_4xx_with_the_envelope(backend: Back
         ("POST", "/test/kyc", true),
         ("POST", "/faucet/31337", true),
         ("POST", "/faucet/not-a-chain", true),
+        ("POST", "/donations", true),
     ];
     for (method, path, authenticated) in endpoints {
         for (content_type, body) in &bodies {

@@ -9,6 +9,8 @@ mod m0003_kyc;
 mod m0004_auto_invest;
 mod m0005_organisations;
 mod m0006_ledger;
+mod m0007_donations;
+mod m0008_stripe_events;
 
 pub struct Migrator;
 
@@ -37,6 +39,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_auto_invest::Migration),
             Box::new(m0005_organisations::Migration),
             Box::new(m0006_ledger::Migration),
+            Box::new(m0007_donations::Migration),
+            Box::new(m0008_stripe_events::Migration),
         ]
     }
 }

@@ -3,7 +3,9 @@
 
 mod address;
 mod clock;
+mod donation;
 pub mod ledger;
 
 pub use address::{AddressError, WalletAddress};
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
+pub use donation::{CURRENCIES, Currency, CurrencyError, DonationId, DonationIdError};

@@ -1,7 +1,9 @@
 pub mod auto_invest;
+pub mod donations;
 pub mod faucet;
 pub mod identity;
 pub mod kyc;
 pub mod ops;
 pub mod public;
+pub mod stripe_webhook;
 pub mod whitelist;

@@ -2,6 +2,7 @@
 //! them to the record types in [`crate::records`].
 
 pub mod auto_invest_tasks;
+pub mod donations;
 pub mod entity_failures;
 pub mod faucet_requests;
 pub mod funds;
@@ -13,6 +14,7 @@ pub mod login_challenges;
 pub mod organisations;
 pub mod sessions;
 pub mod spent_refresh_tokens;
+pub mod stripe_events;
 pub mod tx_intents;
 pub mod users;
 pub mod veriff_sessions;

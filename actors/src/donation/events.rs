@@ -1,0 +1,355 @@
+//! Stripe's webhook events applied to donations (`POST /webhooks/stripe`).
+//!
+//! - The delivery's `Stripe-Signature` is checked over the raw body against every configured
+//!   secret before anything is parsed; a bad or stale one changes nothing. The event's
+//!   `livemode` must match the secret key's mode.
+//! - `payment_intent.succeeded` completes the donation, `payment_intent.payment_failed` fails
+//!   it (a failure after a success is refused by the state machine), `charge.refunded` refunds
+//!   it (a refund proves the payment, so a donation whose success was not seen yet is
+//!   completed first), `payment_intent.canceled` cancels a pending one. Other types are
+//!   ignored.
+//! - Exactly once: the event id is recorded in the same transaction as the donation's move, so
+//!   a redelivery changes nothing. The ledger entries (`donation_received:don_…`,
+//!   `donation_refunded:don_…`) are appended after that move, idempotently by their dedupe
+//!   keys, on every delivery of the event, redeliveries included; the delivery is
+//!   acknowledged only once they are durable. A crash between the two is therefore repaired
+//!   by Stripe's redelivery, and an entry is never written twice.
+//! - Refunds: the first `charge.refunded` records the refunded amount; later partial refunds of
+//!   the same charge are not recorded yet.
+
+use std::collections::HashMap;
+
+use ampflow_storage::{DonationRecord, DonationStatus, NewLedgerEntry, StripeEventRecord};
+use ampflow_types::DonationId;
+use ampflow_types::ledger::LedgerMetadata;
+use serde::Deserialize;
+
+use super::{DonationError, DonationMsg, Donations, Moved};
+use crate::stripe::verify_stripe_signature;
+
+/// Longest event and object ids we accept.
+const STRIPE_ID_LENGTH_MAX: usize = 255;
+const FAILURE_MESSAGE_LENGTH_MAX: usize = 500;
+
+/// What a webhook delivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    Applied,
+    /// The event was applied before; the ledger was checked again.
+    Duplicate,
+    /// Nothing to do, and why.
+    Ignored(&'static str),
+}
+
+#[derive(Deserialize)]
+struct EventBody {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    livemode: bool,
+    data: EventData,
+}
+
+#[derive(Deserialize)]
+struct EventData {
+    object: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct PaymentIntentObject {
+    id: String,
+    amount: i64,
+    currency: String,
+    #[serde(default)]
+    metadata: HashMap<String, String>,
+    last_payment_error: Option<PaymentError>,
+}
+
+#[derive(Deserialize)]
+struct PaymentError {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChargeObject {
+    payment_intent: Option<String>,
+    amount_refunded: i64,
+}
+
+impl Donations {
+    /// Authenticates a webhook delivery over its raw body, then applies its event.
+    pub async fn apply_webhook(
+        &self,
+        signature_header: Option<&[u8]>,
+        raw_body: &[u8],
+    ) -> Result<WebhookOutcome, DonationError> {
+        let stripe = self.stripe.as_ref().ok_or(DonationError::NotConfigured)?;
+        let settings = stripe.settings();
+        verify_stripe_signature(
+            signature_header,
+            raw_body,
+            &settings.webhook_secrets,
+            settings.webhook_tolerance_secs,
+            self.clock.now_ms().div_euclid(1000),
+        )
+        .map_err(DonationError::Signature)?;
+        let event: EventBody = serde_json::from_slice(raw_body)
+            .map_err(|e| DonationError::EventMalformed(format!("event: {e}")))?;
+        if event.id.is_empty() || event.id.len() > STRIPE_ID_LENGTH_MAX {
+            return Err(DonationError::EventMalformed(
+                "event id out of bounds".into(),
+            ));
+        }
+        if event.livemode != settings.livemode() {
+            return Err(DonationError::LivemodeMismatch);
+        }
+        let outcome = match event.event_type.as_str() {
+            "payment_intent.succeeded" => self.payment_succeeded(&event).await,
+            "payment_intent.payment_failed" => self.payment_failed(&event).await,
+            "payment_intent.canceled" => self.payment_canceled(&event).await,
+            "charge.refunded" => self.charge_refunded(&event).await,
+            _ => Ok(WebhookOutcome::Ignored("event type not handled")),
+        }?;
+        tracing::info!(event = %event.id, event_type = %event.event_type, ?outcome, "Stripe webhook");
+        Ok(outcome)
+    }
+
+    async fn payment_succeeded(&self, event: &EventBody) -> Result<WebhookOutcome, DonationError> {
+        let intent: PaymentIntentObject = object(event)?;
+        let Some(donation) = self.donation_of_intent(&intent).await? else {
+            return Ok(WebhookOutcome::Ignored(
+                "no donation for this PaymentIntent",
+            ));
+        };
+        if intent.amount != donation.amount
+            || !intent.currency.eq_ignore_ascii_case(&donation.currency)
+        {
+            tracing::error!(donation = %donation.id, payment_intent = %intent.id, "the PaymentIntent's amount does not match its donation; not recorded");
+            return Ok(WebhookOutcome::Ignored(
+                "amount does not match the donation",
+            ));
+        }
+        let (outcome, donation) = self
+            .move_for_event(&donation, DonationStatus::Succeeded, None, event)
+            .await?;
+        self.record_in_ledger(&donation, None).await?;
+        Ok(outcome)
+    }
+
+    async fn payment_canceled(&self, event: &EventBody) -> Result<WebhookOutcome, DonationError> {
+        let intent: PaymentIntentObject = object(event)?;
+        let Some(donation) = self.donation_of_intent(&intent).await? else {
+            return Ok(WebhookOutcome::Ignored(
+                "no donation for this PaymentIntent",
+            ));
+        };
+        let (outcome, _) = self
+            .move_for_event(&donation, DonationStatus::Cancelled, None, event)
+            .await?;
+        Ok(outcome)
+    }
+
+    async fn payment_failed(&self, event: &EventBody) -> Result<WebhookOutcome, DonationError> {
+        let intent: PaymentIntentObject = object(event)?;
+        let Some(donation) = self.donation_of_intent(&intent).await? else {
+            return Ok(WebhookOutcome::Ignored(
+                "no donation for this PaymentIntent",
+            ));
+        };
+        let reason = intent.last_payment_error.map(|e| {
+            let mut text = format!(
+                "{}: {}",
+                e.code.unwrap_or_else(|| "payment_failed".into()),
+                e.message.unwrap_or_default()
+            );
+            if text.len() > FAILURE_MESSAGE_LENGTH_MAX {
+                let mut end = FAILURE_MESSAGE_LENGTH_MAX;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            text
+        });
+        let (outcome, donation) = self
+            .move_for_event(&donation, DonationStatus::Failed, reason, event)
+            .await?;
+        // A failure after the success left it succeeded: make sure its entry is there.
+        self.record_in_ledger(&donation, None).await?;
+        Ok(outcome)
+    }
+
+    async fn charge_refunded(&self, event: &EventBody) -> Result<WebhookOutcome, DonationError> {
+        let charge: ChargeObject = object(event)?;
+        let Some(intent_id) = charge
+            .payment_intent
+            .filter(|id| id.len() <= STRIPE_ID_LENGTH_MAX)
+        else {
+            return Ok(WebhookOutcome::Ignored("the charge has no PaymentIntent"));
+        };
+        let Some(mut donation) = self.storage.donation_by_payment_intent(&intent_id).await? else {
+            return Ok(WebhookOutcome::Ignored(
+                "no donation for this PaymentIntent",
+            ));
+        };
+        if charge.amount_refunded <= 0 {
+            return Ok(WebhookOutcome::Ignored("nothing was refunded"));
+        }
+        let id = donation_id(&donation)?;
+        if matches!(
+            donation.status,
+            DonationStatus::Pending | DonationStatus::Failed
+        ) {
+            // The refund overtook the success: a refunded charge was paid.
+            donation = self
+                .donations
+                .call(&id, |reply| DonationMsg::Transition {
+                    to: DonationStatus::Succeeded,
+                    failure_reason: None,
+                    event: None,
+                    reply,
+                })
+                .await??
+                .record()
+                .clone();
+        }
+        let (outcome, donation) = self
+            .move_for_event(&donation, DonationStatus::Refunded, None, event)
+            .await?;
+        let refunded = charge.amount_refunded.min(donation.amount);
+        self.record_in_ledger(&donation, Some(refunded)).await?;
+        Ok(outcome)
+    }
+
+    /// The donation a PaymentIntent pays: by the `donation_id` in its metadata, else by its id.
+    /// A donation that recorded another PaymentIntent is not this one's.
+    async fn donation_of_intent(
+        &self,
+        intent: &PaymentIntentObject,
+    ) -> Result<Option<DonationRecord>, DonationError> {
+        if intent.id.len() > STRIPE_ID_LENGTH_MAX {
+            return Err(DonationError::EventMalformed(
+                "PaymentIntent id out of bounds".into(),
+            ));
+        }
+        let donation = match intent
+            .metadata
+            .get("donation_id")
+            .and_then(|id| DonationId::parse(id).ok())
+        {
+            Some(id) => {
+                self.donations
+                    .call(&id, |reply| DonationMsg::Get { reply })
+                    .await??
+            }
+            None => self.storage.donation_by_payment_intent(&intent.id).await?,
+        };
+        Ok(donation.filter(|d| {
+            d.stripe_payment_intent_id
+                .as_deref()
+                .is_none_or(|pi| pi == intent.id)
+        }))
+    }
+
+    /// Moves the donation to `to` and records the event in the same transaction. An illegal
+    /// move (e.g. a failure after the success) is logged by the actor and ignored here.
+    async fn move_for_event(
+        &self,
+        donation: &DonationRecord,
+        to: DonationStatus,
+        failure_reason: Option<String>,
+        event: &EventBody,
+    ) -> Result<(WebhookOutcome, DonationRecord), DonationError> {
+        let id = donation_id(donation)?;
+        let record = StripeEventRecord {
+            id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            donation_id: Some(donation.id.clone()),
+            received_at_ms: self.clock.now_ms(),
+        };
+        let moved = self
+            .donations
+            .call(&id, |reply| DonationMsg::Transition {
+                to,
+                failure_reason: failure_reason.clone(),
+                event: Some(record.clone()),
+                reply,
+            })
+            .await?;
+        match moved {
+            Ok(Moved::Applied(d)) => Ok((WebhookOutcome::Applied, d)),
+            Ok(Moved::Duplicate(d)) => Ok((WebhookOutcome::Duplicate, d)),
+            Ok(Moved::AlreadyThere(d)) => Ok((WebhookOutcome::Ignored("already in that state"), d)),
+            Err(DonationError::IllegalTransition { .. }) => {
+                let current = self
+                    .donations
+                    .call(&id, |reply| DonationMsg::Get { reply })
+                    .await??
+                    .ok_or(DonationError::NotFound)?;
+                Ok((
+                    WebhookOutcome::Ignored("not a legal move from its state"),
+                    current,
+                ))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Appends the ledger entries the donation's state calls for; each is recorded once
+    /// (dedupe key), however often this runs. `refunded` is the refunded amount, when known.
+    async fn record_in_ledger(
+        &self,
+        donation: &DonationRecord,
+        refunded: Option<i64>,
+    ) -> Result<(), DonationError> {
+        if !matches!(
+            donation.status,
+            DonationStatus::Succeeded | DonationStatus::Refunded
+        ) {
+            return Ok(());
+        }
+        let metadata = LedgerMetadata {
+            donation_id: Some(donation.id.clone()),
+            donor_name: donation.donor_name.clone(),
+            stripe_payment_intent_id: donation.stripe_payment_intent_id.clone(),
+        };
+        let now = self.clock.now_ms();
+        let mut entries = vec![NewLedgerEntry {
+            entry_type: "donation_received".into(),
+            amount: donation.amount,
+            currency: donation.currency.clone(),
+            metadata: metadata.clone(),
+            created_at_ms: now,
+            dedupe_key: Some(format!("donation_received:{}", donation.id)),
+        }];
+        if let (DonationStatus::Refunded, Some(amount)) = (donation.status, refunded) {
+            entries.push(NewLedgerEntry {
+                entry_type: "donation_refunded".into(),
+                amount: -amount,
+                currency: donation.currency.clone(),
+                metadata,
+                created_at_ms: now,
+                dedupe_key: Some(format!("donation_refunded:{}", donation.id)),
+            });
+        }
+        // In order: the refund follows the donation in the chain.
+        for entry in entries {
+            self.ledger
+                .append(&donation.organisation_id, entry)
+                .await
+                .map_err(|e| DonationError::Ledger(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+fn object<T: serde::de::DeserializeOwned>(event: &EventBody) -> Result<T, DonationError> {
+    serde_json::from_value(event.data.object.clone())
+        .map_err(|e| DonationError::EventMalformed(format!("{} object: {e}", event.event_type)))
+}
+
+fn donation_id(donation: &DonationRecord) -> Result<DonationId, DonationError> {
+    DonationId::parse(&donation.id)
+        .map_err(|_| DonationError::Storage(format!("stored donation id {}", donation.id)))
+}

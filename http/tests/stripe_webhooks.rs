@@ -1,0 +1,414 @@
+//! Stripe's webhooks over real HTTP with the Stripe stand-in delivering them, on SQLite and
+//! PostgreSQL: a paid donation is completed and recorded in the ledger once however often the
+//! event arrives, declines fail it without undoing a success, reordered events and refunds
+//! resolve in the state machine, and bad, stale or foreign deliveries change nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use ampflow_http::admin::{NewOrganisation, create_organisation};
+use ampflow_http::config::Secret;
+use ampflow_standins::stripe::{ReleaseOrder, StripeStandIn, TestCard, unix_now};
+use ampflow_storage::testdb::Backend;
+use ampflow_storage::{DonationStatus, EventWrite, StripeEventRecord};
+use ampflow_types::Clock;
+use common::{TestApp, Wallet, wait_until};
+use serde_json::{Value, json};
+
+on_both_databases!(
+    a_paid_donation_is_recorded_once_however_often_its_event_arrives,
+    a_decline_fails_the_donation_and_a_late_failure_does_not_undo_a_success,
+    a_refund_that_overtakes_the_payment_still_gives_both_entries_in_order,
+    bad_stale_and_foreign_deliveries_change_nothing,
+    a_crash_between_the_move_and_the_entry_is_repaired_by_the_redelivery,
+    a_canceled_payment_intent_cancels_its_donation,
+);
+
+const SECRET_KEY: &str = "sk_test_webhooks";
+const WEBHOOK_SECRET: &str = "whsec_current";
+/// A second endpoint secret, as during a rotation.
+const NEXT_WEBHOOK_SECRET: &str = "whsec_next";
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Setup {
+    app: TestApp,
+    stripe: StripeStandIn,
+    org: String,
+    token: String,
+}
+
+async fn start(backend: Backend) -> Option<Setup> {
+    let stripe = StripeStandIn::start(SECRET_KEY, WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    stripe.set_retry_delays(&[Duration::from_millis(100); 5]);
+    let base_url = stripe.base_url();
+    let app = TestApp::start_with(backend, |s| {
+        s.stripe.secret_key = Some(Secret::new(SECRET_KEY));
+        s.stripe.webhook_secrets = vec![
+            Secret::new(WEBHOOK_SECRET),
+            Secret::new(NEXT_WEBHOOK_SECRET),
+        ];
+        s.stripe.base_url = base_url;
+        s.stripe.retry_backoff_ms = 10;
+    })
+    .await?;
+    stripe.set_webhook_url(&app.url("/webhooks/stripe"));
+    let new = NewOrganisation {
+        name: "Clean Water".into(),
+        country: "KE".into(),
+        status: "verified".into(),
+        ..Default::default()
+    };
+    let org = create_organisation(app.app().state().storage(), &app.clock, &new)
+        .await
+        .unwrap()
+        .id;
+    let token = app.access_token(&Wallet::random()).await;
+    Some(Setup {
+        app,
+        stripe,
+        org,
+        token,
+    })
+}
+
+impl Setup {
+    /// A new donation: (donation id, PaymentIntent id).
+    async fn donate(&self, amount: i64) -> (String, String) {
+        let body = json!({
+            "organisation_id": self.org,
+            "amount": amount,
+            "currency": "EUR",
+            "donor_email": "donor@example.com",
+            "donor_name": "Jane Donor",
+        });
+        let (status, created) = self.app.post_auth("/donations", &self.token, body).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["data"]["id"].as_str().unwrap().to_string();
+        let intent = self
+            .stripe
+            .payment_intents()
+            .into_iter()
+            .find(|pi| pi.metadata.get("donation_id") == Some(&id))
+            .unwrap();
+        (id, intent.id)
+    }
+
+    async fn donation(&self, id: &str) -> Value {
+        let (status, got) = self
+            .app
+            .get_auth(&format!("/donations/{id}"), &self.token)
+            .await;
+        assert_eq!(status, 200, "{got}");
+        got["data"].clone()
+    }
+
+    async fn wait_for_status(&self, id: &str, status: &str) {
+        let reached = wait_until(WAIT, || async {
+            self.donation(id).await["status"] == status
+        })
+        .await;
+        assert!(
+            reached,
+            "{id} never became {status}: {}",
+            self.donation(id).await
+        );
+    }
+
+    async fn ledger(&self) -> Vec<Value> {
+        let (status, page) = self
+            .app
+            .send(
+                self.app.client.get(
+                    self.app
+                        .url(&format!("/public/organisations/{}/ledger", self.org)),
+                ),
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        page["data"].as_array().unwrap().clone()
+    }
+
+    /// Waits until every delivery made so far is acknowledged.
+    async fn wait_for_acknowledgements(&self, event_id: &str, count: usize) {
+        let acknowledged = wait_until(WAIT, || async {
+            let ids = self.stripe.acknowledged_event_ids();
+            ids.iter().filter(|id| *id == event_id).count() >= count
+        })
+        .await;
+        assert!(acknowledged, "{event_id}: {:?}", self.stripe.deliveries());
+    }
+
+    fn event_id(&self, event_type: &str, payment_intent: &str) -> String {
+        self.stripe
+            .events()
+            .into_iter()
+            .filter(|e| e.event_type == event_type)
+            .find(|e| {
+                let object = e.object();
+                object["id"] == payment_intent || object["payment_intent"] == payment_intent
+            })
+            .unwrap()
+            .id
+    }
+
+    async fn refund(&self, payment_intent: &str) {
+        let response = self
+            .app
+            .client
+            .post(format!("{}/v1/refunds", self.stripe.base_url()))
+            .bearer_auth(SECRET_KEY)
+            .form(&[("payment_intent", payment_intent)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    }
+}
+
+async fn a_paid_donation_is_recorded_once_however_often_its_event_arrives(backend: Backend) {
+    let Some(s) = start(backend).await else {
+        return;
+    };
+    let (id, intent) = s.donate(5000).await;
+    s.stripe.set_copies(3);
+    s.stripe.confirm(&intent, TestCard::Visa).unwrap();
+    s.wait_for_status(&id, "succeeded").await;
+    let succeeded = s.event_id("payment_intent.succeeded", &intent);
+    s.wait_for_acknowledgements(&succeeded, 3).await;
+    // And once more, Stripe's "resend".
+    s.stripe.set_copies(1);
+    assert!(s.stripe.redeliver(&succeeded));
+    s.wait_for_acknowledgements(&succeeded, 4).await;
+
+    let entries = s.ledger().await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+    assert_eq!(entry["type"], "donation_received");
+    assert_eq!(entry["amount"], 5000);
+    assert_eq!(entry["currency"], "EUR");
+    assert_eq!(entry["metadata"]["donation_id"], id.as_str());
+    assert_eq!(entry["metadata"]["donor_name"], "Jane Donor");
+    assert_eq!(
+        entry["metadata"]["stripe_payment_intent_id"],
+        intent.as_str()
+    );
+    assert_eq!(entry["prev_entry_hash"], Value::Null);
+    assert_eq!(s.donation(&id).await["status"], "succeeded");
+    s.app.stop().await;
+}
+
+async fn a_decline_fails_the_donation_and_a_late_failure_does_not_undo_a_success(backend: Backend) {
+    let Some(s) = start(backend).await else {
+        return;
+    };
+    let (id, intent) = s.donate(2500).await;
+    s.stripe.confirm(&intent, TestCard::Declined).unwrap();
+    s.wait_for_status(&id, "failed").await;
+    let failed = s.donation(&id).await;
+    assert!(
+        failed["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("card_declined"),
+        "{failed}"
+    );
+    assert!(s.ledger().await.is_empty());
+    // The donor pays with another card: the success wins.
+    s.stripe.confirm(&intent, TestCard::Visa).unwrap();
+    s.wait_for_status(&id, "succeeded").await;
+    // A failure delivered late changes nothing.
+    let late = s
+        .stripe
+        .payment_intent_event(&intent, "payment_intent.payment_failed")
+        .unwrap();
+    assert_eq!(s.stripe.send_event(&late).await.unwrap(), 200);
+    assert_eq!(s.donation(&id).await["status"], "succeeded");
+    let succeeded = s.event_id("payment_intent.succeeded", &intent);
+    s.wait_for_acknowledgements(&succeeded, 1).await;
+    let entries = s.ledger().await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["amount"], 2500);
+    s.app.stop().await;
+}
+
+async fn a_refund_that_overtakes_the_payment_still_gives_both_entries_in_order(backend: Backend) {
+    let Some(s) = start(backend).await else {
+        return;
+    };
+    let (id, intent) = s.donate(4000).await;
+    s.stripe.hold_deliveries();
+    s.stripe.confirm(&intent, TestCard::Visa).unwrap();
+    s.refund(&intent).await;
+    let refunded = s.event_id("charge.refunded", &intent);
+    let succeeded = s.event_id("payment_intent.succeeded", &intent);
+    // The refund first, then the rest in reverse.
+    s.stripe
+        .release_held(ReleaseOrder::ByIds(vec![refunded.clone()]));
+    s.wait_for_status(&id, "refunded").await;
+    s.wait_for_acknowledgements(&refunded, 1).await;
+    s.wait_for_acknowledgements(&succeeded, 1).await;
+    let entries = s.ledger().await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[0]["type"], "donation_received");
+    assert_eq!(entries[0]["amount"], 4000);
+    assert_eq!(entries[1]["type"], "donation_refunded");
+    assert_eq!(entries[1]["amount"], -4000);
+    assert_eq!(entries[1]["prev_entry_hash"], entries[0]["entry_hash"]);
+    // Delivered again, nothing more.
+    assert!(s.stripe.redeliver(&refunded));
+    s.wait_for_acknowledgements(&refunded, 2).await;
+    assert_eq!(s.ledger().await.len(), 2);
+    assert_eq!(s.donation(&id).await["status"], "refunded");
+    s.app.stop().await;
+}
+
+async fn bad_stale_and_foreign_deliveries_change_nothing(backend: Backend) {
+    let Some(s) = start(backend).await else {
+        return;
+    };
+    let (id, intent) = s.donate(3000).await;
+    // An event nobody delivered yet: the PaymentIntent's success, as Stripe would send it.
+    let mut event = s
+        .stripe
+        .payment_intent_event(&intent, "payment_intent.succeeded")
+        .unwrap();
+    event.json["data"]["object"]["status"] = json!("succeeded");
+    // The signature's age is judged by the app's clock: line it up with the stand-in's.
+    let lag_ms = unix_now() * 1000 - s.app.clock.now_ms();
+    s.app.clock.advance_ms(lag_ms.max(0));
+    assert_eq!(
+        s.stripe
+            .send_event_signed_with(&event, "whsec_wrong")
+            .await
+            .unwrap(),
+        400
+    );
+    assert_eq!(
+        s.stripe
+            .send_event_signed_at(&event, unix_now() - 305)
+            .await
+            .unwrap(),
+        400
+    );
+    assert_eq!(
+        s.stripe
+            .send_event_signed_at(&event, unix_now() + 305)
+            .await
+            .unwrap(),
+        400
+    );
+    for header in ["garbage", "", "t=1", "v1=abc"] {
+        assert_eq!(
+            s.stripe
+                .send_event_with_header(&event, header)
+                .await
+                .unwrap(),
+            400,
+            "{header}"
+        );
+    }
+    let mut live = event.clone();
+    live.json["livemode"] = json!(true);
+    assert_eq!(s.stripe.send_event(&live).await.unwrap(), 400);
+    let other = s
+        .stripe
+        .build_event("customer.created", json!({"id": "cus_1"}));
+    assert_eq!(s.stripe.send_event(&other).await.unwrap(), 200);
+    assert_eq!(s.donation(&id).await["status"], "pending");
+    assert!(s.ledger().await.is_empty());
+
+    // Signed with the other configured secret (a rotation), and 295 s old: accepted.
+    assert_eq!(
+        s.stripe
+            .send_event_signed_with(&event, NEXT_WEBHOOK_SECRET)
+            .await
+            .unwrap(),
+        200
+    );
+    assert_eq!(s.donation(&id).await["status"], "succeeded");
+    assert_eq!(
+        s.stripe
+            .send_event_signed_at(&event, unix_now() - 295)
+            .await
+            .unwrap(),
+        200
+    );
+    assert_eq!(s.ledger().await.len(), 1);
+    s.app.stop().await;
+}
+
+async fn a_crash_between_the_move_and_the_entry_is_repaired_by_the_redelivery(backend: Backend) {
+    let Some(mut s) = start(backend).await else {
+        return;
+    };
+    let (id, intent) = s.donate(6000).await;
+    s.stripe.pause_deliveries();
+    s.stripe.confirm(&intent, TestCard::Visa).unwrap();
+    let succeeded = s.event_id("payment_intent.succeeded", &intent);
+    // What a crash right after the move's commit leaves: the donation succeeded and the event
+    // id recorded, no ledger entry, and no acknowledgement sent.
+    let storage = s.app.app().state().storage().clone();
+    let donation = storage.donation(&id).await.unwrap().unwrap();
+    let next = ampflow_storage::DonationRecord {
+        status: DonationStatus::Succeeded,
+        version: donation.version + 1,
+        ..donation.clone()
+    };
+    let event = StripeEventRecord {
+        id: succeeded.clone(),
+        event_type: "payment_intent.succeeded".into(),
+        donation_id: Some(id.clone()),
+        received_at_ms: s.app.clock.now_ms(),
+    };
+    let written = storage
+        .record_stripe_event(&event, Some((DonationStatus::Pending, &next)))
+        .await
+        .unwrap();
+    assert_eq!(written, EventWrite::Applied);
+    s.app.restart().await;
+    assert!(s.ledger().await.is_empty());
+    // Stripe redelivers the unacknowledged event: the entry is written, once.
+    s.stripe.set_webhook_url(&s.app.url("/webhooks/stripe"));
+    s.stripe.resume_deliveries();
+    s.wait_for_acknowledgements(&succeeded, 1).await;
+    assert!(s.stripe.redeliver(&succeeded));
+    s.wait_for_acknowledgements(&succeeded, 2).await;
+    let entries = s.ledger().await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["metadata"]["donation_id"], id.as_str());
+    assert_eq!(s.donation(&id).await["status"], "succeeded");
+    s.app.stop().await;
+}
+
+async fn a_canceled_payment_intent_cancels_its_donation(backend: Backend) {
+    let Some(s) = start(backend).await else {
+        return;
+    };
+    let (id, intent) = s.donate(1500).await;
+    let response = s
+        .app
+        .client
+        .post(format!(
+            "{}/v1/payment_intents/{intent}/cancel",
+            s.stripe.base_url()
+        ))
+        .bearer_auth(SECRET_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    s.wait_for_status(&id, "cancelled").await;
+    // A success cannot follow a cancellation.
+    let late = s
+        .stripe
+        .payment_intent_event(&intent, "payment_intent.succeeded")
+        .unwrap();
+    assert_eq!(s.stripe.send_event(&late).await.unwrap(), 200);
+    assert_eq!(s.donation(&id).await["status"], "cancelled");
+    assert!(s.ledger().await.is_empty());
+    s.app.stop().await;
+}

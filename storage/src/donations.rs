@@ -1,0 +1,277 @@
+//! Donations: written when a donor asks to give, then moved through their states by the
+//! donation's actor. Every move is a conditional update on the version (and the state) the
+//! actor read, so two processes never both move one donation.
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait, sea_query::Expr,
+};
+
+use crate::entities::donations::{self, Column as C};
+use crate::entities::stripe_events;
+use crate::{Context, Result, Storage, StorageError};
+use ampflow_types::UnixMillis;
+
+/// Where a donation stands. `Pending` until Stripe reports the payment; `Refunded` only after
+/// `Succeeded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DonationStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Refunded,
+}
+
+impl DonationStatus {
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+        Self::Refunded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DonationRecord {
+    /// `don_<32 hex>`
+    pub id: String,
+    pub organisation_id: String,
+    pub fund_id: Option<String>,
+    /// The donor's wallet, lowercase `0x…`.
+    pub wallet_address: String,
+    /// Minor units.
+    pub amount: i64,
+    /// ISO 4217, upper case.
+    pub currency: String,
+    pub donor_email: String,
+    pub donor_name: Option<String>,
+    pub status: DonationStatus,
+    pub stripe_payment_intent_id: Option<String>,
+    pub failure_reason: Option<String>,
+    pub created_at_ms: UnixMillis,
+    pub updated_at_ms: UnixMillis,
+    /// Bumped by every update.
+    pub version: i64,
+}
+
+/// A position in a wallet's donations: the last one shown (newest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DonationCursor {
+    pub created_at_ms: UnixMillis,
+    pub id: String,
+}
+
+impl Storage {
+    pub async fn insert_donation(&self, d: &DonationRecord) -> Result<()> {
+        donations::Entity::insert(donations::ActiveModel {
+            id: Set(d.id.clone()),
+            organisation_id: Set(d.organisation_id.clone()),
+            fund_id: Set(d.fund_id.clone()),
+            wallet_address: Set(d.wallet_address.clone()),
+            amount: Set(d.amount),
+            currency: Set(d.currency.clone()),
+            donor_email: Set(d.donor_email.clone()),
+            donor_name: Set(d.donor_name.clone()),
+            status: Set(d.status.as_str().into()),
+            stripe_payment_intent_id: Set(d.stripe_payment_intent_id.clone()),
+            failure_reason: Set(d.failure_reason.clone()),
+            created_at_ms: Set(d.created_at_ms),
+            updated_at_ms: Set(d.updated_at_ms),
+            version: Set(d.version),
+        })
+        .exec_without_returning(&self.db)
+        .await
+        .context("insert donation")?;
+        Ok(())
+    }
+
+    /// Reads through the writer, so an actor (re)loading its donation sees the latest commit.
+    pub async fn donation(&self, id: &str) -> Result<Option<DonationRecord>> {
+        donations::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
+            .context("find donation")?
+            .map(donation_record)
+            .transpose()
+    }
+
+    /// The wallet's donations, newest first, after `cursor`.
+    pub async fn list_donations(
+        &self,
+        wallet_address: &str,
+        cursor: Option<&DonationCursor>,
+        limit: u64,
+    ) -> Result<Vec<DonationRecord>> {
+        let mut query = donations::Entity::find().filter(C::WalletAddress.eq(wallet_address));
+        if let Some(cursor) = cursor {
+            query = query.filter(
+                Condition::any()
+                    .add(C::CreatedAtMs.lt(cursor.created_at_ms))
+                    .add(
+                        Condition::all()
+                            .add(C::CreatedAtMs.eq(cursor.created_at_ms))
+                            .add(C::Id.lt(cursor.id.as_str())),
+                    ),
+            );
+        }
+        query
+            .order_by_desc(C::CreatedAtMs)
+            .order_by_desc(C::Id)
+            .limit(limit)
+            .all(&self.reader)
+            .await
+            .context("list donations")?
+            .into_iter()
+            .map(donation_record)
+            .collect()
+    }
+
+    /// Writes `next` over the stored donation if it still has status `from` and version
+    /// `next.version - 1`; false when another writer got there first.
+    pub async fn update_donation(
+        &self,
+        from: DonationStatus,
+        next: &DonationRecord,
+    ) -> Result<bool> {
+        write_donation(&self.db, from, next).await
+    }
+}
+
+async fn write_donation(
+    db: &impl ConnectionTrait,
+    from: DonationStatus,
+    next: &DonationRecord,
+) -> Result<bool> {
+    {
+        let result = donations::Entity::update_many()
+            .col_expr(C::Status, Expr::value(next.status.as_str()))
+            .col_expr(
+                C::StripePaymentIntentId,
+                Expr::value(next.stripe_payment_intent_id.clone()),
+            )
+            .col_expr(C::FailureReason, Expr::value(next.failure_reason.clone()))
+            .col_expr(C::UpdatedAtMs, Expr::value(next.updated_at_ms))
+            .col_expr(C::Version, Expr::value(next.version))
+            .filter(C::Id.eq(next.id.as_str()))
+            .filter(C::Status.eq(from.as_str()))
+            .filter(C::Version.eq(next.version - 1))
+            .exec(db)
+            .await
+            .context("update donation")?;
+        Ok(result.rows_affected == 1)
+    }
+}
+
+/// A Stripe webhook event, recorded once applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeEventRecord {
+    /// `evt_…`
+    pub id: String,
+    pub event_type: String,
+    pub donation_id: Option<String>,
+    pub received_at_ms: UnixMillis,
+}
+
+/// What recording an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventWrite {
+    /// The event and the change are stored.
+    Applied,
+    /// The event id was recorded before: nothing was written.
+    Duplicate,
+    /// The donation was changed by another writer: nothing was written.
+    Conflict,
+}
+
+impl Storage {
+    /// The donation paid by this PaymentIntent, if any.
+    pub async fn donation_by_payment_intent(
+        &self,
+        payment_intent_id: &str,
+    ) -> Result<Option<DonationRecord>> {
+        donations::Entity::find()
+            .filter(C::StripePaymentIntentId.eq(payment_intent_id))
+            .one(&self.db)
+            .await
+            .context("find donation by PaymentIntent")?
+            .map(donation_record)
+            .transpose()
+    }
+
+    /// In one transaction: records `event` and, when given, writes the donation change (as
+    /// [`update_donation`](Self::update_donation) does). A recorded event id writes nothing,
+    /// so an event redelivered after its change committed changes nothing again.
+    pub async fn record_stripe_event(
+        &self,
+        event: &StripeEventRecord,
+        change: Option<(DonationStatus, &DonationRecord)>,
+    ) -> Result<EventWrite> {
+        let txn = self.db.begin().await.context("begin stripe event")?;
+        let inserted = stripe_events::Entity::insert(stripe_events::ActiveModel {
+            id: Set(event.id.clone()),
+            event_type: Set(event.event_type.clone()),
+            donation_id: Set(event.donation_id.clone()),
+            received_at_ms: Set(event.received_at_ms),
+        })
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(stripe_events::Column::Id)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await;
+        match inserted {
+            Ok(0) | Err(sea_orm::DbErr::RecordNotInserted) => {
+                txn.rollback().await.context("roll back stripe event")?;
+                return Ok(EventWrite::Duplicate);
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e).context("record stripe event"),
+        }
+        if let Some((from, next)) = change
+            && !write_donation(&txn, from, next).await?
+        {
+            txn.rollback().await.context("roll back stripe event")?;
+            return Ok(EventWrite::Conflict);
+        }
+        txn.commit().await.context("commit stripe event")?;
+        Ok(EventWrite::Applied)
+    }
+}
+
+fn donation_record(m: donations::Model) -> Result<DonationRecord> {
+    let status = DonationStatus::parse(&m.status)
+        .ok_or_else(|| StorageError::Corrupt(format!("donation {}: status {}", m.id, m.status)))?;
+    Ok(DonationRecord {
+        id: m.id,
+        organisation_id: m.organisation_id,
+        fund_id: m.fund_id,
+        wallet_address: m.wallet_address,
+        amount: m.amount,
+        currency: m.currency,
+        donor_email: m.donor_email,
+        donor_name: m.donor_name,
+        status,
+        stripe_payment_intent_id: m.stripe_payment_intent_id,
+        failure_reason: m.failure_reason,
+        created_at_ms: m.created_at_ms,
+        updated_at_ms: m.updated_at_ms,
+        version: m.version,
+    })
+}
