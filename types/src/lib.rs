@@ -4,6 +4,8 @@
 mod address;
 mod clock;
 pub mod ledger;
+pub mod merkle;
+pub mod note;
 
 pub use address::{AddressError, WalletAddress};
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
