@@ -9,6 +9,8 @@ mod m0003_kyc;
 mod m0004_auto_invest;
 mod m0005_organisations;
 mod m0006_ledger;
+// m0007 belongs to the donations branch.
+mod m0008_checkpoints;
 
 pub struct Migrator;
 
@@ -37,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_auto_invest::Migration),
             Box::new(m0005_organisations::Migration),
             Box::new(m0006_ledger::Migration),
+            Box::new(m0008_checkpoints::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@
 mod auto_invest;
 mod batch;
 mod chain;
+mod checkpoints;
 mod connect;
 pub mod entities;
 mod failures;
@@ -20,6 +21,7 @@ pub mod testdb;
 
 pub use auto_invest::*;
 pub use chain::*;
+pub use checkpoints::*;
 pub use connect::{DatabaseSettings, SqliteSync};
 pub use ledger::*;
 pub use organisations::*;
@@ -38,6 +40,9 @@ pub enum StorageError {
     },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Another writer got there first, or the request does not fit what is stored.
+    #[error("{0}")]
+    Conflict(String),
     #[error("{name} batch: {message}")]
     Batch { name: &'static str, message: String },
 }
