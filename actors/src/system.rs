@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::auto_invest::{AutoInvest, AutoInvestActor, Executors};
 use crate::batcher::Batchers;
+use crate::checkpoints::{CheckpointError, CheckpointSettings, Checkpoints};
 use crate::faucet::{Faucet, FaucetRequestActor};
 use crate::identity::Identity;
 use crate::kyc::Kyc;
@@ -43,6 +44,8 @@ pub enum StartError {
     Resume(#[from] ampflow_storage::StorageError),
     #[error("Veriff: {0}")]
     Veriff(String),
+    #[error("ledger checkpoints: {0}")]
+    Checkpoints(#[from] CheckpointError),
 }
 
 /// Everything the actor system needs to start.
@@ -57,6 +60,7 @@ pub struct SystemConfig {
     pub signers: std::collections::HashMap<u64, alloy::signers::local::PrivateKeySigner>,
     /// `None` when Veriff is not configured.
     pub veriff: Option<VeriffSettings>,
+    pub checkpoints: CheckpointSettings,
 }
 
 pub struct ActorSystem {
@@ -67,6 +71,7 @@ pub struct ActorSystem {
     executors: Arc<Executors>,
     auto_invest: AutoInvest,
     ledger: Ledger,
+    checkpoints: Checkpoints,
     identity: Identity,
     faucet: Faucet,
     senders: Arc<TxSenders>,
@@ -199,12 +204,19 @@ impl ActorSystem {
             faucet_batchers,
         );
 
-        let chores = vec![
+        let checkpoints = Checkpoints::load(
+            config.storage.clone(),
+            config.clock.clone(),
+            config.checkpoints,
+        )
+        .await?;
+        let mut chores = vec![
             spawn_sweeper(wallets.clone()),
             spawn_sweeper(faucet_requests.clone()),
             spawn_sweeper(auto_invest_tasks.clone()),
             spawn_janitor(config.storage.clone(), config.clock.clone()),
         ];
+        chores.extend(checkpoints.spawn_job());
         let whitelisting = Whitelisting::new(
             config.chains.clone(),
             config.storage.clone(),
@@ -231,6 +243,7 @@ impl ActorSystem {
             executors,
             auto_invest,
             ledger,
+            checkpoints,
             identity,
             faucet,
             senders,
@@ -263,6 +276,11 @@ impl ActorSystem {
         &self.ledger
     }
 
+    /// The ledger's daily signed checkpoints.
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
+    }
+
     /// Auto-invest tasks and their execution.
     pub fn auto_invest(&self) -> &AutoInvest {
         &self.auto_invest
@@ -289,6 +307,7 @@ impl ActorSystem {
             chore.abort();
         }
         self.ledger.shutdown();
+        self.checkpoints.release().await;
         self.executors.shutdown().await;
         self.senders.shutdown().await;
         self.wallets.shutdown(wait).await;

@@ -34,7 +34,7 @@ use crate::state::{AppState, Inner};
         (name = "kyc", description = "KYC through Veriff: sessions and Veriff's webhooks"),
         (name = "auto-invest", description = "Queued investments in campaigns, carried out on chain once the wallet is ready"),
         (name = "test", description = "Test-mode-only helpers"),
-        (name = "public", description = "Public, read-only data: organisations"),
+        (name = "public", description = "Public, read-only data: organisations, their ledgers, signed checkpoints and inclusion proofs"),
         (name = "operations", description = "Probes and documents"),
     )
 )]
@@ -94,6 +94,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::whitelist::router())
         .merge(routes::auto_invest::router())
         .merge(routes::public::router())
+        .merge(routes::checkpoints::router())
 }
 
 /// The OpenAPI document as JSON.
@@ -195,6 +196,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         veriff: settings
             .veriff_settings()
             .map_err(|e| anyhow::anyhow!("configure Veriff: {e}"))?,
+        checkpoints: settings.checkpoint_settings(),
     })
     .await
     .context("start the actor system")?;

@@ -66,6 +66,41 @@ pub struct Settings {
     pub veriff: VeriffConfig,
     /// reCAPTCHA v3, checked on faucet requests.
     pub recaptcha: RecaptchaConfig,
+    /// The public ledger's daily signed checkpoints.
+    pub checkpoints: CheckpointConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// The log's origin line in every checkpoint (e.g. `ledger.example.org`).
+    pub origin: String,
+    /// An Ed25519 key in the note format, `PRIVATE+KEY+<name>+<hex id>+<base64>`. Without
+    /// one, a key named after the origin is generated on first start and kept in the database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<Secret>,
+    /// Whether this process runs the daily checkpoint job (a lease lets one process build).
+    pub job_enabled: bool,
+    /// How often the job looks for a day to checkpoint.
+    pub interval_ms: u64,
+    /// A day's checkpoint is built this long after midnight UTC, so late commits land.
+    pub grace_ms: u64,
+    /// A builder that stops renewing its lease for this long is replaced.
+    pub lease_ttl_ms: u64,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        let defaults = ampflow_actors::checkpoints::CheckpointSettings::default();
+        Self {
+            origin: defaults.origin,
+            signing_key: None,
+            job_enabled: defaults.job_enabled,
+            interval_ms: defaults.interval.as_millis() as u64,
+            grace_ms: defaults.grace_ms as u64,
+            lease_ttl_ms: defaults.lease_ttl_ms as u64,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,6 +224,7 @@ impl Default for Settings {
             },
             chains: Vec::new(),
             recaptcha: RecaptchaConfig::default(),
+            checkpoints: CheckpointConfig::default(),
             veriff: VeriffConfig {
                 base_url: "https://stationapi.veriff.com".into(),
                 api_key: None,
@@ -297,6 +333,22 @@ impl Settings {
         }))
     }
 
+    pub fn checkpoint_settings(&self) -> ampflow_actors::checkpoints::CheckpointSettings {
+        let config = &self.checkpoints;
+        ampflow_actors::checkpoints::CheckpointSettings {
+            origin: config.origin.clone(),
+            signing_key: config
+                .signing_key
+                .as_ref()
+                .filter(|k| !k.expose().is_empty())
+                .map(|k| k.expose().to_string().into()),
+            job_enabled: config.job_enabled,
+            interval: Duration::from_millis(config.interval_ms.max(10)),
+            grace_ms: config.grace_ms.min(i64::MAX as u64) as i64,
+            lease_ttl_ms: config.lease_ttl_ms.clamp(1_000, i64::MAX as u64) as i64,
+        }
+    }
+
     pub fn runtime_settings(&self) -> RuntimeSettings {
         RuntimeSettings {
             idle_timeout: Duration::from_millis(self.actors.idle_timeout_ms),
@@ -347,11 +399,16 @@ mod tests {
             jail.set_env("REDIS_URL", "redis://:redispass@127.0.0.1/");
             jail.set_env("AMPFLOW_VERIFF__API_KEY", "veriffkey");
             jail.set_env("AMPFLOW_VERIFF__SHARED_SECRET", "veriffsecret");
+            jail.set_env(
+                "AMPFLOW_CHECKPOINTS__SIGNING_KEY",
+                "PRIVATE+KEY+ledger+01234567+checkpointsecret",
+            );
             let settings = Settings::load(None).map_err(|e| *e)?;
             let debug = format!(
-                "{settings:?} {:?} {:?}",
+                "{settings:?} {:?} {:?} {:?}",
                 settings.database_settings(),
-                settings.veriff_settings()
+                settings.veriff_settings(),
+                settings.checkpoint_settings()
             );
             for secret in [
                 "hunter2",
@@ -359,6 +416,7 @@ mod tests {
                 "redispass",
                 "veriffkey",
                 "veriffsecret",
+                "checkpointsecret",
             ] {
                 assert!(!debug.contains(secret), "{secret} leaked into {debug}");
             }

@@ -76,7 +76,7 @@ async fn health_and_ready_answer(backend: Backend) {
 }
 
 /// (method, path) of every endpoint the server has.
-const ENDPOINTS: [(&str, &str); 29] = [
+const ENDPOINTS: [(&str, &str); 33] = [
     ("post", "/authorize"),
     ("post", "/authorize/by-message"),
     ("post", "/authorize/jwt"),
@@ -96,6 +96,10 @@ const ENDPOINTS: [(&str, &str); 29] = [
     ("get", "/public/organisations/{id}"),
     ("get", "/public/organisations/{id}/ledger"),
     ("get", "/public/organisations/{id}/ledger/export"),
+    ("get", "/public/checkpoints"),
+    ("get", "/public/checkpoints/key"),
+    ("get", "/public/checkpoints/{id}"),
+    ("get", "/public/ledger/entries/{id}/proof"),
     ("post", "/test/kyc"),
     ("post", "/faucet/{chainId}"),
     ("get", "/faucet/{chainId}/requests/{id}"),

@@ -1,4 +1,5 @@
 pub mod auto_invest;
+pub mod checkpoints;
 pub mod faucet;
 pub mod identity;
 pub mod kyc;
