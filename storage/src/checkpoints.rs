@@ -218,47 +218,14 @@ impl Storage {
         let mut frontier = Frontier::of(start_size, &mut |id: NodeId| {
             stored.get(&id).copied().unwrap_or_default()
         });
-        let mut volumes = previous
-            .as_ref()
-            .map(|p| p.volume_by_currency.clone())
-            .unwrap_or_default();
-        let mut total = previous.as_ref().map_or(0, |p| p.total_volume);
-        let mut after: Option<(UnixMillis, String)> = None;
-        loop {
-            let page = unindexed(spec.day_end_ms, after.as_ref())
-                .order_by_asc(entries::Column::CreatedAtMs)
-                .order_by_asc(entries::Column::Id)
-                .limit(BUILD_PAGE)
-                .all(&txn)
-                .await
-                .context("read entries to checkpoint")?;
-            let Some(last) = page.last() else { break };
-            after = Some((last.created_at_ms, last.id.clone()));
-            if frontier.size() + page.len() as u64 >= LEAF_INDEX_LIMIT {
-                return Err(StorageError::Corrupt("the ledger tree is full".into()));
-            }
-            let mut node_rows = Vec::with_capacity(page.len() * 2);
-            let mut leaf_rows = Vec::with_capacity(page.len());
-            for entry in &page {
-                let leaf = merkle::entry_leaf_hash(&entry.entry_hash)
-                    .ok_or_else(|| StorageError::Corrupt(format!("entry hash of {}", entry.id)))?;
-                leaf_rows.push(leaves::ActiveModel {
-                    leaf_index: Set(frontier.size() as i64),
-                    entry_id: Set(entry.id.clone()),
-                    checkpoint_date: Set(spec.date.to_string()),
-                });
-                frontier.push(leaf, |id, hash| {
-                    node_rows.push(nodes::ActiveModel {
-                        node_id: Set(node_key(id)),
-                        hash: Set(hex::encode(hash)),
-                    });
-                });
-                total = total.saturating_add(entry.amount);
-                let volume = volumes.entry(entry.currency.clone()).or_insert(0);
-                *volume = volume.saturating_add(entry.amount);
-            }
-            insert_rows(&txn, leaf_rows, node_rows).await?;
-        }
+        let mut volumes = Volumes {
+            total: previous.as_ref().map_or(0, |p| p.total_volume),
+            by_currency: previous
+                .as_ref()
+                .map(|p| p.volume_by_currency.clone())
+                .unwrap_or_default(),
+        };
+        add_unindexed_leaves(&txn, spec, &mut frontier, &mut volumes).await?;
         let body = CheckpointBody {
             origin: spec.origin.to_string(),
             tree_size: frontier.size(),
@@ -274,29 +241,13 @@ impl Storage {
             day_end_ms: spec.day_end_ms,
             tree_size: body.tree_size,
             root_hash: body.root_hash,
-            total_volume: total,
-            volume_by_currency: volumes,
+            total_volume: volumes.total,
+            volume_by_currency: volumes.by_currency,
             signed_note,
             verifier_key: spec.signer.verifier().vkey(),
             created_at_ms: spec.now,
         };
-        checkpoints::Entity::insert(checkpoints::ActiveModel {
-            id: Set(record.id.clone()),
-            checkpoint_date: Set(record.checkpoint_date.clone()),
-            day_end_ms: Set(record.day_end_ms),
-            tree_size: Set(record.tree_size as i64),
-            root_hash: Set(hex::encode(record.root_hash)),
-            total_volume: Set(record.total_volume),
-            volume_by_currency: Set(
-                serde_json::to_string(&record.volume_by_currency).unwrap_or_else(|_| "{}".into())
-            ),
-            signed_note: Set(record.signed_note.clone()),
-            verifier_key: Set(record.verifier_key.clone()),
-            created_at_ms: Set(record.created_at_ms),
-        })
-        .exec_without_returning(&txn)
-        .await
-        .map_err(|e| concurrent_build(e, "insert checkpoint"))?;
+        insert_checkpoint(&txn, &record).await?;
         txn.commit().await.context("commit checkpoint build")?;
         Ok(record)
     }
@@ -425,7 +376,9 @@ fn unindexed(
         .filter(entries::Column::CreatedAtMs.lt(before_ms))
         .filter(Expr::exists(has_leaf).not());
     if let Some((at, id)) = after {
-        query = query.filter(
+        // The plain bound lets the (created_at_ms, id) index start at the cursor; the OR alone
+        // would make every page scan from the oldest entry.
+        query = query.filter(entries::Column::CreatedAtMs.gte(*at)).filter(
             Condition::any()
                 .add(entries::Column::CreatedAtMs.gt(*at))
                 .add(
@@ -436,6 +389,84 @@ fn unindexed(
         );
     }
     query
+}
+
+async fn insert_checkpoint(txn: &DatabaseTransaction, record: &CheckpointRecord) -> Result<()> {
+    checkpoints::Entity::insert(checkpoints::ActiveModel {
+        id: Set(record.id.clone()),
+        checkpoint_date: Set(record.checkpoint_date.clone()),
+        day_end_ms: Set(record.day_end_ms),
+        tree_size: Set(record.tree_size as i64),
+        root_hash: Set(hex::encode(record.root_hash)),
+        total_volume: Set(record.total_volume),
+        volume_by_currency: Set(
+            serde_json::to_string(&record.volume_by_currency).unwrap_or_else(|_| "{}".into())
+        ),
+        signed_note: Set(record.signed_note.clone()),
+        verifier_key: Set(record.verifier_key.clone()),
+        created_at_ms: Set(record.created_at_ms),
+    })
+    .exec_without_returning(txn)
+    .await
+    .map_err(|e| concurrent_build(e, "insert checkpoint"))?;
+    Ok(())
+}
+
+/// Running sums of the covered entries' amounts.
+struct Volumes {
+    total: i64,
+    by_currency: BTreeMap<String, i64>,
+}
+
+/// Appends every entry created before the day's end that has no leaf yet, page by page, in
+/// (created_at, id) order: its leaf row, the perfect nodes it completes, its amount.
+async fn add_unindexed_leaves(
+    txn: &DatabaseTransaction,
+    spec: &CheckpointSpec<'_>,
+    frontier: &mut Frontier,
+    volumes: &mut Volumes,
+) -> Result<()> {
+    let mut after: Option<(UnixMillis, String)> = None;
+    loop {
+        let page = unindexed(spec.day_end_ms, after.as_ref())
+            .order_by_asc(entries::Column::CreatedAtMs)
+            .order_by_asc(entries::Column::Id)
+            .limit(BUILD_PAGE)
+            .all(txn)
+            .await
+            .context("read entries to checkpoint")?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = Some((last.created_at_ms, last.id.clone()));
+        if frontier.size() + page.len() as u64 >= LEAF_INDEX_LIMIT {
+            return Err(StorageError::Corrupt("the ledger tree is full".into()));
+        }
+        let mut node_rows = Vec::with_capacity(page.len() * 2);
+        let mut leaf_rows = Vec::with_capacity(page.len());
+        for entry in &page {
+            let leaf = merkle::entry_leaf_hash(&entry.entry_hash)
+                .ok_or_else(|| StorageError::Corrupt(format!("entry hash of {}", entry.id)))?;
+            leaf_rows.push(leaves::ActiveModel {
+                leaf_index: Set(frontier.size() as i64),
+                entry_id: Set(entry.id.clone()),
+                checkpoint_date: Set(spec.date.to_string()),
+            });
+            frontier.push(leaf, |id, hash| {
+                node_rows.push(nodes::ActiveModel {
+                    node_id: Set(node_key(id)),
+                    hash: Set(hex::encode(hash)),
+                });
+            });
+            volumes.total = volumes.total.saturating_add(entry.amount);
+            let volume = volumes
+                .by_currency
+                .entry(entry.currency.clone())
+                .or_insert(0);
+            *volume = volume.saturating_add(entry.amount);
+        }
+        insert_rows(txn, leaf_rows, node_rows).await?;
+    }
 }
 
 async fn insert_rows(

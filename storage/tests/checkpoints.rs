@@ -356,3 +356,63 @@ async fn a_tree_of_thousands_builds_in_pages(backend: Backend) {
         .unwrap();
     }
 }
+
+/// The scale the design is for: `cargo test -p ampflow-storage --test checkpoints --
+/// --ignored --nocapture` prints how long a million entries take to checkpoint and prove.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: a million entries"]
+async fn a_million_entries_checkpoint_and_prove() {
+    let backend = if std::env::var("TEST_DATABASE_URL").is_ok() {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    };
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    const COUNT: i64 = 1_000_000;
+    let started = std::time::Instant::now();
+    for start in (0..COUNT).step_by(5_000) {
+        let batch: Vec<NewLedgerEntry> = (start..start + 5_000)
+            .map(|n| entry(n, JAN_15 + n / 20, 1, "EUR"))
+            .collect();
+        let org = if start % 10_000 == 0 { ORG_A } else { ORG_B };
+        storage
+            .append_ledger_entries(org, &batch, JAN_15)
+            .await
+            .unwrap();
+    }
+    eprintln!("{backend:?}: appended {COUNT} in {:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    let checkpoint = build(&storage, "2025-01-15", JAN_15 + DAY_MS).await;
+    eprintln!(
+        "{backend:?}: checkpointed {COUNT} in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(checkpoint.tree_size, COUNT as u64);
+    let entries = storage
+        .ledger_entries(ORG_B, LedgerRange::default(), 3)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    for entry in &entries {
+        let proof = storage
+            .inclusion_proof(&entry.content.id, None)
+            .await
+            .unwrap();
+        let leaf = merkle::entry_leaf_hash(&entry.entry_hash).unwrap();
+        merkle::verify_inclusion(
+            &leaf,
+            proof.leaf_index,
+            COUNT as u64,
+            &proof.audit_path,
+            &checkpoint.root_hash,
+        )
+        .unwrap();
+    }
+    eprintln!(
+        "{backend:?}: {} proofs in {:?}",
+        entries.len(),
+        started.elapsed()
+    );
+}
