@@ -171,7 +171,7 @@ impl Checkpoints {
             }
             tokio::time::sleep(LEASE_POLL).await;
         }
-        let built = self.build_missing(date).await;
+        let built = self.build_missing(date, 0).await;
         if let Err(error) = self.0.storage.release_lease(LEASE, &self.0.holder).await {
             tracing::warn!(%error, "could not release the checkpoint lease");
         }
@@ -191,10 +191,12 @@ impl Checkpoints {
             .await?)
     }
 
-    /// The days after the newest checkpoint (or from the oldest entry's day) through `date`.
+    /// The days after the newest checkpoint (or from the oldest entry's day) through `date`,
+    /// each only once it ended `grace_ms` ago by the clock read just before building it.
     async fn build_missing(
         &self,
         date: NaiveDate,
+        grace_ms: i64,
     ) -> Result<Vec<CheckpointRecord>, CheckpointError> {
         let storage = &self.0.storage;
         let first = match storage.latest_checkpoint().await? {
@@ -213,6 +215,10 @@ impl Checkpoints {
         let mut built = Vec::new();
         let mut day = first;
         while day <= date && built.len() < DAYS_PER_RUN_MAX {
+            // Read the clock again: `date` may have been decided before entries arrived.
+            if day_end_ms(day).saturating_add(grace_ms) > self.0.clock.now_ms() {
+                break;
+            }
             let text = day.format("%Y-%m-%d").to_string();
             let record = storage
                 .build_checkpoint(&CheckpointSpec {
@@ -248,7 +254,9 @@ impl Checkpoints {
         if !self.take_lease().await? {
             return Ok(Vec::new());
         }
-        let built = self.build_missing(due).await;
+        let built = self
+            .build_missing(due, self.0.settings.grace_ms.max(0))
+            .await;
         if let Err(error) = self.0.storage.release_lease(LEASE, &self.0.holder).await {
             tracing::warn!(%error, "could not release the checkpoint lease");
         }

@@ -75,40 +75,13 @@ pub fn verify_checkpoint(
 ) -> Result<CheckpointSummary, CheckpointCheckError> {
     let file: CheckpointFile = serde_json::from_slice(file_bytes)
         .map_err(|e| CheckpointCheckError::NotACheckpointFile(e.to_string()))?;
-    let checkpoint = &file.checkpoint;
-    let id = checkpoint.id.clone();
-    let vkey = key.unwrap_or(&checkpoint.verifier_key);
-    let verifier =
-        NoteVerifier::parse(vkey).map_err(|e| CheckpointCheckError::Key(e.to_string()))?;
-    let note_error = |problem: String| CheckpointCheckError::Note {
-        id: id.clone(),
-        problem,
-    };
-    let body = verifier
-        .verify(&checkpoint.signed_note)
-        .map_err(|e| note_error(e.to_string()))?;
-    let body = CheckpointBody::parse(body).map_err(|e| note_error(e.to_string()))?;
-    let checkpoint_error = |problem: String| CheckpointCheckError::Checkpoint {
-        id: id.clone(),
-        problem,
-    };
-    if checkpoint.entry_count != body.tree_size {
-        return Err(checkpoint_error(format!(
-            "entry_count is {}, but the signed tree size is {}",
-            checkpoint.entry_count, body.tree_size
-        )));
-    }
-    let signed_root = format!("sha256:{}", hex::encode(body.root_hash));
-    if checkpoint.cumulative_hash != signed_root {
-        return Err(checkpoint_error(format!(
-            "cumulative_hash is {}, but the signed root is {signed_root}",
-            checkpoint.cumulative_hash
-        )));
-    }
+    let (verifier, body) = signed_head(&file.checkpoint, key)?;
     if file.proofs.len() > PROOFS_MAX {
-        return Err(checkpoint_error(format!("more than {PROOFS_MAX} proofs")));
+        return Err(CheckpointCheckError::Checkpoint {
+            id: file.checkpoint.id.clone(),
+            problem: format!("more than {PROOFS_MAX} proofs"),
+        });
     }
-
     let entries: HashMap<&str, &str> = export
         .entries
         .iter()
@@ -125,29 +98,7 @@ pub fn verify_checkpoint(
         let entry_hash = entries
             .get(proof.entry_id.as_str())
             .ok_or_else(|| fail("the export holds no entry with this id".into()))?;
-        if proof.tree_size != body.tree_size {
-            return Err(fail(format!(
-                "proves against a tree of {}, but the checkpoint's has {} (fetch proofs with ?checkpoint={id})",
-                proof.tree_size, body.tree_size
-            )));
-        }
-        // The leaf comes from the export's entry, whose hash the chain check recomputed.
-        let leaf = merkle::entry_leaf_hash(entry_hash)
-            .ok_or_else(|| fail("the entry's hash is not sha256:<64 hex>".into()))?;
-        let path = proof
-            .audit_path
-            .iter()
-            .map(|h| hex_hash(h))
-            .collect::<Option<Vec<Hash>>>()
-            .ok_or_else(|| fail("an audit path hash is not 64 hex digits".into()))?;
-        merkle::verify_inclusion(
-            &leaf,
-            proof.leaf_index,
-            body.tree_size,
-            &path,
-            &body.root_hash,
-        )
-        .map_err(|e| fail(e.to_string()))?;
+        check_proof(proof, entry_hash, &body, &file.checkpoint.id).map_err(fail)?;
         if !proven_leaves.insert(proof.leaf_index) {
             return Err(fail(format!("leaf {} is proven twice", proof.leaf_index)));
         }
@@ -155,11 +106,79 @@ pub fn verify_checkpoint(
     }
     let proven = proven_entries.len() as u64;
     Ok(CheckpointSummary {
-        checkpoint_id: id,
+        checkpoint_id: file.checkpoint.id.clone(),
         origin: body.origin,
         tree_size: body.tree_size,
         verifier_key: verifier.vkey(),
         proven,
         unproven: export.entries.len() as u64 - proven,
     })
+}
+
+/// The checkpoint's signed body, once its note verifies and its fields agree with it.
+fn signed_head(
+    checkpoint: &CheckpointView,
+    key: Option<&str>,
+) -> Result<(NoteVerifier, CheckpointBody), CheckpointCheckError> {
+    let vkey = key.unwrap_or(&checkpoint.verifier_key);
+    let verifier =
+        NoteVerifier::parse(vkey).map_err(|e| CheckpointCheckError::Key(e.to_string()))?;
+    let note_error = |problem: String| CheckpointCheckError::Note {
+        id: checkpoint.id.clone(),
+        problem,
+    };
+    let body = verifier
+        .verify(&checkpoint.signed_note)
+        .map_err(|e| note_error(e.to_string()))?;
+    let body = CheckpointBody::parse(body).map_err(|e| note_error(e.to_string()))?;
+    let checkpoint_error = |problem: String| CheckpointCheckError::Checkpoint {
+        id: checkpoint.id.clone(),
+        problem,
+    };
+    if checkpoint.entry_count != body.tree_size {
+        return Err(checkpoint_error(format!(
+            "entry_count is {}, but the signed tree size is {}",
+            checkpoint.entry_count, body.tree_size
+        )));
+    }
+    let signed_root = format!("sha256:{}", hex::encode(body.root_hash));
+    if checkpoint.cumulative_hash != signed_root {
+        return Err(checkpoint_error(format!(
+            "cumulative_hash is {}, but the signed root is {signed_root}",
+            checkpoint.cumulative_hash
+        )));
+    }
+    Ok((verifier, body))
+}
+
+/// Checks one proof of the entry whose (verified) hash is `entry_hash` against the signed head.
+fn check_proof(
+    proof: &InclusionProofView,
+    entry_hash: &str,
+    body: &CheckpointBody,
+    checkpoint_id: &str,
+) -> Result<(), String> {
+    if proof.tree_size != body.tree_size {
+        return Err(format!(
+            "proves against a tree of {}, but the checkpoint's has {} (fetch proofs with ?checkpoint={checkpoint_id})",
+            proof.tree_size, body.tree_size
+        ));
+    }
+    // The leaf comes from the export's entry, whose hash the chain check recomputed.
+    let leaf = merkle::entry_leaf_hash(entry_hash)
+        .ok_or_else(|| "the entry's hash is not sha256:<64 hex>".to_string())?;
+    let path = proof
+        .audit_path
+        .iter()
+        .map(|h| hex_hash(h))
+        .collect::<Option<Vec<Hash>>>()
+        .ok_or_else(|| "an audit path hash is not 64 hex digits".to_string())?;
+    merkle::verify_inclusion(
+        &leaf,
+        proof.leaf_index,
+        body.tree_size,
+        &path,
+        &body.root_hash,
+    )
+    .map_err(|e| e.to_string())
 }

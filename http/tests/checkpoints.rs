@@ -107,7 +107,8 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 /// Checks a C2SP signed note against a vkey from scratch (no ampflow code) and answers the
 /// checkpoint body's (origin, size, root).
 fn check_note(note: &str, vkey: &str) -> (String, u64, [u8; 32]) {
-    let parts: Vec<&str> = vkey.split('+').collect();
+    // The key's base64 may itself hold '+'.
+    let parts: Vec<&str> = vkey.splitn(3, '+').collect();
     assert_eq!(parts.len(), 3, "{vkey}");
     let (name, id_hex, key_b64) = (parts[0], parts[1], parts[2]);
     let key = BASE64.decode(key_b64).unwrap();
