@@ -89,6 +89,13 @@ impl ActorSystem {
             config.identity.access_token_ttl_ms,
         )
         .await?;
+        // Before anything is spawned: a bad key or a renamed origin stops the start cleanly.
+        let checkpoints = Checkpoints::load(
+            config.storage.clone(),
+            config.clock.clone(),
+            config.checkpoints.clone(),
+        )
+        .await?;
         let veriff = match config.veriff {
             Some(settings) => Some(Arc::new(
                 VeriffClient::new(settings).map_err(StartError::Veriff)?,
@@ -204,12 +211,6 @@ impl ActorSystem {
             faucet_batchers,
         );
 
-        let checkpoints = Checkpoints::load(
-            config.storage.clone(),
-            config.clock.clone(),
-            config.checkpoints,
-        )
-        .await?;
         let mut chores = vec![
             spawn_sweeper(wallets.clone()),
             spawn_sweeper(faucet_requests.clone()),

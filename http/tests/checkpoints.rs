@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 on_both_databases!(
     daily_checkpoints_prove_every_entry_and_verify_offline,
     checkpoint_queries_are_checked,
+    a_configured_key_signs_and_must_carry_the_origin,
 );
 
 const MINUTE_MS: i64 = 60_000;
@@ -472,5 +473,31 @@ async fn checkpoint_queries_are_checked(backend: Backend) {
         page,
         json!({"data": [], "has_more": false, "next_cursor": null})
     );
+    app.stop().await;
+}
+
+async fn a_configured_key_signs_and_must_carry_the_origin(backend: Backend) {
+    let signer = ampflow_types::note::NoteSigner::generate("configured.example/ledger").unwrap();
+    let key = signer.private_key_text();
+    let configured = key.clone();
+    let Some(app) = TestApp::start_with(backend, move |settings| {
+        settings.checkpoints.origin = "configured.example/ledger".into();
+        settings.checkpoints.signing_key = Some(ampflow_http::config::Secret::new(configured));
+    })
+    .await
+    else {
+        return;
+    };
+    let (status, body) = get(&app, "/public/checkpoints/key").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["verifier_key"], signer.verifier().vkey());
+    assert_eq!(body["data"]["origin"], "configured.example/ledger");
+    assert!(!body.to_string().contains(key.rsplit('+').next().unwrap()));
+    // The same key under another origin would rename the log: refused at start.
+    let mut settings = app.settings.clone();
+    settings.checkpoints.origin = "renamed.example/ledger".into();
+    let refused = ampflow_http::start(settings, ampflow_http::StartOptions::default()).await;
+    let error = format!("{:#}", refused.err().expect("a renamed origin is refused"));
+    assert!(error.contains("a log keeps its origin"), "{error}");
     app.stop().await;
 }
