@@ -3,9 +3,10 @@
 //!
 //! The checkpoint file is `{"checkpoint": …, "proofs": [ … ]}`: the `data` of
 //! `GET /public/checkpoints/{id}` and, for entries of the export, the `data` of
-//! `GET /public/ledger/entries/{entry id}/proof?checkpoint={id}`. An organisation's entries are
-//! only some of the tree's leaves, so each is checked by its own inclusion proof against the
-//! signed root. Entries newer than the checkpoint have no proof; they are counted, not failed.
+//! `GET /public/ledger/entries/{entry id}/proof?checkpoint={id}` — which is what
+//! `GET /public/organisations/{id}/ledger/proofs?checkpoint={id}` answers in one request. An
+//! organisation's entries are only some of the tree's leaves, so each is checked by its own
+//! inclusion proof against the signed root. Entries newer than the checkpoint have no proof; they are counted, not failed.
 
 use std::collections::{HashMap, HashSet};
 

@@ -54,8 +54,8 @@ enum LedgerCommand {
     Verify {
         /// The export, as downloaded.
         export: PathBuf,
-        /// `{"checkpoint": <GET /public/checkpoints/{id}>.data, "proofs": [<GET
-        /// /public/ledger/entries/{entry}/proof?checkpoint={id}>.data, …]}`.
+        /// `{"checkpoint": …, "proofs": [ … ]}`, as `GET
+        /// /public/organisations/{id}/ledger/proofs?checkpoint={id}` answers it.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
         /// The verifier key to trust (`<name>+<hex id>+<base64>`, from

@@ -392,6 +392,24 @@ async fn verify_offline(app: &TestApp, org: &str, vkey: &str) {
     let (code, said) = verify("own-key.json", &file, None);
     assert_eq!(code, Some(0), "{said}");
 
+    // The organisation's proofs in one request are the same file, and its pages merge.
+    let bundle_path =
+        format!("/public/organisations/{org}/ledger/proofs?checkpoint=chk_2025-01-16");
+    let (status, bundle) = get(app, &bundle_path).await;
+    assert_eq!(status, 200, "{bundle}");
+    assert_eq!(bundle["checkpoint"], file["checkpoint"]);
+    assert_eq!(bundle["proofs"], file["proofs"]);
+    assert_eq!(bundle["has_more"], false);
+    let (code, said) = verify("bundle.json", &bundle, Some(vkey));
+    assert_eq!(code, Some(0), "{said}");
+    let (_, first_page) = get(app, &format!("{bundle_path}&limit=2")).await;
+    assert_eq!(first_page["has_more"], true);
+    let cursor = first_page["next_cursor"].as_str().unwrap();
+    let (_, second_page) = get(app, &format!("{bundle_path}&limit=2&cursor={cursor}")).await;
+    let mut merged = first_page["proofs"].as_array().unwrap().clone();
+    merged.extend(second_page["proofs"].as_array().unwrap().iter().cloned());
+    assert_eq!(Value::Array(merged), file["proofs"]);
+
     // A flipped byte in the signed root.
     let mut bad = file.clone();
     let note = bad["checkpoint"]["signed_note"]
@@ -473,6 +491,23 @@ async fn checkpoint_queries_are_checked(backend: Backend) {
         page,
         json!({"data": [], "has_more": false, "next_cursor": null})
     );
+    let (status, body) = get(&app, "/public/organisations/org_nope/ledger/proofs").await;
+    assert_error(status, &body, 404, "not_found", None);
+    let org = organisation(&app, "Early").await;
+    let (status, body) = get(&app, &format!("/public/organisations/{org}/ledger/proofs")).await;
+    assert_error(status, &body, 409, "not_checkpointed", None);
+    for (query, param) in [
+        ("limit=10001", "limit"),
+        ("cursor=x", "cursor"),
+        ("checkpoint=x", "checkpoint"),
+    ] {
+        let (status, body) = get(
+            &app,
+            &format!("/public/organisations/{org}/ledger/proofs?{query}"),
+        )
+        .await;
+        assert_error(status, &body, 400, "invalid_request", Some(param));
+    }
     app.stop().await;
 }
 

@@ -76,7 +76,7 @@ async fn health_and_ready_answer(backend: Backend) {
 }
 
 /// (method, path) of every endpoint the server has.
-const ENDPOINTS: [(&str, &str); 33] = [
+const ENDPOINTS: [(&str, &str); 34] = [
     ("post", "/authorize"),
     ("post", "/authorize/by-message"),
     ("post", "/authorize/jwt"),
@@ -96,6 +96,7 @@ const ENDPOINTS: [(&str, &str); 33] = [
     ("get", "/public/organisations/{id}"),
     ("get", "/public/organisations/{id}/ledger"),
     ("get", "/public/organisations/{id}/ledger/export"),
+    ("get", "/public/organisations/{id}/ledger/proofs"),
     ("get", "/public/checkpoints"),
     ("get", "/public/checkpoints/key"),
     ("get", "/public/checkpoints/{id}"),

@@ -122,7 +122,10 @@ fn checkpoint_record(m: checkpoints::Model) -> Result<CheckpointRecord> {
 }
 
 /// Reads the given perfect nodes.
-async fn read_nodes(db: &impl ConnectionTrait, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>> {
+pub(crate) async fn read_nodes(
+    db: &impl ConnectionTrait,
+    ids: &[NodeId],
+) -> Result<HashMap<NodeId, Hash>> {
     let mut found = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(INSERT_CHUNK) {
         let by_key: HashMap<i64, NodeId> = chunk.iter().map(|id| (node_key(*id), *id)).collect();

@@ -6,6 +6,7 @@
 mod auto_invest;
 mod batch;
 mod chain;
+mod checkpoint_proofs;
 mod checkpoints;
 mod connect;
 pub mod entities;
@@ -21,6 +22,7 @@ pub mod testdb;
 
 pub use auto_invest::*;
 pub use chain::*;
+pub use checkpoint_proofs::ProofPage;
 pub use checkpoints::*;
 pub use connect::{DatabaseSettings, SqliteSync};
 pub use ledger::*;

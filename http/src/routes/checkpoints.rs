@@ -28,7 +28,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(checkpoint_key))
         .routes(routes!(get_checkpoint))
         .routes(routes!(entry_proof))
+        .routes(routes!(organisation_proofs))
 }
+
+/// Entries per page of an organisation's proofs by default, and at most.
+const PROOF_PAGE_DEFAULT: u64 = 1_000;
+const PROOF_PAGE_MAX: u64 = 10_000;
 
 /// A signed daily checkpoint: the head of the ledger's Merkle tree at the end of a UTC day.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -145,6 +150,27 @@ pub struct ProofQuery {
     pub checkpoint: Option<String>,
 }
 
+/// An organisation's entries proven against one checkpoint: the file
+/// `ampflow ledger verify --checkpoint` reads (pages merge by concatenating `proofs`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProofBundle {
+    pub checkpoint: CheckpointView,
+    /// One per entry of the page that the checkpoint covers, in chain order.
+    pub proofs: Vec<InclusionProofView>,
+    pub has_more: bool,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ProofBundleQuery {
+    /// Prove against this checkpoint (`chk_YYYY-MM-DD`) instead of the newest.
+    pub checkpoint: Option<String>,
+    /// Entries per page: 1,000 by default, at most 10,000.
+    pub limit: Option<u64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
 /// `chk_YYYY-MM-DD` with a real date.
 fn checkpoint_date(id: &str) -> Option<&str> {
     let date = id.strip_prefix("chk_")?;
@@ -259,19 +285,65 @@ async fn entry_proof(
         .storage()
         .inclusion_proof(&id, query.checkpoint.as_deref())
         .await
-        .map_err(|e| match e {
-            ProofLookupError::UnknownEntry => ApiError::not_found("no ledger entry has this id"),
-            ProofLookupError::UnknownCheckpoint => {
-                ApiError::not_found("no checkpoint has this id").with_param("checkpoint")
-            }
-            ProofLookupError::NotCheckpointed | ProofLookupError::NotInCheckpoint => ApiError::new(
-                StatusCode::CONFLICT,
-                "not_checkpointed",
-                format!("{e}: entries enter the first daily checkpoint built after their day ends"),
-            ),
-            ProofLookupError::Storage(cause) => ApiError::internal(cause),
-        })?;
+        .map_err(proof_error)?;
     Ok(Envelope::new(proof.into(), &request_id))
+}
+
+/// Inclusion proofs of an organisation's entries, in chain order, against one checkpoint.
+#[utoipa::path(get, path = "/public/organisations/{id}/ledger/proofs", tag = "public",
+    params(("id" = String, Path, description = "The organisation's id (org_…)"), ProofBundleQuery),
+    responses((status = 200, body = ProofBundle), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "`not_checkpointed`: there is no checkpoint yet", body = ErrorBody)))]
+async fn organisation_proofs(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ProofBundleQuery>,
+) -> Result<Json<ProofBundle>, ApiError> {
+    let limit = params::page_limit(query.limit, PROOF_PAGE_DEFAULT, PROOF_PAGE_MAX)?;
+    let after_seq = match query.cursor.as_deref() {
+        None => 0,
+        Some(cursor) => params::decode_cursor(cursor, |position| {
+            position.strip_prefix("seq:")?.parse::<u64>().ok()
+        })?,
+    };
+    if let Some(checkpoint) = query.checkpoint.as_deref()
+        && checkpoint_date(checkpoint).is_none()
+    {
+        return Err(ApiError::invalid_param(
+            "checkpoint",
+            "checkpoint must be a checkpoint id, chk_YYYY-MM-DD",
+        ));
+    }
+    let org = crate::routes::public::known_organisation(&state, &id).await?;
+    let page = state
+        .storage()
+        .organisation_proofs(&org.id, query.checkpoint.as_deref(), after_seq, limit)
+        .await
+        .map_err(proof_error)?;
+    Ok(Json(ProofBundle {
+        checkpoint: page.checkpoint.into(),
+        proofs: page.proofs.into_iter().map(Into::into).collect(),
+        has_more: page.next_after_seq.is_some(),
+        next_cursor: page
+            .next_after_seq
+            .map(|seq| params::encode_cursor(&format!("seq:{seq}"))),
+    }))
+}
+
+fn proof_error(e: ProofLookupError) -> ApiError {
+    match e {
+        ProofLookupError::UnknownEntry => ApiError::not_found("no ledger entry has this id"),
+        ProofLookupError::UnknownCheckpoint => {
+            ApiError::not_found("no checkpoint has this id").with_param("checkpoint")
+        }
+        ProofLookupError::NotCheckpointed | ProofLookupError::NotInCheckpoint => ApiError::new(
+            StatusCode::CONFLICT,
+            "not_checkpointed",
+            format!("{e}: entries enter the first daily checkpoint built after their day ends"),
+        ),
+        ProofLookupError::Storage(cause) => ApiError::internal(cause),
+    }
 }
 
 #[cfg(test)]
