@@ -4,6 +4,7 @@
 
 pub mod auto_invest;
 pub mod batcher;
+pub mod checkpoints;
 pub mod donation;
 pub mod faucet;
 mod identity;

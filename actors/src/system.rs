@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::auto_invest::{AutoInvest, AutoInvestActor, Executors};
 use crate::batcher::Batchers;
+use crate::checkpoints::{CheckpointError, CheckpointSettings, Checkpoints};
 use crate::donation::{DonationActor, Donations};
 use crate::faucet::{Faucet, FaucetRequestActor};
 use crate::identity::Identity;
@@ -47,6 +48,8 @@ pub enum StartError {
     Veriff(String),
     #[error("Stripe: {0}")]
     Stripe(String),
+    #[error("ledger checkpoints: {0}")]
+    Checkpoints(#[from] CheckpointError),
 }
 
 /// Everything the actor system needs to start.
@@ -63,6 +66,7 @@ pub struct SystemConfig {
     pub veriff: Option<VeriffSettings>,
     /// `None` when Stripe is not configured: donations are then refused.
     pub stripe: Option<StripeSettings>,
+    pub checkpoints: CheckpointSettings,
 }
 
 pub struct ActorSystem {
@@ -75,6 +79,7 @@ pub struct ActorSystem {
     executors: Arc<Executors>,
     auto_invest: AutoInvest,
     ledger: Arc<Ledger>,
+    checkpoints: Checkpoints,
     identity: Identity,
     faucet: Faucet,
     senders: Arc<TxSenders>,
@@ -91,6 +96,13 @@ impl ActorSystem {
             config.jwt_private_key_pem.as_ref(),
             config.clock.as_ref(),
             config.identity.access_token_ttl_ms,
+        )
+        .await?;
+        // Before anything is spawned: a bad key or a renamed origin stops the start cleanly.
+        let checkpoints = Checkpoints::load(
+            config.storage.clone(),
+            config.clock.clone(),
+            config.checkpoints.clone(),
         )
         .await?;
         let veriff = match config.veriff {
@@ -238,13 +250,14 @@ impl ActorSystem {
             faucet_batchers,
         );
 
-        let chores = vec![
+        let mut chores = vec![
             spawn_sweeper(wallets.clone()),
             spawn_sweeper(faucet_requests.clone()),
             spawn_sweeper(auto_invest_tasks.clone()),
             spawn_sweeper(donation_actors.clone()),
             spawn_janitor(config.storage.clone(), config.clock.clone()),
         ];
+        chores.extend(checkpoints.spawn_job());
         let whitelisting = Whitelisting::new(
             config.chains.clone(),
             config.storage.clone(),
@@ -272,6 +285,7 @@ impl ActorSystem {
             executors,
             auto_invest,
             ledger,
+            checkpoints,
             identity,
             faucet,
             senders,
@@ -303,6 +317,11 @@ impl ActorSystem {
     /// The organisations' public ledgers.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The ledger's daily signed checkpoints.
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
     }
 
     /// Auto-invest tasks and their execution.
@@ -341,6 +360,7 @@ impl ActorSystem {
             chore.abort();
         }
         self.ledger.shutdown();
+        self.checkpoints.release().await;
         self.executors.shutdown().await;
         self.senders.shutdown().await;
         self.wallets.shutdown(wait).await;

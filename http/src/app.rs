@@ -34,8 +34,8 @@ use crate::state::{AppState, Inner};
         (name = "kyc", description = "KYC through Veriff: sessions and Veriff's webhooks"),
         (name = "auto-invest", description = "Queued investments in campaigns, carried out on chain once the wallet is ready"),
         (name = "test", description = "Test-mode-only helpers"),
-        (name = "public", description = "Public, read-only data: organisations"),
         (name = "donations", description = "Donations through Stripe PaymentIntents"),
+        (name = "public", description = "Public, read-only data: organisations, their ledgers, signed checkpoints and inclusion proofs"),
         (name = "operations", description = "Probes and documents"),
     )
 )]
@@ -97,6 +97,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::public::router())
         .merge(routes::donations::router())
         .merge(routes::stripe_webhook::router())
+        .merge(routes::checkpoints::router())
 }
 
 /// The OpenAPI document as JSON.
@@ -201,6 +202,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         stripe: settings
             .stripe_settings()
             .map_err(|e| anyhow::anyhow!("configure Stripe: {e}"))?,
+        checkpoints: settings.checkpoint_settings(),
     })
     .await
     .context("start the actor system")?;

@@ -69,6 +69,8 @@ pub struct Settings {
     pub recaptcha: RecaptchaConfig,
     /// Donations through Stripe; off until `secret_key` (and a webhook secret) is set.
     pub stripe: StripeConfig,
+    /// The public ledger's daily signed checkpoints.
+    pub checkpoints: CheckpointConfig,
 }
 
 /// The Stripe version every request is pinned to (`Stripe-Version`), so the shape of Stripe's
@@ -108,6 +110,39 @@ impl Default for StripeConfig {
             request_timeout_ms: 8_000,
             attempts_max: 3,
             retry_backoff_ms: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// The log's origin line in every checkpoint (e.g. `ledger.example.org`).
+    pub origin: String,
+    /// An Ed25519 key in the note format, `PRIVATE+KEY+<name>+<hex id>+<base64>`. Without
+    /// one, a key named after the origin is generated on first start and kept in the database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<Secret>,
+    /// Whether this process runs the daily checkpoint job (a lease lets one process build).
+    pub job_enabled: bool,
+    /// How often the job looks for a day to checkpoint.
+    pub interval_ms: u64,
+    /// A day's checkpoint is built this long after midnight UTC, so late commits land.
+    pub grace_ms: u64,
+    /// A builder that stops renewing its lease for this long is replaced.
+    pub lease_ttl_ms: u64,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        let defaults = ampflow_actors::checkpoints::CheckpointSettings::default();
+        Self {
+            origin: defaults.origin,
+            signing_key: None,
+            job_enabled: defaults.job_enabled,
+            interval_ms: defaults.interval.as_millis() as u64,
+            grace_ms: defaults.grace_ms as u64,
+            lease_ttl_ms: defaults.lease_ttl_ms as u64,
         }
     }
 }
@@ -234,6 +269,7 @@ impl Default for Settings {
             chains: Vec::new(),
             recaptcha: RecaptchaConfig::default(),
             stripe: StripeConfig::default(),
+            checkpoints: CheckpointConfig::default(),
             veriff: VeriffConfig {
                 base_url: "https://stationapi.veriff.com".into(),
                 api_key: None,
@@ -386,6 +422,22 @@ impl Settings {
         }))
     }
 
+    pub fn checkpoint_settings(&self) -> ampflow_actors::checkpoints::CheckpointSettings {
+        let config = &self.checkpoints;
+        ampflow_actors::checkpoints::CheckpointSettings {
+            origin: config.origin.clone(),
+            signing_key: config
+                .signing_key
+                .as_ref()
+                .filter(|k| !k.expose().is_empty())
+                .map(|k| k.expose().to_string().into()),
+            job_enabled: config.job_enabled,
+            interval: Duration::from_millis(config.interval_ms.max(10)),
+            grace_ms: config.grace_ms.min(i64::MAX as u64) as i64,
+            lease_ttl_ms: config.lease_ttl_ms.clamp(1_000, i64::MAX as u64) as i64,
+        }
+    }
+
     pub fn runtime_settings(&self) -> RuntimeSettings {
         RuntimeSettings {
             idle_timeout: Duration::from_millis(self.actors.idle_timeout_ms),
@@ -438,12 +490,17 @@ mod tests {
             jail.set_env("AMPFLOW_VERIFF__SHARED_SECRET", "veriffsecret");
             jail.set_env("AMPFLOW_STRIPE__SECRET_KEY", "sk_test_stripekey");
             jail.set_env("AMPFLOW_STRIPE__WEBHOOK_SECRETS", "[whsec_hooksecret]");
+            jail.set_env(
+                "AMPFLOW_CHECKPOINTS__SIGNING_KEY",
+                "PRIVATE+KEY+ledger+01234567+checkpointsecret",
+            );
             let settings = Settings::load(None).map_err(|e| *e)?;
             let debug = format!(
-                "{settings:?} {:?} {:?} {:?}",
+                "{settings:?} {:?} {:?} {:?} {:?}",
                 settings.database_settings(),
                 settings.veriff_settings(),
-                settings.stripe_settings()
+                settings.stripe_settings(),
+                settings.checkpoint_settings()
             );
             for secret in [
                 "hunter2",
@@ -453,6 +510,7 @@ mod tests {
                 "veriffsecret",
                 "stripekey",
                 "hooksecret",
+                "checkpointsecret",
             ] {
                 assert!(!debug.contains(secret), "{secret} leaked into {debug}");
             }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod checkpoint_verify;
 pub mod config;
 pub mod error;
 pub mod extract;

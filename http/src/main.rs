@@ -48,11 +48,27 @@ enum Command {
 #[derive(Subcommand)]
 enum LedgerCommand {
     /// Recompute every hash of a ledger export (`GET /public/organisations/{id}/ledger/export`)
-    /// and check every link. Prints "ok" with the entry count, or the first broken entry (and
-    /// exits with status 1).
+    /// and check every link; with --checkpoint, also the checkpoint's signature and the
+    /// inclusion proof of every entry it lists. Prints "ok" with the entry count, or the first
+    /// failure (and exits with status 1).
     Verify {
         /// The export, as downloaded.
         export: PathBuf,
+        /// `{"checkpoint": …, "proofs": [ … ]}`, as `GET
+        /// /public/organisations/{id}/ledger/proofs?checkpoint={id}` answers it.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The verifier key to trust (`<name>+<hex id>+<base64>`, from
+        /// `GET /public/checkpoints/key`); default: the one the checkpoint file names.
+        #[arg(long, requires = "checkpoint")]
+        key: Option<String>,
+    },
+    /// Build the daily checkpoints up to a day now (normally a periodic job does it after the
+    /// day ends plus a grace period). Prints each checkpoint built.
+    Checkpoint {
+        /// The UTC day, YYYY-MM-DD; it must be over. Default: yesterday.
+        #[arg(long)]
+        date: Option<String>,
     },
 }
 
@@ -199,20 +215,13 @@ async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> a
             println!("{}", fund.id);
             Ok(())
         }
-        Command::Ledger(LedgerCommand::Verify { export }) => {
-            let bytes =
-                std::fs::read(&export).with_context(|| format!("read {}", export.display()))?;
-            match ampflow_types::ledger::verify_export_json(&bytes) {
-                Ok((organisation, count)) => {
-                    println!("ok: {count} entries of {organisation} verified");
-                    Ok(())
-                }
-                Err(ampflow_types::ledger::VerifyFileError::Broken(broken)) => {
-                    println!("broken: {broken}");
-                    std::process::exit(1);
-                }
-                Err(not_an_export) => Err(not_an_export.into()),
-            }
+        Command::Ledger(LedgerCommand::Verify {
+            export,
+            checkpoint,
+            key,
+        }) => verify_ledger(&export, checkpoint.as_deref(), key.as_deref()),
+        Command::Ledger(LedgerCommand::Checkpoint { date }) => {
+            build_checkpoints(&settings, date.as_deref()).await
         }
         Command::Serve => serve(settings).await,
         Command::Migrate => {
@@ -259,6 +268,88 @@ async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> a
             Ok(())
         }
     }
+}
+
+fn broken(what: &dyn std::fmt::Display) -> ! {
+    println!("broken: {what}");
+    std::process::exit(1);
+}
+
+/// Prints "ok: …" or "broken: …" (and exits with status 1).
+fn verify_ledger(
+    export: &std::path::Path,
+    checkpoint: Option<&std::path::Path>,
+    key: Option<&str>,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(export).with_context(|| format!("read {}", export.display()))?;
+    let (organisation, count) = match ampflow_types::ledger::verify_export_json(&bytes) {
+        Ok(verified) => verified,
+        Err(ampflow_types::ledger::VerifyFileError::Broken(problem)) => broken(&problem),
+        Err(not_an_export) => return Err(not_an_export.into()),
+    };
+    let Some(checkpoint) = checkpoint else {
+        println!("ok: {count} entries of {organisation} verified");
+        return Ok(());
+    };
+    let parsed: ampflow_types::ledger::LedgerExport =
+        serde_json::from_slice(&bytes).context("read the export's entries")?;
+    let file =
+        std::fs::read(checkpoint).with_context(|| format!("read {}", checkpoint.display()))?;
+    match ampflow_http::checkpoint_verify::verify_checkpoint(&parsed, &file, key) {
+        Ok(summary) => {
+            println!(
+                "ok: {count} entries of {organisation} verified; {} in checkpoint {} ({}, tree size {}, signed by {}){}",
+                summary.proven,
+                summary.checkpoint_id,
+                summary.origin,
+                summary.tree_size,
+                summary.verifier_key,
+                if summary.unproven > 0 {
+                    format!(
+                        "; {} without a proof (newer than the checkpoint?)",
+                        summary.unproven
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
+        Err(problem) => broken(&problem),
+    }
+}
+
+async fn build_checkpoints(settings: &Settings, date: Option<&str>) -> anyhow::Result<()> {
+    let date = match date {
+        Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .context("--date must be YYYY-MM-DD")?,
+        None => chrono::Utc::now()
+            .date_naive()
+            .pred_opt()
+            .context("no day before today")?,
+    };
+    let storage = app::open_storage(settings).await?;
+    let checkpoints = ampflow_actors::checkpoints::Checkpoints::load(
+        storage,
+        std::sync::Arc::new(ampflow_types::SystemClock),
+        settings.checkpoint_settings(),
+    )
+    .await?;
+    let built = checkpoints.build_through(date).await?;
+    if built.is_empty() {
+        println!(
+            "nothing to build: checkpoints are up to date through {date}, or the ledger is empty"
+        );
+    }
+    for checkpoint in built {
+        println!(
+            "built {}: {} entries, sha256:{}",
+            checkpoint.id,
+            checkpoint.tree_size,
+            hex::encode(checkpoint.root_hash)
+        );
+    }
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

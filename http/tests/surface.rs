@@ -76,7 +76,7 @@ async fn health_and_ready_answer(backend: Backend) {
 }
 
 /// (method, path) of every endpoint the server has.
-const ENDPOINTS: [(&str, &str); 33] = [
+const ENDPOINTS: [(&str, &str); 38] = [
     ("post", "/authorize"),
     ("post", "/authorize/by-message"),
     ("post", "/authorize/jwt"),
@@ -100,6 +100,11 @@ const ENDPOINTS: [(&str, &str); 33] = [
     ("get", "/donations"),
     ("get", "/donations/{id}"),
     ("post", "/webhooks/stripe"),
+    ("get", "/public/organisations/{id}/ledger/proofs"),
+    ("get", "/public/checkpoints"),
+    ("get", "/public/checkpoints/key"),
+    ("get", "/public/checkpoints/{id}"),
+    ("get", "/public/ledger/entries/{id}/proof"),
     ("post", "/test/kyc"),
     ("post", "/faucet/{chainId}"),
     ("get", "/faucet/{chainId}/requests/{id}"),

@@ -11,6 +11,7 @@ mod m0005_organisations;
 mod m0006_ledger;
 mod m0007_donations;
 mod m0008_stripe_events;
+mod m0009_checkpoints;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_ledger::Migration),
             Box::new(m0007_donations::Migration),
             Box::new(m0008_stripe_events::Migration),
+            Box::new(m0009_checkpoints::Migration),
         ]
     }
 }

@@ -6,6 +6,8 @@
 mod auto_invest;
 mod batch;
 mod chain;
+mod checkpoint_proofs;
+mod checkpoints;
 mod connect;
 mod donations;
 pub mod entities;
@@ -21,6 +23,8 @@ pub mod testdb;
 
 pub use auto_invest::*;
 pub use chain::*;
+pub use checkpoint_proofs::ProofPage;
+pub use checkpoints::*;
 pub use connect::{DatabaseSettings, SqliteSync};
 pub use donations::*;
 pub use ledger::*;
@@ -40,6 +44,9 @@ pub enum StorageError {
     },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Another writer got there first, or the request does not fit what is stored.
+    #[error("{0}")]
+    Conflict(String),
     #[error("{name} batch: {message}")]
     Batch { name: &'static str, message: String },
 }

@@ -5,6 +5,8 @@ mod address;
 mod clock;
 mod donation;
 pub mod ledger;
+pub mod merkle;
+pub mod note;
 
 pub use address::{AddressError, WalletAddress};
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};

@@ -1,4 +1,5 @@
 pub mod auto_invest;
+pub mod checkpoints;
 pub mod donations;
 pub mod faucet;
 pub mod identity;

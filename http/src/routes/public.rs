@@ -317,7 +317,10 @@ fn day_start_ms(param: &str, text: &str) -> Result<i64, ApiError> {
 }
 
 /// The organisation, or 404.
-async fn known_organisation(state: &AppState, id: &str) -> Result<OrganisationRecord, ApiError> {
+pub(crate) async fn known_organisation(
+    state: &AppState,
+    id: &str,
+) -> Result<OrganisationRecord, ApiError> {
     let not_found = || ApiError::not_found("no organisation has this id");
     if !id.starts_with("org_") || id.len() > 40 {
         return Err(not_found());

@@ -2,6 +2,8 @@
 //! them to the record types in [`crate::records`].
 
 pub mod auto_invest_tasks;
+pub mod checkpoint_keys;
+pub mod checkpoints;
 pub mod donations;
 pub mod entity_failures;
 pub mod faucet_requests;
@@ -10,7 +12,9 @@ pub mod jwt_keys;
 pub mod leases;
 pub mod ledger_entries;
 pub mod ledger_heads;
+pub mod ledger_leaves;
 pub mod login_challenges;
+pub mod merkle_nodes;
 pub mod organisations;
 pub mod sessions;
 pub mod spent_refresh_tokens;
