@@ -81,6 +81,7 @@ pub struct ActorSystem {
     kyc: Kyc,
     whitelisting: Whitelisting,
     stripe: Option<Arc<StripeClient>>,
+    clock: Arc<dyn Clock>,
     chores: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -278,8 +279,14 @@ impl ActorSystem {
             kyc,
             whitelisting,
             stripe,
+            clock: config.clock.clone(),
             chores: parking_lot::Mutex::new(chores),
         })
+    }
+
+    /// The clock every actor reads (injected in tests).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub fn identity(&self) -> &Identity {

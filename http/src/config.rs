@@ -69,6 +69,23 @@ pub struct Settings {
     pub recaptcha: RecaptchaConfig,
     /// Donations through Stripe; off until `secret_key` (and a webhook secret) is set.
     pub stripe: StripeConfig,
+    /// The partner API (signed requests, seed 003).
+    pub partner: PartnerConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PartnerConfig {
+    /// How far a signed request's `Date` may be from our clock, either way.
+    pub date_skew_secs: u64,
+}
+
+impl Default for PartnerConfig {
+    fn default() -> Self {
+        Self {
+            date_skew_secs: 900,
+        }
+    }
 }
 
 /// The Stripe version every request is pinned to (`Stripe-Version`), so the shape of Stripe's
@@ -234,6 +251,7 @@ impl Default for Settings {
             chains: Vec::new(),
             recaptcha: RecaptchaConfig::default(),
             stripe: StripeConfig::default(),
+            partner: PartnerConfig::default(),
             veriff: VeriffConfig {
                 base_url: "https://stationapi.veriff.com".into(),
                 api_key: None,

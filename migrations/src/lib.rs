@@ -11,6 +11,8 @@ mod m0005_organisations;
 mod m0006_ledger;
 mod m0007_donations;
 mod m0008_stripe_events;
+// m0009 is taken by another branch.
+mod m0010_partners;
 
 pub struct Migrator;
 
@@ -41,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_ledger::Migration),
             Box::new(m0007_donations::Migration),
             Box::new(m0008_stripe_events::Migration),
+            Box::new(m0010_partners::Migration),
         ]
     }
 }
