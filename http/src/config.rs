@@ -552,6 +552,28 @@ mod tests {
     }
 
     #[test]
+    fn the_partner_date_skew_defaults_to_15_minutes_and_can_be_set() {
+        Jail::expect_with(|jail| {
+            assert_eq!(
+                Settings::load(None).map_err(|e| *e)?.partner.date_skew_secs,
+                900
+            );
+            jail.create_file("ampflow.toml", "[partner]\ndate_skew_secs = 60\n")?;
+            let path = Some(Path::new("ampflow.toml"));
+            assert_eq!(
+                Settings::load(path).map_err(|e| *e)?.partner.date_skew_secs,
+                60
+            );
+            jail.set_env("AMPFLOW_PARTNER__DATE_SKEW_SECS", "30");
+            assert_eq!(
+                Settings::load(path).map_err(|e| *e)?.partner.date_skew_secs,
+                30
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn an_unknown_key_in_the_file_is_an_error() {
         Jail::expect_with(|jail| {
             jail.create_file("ampflow.toml", "lisen = \"127.0.0.1:9000\"\n")?;

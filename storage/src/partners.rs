@@ -214,3 +214,26 @@ impl Storage {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_never_prints_its_secret() {
+        let key = PartnerKeyRecord {
+            id: "IGFKEY".into(),
+            secret: "hunter2secret".into(),
+            organisation_id: "org_1".into(),
+            name: None,
+            allowed_ips: vec![],
+            created_at_ms: 0,
+            revoked_at_ms: None,
+        };
+        let shown = format!("{key:?}");
+        assert!(
+            shown.contains("IGFKEY") && !shown.contains("hunter2secret"),
+            "{shown}"
+        );
+    }
+}
