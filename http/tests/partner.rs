@@ -20,6 +20,7 @@ on_both_databases!(
     a_valid_signature_records_reads_and_cancels_a_donation,
     bad_signatures_and_dates_answer_401,
     an_address_not_on_the_list_and_a_revoked_key_answer_403,
+    forwarded_addresses_count_only_when_trusted,
     malformed_bodies_answer_400_and_put_answers_405,
     ads_are_served_as_json_or_jsonp_with_defaults_for_unknown_campaigns,
 );
@@ -457,6 +458,52 @@ async fn an_address_not_on_the_list_and_a_revoked_key_answer_403(backend: Backen
         &Signing::new(&app, &loopback),
     )
     .await;
+    assert_partner_error(status, &answer, 403, "authorization_error");
+    app.stop().await;
+}
+
+/// A signed POST sent with `X-Forwarded-For: forwarded`.
+async fn post_forwarded(app: &TestApp, key: &Key, forwarded: &str) -> (u16, Value) {
+    let body = donation_body().to_string();
+    let date = http_date(app, 0);
+    let signature = sign(
+        &key.secret,
+        "POST",
+        &body,
+        "application/json",
+        &date,
+        DONATION,
+    );
+    app.send(
+        app.client
+            .post(app.url(DONATION))
+            .header("Date", &date)
+            .header("Content-Type", "application/json")
+            .header("Authorization", format!("IGF {}:{signature}", key.id))
+            .header("X-Forwarded-For", forwarded)
+            .body(body),
+    )
+    .await
+}
+
+async fn forwarded_addresses_count_only_when_trusted(backend: Backend) {
+    let Some(app) = TestApp::start_with(backend, |s| s.http.trust_x_forwarded_for = true).await
+    else {
+        return;
+    };
+    let (_, key) = setup(&app, &["203.0.113.0/24"]).await;
+    let (status, answer) = post_forwarded(&app, &key, "198.51.100.1, 203.0.113.7").await;
+    assert_eq!(status, 201, "{answer}");
+    // The last entry is the one the trusted proxy appended.
+    let (status, answer) = post_forwarded(&app, &key, "203.0.113.7, 198.51.100.1").await;
+    assert_partner_error(status, &answer, 403, "authorization_error");
+    app.stop().await;
+
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let (_, key) = setup(&app, &["203.0.113.0/24"]).await;
+    let (status, answer) = post_forwarded(&app, &key, "203.0.113.7").await;
     assert_partner_error(status, &answer, 403, "authorization_error");
     app.stop().await;
 }
