@@ -12,6 +12,9 @@
 //!
 //! Durability: the donation is stored as `pending` before Stripe is called, and its id is the
 //! call's idempotency key, so a retried call cannot create a second PaymentIntent.
+//!
+//! Partner donations (seed 003, [`partner`]) have source `partner` and no PaymentIntent; they
+//! use the same actor and state machine.
 
 use std::sync::Arc;
 
