@@ -12,12 +12,15 @@
 //!
 //! Durability: the donation is stored as `pending` before Stripe is called, and its id is the
 //! call's idempotency key, so a retried call cannot create a second PaymentIntent.
+//!
+//! Partner donations (seed 003, [`partner`]) have source `partner` and no PaymentIntent; they
+//! use the same actor and state machine.
 
 use std::sync::Arc;
 
 use ampflow_storage::{
-    DonationCursor, DonationRecord, DonationStatus, EventWrite, FundRecord, OrganisationStatus,
-    Storage, StorageError, StripeEventRecord,
+    DonationCursor, DonationRecord, DonationSource, DonationStatus, EventWrite, FundRecord,
+    OrganisationStatus, PartnerDonationRecord, Storage, StorageError, StripeEventRecord,
 };
 use ampflow_types::{Clock, Currency, DonationId, WalletAddress};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -28,7 +31,9 @@ use crate::registry::{EntityActor, Registry, RegistryError};
 use crate::stripe::{NewPaymentIntent, StripeClient, StripeError, StripeSignatureError};
 
 mod events;
+mod partner;
 pub use events::WebhookOutcome;
+pub use partner::{NewPartnerDonation, PartnerDonation};
 
 /// Attempts at a conditional update before answering `Conflict` (another process kept
 /// winning).
@@ -181,6 +186,7 @@ impl Donations {
             created_at_ms: now,
             updated_at_ms: now,
             version: 0,
+            source: DonationSource::Stripe,
         };
         let record = self
             .donations
@@ -308,6 +314,12 @@ pub enum DonationMsg {
         record: Box<DonationRecord>,
         reply: Reply<DonationRecord>,
     },
+    /// Store a new pending partner donation with its partner details, in one transaction.
+    CreatePartner {
+        record: Box<DonationRecord>,
+        partner: Box<PartnerDonationRecord>,
+        reply: Reply<DonationRecord>,
+    },
     /// The donation as stored (`None` when there is none).
     Get {
         reply: Reply<Option<DonationRecord>>,
@@ -380,6 +392,13 @@ impl Actor for DonationActor {
             DonationMsg::Create { record, reply } => {
                 let _ = reply.send(self.create(state, *record).await);
             }
+            DonationMsg::CreatePartner {
+                record,
+                partner,
+                reply,
+            } => {
+                let _ = reply.send(self.create_partner(state, *record, &partner).await);
+            }
             DonationMsg::Get { reply } => {
                 let _ = reply.send(self.reload(state).await.map(|()| state.donation.clone()));
             }
@@ -414,6 +433,25 @@ impl DonationActor {
             return Err(DonationError::Conflict);
         }
         self.storage.insert_donation(&record).await?;
+        state.donation = Some(record.clone());
+        Ok(record)
+    }
+
+    async fn create_partner(
+        &self,
+        state: &mut DonationState,
+        record: DonationRecord,
+        partner: &PartnerDonationRecord,
+    ) -> Result<DonationRecord, DonationError> {
+        if state.donation.is_some()
+            || record.id != state.id.as_str()
+            || partner.donation_id != record.id
+        {
+            return Err(DonationError::Conflict);
+        }
+        self.storage
+            .insert_partner_donation(&record, partner)
+            .await?;
         state.donation = Some(record.clone());
         Ok(record)
     }

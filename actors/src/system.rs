@@ -86,6 +86,7 @@ pub struct ActorSystem {
     kyc: Kyc,
     whitelisting: Whitelisting,
     stripe: Option<Arc<StripeClient>>,
+    clock: Arc<dyn Clock>,
     chores: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -292,8 +293,14 @@ impl ActorSystem {
             kyc,
             whitelisting,
             stripe,
+            clock: config.clock.clone(),
             chores: parking_lot::Mutex::new(chores),
         })
+    }
+
+    /// The clock every actor reads (injected in tests).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub fn identity(&self) -> &Identity {

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Settings;
@@ -36,6 +36,7 @@ use crate::state::{AppState, Inner};
         (name = "test", description = "Test-mode-only helpers"),
         (name = "donations", description = "Donations through Stripe PaymentIntents"),
         (name = "public", description = "Public, read-only data: organisations, their ledgers, signed checkpoints and inclusion proofs"),
+        (name = "partner", description = "The partner API (seed 003): signed donation requests and ad serving"),
         (name = "operations", description = "Probes and documents"),
     )
 )]
@@ -98,6 +99,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::donations::router())
         .merge(routes::stripe_webhook::router())
         .merge(routes::checkpoints::router())
+        .merge(routes::partner::router())
 }
 
 /// The OpenAPI document as JSON.
@@ -113,6 +115,13 @@ pub fn openapi_json() -> anyhow::Result<String> {
                 .bearer_format("JWT")
                 .build(),
         ),
+    );
+    components.add_security_scheme(
+        "igf",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "Authorization",
+            "IGF <access key id>:<Base64(HMAC-SHA1(secret, StringToSign))>, with a Date header",
+        ))),
     );
     doc.to_pretty_json()
         .context("serialise the OpenAPI document")

@@ -71,6 +71,23 @@ pub struct Settings {
     pub stripe: StripeConfig,
     /// The public ledger's daily signed checkpoints.
     pub checkpoints: CheckpointConfig,
+    /// The partner API (signed requests, seed 003).
+    pub partner: PartnerConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PartnerConfig {
+    /// How far a signed request's `Date` may be from our clock, either way.
+    pub date_skew_secs: u64,
+}
+
+impl Default for PartnerConfig {
+    fn default() -> Self {
+        Self {
+            date_skew_secs: 900,
+        }
+    }
 }
 
 /// The Stripe version every request is pinned to (`Stripe-Version`), so the shape of Stripe's
@@ -270,6 +287,7 @@ impl Default for Settings {
             recaptcha: RecaptchaConfig::default(),
             stripe: StripeConfig::default(),
             checkpoints: CheckpointConfig::default(),
+            partner: PartnerConfig::default(),
             veriff: VeriffConfig {
                 base_url: "https://stationapi.veriff.com".into(),
                 api_key: None,
@@ -586,6 +604,28 @@ mod tests {
                     .map_err(|e| *e)?
                     .stripe_settings()
                     .is_err()
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_partner_date_skew_defaults_to_15_minutes_and_can_be_set() {
+        Jail::expect_with(|jail| {
+            assert_eq!(
+                Settings::load(None).map_err(|e| *e)?.partner.date_skew_secs,
+                900
+            );
+            jail.create_file("ampflow.toml", "[partner]\ndate_skew_secs = 60\n")?;
+            let path = Some(Path::new("ampflow.toml"));
+            assert_eq!(
+                Settings::load(path).map_err(|e| *e)?.partner.date_skew_secs,
+                60
+            );
+            jail.set_env("AMPFLOW_PARTNER__DATE_SKEW_SECS", "30");
+            assert_eq!(
+                Settings::load(path).map_err(|e| *e)?.partner.date_skew_secs,
+                30
             );
             Ok(())
         });

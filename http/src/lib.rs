@@ -9,6 +9,8 @@ pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod params;
+pub mod partner_admin;
+pub mod partner_auth;
 pub mod recaptcha;
 pub mod routes;
 pub mod state;

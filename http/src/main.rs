@@ -43,6 +43,39 @@ enum Command {
     /// Work with public ledgers.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Partner API keys and the ads served to partners' sites.
+    #[command(subcommand)]
+    Partner(PartnerCommand),
+}
+
+#[derive(Subcommand)]
+enum PartnerCommand {
+    /// Create a signing key for a partner acting for an organisation; prints the access key id
+    /// and the secret (shown once).
+    Create {
+        /// The organisation the partner's donations go to (`org_…`).
+        #[arg(long)]
+        org: String,
+        /// An address or CIDR requests may come from (repeat it); none = any address.
+        #[arg(long = "allow-ip")]
+        allow_ip: Vec<String>,
+        /// The publisher's name, shown as `publisherName` on its donations.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Revoke a key: its requests then answer 403.
+    Revoke {
+        /// The access key id.
+        id: String,
+    },
+    /// Add an ad (a JSON object in the seed's shape, read from a file) for a publisher
+    /// campaign, or a default ad without --publisher-campaign; prints its guid.
+    AddAd {
+        #[arg(long)]
+        publisher_campaign: Option<String>,
+        /// The ad's JSON file.
+        ad: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -223,6 +256,7 @@ async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> a
         Command::Ledger(LedgerCommand::Checkpoint { date }) => {
             build_checkpoints(&settings, date.as_deref()).await
         }
+        Command::Partner(command) => partner(command, &settings).await,
         Command::Serve => serve(settings).await,
         Command::Migrate => {
             let storage = ampflow_storage::Storage::connect(&settings.database_settings()).await?;
@@ -348,6 +382,47 @@ async fn build_checkpoints(settings: &Settings, date: Option<&str>) -> anyhow::R
             checkpoint.tree_size,
             hex::encode(checkpoint.root_hash)
         );
+    }
+    Ok(())
+}
+
+async fn partner(command: PartnerCommand, settings: &Settings) -> anyhow::Result<()> {
+    use ampflow_http::partner_admin;
+    let storage = app::open_storage(settings).await?;
+    let clock = ampflow_types::SystemClock;
+    match command {
+        PartnerCommand::Create {
+            org,
+            allow_ip,
+            name,
+        } => {
+            let key = partner_admin::create_partner_key(
+                &storage,
+                &clock,
+                &org,
+                &allow_ip,
+                name.as_deref(),
+            )
+            .await?;
+            println!("access key id: {}", key.id);
+            println!("secret: {}", key.secret);
+            println!("(the secret is shown only this once)");
+        }
+        PartnerCommand::Revoke { id } => {
+            partner_admin::revoke_partner_key(&storage, &clock, &id).await?;
+            println!("revoked {id}");
+        }
+        PartnerCommand::AddAd {
+            publisher_campaign,
+            ad,
+        } => {
+            let json =
+                std::fs::read_to_string(&ad).with_context(|| format!("read {}", ad.display()))?;
+            let record =
+                partner_admin::add_ad(&storage, &clock, publisher_campaign.as_deref(), &json)
+                    .await?;
+            println!("{}", record.id);
+        }
     }
     Ok(())
 }

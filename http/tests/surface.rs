@@ -76,7 +76,7 @@ async fn health_and_ready_answer(backend: Backend) {
 }
 
 /// (method, path) of every endpoint the server has.
-const ENDPOINTS: [(&str, &str); 38] = [
+const ENDPOINTS: [(&str, &str); 42] = [
     ("post", "/authorize"),
     ("post", "/authorize/by-message"),
     ("post", "/authorize/jwt"),
@@ -105,6 +105,10 @@ const ENDPOINTS: [(&str, &str); 38] = [
     ("get", "/public/checkpoints/key"),
     ("get", "/public/checkpoints/{id}"),
     ("get", "/public/ledger/entries/{id}/proof"),
+    ("post", "/igive-api/v1_0/donation"),
+    ("get", "/igive-api/v1_0/donation/{guid}"),
+    ("delete", "/igive-api/v1_0/donation/{guid}"),
+    ("get", "/nonprofit-json/{publisher_campaign_guid}"),
     ("post", "/test/kyc"),
     ("post", "/faucet/{chainId}"),
     ("get", "/faucet/{chainId}/requests/{id}"),

@@ -12,6 +12,7 @@ mod m0006_ledger;
 mod m0007_donations;
 mod m0008_stripe_events;
 mod m0009_checkpoints;
+mod m0010_partners;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_donations::Migration),
             Box::new(m0008_stripe_events::Migration),
             Box::new(m0009_checkpoints::Migration),
+            Box::new(m0010_partners::Migration),
         ]
     }
 }

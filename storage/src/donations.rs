@@ -12,6 +12,29 @@ use crate::entities::stripe_events;
 use crate::{Context, Result, Storage, StorageError};
 use ampflow_types::UnixMillis;
 
+/// How a donation is paid: through a Stripe PaymentIntent, or collected by a partner on its
+/// own site (seed 003) and settled by the partner, with no PaymentIntent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DonationSource {
+    Stripe,
+    Partner,
+}
+
+impl DonationSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stripe => "stripe",
+            Self::Partner => "partner",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Stripe, Self::Partner]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
 /// Where a donation stands. `Pending` until Stripe reports the payment; `Refunded` only after
 /// `Succeeded`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,7 +76,8 @@ pub struct DonationRecord {
     pub id: String,
     pub organisation_id: String,
     pub fund_id: Option<String>,
-    /// The donor's wallet, lowercase `0x…`.
+    /// The donor's wallet, lowercase `0x…`; empty for a partner's donation (the partner, not
+    /// a wallet, may read it).
     pub wallet_address: String,
     /// Minor units.
     pub amount: i64,
@@ -68,6 +92,7 @@ pub struct DonationRecord {
     pub updated_at_ms: UnixMillis,
     /// Bumped by every update.
     pub version: i64,
+    pub source: DonationSource,
 }
 
 /// A position in a wallet's donations: the last one shown (newest first).
@@ -79,25 +104,10 @@ pub struct DonationCursor {
 
 impl Storage {
     pub async fn insert_donation(&self, d: &DonationRecord) -> Result<()> {
-        donations::Entity::insert(donations::ActiveModel {
-            id: Set(d.id.clone()),
-            organisation_id: Set(d.organisation_id.clone()),
-            fund_id: Set(d.fund_id.clone()),
-            wallet_address: Set(d.wallet_address.clone()),
-            amount: Set(d.amount),
-            currency: Set(d.currency.clone()),
-            donor_email: Set(d.donor_email.clone()),
-            donor_name: Set(d.donor_name.clone()),
-            status: Set(d.status.as_str().into()),
-            stripe_payment_intent_id: Set(d.stripe_payment_intent_id.clone()),
-            failure_reason: Set(d.failure_reason.clone()),
-            created_at_ms: Set(d.created_at_ms),
-            updated_at_ms: Set(d.updated_at_ms),
-            version: Set(d.version),
-        })
-        .exec_without_returning(&self.db)
-        .await
-        .context("insert donation")?;
+        donations::Entity::insert(donation_model(d))
+            .exec_without_returning(&self.db)
+            .await
+            .context("insert donation")?;
         Ok(())
     }
 
@@ -150,6 +160,26 @@ impl Storage {
         next: &DonationRecord,
     ) -> Result<bool> {
         write_donation(&self.db, from, next).await
+    }
+}
+
+pub(crate) fn donation_model(d: &DonationRecord) -> donations::ActiveModel {
+    donations::ActiveModel {
+        id: Set(d.id.clone()),
+        organisation_id: Set(d.organisation_id.clone()),
+        fund_id: Set(d.fund_id.clone()),
+        wallet_address: Set(d.wallet_address.clone()),
+        amount: Set(d.amount),
+        currency: Set(d.currency.clone()),
+        donor_email: Set(d.donor_email.clone()),
+        donor_name: Set(d.donor_name.clone()),
+        status: Set(d.status.as_str().into()),
+        stripe_payment_intent_id: Set(d.stripe_payment_intent_id.clone()),
+        failure_reason: Set(d.failure_reason.clone()),
+        created_at_ms: Set(d.created_at_ms),
+        updated_at_ms: Set(d.updated_at_ms),
+        version: Set(d.version),
+        source: Set(d.source.as_str().into()),
     }
 }
 
@@ -258,7 +288,10 @@ impl Storage {
 fn donation_record(m: donations::Model) -> Result<DonationRecord> {
     let status = DonationStatus::parse(&m.status)
         .ok_or_else(|| StorageError::Corrupt(format!("donation {}: status {}", m.id, m.status)))?;
+    let source = DonationSource::parse(&m.source)
+        .ok_or_else(|| StorageError::Corrupt(format!("donation {}: source {}", m.id, m.source)))?;
     Ok(DonationRecord {
+        source,
         id: m.id,
         organisation_id: m.organisation_id,
         fund_id: m.fund_id,

@@ -17,6 +17,7 @@ mod keys;
 mod kyc;
 mod ledger;
 mod organisations;
+mod partners;
 pub use keys::StoredJwtKey;
 pub mod records;
 pub mod testdb;
@@ -29,6 +30,7 @@ pub use connect::{DatabaseSettings, SqliteSync};
 pub use donations::*;
 pub use ledger::*;
 pub use organisations::*;
+pub use partners::*;
 pub use records::*;
 use sea_orm::DatabaseConnection;
 

@@ -5,6 +5,7 @@ pub mod faucet;
 pub mod identity;
 pub mod kyc;
 pub mod ops;
+pub mod partner;
 pub mod public;
 pub mod stripe_webhook;
 pub mod whitelist;

@@ -18,6 +18,7 @@ pub struct Model {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub version: i64,
+    pub source: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
