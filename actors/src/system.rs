@@ -189,7 +189,11 @@ impl ActorSystem {
         )
         .await
         .map_err(|e| StartError::Spawn("donation supervisor", e.to_string()))?;
-        let ledger = Arc::new(Ledger::new(config.storage.clone(), config.clock.clone()));
+        let ledger = Arc::new(Ledger::new(
+            config.storage.clone(),
+            config.clock.clone(),
+            config.runtime.ledger_batch_max,
+        ));
         let donations = Donations::new(
             config.storage.clone(),
             config.clock.clone(),
