@@ -134,12 +134,32 @@ impl Moved {
 }
 
 /// The donations front the HTTP layer calls.
+#[derive(Clone)]
 pub struct Donations {
     storage: Storage,
     clock: Arc<dyn Clock>,
     stripe: Option<Arc<StripeClient>>,
     donations: Arc<Registry<DonationActor>>,
     ledger: Arc<Ledger>,
+}
+
+/// Donations younger than this may still be waiting for Stripe's answer to their own request.
+pub const ORPHAN_GRACE_MS: i64 = 120_000;
+/// A donation still without a PaymentIntent this long after it was stored is failed. Stripe
+/// keeps idempotency keys for 24 hours; one hour stays well inside.
+pub const ORPHAN_GIVE_UP_MS: i64 = 3_600_000;
+/// Left-over donations handled per sweep at most.
+const ORPHANS_PER_SWEEP: u64 = 100;
+
+/// What one sweep of left-over donations did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrphanSweep {
+    /// PaymentIntent created (or found again through the idempotency key) and recorded.
+    pub attached: usize,
+    /// Too old: marked failed.
+    pub failed: usize,
+    /// Stripe could not be reached or refused; retried on a later sweep.
+    pub left: usize,
 }
 
 impl Donations {
@@ -157,6 +177,11 @@ impl Donations {
             donations,
             ledger,
         }
+    }
+
+    /// Whether Stripe is configured (donations are taken).
+    pub fn takes_donations(&self) -> bool {
+        self.stripe.is_some()
     }
 
     /// The donation registry (tests use it to find and kill actors).
@@ -232,6 +257,67 @@ impl Donations {
                 Err(DonationError::Payment(Box::new(error)))
             }
         }
+    }
+
+    /// Finishes donations left `pending` without a PaymentIntent by a crash between storing
+    /// them and recording Stripe's answer: the PaymentIntent is created again with the same
+    /// idempotency key (the donation id), so Stripe answers the one it may already have made,
+    /// and recorded. Attempts are bounded by age: a donation older than
+    /// [`ORPHAN_GIVE_UP_MS`] (well inside Stripe's 24-hour idempotency window) is marked failed
+    /// instead. Donations younger than [`ORPHAN_GRACE_MS`] may still have their request in
+    /// flight and are left alone.
+    pub async fn resume_orphaned(&self) -> Result<OrphanSweep, DonationError> {
+        let stripe = self.stripe.clone().ok_or(DonationError::NotConfigured)?;
+        let now = self.clock.now_ms();
+        let orphans = self
+            .storage
+            .donations_without_payment_intent(now - ORPHAN_GRACE_MS, ORPHANS_PER_SWEEP)
+            .await?;
+        let mut sweep = OrphanSweep::default();
+        for orphan in orphans {
+            let id = events::donation_id(&orphan)?;
+            if now - orphan.created_at_ms > ORPHAN_GIVE_UP_MS {
+                let reason = "stripe: no PaymentIntent could be created in time".to_string();
+                self.transition(&id, DonationStatus::Failed, Some(reason))
+                    .await?;
+                tracing::warn!(donation = %id, "a donation without a PaymentIntent is given up; failed");
+                sweep.failed += 1;
+                continue;
+            }
+            let Ok(currency) = Currency::parse(&orphan.currency) else {
+                tracing::error!(donation = %id, currency = %orphan.currency, "stored donation with an unknown currency");
+                sweep.left += 1;
+                continue;
+            };
+            let created = stripe
+                .create_payment_intent(&NewPaymentIntent {
+                    donation_id: &id,
+                    amount: orphan.amount,
+                    currency,
+                    receipt_email: &orphan.donor_email,
+                    organisation_id: &orphan.organisation_id,
+                    fund_id: orphan.fund_id.as_deref(),
+                })
+                .await;
+            match created {
+                Ok(intent) => {
+                    self.donations
+                        .call(&id, |reply| DonationMsg::AttachPaymentIntent {
+                            payment_intent_id: intent.id.clone(),
+                            reply,
+                        })
+                        .await??;
+                    tracing::info!(donation = %id, payment_intent = %intent.id, "PaymentIntent recorded for a donation left without one");
+                    sweep.attached += 1;
+                }
+                Err(error) => {
+                    // Retried on a later sweep until the donation is too old.
+                    tracing::warn!(donation = %id, %error, "creating a left-over donation's PaymentIntent failed; retried later");
+                    sweep.left += 1;
+                }
+            }
+        }
+        Ok(sweep)
     }
 
     /// The organisation must exist and take donations; the fund, when given, must be one of

@@ -16,8 +16,8 @@ use ampflow_types::Clock;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
-/// Entries appended in one transaction at most.
-const BATCH_MAX: usize = 256;
+/// Entries appended in one transaction at most, unless configured otherwise.
+pub const BATCH_MAX_DEFAULT: usize = 256;
 /// Entries waiting for an organisation's actor; appenders wait for room beyond this.
 const QUEUE_CAPACITY: usize = 4_096;
 /// An actor with nothing to append for this long stops.
@@ -41,14 +41,17 @@ type Job = (
 pub struct Ledger {
     storage: Storage,
     clock: Arc<dyn Clock>,
+    /// Entries appended in one transaction at most (at least 1).
+    batch_max: usize,
     actors: Arc<Mutex<HashMap<String, mpsc::Sender<Job>>>>,
 }
 
 impl Ledger {
-    pub(crate) fn new(storage: Storage, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(storage: Storage, clock: Arc<dyn Clock>, batch_max: usize) -> Self {
         Self {
             storage,
             clock,
+            batch_max: batch_max.clamp(1, QUEUE_CAPACITY),
             actors: Arc::default(),
         }
     }
@@ -97,6 +100,7 @@ impl Ledger {
             sender.clone(),
             self.storage.clone(),
             self.clock.clone(),
+            self.batch_max,
             self.actors.clone(),
         ));
         sender
@@ -114,14 +118,15 @@ async fn run(
     me: mpsc::Sender<Job>,
     storage: Storage,
     clock: Arc<dyn Clock>,
+    batch_max: usize,
     actors: Arc<Mutex<HashMap<String, mpsc::Sender<Job>>>>,
 ) {
     // Held only until the actor idles out, so the channel closes once the map lets go.
     let mut me = Some(me);
-    let mut jobs: Vec<Job> = Vec::with_capacity(BATCH_MAX);
+    let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
     loop {
         let received =
-            match tokio::time::timeout(IDLE_STOP, queue.recv_many(&mut jobs, BATCH_MAX)).await {
+            match tokio::time::timeout(IDLE_STOP, queue.recv_many(&mut jobs, batch_max)).await {
                 Ok(n) => n,
                 Err(_) => {
                     // Idle: leave the map (if still there), then finish whatever arrives until

@@ -51,6 +51,9 @@ pub struct RuntimeSettings {
     pub restart_window: Duration,
     /// How long a caller waits for an actor's reply.
     pub call_timeout: Duration,
+    /// Ledger entries a `LedgerActor` appends in one transaction at most (group commit); 1
+    /// turns group commit off (the benchmarks' naive baseline).
+    pub ledger_batch_max: usize,
 }
 
 impl Default for RuntimeSettings {
@@ -60,6 +63,7 @@ impl Default for RuntimeSettings {
             restarts_max: 5,
             restart_window: Duration::from_secs(60),
             call_timeout: Duration::from_secs(10),
+            ledger_batch_max: crate::ledger::BATCH_MAX_DEFAULT,
         }
     }
 }

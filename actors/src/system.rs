@@ -33,6 +33,8 @@ const FAILURES_REFRESH_PERIOD: Duration = Duration::from_secs(10);
 const AUTO_INVEST_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often expired challenges and sessions are deleted.
 const JANITOR_PERIOD: Duration = Duration::from_secs(600);
+/// How often donations left without a PaymentIntent are looked for.
+const ORPHAN_SWEEP_PERIOD: Duration = Duration::from_secs(60);
 /// Rows are kept this long after they expire, for investigation.
 const EXPIRED_ROW_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -202,7 +204,11 @@ impl ActorSystem {
         )
         .await
         .map_err(|e| StartError::Spawn("donation supervisor", e.to_string()))?;
-        let ledger = Arc::new(Ledger::new(config.storage.clone(), config.clock.clone()));
+        let ledger = Arc::new(Ledger::new(
+            config.storage.clone(),
+            config.clock.clone(),
+            config.runtime.ledger_batch_max,
+        ));
         let donations = Donations::new(
             config.storage.clone(),
             config.clock.clone(),
@@ -259,6 +265,9 @@ impl ActorSystem {
             spawn_janitor(config.storage.clone(), config.clock.clone()),
         ];
         chores.extend(checkpoints.spawn_job());
+        if donations.takes_donations() {
+            chores.push(spawn_orphaned_donation_sweeper(donations.clone()));
+        }
         let whitelisting = Whitelisting::new(
             config.chains.clone(),
             config.storage.clone(),
@@ -400,6 +409,25 @@ fn spawn_sweeper<A: EntityActor>(wallets: Arc<Registry<A>>) -> JoinHandle<()> {
             let retired = wallets.retire_idle();
             if retired > 0 {
                 tracing::debug!(kind = A::KIND, retired, "retired idle actors");
+            }
+        }
+    })
+}
+
+/// Every [`ORPHAN_SWEEP_PERIOD`], donations a crash left without their PaymentIntent get
+/// it (same idempotency key), or are failed once too old.
+fn spawn_orphaned_donation_sweeper(donations: Donations) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(ORPHAN_SWEEP_PERIOD);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match donations.resume_orphaned().await {
+                Ok(sweep) if sweep == Default::default() => {}
+                Ok(sweep) => tracing::info!(?sweep, "swept donations left without a PaymentIntent"),
+                Err(error) => {
+                    tracing::warn!(%error, "could not sweep donations left without a PaymentIntent")
+                }
             }
         }
     })

@@ -248,6 +248,13 @@ pub struct ActorConfig {
     pub restarts_max: u32,
     pub restart_window_ms: u64,
     pub call_timeout_ms: u64,
+    /// Ledger entries appended in one transaction at most (group commit); 1 turns it off.
+    #[serde(default = "ledger_batch_max_default")]
+    pub ledger_batch_max: usize,
+}
+
+fn ledger_batch_max_default() -> usize {
+    ampflow_actors::ledger::BATCH_MAX_DEFAULT
 }
 
 impl Default for Settings {
@@ -282,6 +289,7 @@ impl Default for Settings {
                 restarts_max: 5,
                 restart_window_ms: 60_000,
                 call_timeout_ms: 10_000,
+                ledger_batch_max: ledger_batch_max_default(),
             },
             chains: Vec::new(),
             recaptcha: RecaptchaConfig::default(),
@@ -462,6 +470,7 @@ impl Settings {
             restarts_max: self.actors.restarts_max,
             restart_window: Duration::from_millis(self.actors.restart_window_ms),
             call_timeout: Duration::from_millis(self.actors.call_timeout_ms),
+            ledger_batch_max: self.actors.ledger_batch_max,
         }
     }
 }

@@ -24,6 +24,7 @@ on_both_databases!(
     bad_donation_bodies_are_refused_and_reach_no_payment,
     stripe_errors_answer_payment_error_and_fail_the_donation,
     the_donation_actor_refuses_illegal_moves_and_survives_a_kill,
+    donations_left_without_a_payment_intent_get_it_or_fail_when_too_old,
 );
 
 pub const SECRET_KEY: &str = "sk_test_donations";
@@ -455,4 +456,108 @@ async fn donations_answer_503_while_stripe_is_not_configured() {
     assert_eq!(status, 200);
     assert_eq!(listed["data"], json!([]));
     app.stop().await;
+}
+
+/// A crash between storing a donation and recording Stripe's answer leaves it pending without
+/// a PaymentIntent. The sweep creates it again with the same idempotency key (Stripe answers
+/// the same PaymentIntent) and records it; while Stripe fails it is retried, and a donation
+/// too old is failed. A donation still within the grace period is left alone.
+async fn donations_left_without_a_payment_intent_get_it_or_fail_when_too_old(backend: Backend) {
+    use ampflow_actors::donation::{ORPHAN_GIVE_UP_MS, ORPHAN_GRACE_MS, OrphanSweep};
+    use ampflow_storage::{DonationRecord, prefixed_id};
+    use ampflow_types::Clock;
+
+    let Some((app, stripe)) = start(backend).await else {
+        return;
+    };
+    let (org, fund) = organisation(&app, "verified").await;
+    let storage = app.app().state().storage();
+    let donations = app.app().state().actors().donations();
+    let stored = |created_at_ms: i64| DonationRecord {
+        id: prefixed_id("don"),
+        organisation_id: org.clone(),
+        fund_id: Some(fund.clone()),
+        wallet_address: Wallet::random().address().to_lowercase(),
+        amount: 2500,
+        currency: "EUR".into(),
+        donor_email: "donor@example.com".into(),
+        donor_name: None,
+        status: DonationStatus::Pending,
+        stripe_payment_intent_id: None,
+        failure_reason: None,
+        created_at_ms,
+        updated_at_ms: created_at_ms,
+        version: 0,
+        source: ampflow_storage::DonationSource::Stripe,
+    };
+    let now = app.clock.now_ms();
+    let orphan = stored(now - ORPHAN_GRACE_MS - 1_000);
+    let too_old = stored(now - ORPHAN_GIVE_UP_MS - 1_000);
+    let recent = stored(now);
+    // A partner's donation has no PaymentIntent by design: the sweeper leaves it alone.
+    let partner = DonationRecord {
+        source: ampflow_storage::DonationSource::Partner,
+        ..stored(now - ORPHAN_GIVE_UP_MS - 1_000)
+    };
+    for d in [&orphan, &too_old, &recent, &partner] {
+        storage.insert_donation(d).await.unwrap();
+    }
+
+    // Stripe down: nothing changes, the orphan is retried later; the old one is failed.
+    stripe.fail_next_requests(100, 500);
+    let sweep = donations.resume_orphaned().await.unwrap();
+    assert_eq!(
+        sweep,
+        OrphanSweep {
+            attached: 0,
+            failed: 1,
+            left: 1
+        }
+    );
+    let failed = storage.donation(&too_old.id).await.unwrap().unwrap();
+    assert_eq!(failed.status, DonationStatus::Failed);
+    assert!(failed.failure_reason.unwrap().contains("PaymentIntent"));
+
+    stripe.fail_next_requests(0, 500);
+    let sweep = donations.resume_orphaned().await.unwrap();
+    assert_eq!(
+        sweep,
+        OrphanSweep {
+            attached: 1,
+            failed: 0,
+            left: 0
+        }
+    );
+    let attached = storage.donation(&orphan.id).await.unwrap().unwrap();
+    assert_eq!(attached.status, DonationStatus::Pending);
+    let pi = attached.stripe_payment_intent_id.expect("a PaymentIntent");
+    let intent = stripe.payment_intent(&pi).expect("created at Stripe");
+    assert_eq!(intent.metadata.get("donation_id"), Some(&orphan.id));
+    assert_eq!(intent.amount, 2500);
+    assert!(
+        stripe.idempotency_keys().iter().all(|k| *k == orphan.id),
+        "every attempt used the donation id as its key: {:?}",
+        stripe.idempotency_keys()
+    );
+    assert_eq!(
+        stripe.payment_intents().len(),
+        1,
+        "one PaymentIntent however many attempts"
+    );
+    let untouched = storage.donation(&recent.id).await.unwrap().unwrap();
+    assert_eq!(
+        untouched.stripe_payment_intent_id, None,
+        "still within its grace period"
+    );
+
+    // A second sweep finds nothing left to do.
+    assert_eq!(
+        donations.resume_orphaned().await.unwrap(),
+        OrphanSweep::default()
+    );
+    assert_eq!(
+        storage.donation(&partner.id).await.unwrap().unwrap(),
+        partner,
+        "a partner's donation is not an orphan"
+    );
 }

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 on_both_databases!(
     sigkill_mid_flow_loses_no_nonce_and_reuses_none,
     sigkill_between_send_and_receipt_pays_and_invests_once,
+    sigkill_with_webhooks_in_flight_records_each_payment_once,
 );
 
 struct Server {
@@ -579,4 +580,159 @@ async fn migrate_applies_pending_migrations_and_exits() {
         String::from_utf8_lossy(&second.stdout).contains("applied 0 migration(s)"),
         "{second:?}"
     );
+}
+
+/// Stripe (the stand-in, which retries) delivers `payment_intent.succeeded` for many donations
+/// at once to the real binary, which is killed with SIGKILL while deliveries are in flight:
+/// some acknowledged, some moved but not yet in the ledger, some not yet read. A new process
+/// takes the redeliveries, and every payment ends with exactly one ledger entry on a chain
+/// that verifies. (Where exactly the kill lands varies from run to run; the invariant is the
+/// same wherever it lands.)
+async fn sigkill_with_webhooks_in_flight_records_each_payment_once(backend: Backend) {
+    use ampflow_standins::stripe::{StripeStandIn, unix_now};
+    use ampflow_storage::{DonationRecord, DonationStatus, LedgerRange, prefixed_id};
+    use ampflow_types::ledger::{ExportEntry, LedgerExport, verify_export};
+
+    const SECRET_KEY: &str = "sk_test_process";
+    const WEBHOOK_SECRET: &str = "whsec_process";
+    const DONATIONS: usize = 300;
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let stripe = StripeStandIn::start(SECRET_KEY, WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    // Retries span the restart: the first ones fail while no process listens.
+    stripe.set_retry_delays(&[Duration::from_millis(200); 40]);
+    let stripe_url = stripe.base_url();
+    let secrets = format!("[{WEBHOOK_SECRET}]");
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("AMPFLOW_STRIPE__SECRET_KEY", SECRET_KEY),
+        ("AMPFLOW_STRIPE__WEBHOOK_SECRETS", secrets.as_str()),
+        ("AMPFLOW_STRIPE__BASE_URL", stripe_url.as_str()),
+    ];
+    let mut server = Server::start(&env).await;
+
+    // The donations, pending with their PaymentIntents, as `POST /donations` leaves them.
+    let mut settings = ampflow_http::config::Settings::default();
+    settings.database.url = ampflow_http::config::Secret::new(db.url.clone());
+    let storage = ampflow_http::app::open_storage(&settings).await.unwrap();
+    let org = ampflow_http::admin::create_organisation(
+        &storage,
+        &ampflow_types::SystemClock,
+        &ampflow_http::admin::NewOrganisation {
+            name: "Kill test".into(),
+            country: "DE".into(),
+            status: "verified".into(),
+            description: None,
+            website: None,
+            logo_url: None,
+        },
+    )
+    .await
+    .unwrap();
+    let now = unix_now() * 1000;
+    let mut donations = Vec::new();
+    for i in 0..DONATIONS {
+        let donation = DonationRecord {
+            id: prefixed_id("don"),
+            organisation_id: org.id.clone(),
+            fund_id: None,
+            wallet_address: format!("0x{:040x}", i + 1),
+            amount: 100 + i as i64,
+            currency: "EUR".into(),
+            donor_email: format!("donor{i}@example.org"),
+            donor_name: Some(format!("Donor {i}")),
+            status: DonationStatus::Pending,
+            stripe_payment_intent_id: Some(prefixed_id("pi")),
+            failure_reason: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            version: 0,
+            source: ampflow_storage::DonationSource::Stripe,
+        };
+        storage.insert_donation(&donation).await.unwrap();
+        donations.push(donation);
+    }
+
+    stripe.set_webhook_url(&format!("{}/webhooks/stripe", server.base));
+    for d in &donations {
+        let intent = json!({
+            "id": d.stripe_payment_intent_id, "object": "payment_intent", "amount": d.amount,
+            "amount_received": d.amount, "currency": "eur", "status": "succeeded",
+            "livemode": false, "metadata": {"donation_id": d.id}, "created": unix_now(),
+        });
+        stripe.emit(stripe.build_event("payment_intent.succeeded", intent));
+    }
+    // Killed once a few deliveries were acknowledged, while the rest are in flight.
+    let some_acknowledged = wait_until(Duration::from_secs(30), || {
+        let acknowledged = stripe.acknowledged_event_ids().len();
+        async move { acknowledged >= 10 }
+    })
+    .await;
+    assert!(some_acknowledged, "no delivery was acknowledged");
+    server.signal("KILL");
+    server.wait_exit().await;
+    let acknowledged_before = stripe.acknowledged_event_ids().len();
+    assert!(
+        acknowledged_before < DONATIONS,
+        "every delivery was acknowledged before the kill; nothing was in flight"
+    );
+    drop(server);
+    // Where the kill landed: donations moved whose entry was not appended yet are the case
+    // the redelivery must repair.
+    let mut moved_at_kill = 0;
+    for d in &donations {
+        let stored = storage.donation(&d.id).await.unwrap().unwrap();
+        moved_at_kill += usize::from(stored.status == DonationStatus::Succeeded);
+    }
+    let entries_at_kill = storage.ledger_head(&org.id).await.unwrap().0;
+
+    let server = Server::start(&env).await;
+    stripe.set_webhook_url(&format!("{}/webhooks/stripe", server.base));
+    let all_acknowledged = wait_until(Duration::from_secs(60), || {
+        let mut ids = stripe.acknowledged_event_ids();
+        ids.sort();
+        ids.dedup();
+        async move { ids.len() == DONATIONS }
+    })
+    .await;
+    assert!(
+        all_acknowledged,
+        "not every event was acknowledged after the restart: {}",
+        server.log_text()
+    );
+
+    let entries = storage
+        .ledger_entries(&org.id, LedgerRange::default(), 10_000)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), DONATIONS, "one entry per payment");
+    let mut recorded: Vec<String> = entries
+        .iter()
+        .map(|e| e.content.metadata.donation_id.clone().unwrap())
+        .collect();
+    recorded.sort();
+    recorded.dedup();
+    assert_eq!(recorded.len(), DONATIONS, "no payment recorded twice");
+    let export = LedgerExport {
+        downloaded_at: String::new(),
+        organisation_id: org.id.clone(),
+        entry_count: entries.len() as u64,
+        entries: entries
+            .into_iter()
+            .map(|e| ExportEntry::new(e.content, e.entry_hash))
+            .collect(),
+    };
+    assert_eq!(verify_export(&export).unwrap(), DONATIONS as u64);
+    for d in &donations {
+        let stored = storage.donation(&d.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, DonationStatus::Succeeded);
+    }
+    eprintln!(
+        "at the kill: {acknowledged_before} of {DONATIONS} deliveries acknowledged, \
+         {moved_at_kill} donations moved, {entries_at_kill} ledger entries"
+    );
+    storage.close().await.unwrap();
 }

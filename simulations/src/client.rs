@@ -31,6 +31,29 @@ impl Connection {
         Ok(Self { addr, sender })
     }
 
+    /// POSTs `body` with extra headers (e.g. a webhook's signature).
+    pub async fn post_with_headers(
+        &mut self,
+        path: &str,
+        body: Bytes,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("host", self.addr.to_string())
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(Full::new(body))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+
     pub async fn request(
         &mut self,
         method: Method,

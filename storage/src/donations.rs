@@ -152,6 +152,30 @@ impl Storage {
             .collect()
     }
 
+    /// Pending donations without a PaymentIntent created before `created_before`, oldest
+    /// first: the process stopped between storing one and recording Stripe's answer.
+    pub async fn donations_without_payment_intent(
+        &self,
+        created_before: UnixMillis,
+        limit: u64,
+    ) -> Result<Vec<DonationRecord>> {
+        donations::Entity::find()
+            .filter(C::Status.eq(DonationStatus::Pending.as_str()))
+            // A partner's donation never has one: the partner collects the money.
+            .filter(C::Source.eq(DonationSource::Stripe.as_str()))
+            .filter(C::StripePaymentIntentId.is_null())
+            .filter(C::CreatedAtMs.lt(created_before))
+            .order_by_asc(C::CreatedAtMs)
+            .order_by_asc(C::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .context("find donations without a PaymentIntent")?
+            .into_iter()
+            .map(donation_record)
+            .collect()
+    }
+
     /// Writes `next` over the stored donation if it still has status `from` and version
     /// `next.version - 1`; false when another writer got there first.
     pub async fn update_donation(

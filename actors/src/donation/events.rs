@@ -349,7 +349,7 @@ fn object<T: serde::de::DeserializeOwned>(event: &EventBody) -> Result<T, Donati
         .map_err(|e| DonationError::EventMalformed(format!("{} object: {e}", event.event_type)))
 }
 
-fn donation_id(donation: &DonationRecord) -> Result<DonationId, DonationError> {
+pub(super) fn donation_id(donation: &DonationRecord) -> Result<DonationId, DonationError> {
     DonationId::parse(&donation.id)
         .map_err(|_| DonationError::Storage(format!("stored donation id {}", donation.id)))
 }
