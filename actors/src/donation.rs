@@ -64,6 +64,10 @@ pub enum DonationError {
     },
     #[error("the donation was changed concurrently; retry")]
     Conflict,
+    #[error(
+        "this publisher transaction id was used for another donation (a different amount or currency)"
+    )]
+    TransactionIdReused,
     #[error("the webhook signature is not valid: {0}")]
     Signature(StripeSignatureError),
     #[error("the webhook event is malformed: {0}")]

@@ -23,6 +23,7 @@ on_both_databases!(
     forwarded_addresses_count_only_when_trusted,
     malformed_bodies_answer_400_and_put_answers_405,
     ads_are_served_as_json_or_jsonp_with_defaults_for_unknown_campaigns,
+    a_retried_post_answers_the_donation_it_recorded,
 );
 
 struct Key {
@@ -95,6 +96,7 @@ fn sign(
 }
 
 /// How to sign a request; each field can be spoiled on purpose.
+#[derive(Clone)]
 struct Signing<'a> {
     key_id: &'a str,
     secret: &'a str,
@@ -269,7 +271,9 @@ async fn a_valid_signature_records_reads_and_cancels_a_donation(backend: Backend
     assert_eq!(status, 201);
 
     // A settled donation cannot be cancelled: the actor refuses the move.
-    let (_, created) = signed(&app, "POST", DONATION, Some(&donation_body()), &signing).await;
+    let mut second = donation_body();
+    second["publisherTransactionId"] = json!("second");
+    let (_, created) = signed(&app, "POST", DONATION, Some(&second), &signing).await;
     let guid = created["guid"].as_str().unwrap().to_string();
     let id = ampflow_types::DonationId::parse(&format!("don_{}", guid.replace('-', ""))).unwrap();
     app.app()
@@ -663,4 +667,55 @@ async fn ads_are_served_as_json_or_jsonp_with_defaults_for_unknown_campaigns(bac
         assert_partner_error(400, &body, 400, "invalid_request");
     }
     app.stop().await;
+}
+
+/// A partner retrying a POST (same key, same `publisherTransactionId`), one after the other
+/// or both at once, gets the donation the first one recorded; the same id for another amount
+/// is refused; another key's same id is its own donation.
+async fn a_retried_post_answers_the_donation_it_recorded(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let (org, key) = setup(&app, &[]).await;
+    let signing = Signing::new(&app, &key);
+    let body = donation_body();
+    let (status, first) = post(&app, &body, signing.clone()).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, again) = post(&app, &body, signing.clone()).await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again["guid"], first["guid"]);
+
+    // Two retries at once of a new transaction: one donation.
+    let mut concurrent = donation_body();
+    concurrent["publisherTransactionId"] = json!("43");
+    let (a, b) = tokio::join!(
+        post(&app, &concurrent, signing.clone()),
+        post(&app, &concurrent, signing.clone())
+    );
+    assert_eq!((a.0, b.0), (201, 201), "{a:?} {b:?}");
+    assert_eq!(a.1["guid"], b.1["guid"]);
+    assert_ne!(a.1["guid"], first["guid"]);
+
+    // The same transaction id for another amount: refused, nothing recorded.
+    let mut changed = donation_body();
+    changed["amount"] = json!(10.0);
+    let (status, refused) = post(&app, &changed, signing.clone()).await;
+    assert_partner_error(status, &refused, 409, "idempotency_conflict");
+
+    // Another key (another publisher) may use the same id for its own donation.
+    let other = new_key(&app, &org, &[]).await;
+    let (status, theirs) = post(&app, &body, Signing::new(&app, &other)).await;
+    assert_eq!(status, 201, "{theirs}");
+    assert_ne!(theirs["guid"], first["guid"]);
+
+    let storage = app.app().state().storage();
+    for (key_id, txid) in [(&key.id, "42"), (&key.id, "43"), (&other.id, "42")] {
+        assert!(
+            storage
+                .partner_donation_by_transaction(key_id, txid)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
 }

@@ -72,6 +72,19 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // A partner's retry of a POST carries the same transaction id: one donation per id.
+        // NULLs are distinct, so donations without one are not constrained.
+        manager
+            .create_index(
+                Index::create()
+                    .name("partner_donations_transaction")
+                    .table("partner_donations")
+                    .col("partner_key_id")
+                    .col("publisher_transaction_id")
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
         index(
             manager,
             "partner_ads",

@@ -157,18 +157,24 @@ impl Storage {
                 .one(&self.reader)
                 .await
                 .context("find partner donation")?
-                .map(|m| PartnerDonationRecord {
-                    donation_id: m.donation_id,
-                    partner_key_id: m.partner_key_id,
-                    nonprofit_campaign_guid: m.nonprofit_campaign_guid,
-                    publisher_campaign_guid: m.publisher_campaign_guid,
-                    publisher_account_guid: m.publisher_account_guid,
-                    sponsor_campaign_guid: m.sponsor_campaign_guid,
-                    sponsor_matching_percentage: m.sponsor_matching_percentage,
-                    publisher_transaction_id: m.publisher_transaction_id,
-                    donor_json: m.donor,
-                }),
+                .map(partner_donation_record),
         )
+    }
+
+    /// The donation a partner's key recorded with this transaction id, read from the writer
+    /// (a decision follows: a retried POST answers the donation it created).
+    pub async fn partner_donation_by_transaction(
+        &self,
+        partner_key_id: &str,
+        publisher_transaction_id: &str,
+    ) -> Result<Option<PartnerDonationRecord>> {
+        Ok(partner_donations::Entity::find()
+            .filter(partner_donations::Column::PartnerKeyId.eq(partner_key_id))
+            .filter(partner_donations::Column::PublisherTransactionId.eq(publisher_transaction_id))
+            .one(&self.db)
+            .await
+            .context("find partner donation by transaction id")?
+            .map(partner_donation_record))
     }
 
     pub async fn insert_partner_ad(&self, ad: &PartnerAdRecord) -> Result<()> {
@@ -212,6 +218,20 @@ impl Storage {
                 created_at_ms: m.created_at_ms,
             })
             .collect())
+    }
+}
+
+fn partner_donation_record(m: partner_donations::Model) -> PartnerDonationRecord {
+    PartnerDonationRecord {
+        donation_id: m.donation_id,
+        partner_key_id: m.partner_key_id,
+        nonprofit_campaign_guid: m.nonprofit_campaign_guid,
+        publisher_campaign_guid: m.publisher_campaign_guid,
+        publisher_account_guid: m.publisher_account_guid,
+        sponsor_campaign_guid: m.sponsor_campaign_guid,
+        sponsor_matching_percentage: m.sponsor_matching_percentage,
+        publisher_transaction_id: m.publisher_transaction_id,
+        donor_json: m.donor,
     }
 }
 

@@ -53,6 +53,17 @@ impl Donations {
         if org.status == ampflow_storage::OrganisationStatus::Suspended {
             return Err(DonationError::OrganisationSuspended);
         }
+        // A retry of a POST (same key, same publisher transaction id) answers the donation
+        // the first one recorded, instead of recording it twice.
+        let replay = new
+            .publisher_transaction_id
+            .clone()
+            .map(|txid| (new.partner_key_id.clone(), txid, new.amount, new.currency));
+        if let Some((key, txid, amount, currency)) = &replay
+            && let Some(existing) = self.replayed(key, txid, *amount, *currency).await?
+        {
+            return Ok(existing);
+        }
         let id = DonationId::from_bytes(*uuid::Uuid::new_v4().as_bytes());
         let now = self.clock.now_ms();
         let record = DonationRecord {
@@ -83,16 +94,59 @@ impl Donations {
             publisher_transaction_id: new.publisher_transaction_id,
             donor_json: new.donor_json,
         };
-        let created = self
+        let created = match self
             .donations
             .call(&id, |reply| DonationMsg::CreatePartner {
                 record: Box::new(record.clone()),
                 partner: Box::new(partner.clone()),
                 reply,
             })
-            .await??;
+            .await?
+        {
+            Ok(created) => created,
+            Err(error) => {
+                // A concurrent retry may have recorded it first (the transaction id is
+                // unique per key, so this insert was refused and wrote nothing).
+                if let Some((key, txid, amount, currency)) = &replay
+                    && let Some(existing) = self.replayed(key, txid, *amount, *currency).await?
+                {
+                    return Ok(existing);
+                }
+                return Err(error);
+            }
+        };
         tracing::info!(donation = %id, organisation = %created.organisation_id, amount = created.amount, "partner donation recorded");
         Ok(created)
+    }
+
+    /// The donation the key recorded with this transaction id, if any; refused when it was
+    /// for another amount or currency.
+    async fn replayed(
+        &self,
+        partner_key_id: &str,
+        publisher_transaction_id: &str,
+        amount: i64,
+        currency: Currency,
+    ) -> Result<Option<DonationRecord>, DonationError> {
+        let Some(partner) = self
+            .storage
+            .partner_donation_by_transaction(partner_key_id, publisher_transaction_id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let id = DonationId::parse(&partner.donation_id)
+            .map_err(|_| DonationError::Storage(format!("stored id {}", partner.donation_id)))?;
+        let donation = self
+            .donations
+            .call(&id, |reply| DonationMsg::Get { reply })
+            .await??
+            .ok_or(DonationError::NotFound)?;
+        if donation.amount != amount || donation.currency != currency.as_str() {
+            return Err(DonationError::TransactionIdReused);
+        }
+        tracing::info!(donation = %id, "partner donation retried: the recorded one is answered");
+        Ok(Some(donation))
     }
 
     /// A partner donation of `organisation_id` (any other donation is `NotFound`).

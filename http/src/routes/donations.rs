@@ -138,6 +138,9 @@ impl From<DonationError> for ApiError {
             DonationError::FundUnknown => Self::invalid_param("fund_id", message),
             DonationError::NotFound => Self::not_found(message),
             DonationError::Payment(stripe) => payment_error(*stripe),
+            DonationError::TransactionIdReused => {
+                Self::new(StatusCode::CONFLICT, "idempotency_conflict", message)
+            }
             DonationError::IllegalTransition { .. } | DonationError::Conflict => {
                 Self::new(StatusCode::CONFLICT, "conflict", message)
             }

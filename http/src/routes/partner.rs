@@ -290,6 +290,9 @@ fn donation_error(error: DonationError) -> PartnerError {
                 "this key's organisation cannot take donations: {message}"
             ))
         }
+        DonationError::TransactionIdReused => {
+            ApiError::new(StatusCode::CONFLICT, "idempotency_conflict", message)
+        }
         DonationError::IllegalTransition { from, .. } => ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
