@@ -184,6 +184,26 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
+/// The client's IP: the peer, or the last `X-Forwarded-For` entry when
+/// `http.trust_x_forwarded_for` is set (only behind a proxy that appends it). IPv4-mapped
+/// IPv6 addresses are given as IPv4, so one client has one form (rate limits, allowlists).
+pub fn client_ip(
+    state: &AppState,
+    peer: std::net::SocketAddr,
+    headers: &HeaderMap,
+) -> std::net::IpAddr {
+    if state.settings().http.trust_x_forwarded_for
+        && let Some(forwarded) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+    {
+        return forwarded.to_canonical();
+    }
+    peer.ip().to_canonical()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use ampflow_storage::PartnerKeyRecord;
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequest, Request};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -132,23 +132,8 @@ fn signed_parts(state: &AppState, req: &Request) -> Result<SignedParts, ApiError
         content_type: header_text(header::CONTENT_TYPE).unwrap_or_default(),
         date: header_text(header::DATE),
         authorization: header_text(header::AUTHORIZATION),
-        client_ip: client_ip(state, peer, req.headers()),
+        client_ip: crate::extract::client_ip(state, peer, req.headers()),
     })
-}
-
-/// The client's IP: the peer, or the last `X-Forwarded-For` entry when
-/// `http.trust_x_forwarded_for` is set (as for the faucet's per-IP limit).
-fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    if state.settings().http.trust_x_forwarded_for
-        && let Some(forwarded) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    {
-        return forwarded.to_canonical();
-    }
-    peer.ip().to_canonical()
 }
 
 fn unauthenticated() -> ApiError {

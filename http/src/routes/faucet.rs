@@ -100,21 +100,6 @@ impl From<FaucetError> for ApiError {
     }
 }
 
-/// The client's IP: the peer, or the last `X-Forwarded-For` entry when configured to trust it.
-fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> String {
-    if state.settings().http.trust_x_forwarded_for
-        && let Some(forwarded) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(str::trim)
-            .and_then(|v| v.parse::<std::net::IpAddr>().ok())
-    {
-        return forwarded.to_string();
-    }
-    peer.ip().to_string()
-}
-
 /// Ask the chain's faucet for funds. Answers the request (or the wallet's request that is
 /// still open): 202 when created, 200 when an open one is returned.
 #[utoipa::path(post, path = "/faucet/{chainId}", tag = "faucet", security(("bearer" = [])),
@@ -137,7 +122,7 @@ async fn request_funds(
     // Parsed after the body is read: refusing earlier would leave an unread body behind, and
     // a client still sending it would see the connection close instead of the answer.
     let chain_id = crate::params::chain_id(&chain_id)?;
-    let ip = client_ip(&state, peer, &headers);
+    let ip = crate::extract::client_ip(&state, peer, &headers).to_string();
     // Cheap refusals first: an unsupported chain needs no reCAPTCHA round trip.
     state.actors().faucet().check_chain(chain_id)?;
     state
