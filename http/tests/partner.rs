@@ -110,7 +110,12 @@ struct Signing<'a> {
 
 impl<'a> Signing<'a> {
     fn new(app: &TestApp, key: &'a Key) -> Self {
-        let date = http_date(app, 0);
+        Self::dated(app, key, 0)
+    }
+
+    /// Signed and sent with a `Date` `offset_secs` from the app's clock.
+    fn dated(app: &TestApp, key: &'a Key, offset_secs: i64) -> Self {
+        let date = http_date(app, offset_secs);
         Self {
             key_id: &key.id,
             secret: &key.secret,
@@ -309,32 +314,12 @@ async fn bad_signatures_and_dates_answer_401(backend: Backend) {
 
     // Within the default skew (900 s) either way: accepted.
     for offset in [-800, 800] {
-        let date = http_date(&app, offset);
-        let (status, answer) = post(
-            &app,
-            &body,
-            Signing {
-                signed_date: date.clone(),
-                date_header: Some(date),
-                ..Signing::new(&app, &key)
-            },
-        )
-        .await;
+        let (status, answer) = post(&app, &body, Signing::dated(&app, &key, offset)).await;
         assert_eq!(status, 201, "{offset}: {answer}");
     }
     // A skewed date, signed correctly.
     for offset in [-1000, 1000, -86_400] {
-        let date = http_date(&app, offset);
-        let (status, answer) = post(
-            &app,
-            &body,
-            Signing {
-                signed_date: date.clone(),
-                date_header: Some(date),
-                ..Signing::new(&app, &key)
-            },
-        )
-        .await;
+        let (status, answer) = post(&app, &body, Signing::dated(&app, &key, offset)).await;
         assert_partner_error(status, &answer, 401, "authentication_error");
     }
     // A Date header that is not the signed timestamp.
