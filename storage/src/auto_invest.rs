@@ -3,17 +3,17 @@
 //! from the transaction's per-record events — always by conditional updates, so the HTTP side
 //! (merge, cancel) and the executor never both win, whichever process they run in.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
 };
 
 use crate::chain::{finalize_intent, insert_intent};
-use crate::entities::{auto_invest_tasks as tasks, leases};
+use crate::entities::{auto_invest_open_counts as counts, auto_invest_tasks as tasks, leases};
 use crate::{
     Context, NewTxIntent, Result, RetryPolicy, Storage, StorageError, TxFinal, TxIntentRecord,
 };
@@ -177,6 +177,17 @@ impl Storage {
         find_open(&self.db, &auto_invest_open_key(chain_id, wallet, campaign)).await
     }
 
+    /// How many tasks the wallet has open (pending or in process) on the chain: the number
+    /// the per-wallet cap is checked against.
+    pub async fn open_auto_invest_count(&self, chain_id: u64, wallet: &str) -> Result<u64> {
+        let key = (chain_id as i64, wallet.to_string());
+        Ok(open_counts(&self.reader, [&key])
+            .await?
+            .get(&key)
+            .copied()
+            .unwrap_or(0))
+    }
+
     pub async fn auto_invest_task(&self, id: &str) -> Result<Option<AutoInvestTask>> {
         tasks::Entity::find_by_id(id.to_string())
             .one(&self.reader)
@@ -237,22 +248,26 @@ async fn submit_one(db: &DatabaseConnection, submit: &AutoInvestSubmit) -> Resul
                 // Claimed or changed meanwhile: look again.
             }
             None => {
-                let open = tasks::Entity::find()
-                    .filter(tasks::Column::ChainId.eq(submit.chain_id as i64))
-                    .filter(tasks::Column::Wallet.eq(submit.wallet.as_str()))
-                    .filter(tasks::Column::Status.is_in(OPEN))
-                    .count(db)
-                    .await
-                    .context("count open auto-invests")?;
+                let wallet = (submit.chain_id as i64, submit.wallet.clone());
+                let open = open_counts(db, [&wallet])
+                    .await?
+                    .get(&wallet)
+                    .copied()
+                    .unwrap_or(0);
                 if open >= submit.max_open_per_wallet {
                     return Ok(SubmitOutcome::TooMany(open));
                 }
                 let task = new_task(submit);
+                let txn = db.begin().await.context("begin auto-invest submit")?;
                 let inserted = tasks::Entity::insert(task_row(&task, Some(key.clone())))
-                    .exec_without_returning(db)
+                    .exec_without_returning(&txn)
                     .await;
                 match inserted {
-                    Ok(_) => return Ok(SubmitOutcome::Created(task)),
+                    Ok(_) => {
+                        adjust_open_counts(&txn, &BTreeMap::from([(wallet, 1)])).await?;
+                        txn.commit().await.context("commit auto-invest submit")?;
+                        return Ok(SubmitOutcome::Created(task));
+                    }
                     Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                     }
                     Err(e) => return Err(e).context("insert auto-invest"),
@@ -376,36 +391,14 @@ async fn write_submits_together(
         );
     }
     // Open counts of the wallets that may get a new task.
-    let mut counts: HashMap<(u64, String), u64> = HashMap::new();
-    let needs_count: Vec<&AutoInvestSubmit> = batch
+    let needs_count: Vec<(i64, String)> = batch
         .iter()
         .zip(&keys)
         .filter(|(_, key)| !open.contains_key(*key))
-        .map(|(s, _)| s)
+        .map(|(s, _)| (s.chain_id as i64, s.wallet.clone()))
         .collect();
-    if !needs_count.is_empty() {
-        let chains: std::collections::HashSet<i64> =
-            needs_count.iter().map(|s| s.chain_id as i64).collect();
-        let wallets: std::collections::HashSet<&str> =
-            needs_count.iter().map(|s| s.wallet.as_str()).collect();
-        let rows: Vec<(i64, String, i64)> = tasks::Entity::find()
-            .select_only()
-            .column(tasks::Column::ChainId)
-            .column(tasks::Column::Wallet)
-            .column_as(tasks::Column::Id.count(), "open")
-            .filter(tasks::Column::ChainId.is_in(chains))
-            .filter(tasks::Column::Wallet.is_in(wallets))
-            .filter(tasks::Column::Status.is_in(OPEN))
-            .group_by(tasks::Column::ChainId)
-            .group_by(tasks::Column::Wallet)
-            .into_tuple()
-            .all(&txn)
-            .await
-            .context("count open auto-invests")?;
-        for (chain_id, wallet, count) in rows {
-            counts.insert((chain_id as u64, wallet), count.max(0) as u64);
-        }
-    }
+    let mut counts = open_counts(&txn, &needs_count).await?;
+    let mut opened: BTreeMap<(i64, String), i64> = BTreeMap::new();
 
     // Decide each submit in order, against the state the earlier ones left.
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -429,13 +422,13 @@ async fn write_submits_together(
                 SubmitOutcome::Merged(task.clone())
             }
             None => {
-                let count = counts
-                    .entry((submit.chain_id, submit.wallet.clone()))
-                    .or_default();
+                let wallet = (submit.chain_id as i64, submit.wallet.clone());
+                let count = counts.entry(wallet.clone()).or_default();
                 if *count >= submit.max_open_per_wallet {
                     SubmitOutcome::TooMany(*count)
                 } else {
                     *count += 1;
+                    *opened.entry(wallet).or_default() += 1;
                     let task = new_task(submit);
                     open.insert(key.clone(), task.clone());
                     created.push(key.clone());
@@ -493,6 +486,8 @@ async fn write_submits_together(
             return Err(BatchError::Raced);
         }
     }
+    // Last, in wallet order, as every writer of the counts does.
+    adjust_open_counts(&txn, &opened).await?;
     txn.commit().await.context("commit auto-invest batch")?;
     Ok(outcomes)
 }
@@ -513,14 +508,18 @@ impl Storage {
             if task.status == AutoInvestStatus::InProcess {
                 return Ok(CancelOutcome::InProcess(task));
             }
+            let txn = self.db.begin().await.context("begin auto-invest cancel")?;
             let updated = finish(tasks::Entity::update_many(), "cancelled", now)
                 .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
                 .filter(tasks::Column::Id.eq(task.id.as_str()))
                 .filter(tasks::Column::Status.eq("pending"))
-                .exec(&self.db)
+                .exec(&txn)
                 .await
                 .context("cancel auto-invest")?;
             if updated.rows_affected == 1 {
+                let wallet = (task.chain_id as i64, task.wallet.clone());
+                adjust_open_counts(&txn, &BTreeMap::from([(wallet, -1)])).await?;
+                txn.commit().await.context("commit auto-invest cancel")?;
                 return Ok(CancelOutcome::Cancelled(AutoInvestTask {
                     status: AutoInvestStatus::Cancelled,
                     updated_at_ms: now,
@@ -588,9 +587,10 @@ impl Storage {
         now: UnixMillis,
         limit: u64,
     ) -> Result<u64> {
-        let ids: Vec<String> = tasks::Entity::find()
+        let mut found: Vec<(String, String)> = tasks::Entity::find()
             .select_only()
             .column(tasks::Column::Id)
+            .column(tasks::Column::Wallet)
             .filter(tasks::Column::ChainId.eq(chain_id as i64))
             .filter(tasks::Column::Status.eq("pending"))
             .filter(tasks::Column::ExpiresAtMs.lte(now))
@@ -599,18 +599,31 @@ impl Storage {
             .all(&self.reader)
             .await
             .context("find expired auto-invests")?;
-        if ids.is_empty() {
+        if found.is_empty() {
             return Ok(0);
         }
-        let updated = finish(tasks::Entity::update_many(), "expired", now)
-            .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
-            .filter(tasks::Column::Id.is_in(ids))
-            .filter(tasks::Column::Status.eq("pending"))
-            .filter(tasks::Column::ExpiresAtMs.lte(now))
-            .exec(&self.db)
-            .await
-            .context("expire auto-invests")?;
-        Ok(updated.rows_affected)
+        found.sort(); // id order, as every multi-row writer locks them
+        let txn = self.db.begin().await.context("begin auto-invest expiry")?;
+        let mut closed: BTreeMap<(i64, String), i64> = BTreeMap::new();
+        let mut expired = 0;
+        for (id, wallet) in found {
+            // Merged meanwhile (its clock restarted) or claimed: left as it is.
+            let updated = finish(tasks::Entity::update_many(), "expired", now)
+                .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
+                .filter(tasks::Column::Id.eq(id))
+                .filter(tasks::Column::Status.eq("pending"))
+                .filter(tasks::Column::ExpiresAtMs.lte(now))
+                .exec(&txn)
+                .await
+                .context("expire auto-invest")?;
+            if updated.rows_affected == 1 {
+                expired += 1;
+                *closed.entry((chain_id as i64, wallet)).or_default() -= 1;
+            }
+        }
+        adjust_open_counts(&txn, &closed).await?;
+        txn.commit().await.context("commit auto-invest expiry")?;
+        Ok(expired)
     }
 
     /// Up to `limit` pending tasks of the chain due for a look, the longest-waiting first.
@@ -726,13 +739,16 @@ impl Storage {
             .all(&txn)
             .await
             .context("list tasks of intent")?;
+        let mut closed: BTreeMap<(i64, String), i64> = BTreeMap::new();
         for row in rows {
             let key = format!("{}:{}", row.wallet, row.campaign);
             let attempts = row.attempts.max(0) as u32;
             let (tx_hash, failure) = match outcome {
                 TxFinal::Confirmed { tx_hash, .. } => match outcomes.get(&key) {
                     Some(o) if o.success => {
-                        settle_success(&txn, &row.id, tx_hash, &o.invested, now).await?;
+                        if settle_success(&txn, &row.id, tx_hash, &o.invested, now).await? {
+                            *closed.entry((row.chain_id, row.wallet)).or_default() -= 1;
+                        }
                         continue;
                     }
                     Some(o) => (
@@ -757,7 +773,8 @@ impl Storage {
                 .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
                 .filter(tasks::Column::Id.eq(row.id.as_str()))
                 .filter(tasks::Column::Status.eq("in_process"));
-            let update = if attempts >= retry.attempts_max {
+            let gives_up = attempts >= retry.attempts_max;
+            let update = if gives_up {
                 finish(update, "failed", now).col_expr(
                     tasks::Column::Reason,
                     Expr::value(format!("gave up after {attempts} attempts: {failure}")),
@@ -775,8 +792,12 @@ impl Storage {
                         Expr::value(format!("attempt {attempts} failed, will retry: {failure}")),
                     )
             };
-            update.exec(&txn).await.context("settle auto-invest")?;
+            let updated = update.exec(&txn).await.context("settle auto-invest")?;
+            if gives_up && updated.rows_affected == 1 {
+                *closed.entry((row.chain_id, row.wallet)).or_default() -= 1;
+            }
         }
+        adjust_open_counts(&txn, &closed).await?;
         txn.commit().await.context("commit auto-invest settle")?;
         Ok(true)
     }
@@ -835,14 +856,15 @@ impl Storage {
     }
 }
 
+/// Completes the task; false if it was not in process.
 async fn settle_success(
     db: &impl ConnectionTrait,
     id: &str,
     tx_hash: &str,
     invested: &str,
     now: UnixMillis,
-) -> Result<()> {
-    finish(tasks::Entity::update_many(), "success", now)
+) -> Result<bool> {
+    let updated = finish(tasks::Entity::update_many(), "success", now)
         .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
         .col_expr(tasks::Column::InvestedAmount, Expr::value(invested))
         .col_expr(tasks::Column::TxHash, Expr::value(tx_hash))
@@ -852,6 +874,65 @@ async fn settle_success(
         .exec(db)
         .await
         .context("complete auto-invest")?;
+    Ok(updated.rows_affected == 1)
+}
+
+/// The open-task counts of these (chain, wallet) pairs; a wallet without a row has none.
+async fn open_counts<'a>(
+    db: &impl ConnectionTrait,
+    wallets: impl IntoIterator<Item = &'a (i64, String)>,
+) -> Result<HashMap<(i64, String), u64>> {
+    let wallets: Vec<&(i64, String)> = wallets.into_iter().collect();
+    if wallets.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let chains: std::collections::HashSet<i64> = wallets.iter().map(|w| w.0).collect();
+    let addresses: std::collections::HashSet<&str> = wallets.iter().map(|w| w.1.as_str()).collect();
+    Ok(counts::Entity::find()
+        .filter(counts::Column::ChainId.is_in(chains))
+        .filter(counts::Column::Wallet.is_in(addresses))
+        .all(db)
+        .await
+        .context("read open auto-invest counts")?
+        .into_iter()
+        .map(|row| ((row.chain_id, row.wallet), row.open_tasks.max(0) as u64))
+        .collect())
+}
+
+/// Adds `deltas` to the wallets' open-task counts in one statement, in (chain, wallet) order:
+/// every writer of the counts changes them last in its transaction and in this order, so two
+/// writers on PostgreSQL never wait on each other in a cycle.
+async fn adjust_open_counts(
+    db: &impl ConnectionTrait,
+    deltas: &BTreeMap<(i64, String), i64>,
+) -> Result<()> {
+    let rows: Vec<counts::ActiveModel> = deltas
+        .iter()
+        .filter(|(_, delta)| **delta != 0)
+        .map(|((chain_id, wallet), delta)| counts::ActiveModel {
+            chain_id: Set(*chain_id),
+            wallet: Set(wallet.clone()),
+            open_tasks: Set(*delta),
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    counts::Entity::insert_many(rows)
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::columns([
+                counts::Column::ChainId,
+                counts::Column::Wallet,
+            ])
+            .value(
+                counts::Column::OpenTasks,
+                Expr::cust("auto_invest_open_counts.open_tasks + excluded.open_tasks"),
+            )
+            .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await
+        .context("count open auto-invests")?;
     Ok(())
 }
 

@@ -28,6 +28,7 @@ on_both_databases!(
     settlement_completes_retries_and_gives_up,
     a_failed_transaction_counts_as_an_attempt,
     overdue_pending_tasks_expire,
+    the_open_count_follows_every_change,
     leases_have_one_holder_at_a_time,
 );
 
@@ -649,4 +650,93 @@ async fn leases_have_one_holder_at_a_time(backend: Backend) {
             .unwrap(),
         "leases are per name"
     );
+}
+
+/// The per-wallet open count (what the cap is checked against) goes up with each new task and
+/// down with each finished one, however it finishes; merges, claims and retries leave it.
+async fn the_open_count_follows_every_change(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    let open = || async { storage.open_auto_invest_count(CHAIN, WALLET).await.unwrap() };
+    let c = |i: u8| format!("0x00000000000000000000000000000000000000{i:02x}");
+    assert_eq!(open().await, 0);
+    created(&storage, &c(1), "1", 0).await;
+    created(&storage, &c(2), "1", 0).await;
+    let d = created(&storage, &c(3), "1", DAY_MS).await;
+    assert_eq!(open().await, 3);
+    // At the cap (3): refused, and merges do not count.
+    assert!(matches!(
+        storage
+            .submit_auto_invest(&submit(&c(4), "1", 1))
+            .await
+            .unwrap(),
+        SubmitOutcome::TooMany(3)
+    ));
+    assert!(matches!(
+        storage
+            .submit_auto_invest(&submit(&c(3), "2", DAY_MS))
+            .await
+            .unwrap(),
+        SubmitOutcome::Merged(_)
+    ));
+    assert_eq!(open().await, 3);
+    // Cancelled: one fewer, and the freed place can be taken.
+    storage
+        .cancel_auto_invest(CHAIN, WALLET, &c(1), 2)
+        .await
+        .unwrap();
+    assert_eq!(open().await, 2);
+    created(&storage, &c(5), "1", 3).await;
+    assert_eq!(open().await, 3);
+    // Expired: the tasks for campaigns 2 and 5 are old enough; 3's is young.
+    assert_eq!(
+        storage
+            .expire_auto_invests(CHAIN, 7 * DAY_MS + 3, 100)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(open().await, 1);
+    // Claimed and retried: still open; then given up: closed.
+    let d = storage.auto_invest_task(&d.id).await.unwrap().unwrap();
+    let record = claim(&storage, &d, "count-1").await;
+    assert_eq!(open().await, 1);
+    let refused = HashMap::from([(
+        format!("{WALLET}:{}", c(3)),
+        InvestOutcome {
+            success: false,
+            invested: "0".into(),
+            reason: Some("no allowance".into()),
+        },
+    )]);
+    storage
+        .settle_auto_invests(&record.id, &confirmed(), &refused, RETRY, 10)
+        .await
+        .unwrap();
+    assert_eq!(open().await, 1, "back to pending for a retry");
+    let d = storage.auto_invest_task(&d.id).await.unwrap().unwrap();
+    let record = claim(&storage, &d, "count-2").await;
+    storage
+        .settle_auto_invests(&record.id, &confirmed(), &refused, RETRY, 20)
+        .await
+        .unwrap();
+    assert_eq!(open().await, 0, "failed for good");
+    // Completed: closed too.
+    let f = created(&storage, &c(6), "7", 30).await;
+    let record = claim(&storage, &f, "count-3").await;
+    assert_eq!(open().await, 1);
+    let invested = HashMap::from([(
+        format!("{WALLET}:{}", c(6)),
+        InvestOutcome {
+            success: true,
+            invested: "7".into(),
+            reason: None,
+        },
+    )]);
+    storage
+        .settle_auto_invests(&record.id, &confirmed(), &invested, RETRY, 40)
+        .await
+        .unwrap();
+    assert_eq!(open().await, 0);
 }
