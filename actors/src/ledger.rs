@@ -1,8 +1,11 @@
 //! The public ledger's writers: one `LedgerActor` per organisation, a task that owns the
 //! appends to that organisation's hash chain. It takes the first waiting entry and every entry
-//! queued behind it (up to a limit) and appends them in one storage transaction (group
-//! commit), then answers each caller once the batch is durable. An actor with nothing to do
-//! for a while stops; the next append starts a new one.
+//! queued behind it (up to a limit) and hands them to storage as one group, which commits it
+//! together with the groups other organisations' actors hand over at the same time (group
+//! commit within and across organisations), then answers each caller once the batch is
+//! durable. An actor waits for its group before taking the next, so its organisation's entries
+//! stay in order. An actor with nothing to do for a while stops; the next append starts a new
+//! one.
 //!
 //! Storage locks the organisation's head row for each append, so actors for the same
 //! organisation in several processes still produce one chain.
@@ -148,7 +151,7 @@ async fn run(
         }
         let (entries, replies): (Vec<NewLedgerEntry>, Vec<_>) = jobs.drain(..).unzip();
         let result = storage
-            .append_ledger_entries(&organisation_id, &entries, clock.now_ms())
+            .append_ledger_group(&organisation_id, entries, clock.now_ms())
             .await;
         match result {
             Ok(records) if records.len() == replies.len() => {

@@ -195,6 +195,14 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     pub acquire_timeout_ms: u64,
     pub sqlite_sync: SqliteSync,
+    /// Commit writes that arrive together in groups (on by default; off is a benchmark
+    /// baseline).
+    #[serde(default = "group_commit_default")]
+    pub group_commit: bool,
+}
+
+fn group_commit_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -268,6 +276,7 @@ impl Default for Settings {
                 max_connections: 16,
                 acquire_timeout_ms: 10_000,
                 sqlite_sync: SqliteSync::Normal,
+                group_commit: true,
             },
             redis_url: None,
             http: HttpConfig {
@@ -354,6 +363,7 @@ impl Settings {
             max_connections: self.database.max_connections,
             acquire_timeout: Duration::from_millis(self.database.acquire_timeout_ms),
             sqlite_sync: self.database.sqlite_sync,
+            group_commit: self.database.group_commit,
         }
     }
 

@@ -70,6 +70,7 @@ async fn append(app: &TestApp, org: &str, n: i64, amount: i64, at_ms: i64) -> St
         },
         created_at_ms: at_ms,
         dedupe_key: Some(format!("donation_received:don_{n}")),
+        rule: Default::default(),
     };
     app.app()
         .actors()

@@ -49,6 +49,7 @@ fn donation(n: i64, at_ms: i64) -> NewLedgerEntry {
         },
         created_at_ms: at_ms,
         dedupe_key: Some(format!("donation_received:don_{n}")),
+        rule: Default::default(),
     }
 }
 

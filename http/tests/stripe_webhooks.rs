@@ -21,6 +21,7 @@ on_both_databases!(
     a_paid_donation_is_recorded_once_however_often_its_event_arrives,
     a_decline_fails_the_donation_and_a_late_failure_does_not_undo_a_success,
     a_refund_that_overtakes_the_payment_still_gives_both_entries_in_order,
+    partial_refunds_add_up_to_the_refunded_total_in_any_order,
     bad_stale_and_foreign_deliveries_change_nothing,
     a_crash_between_the_move_and_the_entry_is_repaired_by_the_redelivery,
     a_canceled_payment_intent_cancels_its_donation,
@@ -155,17 +156,53 @@ impl Setup {
             .id
     }
 
+    /// Refunds the whole charge.
     async fn refund(&self, payment_intent: &str) {
+        self.refund_part(payment_intent, None).await
+    }
+
+    /// Refunds `amount` of the charge, or what is left of it.
+    async fn refund_part(&self, payment_intent: &str, amount: Option<i64>) {
+        let mut form = vec![("payment_intent", payment_intent.to_string())];
+        if let Some(amount) = amount {
+            form.push(("amount", amount.to_string()));
+        }
         let response = self
             .app
             .client
             .post(format!("{}/v1/refunds", self.stripe.base_url()))
             .bearer_auth(SECRET_KEY)
-            .form(&[("payment_intent", payment_intent)])
+            .form(&form)
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    }
+
+    /// The ids of the `charge.refunded` events of the PaymentIntent, in the order raised.
+    fn refund_event_ids(&self, payment_intent: &str) -> Vec<String> {
+        self.stripe
+            .events()
+            .into_iter()
+            .filter(|e| e.event_type == "charge.refunded")
+            .filter(|e| e.object()["payment_intent"] == payment_intent)
+            .map(|e| e.id)
+            .collect()
+    }
+
+    /// The ledger's (type, amount) pairs for the donation, in chain order.
+    async fn entries_of(&self, donation: &str) -> Vec<(String, i64)> {
+        self.ledger()
+            .await
+            .iter()
+            .filter(|e| e["metadata"]["donation_id"] == donation)
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap().to_string(),
+                    e["amount"].as_i64().unwrap(),
+                )
+            })
+            .collect()
     }
 }
 
@@ -262,6 +299,67 @@ async fn a_refund_that_overtakes_the_payment_still_gives_both_entries_in_order(b
     assert!(s.stripe.redeliver(&refunded));
     s.wait_for_acknowledgements(&refunded, 2).await;
     assert_eq!(s.ledger().await.len(), 2);
+    assert_eq!(s.donation(&id).await["status"], "refunded");
+    s.app.stop().await;
+}
+
+async fn partial_refunds_add_up_to_the_refunded_total_in_any_order(backend: Backend) {
+    let Some(s) = start(backend).await else {
+        return;
+    };
+    let received = |amount: i64| ("donation_received".to_string(), amount);
+    let refunded = |amount: i64| ("donation_refunded".to_string(), amount);
+
+    // In order: one entry per refund.
+    let (id, intent) = s.donate(5000).await;
+    s.stripe.confirm(&intent, TestCard::Visa).unwrap();
+    s.wait_for_status(&id, "succeeded").await;
+    s.refund_part(&intent, Some(1500)).await;
+    s.wait_for_status(&id, "refunded").await;
+    let first = s.refund_event_ids(&intent)[0].clone();
+    s.wait_for_acknowledgements(&first, 1).await;
+    s.refund_part(&intent, Some(1000)).await;
+    let second = s.refund_event_ids(&intent)[1].clone();
+    s.wait_for_acknowledgements(&second, 1).await;
+    assert_eq!(
+        s.entries_of(&id).await,
+        vec![received(5000), refunded(-1500), refunded(-1000)]
+    );
+    // Every delivery again, the older one last: nothing more.
+    assert!(s.stripe.redeliver(&second));
+    assert!(s.stripe.redeliver(&first));
+    s.wait_for_acknowledgements(&second, 2).await;
+    s.wait_for_acknowledgements(&first, 2).await;
+    // The rest of the charge.
+    s.refund(&intent).await;
+    let third = s.refund_event_ids(&intent)[2].clone();
+    s.wait_for_acknowledgements(&third, 1).await;
+    assert_eq!(
+        s.entries_of(&id).await,
+        vec![
+            received(5000),
+            refunded(-1500),
+            refunded(-1000),
+            refunded(-2500)
+        ]
+    );
+
+    // Reversed: the later total arrives first and covers the earlier one.
+    let (id, intent) = s.donate(4000).await;
+    s.stripe.confirm(&intent, TestCard::Visa).unwrap();
+    s.wait_for_status(&id, "succeeded").await;
+    s.stripe.hold_deliveries();
+    s.refund_part(&intent, Some(1000)).await;
+    s.refund_part(&intent, Some(2000)).await;
+    let events = s.refund_event_ids(&intent);
+    assert_eq!(events.len(), 2);
+    s.stripe.release_held(ReleaseOrder::Reversed);
+    s.wait_for_acknowledgements(&events[1], 1).await;
+    s.wait_for_acknowledgements(&events[0], 1).await;
+    assert_eq!(
+        s.entries_of(&id).await,
+        vec![received(4000), refunded(-3000)]
+    );
     assert_eq!(s.donation(&id).await["status"], "refunded");
     s.app.stop().await;
 }

@@ -13,6 +13,8 @@ mod m0007_donations;
 mod m0008_stripe_events;
 mod m0009_checkpoints;
 mod m0010_partners;
+mod m0011_ledger_refunds;
+mod m0012_auto_invest_counts;
 
 pub struct Migrator;
 
@@ -45,6 +47,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_stripe_events::Migration),
             Box::new(m0009_checkpoints::Migration),
             Box::new(m0010_partners::Migration),
+            Box::new(m0011_ledger_refunds::Migration),
+            Box::new(m0012_auto_invest_counts::Migration),
         ]
     }
 }

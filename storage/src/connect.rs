@@ -28,6 +28,10 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
     pub sqlite_sync: SqliteSync,
+    /// Writes that many callers make at once (logins, auto-invest submits, Stripe events,
+    /// ledger appends) are committed in groups; false commits each on its own (a baseline for
+    /// benchmarks).
+    pub group_commit: bool,
 }
 
 impl std::fmt::Debug for DatabaseSettings {
@@ -37,6 +41,7 @@ impl std::fmt::Debug for DatabaseSettings {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("sqlite_sync", &self.sqlite_sync)
+            .field("group_commit", &self.group_commit)
             .finish()
     }
 }
@@ -63,7 +68,7 @@ impl Storage {
             let db = Database::connect(pool_options(settings, settings.max_connections))
                 .await
                 .context("connect to database")?;
-            return Ok(Self::assemble(db.clone(), db));
+            return Ok(Self::assemble(db.clone(), db, settings.group_commit));
         }
         create_sqlite_folder(url)?;
         let db = Database::connect(sqlite_options(settings, 1))
@@ -78,7 +83,7 @@ impl Storage {
         let reader = Database::connect(sqlite_options(settings, readers))
             .await
             .context("connect to database")?;
-        Ok(Self::assemble(db, reader))
+        Ok(Self::assemble(db, reader, settings.group_commit))
     }
 }
 

@@ -2,9 +2,12 @@
 //! donation's actor. Every move is a conditional update on the version (and the state) the
 //! actor read, so two processes never both move one donation.
 
+use std::collections::HashSet;
+
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait, sea_query::Expr,
 };
 
 use crate::entities::donations::{self, Column as C};
@@ -271,18 +274,159 @@ impl Storage {
     /// In one transaction: records `event` and, when given, writes the donation change (as
     /// [`update_donation`](Self::update_donation) does). A recorded event id writes nothing,
     /// so an event redelivered after its change committed changes nothing again.
+    ///
+    /// Events that arrive together are group-committed: see [`write_stripe_events`].
     pub async fn record_stripe_event(
         &self,
         event: &StripeEventRecord,
         change: Option<(DonationStatus, &DonationRecord)>,
     ) -> Result<EventWrite> {
-        let txn = self.db.begin().await.context("begin stripe event")?;
-        let inserted = stripe_events::Entity::insert(stripe_events::ActiveModel {
-            id: Set(event.id.clone()),
-            event_type: Set(event.event_type.clone()),
-            donation_id: Set(event.donation_id.clone()),
-            received_at_ms: Set(event.received_at_ms),
+        let job = EventJob {
+            event: event.clone(),
+            change: change.map(|(from, next)| (from, next.clone())),
+        };
+        self.event_batch.submit(job).await
+    }
+}
+
+/// One event to record, with the donation change it makes.
+#[derive(Debug)]
+pub(crate) struct EventJob {
+    event: StripeEventRecord,
+    change: Option<(DonationStatus, DonationRecord)>,
+}
+
+/// Records a batch of events and their donation changes (group commit): one transaction reads
+/// which event ids are recorded already, applies each new event's change (a conditional update,
+/// as a lone event does), inserts the new events in one statement, and commits once. An event
+/// recorded before is a duplicate; a change another writer beat is a conflict; neither writes
+/// anything. When a concurrent writer recorded one of the events meanwhile (the insert stores
+/// fewer rows than expected) or a statement fails, the batch is rolled back and written one
+/// event at a time.
+pub(crate) async fn write_stripe_events(
+    db: &DatabaseConnection,
+    batch: Vec<EventJob>,
+) -> Result<Vec<EventWrite>> {
+    if batch.len() > 1 {
+        match write_events_together(db, &batch).await {
+            Ok(Some(outcomes)) => return Ok(outcomes),
+            Ok(None) => tracing::debug!(size = batch.len(), "stripe event batch raced; one by one"),
+            Err(error) => {
+                tracing::debug!(size = batch.len(), %error, "stripe event batch failed; one by one")
+            }
+        }
+    }
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in &batch {
+        let change = job.change.as_ref().map(|(from, next)| (*from, next));
+        outcomes.push(record_one(db, &job.event, change).await?);
+    }
+    Ok(outcomes)
+}
+
+/// The batch in one transaction; `None` (and nothing written) when a concurrent writer raced it.
+async fn write_events_together(
+    db: &DatabaseConnection,
+    batch: &[EventJob],
+) -> Result<Option<Vec<EventWrite>>> {
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
         })
+        .await
+        .context("begin stripe event batch")?;
+    let mut recorded: HashSet<String> = stripe_events::Entity::find()
+        .select_only()
+        .column(stripe_events::Column::Id)
+        .filter(stripe_events::Column::Id.is_in(batch.iter().map(|j| j.event.id.as_str())))
+        .into_tuple()
+        .all(&txn)
+        .await
+        .context("find recorded stripe events")?
+        .into_iter()
+        .collect();
+    // Donations are updated in id order, so two batches (two processes) on PostgreSQL never
+    // wait on each other in a cycle.
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by(|a, b| {
+        let donation = |i: usize| batch[i].change.as_ref().map(|(_, next)| next.id.as_str());
+        donation(*a).cmp(&donation(*b))
+    });
+    let mut outcomes = vec![EventWrite::Duplicate; batch.len()];
+    let mut rows = Vec::new();
+    for i in order {
+        let job = &batch[i];
+        if !recorded.insert(job.event.id.clone()) {
+            continue; // a duplicate
+        }
+        if let Some((from, next)) = &job.change
+            && !write_donation(&txn, *from, next).await?
+        {
+            recorded.remove(&job.event.id);
+            outcomes[i] = EventWrite::Conflict;
+            continue;
+        }
+        rows.push(event_model(&job.event));
+        outcomes[i] = EventWrite::Applied;
+    }
+    if !rows.is_empty() {
+        let expected = rows.len() as u64;
+        let inserted = stripe_events::Entity::insert_many(rows)
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::column(stripe_events::Column::Id)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await;
+        match inserted {
+            Ok(n) if n == expected => {}
+            Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => {
+                txn.rollback()
+                    .await
+                    .context("roll back stripe event batch")?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e).context("record stripe events"),
+        }
+    }
+    txn.commit().await.context("commit stripe event batch")?;
+    Ok(Some(outcomes))
+}
+
+fn event_model(event: &StripeEventRecord) -> stripe_events::ActiveModel {
+    stripe_events::ActiveModel {
+        id: Set(event.id.clone()),
+        event_type: Set(event.event_type.clone()),
+        donation_id: Set(event.donation_id.clone()),
+        received_at_ms: Set(event.received_at_ms),
+    }
+}
+
+/// One event in a transaction of its own. Like a batch, it changes the donation before it
+/// inserts the event id: every writer takes the donation's row lock first, so two writers
+/// (two processes) never wait on each other in a cycle.
+async fn record_one(
+    db: &DatabaseConnection,
+    event: &StripeEventRecord,
+    change: Option<(DonationStatus, &DonationRecord)>,
+) -> Result<EventWrite> {
+    let recorded = stripe_events::Entity::find_by_id(event.id.clone())
+        .one(db)
+        .await
+        .context("find recorded stripe event")?;
+    if recorded.is_some() {
+        return Ok(EventWrite::Duplicate);
+    }
+    let txn = db.begin().await.context("begin stripe event")?;
+    if let Some((from, next)) = change
+        && !write_donation(&txn, from, next).await?
+    {
+        txn.rollback().await.context("roll back stripe event")?;
+        return Ok(EventWrite::Conflict);
+    }
+    let inserted = stripe_events::Entity::insert(event_model(event))
         .on_conflict(
             sea_orm::sea_query::OnConflict::column(stripe_events::Column::Id)
                 .do_nothing()
@@ -290,23 +434,17 @@ impl Storage {
         )
         .exec_without_returning(&txn)
         .await;
-        match inserted {
-            Ok(0) | Err(sea_orm::DbErr::RecordNotInserted) => {
-                txn.rollback().await.context("roll back stripe event")?;
-                return Ok(EventWrite::Duplicate);
-            }
-            Ok(_) => {}
-            Err(e) => return Err(e).context("record stripe event"),
-        }
-        if let Some((from, next)) = change
-            && !write_donation(&txn, from, next).await?
-        {
+    match inserted {
+        // Recorded by another writer since the read: undo the change.
+        Ok(0) | Err(sea_orm::DbErr::RecordNotInserted) => {
             txn.rollback().await.context("roll back stripe event")?;
-            return Ok(EventWrite::Conflict);
+            return Ok(EventWrite::Duplicate);
         }
-        txn.commit().await.context("commit stripe event")?;
-        Ok(EventWrite::Applied)
+        Ok(_) => {}
+        Err(e) => return Err(e).context("record stripe event"),
     }
+    txn.commit().await.context("commit stripe event")?;
+    Ok(EventWrite::Applied)
 }
 
 fn donation_record(m: donations::Model) -> Result<DonationRecord> {

@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use ampflow_types::UnixMillis;
 use ampflow_types::ledger::{LedgerEntryContent, LedgerMetadata, ledger_timestamp};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    TransactionTrait,
 };
 
 use crate::entities::{ledger_entries as entries, ledger_heads as heads};
@@ -28,6 +29,22 @@ pub struct NewLedgerEntry {
     pub created_at_ms: UnixMillis,
     /// What the entry records; an entry with a key already in the ledger is not appended.
     pub dedupe_key: Option<String>,
+    pub rule: AmountRule,
+}
+
+/// How an entry's amount is set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AmountRule {
+    /// `amount` as given.
+    #[default]
+    Exact,
+    /// `amount` is minus the donation's refunded total so far (Stripe reports a charge's
+    /// `amount_refunded` as a running total, partial refunds included). The entry records only
+    /// the part the donation's earlier entries of the same type do not cover yet, read under
+    /// the head lock, so totals that arrive twice, concurrently or out of order add up to the
+    /// largest one. Nothing is appended when they already cover it; the answer is then the
+    /// donation's latest entry of that type. Needs `metadata.donation_id`.
+    RunningTotal,
 }
 
 /// A stored entry.
@@ -60,148 +77,269 @@ impl Storage {
         new: &[NewLedgerEntry],
         now: UnixMillis,
     ) -> Result<Vec<LedgerEntryRecord>> {
-        if new.is_empty() {
-            return Ok(Vec::new());
-        }
-        let txn = self.db.begin().await.context("begin ledger append")?;
-        let inserted = heads::Entity::insert(heads::ActiveModel {
-            organisation_id: Set(organisation_id.to_string()),
-            seq: Set(0),
-            entry_hash: Set(None),
-            updated_at_ms: Set(now),
-        })
-        .on_conflict(
-            sea_orm::sea_query::OnConflict::column(heads::Column::OrganisationId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(&txn)
-        .await;
-        match inserted {
-            Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => {}
-            Err(e) => return Err(e).context("create ledger head"),
-        }
-        let mut head_query = heads::Entity::find_by_id(organisation_id.to_string());
-        if txn.get_database_backend() == DatabaseBackend::Postgres {
-            head_query = head_query.lock_exclusive();
-        }
-        let head = head_query
-            .one(&txn)
-            .await
-            .context("lock ledger head")?
-            .ok_or_else(|| StorageError::Corrupt(format!("ledger head of {organisation_id}")))?;
-
-        // Entries already recorded answer as they are.
-        let keys: Vec<&str> = new.iter().filter_map(|e| e.dedupe_key.as_deref()).collect();
-        let mut existing: HashMap<String, LedgerEntryRecord> = HashMap::new();
-        if !keys.is_empty() {
-            for model in entries::Entity::find()
-                .filter(entries::Column::DedupeKey.is_in(keys))
-                .all(&txn)
-                .await
-                .context("find recorded ledger entries")?
-            {
-                if let Some(key) = model.dedupe_key.clone() {
-                    existing.insert(key, entry_record(model));
-                }
-            }
-        }
-
-        let mut seq = head.seq.max(0) as u64;
-        let mut prev = head.entry_hash.clone();
-        let mut rows = Vec::new();
-        let mut answers = Vec::with_capacity(new.len());
-        for entry in new {
-            if let Some(found) = entry.dedupe_key.as_ref().and_then(|k| existing.get(k)) {
-                answers.push(found.clone());
-                continue;
-            }
-            seq += 1;
-            let content = LedgerEntryContent {
-                amount: entry.amount,
-                currency: entry.currency.clone(),
-                id: prefixed_id("led"),
-                metadata: entry.metadata.clone(),
-                organisation_id: organisation_id.to_string(),
-                prev_entry_hash: prev.clone(),
-                timestamp: ledger_timestamp(entry.created_at_ms),
-                entry_type: entry.entry_type.clone(),
-            };
-            let entry_hash = content.entry_hash();
-            rows.push(entries::ActiveModel {
-                id: Set(content.id.clone()),
-                organisation_id: Set(organisation_id.to_string()),
-                seq: Set(seq as i64),
-                entry_type: Set(content.entry_type.clone()),
-                amount: Set(content.amount),
-                currency: Set(content.currency.clone()),
-                donation_id: Set(content.metadata.donation_id.clone()),
-                donor_name: Set(content.metadata.donor_name.clone()),
-                stripe_payment_intent_id: Set(content.metadata.stripe_payment_intent_id.clone()),
-                created_at_ms: Set(entry.created_at_ms),
-                entry_hash: Set(entry_hash.clone()),
-                prev_entry_hash: Set(prev.clone()),
-                dedupe_key: Set(entry.dedupe_key.clone()),
-            });
-            let record = LedgerEntryRecord {
-                seq,
-                content,
-                entry_hash: entry_hash.clone(),
-                created_at_ms: entry.created_at_ms,
-            };
-            if let Some(key) = &entry.dedupe_key {
-                // The same key twice in one batch is recorded once.
-                existing.insert(key.clone(), record.clone());
-            }
-            answers.push(record);
-            prev = Some(entry_hash);
-        }
-        if !rows.is_empty() {
-            for chunk in rows.chunks(500) {
-                entries::Entity::insert_many(chunk.to_vec())
-                    .exec_without_returning(&txn)
-                    .await
-                    .map_err(|e| match e.sql_err() {
-                        Some(SqlErr::UniqueConstraintViolation(_)) => {
-                            StorageError::Corrupt(format!(
-                                "ledger of {organisation_id}: an entry was appended concurrently"
-                            ))
-                        }
-                        _ => StorageError::Database {
-                            step: "insert ledger entries",
-                            source: e,
-                        },
-                    })?;
-            }
-            let moved = heads::Entity::update_many()
-                .col_expr(
-                    heads::Column::Seq,
-                    sea_orm::sea_query::Expr::value(seq as i64),
-                )
-                .col_expr(
-                    heads::Column::EntryHash,
-                    sea_orm::sea_query::Expr::value(prev),
-                )
-                .col_expr(
-                    heads::Column::UpdatedAtMs,
-                    sea_orm::sea_query::Expr::value(now),
-                )
-                .filter(heads::Column::OrganisationId.eq(organisation_id))
-                .filter(heads::Column::Seq.eq(head.seq))
-                .exec(&txn)
-                .await
-                .context("move ledger head")?;
-            if moved.rows_affected != 1 {
-                txn.rollback().await.context("roll back ledger append")?;
-                return Err(StorageError::Corrupt(format!(
-                    "ledger head of {organisation_id} moved under a locked append"
-                )));
-            }
-        }
-        txn.commit().await.context("commit ledger append")?;
-        Ok(answers)
+        append_alone(&self.db, organisation_id, new, now).await
     }
 
+    /// As [`append_ledger_entries`](Self::append_ledger_entries), group-committed with the
+    /// appends other organisations make at the same time: see [`write_ledger_groups`].
+    pub async fn append_ledger_group(
+        &self,
+        organisation_id: &str,
+        new: Vec<NewLedgerEntry>,
+        now: UnixMillis,
+    ) -> Result<Vec<LedgerEntryRecord>> {
+        let job = LedgerJob {
+            organisation_id: organisation_id.to_string(),
+            entries: new,
+            now,
+        };
+        self.ledger_batch.submit(job).await?
+    }
+}
+
+/// One organisation's entries to append.
+#[derive(Debug)]
+pub(crate) struct LedgerJob {
+    organisation_id: String,
+    entries: Vec<NewLedgerEntry>,
+    now: UnixMillis,
+}
+
+/// Appends several organisations' entries in one transaction (group commit across
+/// organisations: with many organisations each one's queue is short, so batching per
+/// organisation alone would still mean a commit per entry). Heads are locked in organisation
+/// order, so two batches (two processes) on PostgreSQL never wait on each other in a cycle.
+/// When the transaction fails (one organisation's append refused, a deadlock), it is rolled
+/// back and each organisation's entries are appended in a transaction of their own, so one
+/// organisation's trouble is reported to its own callers only.
+pub(crate) async fn write_ledger_groups(
+    db: &DatabaseConnection,
+    batch: Vec<LedgerJob>,
+) -> Result<Vec<Result<Vec<LedgerEntryRecord>>>> {
+    if batch.len() > 1 {
+        match append_together(db, &batch).await {
+            Ok(answers) => return Ok(answers.into_iter().map(Ok).collect()),
+            Err(error) => {
+                tracing::debug!(size = batch.len(), %error, "ledger batch failed; one by one")
+            }
+        }
+    }
+    let mut answers = Vec::with_capacity(batch.len());
+    for job in &batch {
+        answers.push(append_alone(db, &job.organisation_id, &job.entries, job.now).await);
+    }
+    Ok(answers)
+}
+
+async fn append_together(
+    db: &DatabaseConnection,
+    batch: &[LedgerJob],
+) -> Result<Vec<Vec<LedgerEntryRecord>>> {
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    // Stable: one organisation's jobs keep their order.
+    order.sort_by(|a, b| batch[*a].organisation_id.cmp(&batch[*b].organisation_id));
+    let txn = db.begin().await.context("begin ledger batch")?;
+    let mut answers = vec![Vec::new(); batch.len()];
+    for i in order {
+        let job = &batch[i];
+        answers[i] = append_in(&txn, &job.organisation_id, &job.entries, job.now).await?;
+    }
+    txn.commit().await.context("commit ledger batch")?;
+    Ok(answers)
+}
+
+/// One organisation's entries in a transaction of their own.
+async fn append_alone(
+    db: &DatabaseConnection,
+    organisation_id: &str,
+    new: &[NewLedgerEntry],
+    now: UnixMillis,
+) -> Result<Vec<LedgerEntryRecord>> {
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    let txn = db.begin().await.context("begin ledger append")?;
+    let answers = append_in(&txn, organisation_id, new, now).await?;
+    txn.commit().await.context("commit ledger append")?;
+    Ok(answers)
+}
+
+/// Appends `new` to the organisation's chain inside `txn`, under the head lock.
+async fn append_in(
+    txn: &DatabaseTransaction,
+    organisation_id: &str,
+    new: &[NewLedgerEntry],
+    now: UnixMillis,
+) -> Result<Vec<LedgerEntryRecord>> {
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    let inserted = heads::Entity::insert(heads::ActiveModel {
+        organisation_id: Set(organisation_id.to_string()),
+        seq: Set(0),
+        entry_hash: Set(None),
+        updated_at_ms: Set(now),
+    })
+    .on_conflict(
+        sea_orm::sea_query::OnConflict::column(heads::Column::OrganisationId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await;
+    match inserted {
+        Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => {}
+        Err(e) => return Err(e).context("create ledger head"),
+    }
+    let mut head_query = heads::Entity::find_by_id(organisation_id.to_string());
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        head_query = head_query.lock_exclusive();
+    }
+    let head = head_query
+        .one(txn)
+        .await
+        .context("lock ledger head")?
+        .ok_or_else(|| StorageError::Corrupt(format!("ledger head of {organisation_id}")))?;
+
+    // Entries already recorded answer as they are.
+    let keys: Vec<&str> = new.iter().filter_map(|e| e.dedupe_key.as_deref()).collect();
+    let mut existing: HashMap<String, LedgerEntryRecord> = HashMap::new();
+    if !keys.is_empty() {
+        for model in entries::Entity::find()
+            .filter(entries::Column::DedupeKey.is_in(keys))
+            .all(txn)
+            .await
+            .context("find recorded ledger entries")?
+        {
+            if let Some(key) = model.dedupe_key.clone() {
+                existing.insert(key, entry_record(model));
+            }
+        }
+    }
+
+    let mut totals = running_totals(txn, new).await?;
+
+    let mut seq = head.seq.max(0) as u64;
+    let mut prev = head.entry_hash.clone();
+    let mut rows = Vec::new();
+    let mut answers = Vec::with_capacity(new.len());
+    for entry in new {
+        if let Some(found) = entry.dedupe_key.as_ref().and_then(|k| existing.get(k)) {
+            answers.push(found.clone());
+            continue;
+        }
+        let amount = match entry.rule {
+            AmountRule::Exact => entry.amount,
+            AmountRule::RunningTotal => {
+                let total = totals
+                    .get_mut(&running_total_key(entry)?)
+                    .ok_or_else(|| StorageError::Corrupt("running total not read".into()))?;
+                // Amounts carry the entry's sign (a refund is negative): compare sizes.
+                let missing = entry.amount.abs() - total.recorded.abs();
+                match &total.latest {
+                    Some(latest) if missing <= 0 => {
+                        answers.push(latest.clone());
+                        continue;
+                    }
+                    _ if missing <= 0 => {
+                        return Err(StorageError::Corrupt(
+                            "a running total of zero has no entry to answer".into(),
+                        ));
+                    }
+                    _ => {}
+                }
+                total.recorded = entry.amount;
+                entry.amount.signum() * missing
+            }
+        };
+        seq += 1;
+        let content = LedgerEntryContent {
+            amount,
+            currency: entry.currency.clone(),
+            id: prefixed_id("led"),
+            metadata: entry.metadata.clone(),
+            organisation_id: organisation_id.to_string(),
+            prev_entry_hash: prev.clone(),
+            timestamp: ledger_timestamp(entry.created_at_ms),
+            entry_type: entry.entry_type.clone(),
+        };
+        let entry_hash = content.entry_hash();
+        rows.push(entries::ActiveModel {
+            id: Set(content.id.clone()),
+            organisation_id: Set(organisation_id.to_string()),
+            seq: Set(seq as i64),
+            entry_type: Set(content.entry_type.clone()),
+            amount: Set(content.amount),
+            currency: Set(content.currency.clone()),
+            donation_id: Set(content.metadata.donation_id.clone()),
+            donor_name: Set(content.metadata.donor_name.clone()),
+            stripe_payment_intent_id: Set(content.metadata.stripe_payment_intent_id.clone()),
+            created_at_ms: Set(entry.created_at_ms),
+            entry_hash: Set(entry_hash.clone()),
+            prev_entry_hash: Set(prev.clone()),
+            dedupe_key: Set(entry.dedupe_key.clone()),
+        });
+        let record = LedgerEntryRecord {
+            seq,
+            content,
+            entry_hash: entry_hash.clone(),
+            created_at_ms: entry.created_at_ms,
+        };
+        if let Some(key) = &entry.dedupe_key {
+            // The same key twice in one batch is recorded once.
+            existing.insert(key.clone(), record.clone());
+        }
+        if entry.rule == AmountRule::RunningTotal
+            && let Some(total) = totals.get_mut(&running_total_key(entry)?)
+        {
+            total.latest = Some(record.clone());
+        }
+        answers.push(record);
+        prev = Some(entry_hash);
+    }
+    if !rows.is_empty() {
+        for chunk in rows.chunks(500) {
+            entries::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(txn)
+                .await
+                .map_err(|e| match e.sql_err() {
+                    Some(SqlErr::UniqueConstraintViolation(_)) => StorageError::Corrupt(format!(
+                        "ledger of {organisation_id}: an entry was appended concurrently"
+                    )),
+                    _ => StorageError::Database {
+                        step: "insert ledger entries",
+                        source: e,
+                    },
+                })?;
+        }
+        let moved = heads::Entity::update_many()
+            .col_expr(
+                heads::Column::Seq,
+                sea_orm::sea_query::Expr::value(seq as i64),
+            )
+            .col_expr(
+                heads::Column::EntryHash,
+                sea_orm::sea_query::Expr::value(prev),
+            )
+            .col_expr(
+                heads::Column::UpdatedAtMs,
+                sea_orm::sea_query::Expr::value(now),
+            )
+            .filter(heads::Column::OrganisationId.eq(organisation_id))
+            .filter(heads::Column::Seq.eq(head.seq))
+            .exec(txn)
+            .await
+            .context("move ledger head")?;
+        if moved.rows_affected != 1 {
+            return Err(StorageError::Corrupt(format!(
+                "ledger head of {organisation_id} moved under a locked append"
+            )));
+        }
+    }
+    Ok(answers)
+}
+
+impl Storage {
     /// The organisation's entries in chain order, within `range`, at most `limit`.
     pub async fn ledger_entries(
         &self,
@@ -238,6 +376,51 @@ impl Storage {
             .map(|h| (h.seq.max(0) as u64, h.entry_hash))
             .unwrap_or((0, None)))
     }
+}
+
+/// What a donation's entries of one type add up to, and the latest of them.
+struct RunningTotal {
+    recorded: i64,
+    latest: Option<LedgerEntryRecord>,
+}
+
+/// (donation id, entry type) of a [`AmountRule::RunningTotal`] entry.
+fn running_total_key(entry: &NewLedgerEntry) -> Result<(String, String)> {
+    let donation = entry.metadata.donation_id.clone().ok_or_else(|| {
+        StorageError::Corrupt(format!(
+            "a running-total {} entry without a donation id",
+            entry.entry_type
+        ))
+    })?;
+    Ok((donation, entry.entry_type.clone()))
+}
+
+/// The recorded totals of the donations whose running-total entries are being appended. Read
+/// inside the append's transaction, after the head lock.
+async fn running_totals(
+    txn: &impl ConnectionTrait,
+    new: &[NewLedgerEntry],
+) -> Result<HashMap<(String, String), RunningTotal>> {
+    let mut totals = HashMap::new();
+    for entry in new.iter().filter(|e| e.rule == AmountRule::RunningTotal) {
+        let key = running_total_key(entry)?;
+        if totals.contains_key(&key) {
+            continue;
+        }
+        let recorded = entries::Entity::find()
+            .filter(entries::Column::DonationId.eq(key.0.as_str()))
+            .filter(entries::Column::EntryType.eq(key.1.as_str()))
+            .order_by_asc(entries::Column::Seq)
+            .all(txn)
+            .await
+            .context("read a donation's running total")?;
+        let total = RunningTotal {
+            recorded: recorded.iter().map(|m| m.amount).sum(),
+            latest: recorded.into_iter().last().map(entry_record),
+        };
+        totals.insert(key, total);
+    }
+    Ok(totals)
 }
 
 fn entry_record(m: entries::Model) -> LedgerEntryRecord {

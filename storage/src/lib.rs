@@ -80,38 +80,61 @@ pub struct Storage {
     login_batch: batch::Batcher<(LoginWrite, ampflow_types::UnixMillis), LoginOutcome>,
     /// Group commit for auto-invest submits.
     submit_batch: batch::Batcher<AutoInvestSubmit, SubmitOutcome>,
+    /// Group commit for Stripe webhook events and the donation moves they make.
+    event_batch: batch::Batcher<donations::EventJob, EventWrite>,
+    /// Group commit for ledger appends across organisations.
+    ledger_batch: batch::Batcher<ledger::LedgerJob, Result<Vec<LedgerEntryRecord>>>,
 }
 
 /// Most logins or challenges written in one batch.
 const WRITE_BATCH_MAX: usize = 64;
 /// Most auto-invest submits written in one batch.
 const SUBMIT_BATCH_MAX: usize = 128;
+/// Most Stripe events written in one batch.
+const EVENT_BATCH_MAX: usize = 128;
+/// Most organisations' ledger appends written in one batch.
+const LEDGER_BATCH_MAX: usize = 64;
 
 impl Storage {
     /// Wraps the two pools and starts the write batchers.
-    fn assemble(db: DatabaseConnection, reader: DatabaseConnection) -> Self {
+    fn assemble(db: DatabaseConnection, reader: DatabaseConnection, group_commit: bool) -> Self {
+        let most = |n: usize| if group_commit { n } else { 1 };
         let writer = db.clone();
-        let challenge_batch = batch::Batcher::spawn("challenge", WRITE_BATCH_MAX, move |batch| {
-            let writer = writer.clone();
-            async move { identity::write_challenges(&writer, batch).await }
-        });
+        let challenge_batch =
+            batch::Batcher::spawn("challenge", most(WRITE_BATCH_MAX), move |batch| {
+                let writer = writer.clone();
+                async move { identity::write_challenges(&writer, batch).await }
+            });
         let writer = db.clone();
-        let login_batch = batch::Batcher::spawn("login", WRITE_BATCH_MAX, move |batch| {
+        let login_batch = batch::Batcher::spawn("login", most(WRITE_BATCH_MAX), move |batch| {
             let writer = writer.clone();
             async move { identity::write_logins(&writer, batch).await }
         });
         let writer = db.clone();
         let submit_batch =
-            batch::Batcher::spawn("auto_invest_submit", SUBMIT_BATCH_MAX, move |batch| {
+            batch::Batcher::spawn("auto_invest_submit", most(SUBMIT_BATCH_MAX), move |batch| {
                 let writer = writer.clone();
                 async move { auto_invest::write_submits(&writer, batch).await }
             });
+        let writer = db.clone();
+        let event_batch =
+            batch::Batcher::spawn("stripe_event", most(EVENT_BATCH_MAX), move |batch| {
+                let writer = writer.clone();
+                async move { donations::write_stripe_events(&writer, batch).await }
+            });
+        let writer = db.clone();
+        let ledger_batch = batch::Batcher::spawn("ledger", most(LEDGER_BATCH_MAX), move |batch| {
+            let writer = writer.clone();
+            async move { ledger::write_ledger_groups(&writer, batch).await }
+        });
         Self {
             db,
             reader,
             challenge_batch,
             login_batch,
             submit_batch,
+            event_batch,
+            ledger_batch,
         }
     }
 

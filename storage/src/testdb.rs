@@ -84,6 +84,7 @@ impl TestDatabase {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(10),
             sqlite_sync: SqliteSync::Normal,
+            group_commit: true,
         }
     }
 }

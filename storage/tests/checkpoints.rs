@@ -52,6 +52,7 @@ fn entry(n: i64, at_ms: i64, amount: i64, currency: &str) -> NewLedgerEntry {
         },
         created_at_ms: at_ms,
         dedupe_key: None,
+        rule: Default::default(),
     }
 }
 

@@ -22,6 +22,8 @@ on_both_databases!(
     entries_link_into_one_chain,
     a_dedupe_key_records_once,
     concurrent_appenders_never_fork_the_chain,
+    groups_of_many_organisations_commit_together_and_keep_each_chain,
+    a_running_total_records_only_what_is_missing,
 );
 
 const ORG: &str = "org_0123456789abcdef0123456789abcdef";
@@ -45,6 +47,7 @@ fn donation(n: i64, key: Option<&str>) -> NewLedgerEntry {
         },
         created_at_ms: 1_700_000_000_000 + n,
         dedupe_key: key.map(str::to_string),
+        rule: Default::default(),
     }
 }
 
@@ -199,4 +202,108 @@ async fn concurrent_appenders_never_fork_the_chain(backend: Backend) {
         .unwrap();
     assert_eq!(all.len(), 80);
     assert_chain(&all);
+}
+
+async fn groups_of_many_organisations_commit_together_and_keep_each_chain(backend: Backend) {
+    let Some((storage, db)) = storage(backend).await else {
+        return;
+    };
+    // On PostgreSQL a second handle too, as a second process would have (its groups lock the
+    // same heads in the same order). SQLite is one process's file.
+    let mut stores = vec![storage.clone()];
+    if backend == Backend::Postgres {
+        stores.push(Storage::connect(&db.settings()).await.unwrap());
+    }
+    let orgs: Vec<String> = (0..24).map(|o| format!("org_{o:032x}")).collect();
+    let mut tasks = Vec::new();
+    for (s, store) in stores.iter().enumerate() {
+        for (o, org) in orgs.iter().enumerate() {
+            let (store, org) = (store.clone(), org.clone());
+            tasks.push(tokio::spawn(async move {
+                for i in 0..8 {
+                    let n = (s * 100_000 + o * 100 + i) as i64;
+                    let key = format!("donation_received:don_{n}");
+                    let group = vec![donation(n, Some(&key)), donation(n + 50, None)];
+                    let stored = store.append_ledger_group(&org, group, n).await.unwrap();
+                    assert_eq!(stored.len(), 2);
+                    assert_eq!(stored[1].seq, stored[0].seq + 1, "a group stays together");
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for org in &orgs {
+        let all = storage
+            .ledger_entries(org, LedgerRange::default(), 1000)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 16 * stores.len(), "{org}");
+        assert_chain(&all);
+        assert!(all.iter().all(|e| e.content.organisation_id == *org));
+    }
+}
+
+async fn a_running_total_records_only_what_is_missing(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    let refund = |total: i64| NewLedgerEntry {
+        entry_type: "donation_refunded".into(),
+        amount: -total,
+        currency: "EUR".into(),
+        metadata: LedgerMetadata {
+            donation_id: Some("don_1".into()),
+            donor_name: None,
+            stripe_payment_intent_id: Some("pi_1".into()),
+        },
+        created_at_ms: 1_700_000_000_000,
+        dedupe_key: Some(format!("donation_refunded:don_1:{total}")),
+        rule: AmountRule::RunningTotal,
+    };
+    storage
+        .append_ledger_entries(ORG, &[donation(1, Some("donation_received:don_1"))], 1)
+        .await
+        .unwrap();
+    // 300, then 500 twice in one batch: -300 and -200.
+    let stored = storage
+        .append_ledger_entries(ORG, &[refund(300)], 2)
+        .await
+        .unwrap();
+    assert_eq!(stored[0].content.amount, -300);
+    let stored = storage
+        .append_ledger_entries(ORG, &[refund(500), refund(500)], 3)
+        .await
+        .unwrap();
+    assert_eq!(stored[0].content.amount, -200);
+    assert_eq!(stored[1], stored[0]);
+    // An older, smaller total (delivered late) is covered: nothing, the latest answers.
+    let stored = storage
+        .append_ledger_entries(ORG, &[refund(400)], 4)
+        .await
+        .unwrap();
+    assert_eq!(stored[0].content.amount, -200);
+    // Through the grouped path too.
+    let stored = storage
+        .append_ledger_group(ORG, vec![refund(650)], 5)
+        .await
+        .unwrap();
+    assert_eq!(stored[0].content.amount, -150);
+    let all = storage
+        .ledger_entries(ORG, LedgerRange::default(), 100)
+        .await
+        .unwrap();
+    let amounts: Vec<i64> = all.iter().map(|e| e.content.amount).collect();
+    assert_eq!(amounts, vec![100, -300, -200, -150]);
+    assert_chain(&all);
+    // Without a donation id the rule cannot apply.
+    let mut orphan = refund(10);
+    orphan.metadata.donation_id = None;
+    assert!(
+        storage
+            .append_ledger_entries(ORG, &[orphan], 6)
+            .await
+            .is_err()
+    );
 }

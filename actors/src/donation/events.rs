@@ -14,12 +14,18 @@
 //!   keys, on every delivery of the event, redeliveries included; the delivery is
 //!   acknowledged only once they are durable. A crash between the two is therefore repaired
 //!   by Stripe's redelivery, and an entry is never written twice.
-//! - Refunds: the first `charge.refunded` records the refunded amount; later partial refunds of
-//!   the same charge are not recorded yet.
+//! - Refunds: Stripe sends `charge.refunded` for every refund, full or partial, with the
+//!   charge's refunded total so far (`amount_refunded`). The first moves the donation to
+//!   `refunded`; each appends a `donation_refunded` entry for the part of that total the
+//!   donation's earlier refund entries do not cover yet (worked out under the ledger's head
+//!   lock, dedupe key `donation_refunded:don_…:<total>`). Refunds of 300 then 200 give entries
+//!   of -300 and -200, whatever order and however often the two events arrive.
 
 use std::collections::HashMap;
 
-use ampflow_storage::{DonationRecord, DonationStatus, NewLedgerEntry, StripeEventRecord};
+use ampflow_storage::{
+    AmountRule, DonationRecord, DonationStatus, NewLedgerEntry, StripeEventRecord,
+};
 use ampflow_types::DonationId;
 use ampflow_types::ledger::LedgerMetadata;
 use serde::Deserialize;
@@ -219,7 +225,13 @@ impl Donations {
             .await?;
         let refunded = charge.amount_refunded.min(donation.amount);
         self.record_in_ledger(&donation, Some(refunded)).await?;
-        Ok(outcome)
+        Ok(match outcome {
+            // A later (partial) refund of a refunded donation: its part is in the ledger now.
+            WebhookOutcome::Ignored(_) if donation.status == DonationStatus::Refunded => {
+                WebhookOutcome::Applied
+            }
+            other => other,
+        })
     }
 
     /// The donation a PaymentIntent pays: by the `donation_id` in its metadata, else by its id.
@@ -297,7 +309,8 @@ impl Donations {
     }
 
     /// Appends the ledger entries the donation's state calls for; each is recorded once
-    /// (dedupe key), however often this runs. `refunded` is the refunded amount, when known.
+    /// (dedupe key), however often this runs. `refunded` is the charge's refunded total so far,
+    /// when known.
     async fn record_in_ledger(
         &self,
         donation: &DonationRecord,
@@ -322,6 +335,7 @@ impl Donations {
             metadata: metadata.clone(),
             created_at_ms: now,
             dedupe_key: Some(format!("donation_received:{}", donation.id)),
+            rule: AmountRule::Exact,
         }];
         if let (DonationStatus::Refunded, Some(amount)) = (donation.status, refunded) {
             entries.push(NewLedgerEntry {
@@ -330,7 +344,8 @@ impl Donations {
                 currency: donation.currency.clone(),
                 metadata,
                 created_at_ms: now,
-                dedupe_key: Some(format!("donation_refunded:{}", donation.id)),
+                dedupe_key: Some(format!("donation_refunded:{}:{amount}", donation.id)),
+                rule: AmountRule::RunningTotal,
             });
         }
         // In order: the refund follows the donation in the chain.

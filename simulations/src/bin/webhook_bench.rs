@@ -5,11 +5,14 @@
 //! its ledger entry are durable, so events/s is the rate of durable ledger entries.
 //!
 //! Two runs per database, each on a fresh database and a fresh server:
-//! - **group commit**: the product as configured by default (each organisation's
-//!   `LedgerActor` appends every entry waiting for it in one transaction, up to 256);
-//! - **naive**: the same server with `actors.ledger_batch_max = 1`, so every ledger entry is
-//!   appended in a transaction of its own (lock the head, insert, move the head, commit), as a
-//!   writer without group commit would: one ledger transaction per event.
+//! - **group commit**: the product as configured by default: the donation moves (with their
+//!   event ids) of the deliveries that arrive together are written in one transaction, and
+//!   each organisation's `LedgerActor` hands every entry waiting for it to storage, which
+//!   appends the groups of all organisations that arrive together in one transaction;
+//! - **naive**: the same server with `database.group_commit = false` and
+//!   `actors.ledger_batch_max = 1`, so each event's move and each ledger entry is a
+//!   transaction of its own (for the entry: lock the head, insert, move the head, commit), as
+//!   a writer without group commit would.
 //!
 //! The donations (pending, with their PaymentIntent ids) are written through storage before
 //! the clock starts. After each run the benchmark checks that every donation succeeded, that
@@ -323,9 +326,12 @@ fn run_once(
     settings.stripe.webhook_secrets = vec![Secret::new(WEBHOOK_SECRET.to_string())];
     // Never called: the donations already have their PaymentIntents.
     settings.stripe.base_url = "http://127.0.0.1:9".into();
-    settings.actors.ledger_batch_max = match mode {
-        Mode::Grouped => Settings::default().actors.ledger_batch_max,
-        Mode::Naive => 1,
+    (
+        settings.actors.ledger_batch_max,
+        settings.database.group_commit,
+    ) = match mode {
+        Mode::Grouped => (Settings::default().actors.ledger_batch_max, true),
+        Mode::Naive => (1, false),
     };
     logs.take();
     let app: RunningApp = rt
