@@ -172,6 +172,8 @@ enum EntitiesCommand {
 
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // Crash tests' fail points, from FAILPOINTS; does nothing unless compiled in (test builds).
+    let _fail_points = fail::FailScenario::setup();
     let cli = Cli::parse();
     let settings =
         Settings::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;

@@ -613,7 +613,12 @@ async fn sigkill_with_webhooks_in_flight_records_each_payment_once(backend: Back
         ("AMPFLOW_STRIPE__WEBHOOK_SECRETS", secrets.as_str()),
         ("AMPFLOW_STRIPE__BASE_URL", stripe_url.as_str()),
     ];
-    let mut server = Server::start(&env).await;
+    // The first process lets 20 deliveries through, then stops every later one right after its
+    // donation's move is committed and before its ledger entry (a fail point, compiled into
+    // test builds only): the kill then lands between the two, every time.
+    let mut first = env.to_vec();
+    first.push(("FAILPOINTS", "stripe_webhook_after_move=20*off->pause"));
+    let mut server = Server::start(&first).await;
 
     // The donations, pending with their PaymentIntents, as `POST /donations` leaves them.
     let mut settings = ampflow_http::config::Settings::default();
@@ -666,13 +671,26 @@ async fn sigkill_with_webhooks_in_flight_records_each_payment_once(backend: Back
         });
         stripe.emit(stripe.build_event("payment_intent.succeeded", intent));
     }
-    // Killed once a few deliveries were acknowledged, while the rest are in flight.
+    // Killed once deliveries were acknowledged and a donation moved without its entry.
     let some_acknowledged = wait_until(Duration::from_secs(30), || {
         let acknowledged = stripe.acknowledged_event_ids().len();
         async move { acknowledged >= 10 }
     })
     .await;
     assert!(some_acknowledged, "no delivery was acknowledged");
+    let stopped_between = wait_until(Duration::from_secs(30), || async {
+        let mut moved = 0;
+        for d in &donations {
+            let stored = storage.donation(&d.id).await.unwrap().unwrap();
+            moved += u64::from(stored.status == DonationStatus::Succeeded);
+        }
+        moved > storage.ledger_head(&org.id).await.unwrap().0
+    })
+    .await;
+    assert!(
+        stopped_between,
+        "no delivery stopped between its move and its entry"
+    );
     server.signal("KILL");
     server.wait_exit().await;
     let acknowledged_before = stripe.acknowledged_event_ids().len();
@@ -689,6 +707,10 @@ async fn sigkill_with_webhooks_in_flight_records_each_payment_once(backend: Back
         moved_at_kill += usize::from(stored.status == DonationStatus::Succeeded);
     }
     let entries_at_kill = storage.ledger_head(&org.id).await.unwrap().0;
+    assert!(
+        moved_at_kill as u64 > entries_at_kill,
+        "the kill landed between move and entry"
+    );
 
     let server = Server::start(&env).await;
     stripe.set_webhook_url(&format!("{}/webhooks/stripe", server.base));

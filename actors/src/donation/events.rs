@@ -139,6 +139,8 @@ impl Donations {
         let (outcome, donation) = self
             .move_for_event(&donation, DonationStatus::Succeeded, None, event)
             .await?;
+        // The crash test stops here: the move is durable, its ledger entry not yet.
+        fail::fail_point!("stripe_webhook_after_move");
         self.record_in_ledger(&donation, None).await?;
         Ok(outcome)
     }
