@@ -66,6 +66,7 @@ pub struct RunningApp {
     state: AppState,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
+    metrics_upkeep: JoinHandle<()>,
 }
 
 /// The router with every endpoint, and the OpenAPI document generated from it.
@@ -75,11 +76,18 @@ pub fn router(state: AppState) -> Router {
         request_timeout: Duration::from_millis(state.settings().http.request_timeout_ms),
     };
     let body_limit = state.settings().http.body_limit_bytes;
+    // Outermost last: the envelope (request id, timeout, headers) wraps everything, so 429s
+    // and 403s get it too; the metrics see the limiter's refusals.
     router
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::rate_limit::layer::enforce,
+        ))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn_with_state(
             limits,
@@ -92,6 +100,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::identity::router())
         .merge(routes::kyc::router())
         .merge(routes::ops::router())
+        .merge(routes::metrics::router())
         .merge(routes::faucet::router())
         .merge(routes::whitelist::router())
         .merge(routes::auto_invest::router())
@@ -177,18 +186,21 @@ fn chain_signers(
 pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<RunningApp> {
     // reqwest (reCAPTCHA, Veriff) uses rustls with this provider.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    settings
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    if settings.http.trust_x_forwarded_for {
+        tracing::warn!(
+            "http.trust_x_forwarded_for is deprecated: it believes X-Forwarded-For from any peer; list the proxies in http.trusted_proxies instead"
+        );
+    }
+    crate::metrics::handle();
     let storage = open_storage(&settings).await?;
-    let redis = match &settings.redis_url {
-        Some(url) => {
-            let client = redis::Client::open(url.expose()).context("parse REDIS_URL")?;
-            Some(
-                redis::aio::ConnectionManager::new(client)
-                    .await
-                    .context("connect to redis")?,
-            )
-        }
-        None => None,
-    };
+    let redis = settings.redis_url.as_ref().map(connect_redis).transpose()?;
+    let rate_limiter = crate::rate_limit::RateLimiter::new(&settings.rate_limit, redis.clone());
+    let trusted_proxies = settings
+        .trusted_proxies()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let actors = ActorSystem::start(SystemConfig {
         storage: storage.clone(),
         clock: options.clock.clone(),
@@ -228,6 +240,8 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         settings,
         openapi_json: openapi_json()?,
         recaptcha,
+        rate_limiter,
+        trusted_proxies,
     });
 
     let (stop, server) = serve(listener, router(state.clone()));
@@ -236,7 +250,31 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         state,
         stop: Some(stop),
         server,
+        metrics_upkeep: crate::metrics::spawn_upkeep(),
     })
+}
+
+/// Redis connection attempts and answers wait this long at most (the rate limiter waits less:
+/// `rate_limit.redis_timeout_ms`).
+const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reconnection attempts after a lost connection before the next command tries again.
+const REDIS_RECONNECT_ATTEMPTS: usize = 3;
+
+/// A connection manager that connects lazily, so the server starts while Redis is down
+/// (`/ready` then says so and the rate limiter uses memory) and reconnects by itself. The URL
+/// holds the password, so it is never logged, and neither is the parse error (which may quote
+/// it).
+fn connect_redis(url: &crate::config::Secret) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url.expose())
+        .map_err(|_| anyhow::anyhow!("REDIS_URL is not a valid redis:// URL"))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
+        .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
+        .set_number_of_retries(REDIS_RECONNECT_ATTEMPTS)
+        .set_max_delay(Duration::from_millis(500));
+    redis::aio::ConnectionManager::new_lazy_with_config(client, config)
+        .context("set up the redis connection")
 }
 
 /// Serves `app` on `listener` until the returned sender fires (or is dropped); then stops
@@ -275,6 +313,7 @@ impl RunningApp {
     /// Stops accepting connections, lets in-flight requests finish (up to the configured
     /// grace), then stops the actors and closes the database.
     pub async fn shutdown(mut self) {
+        self.metrics_upkeep.abort();
         let grace = Duration::from_millis(self.state.settings().http.shutdown_grace_ms);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -73,6 +73,33 @@ pub struct Settings {
     pub checkpoints: CheckpointConfig,
     /// The partner API (signed requests, seed 003).
     pub partner: PartnerConfig,
+    /// Rate limits, the card-testing defence on donations and auto-blocking.
+    #[serde(default)]
+    pub rate_limit: crate::rate_limit::RateLimitConfig,
+    /// `GET /metrics` (Prometheus text format).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` at all.
+    pub enabled: bool,
+    /// With a token, `/metrics` needs `Authorization: Bearer <token>` from anywhere. Without
+    /// one, it answers only a loopback peer that sent no forwarding header (a scraper on the
+    /// same host), and 403 to everyone else.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer_token: Option<Secret>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bearer_token: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,9 +239,15 @@ pub struct HttpConfig {
     pub request_timeout_ms: u64,
     /// How long in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace_ms: u64,
-    /// Take the client's IP from the last `X-Forwarded-For` entry (set it only behind a
-    /// proxy that appends it); otherwise the peer address is the client's IP.
+    /// Deprecated: take the client's IP from the last `X-Forwarded-For` entry whoever the
+    /// peer is. Prefer `trusted_proxies`; this is kept so existing files keep working.
+    #[serde(default)]
     pub trust_x_forwarded_for: bool,
+    /// The proxies (addresses or CIDR blocks, e.g. `10.0.0.0/8`) whose `X-Forwarded-For` is
+    /// believed. From such a peer, the client is the rightmost entry that is not itself a
+    /// trusted proxy; from any other peer, the peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -284,6 +317,7 @@ impl Default for Settings {
                 request_timeout_ms: 30_000,
                 shutdown_grace_ms: 30_000,
                 trust_x_forwarded_for: false,
+                trusted_proxies: Vec::new(),
             },
             identity: IdentityConfig {
                 nonce_ttl_secs: 600,
@@ -305,6 +339,8 @@ impl Default for Settings {
             stripe: StripeConfig::default(),
             checkpoints: CheckpointConfig::default(),
             partner: PartnerConfig::default(),
+            rate_limit: Default::default(),
+            metrics: MetricsConfig::default(),
             veriff: VeriffConfig {
                 base_url: "https://stationapi.veriff.com".into(),
                 api_key: None,
@@ -355,6 +391,38 @@ impl Settings {
                     .unwrap_or_else(|| key.into())
             }));
         figment.extract().map_err(Box::new)
+    }
+
+    /// `http.trusted_proxies` parsed; a bare address is a one-address block.
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.http
+            .trusted_proxies
+            .iter()
+            .map(|text| {
+                let text = text.trim();
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!("http.trusted_proxies: {text:?} is not an address or CIDR block")
+                    })
+            })
+            .collect()
+    }
+
+    /// Checks the values that parse but make no sense, so a bad file fails at start with a
+    /// message naming the key rather than misbehaving later.
+    pub fn validate(&self) -> Result<(), String> {
+        self.trusted_proxies()?;
+        self.rate_limit.validate()?;
+        if self
+            .metrics
+            .bearer_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().len() < 16)
+        {
+            return Err("metrics.bearer_token must be at least 16 characters".into());
+        }
+        Ok(())
     }
 
     pub fn database_settings(&self) -> DatabaseSettings {
@@ -523,6 +591,7 @@ mod tests {
                 "-----BEGIN PRIVATE KEY-----\nsecretkeymaterial\n",
             );
             jail.set_env("REDIS_URL", "redis://:redispass@127.0.0.1/");
+            jail.set_env("AMPFLOW_METRICS__BEARER_TOKEN", "metricstokensecret");
             jail.set_env("AMPFLOW_VERIFF__API_KEY", "veriffkey");
             jail.set_env("AMPFLOW_VERIFF__SHARED_SECRET", "veriffsecret");
             jail.set_env("AMPFLOW_STRIPE__SECRET_KEY", "sk_test_stripekey");
@@ -548,6 +617,7 @@ mod tests {
                 "stripekey",
                 "hooksecret",
                 "checkpointsecret",
+                "metricstokensecret",
             ] {
                 assert!(!debug.contains(secret), "{secret} leaked into {debug}");
             }
@@ -646,6 +716,42 @@ mod tests {
                 Settings::load(path).map_err(|e| *e)?.partner.date_skew_secs,
                 30
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rate_limits_default_to_the_seed_and_are_set_from_the_file_and_the_environment() {
+        Jail::expect_with(|jail| {
+            let defaults = Settings::load(None).map_err(|e| *e)?;
+            let limits = &defaults.rate_limit;
+            assert!(limits.enabled);
+            assert_eq!(
+                (limits.tiers.public.limit, limits.tiers.public.window_secs),
+                (60, 60)
+            );
+            assert!(limits.tiers.ledger_export.fixed);
+            assert_eq!(limits.card_testing.per_fingerprint.limit, 3);
+            assert_eq!(limits.card_testing.global.limit, 1000);
+            assert_eq!(limits.auto_block.blocks_max, 50);
+            assert!(limits.is_exempt("/webhooks/stripe"));
+            assert!(limits.is_exempt("/veriff/webhook/decision"));
+            assert!(limits.is_exempt("/health"));
+            assert!(!limits.is_exempt("/healthz"));
+            assert!(defaults.validate().is_ok());
+            jail.create_file(
+                "ampflow.toml",
+                "[http]\ntrusted_proxies = [\"10.0.0.0/8\"]\n[rate_limit.tiers.public]\nlimit = 7\nwindow_secs = 10\n[rate_limit.card_testing]\nextra_disposable_domains = [\"spam.test\"]\n",
+            )?;
+            let path = Some(Path::new("ampflow.toml"));
+            jail.set_env("AMPFLOW_RATE_LIMIT__AUTO_BLOCK__BLOCKS_MAX", "9");
+            let settings = Settings::load(path).map_err(|e| *e)?;
+            assert_eq!(settings.rate_limit.tiers.public.limit, 7);
+            assert_eq!(settings.rate_limit.tiers.dashboard.limit, 200);
+            assert_eq!(settings.rate_limit.auto_block.blocks_max, 9);
+            assert_eq!(settings.trusted_proxies()?.len(), 1);
+            jail.set_env("AMPFLOW_RATE_LIMIT__REDIS_TIMEOUT_MS", "0");
+            assert!(Settings::load(path).map_err(|e| *e)?.validate().is_err());
             Ok(())
         });
     }

@@ -31,6 +31,9 @@ pub struct ErrorDetail {
     pub message: String,
     /// The request field at fault, when there is one.
     pub param: Option<String>,
+    /// Seconds to wait, on 429 answers (also sent as `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -100,6 +103,9 @@ impl IntoResponse for ApiError {
                 code: self.code,
                 message: self.message,
                 param: self.param,
+                retry_after: self
+                    .retry_after_secs
+                    .filter(|_| self.status == StatusCode::TOO_MANY_REQUESTS),
             },
         };
         let mut response = (self.status, Json(body)).into_response();

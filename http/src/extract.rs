@@ -184,29 +184,104 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-/// The client's IP: the peer, or the last `X-Forwarded-For` entry when
-/// `http.trust_x_forwarded_for` is set (only behind a proxy that appends it). IPv4-mapped
-/// IPv6 addresses are given as IPv4, so one client has one form (rate limits, allowlists).
+/// The client's IP. From a peer in `http.trusted_proxies`, the rightmost `X-Forwarded-For`
+/// entry that is not itself a trusted proxy (each proxy appends the address it saw, so entries
+/// left of the first untrusted one may be forged); from any other peer, the peer. The
+/// deprecated `http.trust_x_forwarded_for` keeps its old meaning: the last entry, whoever the
+/// peer is. IPv4-mapped IPv6 addresses are given as IPv4, so one client has one form (rate
+/// limits, allowlists).
 pub fn client_ip(
     state: &AppState,
     peer: std::net::SocketAddr,
     headers: &HeaderMap,
 ) -> std::net::IpAddr {
-    if state.settings().http.trust_x_forwarded_for
-        && let Some(forwarded) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
-    {
-        return forwarded.to_canonical();
+    resolve_client_ip(
+        state.trusted_proxies(),
+        state.settings().http.trust_x_forwarded_for,
+        peer.ip(),
+        headers,
+    )
+}
+
+pub fn resolve_client_ip(
+    trusted: &[ipnet::IpNet],
+    trust_any_peer: bool,
+    peer: std::net::IpAddr,
+    headers: &HeaderMap,
+) -> std::net::IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !trust_any_peer && !is_trusted(&peer) {
+        return peer;
     }
-    peer.ip().to_canonical()
+    // Every X-Forwarded-For header, in order, as one list, read from the right.
+    let mut entries = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .rev()
+        .flat_map(|v| v.to_str().unwrap_or("").rsplit(','))
+        .map(|entry| {
+            entry
+                .trim()
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .map(|ip| ip.to_canonical())
+        });
+    if trust_any_peer && trusted.is_empty() {
+        return entries.next().flatten().unwrap_or(peer);
+    }
+    let mut client = peer;
+    for entry in entries {
+        // A malformed entry ends the walk: what is left of it cannot be believed.
+        let Some(entry) = entry else { break };
+        client = entry;
+        if !is_trusted(&entry) {
+            break;
+        }
+    }
+    client
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.7, 10.1.1.1".parse().unwrap(),
+        );
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        // From an untrusted peer the header is ignored.
+        assert_eq!(
+            resolve_client_ip(&trusted, false, ip("192.0.2.1"), &headers),
+            ip("192.0.2.1")
+        );
+        // From a trusted proxy: the rightmost untrusted entry, not the forgeable first one.
+        assert_eq!(
+            resolve_client_ip(&trusted, false, ip("10.0.0.2"), &headers),
+            ip("198.51.100.7")
+        );
+        // The deprecated switch: the last entry from any peer.
+        assert_eq!(
+            resolve_client_ip(&[], true, ip("192.0.2.1"), &headers),
+            ip("10.1.1.1")
+        );
+        // A malformed header is no header.
+        headers.insert("x-forwarded-for", "nonsense".parse().unwrap());
+        assert_eq!(
+            resolve_client_ip(&trusted, false, ip("10.0.0.2"), &headers),
+            ip("10.0.0.2")
+        );
+        // IPv4-mapped peers are IPv4.
+        assert_eq!(
+            resolve_client_ip(&[], false, ip("::ffff:192.0.2.1"), &HeaderMap::new()),
+            ip("192.0.2.1")
+        );
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[allow(dead_code)]

@@ -67,6 +67,7 @@ impl IntoResponse for PartnerError {
                 code: error.code,
                 message: error.message,
                 param: error.param,
+                retry_after: None,
             },
         };
         (error.status, Json(body)).into_response()

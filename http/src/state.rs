@@ -16,6 +16,9 @@ pub(crate) struct Inner {
     pub settings: Settings,
     pub openapi_json: String,
     pub recaptcha: crate::recaptcha::Recaptcha,
+    pub rate_limiter: crate::rate_limit::RateLimiter,
+    /// `http.trusted_proxies`, parsed at start.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl AppState {
@@ -45,6 +48,14 @@ impl AppState {
 
     pub fn recaptcha(&self) -> &crate::recaptcha::Recaptcha {
         &self.0.recaptcha
+    }
+
+    pub fn rate_limiter(&self) -> &crate::rate_limit::RateLimiter {
+        &self.0.rate_limiter
+    }
+
+    pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
+        &self.0.trusted_proxies
     }
 
     pub fn openapi_json(&self) -> &str {

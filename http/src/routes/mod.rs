@@ -4,6 +4,7 @@ pub mod donations;
 pub mod faucet;
 pub mod identity;
 pub mod kyc;
+pub mod metrics;
 pub mod ops;
 pub mod partner;
 pub mod public;

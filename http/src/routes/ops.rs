@@ -41,8 +41,16 @@ async fn ready(State(state): State<AppState>) -> Result<Json<StatusResponse>, Ap
     }
     if let Some(redis) = state.redis() {
         let mut connection = redis.clone();
-        let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
-        if let Err(error) = pong {
+        let ping = redis::cmd("PING");
+        let pong = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            ping.query_async::<String>(&mut connection),
+        )
+        .await;
+        if let Err(error) = pong
+            .map_err(|_| "timed out".to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
             tracing::warn!(%error, "readiness: redis unreachable");
             return Err(ApiError::unavailable("redis cannot be reached"));
         }

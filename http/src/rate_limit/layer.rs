@@ -1,0 +1,333 @@
+//! The middleware: picks the caller's tier for the matched route, adds the card-testing rules on
+//! `POST /donations`, asks the limiter, and answers 429 (or 403 for an auto-blocked IP) or
+//! passes the request on, adding the `X-RateLimit-*` headers to whatever answers.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::card;
+use super::{AutoBlock, Check, Headline, Identifier, Limit, Rule, Tier, Verdict};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+pub static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+pub static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// The route label of a request no route matched (one label for every unknown path).
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// What kind of endpoint a route is, for choosing the tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Category {
+    DonationCreate,
+    LedgerView,
+    LedgerExport,
+    Widget,
+    Settings,
+    Password,
+    General,
+}
+
+fn category(method: &Method, route: &str) -> Category {
+    match (method.as_str(), route) {
+        ("POST", "/donations") => Category::DonationCreate,
+        (_, "/public/organisations/{id}/ledger/export") => Category::LedgerExport,
+        (_, r)
+            if r.starts_with("/public/organisations/{id}/ledger")
+                || r.starts_with("/public/checkpoints")
+                || r.starts_with("/public/ledger/") =>
+        {
+            Category::LedgerView
+        }
+        (_, r) if r.starts_with("/nonprofit-json/") => Category::Widget,
+        ("PUT", "/user") | ("PATCH", "/auth/security-settings") => Category::Settings,
+        ("POST", "/auth/password") => Category::Password,
+        _ => Category::General,
+    }
+}
+
+/// The tiers that apply: (tier name, tier).
+fn tiers(
+    config: &super::Tiers,
+    category: Category,
+    method: &Method,
+    who: &Identifier,
+) -> Vec<(&'static str, Tier)> {
+    use Category::*;
+    let one = |name, tier: &Tier| vec![(name, *tier)];
+    match (who, category) {
+        (_, LedgerExport) => one("ledger_export", &config.ledger_export),
+        (Identifier::Ip(_), DonationCreate) => {
+            one("donation_initiation", &config.donation_initiation)
+        }
+        (Identifier::Ip(_), LedgerView) => one("ledger_view", &config.ledger_view),
+        (Identifier::Ip(_), Widget) => vec![
+            ("widget_burst", config.widget_burst),
+            ("widget", config.widget),
+        ],
+        (Identifier::Ip(_), _) => one("public", &config.public),
+        (Identifier::User(_), DonationCreate) => {
+            one("donation_creation", &config.donation_creation)
+        }
+        (Identifier::User(_), Settings) => one("settings", &config.settings),
+        (Identifier::User(_), Password) => one("password", &config.password),
+        (Identifier::User(_), _) => one("dashboard", &config.dashboard),
+        (Identifier::ApiKey(_), _) if matches!(*method, Method::GET | Method::HEAD) => {
+            one("api_read", &config.api_read)
+        }
+        (Identifier::ApiKey(_), _) => one("api_write", &config.api_write),
+    }
+}
+
+fn limit(tier: &Tier) -> Limit {
+    Limit {
+        limit: tier.limit,
+        window_ms: tier.window_secs.saturating_mul(1000),
+        fixed: tier.fixed,
+    }
+}
+
+pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let config = &state.settings().rate_limit;
+    if !config.enabled {
+        return next.run(request).await;
+    }
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    if route.as_deref().is_some_and(|r| config.is_exempt(r)) {
+        return next.run(request).await;
+    }
+    let route = route.unwrap_or_else(|| UNMATCHED_ROUTE.to_string());
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let ip = crate::extract::client_ip(&state, peer, request.headers());
+    let who = super::identifier::identify(&state, request.headers(), ip);
+    let method = request.method().clone();
+    let endpoint = format!("{method}:{route}");
+    let prefix = format!("{}ratelimit", config.key_prefix);
+
+    let mut rules: Vec<Rule> = tiers(&config.tiers, category(&method, &route), &method, &who)
+        .into_iter()
+        .map(|(_, tier)| Rule {
+            key: format!(
+                "{prefix}:{}:{endpoint}:{}",
+                who.key_part(),
+                tier.window_secs
+            ),
+            limit: limit(&tier),
+            reason: "tier",
+        })
+        .collect();
+    let request = if method == Method::POST && route == "/donations" && config.card_testing.enabled
+    {
+        let (request, card_rules) = match card_rules(&state, request, &prefix, ip).await {
+            Ok(read) => read,
+            Err(error) => return error.into_response(),
+        };
+        rules.extend(card_rules);
+        request
+    } else {
+        request
+    };
+    let auto_block = config.auto_block.enabled.then(|| AutoBlock {
+        block_key: format!("{prefix}:block:{ip}"),
+        count_key: format!("{prefix}:blocks:{ip}"),
+        blocks_max: config.auto_block.blocks_max,
+        window_ms: config.auto_block.window_secs.saturating_mul(1000),
+        duration_ms: config.auto_block.duration_secs.saturating_mul(1000),
+    });
+    let (verdict, _) = state
+        .rate_limiter()
+        .check(&Check {
+            rules: &rules,
+            auto_block,
+        })
+        .await;
+
+    let kind = who.kind();
+    metrics::counter!("ratelimit_checked_total", "endpoint" => route.clone(), "identifier_type" => kind)
+        .increment(1);
+    let refused = |reason: &'static str| {
+        metrics::counter!(
+            "ratelimit_blocked_total",
+            "endpoint" => route.clone(),
+            "identifier_type" => kind,
+            "reason" => reason
+        )
+        .increment(1);
+    };
+    match verdict {
+        Verdict::Allowed { binding } => {
+            let mut response = next.run(request).await;
+            if let Some(headline) = binding {
+                set_headers(&mut response, headline);
+            }
+            response
+        }
+        Verdict::Limited {
+            reason,
+            limit,
+            reset_ms,
+            retry_after_ms,
+        } => {
+            refused(reason);
+            if reason != "tier" {
+                tracing::info!(%ip, reason, "donation refused by the card-testing defence");
+            }
+            let secs = retry_after_ms.div_ceil(1000).max(1);
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                format!("Too many requests. Retry after {secs} seconds."),
+            )
+            .retry_after(secs)
+            .into_response();
+            set_headers(
+                &mut response,
+                Headline {
+                    limit,
+                    remaining: 0,
+                    reset_ms,
+                },
+            );
+            response
+        }
+        Verdict::Blocked { retry_after_ms } => {
+            refused("auto_block");
+            let secs = retry_after_ms.div_ceil(1000).max(1);
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "ip_blocked",
+                format!(
+                    "this address is blocked for {secs} more seconds after repeated rate-limit violations"
+                ),
+            )
+            .retry_after(secs)
+            .into_response()
+        }
+    }
+}
+
+/// Reads the donation body (within `http.body_limit_bytes`), puts the same bytes back for the
+/// handler, and gives the card-testing rules.
+async fn card_rules(
+    state: &AppState,
+    request: Request,
+    prefix: &str,
+    ip: std::net::IpAddr,
+) -> Result<(Request, Vec<Rule>), ApiError> {
+    let card = &state.settings().rate_limit.card_testing;
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, state.settings().http.body_limit_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                "the request body is too large or could not be read",
+            )
+        })?;
+    let signals = card::signals(&bytes, &card.extra_disposable_domains);
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let endpoint = "POST:/donations";
+    let rule = |who: String, tier: &Tier, reason: &'static str| Rule {
+        key: format!("{prefix}:{who}:{endpoint}:{}", tier.window_secs),
+        limit: limit(tier),
+        reason,
+    };
+    let mut rules = vec![
+        rule(format!("card_ip:{ip}"), &card.per_ip, "card_ip"),
+        rule("global".into(), &card.global, "global"),
+    ];
+    if let Some(fingerprint) = signals.fingerprint {
+        rules.push(rule(
+            format!("card:{fingerprint}"),
+            &card.per_fingerprint,
+            "card_fingerprint",
+        ));
+    }
+    if let Some(domain) = signals.disposable_domain {
+        rules.push(rule(
+            format!("email_domain:{domain}"),
+            &card.per_disposable_domain,
+            "email_domain",
+        ));
+    }
+    Ok((request, rules))
+}
+
+fn set_headers(response: &mut Response, headline: Headline) {
+    let headers = response.headers_mut();
+    headers.insert(X_RATELIMIT_LIMIT.clone(), HeaderValue::from(headline.limit));
+    headers.insert(
+        X_RATELIMIT_REMAINING.clone(),
+        HeaderValue::from(headline.remaining),
+    );
+    headers.insert(
+        X_RATELIMIT_RESET.clone(),
+        HeaderValue::from(headline.reset_ms.div_ceil(1000)),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_map_to_the_seeds_tiers() {
+        let config = super::super::Tiers::default();
+        let ip = Identifier::Ip([192, 0, 2, 1].into());
+        let user = Identifier::User("0xabc".into());
+        let key = Identifier::ApiKey("key_1".into());
+        let names = |m: Method, route: &str, who: &Identifier| -> Vec<&'static str> {
+            tiers(&config, category(&m, route), &m, who)
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect()
+        };
+        assert_eq!(
+            names(Method::POST, "/donations", &ip),
+            ["donation_initiation"]
+        );
+        assert_eq!(
+            names(Method::POST, "/donations", &user),
+            ["donation_creation"]
+        );
+        assert_eq!(names(Method::GET, "/donations", &user), ["dashboard"]);
+        assert_eq!(
+            names(Method::GET, "/public/organisations/{id}/ledger", &ip),
+            ["ledger_view"]
+        );
+        assert_eq!(
+            names(
+                Method::GET,
+                "/public/organisations/{id}/ledger/export",
+                &user
+            ),
+            ["ledger_export"]
+        );
+        assert_eq!(
+            names(
+                Method::GET,
+                "/nonprofit-json/{publisher_campaign_guid}",
+                &ip
+            ),
+            ["widget_burst", "widget"]
+        );
+        assert_eq!(names(Method::GET, "/public/organisations", &ip), ["public"]);
+        assert_eq!(names(Method::PUT, "/user", &user), ["settings"]);
+        assert_eq!(names(Method::GET, "/donations", &key), ["api_read"]);
+        assert_eq!(names(Method::POST, "/donations", &key), ["api_write"]);
+    }
+}

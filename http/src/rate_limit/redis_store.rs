@@ -1,0 +1,174 @@
+//! The Redis store: one Lua script per check (EVALSHA through `redis::Script`, which loads the
+//! script again after a Redis restart), so a check is one round trip and atomic across every
+//! `ampflow` process sharing the Redis. The script is `window.rs` in Lua: the same counters
+//! (a hash per key: `w` window index, `c` current count, `p` previous count), the same integer
+//! arithmetic, and Redis's own clock (`TIME`), so processes with skewed clocks still agree.
+
+use redis::aio::ConnectionManager;
+
+use super::{Check, Verdict};
+
+/// KEYS: block key, block-count key, then one key per rule.
+/// ARGV: auto-block on (0/1), blocks_max, block window ms, block duration ms, then per rule:
+/// limit, window ms, fixed (0/1).
+/// Returns {status, rule index (1-based, 0 for none), limit, remaining, reset ms, retry ms};
+/// status 0 admitted, 1 limited, 2 blocked.
+const SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local auto_block = ARGV[1] == '1'
+if auto_block then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then return {2, 0, 0, 0, now + ttl, ttl} end
+end
+
+local function roll(key, window)
+  local h = redis.call('HMGET', key, 'w', 'c', 'p')
+  local index = math.floor(now / window)
+  local w, c = tonumber(h[1]), tonumber(h[2]) or 0
+  if w == index then return index, c, tonumber(h[3]) or 0 end
+  if w == index - 1 then return index, 0, c end
+  return index, 0, 0
+end
+
+local function retry_after(previous, current, limit, window, elapsed, fixed)
+  if fixed then return window - elapsed + 1 end
+  if current < limit and previous > 0 then
+    local room = limit - 1 - current
+    local t = window - math.min(math.floor(room * window / previous), window)
+    if t > elapsed and t < window then return t - elapsed + 1 end
+  end
+  local t = 0
+  if current > 0 then
+    t = window - math.min(math.floor((limit - 1) * window / current), window)
+  end
+  return window - elapsed + t + 1
+end
+
+local rules = #KEYS - 2
+local state = {}
+local best, best_remaining = 0, -1
+local worst, worst_retry = 0, -1
+for i = 1, rules do
+  local base = 4 + (i - 1) * 3
+  local limit, window = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+  local fixed = ARGV[base + 3] == '1'
+  local index, c, p = roll(KEYS[i + 2], window)
+  local elapsed = now - index * window
+  local previous = p
+  if fixed then previous = 0 end
+  local used = math.ceil(previous * (window - elapsed) / window) + c
+  local reset = (index + 1) * window
+  state[i] = {index, c, p, window, limit, reset}
+  if used < limit then
+    local remaining = limit - used - 1
+    if best_remaining < 0 or remaining < best_remaining then
+      best, best_remaining = i, remaining
+    end
+  else
+    local retry = retry_after(previous, c, limit, window, elapsed, fixed)
+    if retry > worst_retry then worst, worst_retry = i, retry end
+  end
+end
+
+if worst == 0 then
+  for i = 1, rules do
+    local s = state[i]
+    redis.call('HSET', KEYS[i + 2], 'w', s[1], 'c', s[2] + 1, 'p', s[3])
+    redis.call('PEXPIRE', KEYS[i + 2], 2 * s[4])
+  end
+  if best == 0 then return {0, 0, 0, 0, 0, 0} end
+  local s = state[best]
+  return {0, best, s[5], best_remaining, s[6], 0}
+end
+
+if auto_block then
+  local blocks_max, window = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local index, c, p = roll(KEYS[2], window)
+  local elapsed = now - index * window
+  local used = math.ceil(p * (window - elapsed) / window) + c
+  redis.call('HSET', KEYS[2], 'w', index, 'c', c + 1, 'p', p)
+  redis.call('PEXPIRE', KEYS[2], 2 * window)
+  if used >= blocks_max then
+    redis.call('SET', KEYS[1], '1', 'PX', tonumber(ARGV[4]))
+  end
+end
+local s = state[worst]
+return {1, worst, s[5], 0, now + worst_retry, worst_retry}
+"#;
+
+pub struct RedisStore {
+    connection: ConnectionManager,
+    script: redis::Script,
+}
+
+impl RedisStore {
+    pub fn new(connection: ConnectionManager) -> Self {
+        Self {
+            connection,
+            script: redis::Script::new(SCRIPT),
+        }
+    }
+
+    pub fn connection(&self) -> &ConnectionManager {
+        &self.connection
+    }
+
+    pub async fn check(&self, check: &Check<'_>) -> redis::RedisResult<Verdict> {
+        let mut invocation = self.script.prepare_invoke();
+        match &check.auto_block {
+            Some(block) => {
+                invocation
+                    .key(&block.block_key)
+                    .key(&block.count_key)
+                    .arg(1)
+                    .arg(block.blocks_max)
+                    .arg(block.window_ms)
+                    .arg(block.duration_ms);
+            }
+            None => {
+                invocation.key("-").key("-").arg(0).arg(0).arg(1).arg(1);
+            }
+        }
+        for rule in check.rules {
+            invocation
+                .key(&rule.key)
+                .arg(rule.limit.limit)
+                .arg(rule.limit.window_ms)
+                .arg(u8::from(rule.limit.fixed));
+        }
+        let mut connection = self.connection.clone();
+        let reply: Vec<u64> = invocation.invoke_async(&mut connection).await?;
+        let [status, index, limit, remaining, reset_ms, retry_ms] = reply[..] else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "the rate-limit script answered an unexpected shape",
+            )));
+        };
+        let reason = |index: u64| {
+            usize::try_from(index)
+                .ok()
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| check.rules.get(i))
+                .map(|rule| rule.reason)
+        };
+        Ok(match status {
+            0 => Verdict::Allowed {
+                binding: reason(index).map(|_| super::Headline {
+                    limit,
+                    remaining,
+                    reset_ms,
+                }),
+            },
+            1 => Verdict::Limited {
+                reason: reason(index).unwrap_or("unknown"),
+                limit,
+                reset_ms,
+                retry_after_ms: retry_ms,
+            },
+            _ => Verdict::Blocked {
+                retry_after_ms: retry_ms,
+            },
+        })
+    }
+}

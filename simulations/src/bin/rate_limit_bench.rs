@@ -1,0 +1,287 @@
+//! Rate-limit benchmark: the cost of a check. The real server answers a cheap, non-exempt
+//! endpoint (`GET /.well-known/jwks.json`, served from memory) three times in the same run, on
+//! loopback: with rate limiting off (the baseline), with limits in Redis (one Lua script per
+//! request) and with limits in memory. For each it measures the latency of one client sending
+//! one request after another (the added latency, without queueing) and the throughput of many
+//! concurrent clients; then it times the limiter's check alone against Redis. Limits are set
+//! so high that nothing is refused: the work measured is the check, not a 429.
+//!
+//!     cargo run --release -p ampflow-simulations --bin rate_limit_bench -- \
+//!         --redis-url redis://127.0.0.1:6379/ --clients 32 --seconds 5
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ampflow_http::config::{Secret, Settings};
+use ampflow_http::rate_limit::{Check, Limit, Rule, Tier};
+use ampflow_http::{StartOptions, start};
+use ampflow_simulations::client::Connection;
+use ampflow_simulations::stats::Latencies;
+use anyhow::{Context, bail};
+use clap::Parser;
+use hyper::{Method, StatusCode};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Concurrent clients in the throughput phases.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Length of each measured phase.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// The Redis to measure against (loopback only); without it, the Redis phases are skipped.
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
+    /// Worker threads of the server runtime (the load generator gets the same number).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+const PATH: &str = "/.well-known/jwks.json";
+const TARGET_ADDED_P50_MS: f64 = 0.3;
+const TARGET_RATIO: f64 = 0.80;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Off,
+    Redis,
+    Memory,
+}
+
+struct Figures {
+    latency: Latencies,
+    rps: f64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let args = Args::parse();
+    if let Some(url) = &args.redis_url {
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string));
+        if !matches!(host.as_deref(), Some("127.0.0.1" | "localhost" | "[::1]")) {
+            bail!("the benchmark only uses a loopback Redis");
+        }
+    }
+    let prefix = format!("bench:{}:", rand::random::<u64>());
+    println!(
+        "rate_limit_bench clients={} seconds={} threads={} redis={} key prefix={prefix}",
+        args.clients,
+        args.seconds,
+        args.threads,
+        if args.redis_url.is_some() {
+            "yes"
+        } else {
+            "no (Redis phases skipped)"
+        },
+    );
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()?;
+    let folder = tempfile::tempdir()?;
+    let duration = Duration::from_secs(args.seconds);
+
+    let mut modes = vec![Mode::Off];
+    if args.redis_url.is_some() {
+        modes.push(Mode::Redis);
+    }
+    modes.push(Mode::Memory);
+    let mut results = Vec::new();
+    for mode in modes {
+        let settings = settings(mode, &args, &prefix, folder.path())?;
+        let app = server_rt
+            .block_on(start(settings, StartOptions::default()))
+            .context("start ampflow")?;
+        let latency = client_rt.block_on(sequential(app.addr, duration))?;
+        let rps = client_rt.block_on(concurrent(app.addr, args.clients, duration))?;
+        if mode == Mode::Redis {
+            let mut check = server_rt.block_on(time_checks(&app, &prefix, duration))?;
+            println!(
+                "limiter check alone (Redis, one after another): p50 {:.3} ms  p99 {:.3} ms  ({} checks)",
+                check.percentile_ms(50.0),
+                check.percentile_ms(99.0),
+                check.len()
+            );
+            if app.state().rate_limiter().redis_up() != Some(true) {
+                bail!("Redis was marked down during the run: the figures are not Redis's");
+            }
+        }
+        server_rt.block_on(app.shutdown());
+        results.push((mode, Figures { latency, rps }));
+    }
+    if let Some(url) = &args.redis_url {
+        client_rt.block_on(delete_keys(url, &prefix))?;
+    }
+    report(&mut results);
+    Ok(())
+}
+
+fn settings(
+    mode: Mode,
+    args: &Args,
+    prefix: &str,
+    folder: &std::path::Path,
+) -> anyhow::Result<Settings> {
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse()?,
+        ..Settings::default()
+    };
+    settings.database.url = Secret::new(format!(
+        "sqlite://{}?mode=rwc",
+        folder.join(format!("{mode:?}.db")).display()
+    ));
+    settings.rate_limit.enabled = mode != Mode::Off;
+    settings.rate_limit.key_prefix = prefix.to_string();
+    settings.rate_limit.tiers.public = Tier {
+        limit: 1_000_000_000,
+        window_secs: 60,
+        fixed: false,
+    };
+    if mode == Mode::Redis {
+        settings.redis_url = args.redis_url.clone().map(Secret::new);
+    }
+    Ok(settings)
+}
+
+/// One client, one request after another: latency without queueing.
+async fn sequential(addr: SocketAddr, duration: Duration) -> anyhow::Result<Latencies> {
+    let mut connection = Connection::open(addr).await?;
+    let mut latencies = Latencies::default();
+    // Warm-up: connections, the script cache in Redis, allocator.
+    for _ in 0..200 {
+        connection.request(Method::GET, PATH, None, None).await?;
+    }
+    let deadline = Instant::now() + duration;
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let (status, _) = connection.request(Method::GET, PATH, None, None).await?;
+        latencies.record(started.elapsed());
+        if status != StatusCode::OK {
+            bail!("{PATH} answered {status}");
+        }
+    }
+    Ok(latencies)
+}
+
+/// `clients` connections, each sending requests in a loop until the deadline: requests/s.
+async fn concurrent(addr: SocketAddr, clients: usize, duration: Duration) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut connection = Connection::open(addr).await?;
+                let mut count = 0usize;
+                while Instant::now() < deadline {
+                    let (status, _) = connection.request(Method::GET, PATH, None, None).await?;
+                    if status != StatusCode::OK {
+                        bail!("{PATH} answered {status}");
+                    }
+                    count += 1;
+                }
+                anyhow::Ok(count)
+            })
+        })
+        .collect();
+    let mut total = 0usize;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The limiter's check alone, against Redis: one rule plus the auto-block keys, as a request
+/// to a public endpoint makes.
+async fn time_checks(
+    app: &ampflow_http::RunningApp,
+    prefix: &str,
+    duration: Duration,
+) -> anyhow::Result<Latencies> {
+    let rules = [Rule {
+        key: format!("{prefix}ratelimit:ip:192.0.2.1:GET:/bench:60"),
+        limit: Limit {
+            limit: 1_000_000_000,
+            window_ms: 60_000,
+            fixed: false,
+        },
+        reason: "tier",
+    }];
+    let mut latencies = Latencies::default();
+    let deadline = Instant::now() + duration.min(Duration::from_secs(3));
+    while Instant::now() < deadline {
+        let check = Check {
+            rules: &rules,
+            auto_block: Some(ampflow_http::rate_limit::AutoBlock {
+                block_key: format!("{prefix}ratelimit:block:192.0.2.1"),
+                count_key: format!("{prefix}ratelimit:blocks:192.0.2.1"),
+                blocks_max: 50,
+                window_ms: 60_000,
+                duration_ms: 86_400_000,
+            }),
+        };
+        let started = Instant::now();
+        app.state().rate_limiter().check(&check).await;
+        latencies.record(started.elapsed());
+    }
+    Ok(latencies)
+}
+
+async fn delete_keys(url: &str, prefix: &str) -> anyhow::Result<()> {
+    let client = redis::Client::open(url).context("REDIS_URL")?;
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await?;
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut connection)
+            .await?;
+    }
+    Ok(())
+}
+
+fn report(results: &mut [(Mode, Figures)]) {
+    let off_p50 = results
+        .iter_mut()
+        .find(|(m, _)| *m == Mode::Off)
+        .map(|(_, f)| f.latency.percentile_ms(50.0))
+        .unwrap_or(0.0);
+    let off_rps = results
+        .iter()
+        .find(|(m, _)| *m == Mode::Off)
+        .map(|(_, f)| f.rps)
+        .unwrap_or(1.0);
+    println!("mode      p50 ms   p99 ms   added p50 ms   req/s      vs off");
+    let mut verdicts = Vec::new();
+    for (mode, figures) in results.iter_mut() {
+        let p50 = figures.latency.percentile_ms(50.0);
+        let p99 = figures.latency.percentile_ms(99.0);
+        let added = p50 - off_p50;
+        let ratio = figures.rps / off_rps;
+        println!(
+            "{:<8} {p50:>7.3}  {p99:>7.3}  {added:>12.3}  {:>9.0}  {:>6.1} %",
+            format!("{mode:?}").to_lowercase(),
+            figures.rps,
+            ratio * 100.0
+        );
+        if *mode == Mode::Redis {
+            verdicts.push(format!(
+                "Redis added p50 {} (target < {TARGET_ADDED_P50_MS} ms), throughput {} (target >= {:.0} % of off)",
+                if added < TARGET_ADDED_P50_MS { "met" } else { "MISSED" },
+                if ratio >= TARGET_RATIO { "met" } else { "MISSED" },
+                TARGET_RATIO * 100.0
+            ));
+        }
+    }
+    for verdict in verdicts {
+        println!("targets: {verdict}");
+    }
+}
