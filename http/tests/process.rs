@@ -570,7 +570,7 @@ async fn migrate_applies_pending_migrations_and_exits() {
     assert!(first.status.success(), "{first:?}");
     assert!(
         String::from_utf8_lossy(&first.stdout).contains(
-            "applied 10 migration(s): m0001_identity, m0002_chain, m0003_kyc, m0004_auto_invest, m0005_organisations, m0006_ledger, m0007_donations, m0008_stripe_events, m0009_checkpoints, m0010_partners"
+            "applied 11 migration(s): m0001_identity, m0002_chain, m0003_kyc, m0004_auto_invest, m0005_organisations, m0006_ledger, m0007_donations, m0008_stripe_events, m0009_checkpoints, m0010_partners, m0011_dashboard_access"
         ),
         "{first:?}"
     );

@@ -13,6 +13,7 @@ mod m0007_donations;
 mod m0008_stripe_events;
 mod m0009_checkpoints;
 mod m0010_partners;
+mod m0011_dashboard_access;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_stripe_events::Migration),
             Box::new(m0009_checkpoints::Migration),
             Box::new(m0010_partners::Migration),
+            Box::new(m0011_dashboard_access::Migration),
         ]
     }
 }
