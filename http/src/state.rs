@@ -16,6 +16,7 @@ pub(crate) struct Inner {
     pub settings: Settings,
     pub openapi_json: String,
     pub recaptcha: crate::recaptcha::Recaptcha,
+    pub auth: crate::auth::Auth,
 }
 
 impl AppState {
@@ -45,6 +46,15 @@ impl AppState {
 
     pub fn recaptcha(&self) -> &crate::recaptcha::Recaptcha {
         &self.0.recaptcha
+    }
+
+    pub fn auth(&self) -> &crate::auth::Auth {
+        &self.0.auth
+    }
+
+    /// The clock every actor uses (a manual one in tests).
+    pub fn clock(&self) -> &dyn ampflow_types::Clock {
+        self.0.actors.clock().as_ref()
     }
 
     pub fn openapi_json(&self) -> &str {
