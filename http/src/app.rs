@@ -263,6 +263,11 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         auth,
     });
 
+    // Hash the dummy password now, off the async workers, not on the first unknown email.
+    let warm = state.clone();
+    tokio::task::spawn_blocking(move || {
+        warm.auth().dummy_hash();
+    });
     let (stop, server) = serve(listener, router(state.clone()));
     Ok(RunningApp {
         addr,

@@ -23,6 +23,7 @@ on_both_databases!(
     breaking_the_ip_binding_flags_the_session,
     security_settings_are_validated,
     last_activity_is_written_at_most_once_a_minute,
+    a_login_from_a_new_device_is_audited_when_asked,
 );
 
 const DAY_MS: i64 = 86_400_000;
@@ -559,4 +560,77 @@ async fn last_activity_is_written_at_most_once_a_minute(backend: Backend) {
     assert_eq!(call(&app, "GET", "/auth/me", &session, None).await.0, 200);
     assert_eq!(last_activity(&app).await, created + 61_000);
     app.stop().await;
+}
+
+async fn a_login_from_a_new_device_is_audited_when_asked(backend: Backend) {
+    let Some(app) = start(backend).await else {
+        return;
+    };
+    let user = create_user(&app, "jane@example.org").await;
+    let new_devices = |app: &TestApp| {
+        let app_user = user.clone();
+        let storage = app.app().state().storage().clone();
+        async move {
+            storage
+                .audit_events(&ampflow_storage::AuditScope::Subject(app_user), None, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.action == "session.new_device")
+                .collect::<Vec<_>>()
+        }
+    };
+    // The first login has nothing to compare with; the same device again is known.
+    let desktop = login_from(&app, "jane@example.org", "203.0.113.45", CHROME_WINDOWS).await;
+    login_from(&app, "jane@example.org", "198.51.100.1", CHROME_WINDOWS).await;
+    assert!(new_devices(&app).await.is_empty());
+    let phone = login_from(&app, "jane@example.org", "198.51.100.22", SAFARI_IPHONE).await;
+    let rows = new_devices(&app).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].target, Some(("session".into(), phone.id.clone())));
+    assert_eq!(rows[0].details["os_family"], "iOS");
+    assert_eq!(rows[0].details["device_type"], "mobile");
+    // Turned off: no row.
+    let body = json!({"notify_new_device": false});
+    assert_eq!(
+        call(
+            &app,
+            "PATCH",
+            "/auth/security-settings",
+            &desktop,
+            Some(body)
+        )
+        .await
+        .0,
+        200
+    );
+    login_from(&app, "jane@example.org", "198.51.100.23", "curl/8.0").await;
+    assert_eq!(new_devices(&app).await.len(), 1);
+    app.stop().await;
+}
+
+/// A configured GeoIP database that does not open stops the start, like any bad setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_geoip_database_that_does_not_open_stops_the_start() {
+    let db = ampflow_storage::testdb::TestDatabase::sqlite();
+    let mut settings = common::settings_for(&db);
+    settings.geoip.database_path = Some("/nonexistent/GeoLite2-City.mmdb".into());
+    let error = ampflow_http::start(settings.clone(), Default::default())
+        .await
+        .err()
+        .expect("the start fails");
+    assert!(
+        format!("{error:#}").contains("geoip.database_path"),
+        "{error:#}"
+    );
+    settings.geoip.database_path = None;
+    settings.auth.session_timeout_days_default = 0;
+    let error = ampflow_http::start(settings, Default::default())
+        .await
+        .err()
+        .expect("the start fails");
+    assert!(
+        format!("{error:#}").contains("session_timeout_days_default"),
+        "{error:#}"
+    );
 }

@@ -204,13 +204,13 @@ impl Storage {
         txn.commit().await.context("commit security settings")
     }
 
-    /// Stores a new session and its audit row, and forgets the failed logins counted under
+    /// Stores a new session and its audit rows, and forgets the failed logins counted under
     /// `cleared_failure_key` (the account's).
     pub async fn insert_dashboard_session(
         &self,
         session: &DashboardSessionRecord,
         cleared_failure_key: &str,
-        audit: &AuditEvent,
+        audits: &[AuditEvent],
     ) -> Result<()> {
         let txn = self.db.begin().await.context("begin insert session")?;
         dashboard_sessions::Entity::insert(session_model(session))
@@ -218,8 +218,30 @@ impl Storage {
             .await
             .context("insert dashboard session")?;
         crate::throttle::clear_failures(&txn, cleared_failure_key).await?;
-        write_audit(&txn, audit).await?;
+        for audit in audits {
+            write_audit(&txn, audit).await?;
+        }
         txn.commit().await.context("commit insert session")
+    }
+
+    /// The user's newest sessions, whatever their state (to recognise a device).
+    pub async fn recent_dashboard_sessions(
+        &self,
+        user_id: &str,
+        limit: u64,
+    ) -> Result<Vec<DashboardSessionRecord>> {
+        use dashboard_sessions::Column as C;
+        Ok(dashboard_sessions::Entity::find()
+            .filter(C::UserId.eq(user_id))
+            .order_by_desc(C::CreatedAtMs)
+            .order_by_desc(C::Id)
+            .limit(limit)
+            .all(&self.reader)
+            .await
+            .context("list recent dashboard sessions")?
+            .into_iter()
+            .map(session_record)
+            .collect())
     }
 
     pub async fn dashboard_session(&self, id: &str) -> Result<Option<DashboardSessionRecord>> {

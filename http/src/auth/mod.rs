@@ -85,19 +85,21 @@ impl Auth {
             .map_err(|e| format!("hash a password: {e}"))
     }
 
+    /// The hash an unknown email's password is verified against. Made once (the server warms
+    /// it at start, so the first unknown email takes no longer than the others).
+    pub fn dummy_hash(&self) -> &str {
+        self.dummy_hash.get_or_init(|| {
+            self.hash_password("not a password anyone has")
+                .unwrap_or_default()
+        })
+    }
+
     /// Whether `password` matches `hash`; with no hash (unknown email), verifies against a
     /// dummy hash so the answer takes as long, and answers false. CPU-heavy.
     pub fn verify_password(&self, password: &str, hash: Option<&str>) -> bool {
-        let dummy;
         let (hash, real) = match hash {
             Some(hash) => (hash, true),
-            None => {
-                dummy = self.dummy_hash.get_or_init(|| {
-                    self.hash_password("not a password anyone has")
-                        .unwrap_or_default()
-                });
-                (dummy.as_str(), false)
-            }
+            None => (self.dummy_hash(), false),
         };
         let Ok(parsed) = PasswordHash::new(hash) else {
             return false;

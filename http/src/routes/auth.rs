@@ -31,6 +31,8 @@ const EMAIL_LENGTH_MAX: usize = 254;
 const DAY_MS: i64 = 86_400_000;
 /// Most sessions `GET /auth/sessions` lists (newest first).
 const SESSIONS_LISTED_MAX: u64 = 100;
+/// Sessions looked at to recognise a login's device.
+const DEVICES_REMEMBERED_MAX: u64 = 50;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -242,16 +244,26 @@ async fn login(
     let cookie = state
         .auth()
         .session_cookie(&cookie_value, (user.session_timeout_days as i64) * 86_400);
-    let audit = context
-        .audit(AuditActor::User(user.id.clone()), "session.login", now)
-        .target("session", &session.id)
-        .detail(
-            "browser_family",
-            client::parse_user_agent(session.user_agent.as_deref()).browser_family,
+    let device = client::parse_user_agent(session.user_agent.as_deref());
+    let mut audits = vec![
+        context
+            .audit(AuditActor::User(user.id.clone()), "session.login", now)
+            .target("session", &session.id)
+            .detail("browser_family", device.browser_family.clone()),
+    ];
+    if user.notify_new_device && is_new_device(&state, &user.id, &device).await? {
+        audits.push(
+            context
+                .audit(AuditActor::User(user.id.clone()), "session.new_device", now)
+                .target("session", &session.id)
+                .detail("browser_family", device.browser_family.clone())
+                .detail("os_family", device.os_family.clone())
+                .detail("device_type", device.device_type.clone()),
         );
+    }
     state
         .storage()
-        .insert_dashboard_session(&session, &keys[0], &audit)
+        .insert_dashboard_session(&session, &keys[0], &audits)
         .await
         .map_err(ApiError::internal)?;
     let view = LoginView {
@@ -269,6 +281,25 @@ async fn login(
         AppendHeaders([(header::SET_COOKIE, cookie)]),
         Envelope::new(view, &request_id),
     ))
+}
+
+/// Whether none of the user's recent sessions (the last [`DEVICES_REMEMBERED_MAX`]) ran on
+/// this browser, OS and device type. A user without any session has nothing to compare with:
+/// their first login is not "new".
+async fn is_new_device(
+    state: &AppState,
+    user_id: &str,
+    device: &client::Device,
+) -> Result<bool, ApiError> {
+    let recent = state
+        .storage()
+        .recent_dashboard_sessions(user_id, DEVICES_REMEMBERED_MAX)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(!recent.is_empty()
+        && recent
+            .iter()
+            .all(|s| client::parse_user_agent(s.user_agent.as_deref()) != *device))
 }
 
 /// A new session record for `user` and its cookie value.
