@@ -20,7 +20,7 @@ pub struct NewOrganisation {
     pub logo_url: Option<String>,
 }
 
-fn name(text: &str, what: &str) -> anyhow::Result<String> {
+pub(crate) fn name(text: &str, what: &str) -> anyhow::Result<String> {
     let name = text.trim();
     if name.is_empty() || name.chars().count() > NAME_LENGTH_MAX {
         bail!("{what} must be 1 to {NAME_LENGTH_MAX} characters");
@@ -28,7 +28,7 @@ fn name(text: &str, what: &str) -> anyhow::Result<String> {
     Ok(name.to_string())
 }
 
-fn description(text: Option<&str>) -> anyhow::Result<Option<String>> {
+pub(crate) fn description(text: Option<&str>) -> anyhow::Result<Option<String>> {
     match text.map(str::trim).filter(|t| !t.is_empty()) {
         Some(t) if t.chars().count() > DESCRIPTION_LENGTH_MAX => {
             bail!("the description must be at most {DESCRIPTION_LENGTH_MAX} characters")
@@ -37,7 +37,7 @@ fn description(text: Option<&str>) -> anyhow::Result<Option<String>> {
     }
 }
 
-fn https_url(text: Option<&str>, what: &str) -> anyhow::Result<Option<String>> {
+pub(crate) fn https_url(text: Option<&str>, what: &str) -> anyhow::Result<Option<String>> {
     let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };

@@ -37,6 +37,9 @@ use crate::state::{AppState, Inner};
         (name = "donations", description = "Donations through Stripe PaymentIntents"),
         (name = "public", description = "Public, read-only data: organisations, their ledgers, signed checkpoints and inclusion proofs"),
         (name = "partner", description = "The partner API (seed 003): signed donation requests and ad serving"),
+        (name = "auth", description = "Dashboard users: login with email and password, session cookies, active sessions, security settings"),
+        (name = "organisations", description = "Organisations a dashboard user belongs to, their settings and Stripe Connect onboarding"),
+        (name = "audit", description = "The audit log of session, role and key changes"),
         (name = "operations", description = "Probes and documents"),
     )
 )]
@@ -109,6 +112,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::stripe_webhook::router())
         .merge(routes::checkpoints::router())
         .merge(routes::partner::router())
+        .merge(routes::auth::router())
+        .merge(routes::organisations::router())
+        .merge(routes::audit::router())
 }
 
 /// The OpenAPI document as JSON.
@@ -130,6 +136,14 @@ pub fn openapi_json() -> anyhow::Result<String> {
         SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
             "Authorization",
             "IGF <access key id>:<Base64(HMAC-SHA1(secret, StringToSign))>, with a Date header",
+        ))),
+    );
+    components.add_security_scheme(
+        "cookie",
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            crate::config::AuthConfig::default().cookie_name,
+            "The dashboard session cookie set by POST /auth/login (name: auth.cookie_name)"
+                .to_string(),
         ))),
     );
     doc.to_pretty_json()
@@ -182,6 +196,23 @@ fn chain_signers(
     Ok(signers)
 }
 
+/// The dashboard's authentication settings, checked, with the GeoIP database read.
+fn dashboard_auth(settings: &Settings) -> anyhow::Result<crate::auth::Auth> {
+    let geoip = settings
+        .geoip
+        .database_path
+        .as_deref()
+        .map(crate::auth::client::Geoip::open)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("configure GeoIP: {e}"))?;
+    settings
+        .stripe_connect
+        .validate()
+        .map_err(|e| anyhow::anyhow!("configure Stripe Connect: {e}"))?;
+    crate::auth::Auth::new(&settings.auth, geoip)
+        .map_err(|e| anyhow::anyhow!("configure auth: {e}"))
+}
+
 /// Starts everything and binds the listener. The server runs until `shutdown`.
 pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<RunningApp> {
     // reqwest (reCAPTCHA, Veriff) uses rustls with this provider.
@@ -195,6 +226,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         );
     }
     crate::metrics::handle();
+    let auth = dashboard_auth(&settings)?;
     let storage = open_storage(&settings).await?;
     let redis = settings.redis_url.as_ref().map(connect_redis).transpose()?;
     let rate_limiter = crate::rate_limit::RateLimiter::new(&settings.rate_limit, redis.clone());
@@ -242,8 +274,14 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         recaptcha,
         rate_limiter,
         trusted_proxies,
+        auth,
     });
 
+    // Hash the dummy password now, off the async workers, not on the first unknown email.
+    let warm = state.clone();
+    tokio::task::spawn_blocking(move || {
+        warm.auth().dummy_hash();
+    });
     let (stop, server) = serve(listener, router(state.clone()));
     Ok(RunningApp {
         addr,

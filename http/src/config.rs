@@ -79,6 +79,13 @@ pub struct Settings {
     /// `GET /metrics` (Prometheus text format).
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Dashboard users: passwords, session cookies and the failed-login throttle.
+    pub auth: AuthConfig,
+    /// Country and city of session clients; off until `database_path` is set.
+    pub geoip: GeoipConfig,
+    /// The Stripe Connect onboarding URL (`GET /organisations/{id}/stripe/connect`); off until
+    /// `client_id`, `redirect_url` and `state_secret` are set.
+    pub stripe_connect: StripeConnectConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,6 +106,171 @@ impl Default for MetricsConfig {
             enabled: true,
             bearer_token: None,
         }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The session cookie's name (seed 000: `session`).
+    pub cookie_name: String,
+    /// Send the cookie with `Secure` (HTTPS only). Turn off only for plain-HTTP development.
+    pub cookie_secure: bool,
+    /// A new user's session lifetime, until they change it.
+    pub session_timeout_days_default: u32,
+    /// The longest lifetime a user may choose.
+    pub session_timeout_days_max: u32,
+    /// `last_activity` is written at most this often per session.
+    pub activity_write_interval_secs: u64,
+    /// argon2id cost: memory in KiB, passes, lanes. The defaults are OWASP's minimum
+    /// (19 MiB, 2 passes, 1 lane).
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub password_length_min: usize,
+    /// Failed logins (and wrong current passwords) allowed per account, and per client IP,
+    /// within `login_failure_window_secs`; more answer 429 until the window ends.
+    pub login_failures_per_account_max: u32,
+    pub login_failures_per_ip_max: u32,
+    pub login_failure_window_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            cookie_name: "session".into(),
+            cookie_secure: true,
+            session_timeout_days_default: 7,
+            session_timeout_days_max: 90,
+            activity_write_interval_secs: 60,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            password_length_min: 12,
+            login_failures_per_account_max: 5,
+            login_failures_per_ip_max: 20,
+            login_failure_window_secs: 900,
+        }
+    }
+}
+
+/// Longest password accepted (hashing a huge one costs CPU for nothing).
+pub const PASSWORD_LENGTH_MAX: usize = 1_024;
+
+impl AuthConfig {
+    /// Checks the ranges; called at start.
+    pub fn validate(&self) -> Result<(), String> {
+        let name_ok = !self.cookie_name.is_empty()
+            && self
+                .cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !name_ok {
+            return Err("auth.cookie_name must be letters, digits, '_' or '-'".into());
+        }
+        if self.session_timeout_days_max == 0 || self.session_timeout_days_max > 365 {
+            return Err("auth.session_timeout_days_max must be 1 to 365".into());
+        }
+        if !(1..=self.session_timeout_days_max).contains(&self.session_timeout_days_default) {
+            return Err(
+                "auth.session_timeout_days_default must be 1 to session_timeout_days_max".into(),
+            );
+        }
+        argon2::Params::new(
+            self.argon2_memory_kib,
+            self.argon2_iterations,
+            self.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| format!("auth.argon2_*: {e}"))?;
+        if !(8..=PASSWORD_LENGTH_MAX).contains(&self.password_length_min) {
+            return Err(format!(
+                "auth.password_length_min must be 8 to {PASSWORD_LENGTH_MAX}"
+            ));
+        }
+        if self.login_failures_per_account_max == 0
+            || self.login_failures_per_ip_max == 0
+            || self.login_failure_window_secs == 0
+        {
+            return Err("auth.login_failure* settings must be above 0".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeoipConfig {
+    /// A MaxMind City database (`GeoLite2-City.mmdb` or `GeoIP2-City.mmdb`), read at start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_path: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StripeConnectConfig {
+    /// The platform's Connect client id (`ca_…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Where Stripe sends the organisation's admin back to (registered with Stripe).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
+    /// Signs the `state` parameter (HMAC-SHA256), so a callback's state cannot be forged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_secret: Option<Secret>,
+    /// Stripe's OAuth authorize endpoint.
+    pub authorize_url: String,
+    /// How long a `state` stays valid.
+    pub state_ttl_secs: u64,
+}
+
+impl Default for StripeConnectConfig {
+    fn default() -> Self {
+        Self {
+            client_id: None,
+            redirect_url: None,
+            state_secret: None,
+            authorize_url: "https://connect.stripe.com/oauth/authorize".into(),
+            state_ttl_secs: 3_600,
+        }
+    }
+}
+
+impl StripeConnectConfig {
+    /// Whether it is configured; an error when it is configured halfway or a URL is not
+    /// http(s).
+    pub fn validate(&self) -> Result<bool, String> {
+        let set = [
+            self.client_id.as_deref().is_some_and(|v| !v.is_empty()),
+            self.redirect_url.as_deref().is_some_and(|v| !v.is_empty()),
+            self.state_secret
+                .as_ref()
+                .is_some_and(|v| !v.expose().is_empty()),
+        ];
+        if set.iter().all(|s| !s) {
+            return Ok(false);
+        }
+        if !set.iter().all(|s| *s) {
+            return Err(
+                "stripe_connect.client_id, redirect_url and state_secret must be set together"
+                    .into(),
+            );
+        }
+        let is_http = |text: &str| {
+            url::Url::parse(text)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        };
+        if !is_http(&self.authorize_url) || !self.redirect_url.as_deref().is_some_and(is_http) {
+            return Err("stripe_connect URLs must be http(s) URLs".into());
+        }
+        if self
+            .state_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().len() < 32)
+        {
+            return Err("stripe_connect.state_secret must be at least 32 characters".into());
+        }
+        Ok(true)
     }
 }
 
@@ -341,6 +513,9 @@ impl Default for Settings {
             partner: PartnerConfig::default(),
             rate_limit: Default::default(),
             metrics: MetricsConfig::default(),
+            auth: AuthConfig::default(),
+            geoip: GeoipConfig::default(),
+            stripe_connect: StripeConnectConfig::default(),
             veriff: VeriffConfig {
                 base_url: "https://stationapi.veriff.com".into(),
                 api_key: None,
@@ -752,6 +927,45 @@ mod tests {
             assert_eq!(settings.trusted_proxies()?.len(), 1);
             jail.set_env("AMPFLOW_RATE_LIMIT__REDIS_TIMEOUT_MS", "0");
             assert!(Settings::load(path).map_err(|e| *e)?.validate().is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn auth_settings_are_validated() {
+        Jail::expect_with(|jail| {
+            let defaults = Settings::load(None).map_err(|e| *e)?;
+            assert_eq!(defaults.auth.cookie_name, "session");
+            assert!(defaults.auth.cookie_secure);
+            defaults.auth.validate()?;
+            assert!(!defaults.stripe_connect.validate()?);
+            jail.create_file(
+                "ampflow.toml",
+                "[auth]\ncookie_name = \"bad name\"\n[stripe_connect]\nclient_id = \"ca_1\"\n",
+            )?;
+            let path = Some(Path::new("ampflow.toml"));
+            let settings = Settings::load(path).map_err(|e| *e)?;
+            assert!(settings.auth.validate().is_err());
+            assert!(settings.stripe_connect.validate().is_err());
+            jail.set_env("AMPFLOW_AUTH__COOKIE_NAME", "sid");
+            jail.set_env("AMPFLOW_AUTH__ARGON2_MEMORY_KIB", "1");
+            assert!(
+                Settings::load(path)
+                    .map_err(|e| *e)?
+                    .auth
+                    .validate()
+                    .is_err()
+            );
+            jail.set_env("AMPFLOW_AUTH__ARGON2_MEMORY_KIB", "64");
+            jail.set_env(
+                "AMPFLOW_STRIPE_CONNECT__REDIRECT_URL",
+                "https://app.example/cb",
+            );
+            jail.set_env("AMPFLOW_STRIPE_CONNECT__STATE_SECRET", "s".repeat(32));
+            let settings = Settings::load(path).map_err(|e| *e)?;
+            settings.auth.validate()?;
+            assert!(settings.stripe_connect.validate()?);
+            assert!(!format!("{settings:?}").contains(&"s".repeat(32)));
             Ok(())
         });
     }

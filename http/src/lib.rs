@@ -1,8 +1,10 @@
 //! The HTTP front of ampflow: routing on axum/hyper, extractors for auth, wire types, the
 //! OpenAPI document, and the pieces the `ampflow` binary is made of.
 
+pub mod access_admin;
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod checkpoint_verify;
 pub mod config;
 pub mod error;

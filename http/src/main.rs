@@ -46,6 +46,23 @@ enum Command {
     /// Partner API keys and the ads served to partners' sites.
     #[command(subcommand)]
     Partner(PartnerCommand),
+    /// Dashboard users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a dashboard user and print its id. The password is read from the environment
+    /// variable AMPFLOW_USER_PASSWORD, else from the first line of stdin (never from the
+    /// command line).
+    Create {
+        #[arg(long)]
+        email: String,
+        /// The name shown in the dashboard.
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,6 +142,25 @@ enum OrgCommand {
         /// An https URL.
         #[arg(long)]
         logo_url: Option<String>,
+    },
+    /// Make a dashboard user a member (or admin) of an organisation, or change their role.
+    AddMember {
+        /// The organisation's id (`org_…`).
+        #[arg(long)]
+        organisation: String,
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// member or admin.
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    /// Remove a dashboard user from an organisation.
+    RemoveMember {
+        #[arg(long)]
+        organisation: String,
+        #[arg(long)]
+        email: String,
     },
     /// Add a fund to an organisation and print its id.
     AddFund {
@@ -259,6 +295,61 @@ async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> a
             build_checkpoints(&settings, date.as_deref()).await
         }
         Command::Partner(command) => partner(command, &settings).await,
+        Command::User(UserCommand::Create { email, name }) => {
+            let password = ampflow_http::access_admin::read_password()?;
+            let storage = app::open_storage(&settings).await?;
+            let user = ampflow_http::access_admin::create_user(
+                &storage,
+                &ampflow_types::SystemClock,
+                &settings.auth,
+                &email,
+                name.as_deref(),
+                &password,
+            )
+            .await?;
+            println!("{}", user.id);
+            Ok(())
+        }
+        Command::Org(OrgCommand::AddMember {
+            organisation,
+            email,
+            role,
+        }) => {
+            let storage = app::open_storage(&settings).await?;
+            let (user, previous) = ampflow_http::access_admin::set_member(
+                &storage,
+                &ampflow_types::SystemClock,
+                &organisation,
+                &email,
+                &role,
+            )
+            .await?;
+            match previous {
+                Some(previous) => println!(
+                    "{} in {organisation}: {} (was {})",
+                    user.id,
+                    role,
+                    previous.as_str()
+                ),
+                None => println!("{} in {organisation}: {role}", user.id),
+            }
+            Ok(())
+        }
+        Command::Org(OrgCommand::RemoveMember {
+            organisation,
+            email,
+        }) => {
+            let storage = app::open_storage(&settings).await?;
+            ampflow_http::access_admin::remove_member(
+                &storage,
+                &ampflow_types::SystemClock,
+                &organisation,
+                &email,
+            )
+            .await?;
+            println!("removed {email} from {organisation}");
+            Ok(())
+        }
         Command::Serve => serve(settings).await,
         Command::Migrate => {
             let storage = ampflow_storage::Storage::connect(&settings.database_settings()).await?;

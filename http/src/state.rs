@@ -19,6 +19,7 @@ pub(crate) struct Inner {
     pub rate_limiter: crate::rate_limit::RateLimiter,
     /// `http.trusted_proxies`, parsed at start.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub auth: crate::auth::Auth,
 }
 
 impl AppState {
@@ -56,6 +57,15 @@ impl AppState {
 
     pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
         &self.0.trusted_proxies
+    }
+
+    pub fn auth(&self) -> &crate::auth::Auth {
+        &self.0.auth
+    }
+
+    /// The clock every actor uses (a manual one in tests).
+    pub fn clock(&self) -> &dyn ampflow_types::Clock {
+        self.0.actors.clock().as_ref()
     }
 
     pub fn openapi_json(&self) -> &str {

@@ -76,7 +76,7 @@ async fn health_and_ready_answer(backend: Backend) {
 }
 
 /// (method, path) of every endpoint the server has.
-const ENDPOINTS: [(&str, &str); 43] = [
+const ENDPOINTS: [(&str, &str); 56] = [
     ("post", "/authorize"),
     ("post", "/authorize/by-message"),
     ("post", "/authorize/jwt"),
@@ -120,6 +120,19 @@ const ENDPOINTS: [(&str, &str); 43] = [
     ("get", "/metrics"),
     ("get", "/openapi.json"),
     ("get", "/.well-known/jwks.json"),
+    ("post", "/auth/login"),
+    ("post", "/auth/logout"),
+    ("post", "/auth/logout-all"),
+    ("get", "/auth/me"),
+    ("get", "/auth/sessions"),
+    ("delete", "/auth/sessions/{session_id}"),
+    ("post", "/auth/password"),
+    ("patch", "/auth/security-settings"),
+    ("get", "/me/organisations"),
+    ("get", "/organisations/{id}"),
+    ("patch", "/organisations/{id}"),
+    ("get", "/organisations/{id}/stripe/connect"),
+    ("get", "/audit-events"),
 ];
 
 async fn the_openapi_document_covers_every_endpoint(backend: Backend) {
@@ -156,6 +169,10 @@ async fn the_openapi_document_covers_every_endpoint(backend: Backend) {
         assert!(!no_route, "{method} {path} answered {status}: {body}");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["cookie"]["in"],
+        "cookie"
+    );
     app.stop().await;
 }
 
@@ -191,6 +208,7 @@ async fn bad_input_on_every_endpoint_answers_4xx_with_the_envelope(backend: Back
         ("POST", "/faucet/31337", true),
         ("POST", "/faucet/not-a-chain", true),
         ("POST", "/donations", true),
+        ("POST", "/auth/login", false),
     ];
     for (method, path, authenticated) in endpoints {
         for (content_type, body) in &bodies {

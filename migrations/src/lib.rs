@@ -15,6 +15,7 @@ mod m0009_checkpoints;
 mod m0010_partners;
 mod m0011_ledger_refunds;
 mod m0012_auto_invest_counts;
+mod m0013_dashboard_access;
 
 pub struct Migrator;
 
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_partners::Migration),
             Box::new(m0011_ledger_refunds::Migration),
             Box::new(m0012_auto_invest_counts::Migration),
+            Box::new(m0013_dashboard_access::Migration),
         ]
     }
 }

@@ -131,7 +131,28 @@ impl Storage {
         cursor: Option<&DonationCursor>,
         limit: u64,
     ) -> Result<Vec<DonationRecord>> {
-        let mut query = donations::Entity::find().filter(C::WalletAddress.eq(wallet_address));
+        self.list_donations_where(C::WalletAddress.eq(wallet_address), cursor, limit)
+            .await
+    }
+
+    /// The organisation's donations, newest first, after `cursor`.
+    pub async fn list_organisation_donations(
+        &self,
+        organisation_id: &str,
+        cursor: Option<&DonationCursor>,
+        limit: u64,
+    ) -> Result<Vec<DonationRecord>> {
+        self.list_donations_where(C::OrganisationId.eq(organisation_id), cursor, limit)
+            .await
+    }
+
+    async fn list_donations_where(
+        &self,
+        owner: sea_orm::sea_query::SimpleExpr,
+        cursor: Option<&DonationCursor>,
+        limit: u64,
+    ) -> Result<Vec<DonationRecord>> {
+        let mut query = donations::Entity::find().filter(owner);
         if let Some(cursor) = cursor {
             query = query.filter(
                 Condition::any()

@@ -3,12 +3,14 @@
 //! another process is a conditional update, so several `ampflow` processes can share one
 //! PostgreSQL database.
 
+mod audit;
 mod auto_invest;
 mod batch;
 mod chain;
 mod checkpoint_proofs;
 mod checkpoints;
 mod connect;
+mod dashboard;
 mod donations;
 pub mod entities;
 mod failures;
@@ -16,23 +18,29 @@ mod identity;
 mod keys;
 mod kyc;
 mod ledger;
+mod memberships;
 mod organisations;
 mod partners;
 pub use keys::StoredJwtKey;
 pub mod records;
 pub mod testdb;
+mod throttle;
 
+pub use audit::*;
 pub use auto_invest::*;
 pub use chain::*;
 pub use checkpoint_proofs::ProofPage;
 pub use checkpoints::*;
 pub use connect::{DatabaseSettings, SqliteSync};
+pub use dashboard::*;
 pub use donations::*;
 pub use ledger::*;
+pub use memberships::*;
 pub use organisations::*;
 pub use partners::*;
 pub use records::*;
 use sea_orm::DatabaseConnection;
+pub use throttle::FailureCount;
 
 /// A storage failure. The message names the step that failed; driver details stay in the
 /// source error for the logs.

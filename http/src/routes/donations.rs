@@ -1,6 +1,7 @@
 //! Donations (seed 000, "Donations"): create one, which sets up its Stripe PaymentIntent, and
 //! read the caller's donations. Platform envelopes: `{data, meta:{request_id}}` for one record,
-//! `{data, has_more, next_cursor}` for a page. Signed in with the wallet JWT for now.
+//! `{data, has_more, next_cursor}` for a page. Donors sign in with the wallet JWT; organisation
+//! members list their organisation's donations with the session cookie.
 
 use ampflow_actors::donation::{DonationError, NewDonation};
 use ampflow_actors::stripe::StripeError;
@@ -8,15 +9,16 @@ use ampflow_storage::{DonationCursor, DonationRecord};
 use ampflow_types::{Currency, DonationId};
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::extract::{RequestContext, authenticate_session};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, WalletAuth};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, WalletAuth, authenticate_headers};
 use crate::middleware::RequestId;
 use crate::params;
 use crate::routes::public::{Envelope, rfc3339};
@@ -117,6 +119,9 @@ pub struct DonationPage {
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct DonationQuery {
+    /// An organisation's donations instead of the wallet's: for its members, signed in with
+    /// the session cookie.
+    pub organisation_id: Option<String>,
     /// Donations per page: 20 by default, at most 100.
     pub limit: Option<u64>,
     /// The `next_cursor` of the previous page.
@@ -296,22 +301,39 @@ async fn get_donation(
     Ok(Envelope::new(donation.into(), &request_id))
 }
 
-/// The caller's donations, newest first.
-#[utoipa::path(get, path = "/donations", tag = "donations", security(("bearer" = [])),
+/// The caller's donations, newest first: the wallet's (bearer token), or with
+/// `organisation_id` an organisation's, for its members (session cookie).
+#[utoipa::path(get, path = "/donations", tag = "donations", security(("bearer" = []), ("cookie" = [])),
     params(DonationQuery),
-    responses((status = 200, body = DonationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = DonationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_donations(
     State(state): State<AppState>,
-    WalletAuth(principal): WalletAuth,
+    context: RequestContext,
+    headers: HeaderMap,
     ApiQuery(query): ApiQuery<DonationQuery>,
 ) -> Result<Json<DonationPage>, ApiError> {
     let limit = params::page_limit(query.limit, PAGE_DEFAULT, PAGE_MAX)?;
     let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let mut donations = state
-        .actors()
-        .donations()
-        .list(&principal.address, cursor.as_ref(), limit + 1)
-        .await?;
+    let mut donations = match query.organisation_id {
+        Some(organisation_id) => {
+            let caller = authenticate_session(&state, &headers, &context).await?;
+            caller.role_in(&state, &organisation_id).await?;
+            state
+                .storage()
+                .list_organisation_donations(&organisation_id, cursor.as_ref(), limit + 1)
+                .await
+                .map_err(ApiError::internal)?
+        }
+        None => {
+            let principal = authenticate_headers(&state, &headers)?;
+            state
+                .actors()
+                .donations()
+                .list(&principal.address, cursor.as_ref(), limit + 1)
+                .await?
+        }
+    };
     let has_more = params::split_page(&mut donations, limit);
     let next_cursor = has_more
         .then(|| donations.last().map(encode_cursor))

@@ -1,3 +1,5 @@
+pub mod audit;
+pub mod auth;
 pub mod auto_invest;
 pub mod checkpoints;
 pub mod donations;
@@ -6,6 +8,7 @@ pub mod identity;
 pub mod kyc;
 pub mod metrics;
 pub mod ops;
+pub mod organisations;
 pub mod partner;
 pub mod public;
 pub mod stripe_webhook;

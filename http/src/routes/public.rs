@@ -97,7 +97,7 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 impl OrganisationView {
-    fn new(org: OrganisationRecord, funds: Option<Vec<FundRecord>>) -> Self {
+    pub(crate) fn new(org: OrganisationRecord, funds: Option<Vec<FundRecord>>) -> Self {
         Self {
             id: org.id,
             name: org.name,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod anvil;
+pub mod dashboard;
 
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;

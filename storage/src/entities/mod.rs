@@ -1,10 +1,13 @@
 //! sea-orm entities, one file per table. Rows never leave this crate as-is: repositories map
 //! them to the record types in [`crate::records`].
 
+pub mod audit_events;
 pub mod auto_invest_open_counts;
 pub mod auto_invest_tasks;
 pub mod checkpoint_keys;
 pub mod checkpoints;
+pub mod dashboard_sessions;
+pub mod dashboard_users;
 pub mod donations;
 pub mod entity_failures;
 pub mod faucet_requests;
@@ -15,6 +18,8 @@ pub mod ledger_entries;
 pub mod ledger_heads;
 pub mod ledger_leaves;
 pub mod login_challenges;
+pub mod login_failures;
+pub mod memberships;
 pub mod merkle_nodes;
 pub mod organisations;
 pub mod partner_ads;

@@ -1,0 +1,257 @@
+//! The dashboard caller: who a request comes from, proven by the session cookie (and, once
+//! API keys exist, by `Authorization: Bearer sk_…`), with the checks every dashboard endpoint
+//! makes — member of this organisation, admin of it — and the audit rows it writes.
+
+use std::net::{IpAddr, SocketAddr};
+
+use ampflow_storage::{
+    AuditActor, AuditEvent, DashboardSessionRecord, DashboardUserRecord, IpBinding, Role,
+};
+use ampflow_types::UnixMillis;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+
+use crate::auth::{client, secret_matches, split_cookie};
+use crate::error::ApiError;
+use crate::extract::client_ip;
+use crate::middleware::RequestId;
+use crate::state::AppState;
+
+/// A signed-in dashboard user and the session the request came with.
+#[derive(Debug, Clone)]
+pub struct DashboardCaller {
+    pub user: DashboardUserRecord,
+    pub session: DashboardSessionRecord,
+    /// The client's address (see [`client_ip`]).
+    pub ip: IpAddr,
+    pub request_id: Option<String>,
+}
+
+/// The extractor: a valid session cookie, or 401 `authentication_error`.
+pub struct SessionAuth(pub DashboardCaller);
+
+impl FromRequestParts<AppState> for SessionAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let context = RequestContext::of(parts, state);
+        authenticate_session(state, &parts.headers, &context)
+            .await
+            .map(SessionAuth)
+    }
+}
+
+/// The client address and request id of a request, for audit rows.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub ip: IpAddr,
+    pub request_id: Option<String>,
+}
+
+impl RequestContext {
+    pub fn of(parts: &Parts, state: &AppState) -> Self {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| *addr)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        Self {
+            ip: client_ip(state, peer, &parts.headers),
+            request_id: parts
+                .extensions
+                .get::<RequestId>()
+                .and_then(|id| id.0.to_str().ok())
+                .map(str::to_string),
+        }
+    }
+
+    /// An audit event by `actor` from this request.
+    pub fn audit(&self, actor: AuditActor, action: &str, now: UnixMillis) -> AuditEvent {
+        let mut event = AuditEvent::new(actor, action, now);
+        event.ip_address = Some(self.ip.to_string());
+        event.request_id = self.request_id.clone();
+        event
+    }
+}
+
+impl FromRequestParts<AppState> for RequestContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(parts, state))
+    }
+}
+
+/// Whether the request carries a session cookie at all (valid or not).
+pub fn has_session_cookie(state: &AppState, headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| state.auth().cookie_value(v).is_some())
+}
+
+fn unauthenticated() -> ApiError {
+    ApiError::authentication("the session is missing, expired or revoked; log in again")
+}
+
+/// The caller behind the request's session cookie. Also flags a session whose request breaks
+/// the user's IP binding (once, with an audit row) and moves `last_activity` at most once per
+/// `auth.activity_write_interval_secs`.
+pub async fn authenticate_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    context: &RequestContext,
+) -> Result<DashboardCaller, ApiError> {
+    let value = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| state.auth().cookie_value(v))
+        .ok_or_else(|| ApiError::authentication("this endpoint needs a session cookie; log in"))?;
+    let (session_id, secret) = split_cookie(value).ok_or_else(unauthenticated)?;
+    let storage = state.storage();
+    let session = storage
+        .dashboard_session(session_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(unauthenticated)?;
+    if !secret_matches(secret, &session.token_hash) {
+        return Err(unauthenticated());
+    }
+    let user = storage
+        .dashboard_user(&session.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(unauthenticated)?;
+    let now = state.clock().now_ms();
+    if !session.is_active(&user.security_stamp, now) {
+        return Err(unauthenticated());
+    }
+    let caller = DashboardCaller {
+        user,
+        session,
+        ip: context.ip,
+        request_id: context.request_id.clone(),
+    };
+    check_binding(state, &caller, now).await?;
+    let interval_ms = (state.auth().config().activity_write_interval_secs as i64) * 1000;
+    if now - caller.session.last_activity_ms >= interval_ms {
+        storage
+            .touch_dashboard_session(&caller.session.id, now, interval_ms)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    Ok(caller)
+}
+
+/// Flags the session (and writes `session.binding_violation`) the first time a request breaks
+/// the user's IP binding. The request itself goes on: the seed's bindings alert, they do not
+/// refuse.
+async fn check_binding(
+    state: &AppState,
+    caller: &DashboardCaller,
+    now: UnixMillis,
+) -> Result<(), ApiError> {
+    let session = &caller.session;
+    if caller.user.ip_binding == IpBinding::None || session.binding_violation_at_ms.is_some() {
+        return Ok(());
+    }
+    let Ok(login_ip) = session.ip_address.parse::<IpAddr>() else {
+        return Ok(());
+    };
+    if login_ip == caller.ip {
+        return Ok(());
+    }
+    let now_country = state
+        .auth()
+        .geoip
+        .as_ref()
+        .and_then(|g| g.locate(caller.ip).country);
+    let broken = client::breaks_binding(
+        caller.user.ip_binding,
+        login_ip,
+        session.ip_country.as_deref(),
+        caller.ip,
+        now_country.as_deref(),
+    );
+    if !broken {
+        return Ok(());
+    }
+    tracing::warn!(session = %session.id, user = %caller.user.id, "session broke its IP binding");
+    let audit = caller
+        .audit("session.binding_violation", now)
+        .target("session", &session.id)
+        .detail("ip_binding", caller.user.ip_binding.as_str())
+        .detail("login_ip", session.ip_address.clone())
+        .detail("login_country", session.ip_country.clone())
+        .detail("country", now_country);
+    state
+        .storage()
+        .flag_binding_violation(&session.id, &caller.ip.to_string(), now, &audit)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(())
+}
+
+impl DashboardCaller {
+    /// Who the audit log names.
+    pub fn actor(&self) -> AuditActor {
+        AuditActor::User(self.user.id.clone())
+    }
+
+    /// An audit event by this caller from this request.
+    pub fn audit(&self, action: &str, now: UnixMillis) -> AuditEvent {
+        RequestContext {
+            ip: self.ip,
+            request_id: self.request_id.clone(),
+        }
+        .audit(self.actor(), action, now)
+    }
+
+    /// The caller's role in the organisation: 404 when there is no such organisation, 403
+    /// `authorization_error` when the caller is not a member.
+    pub async fn role_in(&self, state: &AppState, organisation_id: &str) -> Result<Role, ApiError> {
+        let storage = state.storage();
+        if let Some(role) = storage
+            .membership(organisation_id, &self.user.id)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            return Ok(role);
+        }
+        let exists = storage
+            .organisation(organisation_id)
+            .await
+            .map_err(ApiError::internal)?
+            .is_some();
+        if exists {
+            Err(ApiError::authorization(
+                "only members of this organisation may do this",
+            ))
+        } else {
+            Err(ApiError::not_found("no organisation has this id"))
+        }
+    }
+
+    /// Like [`role_in`](Self::role_in), and 403 unless the role is admin.
+    pub async fn require_admin(
+        &self,
+        state: &AppState,
+        organisation_id: &str,
+    ) -> Result<(), ApiError> {
+        match self.role_in(state, organisation_id).await? {
+            Role::Admin => Ok(()),
+            Role::Member => Err(ApiError::authorization(
+                "only admins of this organisation may do this",
+            )),
+        }
+    }
+}

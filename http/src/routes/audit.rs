@@ -1,0 +1,147 @@
+//! `GET /audit-events`: the audit log, newest first, in cursor pages. With `organisation_id`,
+//! an admin of that organisation reads its events (membership and role changes, organisation
+//! changes, and later its API keys and tokens). Without it, any signed-in user reads the
+//! events about themselves: those they did or that were done to their account (logins,
+//! failed logins, sessions, password and security settings). Nobody reads another user's
+//! personal events through the API.
+
+use ampflow_storage::{AuditCursor, AuditEvent, AuditScope};
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::SessionAuth;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiQuery;
+use crate::params;
+use crate::routes::public::rfc3339;
+use crate::state::AppState;
+
+const PAGE_DEFAULT: u64 = 50;
+const PAGE_MAX: u64 = 200;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_audit_events))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AuditQuery {
+    /// The organisation whose events to read (admins only); absent: your own events.
+    pub organisation_id: Option<String>,
+    /// Events per page: 50 by default, at most 200.
+    pub limit: Option<u64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActorView {
+    /// user, api_key, system or anonymous.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetView {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventView {
+    /// `aud_…`
+    pub id: String,
+    /// RFC 3339, with milliseconds.
+    pub occurred_at: String,
+    pub actor: ActorView,
+    /// e.g. `session.login`, `session.login_failed`, `membership.added`.
+    pub action: String,
+    pub target: Option<TargetView>,
+    pub organisation_id: Option<String>,
+    pub ip_address: Option<String>,
+    pub request_id: Option<String>,
+    /// A small object; never a secret.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub data: Vec<AuditEventView>,
+    pub has_more: bool,
+    pub next_cursor: Option<String>,
+}
+
+fn view(event: AuditEvent) -> AuditEventView {
+    AuditEventView {
+        occurred_at: chrono::DateTime::from_timestamp_millis(event.occurred_at_ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_else(|| rfc3339(event.occurred_at_ms)),
+        actor: ActorView {
+            kind: event.actor.kind(),
+            id: event.actor.id().map(str::to_string),
+        },
+        target: event.target.map(|(kind, id)| TargetView { kind, id }),
+        id: event.id,
+        action: event.action,
+        organisation_id: event.organisation_id,
+        ip_address: event.ip_address,
+        request_id: event.request_id,
+        details: event.details,
+    }
+}
+
+/// The audit log, newest first: an organisation's (admins of it) or your own.
+#[utoipa::path(get, path = "/audit-events", tag = "audit", security(("cookie" = [])),
+    params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_audit_events(
+    State(state): State<AppState>,
+    SessionAuth(caller): SessionAuth,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let limit = params::page_limit(query.limit, PAGE_DEFAULT, PAGE_MAX)?;
+    let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let scope = match query.organisation_id {
+        Some(organisation_id) => {
+            caller.require_admin(&state, &organisation_id).await?;
+            AuditScope::Organisation(organisation_id)
+        }
+        None => AuditScope::Subject(caller.user.id.clone()),
+    };
+    let mut events = state
+        .storage()
+        .audit_events(&scope, cursor.as_ref(), limit + 1)
+        .await
+        .map_err(ApiError::internal)?;
+    let has_more = params::split_page(&mut events, limit);
+    let next_cursor = has_more
+        .then(|| {
+            events
+                .last()
+                .map(|e| params::encode_cursor(&format!("{}:{}", e.occurred_at_ms, e.id)))
+        })
+        .flatten();
+    Ok(Json(AuditPage {
+        data: events.into_iter().map(view).collect(),
+        has_more,
+        next_cursor,
+    }))
+}
+
+fn decode_cursor(text: &str) -> Result<AuditCursor, ApiError> {
+    params::decode_cursor(text, |position| {
+        let (at, id) = position.split_once(':')?;
+        id.starts_with("aud_").then_some(())?;
+        Some(AuditCursor {
+            occurred_at_ms: at.parse().ok()?,
+            id: id.to_string(),
+        })
+    })
+}

@@ -1,0 +1,654 @@
+//! Dashboard sign-in (seed 000, "Auth"): login with email and password into a session cookie,
+//! logout (this session or all), the current user, the active sessions, a password change and
+//! the security settings. Every change writes an audit row in the same transaction.
+
+use ampflow_storage::{
+    AuditActor, DashboardSessionRecord, DashboardUserRecord, IpBinding, SecuritySettings,
+    StampRotation, StorageError,
+};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{AppendHeaders, IntoResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::client::{self, USER_AGENT_LENGTH_MAX};
+use crate::auth::extract::RequestContext;
+use crate::auth::{SessionAuth, new_security_stamp, normalise_email};
+use crate::config::PASSWORD_LENGTH_MAX;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiPath};
+use crate::middleware::RequestId;
+use crate::routes::public::{Envelope, rfc3339};
+use crate::state::AppState;
+
+mod throttle;
+
+const EMAIL_LENGTH_MAX: usize = 254;
+const DAY_MS: i64 = 86_400_000;
+/// Most sessions `GET /auth/sessions` lists (newest first).
+const SESSIONS_LISTED_MAX: u64 = 100;
+/// Sessions looked at to recognise a login's device.
+const DEVICES_REMEMBERED_MAX: u64 = 50;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(logout_all))
+        .routes(routes!(me))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(change_password))
+        .routes(routes!(update_security_settings))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginBody {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserSummary {
+    /// `usr_…`
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionSummary {
+    /// `ses_…`
+    pub id: String,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginView {
+    pub user: UserSummary,
+    pub session: SessionSummary,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecuritySettingsView {
+    /// none, country, subnet or strict.
+    pub ip_binding: &'static str,
+    pub session_timeout_days: i32,
+    pub notify_new_device: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeView {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub security_settings: SecuritySettingsView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientView {
+    pub ip_address: String,
+    /// Null without a GeoIP database.
+    pub ip_country: Option<String>,
+    pub ip_city: Option<String>,
+    pub browser_family: Option<String>,
+    pub os_family: Option<String>,
+    /// desktop, mobile, tablet, bot or other.
+    pub device_type: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BindingViolationView {
+    /// RFC 3339: the first request that broke the user's IP binding.
+    pub detected_at: String,
+    pub ip_address: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: String,
+    pub created_at: String,
+    pub last_activity: String,
+    pub expires_at: String,
+    pub client: ClientView,
+    pub is_current: bool,
+    /// Set once a request from another address broke the user's `ip_binding`; the session
+    /// keeps working (the binding alerts, it does not refuse).
+    pub binding_violation: Option<BindingViolationView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoggedOutView {
+    pub logged_out: bool,
+    pub session_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogoutAllView {
+    pub sessions_revoked: u64,
+    pub message: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevokedView {
+    pub revoked: bool,
+    pub session_id: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PasswordBody {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PasswordChangedView {
+    pub changed: bool,
+    /// The other sessions, now ended.
+    pub sessions_revoked: u64,
+    pub message: &'static str,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettingsBody {
+    /// none, country, subnet or strict.
+    pub ip_binding: Option<String>,
+    /// 1 to `auth.session_timeout_days_max`; applies to sessions started afterwards.
+    pub session_timeout_days: Option<u32>,
+    pub notify_new_device: Option<bool>,
+}
+
+fn settings_view(user: &DashboardUserRecord) -> SecuritySettingsView {
+    SecuritySettingsView {
+        ip_binding: user.ip_binding.as_str(),
+        session_timeout_days: user.session_timeout_days,
+        notify_new_device: user.notify_new_device,
+    }
+}
+
+fn storage_error(error: StorageError) -> ApiError {
+    match error {
+        StorageError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+        other => ApiError::internal(other),
+    }
+}
+
+/// Runs a CPU-heavy password check off the async workers.
+async fn verify_password(state: &AppState, password: String, hash: Option<String>) -> bool {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || state.auth().verify_password(&password, hash.as_deref()))
+        .await
+        .unwrap_or(false)
+}
+
+/// Log in with email and password. Sets the session cookie (HttpOnly, SameSite=Lax, Path=/,
+/// Secure when `auth.cookie_secure`). An unknown email and a wrong password answer the same
+/// 401; failed attempts are throttled per account and per client IP (429).
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
+    responses((status = 200, body = inline(Envelope<LoginView>), headers(("Set-Cookie" = String))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 429, description = "`rate_limit_exceeded`: too many failed logins", body = ErrorBody)))]
+async fn login(
+    State(state): State<AppState>,
+    context: RequestContext,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let email = normalise_email(&body.email);
+    if email.is_empty() || email.len() > EMAIL_LENGTH_MAX {
+        return Err(ApiError::invalid_param(
+            "email",
+            "email must be 1 to 254 characters",
+        ));
+    }
+    if body.password.is_empty() || body.password.len() > PASSWORD_LENGTH_MAX {
+        return Err(ApiError::invalid_param(
+            "password",
+            format!("password must be 1 to {PASSWORD_LENGTH_MAX} characters"),
+        ));
+    }
+    let now = state.clock().now_ms();
+    let keys = throttle::keys(&email, context.ip);
+    throttle::check(&state, &keys, now).await?;
+    let user = state
+        .storage()
+        .dashboard_user_by_email(&email)
+        .await
+        .map_err(ApiError::internal)?;
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let matches = verify_password(&state, body.password, hash).await;
+    let user = match user {
+        Some(user) if matches => user,
+        known => {
+            let audit = context
+                .audit(AuditActor::Anonymous, "session.login_failed", now)
+                .detail("email", email.as_str());
+            let audit = match &known {
+                Some(known) => audit.target("user", &known.id),
+                None => audit.detail("reason", "unknown_email"),
+            };
+            throttle::record(&state, &keys, now, &audit).await?;
+            return Err(ApiError::authentication(
+                "the email or the password is wrong",
+            ));
+        }
+    };
+    let (session, cookie_value) = new_session(&state, &user, &context, &headers, now);
+    let cookie = state
+        .auth()
+        .session_cookie(&cookie_value, (user.session_timeout_days as i64) * 86_400);
+    let device = client::parse_user_agent(session.user_agent.as_deref());
+    let mut audits = vec![
+        context
+            .audit(AuditActor::User(user.id.clone()), "session.login", now)
+            .target("session", &session.id)
+            .detail("browser_family", device.browser_family.clone()),
+    ];
+    if user.notify_new_device && is_new_device(&state, &user.id, &device).await? {
+        audits.push(
+            context
+                .audit(AuditActor::User(user.id.clone()), "session.new_device", now)
+                .target("session", &session.id)
+                .detail("browser_family", device.browser_family.clone())
+                .detail("os_family", device.os_family.clone())
+                .detail("device_type", device.device_type.clone()),
+        );
+    }
+    state
+        .storage()
+        .insert_dashboard_session(&session, &keys[0], &audits)
+        .await
+        .map_err(ApiError::internal)?;
+    let view = LoginView {
+        user: UserSummary {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+        },
+        session: SessionSummary {
+            id: session.id,
+            expires_at: rfc3339(session.expires_at_ms),
+        },
+    };
+    Ok((
+        AppendHeaders([(header::SET_COOKIE, cookie)]),
+        Envelope::new(view, &request_id),
+    ))
+}
+
+/// Whether none of the user's recent sessions (the last [`DEVICES_REMEMBERED_MAX`]) ran on
+/// this browser, OS and device type. A user without any session has nothing to compare with:
+/// their first login is not "new".
+async fn is_new_device(
+    state: &AppState,
+    user_id: &str,
+    device: &client::Device,
+) -> Result<bool, ApiError> {
+    let recent = state
+        .storage()
+        .recent_dashboard_sessions(user_id, DEVICES_REMEMBERED_MAX)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(!recent.is_empty()
+        && recent
+            .iter()
+            .all(|s| client::parse_user_agent(s.user_agent.as_deref()) != *device))
+}
+
+/// A new session record for `user` and its cookie value.
+fn new_session(
+    state: &AppState,
+    user: &DashboardUserRecord,
+    context: &RequestContext,
+    headers: &HeaderMap,
+    now: i64,
+) -> (DashboardSessionRecord, String) {
+    let token = state.auth().new_session_token();
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(USER_AGENT_LENGTH_MAX).collect::<String>());
+    let location = state
+        .auth()
+        .geoip
+        .as_ref()
+        .map(|g| g.locate(context.ip))
+        .unwrap_or_default();
+    let session = DashboardSessionRecord {
+        id: token.session_id,
+        user_id: user.id.clone(),
+        token_hash: token.secret_hash,
+        security_stamp: user.security_stamp.clone(),
+        created_at_ms: now,
+        last_activity_ms: now,
+        expires_at_ms: now + (user.session_timeout_days as i64) * DAY_MS,
+        revoked_at_ms: None,
+        revoked_reason: None,
+        ip_address: context.ip.to_string(),
+        user_agent,
+        ip_country: location.country,
+        ip_city: location.city,
+        binding_violation_at_ms: None,
+        binding_violation_ip: None,
+    };
+    (session, token.cookie_value)
+}
+
+/// End this session; the cookie is cleared.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("cookie" = [])),
+    responses((status = 200, body = inline(Envelope<LoggedOutView>)), (status = 401, body = ErrorBody)))]
+async fn logout(
+    State(state): State<AppState>,
+    SessionAuth(caller): SessionAuth,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+) -> Result<impl IntoResponse, ApiError> {
+    let now = state.clock().now_ms();
+    let audit = caller
+        .audit("session.logout", now)
+        .target("session", &caller.session.id);
+    state
+        .storage()
+        .revoke_dashboard_session(&caller.session.id, &caller.user.id, "logout", now, &audit)
+        .await
+        .map_err(ApiError::internal)?;
+    let view = LoggedOutView {
+        logged_out: true,
+        session_id: caller.session.id,
+    };
+    Ok((
+        AppendHeaders([(header::SET_COOKIE, state.auth().cleared_cookie())]),
+        Envelope::new(view, &request_id),
+    ))
+}
+
+/// End every session of the user by rotating their security stamp.
+#[utoipa::path(post, path = "/auth/logout-all", tag = "auth", security(("cookie" = [])),
+    responses((status = 200, body = inline(Envelope<LogoutAllView>)), (status = 401, body = ErrorBody)))]
+async fn logout_all(
+    State(state): State<AppState>,
+    SessionAuth(caller): SessionAuth,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+) -> Result<impl IntoResponse, ApiError> {
+    let now = state.clock().now_ms();
+    let stamp = new_security_stamp();
+    let audit = caller
+        .audit("session.logout_all", now)
+        .target("user", &caller.user.id);
+    let rotation = StampRotation {
+        user_id: &caller.user.id,
+        new_stamp: &stamp,
+        new_password_hash: None,
+        keep_session: None,
+        reason: "logout_all",
+        now,
+    };
+    let revoked = state
+        .storage()
+        .rotate_security_stamp(&rotation, &audit)
+        .await
+        .map_err(storage_error)?;
+    let view = LogoutAllView {
+        sessions_revoked: revoked,
+        message: "All sessions have been revoked",
+    };
+    Ok((
+        AppendHeaders([(header::SET_COOKIE, state.auth().cleared_cookie())]),
+        Envelope::new(view, &request_id),
+    ))
+}
+
+/// The signed-in user, with their security settings.
+#[utoipa::path(get, path = "/auth/me", tag = "auth", security(("cookie" = [])),
+    responses((status = 200, body = inline(Envelope<MeView>)), (status = 401, body = ErrorBody)))]
+async fn me(
+    SessionAuth(caller): SessionAuth,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+) -> Json<Envelope<MeView>> {
+    let user = caller.user;
+    let view = MeView {
+        security_settings: settings_view(&user),
+        id: user.id,
+        email: user.email,
+        name: user.name,
+    };
+    Envelope::new(view, &request_id)
+}
+
+fn session_view(session: DashboardSessionRecord, current: &str) -> SessionView {
+    let device = client::parse_user_agent(session.user_agent.as_deref());
+    SessionView {
+        is_current: session.id == current,
+        created_at: rfc3339(session.created_at_ms),
+        last_activity: rfc3339(session.last_activity_ms),
+        expires_at: rfc3339(session.expires_at_ms),
+        client: ClientView {
+            ip_address: session.ip_address,
+            ip_country: session.ip_country,
+            ip_city: session.ip_city,
+            browser_family: device.browser_family,
+            os_family: device.os_family,
+            device_type: device.device_type,
+        },
+        binding_violation: session
+            .binding_violation_at_ms
+            .map(|at| BindingViolationView {
+                detected_at: rfc3339(at),
+                ip_address: session.binding_violation_ip,
+            }),
+        id: session.id,
+    }
+}
+
+/// The user's active sessions, newest first (at most 100).
+#[utoipa::path(get, path = "/auth/sessions", tag = "auth", security(("cookie" = [])),
+    responses((status = 200, body = inline(Envelope<Vec<SessionView>>)), (status = 401, body = ErrorBody)))]
+async fn list_sessions(
+    State(state): State<AppState>,
+    SessionAuth(caller): SessionAuth,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+) -> Result<Json<Envelope<Vec<SessionView>>>, ApiError> {
+    let now = state.clock().now_ms();
+    let sessions = state
+        .storage()
+        .active_dashboard_sessions(
+            &caller.user.id,
+            &caller.user.security_stamp,
+            now,
+            SESSIONS_LISTED_MAX,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    let views = sessions
+        .into_iter()
+        .map(|s| session_view(s, &caller.session.id))
+        .collect();
+    Ok(Envelope::new(views, &request_id))
+}
+
+/// Revoke another of the user's sessions. The current one answers 400: use `POST
+/// /auth/logout`.
+#[utoipa::path(delete, path = "/auth/sessions/{session_id}", tag = "auth", security(("cookie" = [])),
+    params(("session_id" = String, Path, description = "The session's id (ses_…)")),
+    responses((status = 200, body = inline(Envelope<RevokedView>)), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_session(
+    State(state): State<AppState>,
+    SessionAuth(caller): SessionAuth,
+    ApiPath(session_id): ApiPath<String>,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+) -> Result<Json<Envelope<RevokedView>>, ApiError> {
+    if session_id == caller.session.id {
+        return Err(ApiError::invalid_param(
+            "session_id",
+            "this is the current session; end it with POST /auth/logout",
+        ));
+    }
+    let now = state.clock().now_ms();
+    let not_found = || ApiError::not_found("you have no active session with this id");
+    let session = state
+        .storage()
+        .dashboard_session(&session_id)
+        .await
+        .map_err(ApiError::internal)?
+        .filter(|s| s.user_id == caller.user.id && s.is_active(&caller.user.security_stamp, now))
+        .ok_or_else(not_found)?;
+    let audit = caller
+        .audit("session.revoked", now)
+        .target("session", &session.id);
+    let revoked = state
+        .storage()
+        .revoke_dashboard_session(&session.id, &caller.user.id, "revoked", now, &audit)
+        .await
+        .map_err(ApiError::internal)?;
+    if !revoked {
+        return Err(not_found());
+    }
+    let view = RevokedView {
+        revoked: true,
+        session_id: session.id,
+    };
+    Ok(Envelope::new(view, &request_id))
+}
+
+/// Change the password: checks the current one, rotates the security stamp and ends every
+/// other session (this one stays signed in). Wrong current passwords count as failed logins.
+#[utoipa::path(post, path = "/auth/password", tag = "auth", security(("cookie" = [])),
+    request_body = PasswordBody,
+    responses((status = 200, body = inline(Envelope<PasswordChangedView>)),
+        (status = 400, description = "`invalid_request`: the current password is wrong (param `current_password`) or the new one too short or long", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn change_password(
+    State(state): State<AppState>,
+    SessionAuth(caller): SessionAuth,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+    ApiJson(body): ApiJson<PasswordBody>,
+) -> Result<Json<Envelope<PasswordChangedView>>, ApiError> {
+    let now = state.clock().now_ms();
+    let keys = throttle::keys(&caller.user.email, caller.ip);
+    throttle::check(&state, &keys, now).await?;
+    if body.current_password.len() > PASSWORD_LENGTH_MAX
+        || !verify_password(
+            &state,
+            body.current_password,
+            Some(caller.user.password_hash.clone()),
+        )
+        .await
+    {
+        let audit = caller
+            .audit("password.change_failed", now)
+            .target("user", &caller.user.id);
+        throttle::record(&state, &keys, now, &audit).await?;
+        return Err(ApiError::invalid_param(
+            "current_password",
+            "the current password is wrong",
+        ));
+    }
+    state
+        .auth()
+        .check_new_password(&body.new_password)
+        .map_err(|message| ApiError::invalid_param("new_password", message))?;
+    let hasher = state.clone();
+    let hash = tokio::task::spawn_blocking(move || hasher.auth().hash_password(&body.new_password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let stamp = new_security_stamp();
+    let audit = caller
+        .audit("password.changed", now)
+        .target("user", &caller.user.id);
+    let rotation = StampRotation {
+        user_id: &caller.user.id,
+        new_stamp: &stamp,
+        new_password_hash: Some(&hash),
+        keep_session: Some(&caller.session.id),
+        reason: "password_changed",
+        now,
+    };
+    let revoked = state
+        .storage()
+        .rotate_security_stamp(&rotation, &audit)
+        .await
+        .map_err(storage_error)?;
+    let view = PasswordChangedView {
+        changed: true,
+        sessions_revoked: revoked,
+        message: "Password changed. Other sessions have been logged out.",
+    };
+    Ok(Envelope::new(view, &request_id))
+}
+
+/// Change the IP binding, the session lifetime (for sessions started afterwards) and
+/// new-device notifications. A request that breaks the binding flags its session in `GET
+/// /auth/sessions` and the audit log; it is not refused.
+#[utoipa::path(patch, path = "/auth/security-settings", tag = "auth", security(("cookie" = [])),
+    request_body = SecuritySettingsBody,
+    responses((status = 200, body = inline(Envelope<SecuritySettingsView>)), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+async fn update_security_settings(
+    State(state): State<AppState>,
+    SessionAuth(caller): SessionAuth,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+    ApiJson(body): ApiJson<SecuritySettingsBody>,
+) -> Result<Json<Envelope<SecuritySettingsView>>, ApiError> {
+    let user = &caller.user;
+    let mut next = SecuritySettings {
+        ip_binding: user.ip_binding,
+        session_timeout_days: user.session_timeout_days,
+        notify_new_device: user.notify_new_device,
+    };
+    if let Some(binding) = body.ip_binding.as_deref() {
+        next.ip_binding = IpBinding::parse(binding).ok_or_else(|| {
+            ApiError::invalid_param(
+                "ip_binding",
+                "ip_binding must be none, country, subnet or strict",
+            )
+        })?;
+    }
+    if let Some(days) = body.session_timeout_days {
+        let max = state.auth().config().session_timeout_days_max;
+        if !(1..=max).contains(&days) {
+            return Err(ApiError::invalid_param(
+                "session_timeout_days",
+                format!("session_timeout_days must be 1 to {max}"),
+            ));
+        }
+        next.session_timeout_days = days as i32;
+    }
+    if let Some(notify) = body.notify_new_device {
+        next.notify_new_device = notify;
+    }
+    let now = state.clock().now_ms();
+    let audit = caller
+        .audit("security_settings.updated", now)
+        .target("user", &user.id)
+        .details(serde_json::json!({
+            "before": {
+                "ip_binding": user.ip_binding.as_str(),
+                "session_timeout_days": user.session_timeout_days,
+                "notify_new_device": user.notify_new_device,
+            },
+            "after": {
+                "ip_binding": next.ip_binding.as_str(),
+                "session_timeout_days": next.session_timeout_days,
+                "notify_new_device": next.notify_new_device,
+            },
+        }));
+    state
+        .storage()
+        .update_security_settings(&user.id, next, now, &audit)
+        .await
+        .map_err(ApiError::internal)?;
+    let view = SecuritySettingsView {
+        ip_binding: next.ip_binding.as_str(),
+        session_timeout_days: next.session_timeout_days,
+        notify_new_device: next.notify_new_device,
+    };
+    Ok(Envelope::new(view, &request_id))
+}
