@@ -190,6 +190,48 @@ async fn a_signed_in_user_is_counted_by_user_not_by_ip() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_session_is_counted_by_its_user_from_any_address() {
+    use common::dashboard::{Session, create_user, dashboard_settings, login_from, with_session};
+    let prefix = unique_prefix();
+    let app = TestApp::start_with(Backend::Sqlite, |s| {
+        limited(s, &prefix, None);
+        dashboard_settings(s);
+        s.rate_limit.tiers.dashboard = Tier {
+            limit: 5,
+            window_secs: 60,
+            fixed: false,
+        };
+    })
+    .await
+    .unwrap();
+    create_user(&app, "limits@example.org").await;
+    let agent = common::dashboard::CHROME_WINDOWS;
+    let a = login_from(&app, "limits@example.org", "198.51.100.1", agent).await;
+    let b = login_from(&app, "limits@example.org", "198.51.100.2", agent).await;
+    let me = |session: &Session| with_session(&app, "GET", "/auth/me", session).send();
+    // One user's budget, whichever session and address the requests come from.
+    for (i, session) in [&a, &b, &a, &b, &a].into_iter().enumerate() {
+        let response = me(session).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "x-ratelimit-limit"), Some(5));
+        assert_eq!(
+            header(&response, "x-ratelimit-remaining"),
+            Some(4 - i as u64)
+        );
+    }
+    assert_eq!(me(&b).await.unwrap().status(), 429);
+    // A cookie whose secret does not match counts as its address, never as the user.
+    let forged = Session {
+        cookie: format!("{}.forged", a.id),
+        ..a.clone()
+    };
+    let response = me(&forged).await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(header(&response, "x-ratelimit-limit"), Some(3));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_sharing_one_redis_share_the_limits() {
     let Some(url) = redis_url() else {
         eprintln!("TEST_REDIS_URL is not set: skipping");

@@ -39,7 +39,8 @@ impl FromRequestParts<AppState> for SessionAuth {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let context = RequestContext::of(parts, state);
-        authenticate_session(state, &parts.headers, &context)
+        let verified = parts.extensions.remove::<VerifiedSession>();
+        authenticate_session_with(state, &parts.headers, &context, verified)
             .await
             .map(SessionAuth)
     }
@@ -102,6 +103,37 @@ fn unauthenticated() -> ApiError {
     ApiError::authentication("the session is missing, expired or revoked; log in again")
 }
 
+/// A session whose cookie verified earlier in this request (the rate limiter's lookup, which
+/// counts the request against its user), so the extractor does not read it again.
+#[derive(Debug, Clone)]
+pub struct VerifiedSession(pub DashboardSessionRecord);
+
+/// The session whose id and secret the request's cookie carries, if it has one that verifies
+/// (constant-time comparison of the secret's hash). Says nothing about expiry or revocation:
+/// [`authenticate_session`] checks those against the user.
+pub async fn session_of_cookie(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<DashboardSessionRecord>, ApiError> {
+    let Some(value) = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| state.auth().cookie_value(v))
+    else {
+        return Ok(None);
+    };
+    let Some((session_id, secret)) = split_cookie(value) else {
+        return Ok(None);
+    };
+    let session = state
+        .storage()
+        .dashboard_session(session_id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(session.filter(|s| secret_matches(secret, &s.token_hash)))
+}
+
 /// The caller behind the request's session cookie. Also flags a session whose request breaks
 /// the user's IP binding (once, with an audit row) and moves `last_activity` at most once per
 /// `auth.activity_write_interval_secs`.
@@ -110,22 +142,29 @@ pub async fn authenticate_session(
     headers: &HeaderMap,
     context: &RequestContext,
 ) -> Result<DashboardCaller, ApiError> {
-    let value = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| state.auth().cookie_value(v))
-        .ok_or_else(|| ApiError::authentication("this endpoint needs a session cookie; log in"))?;
-    let (session_id, secret) = split_cookie(value).ok_or_else(unauthenticated)?;
-    let storage = state.storage();
-    let session = storage
-        .dashboard_session(session_id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(unauthenticated)?;
-    if !secret_matches(secret, &session.token_hash) {
-        return Err(unauthenticated());
+    authenticate_session_with(state, headers, context, None).await
+}
+
+/// As [`authenticate_session`], with the session already verified from the cookie when
+/// `verified` is given.
+async fn authenticate_session_with(
+    state: &AppState,
+    headers: &HeaderMap,
+    context: &RequestContext,
+    verified: Option<VerifiedSession>,
+) -> Result<DashboardCaller, ApiError> {
+    if !has_session_cookie(state, headers) {
+        return Err(ApiError::authentication(
+            "this endpoint needs a session cookie; log in",
+        ));
     }
+    let session = match verified {
+        Some(VerifiedSession(session)) => session,
+        None => session_of_cookie(state, headers)
+            .await?
+            .ok_or_else(unauthenticated)?,
+    };
+    let storage = state.storage();
     let user = storage
         .dashboard_user(&session.user_id)
         .await

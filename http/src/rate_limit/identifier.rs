@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use axum::http::{HeaderMap, header};
 
+use crate::auth::extract::VerifiedSession;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,12 +38,33 @@ impl Identifier {
     }
 }
 
-/// Resolves the caller. Sessions and API keys plug in here, in this order, each returning only
-/// after its credential verified:
-/// 1. a dashboard session cookie that verifies → `User(user id)`;
-/// 2. a wallet access token that verifies → `User(wallet)` (done);
-/// 3. `Authorization: Bearer sk_…` that verifies against the key store → `ApiKey(key id)`.
-pub fn identify(state: &AppState, headers: &HeaderMap, ip: IpAddr) -> Identifier {
+/// Resolves the caller, in this order, each only once its credential verified:
+/// 1. a dashboard session cookie whose secret matches → `User(user id)`; the session is
+///    returned too, so the endpoint's extractor does not read it again;
+/// 2. a wallet access token that verifies → `User(wallet)`;
+/// 3. (API keys, still to come) `Authorization: Bearer sk_…` → `ApiKey(key id)`.
+pub async fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: IpAddr,
+) -> (Identifier, Option<VerifiedSession>) {
+    if crate::auth::extract::has_session_cookie(state, headers) {
+        match crate::auth::extract::session_of_cookie(state, headers).await {
+            Ok(Some(session)) => {
+                return (
+                    Identifier::User(session.user_id.clone()),
+                    Some(VerifiedSession(session)),
+                );
+            }
+            Ok(None) => {}
+            // The endpoint reads it again and reports; the request is counted by IP.
+            Err(error) => tracing::debug!(?error, "rate limit: session lookup failed"),
+        }
+    }
+    (identify_by_token(state, headers, ip), None)
+}
+
+fn identify_by_token(state: &AppState, headers: &HeaderMap, ip: IpAddr) -> Identifier {
     if headers.contains_key(header::AUTHORIZATION)
         && let Ok(principal) = crate::extract::authenticate_headers(state, headers)
     {

@@ -93,7 +93,7 @@ fn limit(tier: &Tier) -> Limit {
     }
 }
 
-pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn enforce(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let config = &state.settings().rate_limit;
     if !config.enabled {
         return next.run(request).await;
@@ -112,7 +112,10 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
         .map(|ConnectInfo(addr)| *addr)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let ip = crate::extract::client_ip(&state, peer, request.headers());
-    let who = super::identifier::identify(&state, request.headers(), ip);
+    let (who, session) = super::identifier::identify(&state, request.headers(), ip).await;
+    if let Some(session) = session {
+        request.extensions_mut().insert(session);
+    }
     let method = request.method().clone();
     let endpoint = format!("{method}:{route}");
     let prefix = format!("{}ratelimit", config.key_prefix);
