@@ -93,6 +93,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn_with_state(
+            middleware::BodyLimit(body_limit),
+            middleware::buffer_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             limits,
             middleware::envelope,
         ))

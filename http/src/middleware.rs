@@ -96,6 +96,60 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("req_unknown"))
 }
 
+/// How much of an oversized body is still read (and thrown away) so the client gets its 413.
+const OVERSIZED_DRAIN_MAX: usize = 1024 * 1024;
+
+/// The longest request body any endpoint takes (`http.body_limit_bytes`).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// Reads the whole request body (up to the limit) before any layer or handler runs, so one
+/// that answers early (a bad token, a rate limit, a 503) never leaves unread bytes on the
+/// connection: closing a socket with unread data resets it, and the client may lose the
+/// answer while it is still sending. An oversized body is read on and thrown away (up to
+/// 1 MiB more) and answered 413 `request_too_large`; a longer one gets its 413 with the
+/// connection closed.
+pub async fn buffer_body(
+    State(BodyLimit(limit)): State<BodyLimit>,
+    request: Request,
+    next: Next,
+) -> Response {
+    use futures::StreamExt;
+
+    let (parts, body) = request.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut buffered = bytes::BytesMut::new();
+    let mut oversized = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return ApiError::invalid_request("the request body could not be read").into_response();
+        };
+        if oversized > 0 || buffered.len() + chunk.len() > limit {
+            oversized += chunk.len();
+            buffered.clear();
+            if oversized > OVERSIZED_DRAIN_MAX {
+                break;
+            }
+            continue;
+        }
+        buffered.extend_from_slice(&chunk);
+    }
+    if oversized > 0 {
+        let mut response = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            "the request body is too large",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    let body = axum::body::Body::from(buffered.freeze());
+    next.run(Request::from_parts(parts, body)).await
+}
+
 /// The answer to a handler panic: the envelope, never a dropped connection.
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
@@ -167,6 +221,61 @@ mod tests {
         assert_eq!(
             body_json(response).await["error"]["code"],
             "request_timeout"
+        );
+    }
+
+    fn echo(limit: usize) -> Router {
+        Router::new()
+            .route(
+                "/echo",
+                axum::routing::post(|body: bytes::Bytes| async move { body }),
+            )
+            .route(
+                "/early",
+                axum::routing::post(|| async { StatusCode::UNAUTHORIZED }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                BodyLimit(limit),
+                buffer_body,
+            ))
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_whole_before_the_handler_and_oversized_ones_answer_413() {
+        let body = "x".repeat(1000);
+        let response = echo(1000)
+            .oneshot(
+                Request::post("/echo")
+                    .body(Body::from(body.clone()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let echoed = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(echoed, body.as_bytes());
+        // A handler that answers without reading still had the body read.
+        let response = echo(1000)
+            .oneshot(Request::post("/early").body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let response = echo(999)
+            .oneshot(
+                Request::post("/echo")
+                    .body(Body::from("x".repeat(1000)))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(response.headers()["connection"], "close");
+        assert_eq!(
+            body_json(response).await["error"]["code"],
+            "request_too_large"
         );
     }
 
