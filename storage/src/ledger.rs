@@ -6,7 +6,7 @@
 //! lock: two writers can never both add entry n. An entry with a dedupe key (what it records,
 //! e.g. `donation_received:don_…`) is written once; appending it again answers the stored one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ampflow_types::UnixMillis;
 use ampflow_types::ledger::{LedgerEntryContent, LedgerMetadata, ledger_timestamp};
@@ -135,16 +135,36 @@ async fn append_together(
     db: &DatabaseConnection,
     batch: &[LedgerJob],
 ) -> Result<Vec<Vec<LedgerEntryRecord>>> {
-    let mut order: Vec<usize> = (0..batch.len()).collect();
-    // Stable: one organisation's jobs keep their order.
-    order.sort_by(|a, b| batch[*a].organisation_id.cmp(&batch[*b].organisation_id));
-    let txn = db.begin().await.context("begin ledger batch")?;
-    let mut answers = vec![Vec::new(); batch.len()];
-    for i in order {
-        let job = &batch[i];
-        answers[i] = append_in(&txn, &job.organisation_id, &job.entries, job.now).await?;
+    // One group per organisation, in organisation order (the lock order); an organisation's
+    // jobs keep their order within its group.
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, job) in batch.iter().enumerate() {
+        groups.entry(&job.organisation_id).or_default().push(i);
     }
+    let mut joined: Vec<(&str, Vec<NewLedgerEntry>, UnixMillis)> = Vec::new();
+    for (org, jobs) in &groups {
+        let entries = jobs
+            .iter()
+            .flat_map(|i| batch[*i].entries.iter().cloned())
+            .collect();
+        let now = jobs.iter().map(|i| batch[*i].now).max().unwrap_or_default();
+        joined.push((org, entries, now));
+    }
+    let txn = db.begin().await.context("begin ledger batch")?;
+    let groups_in: Vec<(&str, &[NewLedgerEntry], UnixMillis)> = joined
+        .iter()
+        .map(|(org, entries, now)| (*org, entries.as_slice(), *now))
+        .collect();
+    let answered = append_in(&txn, &groups_in).await?;
     txn.commit().await.context("commit ledger batch")?;
+    // Back to the jobs, each its own slice of its organisation's answers.
+    let mut answers = vec![Vec::new(); batch.len()];
+    for ((_, jobs), mut records) in groups.into_iter().zip(answered) {
+        for i in jobs {
+            let rest = records.split_off(batch[i].entries.len().min(records.len()));
+            answers[i] = std::mem::replace(&mut records, rest);
+        }
+    }
     Ok(answers)
 }
 
@@ -159,50 +179,65 @@ async fn append_alone(
         return Ok(Vec::new());
     }
     let txn = db.begin().await.context("begin ledger append")?;
-    let answers = append_in(&txn, organisation_id, new, now).await?;
+    let mut answers = append_in(&txn, &[(organisation_id, new, now)]).await?;
     txn.commit().await.context("commit ledger append")?;
-    Ok(answers)
+    Ok(answers.pop().unwrap_or_default())
 }
 
-/// Appends `new` to the organisation's chain inside `txn`, under the head lock.
+/// Appends each organisation's entries to its chain inside `txn`, under the head locks, with a
+/// fixed number of statements for all of them: create missing heads, lock the heads (in
+/// organisation order: `groups` must be sorted by organisation, each once), read the dedupe
+/// keys already recorded, insert every new entry, move every head. Answers one list of
+/// records per group.
 async fn append_in(
     txn: &DatabaseTransaction,
-    organisation_id: &str,
-    new: &[NewLedgerEntry],
-    now: UnixMillis,
-) -> Result<Vec<LedgerEntryRecord>> {
-    if new.is_empty() {
+    groups: &[(&str, &[NewLedgerEntry], UnixMillis)],
+) -> Result<Vec<Vec<LedgerEntryRecord>>> {
+    let groups: Vec<&(&str, &[NewLedgerEntry], UnixMillis)> = groups
+        .iter()
+        .filter(|(_, new, _)| !new.is_empty())
+        .collect();
+    if groups.is_empty() {
         return Ok(Vec::new());
     }
-    let inserted = heads::Entity::insert(heads::ActiveModel {
-        organisation_id: Set(organisation_id.to_string()),
-        seq: Set(0),
-        entry_hash: Set(None),
-        updated_at_ms: Set(now),
-    })
-    .on_conflict(
-        sea_orm::sea_query::OnConflict::column(heads::Column::OrganisationId)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(txn)
-    .await;
+    let orgs: Vec<&str> = groups.iter().map(|(org, _, _)| *org).collect();
+    let inserted =
+        heads::Entity::insert_many(groups.iter().map(|(org, _, now)| heads::ActiveModel {
+            organisation_id: Set(org.to_string()),
+            seq: Set(0),
+            entry_hash: Set(None),
+            updated_at_ms: Set(*now),
+        }))
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(heads::Column::OrganisationId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await;
     match inserted {
         Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => {}
-        Err(e) => return Err(e).context("create ledger head"),
+        Err(e) => return Err(e).context("create ledger heads"),
     }
-    let mut head_query = heads::Entity::find_by_id(organisation_id.to_string());
+    let mut head_query = heads::Entity::find()
+        .filter(heads::Column::OrganisationId.is_in(orgs.iter().copied()))
+        .order_by_asc(heads::Column::OrganisationId);
     if txn.get_database_backend() == DatabaseBackend::Postgres {
         head_query = head_query.lock_exclusive();
     }
-    let head = head_query
-        .one(txn)
+    let heads_read: HashMap<String, heads::Model> = head_query
+        .all(txn)
         .await
-        .context("lock ledger head")?
-        .ok_or_else(|| StorageError::Corrupt(format!("ledger head of {organisation_id}")))?;
+        .context("lock ledger heads")?
+        .into_iter()
+        .map(|h| (h.organisation_id.clone(), h))
+        .collect();
 
     // Entries already recorded answer as they are.
-    let keys: Vec<&str> = new.iter().filter_map(|e| e.dedupe_key.as_deref()).collect();
+    let keys: Vec<&str> = groups
+        .iter()
+        .flat_map(|(_, new, _)| new.iter().filter_map(|e| e.dedupe_key.as_deref()))
+        .collect();
     let mut existing: HashMap<String, LedgerEntryRecord> = HashMap::new();
     if !keys.is_empty() {
         for model in entries::Entity::find()
@@ -216,127 +251,183 @@ async fn append_in(
             }
         }
     }
+    let all_new: Vec<NewLedgerEntry> = groups
+        .iter()
+        .flat_map(|(_, new, _)| new.iter())
+        .filter(|e| e.rule == AmountRule::RunningTotal)
+        .cloned()
+        .collect();
+    let mut totals = running_totals(txn, &all_new).await?;
 
-    let mut totals = running_totals(txn, new).await?;
-
-    let mut seq = head.seq.max(0) as u64;
-    let mut prev = head.entry_hash.clone();
     let mut rows = Vec::new();
-    let mut answers = Vec::with_capacity(new.len());
-    for entry in new {
-        if let Some(found) = entry.dedupe_key.as_ref().and_then(|k| existing.get(k)) {
-            answers.push(found.clone());
-            continue;
-        }
-        let amount = match entry.rule {
-            AmountRule::Exact => entry.amount,
-            AmountRule::RunningTotal => {
-                let total = totals
-                    .get_mut(&running_total_key(entry)?)
-                    .ok_or_else(|| StorageError::Corrupt("running total not read".into()))?;
-                // Amounts carry the entry's sign (a refund is negative): compare sizes.
-                let missing = entry.amount.abs() - total.recorded.abs();
-                match &total.latest {
-                    Some(latest) if missing <= 0 => {
-                        answers.push(latest.clone());
-                        continue;
-                    }
-                    _ if missing <= 0 => {
-                        return Err(StorageError::Corrupt(
-                            "a running total of zero has no entry to answer".into(),
-                        ));
-                    }
-                    _ => {}
-                }
-                total.recorded = entry.amount;
-                entry.amount.signum() * missing
+    // (organisation, seq read, new seq, new hash, now) of each head that moves.
+    let mut moves: Vec<(String, i64, i64, String, UnixMillis)> = Vec::new();
+    let mut answers_all = Vec::with_capacity(groups.len());
+    for (organisation_id, new, now) in &groups {
+        let head = heads_read
+            .get(*organisation_id)
+            .ok_or_else(|| StorageError::Corrupt(format!("ledger head of {organisation_id}")))?;
+        let mut seq = head.seq.max(0) as u64;
+        let mut prev = head.entry_hash.clone();
+        let mut answers = Vec::with_capacity(new.len());
+        for entry in new.iter() {
+            if let Some(found) = entry.dedupe_key.as_ref().and_then(|k| existing.get(k)) {
+                answers.push(found.clone());
+                continue;
             }
-        };
-        seq += 1;
-        let content = LedgerEntryContent {
-            amount,
-            currency: entry.currency.clone(),
-            id: prefixed_id("led"),
-            metadata: entry.metadata.clone(),
-            organisation_id: organisation_id.to_string(),
-            prev_entry_hash: prev.clone(),
-            timestamp: ledger_timestamp(entry.created_at_ms),
-            entry_type: entry.entry_type.clone(),
-        };
-        let entry_hash = content.entry_hash();
-        rows.push(entries::ActiveModel {
-            id: Set(content.id.clone()),
-            organisation_id: Set(organisation_id.to_string()),
-            seq: Set(seq as i64),
-            entry_type: Set(content.entry_type.clone()),
-            amount: Set(content.amount),
-            currency: Set(content.currency.clone()),
-            donation_id: Set(content.metadata.donation_id.clone()),
-            donor_name: Set(content.metadata.donor_name.clone()),
-            stripe_payment_intent_id: Set(content.metadata.stripe_payment_intent_id.clone()),
-            created_at_ms: Set(entry.created_at_ms),
-            entry_hash: Set(entry_hash.clone()),
-            prev_entry_hash: Set(prev.clone()),
-            dedupe_key: Set(entry.dedupe_key.clone()),
-        });
-        let record = LedgerEntryRecord {
-            seq,
-            content,
-            entry_hash: entry_hash.clone(),
-            created_at_ms: entry.created_at_ms,
-        };
-        if let Some(key) = &entry.dedupe_key {
-            // The same key twice in one batch is recorded once.
-            existing.insert(key.clone(), record.clone());
+            let amount = match entry.rule {
+                AmountRule::Exact => entry.amount,
+                AmountRule::RunningTotal => {
+                    let total = totals
+                        .get_mut(&running_total_key(entry)?)
+                        .ok_or_else(|| StorageError::Corrupt("running total not read".into()))?;
+                    // Amounts carry the entry's sign (a refund is negative): compare sizes.
+                    let missing = entry.amount.abs() - total.recorded.abs();
+                    match &total.latest {
+                        Some(latest) if missing <= 0 => {
+                            answers.push(latest.clone());
+                            continue;
+                        }
+                        _ if missing <= 0 => {
+                            return Err(StorageError::Corrupt(
+                                "a running total of zero has no entry to answer".into(),
+                            ));
+                        }
+                        _ => {}
+                    }
+                    total.recorded = entry.amount;
+                    entry.amount.signum() * missing
+                }
+            };
+            seq += 1;
+            let content = LedgerEntryContent {
+                amount,
+                currency: entry.currency.clone(),
+                id: prefixed_id("led"),
+                metadata: entry.metadata.clone(),
+                organisation_id: organisation_id.to_string(),
+                prev_entry_hash: prev.clone(),
+                timestamp: ledger_timestamp(entry.created_at_ms),
+                entry_type: entry.entry_type.clone(),
+            };
+            let entry_hash = content.entry_hash();
+            rows.push(entries::ActiveModel {
+                id: Set(content.id.clone()),
+                organisation_id: Set(organisation_id.to_string()),
+                seq: Set(seq as i64),
+                entry_type: Set(content.entry_type.clone()),
+                amount: Set(content.amount),
+                currency: Set(content.currency.clone()),
+                donation_id: Set(content.metadata.donation_id.clone()),
+                donor_name: Set(content.metadata.donor_name.clone()),
+                stripe_payment_intent_id: Set(content.metadata.stripe_payment_intent_id.clone()),
+                created_at_ms: Set(entry.created_at_ms),
+                entry_hash: Set(entry_hash.clone()),
+                prev_entry_hash: Set(prev.clone()),
+                dedupe_key: Set(entry.dedupe_key.clone()),
+            });
+            let record = LedgerEntryRecord {
+                seq,
+                content,
+                entry_hash: entry_hash.clone(),
+                created_at_ms: entry.created_at_ms,
+            };
+            if let Some(key) = &entry.dedupe_key {
+                // The same key twice in one batch is recorded once.
+                existing.insert(key.clone(), record.clone());
+            }
+            if entry.rule == AmountRule::RunningTotal
+                && let Some(total) = totals.get_mut(&running_total_key(entry)?)
+            {
+                total.latest = Some(record.clone());
+            }
+            answers.push(record);
+            prev = Some(entry_hash);
         }
-        if entry.rule == AmountRule::RunningTotal
-            && let Some(total) = totals.get_mut(&running_total_key(entry)?)
-        {
-            total.latest = Some(record.clone());
+        if let Some(hash) = prev.filter(|_| seq as i64 != head.seq) {
+            moves.push((
+                organisation_id.to_string(),
+                head.seq,
+                seq as i64,
+                hash,
+                *now,
+            ));
         }
-        answers.push(record);
-        prev = Some(entry_hash);
+        answers_all.push(answers);
     }
-    if !rows.is_empty() {
-        for chunk in rows.chunks(500) {
-            entries::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(txn)
-                .await
-                .map_err(|e| match e.sql_err() {
-                    Some(SqlErr::UniqueConstraintViolation(_)) => StorageError::Corrupt(format!(
-                        "ledger of {organisation_id}: an entry was appended concurrently"
-                    )),
-                    _ => StorageError::Database {
-                        step: "insert ledger entries",
-                        source: e,
-                    },
-                })?;
-        }
-        let moved = heads::Entity::update_many()
-            .col_expr(
-                heads::Column::Seq,
-                sea_orm::sea_query::Expr::value(seq as i64),
-            )
-            .col_expr(
-                heads::Column::EntryHash,
-                sea_orm::sea_query::Expr::value(prev),
-            )
-            .col_expr(
-                heads::Column::UpdatedAtMs,
-                sea_orm::sea_query::Expr::value(now),
-            )
-            .filter(heads::Column::OrganisationId.eq(organisation_id))
-            .filter(heads::Column::Seq.eq(head.seq))
-            .exec(txn)
+    for chunk in rows.chunks(500) {
+        entries::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(txn)
             .await
-            .context("move ledger head")?;
-        if moved.rows_affected != 1 {
-            return Err(StorageError::Corrupt(format!(
-                "ledger head of {organisation_id} moved under a locked append"
-            )));
-        }
+            .map_err(|e| match e.sql_err() {
+                Some(SqlErr::UniqueConstraintViolation(_)) => {
+                    StorageError::Corrupt("ledger: an entry was appended concurrently".into())
+                }
+                _ => StorageError::Database {
+                    step: "insert ledger entries",
+                    source: e,
+                },
+            })?;
     }
-    Ok(answers)
+    move_heads(txn, &moves).await?;
+    Ok(answers_all)
+}
+
+/// Moves every head in one statement (`UPDATE … FROM (VALUES …)`, which PostgreSQL and SQLite
+/// both take), each only from the sequence number read under the lock.
+async fn move_heads(
+    txn: &DatabaseTransaction,
+    moves: &[(String, i64, i64, String, UnixMillis)],
+) -> Result<()> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let backend = txn.get_database_backend();
+    let mut placeholder = 0;
+    let mut next = || {
+        placeholder += 1;
+        match backend {
+            DatabaseBackend::Postgres => format!("${placeholder}"),
+            _ => "?".to_string(),
+        }
+    };
+    let mut rows = Vec::with_capacity(moves.len());
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(moves.len() * 5);
+    for (org, read, seq, hash, now) in moves {
+        rows.push(format!(
+            "({}, {}, {}, {}, {})",
+            next(),
+            next(),
+            next(),
+            next(),
+            next()
+        ));
+        values.extend([
+            org.clone().into(),
+            (*read).into(),
+            (*seq).into(),
+            hash.clone().into(),
+            (*now).into(),
+        ]);
+    }
+    let sql = format!(
+        "UPDATE ledger_heads SET seq = v.column3, entry_hash = v.column4, \
+         updated_at_ms = v.column5 FROM (VALUES {}) AS v \
+         WHERE ledger_heads.organisation_id = v.column1 AND ledger_heads.seq = v.column2",
+        rows.join(", ")
+    );
+    let moved = txn
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
+        .await
+        .context("move ledger heads")?;
+    if moved.rows_affected() != moves.len() as u64 {
+        return Err(StorageError::Corrupt(
+            "a ledger head moved under a locked append".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl Storage {

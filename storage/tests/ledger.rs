@@ -231,9 +231,32 @@ async fn groups_of_many_organisations_commit_together_and_keep_each_chain(backen
             }));
         }
     }
+    // Two groups of one organisation in flight at once (an actor replaced while its old one
+    // still had a group out): they may share a batch, and each keeps its entries together.
+    let extra = "org_ffffffffffffffffffffffffffffffff".to_string();
+    for g in 0..2 {
+        let (store, org) = (storage.clone(), extra.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..8 {
+                let n = 900_000 + g * 100 + i;
+                let stored = store
+                    .append_ledger_group(&org, vec![donation(n, None), donation(n + 50, None)], n)
+                    .await
+                    .unwrap();
+                assert_eq!(stored[1].seq, stored[0].seq + 1, "a group stays together");
+                assert_eq!(stored[0].content.amount, 100 * n);
+            }
+        }));
+    }
     for task in tasks {
         task.await.unwrap();
     }
+    let all = storage
+        .ledger_entries(&extra, LedgerRange::default(), 1000)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 32);
+    assert_chain(&all);
     for org in &orgs {
         let all = storage
             .ledger_entries(org, LedgerRange::default(), 1000)
