@@ -447,7 +447,14 @@ impl DonationActor {
 pub struct DonationState {
     id: DonationId,
     donation: Option<DonationRecord>,
+    /// When `donation` was last read from storage.
+    read_at: std::time::Instant,
 }
+
+/// How stale the actor's copy may be when it answers a read: changes made in this process go
+/// through the actor, so only another process's changes can be missed, for this long at most.
+/// Moves never rely on it (they are conditional updates that re-read on a conflict).
+const STATE_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl EntityActor for DonationActor {
     const KIND: &'static str = "donation";
@@ -469,7 +476,11 @@ impl Actor for DonationActor {
         id: DonationId,
     ) -> Result<DonationState, ActorProcessingErr> {
         let donation = self.storage.donation(id.as_str()).await?;
-        Ok(DonationState { id, donation })
+        Ok(DonationState {
+            id,
+            donation,
+            read_at: std::time::Instant::now(),
+        })
     }
 
     async fn handle(
@@ -490,7 +501,13 @@ impl Actor for DonationActor {
                 let _ = reply.send(self.create_partner(state, *record, &partner).await);
             }
             DonationMsg::Get { reply } => {
-                let _ = reply.send(self.reload(state).await.map(|()| state.donation.clone()));
+                let fresh = state.read_at.elapsed() < STATE_RECHECK;
+                let read = if fresh {
+                    Ok(())
+                } else {
+                    self.reload(state).await
+                };
+                let _ = reply.send(read.map(|()| state.donation.clone()));
             }
             DonationMsg::AttachPaymentIntent {
                 payment_intent_id,
@@ -549,6 +566,7 @@ impl DonationActor {
     /// Re-reads the row: another process may have moved the donation.
     async fn reload(&self, state: &mut DonationState) -> Result<(), DonationError> {
         state.donation = self.storage.donation(state.id.as_str()).await?;
+        state.read_at = std::time::Instant::now();
         Ok(())
     }
 
