@@ -19,7 +19,7 @@ use ampflow_types::Clock;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
-/// Entries appended in one transaction at most, unless configured otherwise.
+/// Entries one organisation hands to storage as one group at most, unless configured otherwise.
 pub const BATCH_MAX_DEFAULT: usize = 256;
 /// Entries waiting for an organisation's actor; appenders wait for room beyond this.
 const QUEUE_CAPACITY: usize = 4_096;
@@ -44,7 +44,7 @@ type Job = (
 pub struct Ledger {
     storage: Storage,
     clock: Arc<dyn Clock>,
-    /// Entries appended in one transaction at most (at least 1).
+    /// Entries handed to storage as one group at most (at least 1).
     batch_max: usize,
     actors: Arc<Mutex<HashMap<String, mpsc::Sender<Job>>>>,
 }

@@ -51,8 +51,9 @@ pub struct RuntimeSettings {
     pub restart_window: Duration,
     /// How long a caller waits for an actor's reply.
     pub call_timeout: Duration,
-    /// Ledger entries a `LedgerActor` appends in one transaction at most (group commit); 1
-    /// turns group commit off (the benchmarks' naive baseline).
+    /// Ledger entries a `LedgerActor` hands to storage as one group at most; 1 makes each
+    /// entry a group of its own (with `group_commit` off in storage: the benchmarks' naive
+    /// baseline).
     pub ledger_batch_max: usize,
 }
 

@@ -461,7 +461,8 @@ pub struct ActorConfig {
     pub restarts_max: u32,
     pub restart_window_ms: u64,
     pub call_timeout_ms: u64,
-    /// Ledger entries appended in one transaction at most (group commit); 1 turns it off.
+    /// Ledger entries an organisation's ledger actor hands to storage as one group at most (1:
+    /// each entry alone); storage may commit several organisations' groups together.
     #[serde(default = "ledger_batch_max_default")]
     pub ledger_batch_max: usize,
 }
