@@ -4,11 +4,13 @@ use std::collections::{HashMap, HashSet};
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
-use crate::entities::{login_challenges, sessions, spent_refresh_tokens, users};
+use crate::entities::{
+    dashboard_sessions, login_challenges, sessions, spent_refresh_tokens, users,
+};
 use crate::records::*;
 use crate::{Context, Result, Storage};
 use ampflow_types::UnixMillis;
@@ -198,6 +200,32 @@ impl Storage {
                 .exec(&self.db)
                 .await
                 .context("delete expired sessions")?
+                .rows_affected;
+        }
+        // Dashboard sessions too, expired or revoked before the cutoff, in the same bounded
+        // chunks.
+        for _ in 0..EXPIRED_SESSION_CHUNKS_PER_RUN_MAX {
+            let chunk: Vec<String> = dashboard_sessions::Entity::find()
+                .select_only()
+                .column(dashboard_sessions::Column::Id)
+                .filter(
+                    Condition::any()
+                        .add(dashboard_sessions::Column::ExpiresAtMs.lt(before))
+                        .add(dashboard_sessions::Column::RevokedAtMs.lt(before)),
+                )
+                .limit(EXPIRED_SESSION_CHUNK)
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .context("find ended dashboard sessions")?;
+            if chunk.is_empty() {
+                break;
+            }
+            deleted += dashboard_sessions::Entity::delete_many()
+                .filter(dashboard_sessions::Column::Id.is_in(chunk))
+                .exec(&self.db)
+                .await
+                .context("delete ended dashboard sessions")?
                 .rows_affected;
         }
         Ok(deleted)

@@ -161,11 +161,24 @@ impl Storage {
             .all(&self.reader)
             .await
             .context("list memberships")?;
+        // The organisations in one read, answered in membership order.
+        let mut found: std::collections::HashMap<String, OrganisationRecord> =
+            organisations::Entity::find()
+                .filter(
+                    organisations::Column::Id
+                        .is_in(rows.iter().map(|m| m.organisation_id.as_str())),
+                )
+                .all(&self.reader)
+                .await
+                .context("find organisations of memberships")?
+                .into_iter()
+                .map(|o| crate::organisations::organisation_record(o).map(|o| (o.id.clone(), o)))
+                .collect::<Result<_>>()?;
         let mut organisations = Vec::with_capacity(rows.len());
         for m in rows {
             let role = Role::parse(&m.role)
                 .ok_or_else(|| StorageError::Corrupt(format!("membership role {}", m.role)))?;
-            if let Some(org) = self.organisation(&m.organisation_id).await? {
+            if let Some(org) = found.remove(&m.organisation_id) {
                 organisations.push((org, role));
             }
         }

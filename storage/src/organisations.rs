@@ -171,7 +171,7 @@ impl Storage {
     }
 }
 
-fn organisation_record(m: organisations::Model) -> Result<OrganisationRecord> {
+pub(crate) fn organisation_record(m: organisations::Model) -> Result<OrganisationRecord> {
     let status = OrganisationStatus::parse(&m.status)
         .ok_or_else(|| StorageError::Corrupt(format!("organisation status {}", m.status)))?;
     Ok(OrganisationRecord {

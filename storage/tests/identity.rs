@@ -24,6 +24,7 @@ on_both_databases!(
     a_stale_user_version_loses,
     failed_entities_are_recorded_and_cleared,
     expired_rows_are_deleted,
+    ended_dashboard_sessions_are_deleted,
     migrations_are_idempotent,
 );
 
@@ -271,6 +272,66 @@ async fn expired_rows_are_deleted(backend: Backend) {
     );
     assert!(storage.find_challenge("new").await.unwrap().is_some());
     assert!(storage.find_session("s-old").await.unwrap().is_none());
+}
+
+async fn ended_dashboard_sessions_are_deleted(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    let session =
+        |id: &str, expires_at_ms: i64, revoked_at_ms: Option<i64>| DashboardSessionRecord {
+            id: id.into(),
+            user_id: "usr_1".into(),
+            token_hash: "00".repeat(32),
+            security_stamp: "stamp".into(),
+            created_at_ms: 0,
+            last_activity_ms: 0,
+            expires_at_ms,
+            revoked_at_ms,
+            revoked_reason: revoked_at_ms.map(|_| "logout".into()),
+            ip_address: "203.0.113.1".into(),
+            user_agent: None,
+            ip_country: None,
+            ip_city: None,
+            binding_violation_at_ms: None,
+            binding_violation_ip: None,
+        };
+    for s in [
+        session("ses_expired", 1_000, None),
+        session("ses_revoked", 10_000_000, Some(2_000)),
+        session("ses_active", 10_000_000, None),
+    ] {
+        storage
+            .insert_dashboard_session(&s, "login:nobody", &[])
+            .await
+            .unwrap();
+    }
+    let deleted = storage
+        .delete_expired_identity_rows(5_000_000)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2, "the expired and the revoked session");
+    assert!(
+        storage
+            .dashboard_session("ses_expired")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        storage
+            .dashboard_session("ses_revoked")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        storage
+            .dashboard_session("ses_active")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 async fn migrations_are_idempotent(backend: Backend) {

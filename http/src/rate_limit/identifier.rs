@@ -48,18 +48,16 @@ pub async fn identify(
     headers: &HeaderMap,
     ip: IpAddr,
 ) -> (Identifier, Option<VerifiedSession>) {
-    if crate::auth::extract::has_session_cookie(state, headers) {
-        match crate::auth::extract::session_of_cookie(state, headers).await {
-            Ok(Some(session)) => {
-                return (
-                    Identifier::User(session.user_id.clone()),
-                    Some(VerifiedSession(session)),
-                );
-            }
-            Ok(None) => {}
-            // The endpoint reads it again and reports; the request is counted by IP.
-            Err(error) => tracing::debug!(?error, "rate limit: session lookup failed"),
+    match crate::auth::extract::session_of_cookie(state, headers).await {
+        Ok(Some(session)) => {
+            return (
+                Identifier::User(session.user_id.clone()),
+                Some(VerifiedSession(session)),
+            );
         }
+        Ok(None) => {}
+        // The endpoint reads it again and reports; the request is counted by IP.
+        Err(error) => tracing::debug!(?error, "rate limit: session lookup failed"),
     }
     (identify_by_token(state, headers, ip), None)
 }

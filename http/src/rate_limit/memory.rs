@@ -32,6 +32,7 @@ impl MemoryStore {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.lock().len()
     }

@@ -169,11 +169,6 @@ impl RateLimiter {
     pub fn redis_up(&self) -> Option<bool> {
         self.redis.as_ref().map(|s| s.up.load(Ordering::Acquire))
     }
-
-    /// Keys held by the in-memory store.
-    pub fn memory_keys(&self) -> usize {
-        self.memory.len()
-    }
 }
 
 /// Opens the breaker: logs once per outage and starts the one probe.
