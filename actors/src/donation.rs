@@ -103,8 +103,9 @@ pub fn may_move(from: DonationStatus, to: DonationStatus) -> bool {
 pub struct NewDonation {
     pub organisation_id: String,
     pub fund_id: Option<String>,
-    /// The signed-in donor.
-    pub wallet: WalletAddress,
+    /// The signed-in donor; `None` when an organisation's API key or dashboard user creates
+    /// the donation (then only the organisation reads it).
+    pub wallet: Option<WalletAddress>,
     /// Minor units, > 0.
     pub amount: i64,
     pub currency: Currency,
@@ -204,7 +205,11 @@ impl Donations {
             id: id.to_string(),
             organisation_id: new.organisation_id.clone(),
             fund_id: fund.map(|f| f.id),
-            wallet_address: new.wallet.to_string(),
+            wallet_address: new
+                .wallet
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             amount: new.amount,
             currency: new.currency.as_str().to_string(),
             donor_email: new.donor_email.clone(),
@@ -362,6 +367,21 @@ impl Donations {
             .await??;
         donation
             .filter(|d| d.wallet_address == wallet.to_string())
+            .ok_or(DonationError::NotFound)
+    }
+
+    /// One of the organisation's donations.
+    pub async fn get_of_organisation(
+        &self,
+        id: &DonationId,
+        organisation_id: &str,
+    ) -> Result<DonationRecord, DonationError> {
+        let donation = self
+            .donations
+            .call(id, |reply| DonationMsg::Get { reply })
+            .await??;
+        donation
+            .filter(|d| d.organisation_id == organisation_id)
             .ok_or(DonationError::NotFound)
     }
 

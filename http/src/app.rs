@@ -119,6 +119,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::auth::router())
         .merge(routes::organisations::router())
         .merge(routes::audit::router())
+        .merge(routes::api_keys::router())
 }
 
 /// The OpenAPI document as JSON.
@@ -213,7 +214,18 @@ fn dashboard_auth(settings: &Settings) -> anyhow::Result<crate::auth::Auth> {
         .stripe_connect
         .validate()
         .map_err(|e| anyhow::anyhow!("configure Stripe Connect: {e}"))?;
+    let stripe_live = settings
+        .stripe_settings()
+        .ok()
+        .flatten()
+        .is_some_and(|stripe| stripe.livemode());
+    let key_mode = if stripe_live {
+        crate::auth::api_keys::KeyMode::Live
+    } else {
+        crate::auth::api_keys::KeyMode::Test
+    };
     crate::auth::Auth::new(&settings.auth, geoip)
+        .map(|auth| auth.with_default_key_mode(key_mode))
         .map_err(|e| anyhow::anyhow!("configure auth: {e}"))
 }
 

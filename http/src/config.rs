@@ -133,6 +133,23 @@ pub struct AuthConfig {
     pub login_failures_per_account_max: u32,
     pub login_failures_per_ip_max: u32,
     pub login_failure_window_secs: u64,
+    /// Password hashes (logins, password changes) computed at once; more wait up to
+    /// `password_hashing_wait_ms`, at most `password_hashing_waiters_max` of them, and are
+    /// answered 503 `server_busy` after that. Each one holds `argon2_memory_kib` of memory.
+    pub password_hashing_concurrency_max: u32,
+    pub password_hashing_waiters_max: u32,
+    pub password_hashing_wait_ms: u64,
+    /// `live` or `test`: which API keys (`sk_live_…` / `sk_test_…`) this server makes and
+    /// takes. Unset: live when the Stripe secret key is live, test otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_mode: Option<String>,
+    /// How long a deposed API key secret keeps verifying its tokens after a rotation.
+    pub api_key_deposed_secret_days: u32,
+    /// An access token's lifetime when the request names none, and the longest allowed.
+    pub api_token_days_default: u32,
+    pub api_token_days_max: u32,
+    /// Keys an organisation may hold at once (deleted ones do not count).
+    pub api_keys_per_organisation_max: u64,
 }
 
 impl Default for AuthConfig {
@@ -150,6 +167,14 @@ impl Default for AuthConfig {
             login_failures_per_account_max: 5,
             login_failures_per_ip_max: 20,
             login_failure_window_secs: 900,
+            password_hashing_concurrency_max: 4,
+            password_hashing_waiters_max: 256,
+            password_hashing_wait_ms: 10_000,
+            api_key_mode: None,
+            api_key_deposed_secret_days: 30,
+            api_token_days_default: 30,
+            api_token_days_max: 365,
+            api_keys_per_organisation_max: 100,
         }
     }
 }
@@ -193,6 +218,29 @@ impl AuthConfig {
             || self.login_failure_window_secs == 0
         {
             return Err("auth.login_failure* settings must be above 0".into());
+        }
+        if self.password_hashing_concurrency_max == 0 || self.password_hashing_wait_ms == 0 {
+            return Err(
+                "auth.password_hashing_concurrency_max and _wait_ms must be above 0".into(),
+            );
+        }
+        if let Some(mode) = &self.api_key_mode
+            && mode != "live"
+            && mode != "test"
+        {
+            return Err("auth.api_key_mode must be live or test".into());
+        }
+        if self.api_key_deposed_secret_days > 365 {
+            return Err("auth.api_key_deposed_secret_days must be 0 to 365".into());
+        }
+        if self.api_token_days_max == 0 || self.api_token_days_max > 3_650 {
+            return Err("auth.api_token_days_max must be 1 to 3650".into());
+        }
+        if !(1..=self.api_token_days_max).contains(&self.api_token_days_default) {
+            return Err("auth.api_token_days_default must be 1 to api_token_days_max".into());
+        }
+        if self.api_keys_per_organisation_max == 0 {
+            return Err("auth.api_keys_per_organisation_max must be above 0".into());
         }
         Ok(())
     }

@@ -85,6 +85,11 @@ impl ApiError {
         )
     }
 
+    /// 503 `server_busy` with `Retry-After: 2`: a bounded resource is full.
+    pub fn server_busy(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_busy", message).retry_after(2)
+    }
+
     /// A 500 whose cause goes to the log, not to the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");

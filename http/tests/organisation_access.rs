@@ -314,8 +314,15 @@ async fn members_list_their_organisations_donations(backend: Backend) {
     // Without organisation_id, the wallet listing is unchanged.
     let (status, body) = app.get_auth("/donations", &token).await;
     assert_eq!((status, body["data"].clone()), (200, json!([])));
+    // A member's session must name the organisation.
     let (status, body) = call(&app, "GET", "/donations", &org.member, None).await;
-    assert_error(status, &body, 401, "authentication_error", None);
+    assert_error(
+        status,
+        &body,
+        400,
+        "invalid_request",
+        Some("organisation_id"),
+    );
     app.stop().await;
 }
 

@@ -76,7 +76,7 @@ async fn health_and_ready_answer(backend: Backend) {
 }
 
 /// (method, path) of every endpoint the server has.
-const ENDPOINTS: [(&str, &str); 56] = [
+const ENDPOINTS: [(&str, &str); 64] = [
     ("post", "/authorize"),
     ("post", "/authorize/by-message"),
     ("post", "/authorize/jwt"),
@@ -133,6 +133,14 @@ const ENDPOINTS: [(&str, &str); 56] = [
     ("patch", "/organisations/{id}"),
     ("get", "/organisations/{id}/stripe/connect"),
     ("get", "/audit-events"),
+    ("post", "/admin/api-keys"),
+    ("get", "/admin/api-keys"),
+    ("get", "/admin/api-keys/{id}"),
+    ("patch", "/admin/api-keys/{id}"),
+    ("delete", "/admin/api-keys/{id}"),
+    ("post", "/admin/api-keys/{id}/rotate"),
+    ("post", "/admin/api-keys/{id}/revoke-tokens"),
+    ("post", "/admin/api-keys/{id}/tokens"),
 ];
 
 async fn the_openapi_document_covers_every_endpoint(backend: Backend) {

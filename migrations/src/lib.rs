@@ -16,6 +16,7 @@ mod m0010_partners;
 mod m0011_ledger_refunds;
 mod m0012_auto_invest_counts;
 mod m0013_dashboard_access;
+mod m0014_api_keys;
 
 pub struct Migrator;
 
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_ledger_refunds::Migration),
             Box::new(m0012_auto_invest_counts::Migration),
             Box::new(m0013_dashboard_access::Migration),
+            Box::new(m0014_api_keys::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 //! another process is a conditional update, so several `ampflow` processes can share one
 //! PostgreSQL database.
 
+mod api_keys;
 mod audit;
 mod auto_invest;
 mod batch;
@@ -26,6 +27,7 @@ pub mod records;
 pub mod testdb;
 mod throttle;
 
+pub use api_keys::*;
 pub use audit::*;
 pub use auto_invest::*;
 pub use chain::*;

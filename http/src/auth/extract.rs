@@ -1,6 +1,7 @@
-//! The dashboard caller: who a request comes from, proven by the session cookie (and, once
-//! API keys exist, by `Authorization: Bearer sk_…`), with the checks every dashboard endpoint
-//! makes — member of this organisation, admin of it — and the audit rows it writes.
+//! The dashboard caller: who a request comes from, proven by the session cookie or by an
+//! organisation API key (`Authorization: Bearer sk_…` or one of its access tokens), with the
+//! check every dashboard endpoint makes (does the caller hold this policy in this
+//! organisation?) and the audit rows it writes.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -12,6 +13,9 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 
+use crate::auth::api_keys::{
+    BearerKind, KeyCredential, Policy, VerifiedKey, bearer_kind, bearer_of,
+};
 use crate::auth::{client, secret_matches, split_cookie};
 use crate::error::ApiError;
 use crate::extract::client_ip;
@@ -43,6 +47,231 @@ impl FromRequestParts<AppState> for SessionAuth {
         authenticate_session_with(state, &parts.headers, &context, verified)
             .await
             .map(SessionAuth)
+    }
+}
+
+/// A caller proven by an organisation API key.
+#[derive(Debug, Clone)]
+pub struct KeyCaller {
+    pub key: ampflow_storage::ApiKeyRecord,
+    pub credential: KeyCredential,
+    pub ip: IpAddr,
+    pub request_id: Option<String>,
+}
+
+/// Who called a dashboard endpoint: a signed-in user or an API key.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Session(Box<DashboardCaller>),
+    Key(Box<KeyCaller>),
+}
+
+/// The extractor for endpoints that both sessions and API keys may call: an API key
+/// credential in `Authorization` (which wins), else a valid session cookie, else 401.
+pub struct DashboardAuth(pub Caller);
+
+impl FromRequestParts<AppState> for DashboardAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let context = RequestContext::of(parts, state);
+        if let Some(verified) = parts.extensions.remove::<VerifiedKey>() {
+            return Ok(DashboardAuth(key_caller(state, verified, context).await?));
+        }
+        if let Some(token) = key_bearer(&parts.headers) {
+            let verified = crate::auth::api_keys::verify_bearer(state, token)
+                .await?
+                .ok_or_else(|| ApiError::authentication("the API key is invalid"))?;
+            return Ok(DashboardAuth(key_caller(state, verified, context).await?));
+        }
+        if !has_session_cookie(state, &parts.headers) {
+            return Err(ApiError::authentication(
+                "this endpoint needs a session cookie or an API key (Authorization: Bearer sk_…)",
+            ));
+        }
+        let verified = parts.extensions.remove::<VerifiedSession>();
+        authenticate_session_with(state, &parts.headers, &context, verified)
+            .await
+            .map(|caller| DashboardAuth(Caller::Session(Box::new(caller))))
+    }
+}
+
+/// The caller of an endpoint that donors' wallets, dashboard users and API keys all use.
+pub enum AnyCaller {
+    Dashboard(Caller),
+    Wallet(ampflow_actors::Principal),
+}
+
+/// The extractor for such endpoints: an API key credential, else a wallet access token, else
+/// a session cookie (401 when the one given does not verify).
+pub struct AnyAuth(pub AnyCaller);
+
+impl FromRequestParts<AppState> for AnyAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key =
+            parts.extensions.get::<VerifiedKey>().is_some() || key_bearer(&parts.headers).is_some();
+        let dashboard = key
+            || (!parts.headers.contains_key(header::AUTHORIZATION)
+                && has_session_cookie(state, &parts.headers));
+        if dashboard {
+            let DashboardAuth(caller) = DashboardAuth::from_request_parts(parts, state).await?;
+            return Ok(AnyAuth(AnyCaller::Dashboard(caller)));
+        }
+        crate::extract::authenticate_headers(state, &parts.headers)
+            .map(|principal| AnyAuth(AnyCaller::Wallet(principal)))
+    }
+}
+
+/// On public endpoints: the API key caller when the request carries a key credential (401
+/// when it does not verify), `None` for an anonymous request. A key caller is held to its
+/// policies (and gets the API-key rate tier).
+pub struct MaybeKey(pub Option<Caller>);
+
+impl FromRequestParts<AppState> for MaybeKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if parts.extensions.get::<VerifiedKey>().is_none() && key_bearer(&parts.headers).is_none() {
+            return Ok(MaybeKey(None));
+        }
+        let DashboardAuth(caller) = DashboardAuth::from_request_parts(parts, state).await?;
+        Ok(MaybeKey(Some(caller)))
+    }
+}
+
+/// The bearer credential of the request if it is an API key's (a key or one of its tokens).
+pub fn key_bearer(headers: &HeaderMap) -> Option<&str> {
+    let token = bearer_of(headers.get(header::AUTHORIZATION)?.to_str().ok()?)?;
+    (bearer_kind(token) != BearerKind::Other).then_some(token)
+}
+
+/// The caller for a verified key; moves its `last_used_at` at most once per
+/// `auth.activity_write_interval_secs`.
+async fn key_caller(
+    state: &AppState,
+    verified: VerifiedKey,
+    context: RequestContext,
+) -> Result<Caller, ApiError> {
+    let now = state.clock().now_ms();
+    let interval_ms = (state.auth().config().activity_write_interval_secs as i64) * 1000;
+    if verified
+        .key
+        .last_used_at_ms
+        .is_none_or(|at| now - at >= interval_ms)
+    {
+        state
+            .storage()
+            .touch_api_key(&verified.key.id, now, interval_ms)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    Ok(Caller::Key(Box::new(KeyCaller {
+        key: verified.key,
+        credential: verified.credential,
+        ip: context.ip,
+        request_id: context.request_id,
+    })))
+}
+
+impl Caller {
+    /// Who the audit log names.
+    pub fn actor(&self) -> AuditActor {
+        match self {
+            Caller::Session(caller) => caller.actor(),
+            Caller::Key(caller) => AuditActor::ApiKey(caller.key.id.clone()),
+        }
+    }
+
+    /// An audit event by this caller from this request.
+    pub fn audit(&self, action: &str, now: UnixMillis) -> AuditEvent {
+        let (ip, request_id) = match self {
+            Caller::Session(c) => (c.ip, c.request_id.clone()),
+            Caller::Key(c) => (c.ip, c.request_id.clone()),
+        };
+        let event = RequestContext { ip, request_id }.audit(self.actor(), action, now);
+        match self {
+            Caller::Key(c) => match &c.credential {
+                KeyCredential::Direct => event.detail("credential", "key"),
+                KeyCredential::Token { id, .. } => event
+                    .detail("credential", "access_token")
+                    .detail("token_id", id.as_str()),
+            },
+            Caller::Session(c) => event.detail("session_id", c.session.id.as_str()),
+        }
+    }
+
+    /// The organisation an API key belongs to; `None` for a session.
+    pub fn key_organisation(&self) -> Option<&str> {
+        match self {
+            Caller::Key(c) => Some(&c.key.organisation_id),
+            Caller::Session(_) => None,
+        }
+    }
+
+    /// 403 `authorization_error` unless the caller holds `policy` in the organisation: a
+    /// session through its member's role (404 when there is no such organisation), a key
+    /// through its own policies, and only in its own organisation.
+    pub async fn require(
+        &self,
+        state: &AppState,
+        organisation_id: &str,
+        policy: Policy,
+    ) -> Result<(), ApiError> {
+        self.require_any(state, organisation_id, &[policy]).await
+    }
+
+    /// Like [`require`](Self::require), for a caller holding any one of `policies`.
+    pub async fn require_any(
+        &self,
+        state: &AppState,
+        organisation_id: &str,
+        policies: &[Policy],
+    ) -> Result<(), ApiError> {
+        let names = || {
+            policies
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        };
+        match self {
+            Caller::Session(caller) => {
+                let role = caller.role_in(state, organisation_id).await?;
+                if policies.iter().any(|p| p.granted_to(role)) {
+                    Ok(())
+                } else {
+                    Err(ApiError::authorization(
+                        "only admins of this organisation may do this",
+                    ))
+                }
+            }
+            Caller::Key(caller) => {
+                if caller.key.organisation_id != organisation_id {
+                    return Err(ApiError::authorization(
+                        "this API key belongs to another organisation",
+                    ));
+                }
+                if policies.iter().any(|p| caller.key.has_policy(p.as_str())) {
+                    Ok(())
+                } else {
+                    Err(ApiError::authorization(format!(
+                        "this API key lacks the {} policy",
+                        names()
+                    )))
+                }
+            }
+        }
     }
 }
 

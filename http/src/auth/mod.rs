@@ -5,11 +5,14 @@
 //! SHA-256 is compared in constant time with the stored hash. The secret is never stored or
 //! logged, so a database leak gives no working cookie.
 
+pub mod api_keys;
 pub mod client;
 pub mod connect;
 pub mod extract;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -17,21 +20,27 @@ use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::auth::api_keys::KeyMode;
 use crate::config::{AuthConfig, PASSWORD_LENGTH_MAX};
+use crate::error::ApiError;
 
-pub use extract::{DashboardCaller, SessionAuth};
+pub use extract::{Caller, DashboardAuth, DashboardCaller, SessionAuth};
 
 /// Bytes of randomness in a session secret.
 const SESSION_SECRET_BYTES: usize = 32;
 
 /// What the auth endpoints share: the hashing parameters, a dummy hash to verify against when
-/// an email is unknown (so an unknown email takes as long as a wrong password), and the GeoIP
-/// database.
+/// an email is unknown (so an unknown email takes as long as a wrong password), the bound on
+/// hashes computed at once, the GeoIP database and the API keys' mode.
 pub struct Auth {
     config: AuthConfig,
     params: Params,
     dummy_hash: OnceLock<String>,
+    hashing: Arc<Semaphore>,
+    hashing_waiters: AtomicU32,
+    key_mode: KeyMode,
     pub geoip: Option<Arc<client::Geoip>>,
 }
 
@@ -60,16 +69,65 @@ impl Auth {
             None,
         )
         .map_err(|e| format!("auth.argon2_*: {e}"))?;
+        let key_mode = config
+            .api_key_mode
+            .as_deref()
+            .and_then(KeyMode::parse)
+            .unwrap_or(KeyMode::Test);
         Ok(Self {
             config: config.clone(),
             params,
             dummy_hash: OnceLock::new(),
+            hashing: Arc::new(Semaphore::new(
+                config.password_hashing_concurrency_max as usize,
+            )),
+            hashing_waiters: AtomicU32::new(0),
+            key_mode,
             geoip: geoip.map(Arc::new),
         })
     }
 
+    /// With API keys of `mode` when `auth.api_key_mode` leaves it open.
+    pub fn with_default_key_mode(mut self, mode: KeyMode) -> Self {
+        if self.config.api_key_mode.is_none() {
+            self.key_mode = mode;
+        }
+        self
+    }
+
     pub fn config(&self) -> &AuthConfig {
         &self.config
+    }
+
+    /// The API keys this server makes and takes.
+    pub fn key_mode(&self) -> KeyMode {
+        self.key_mode
+    }
+
+    /// A turn to compute a password hash. At most `password_hashing_concurrency_max` run at
+    /// once; a caller waits up to `password_hashing_wait_ms` behind at most
+    /// `password_hashing_waiters_max` others, else gets 503 `server_busy`.
+    pub async fn hashing_permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        if let Ok(permit) = self.hashing.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let waiting = self.hashing_waiters.fetch_add(1, Ordering::AcqRel);
+        let result = if waiting >= self.config.password_hashing_waiters_max {
+            None
+        } else {
+            tokio::time::timeout(
+                Duration::from_millis(self.config.password_hashing_wait_ms),
+                self.hashing.clone().acquire_owned(),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+        };
+        self.hashing_waiters.fetch_sub(1, Ordering::AcqRel);
+        result.ok_or_else(|| {
+            tracing::warn!("password hashing is saturated; a request was turned away");
+            ApiError::server_busy("too many password checks are running; retry in a few seconds")
+        })
     }
 
     fn argon2(&self) -> Argon2<'static> {
@@ -223,6 +281,38 @@ mod tests {
         assert!(!auth.verify_password("wrong", Some(&hash)));
         assert!(!auth.verify_password("not a password anyone has", None));
         assert!(!auth.verify_password("x", Some("garbage")));
+    }
+
+    #[tokio::test]
+    async fn hashing_turns_are_bounded_in_number_and_waiting() {
+        let config = AuthConfig {
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+            password_hashing_concurrency_max: 1,
+            password_hashing_waiters_max: 1,
+            password_hashing_wait_ms: 1_000,
+            ..AuthConfig::default()
+        };
+        let auth = Arc::new(Auth::new(&config, None).unwrap());
+        let first = auth.hashing_permit().await.unwrap();
+        // One waiter is allowed: it times out while the turn is held.
+        let waited = auth.hashing_permit().await.unwrap_err();
+        assert_eq!(waited.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(waited.code, "server_busy");
+        assert_eq!(waited.retry_after_secs, Some(2));
+        // With the waiting room full, a caller is refused at once.
+        let waiting = tokio::spawn({
+            let auth = auth.clone();
+            async move { auth.hashing_permit().await.map(drop) }
+        });
+        while auth.hashing_waiters.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(auth.hashing_permit().await.unwrap_err().code, "server_busy");
+        // A turn handed back lets the waiter in.
+        drop(first);
+        waiting.await.unwrap().unwrap();
+        drop(auth.hashing_permit().await.unwrap());
     }
 
     #[test]

@@ -6,12 +6,14 @@ use std::net::IpAddr;
 
 use axum::http::{HeaderMap, header};
 
-use crate::auth::extract::VerifiedSession;
+use crate::auth::api_keys::VerifiedKey;
+use crate::auth::extract::{VerifiedSession, key_bearer};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identifier {
-    /// A verified user: today the wallet of a valid access token (lowercase address).
+    /// A verified user: a dashboard user (`usr_…`) or the wallet of a valid access token
+    /// (lowercase address).
     User(String),
     /// A verified organisation API key, by key id.
     ApiKey(String),
@@ -38,21 +40,39 @@ impl Identifier {
     }
 }
 
+/// A credential the limiter verified, handed to the endpoint's extractor so it is not read
+/// again.
+pub enum Verified {
+    Session(VerifiedSession),
+    Key(VerifiedKey),
+}
+
 /// Resolves the caller, in this order, each only once its credential verified:
-/// 1. a dashboard session cookie whose secret matches → `User(user id)`; the session is
-///    returned too, so the endpoint's extractor does not read it again;
-/// 2. a wallet access token that verifies → `User(wallet)`;
-/// 3. (API keys, still to come) `Authorization: Bearer sk_…` → `ApiKey(key id)`.
+/// 1. an organisation API key or one of its access tokens in `Authorization` →
+///    `ApiKey(key id)` (the dashboard extractor also lets a key win over a cookie);
+/// 2. a dashboard session cookie whose secret matches → `User(user id)`;
+/// 3. a wallet access token that verifies → `User(wallet)`;
+/// 4. otherwise the client IP.
 pub async fn identify(
     state: &AppState,
     headers: &HeaderMap,
     ip: IpAddr,
-) -> (Identifier, Option<VerifiedSession>) {
+) -> (Identifier, Option<Verified>) {
+    if let Some(token) = key_bearer(headers) {
+        return match crate::auth::api_keys::verify_bearer(state, token).await {
+            Ok(Some(verified)) => (
+                Identifier::ApiKey(verified.key.id.clone()),
+                Some(Verified::Key(verified)),
+            ),
+            // The endpoint verifies again and answers 401; counted by IP meanwhile.
+            Ok(None) | Err(_) => (Identifier::Ip(ip), None),
+        };
+    }
     match crate::auth::extract::session_of_cookie(state, headers).await {
         Ok(Some(session)) => {
             return (
                 Identifier::User(session.user_id.clone()),
-                Some(VerifiedSession(session)),
+                Some(Verified::Session(VerifiedSession(session))),
             );
         }
         Ok(None) => {}

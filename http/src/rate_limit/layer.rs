@@ -112,9 +112,15 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
         .map(|ConnectInfo(addr)| *addr)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let ip = crate::extract::client_ip(&state, peer, request.headers());
-    let (who, session) = super::identifier::identify(&state, request.headers(), ip).await;
-    if let Some(session) = session {
-        request.extensions_mut().insert(session);
+    let (who, verified) = super::identifier::identify(&state, request.headers(), ip).await;
+    match verified {
+        Some(super::identifier::Verified::Session(session)) => {
+            request.extensions_mut().insert(session);
+        }
+        Some(super::identifier::Verified::Key(key)) => {
+            request.extensions_mut().insert(key);
+        }
+        None => {}
     }
     let method = request.method().clone();
     let endpoint = format!("{method}:{route}");

@@ -1,6 +1,7 @@
 //! `GET /audit-events`: the audit log, newest first, in cursor pages. With `organisation_id`,
-//! an admin of that organisation reads its events (membership and role changes, organisation
-//! changes, and later its API keys and tokens). Without it, any signed-in user reads the
+//! an admin of that organisation (or one of its API keys holding `audit:read`, for which it is
+//! the default) reads its events (membership and role changes, organisation changes, its API
+//! keys and tokens). Without it, any signed-in user reads the
 //! events about themselves: those they did or that were done to their account (logins,
 //! failed logins, sessions, password and security settings). Nobody reads another user's
 //! personal events through the API.
@@ -13,7 +14,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::SessionAuth;
+use crate::auth::api_keys::Policy;
+use crate::auth::{Caller, DashboardAuth};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiQuery;
 use crate::params;
@@ -97,23 +99,34 @@ fn view(event: AuditEvent) -> AuditEventView {
 }
 
 /// The audit log, newest first: an organisation's (admins of it) or your own.
-#[utoipa::path(get, path = "/audit-events", tag = "audit", security(("cookie" = [])),
+#[utoipa::path(get, path = "/audit-events", tag = "audit", security(("cookie" = []), ("bearer" = [])),
     params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_audit_events(
     State(state): State<AppState>,
-    SessionAuth(caller): SessionAuth,
+    DashboardAuth(caller): DashboardAuth,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = params::page_limit(query.limit, PAGE_DEFAULT, PAGE_MAX)?;
     let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let scope = match query.organisation_id {
-        Some(organisation_id) => {
-            caller.require_admin(&state, &organisation_id).await?;
+    let organisation_id = query
+        .organisation_id
+        .or_else(|| caller.key_organisation().map(str::to_string));
+    let scope = match (organisation_id, &caller) {
+        (Some(organisation_id), _) => {
+            caller
+                .require(&state, &organisation_id, Policy::AuditRead)
+                .await?;
             AuditScope::Organisation(organisation_id)
         }
-        None => AuditScope::Subject(caller.user.id.clone()),
+        (None, Caller::Session(session)) => AuditScope::Subject(session.user.id.clone()),
+        (None, Caller::Key(_)) => {
+            return Err(ApiError::invalid_param(
+                "organisation_id",
+                "give the organisation_id whose events to read",
+            ));
+        }
     };
     let mut events = state
         .storage()

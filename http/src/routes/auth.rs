@@ -179,12 +179,21 @@ fn storage_error(error: StorageError) -> ApiError {
     }
 }
 
-/// Runs a CPU-heavy password check off the async workers.
-async fn verify_password(state: &AppState, password: String, hash: Option<String>) -> bool {
+/// Runs a CPU-heavy password check off the async workers, once a hashing turn is free (503
+/// `server_busy` when none frees up in time).
+async fn verify_password(
+    state: &AppState,
+    password: String,
+    hash: Option<String>,
+) -> Result<bool, ApiError> {
+    let permit = state.auth().hashing_permit().await?;
     let state = state.clone();
-    tokio::task::spawn_blocking(move || state.auth().verify_password(&password, hash.as_deref()))
-        .await
-        .unwrap_or(false)
+    Ok(tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        state.auth().verify_password(&password, hash.as_deref())
+    })
+    .await
+    .unwrap_or(false))
 }
 
 /// Log in with email and password. Sets the session cookie (HttpOnly, SameSite=Lax, Path=/,
@@ -223,7 +232,7 @@ async fn login(
         .await
         .map_err(ApiError::internal)?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let matches = verify_password(&state, body.password, hash).await;
+    let matches = verify_password(&state, body.password, hash).await?;
     let user = match user {
         Some(user) if matches => user,
         known => {
@@ -539,7 +548,7 @@ async fn change_password(
             body.current_password,
             Some(caller.user.password_hash.clone()),
         )
-        .await
+        .await?
     {
         let audit = caller
             .audit("password.change_failed", now)
@@ -554,11 +563,15 @@ async fn change_password(
         .auth()
         .check_new_password(&body.new_password)
         .map_err(|message| ApiError::invalid_param("new_password", message))?;
+    let permit = state.auth().hashing_permit().await?;
     let hasher = state.clone();
-    let hash = tokio::task::spawn_blocking(move || hasher.auth().hash_password(&body.new_password))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let hash = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        hasher.auth().hash_password(&body.new_password)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
     let stamp = new_security_stamp();
     let audit = caller
         .audit("password.changed", now)

@@ -1,7 +1,8 @@
 //! Donations (seed 000, "Donations"): create one, which sets up its Stripe PaymentIntent, and
 //! read the caller's donations. Platform envelopes: `{data, meta:{request_id}}` for one record,
-//! `{data, has_more, next_cursor}` for a page. Donors sign in with the wallet JWT; organisation
-//! members list their organisation's donations with the session cookie.
+//! `{data, has_more, next_cursor}` for a page. Donors sign in with the wallet JWT and see their
+//! own donations. An organisation's members (session cookie) and API keys see the
+//! organisation's, with `donations:read`, and create donations for it with `donations:write`.
 
 use ampflow_actors::donation::{DonationError, NewDonation};
 use ampflow_actors::stripe::StripeError;
@@ -9,16 +10,17 @@ use ampflow_storage::{DonationCursor, DonationRecord};
 use ampflow_types::{Currency, DonationId};
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::extract::{RequestContext, authenticate_session};
+use crate::auth::api_keys::Policy;
+use crate::auth::extract::{AnyAuth, AnyCaller};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, WalletAuth, authenticate_headers};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::middleware::RequestId;
 use crate::params;
 use crate::routes::public::{Envelope, rfc3339};
@@ -200,21 +202,31 @@ fn payment_error(error: StripeError) -> ApiError {
 }
 
 /// Create a donation and its Stripe PaymentIntent; pay it in the browser with the answered
-/// `client_secret`.
-#[utoipa::path(post, path = "/donations", tag = "donations", security(("bearer" = [])),
+/// `client_secret`. A donor signs in with their wallet; an organisation's API key (or admin
+/// session) needs `donations:write` for the body's organisation.
+#[utoipa::path(post, path = "/donations", tag = "donations", security(("bearer" = []), ("cookie" = [])),
     request_body = DonationBody,
     responses((status = 201, body = inline(Envelope<CreatedDonationView>)), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 402, description = "`payment_error`: Stripe declined", body = ErrorBody),
         (status = 502, description = "`payment_error`: Stripe could not be reached or failed", body = ErrorBody),
         (status = 503, description = "`stripe_not_configured`", body = ErrorBody)))]
 async fn create_donation(
     State(state): State<AppState>,
-    WalletAuth(principal): WalletAuth,
+    AnyAuth(caller): AnyAuth,
     axum::Extension(request_id): axum::Extension<RequestId>,
     ApiJson(body): ApiJson<DonationBody>,
 ) -> Result<(StatusCode, Json<Envelope<CreatedDonationView>>), ApiError> {
-    let new = parse_donation(body, principal.address)?;
+    let wallet = match &caller {
+        AnyCaller::Wallet(principal) => Some(principal.address),
+        AnyCaller::Dashboard(_) => None,
+    };
+    let new = parse_donation(body, wallet)?;
+    if let AnyCaller::Dashboard(caller) = &caller {
+        caller
+            .require(&state, &new.organisation_id, Policy::DonationsWrite)
+            .await?;
+    }
     let created = state.actors().donations().create(new).await?;
     let view = CreatedDonationView {
         id: created.donation.id,
@@ -226,7 +238,7 @@ async fn create_donation(
 
 fn parse_donation(
     body: DonationBody,
-    wallet: ampflow_types::WalletAddress,
+    wallet: Option<ampflow_types::WalletAddress>,
 ) -> Result<NewDonation, ApiError> {
     let record_id = |param: &str, prefix: &str, text: &str| {
         let text = text.trim();
@@ -281,52 +293,84 @@ fn parse_donation(
     })
 }
 
-/// One of the caller's donations.
-#[utoipa::path(get, path = "/donations/{id}", tag = "donations", security(("bearer" = [])),
+/// One donation: a wallet's own, or (with `donations:read`) one of the organisation's.
+#[utoipa::path(get, path = "/donations/{id}", tag = "donations", security(("bearer" = []), ("cookie" = [])),
     params(("id" = String, Path, description = "The donation's id (don_…)")),
     responses((status = 200, body = inline(Envelope<DonationView>)), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_donation(
     State(state): State<AppState>,
-    WalletAuth(principal): WalletAuth,
+    AnyAuth(caller): AnyAuth,
     ApiPath(id): ApiPath<String>,
     axum::Extension(request_id): axum::Extension<RequestId>,
 ) -> Result<Json<Envelope<DonationView>>, ApiError> {
     let id = DonationId::parse(&id).map_err(|_| ApiError::not_found("no donation has this id"))?;
-    let donation = state
-        .actors()
-        .donations()
-        .get(&id, &principal.address)
-        .await?;
+    let donations = state.actors().donations();
+    let donation = match caller {
+        AnyCaller::Wallet(principal) => donations.get(&id, &principal.address).await?,
+        AnyCaller::Dashboard(caller) => {
+            let organisation_id = match caller.key_organisation() {
+                Some(organisation_id) => organisation_id.to_string(),
+                // A user may belong to several organisations: read the donation, then check.
+                None => {
+                    state
+                        .storage()
+                        .donation(id.as_str())
+                        .await
+                        .map_err(ApiError::internal)?
+                        .ok_or_else(|| ApiError::not_found("no donation has this id"))?
+                        .organisation_id
+                }
+            };
+            caller
+                .require(&state, &organisation_id, Policy::DonationsRead)
+                .await?;
+            donations.get_of_organisation(&id, &organisation_id).await?
+        }
+    };
     Ok(Envelope::new(donation.into(), &request_id))
 }
 
-/// The caller's donations, newest first: the wallet's (bearer token), or with
-/// `organisation_id` an organisation's, for its members (session cookie).
+/// Donations, newest first: a wallet's own (wallet token), or an organisation's (a member's
+/// session cookie with `organisation_id`, or an API key with `donations:read`, whose own
+/// organisation is the default).
 #[utoipa::path(get, path = "/donations", tag = "donations", security(("bearer" = []), ("cookie" = [])),
     params(DonationQuery),
     responses((status = 200, body = DonationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_donations(
     State(state): State<AppState>,
-    context: RequestContext,
-    headers: HeaderMap,
+    AnyAuth(caller): AnyAuth,
     ApiQuery(query): ApiQuery<DonationQuery>,
 ) -> Result<Json<DonationPage>, ApiError> {
     let limit = params::page_limit(query.limit, PAGE_DEFAULT, PAGE_MAX)?;
     let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let mut donations = match query.organisation_id {
-        Some(organisation_id) => {
-            let caller = authenticate_session(&state, &headers, &context).await?;
-            caller.role_in(&state, &organisation_id).await?;
+    let mut donations = match caller {
+        AnyCaller::Dashboard(caller) => {
+            let organisation_id = query
+                .organisation_id
+                .or_else(|| caller.key_organisation().map(str::to_string))
+                .ok_or_else(|| {
+                    ApiError::invalid_param(
+                        "organisation_id",
+                        "give the organisation_id whose donations to list",
+                    )
+                })?;
+            caller
+                .require(&state, &organisation_id, Policy::DonationsRead)
+                .await?;
             state
                 .storage()
                 .list_organisation_donations(&organisation_id, cursor.as_ref(), limit + 1)
                 .await
                 .map_err(ApiError::internal)?
         }
-        None => {
-            let principal = authenticate_headers(&state, &headers)?;
+        AnyCaller::Wallet(principal) => {
+            if query.organisation_id.is_some() {
+                return Err(ApiError::authentication(
+                    "an organisation's donations need a session cookie or an API key",
+                ));
+            }
             state
                 .actors()
                 .donations()

@@ -4,7 +4,7 @@
 //! `authorization_error` for an organisation that exists (organisations are public anyway, see
 //! `/public/organisations`) and 404 for one that does not.
 
-use ampflow_storage::{OrganisationChanges, Role};
+use ampflow_storage::OrganisationChanges;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,8 +14,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::admin;
-use crate::auth::SessionAuth;
+use crate::auth::api_keys::Policy;
 use crate::auth::connect::onboarding_url;
+use crate::auth::{Caller, DashboardAuth, SessionAuth};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath};
 use crate::middleware::RequestId;
@@ -37,8 +38,22 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct MemberOrganisationView {
     #[serde(flatten)]
     pub organisation: OrganisationView,
-    /// member or admin.
+    /// member or admin; `api_key` for a caller using one of the organisation's keys.
     pub role: &'static str,
+}
+
+/// The caller's role label once it holds `policy` in the organisation.
+async fn role_for(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    policy: Policy,
+) -> Result<&'static str, ApiError> {
+    caller.require(state, id, policy).await?;
+    Ok(match caller {
+        Caller::Session(session) => session.role_in(state, id).await?.as_str(),
+        Caller::Key(_) => "api_key",
+    })
 }
 
 /// Absent leaves a field as it is; null (or an empty string) clears an optional one.
@@ -105,7 +120,7 @@ async fn my_organisations(
 async fn member_view(
     state: &AppState,
     id: &str,
-    role: Role,
+    role: &'static str,
 ) -> Result<MemberOrganisationView, ApiError> {
     let storage = state.storage();
     let org = storage
@@ -116,22 +131,22 @@ async fn member_view(
     let funds = storage.funds_of(id).await.map_err(ApiError::internal)?;
     Ok(MemberOrganisationView {
         organisation: OrganisationView::new(org, Some(funds)),
-        role: role.as_str(),
+        role,
     })
 }
 
-/// One organisation, with its funds; members only.
-#[utoipa::path(get, path = "/organisations/{id}", tag = "organisations", security(("cookie" = [])),
+/// One organisation, with its funds; members and keys with `organisations:read`.
+#[utoipa::path(get, path = "/organisations/{id}", tag = "organisations", security(("cookie" = []), ("bearer" = [])),
     params(("id" = String, Path, description = "The organisation's id (org_…)")),
     responses((status = 200, body = inline(Envelope<MemberOrganisationView>)), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_organisation(
     State(state): State<AppState>,
-    SessionAuth(caller): SessionAuth,
+    DashboardAuth(caller): DashboardAuth,
     ApiPath(id): ApiPath<String>,
     axum::Extension(request_id): axum::Extension<RequestId>,
 ) -> Result<Json<Envelope<MemberOrganisationView>>, ApiError> {
-    let role = caller.role_in(&state, &id).await?;
+    let role = role_for(&state, &caller, &id, Policy::OrganisationsRead).await?;
     Ok(Envelope::new(
         member_view(&state, &id, role).await?,
         &request_id,
@@ -193,21 +208,21 @@ fn changes_json(changes: &OrganisationChanges) -> serde_json::Value {
     serde_json::json!({ "changed": map })
 }
 
-/// Change the organisation's name and profile; admins only. (Its country and verification
-/// status are the platform's to change.)
-#[utoipa::path(patch, path = "/organisations/{id}", tag = "organisations", security(("cookie" = [])),
+/// Change the organisation's name and profile; admins and keys with `organisations:write`.
+/// (Its country and verification status are the platform's to change.)
+#[utoipa::path(patch, path = "/organisations/{id}", tag = "organisations", security(("cookie" = []), ("bearer" = [])),
     params(("id" = String, Path, description = "The organisation's id (org_…)")),
     request_body = OrganisationPatch,
     responses((status = 200, body = inline(Envelope<MemberOrganisationView>)), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn update_organisation(
     State(state): State<AppState>,
-    SessionAuth(caller): SessionAuth,
+    DashboardAuth(caller): DashboardAuth,
     ApiPath(id): ApiPath<String>,
     axum::Extension(request_id): axum::Extension<RequestId>,
     ApiJson(body): ApiJson<OrganisationPatch>,
 ) -> Result<Json<Envelope<MemberOrganisationView>>, ApiError> {
-    caller.require_admin(&state, &id).await?;
+    let role = role_for(&state, &caller, &id, Policy::OrganisationsWrite).await?;
     let changes = parse_patch(body)?;
     let now = state.clock().now_ms();
     let audit = caller
@@ -224,7 +239,7 @@ async fn update_organisation(
         return Err(ApiError::not_found("no organisation has this id"));
     }
     Ok(Envelope::new(
-        member_view(&state, &id, Role::Admin).await?,
+        member_view(&state, &id, role).await?,
         &request_id,
     ))
 }

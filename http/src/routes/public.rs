@@ -10,6 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::api_keys::Policy;
+use crate::auth::extract::MaybeKey;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::middleware::RequestId;
@@ -336,12 +338,18 @@ pub(crate) async fn known_organisation(
 /// An organisation's public ledger, in chain order (oldest first).
 #[utoipa::path(get, path = "/public/organisations/{id}/ledger", tag = "public",
     params(("id" = String, Path, description = "The organisation's id (org_…)"), LedgerQuery),
-    responses((status = 200, body = LedgerPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = LedgerPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "an API key without `ledger:read` for this organisation", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 async fn ledger(
     State(state): State<AppState>,
+    MaybeKey(key): MaybeKey,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<LedgerQuery>,
 ) -> Result<Json<LedgerPage>, ApiError> {
+    if let Some(caller) = key {
+        caller.require(&state, &id, Policy::LedgerRead).await?;
+    }
     let limit = params::page_limit(query.limit, LEDGER_PAGE_DEFAULT, LEDGER_PAGE_MAX)?;
     let after_seq = match query.cursor.as_deref() {
         None => 0,
@@ -395,11 +403,17 @@ async fn ledger(
 #[utoipa::path(get, path = "/public/organisations/{id}/ledger/export", tag = "public",
     params(("id" = String, Path, description = "The organisation's id (org_…)")),
     responses((status = 200, description = "`{downloaded_at, organisation_id, entry_count, entries}`", content_type = "application/json"),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "an API key without `ledger:read` for this organisation", body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 async fn ledger_export(
     State(state): State<AppState>,
+    MaybeKey(key): MaybeKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<axum::response::Response, ApiError> {
+    if let Some(caller) = key {
+        caller.require(&state, &id, Policy::LedgerRead).await?;
+    }
     let org = known_organisation(&state, &id).await?;
     let (count, _) = state
         .storage()

@@ -1,6 +1,7 @@
 //! sea-orm entities, one file per table. Rows never leave this crate as-is: repositories map
 //! them to the record types in [`crate::records`].
 
+pub mod api_keys;
 pub mod audit_events;
 pub mod auto_invest_open_counts;
 pub mod auto_invest_tasks;
