@@ -255,6 +255,70 @@ async fn two_servers_sharing_one_redis_share_the_limits() {
     delete_keys(&url, &prefix).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_leasing_budget_from_one_redis_never_admit_more_than_the_limit() {
+    let Some(url) = redis_url() else {
+        eprintln!("TEST_REDIS_URL is not set: skipping");
+        return;
+    };
+    let prefix = unique_prefix();
+    let settings = |s: &mut Settings| {
+        limited(s, &prefix, Some(&url));
+        // An hour-long window, so the run does not straddle two of them.
+        s.rate_limit.tiers.public = Tier {
+            limit: 200,
+            window_secs: 3_600,
+            fixed: false,
+        };
+        s.rate_limit.redis_lease_fraction = 0.1;
+    };
+    let a = TestApp::start_with(Backend::Sqlite, settings)
+        .await
+        .unwrap();
+    let b = TestApp::start_with(Backend::Sqlite, settings)
+        .await
+        .unwrap();
+
+    // The first request leases 20 units (10 % of 200): Redis counts them all at once.
+    let first = get(&a, "/public/organisations").await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(header(&first, "x-ratelimit-remaining"), Some(199));
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}ratelimit:*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let counted: u64 = redis::cmd("HGET")
+        .arg(&keys[0])
+        .arg("c")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(counted, 20);
+    // The next ones are admitted from the lease, with the headers counting down.
+    let second = get(&a, "/public/organisations").await;
+    assert_eq!(header(&second, "x-ratelimit-remaining"), Some(198));
+
+    // Both servers together admit at most the limit, and only a few units short of it.
+    let mut admitted = 2;
+    for i in 0..400 {
+        let app = if i % 3 == 0 { &a } else { &b };
+        if get(app, "/public/organisations").await.status() == 200 {
+            admitted += 1;
+        }
+    }
+    assert!(
+        (190..=200).contains(&admitted),
+        "admitted {admitted} of a limit of 200"
+    );
+    a.stop().await;
+    b.stop().await;
+    delete_keys(&url, &prefix).await;
+}
+
 /// A private redis-server on a loopback port, killed when dropped.
 struct PrivateRedis {
     child: Child,

@@ -171,8 +171,14 @@ pub struct RateLimitConfig {
     pub redis_timeout_ms: u64,
     /// While Redis is down, checks use the in-memory limits and Redis is probed this often.
     pub redis_retry_interval_ms: u64,
-    /// Keys the in-memory store holds at most; the least recently used go first.
+    /// Keys the in-memory store holds at most; the least recently used go first. Also bounds
+    /// the Redis leases held.
     pub memory_keys_max: usize,
+    /// With Redis: the share of a rule's limit one Redis check may lease, so this process
+    /// admits that many requests locally before asking again (fewer Redis round trips). The
+    /// grant shrinks as the limit nears and a lease ends with its window; 0 turns leasing off
+    /// (one Redis check per request). Limits under `1 / fraction` are never leased.
+    pub redis_lease_fraction: f64,
 }
 
 impl Default for RateLimitConfig {
@@ -195,6 +201,7 @@ impl Default for RateLimitConfig {
             redis_timeout_ms: 200,
             redis_retry_interval_ms: 2_000,
             memory_keys_max: 100_000,
+            redis_lease_fraction: 0.1,
         }
     }
 }
@@ -250,6 +257,9 @@ impl RateLimitConfig {
         }
         if !(1_000..=100_000_000).contains(&self.memory_keys_max) {
             return Err("rate_limit.memory_keys_max must be from 1000 to 100000000".into());
+        }
+        if !(0.0..=0.5).contains(&self.redis_lease_fraction) {
+            return Err("rate_limit.redis_lease_fraction must be from 0 to 0.5".into());
         }
         if let Some(route) = self.exempt_routes.iter().find(|r| !r.starts_with('/')) {
             return Err(format!(

@@ -6,24 +6,27 @@
 //!   process; memory: this process only, bounded);
 //! - this file: [`RateLimiter`], which uses Redis when configured and reachable and the memory
 //!   store otherwise (a circuit breaker: while Redis is down no request waits for it);
+//! - `lease`: with Redis, budget leased for large limits and spent locally;
 //! - `identifier`: who is counted; `card`: the donation signals; `layer`: the middleware.
 
 pub mod card;
 mod config;
 pub mod identifier;
 pub mod layer;
+mod lease;
 mod memory;
 mod redis_store;
 pub mod window;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use config::{AutoBlockConfig, CardTestingConfig, RateLimitConfig, Tier, Tiers};
 pub use identifier::Identifier;
 pub use window::Limit;
 
+use lease::Leases;
 use memory::MemoryStore;
 use redis_store::RedisStore;
 
@@ -131,6 +134,8 @@ struct SharedStore {
 pub struct RateLimiter {
     memory: MemoryStore,
     redis: Option<Arc<SharedStore>>,
+    /// Budget leased from Redis; `None` when `redis_lease_fraction` is 0.
+    leases: Option<Leases>,
 }
 
 impl RateLimiter {
@@ -144,9 +149,12 @@ impl RateLimiter {
                 retry_interval: Duration::from_millis(config.redis_retry_interval_ms),
             })
         });
+        let leases = (config.redis_lease_fraction > 0.0)
+            .then(|| Leases::new(config.redis_lease_fraction, config.memory_keys_max));
         Self {
             memory: MemoryStore::new(config.memory_keys_max),
             redis,
+            leases,
         }
     }
 
@@ -156,7 +164,11 @@ impl RateLimiter {
         if let Some(shared) = &self.redis
             && shared.up.load(Ordering::Acquire)
         {
-            match tokio::time::timeout(shared.timeout, shared.store.check(check)).await {
+            let answer = match &self.leases {
+                Some(leases) => check_leased(shared, leases, check).await,
+                None => tokio::time::timeout(shared.timeout, shared.store.check(check)).await,
+            };
+            match answer {
                 Ok(Ok(verdict)) => return (verdict, Store::Redis),
                 Ok(Err(error)) => mark_down(shared, &error.to_string()),
                 Err(_) => mark_down(shared, "no answer within rate_limit.redis_timeout_ms"),
@@ -169,6 +181,57 @@ impl RateLimiter {
     pub fn redis_up(&self) -> Option<bool> {
         self.redis.as_ref().map(|s| s.up.load(Ordering::Acquire))
     }
+}
+
+/// A check through the leases: rules with a live lease admit from it, and only the others go
+/// to Redis (asking for a lease each). When Redis refuses, the units taken are handed back.
+async fn check_leased(
+    shared: &SharedStore,
+    leases: &Leases,
+    check: &Check<'_>,
+) -> Result<::redis::RedisResult<Verdict>, tokio::time::error::Elapsed> {
+    let now = Instant::now();
+    let mut binding: Option<Headline> = None;
+    let mut bind = |headline: Headline| {
+        if binding.is_none_or(|b| headline.remaining < b.remaining) {
+            binding = Some(headline);
+        }
+    };
+    let mut taken: Vec<&str> = Vec::new();
+    let mut asked: Vec<(&Rule, u64)> = Vec::new();
+    for rule in check.rules {
+        let want = leases.want(rule.limit.limit);
+        match (want > 1).then(|| leases.take(&rule.key, now)).flatten() {
+            Some(headline) => {
+                taken.push(&rule.key);
+                bind(headline);
+            }
+            None => asked.push((rule, want)),
+        }
+    }
+    if asked.is_empty() {
+        return Ok(Ok(Verdict::Allowed { binding }));
+    }
+    let answer = tokio::time::timeout(
+        shared.timeout,
+        shared
+            .store
+            .check_leasing(&asked, check.auto_block.as_ref()),
+    )
+    .await;
+    let verdict = match answer {
+        Ok(Ok((Verdict::Allowed { .. }, grants))) => {
+            for ((rule, _), grant) in asked.iter().zip(grants) {
+                bind(leases.keep(&rule.key, rule.limit.limit, grant, now));
+            }
+            return Ok(Ok(Verdict::Allowed { binding }));
+        }
+        other => other,
+    };
+    for key in taken {
+        leases.give_back(key);
+    }
+    verdict.map(|answer| answer.map(|(verdict, _)| verdict))
 }
 
 /// Opens the breaker: logs once per outage and starts the one probe.

@@ -3,6 +3,11 @@
 //! `ampflow` process sharing the Redis. The script is `window.rs` in Lua: the same counters
 //! (a hash per key: `w` window index, `c` current count, `p` previous count), the same integer
 //! arithmetic, and Redis's own clock (`TIME`), so processes with skewed clocks still agree.
+//!
+//! A rule may ask for a lease (`want` > 1): when it admits, the script counts up to `want`
+//! requests at once instead of one, so the process can admit the rest locally (see
+//! `lease.rs`). The grant shrinks with the room left: `max(1, ⌊room × want / limit⌋)`, so near
+//! the limit every process holds at most a unit or two that its clients may not use.
 
 use redis::aio::ConnectionManager;
 
@@ -10,8 +15,9 @@ use super::{Check, Verdict};
 
 /// KEYS: block key, block-count key, then one key per rule.
 /// ARGV: auto-block on (0/1), blocks_max, block window ms, block duration ms, then per rule:
-/// limit, window ms, fixed (0/1).
-/// Returns {status, rule index (1-based, 0 for none), limit, remaining, reset ms, retry ms};
+/// limit, window ms, fixed (0/1), want (units to lease, at least 1).
+/// Returns {status, rule index (1-based, 0 for none), limit, remaining, reset ms, retry ms,
+/// Redis's now ms}, and when admitted, per rule {granted units, remaining after the grant};
 /// status 0 admitted, 1 limited, 2 blocked.
 const SCRIPT: &str = r#"
 local t = redis.call('TIME')
@@ -19,7 +25,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local auto_block = ARGV[1] == '1'
 if auto_block then
   local ttl = redis.call('PTTL', KEYS[1])
-  if ttl > 0 then return {2, 0, 0, 0, now + ttl, ttl} end
+  if ttl > 0 then return {2, 0, 0, 0, now + ttl, ttl, now} end
 end
 
 local function roll(key, window)
@@ -50,16 +56,22 @@ local state = {}
 local best, best_remaining = 0, -1
 local worst, worst_retry = 0, -1
 for i = 1, rules do
-  local base = 4 + (i - 1) * 3
+  local base = 4 + (i - 1) * 4
   local limit, window = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
   local fixed = ARGV[base + 3] == '1'
+  local want = tonumber(ARGV[base + 4])
   local index, c, p = roll(KEYS[i + 2], window)
   local elapsed = now - index * window
   local previous = p
   if fixed then previous = 0 end
   local used = math.ceil(previous * (window - elapsed) / window) + c
   local reset = (index + 1) * window
-  state[i] = {index, c, p, window, limit, reset}
+  local room = limit - used
+  local grant = 1
+  if want > 1 and room > 1 then
+    grant = math.max(1, math.min(want, room, math.floor(room / limit * want)))
+  end
+  state[i] = {index, c, p, window, limit, reset, grant, room - grant}
   if used < limit then
     local remaining = limit - used - 1
     if best_remaining < 0 or remaining < best_remaining then
@@ -72,14 +84,19 @@ for i = 1, rules do
 end
 
 if worst == 0 then
+  local reply = {0, 0, 0, 0, 0, 0, now}
   for i = 1, rules do
     local s = state[i]
-    redis.call('HSET', KEYS[i + 2], 'w', s[1], 'c', s[2] + 1, 'p', s[3])
+    redis.call('HSET', KEYS[i + 2], 'w', s[1], 'c', s[2] + s[7], 'p', s[3])
     redis.call('PEXPIRE', KEYS[i + 2], 2 * s[4])
+    reply[6 + 2 * i] = s[7]
+    reply[7 + 2 * i] = s[8]
   end
-  if best == 0 then return {0, 0, 0, 0, 0, 0} end
-  local s = state[best]
-  return {0, best, s[5], best_remaining, s[6], 0}
+  if best > 0 then
+    local s = state[best]
+    reply[2], reply[3], reply[4], reply[5] = best, s[5], best_remaining, s[6]
+  end
+  return reply
 end
 
 if auto_block then
@@ -94,8 +111,19 @@ if auto_block then
   end
 end
 local s = state[worst]
-return {1, worst, s[5], 0, now + worst_retry, worst_retry}
+return {1, worst, s[5], 0, now + worst_retry, worst_retry, now}
 "#;
+
+/// What an admitting check granted one rule: `units` requests counted (this one and
+/// `units - 1` to admit locally) and the room left after them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub units: u64,
+    pub remaining: u64,
+    /// When the rule's current window ends, in Redis's clock, and Redis's clock now.
+    pub reset_ms: u64,
+    pub now_ms: u64,
+}
 
 pub struct RedisStore {
     connection: ConnectionManager,
@@ -114,9 +142,23 @@ impl RedisStore {
         &self.connection
     }
 
+    /// Checks and counts one request against every rule, each counted once.
     pub async fn check(&self, check: &Check<'_>) -> redis::RedisResult<Verdict> {
+        let rules: Vec<(&super::Rule, u64)> = check.rules.iter().map(|r| (r, 1)).collect();
+        self.check_leasing(&rules, check.auto_block.as_ref())
+            .await
+            .map(|(verdict, _)| verdict)
+    }
+
+    /// Checks one request against `rules`, each with the units it would like to lease; when
+    /// admitted, answers what each rule granted (in order).
+    pub async fn check_leasing(
+        &self,
+        rules: &[(&super::Rule, u64)],
+        auto_block: Option<&super::AutoBlock>,
+    ) -> redis::RedisResult<(Verdict, Vec<Grant>)> {
         let mut invocation = self.script.prepare_invoke();
-        match &check.auto_block {
+        match auto_block {
             Some(block) => {
                 invocation
                     .key(&block.block_key)
@@ -130,29 +172,51 @@ impl RedisStore {
                 invocation.key("-").key("-").arg(0).arg(0).arg(1).arg(1);
             }
         }
-        for rule in check.rules {
+        for (rule, want) in rules {
             invocation
                 .key(&rule.key)
                 .arg(rule.limit.limit)
                 .arg(rule.limit.window_ms)
-                .arg(u8::from(rule.limit.fixed));
+                .arg(u8::from(rule.limit.fixed))
+                .arg((*want).max(1));
         }
         let mut connection = self.connection.clone();
         let reply: Vec<u64> = invocation.invoke_async(&mut connection).await?;
-        let [status, index, limit, remaining, reset_ms, retry_ms] = reply[..] else {
-            return Err(redis::RedisError::from((
+        let shape_error = || {
+            redis::RedisError::from((
                 redis::ErrorKind::Client,
                 "the rate-limit script answered an unexpected shape",
-            )));
+            ))
+        };
+        let Some(&[status, index, limit, remaining, reset_ms, retry_ms, now_ms]) = reply.get(..7)
+        else {
+            return Err(shape_error());
         };
         let reason = |index: u64| {
             usize::try_from(index)
                 .ok()
                 .and_then(|i| i.checked_sub(1))
-                .and_then(|i| check.rules.get(i))
-                .map(|rule| rule.reason)
+                .and_then(|i| rules.get(i))
+                .map(|(rule, _)| rule.reason)
         };
-        Ok(match status {
+        let grants = if status == 0 {
+            if reply.len() != 7 + 2 * rules.len() {
+                return Err(shape_error());
+            }
+            reply[7..]
+                .chunks_exact(2)
+                .zip(rules)
+                .map(|(pair, (rule, _))| Grant {
+                    units: pair[0],
+                    remaining: pair[1],
+                    reset_ms: rule_reset(rule, now_ms),
+                    now_ms,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let verdict = match status {
             0 => Verdict::Allowed {
                 binding: reason(index).map(|_| super::Headline {
                     limit,
@@ -169,6 +233,13 @@ impl RedisStore {
             _ => Verdict::Blocked {
                 retry_after_ms: retry_ms,
             },
-        })
+        };
+        Ok((verdict, grants))
     }
+}
+
+/// When the window `now_ms` falls in ends, for the rule (the script's `(index + 1) × window`).
+fn rule_reset(rule: &super::Rule, now_ms: u64) -> u64 {
+    let window = rule.limit.window_ms.max(1);
+    (now_ms / window + 1) * window
 }

@@ -1,10 +1,13 @@
 //! Rate-limit benchmark: the cost of a check. The real server answers a cheap, non-exempt
-//! endpoint (`GET /.well-known/jwks.json`, served from memory) three times in the same run, on
-//! loopback: with rate limiting off (the baseline), with limits in Redis (one Lua script per
-//! request) and with limits in memory. For each it measures the latency of one client sending
-//! one request after another (the added latency, without queueing) and the throughput of many
-//! concurrent clients; then it times the limiter's check alone against Redis. Limits are set
-//! so high that nothing is refused: the work measured is the check, not a 429.
+//! endpoint (`GET /.well-known/jwks.json`, served from memory) four times in the same run, on
+//! loopback: with rate limiting off (the baseline), with limits in Redis as configured by
+//! default (budget leased for large limits, `rate_limit.redis_lease_fraction` 0.1), with limits
+//! in Redis checked on every request (leasing off: one Lua script per request) and with limits
+//! in memory. For each it measures the latency of one client sending one request after another
+//! (the added latency, without queueing) and the throughput of many concurrent clients, and for
+//! the Redis modes the script calls Redis ran per request (`INFO commandstats`); then it times
+//! the limiter's check alone against Redis. The limit (`--limit`, per minute) is set so high
+//! that nothing is refused: the work measured is the check, not a 429.
 //!
 //!     cargo run --release -p ampflow-simulations --bin rate_limit_bench -- \
 //!         --redis-url redis://127.0.0.1:6379/ --clients 32 --seconds 5
@@ -35,6 +38,9 @@ struct Args {
     /// Worker threads of the server runtime (the load generator gets the same number).
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// The public tier's limit per minute (the benchmark's requests share one IP).
+    #[arg(long, default_value_t = 1_000_000_000)]
+    limit: u64,
 }
 
 const PATH: &str = "/.well-known/jwks.json";
@@ -44,8 +50,26 @@ const TARGET_RATIO: f64 = 0.80;
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Mode {
     Off,
+    /// Redis with the default leasing.
     Redis,
+    /// Redis, one script per request.
+    RedisEach,
     Memory,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Redis => "redis",
+            Mode::RedisEach => "redis-each",
+            Mode::Memory => "memory",
+        }
+    }
+
+    fn redis(self) -> bool {
+        matches!(self, Mode::Redis | Mode::RedisEach)
+    }
 }
 
 struct Figures {
@@ -66,10 +90,11 @@ fn main() -> anyhow::Result<()> {
     }
     let prefix = format!("bench:{}:", rand::random::<u64>());
     println!(
-        "rate_limit_bench clients={} seconds={} threads={} redis={} key prefix={prefix}",
+        "rate_limit_bench clients={} seconds={} threads={} limit={}/min redis={} key prefix={prefix}",
         args.clients,
         args.seconds,
         args.threads,
+        args.limit,
         if args.redis_url.is_some() {
             "yes"
         } else {
@@ -89,7 +114,7 @@ fn main() -> anyhow::Result<()> {
 
     let mut modes = vec![Mode::Off];
     if args.redis_url.is_some() {
-        modes.push(Mode::Redis);
+        modes.extend([Mode::Redis, Mode::RedisEach]);
     }
     modes.push(Mode::Memory);
     let mut results = Vec::new();
@@ -98,12 +123,27 @@ fn main() -> anyhow::Result<()> {
         let app = server_rt
             .block_on(start(settings, StartOptions::default()))
             .context("start ampflow")?;
-        let latency = client_rt.block_on(sequential(app.addr, duration))?;
-        let rps = client_rt.block_on(concurrent(app.addr, args.clients, duration))?;
-        if mode == Mode::Redis {
-            let mut check = server_rt.block_on(time_checks(&app, &prefix, duration))?;
+        let scripts_before = match (&args.redis_url, mode.redis()) {
+            (Some(url), true) => Some(client_rt.block_on(script_calls(url))?),
+            _ => None,
+        };
+        let (latency, sent) = client_rt.block_on(sequential(app.addr, duration))?;
+        let (rps, sent_concurrently) =
+            client_rt.block_on(concurrent(app.addr, args.clients, duration))?;
+        if let (Some(before), Some(url)) = (scripts_before, &args.redis_url) {
+            let calls = client_rt.block_on(script_calls(url))? - before;
             println!(
-                "limiter check alone (Redis, one after another): p50 {:.3} ms  p99 {:.3} ms  ({} checks)",
+                "{}: {calls} Redis script calls for {} requests ({:.4} per request)",
+                mode.label(),
+                sent + sent_concurrently,
+                calls as f64 / (sent + sent_concurrently).max(1) as f64
+            );
+        }
+        if mode.redis() {
+            let mut check = server_rt.block_on(time_checks(&app, &prefix, duration, args.limit))?;
+            println!(
+                "{}: limiter check alone, one after another: p50 {:.3} ms  p99 {:.3} ms  ({} checks)",
+                mode.label(),
                 check.percentile_ms(50.0),
                 check.percentile_ms(99.0),
                 check.len()
@@ -139,22 +179,26 @@ fn settings(
     settings.rate_limit.enabled = mode != Mode::Off;
     settings.rate_limit.key_prefix = prefix.to_string();
     settings.rate_limit.tiers.public = Tier {
-        limit: 1_000_000_000,
+        limit: args.limit,
         window_secs: 60,
         fixed: false,
     };
-    if mode == Mode::Redis {
+    if mode.redis() {
         settings.redis_url = args.redis_url.clone().map(Secret::new);
+    }
+    if mode == Mode::RedisEach {
+        settings.rate_limit.redis_lease_fraction = 0.0;
     }
     Ok(settings)
 }
 
-/// One client, one request after another: latency without queueing.
-async fn sequential(addr: SocketAddr, duration: Duration) -> anyhow::Result<Latencies> {
+/// One client, one request after another: latency without queueing, and the requests sent.
+async fn sequential(addr: SocketAddr, duration: Duration) -> anyhow::Result<(Latencies, u64)> {
     let mut connection = Connection::open(addr).await?;
     let mut latencies = Latencies::default();
     // Warm-up: connections, the script cache in Redis, allocator.
-    for _ in 0..200 {
+    const WARM_UP: u64 = 200;
+    for _ in 0..WARM_UP {
         connection.request(Method::GET, PATH, None, None).await?;
     }
     let deadline = Instant::now() + duration;
@@ -166,11 +210,17 @@ async fn sequential(addr: SocketAddr, duration: Duration) -> anyhow::Result<Late
             bail!("{PATH} answered {status}");
         }
     }
-    Ok(latencies)
+    let sent = WARM_UP + latencies.len() as u64;
+    Ok((latencies, sent))
 }
 
-/// `clients` connections, each sending requests in a loop until the deadline: requests/s.
-async fn concurrent(addr: SocketAddr, clients: usize, duration: Duration) -> anyhow::Result<f64> {
+/// `clients` connections, each sending requests in a loop until the deadline: requests/s, and
+/// the requests sent.
+async fn concurrent(
+    addr: SocketAddr,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<(f64, u64)> {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
@@ -193,7 +243,7 @@ async fn concurrent(addr: SocketAddr, clients: usize, duration: Duration) -> any
     for task in tasks {
         total += task.await??;
     }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
+    Ok((total as f64 / started.elapsed().as_secs_f64(), total as u64))
 }
 
 /// The limiter's check alone, against Redis: one rule plus the auto-block keys, as a request
@@ -202,11 +252,12 @@ async fn time_checks(
     app: &ampflow_http::RunningApp,
     prefix: &str,
     duration: Duration,
+    limit: u64,
 ) -> anyhow::Result<Latencies> {
     let rules = [Rule {
         key: format!("{prefix}ratelimit:ip:192.0.2.1:GET:/bench:60"),
         limit: Limit {
-            limit: 1_000_000_000,
+            limit,
             window_ms: 60_000,
             fixed: false,
         },
@@ -230,6 +281,28 @@ async fn time_checks(
         latencies.record(started.elapsed());
     }
     Ok(latencies)
+}
+
+/// How many script calls (`EVALSHA` and `EVAL`) the Redis has run since it started.
+async fn script_calls(url: &str) -> anyhow::Result<u64> {
+    let client = redis::Client::open(url).context("REDIS_URL")?;
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await?;
+    Ok(info
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum())
 }
 
 async fn delete_keys(url: &str, prefix: &str) -> anyhow::Result<()> {
@@ -259,7 +332,7 @@ fn report(results: &mut [(Mode, Figures)]) {
         .find(|(m, _)| *m == Mode::Off)
         .map(|(_, f)| f.rps)
         .unwrap_or(1.0);
-    println!("mode      p50 ms   p99 ms   added p50 ms   req/s      vs off");
+    println!("mode         p50 ms   p99 ms   added p50 ms   req/s      vs off");
     let mut verdicts = Vec::new();
     for (mode, figures) in results.iter_mut() {
         let p50 = figures.latency.percentile_ms(50.0);
@@ -267,14 +340,15 @@ fn report(results: &mut [(Mode, Figures)]) {
         let added = p50 - off_p50;
         let ratio = figures.rps / off_rps;
         println!(
-            "{:<8} {p50:>7.3}  {p99:>7.3}  {added:>12.3}  {:>9.0}  {:>6.1} %",
-            format!("{mode:?}").to_lowercase(),
+            "{:<11} {p50:>7.3}  {p99:>7.3}  {added:>12.3}  {:>9.0}  {:>6.1} %",
+            mode.label(),
             figures.rps,
             ratio * 100.0
         );
-        if *mode == Mode::Redis {
+        if mode.redis() {
             verdicts.push(format!(
-                "Redis added p50 {} (target < {TARGET_ADDED_P50_MS} ms), throughput {} (target >= {:.0} % of off)",
+                "{}: added p50 {} (target < {TARGET_ADDED_P50_MS} ms), throughput {} (target >= {:.0} % of off)",
+                mode.label(),
                 if added < TARGET_ADDED_P50_MS { "met" } else { "MISSED" },
                 if ratio >= TARGET_RATIO { "met" } else { "MISSED" },
                 TARGET_RATIO * 100.0
