@@ -80,7 +80,8 @@ pub fn router(state: AppState) -> Router {
     };
     let body_limit = state.settings().http.body_limit_bytes;
     // Outermost last: the envelope (request id, timeout, headers) wraps everything, so 429s
-    // and 403s get it too; the metrics see the limiter's refusals.
+    // and 403s get it too; the metrics wrap the envelope, so they count every answer the
+    // client gets (the limiter's refusals, 413s, timeouts and caught panics included).
     router
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
@@ -90,7 +91,6 @@ pub fn router(state: AppState) -> Router {
             state,
             crate::rate_limit::layer::enforce,
         ))
-        .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn_with_state(
             middleware::BodyLimit(body_limit),
@@ -100,6 +100,7 @@ pub fn router(state: AppState) -> Router {
             limits,
             middleware::envelope,
         ))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
 }
 
 fn api_router() -> OpenApiRouter<AppState> {

@@ -149,6 +149,11 @@ fn json_error(path: &str, error: &serde_json::Error) -> ApiError {
 /// The caller, proven by `Authorization: Bearer <access token>`.
 pub struct WalletAuth(pub Principal);
 
+/// A wallet whose access token the rate limiter verified earlier in this request, handed to
+/// the extractor so the token is not verified twice.
+#[derive(Debug, Clone)]
+pub struct VerifiedWallet(pub Principal);
+
 impl FromRequestParts<AppState> for WalletAuth {
     type Rejection = ApiError;
 
@@ -156,7 +161,16 @@ impl FromRequestParts<AppState> for WalletAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        authenticate_headers(state, &parts.headers).map(WalletAuth)
+        wallet_of(parts, state).map(WalletAuth)
+    }
+}
+
+/// The wallet behind the request's bearer token: the one the limiter verified, else verified
+/// now.
+pub fn wallet_of(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
+    match parts.extensions.remove::<VerifiedWallet>() {
+        Some(VerifiedWallet(principal)) => Ok(principal),
+        None => authenticate_headers(state, &parts.headers),
     }
 }
 
@@ -173,15 +187,26 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = value
         .to_str()
         .map_err(|_| ApiError::authentication("the Authorization header is not valid text"))?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+    bearer_of(value).ok_or_else(|| {
         ApiError::authentication("the Authorization header must be: Bearer <access token>")
-    })?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(ApiError::authentication(
-            "the Authorization header must be: Bearer <access token>",
-        ));
-    }
-    Ok(token.trim())
+    })
+}
+
+/// The bearer token of an `Authorization` header value, if it is `Bearer <token>`.
+pub fn bearer_of(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The TCP peer of a request. The server always serves with connect info; a request without
+/// it (a router driven in-process) gets the unspecified address, which is never loopback and
+/// never a trusted proxy.
+pub fn peer(extensions: &axum::http::Extensions) -> std::net::SocketAddr {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|axum::extract::ConnectInfo(addr)| *addr)
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// The client's IP. From a peer in `http.trusted_proxies`, the rightmost `X-Forwarded-For`

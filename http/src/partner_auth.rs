@@ -14,11 +14,11 @@
 //! 401); then, for a caller who proved the secret, revocation and the key's IP allowlist (403).
 //! Secrets and signatures are never logged.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use ampflow_storage::PartnerKeyRecord;
 use axum::Json;
-use axum::extract::{ConnectInfo, FromRequest, Request};
+use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -118,11 +118,7 @@ fn signed_parts(state: &AppState, req: &Request) -> Result<SignedParts, ApiError
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim().to_string())
     };
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| *addr)
-        .ok_or_else(|| ApiError::internal("no peer address on the request"))?;
+    let peer = crate::extract::peer(req.extensions());
     Ok(SignedParts {
         method: req.method().as_str().to_string(),
         resource: req

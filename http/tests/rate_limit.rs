@@ -317,6 +317,42 @@ async fn two_servers_leasing_budget_from_one_redis_never_admit_more_than_the_lim
     a.stop().await;
     b.stop().await;
     delete_keys(&url, &prefix).await;
+
+    // A burst on a fresh key fetches one lease; the requests arriving while it is fetched
+    // ask Redis for one unit each instead of leasing the budget many times over.
+    let prefix = unique_prefix();
+    let burst = TestApp::start_with(Backend::Sqlite, |s| {
+        limited(s, &prefix, Some(&url));
+        s.rate_limit.tiers.public = Tier {
+            limit: 10_000,
+            window_secs: 3_600,
+            fixed: false,
+        };
+        s.rate_limit.redis_lease_fraction = 0.1;
+    })
+    .await
+    .unwrap();
+    let requests = (0..64).map(|_| get(&burst, "/public/organisations"));
+    for response in futures::future::join_all(requests).await {
+        assert_eq!(response.status(), 200);
+    }
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}ratelimit:ip:*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let counted: u64 = redis::cmd("HGET")
+        .arg(&keys[0])
+        .arg("c")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(
+        counted <= 1_000 + 64,
+        "64 requests counted {counted} in Redis"
+    );
+    burst.stop().await;
+    delete_keys(&url, &prefix).await;
 }
 
 /// A private redis-server on a loopback port, killed when dropped.
@@ -516,6 +552,16 @@ async fn metrics_are_served_to_local_scrapers_or_with_the_token() {
         get(&app, "/public/organisations").await;
     }
     get(&app, "/no/such/route").await;
+    // Answers made outside the handlers are counted too (here the body limit's 413).
+    let oversized = app
+        .client
+        .post(app.url("/auth/login"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 200 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversized.status(), 413);
     let response = get(&app, "/metrics").await;
     assert_eq!(response.status(), 200);
     assert!(
@@ -529,6 +575,7 @@ async fn metrics_are_served_to_local_scrapers_or_with_the_token() {
         r#"http_requests_total{method="GET",route="/public/organisations",status="200"}"#,
         r#"http_requests_total{method="GET",route="/public/organisations",status="429"}"#,
         r#"http_requests_total{method="GET",route="unmatched",status="404"}"#,
+        r#"http_requests_total{method="POST",route="/auth/login",status="413"}"#,
         r#"http_request_duration_seconds_bucket{method="GET",route="/public/organisations",status="200",le="0.5"}"#,
         r#"ratelimit_checked_total{endpoint="/public/organisations",identifier_type="ip"}"#,
         r#"ratelimit_blocked_total{endpoint="/public/organisations",identifier_type="ip",reason="tier"}"#,

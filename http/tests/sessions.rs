@@ -24,6 +24,7 @@ on_both_databases!(
     security_settings_are_validated,
     last_activity_is_written_at_most_once_a_minute,
     a_login_from_a_new_device_is_audited_when_asked,
+    bad_input_on_the_auth_endpoints_answers_400,
 );
 
 const DAY_MS: i64 = 86_400_000;
@@ -633,4 +634,96 @@ async fn a_geoip_database_that_does_not_open_stops_the_start() {
         format!("{error:#}").contains("session_timeout_days_default"),
         "{error:#}"
     );
+}
+
+async fn bad_input_on_the_auth_endpoints_answers_400(backend: Backend) {
+    let Some(app) = start(backend).await else {
+        return;
+    };
+    create_user(&app, "jane@example.org").await;
+    let long = "p".repeat(1_025);
+    let login = |body: serde_json::Value| {
+        let app = &app;
+        async move {
+            app.send(
+                app.client
+                    .post(app.url("/auth/login"))
+                    .header("x-forwarded-for", "203.0.113.77")
+                    .json(&body),
+            )
+            .await
+        }
+    };
+    for (body, param) in [
+        (json!({"email": "jane@example.org"}), Some("password")),
+        (json!({"password": PASSWORD}), Some("email")),
+        (
+            json!({"email": "jane@example.org", "password": ""}),
+            Some("password"),
+        ),
+        (
+            json!({"email": "jane@example.org", "password": long}),
+            Some("password"),
+        ),
+        (json!({"email": "", "password": PASSWORD}), Some("email")),
+        (json!({"email": 5, "password": PASSWORD}), Some("email")),
+        (
+            json!({"email": "jane@example.org", "password": PASSWORD, "remember": true}),
+            None,
+        ),
+    ] {
+        let (status, answer) = login(body.clone()).await;
+        assert_error(status, &answer, 400, "invalid_request", param);
+    }
+    // None of these counted as a failed login: the right password still works.
+    let session = login_from(&app, "jane@example.org", "203.0.113.77", CHROME_WINDOWS).await;
+
+    for (body, param) in [
+        (json!({"current_password": PASSWORD}), Some("new_password")),
+        (
+            json!({"new_password": "a new long password"}),
+            Some("current_password"),
+        ),
+        (
+            json!({"current_password": PASSWORD, "new_password": "short"}),
+            Some("new_password"),
+        ),
+        (
+            json!({"current_password": PASSWORD, "new_password": long}),
+            Some("new_password"),
+        ),
+        (
+            json!({"current_password": long, "new_password": "a new long password"}),
+            Some("current_password"),
+        ),
+    ] {
+        let (status, answer) = call(&app, "POST", "/auth/password", &session, Some(body)).await;
+        assert_error(status, &answer, 400, "invalid_request", param);
+    }
+    for (body, param) in [
+        (json!({"ip_binding": "galaxy"}), Some("ip_binding")),
+        (
+            json!({"session_timeout_days": 0}),
+            Some("session_timeout_days"),
+        ),
+        (
+            json!({"session_timeout_days": "x"}),
+            Some("session_timeout_days"),
+        ),
+        (json!({"unknown": 1}), None),
+    ] {
+        let (status, answer) = call(
+            &app,
+            "PATCH",
+            "/auth/security-settings",
+            &session,
+            Some(body),
+        )
+        .await;
+        assert_error(status, &answer, 400, "invalid_request", param);
+    }
+    // The session is unharmed.
+    let (status, _) = call(&app, "GET", "/auth/me", &session, None).await;
+    assert_eq!(status, 200);
+    app.stop().await;
 }

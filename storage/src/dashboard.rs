@@ -6,7 +6,7 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect, SqlErr, TransactionTrait,
 };
 
 use crate::audit::{AuditEvent, write_audit};
@@ -149,10 +149,20 @@ impl Storage {
             )));
         }
         let txn = self.db.begin().await.context("begin insert user")?;
-        dashboard_users::Entity::insert(user_model(user))
+        // Two creations of one email at once: the unique index refuses the second.
+        match dashboard_users::Entity::insert(user_model(user))
             .exec_without_returning(&txn)
             .await
-            .context("insert dashboard user")?;
+        {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Err(StorageError::Conflict(format!(
+                    "a user with the email {} exists",
+                    user.email
+                )));
+            }
+            Err(e) => return Err(e).context("insert dashboard user"),
+        }
         write_audit(&txn, audit).await?;
         txn.commit().await.context("commit insert user")
     }

@@ -3,7 +3,7 @@
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
     TransactionTrait,
 };
 
@@ -65,35 +65,44 @@ impl Storage {
                 .one(&txn)
                 .await
                 .context("read membership")?;
-        let previous =
-            match before {
-                Some(m) => {
-                    memberships::Entity::update_many()
-                        .col_expr(C::Role, Expr::value(role.as_str()))
-                        .col_expr(C::UpdatedAtMs, Expr::value(now))
-                        .filter(C::OrganisationId.eq(organisation_id))
-                        .filter(C::UserId.eq(user_id))
-                        .exec(&txn)
-                        .await
-                        .context("change role")?;
-                    Some(Role::parse(&m.role).ok_or_else(|| {
-                        StorageError::Corrupt(format!("membership role {}", m.role))
-                    })?)
-                }
-                None => {
-                    memberships::Entity::insert(memberships::ActiveModel {
-                        organisation_id: Set(organisation_id.to_string()),
-                        user_id: Set(user_id.to_string()),
-                        role: Set(role.as_str().into()),
-                        created_at_ms: Set(now),
-                        updated_at_ms: Set(now),
-                    })
-                    .exec_without_returning(&txn)
+        let previous = match before {
+            Some(m) => {
+                memberships::Entity::update_many()
+                    .col_expr(C::Role, Expr::value(role.as_str()))
+                    .col_expr(C::UpdatedAtMs, Expr::value(now))
+                    .filter(C::OrganisationId.eq(organisation_id))
+                    .filter(C::UserId.eq(user_id))
+                    .exec(&txn)
                     .await
-                    .context("insert membership")?;
-                    None
+                    .context("change role")?;
+                Some(
+                    Role::parse(&m.role).ok_or_else(|| {
+                        StorageError::Corrupt(format!("membership role {}", m.role))
+                    })?,
+                )
+            }
+            None => {
+                let inserted = memberships::Entity::insert(memberships::ActiveModel {
+                    organisation_id: Set(organisation_id.to_string()),
+                    user_id: Set(user_id.to_string()),
+                    role: Set(role.as_str().into()),
+                    created_at_ms: Set(now),
+                    updated_at_ms: Set(now),
+                })
+                .exec_without_returning(&txn)
+                .await;
+                match inserted {
+                    Ok(_) => None,
+                    // Another change added it since the read: the caller may retry.
+                    Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                        return Err(StorageError::Conflict(
+                            "the membership changed meanwhile; try again".into(),
+                        ));
+                    }
+                    Err(e) => return Err(e).context("insert membership"),
                 }
-            };
+            }
+        };
         // The caller cannot know inside this transaction whether it adds or changes: the row
         // says `membership.added` or `membership.role_changed` (with the previous role).
         let mut audit = audit.clone().detail("role", role.as_str());

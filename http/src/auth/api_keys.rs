@@ -314,13 +314,6 @@ fn token_kid(token: &str) -> Option<(String, String)> {
     (key_id.starts_with("key_") && secret_id.starts_with("sec_")).then_some((key_id, secret_id))
 }
 
-/// The bearer token of an `Authorization` header value, if it is `Bearer <token>`.
-pub fn bearer_of(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 fn refused() -> ApiError {
     ApiError::authentication("the API key or access token is invalid, revoked or expired")
 }

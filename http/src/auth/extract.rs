@@ -3,22 +3,20 @@
 //! check every dashboard endpoint makes (does the caller hold this policy in this
 //! organisation?) and the audit rows it writes.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use ampflow_storage::{
     AuditActor, AuditEvent, DashboardSessionRecord, DashboardUserRecord, IpBinding, Role,
 };
 use ampflow_types::UnixMillis;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 
-use crate::auth::api_keys::{
-    BearerKind, KeyCredential, Policy, VerifiedKey, bearer_kind, bearer_of,
-};
+use crate::auth::api_keys::{BearerKind, KeyCredential, Policy, VerifiedKey, bearer_kind};
 use crate::auth::{client, secret_matches, split_cookie};
 use crate::error::ApiError;
-use crate::extract::client_ip;
+use crate::extract::{bearer_of, client_ip};
 use crate::middleware::RequestId;
 use crate::state::AppState;
 
@@ -125,7 +123,7 @@ impl FromRequestParts<AppState> for AnyAuth {
             let DashboardAuth(caller) = DashboardAuth::from_request_parts(parts, state).await?;
             return Ok(AnyAuth(AnyCaller::Dashboard(caller)));
         }
-        crate::extract::authenticate_headers(state, &parts.headers)
+        crate::extract::wallet_of(parts, state)
             .map(|principal| AnyAuth(AnyCaller::Wallet(principal)))
     }
 }
@@ -284,11 +282,7 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn of(parts: &Parts, state: &AppState) -> Self {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| *addr)
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let peer = crate::extract::peer(&parts.extensions);
         Self {
             ip: client_ip(state, peer, &parts.headers),
             request_id: parts

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, header};
 
 use crate::auth::api_keys::VerifiedKey;
 use crate::auth::extract::{VerifiedSession, key_bearer};
+use crate::extract::VerifiedWallet;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,7 @@ impl Identifier {
 pub enum Verified {
     Session(VerifiedSession),
     Key(VerifiedKey),
+    Wallet(VerifiedWallet),
 }
 
 /// Resolves the caller, in this order, each only once its credential verified:
@@ -79,14 +81,13 @@ pub async fn identify(
         // The endpoint reads it again and reports; the request is counted by IP.
         Err(error) => tracing::debug!(?error, "rate limit: session lookup failed"),
     }
-    (identify_by_token(state, headers, ip), None)
-}
-
-fn identify_by_token(state: &AppState, headers: &HeaderMap, ip: IpAddr) -> Identifier {
     if headers.contains_key(header::AUTHORIZATION)
         && let Ok(principal) = crate::extract::authenticate_headers(state, headers)
     {
-        return Identifier::User(principal.address.to_string().to_ascii_lowercase());
+        return (
+            Identifier::User(principal.address.to_string().to_ascii_lowercase()),
+            Some(Verified::Wallet(VerifiedWallet(principal))),
+        );
     }
-    Identifier::Ip(ip)
+    (Identifier::Ip(ip), None)
 }

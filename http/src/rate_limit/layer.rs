@@ -2,10 +2,8 @@
 //! `POST /donations`, asks the limiter, and answers 429 (or 403 for an auto-blocked IP) or
 //! passes the request on, adding the `X-RateLimit-*` headers to whatever answers.
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -106,11 +104,7 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
         return next.run(request).await;
     }
     let route = route.unwrap_or_else(|| UNMATCHED_ROUTE.to_string());
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| *addr)
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let peer = crate::extract::peer(request.extensions());
     let ip = crate::extract::client_ip(&state, peer, request.headers());
     let (who, verified) = super::identifier::identify(&state, request.headers(), ip).await;
     match verified {
@@ -119,6 +113,9 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
         }
         Some(super::identifier::Verified::Key(key)) => {
             request.extensions_mut().insert(key);
+        }
+        Some(super::identifier::Verified::Wallet(wallet)) => {
+            request.extensions_mut().insert(wallet);
         }
         None => {}
     }

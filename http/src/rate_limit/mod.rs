@@ -26,7 +26,7 @@ pub use config::{AutoBlockConfig, CardTestingConfig, RateLimitConfig, Tier, Tier
 pub use identifier::Identifier;
 pub use window::Limit;
 
-use lease::Leases;
+use lease::{Leases, Take};
 use memory::MemoryStore;
 use redis_store::RedisStore;
 
@@ -200,13 +200,12 @@ async fn check_leased(
     let mut taken: Vec<&str> = Vec::new();
     let mut asked: Vec<(&Rule, u64)> = Vec::new();
     for rule in check.rules {
-        let want = leases.want(rule.limit.limit);
-        match (want > 1).then(|| leases.take(&rule.key, now)).flatten() {
-            Some(headline) => {
+        match leases.take(&rule.key, rule.limit.limit, now) {
+            Take::Admitted(headline) => {
                 taken.push(&rule.key);
                 bind(headline);
             }
-            None => asked.push((rule, want)),
+            Take::Ask(want) => asked.push((rule, want)),
         }
     }
     if asked.is_empty() {
@@ -221,8 +220,16 @@ async fn check_leased(
     .await;
     let verdict = match answer {
         Ok(Ok((Verdict::Allowed { .. }, grants))) => {
-            for ((rule, _), grant) in asked.iter().zip(grants) {
-                bind(leases.keep(&rule.key, rule.limit.limit, grant, now));
+            for ((rule, want), grant) in asked.iter().zip(grants) {
+                if *want > 1 {
+                    bind(leases.keep(&rule.key, rule.limit.limit, grant, now));
+                } else {
+                    bind(Headline {
+                        limit: rule.limit.limit,
+                        remaining: grant.remaining,
+                        reset_ms: grant.reset_ms,
+                    });
+                }
             }
             return Ok(Ok(Verdict::Allowed { binding }));
         }
@@ -230,6 +237,11 @@ async fn check_leased(
     };
     for key in taken {
         leases.give_back(key);
+    }
+    for (rule, want) in &asked {
+        if *want > 1 {
+            leases.abandon(&rule.key);
+        }
     }
     verdict.map(|answer| answer.map(|(verdict, _)| verdict))
 }
@@ -255,15 +267,26 @@ async fn probe(shared: Weak<SharedStore>, interval: Duration, timeout: Duration)
         let Some(strong) = shared.upgrade() else {
             return;
         };
-        let mut connection = strong.store.connection().clone();
-        let ping = ::redis::cmd("PING");
-        let pong = ping.query_async::<String>(&mut connection);
-        if let Ok(Ok(_)) = tokio::time::timeout(timeout, pong).await {
+        if ping(strong.store.connection(), timeout).await.is_ok() {
             strong.up.store(true, Ordering::Release);
             metrics::gauge!("ratelimit_redis_up").set(1.0);
             tracing::info!("redis reachable again: rate limits are shared again");
             return;
         }
+    }
+}
+
+/// `PING`s Redis, waiting at most `timeout`; the error says what went wrong.
+pub async fn ping(
+    connection: &::redis::aio::ConnectionManager,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut connection = connection.clone();
+    let ping = ::redis::cmd("PING");
+    match tokio::time::timeout(timeout, ping.query_async::<String>(&mut connection)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("timed out".into()),
     }
 }
 

@@ -52,7 +52,7 @@ fn authorise(
             let given = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
+                .and_then(crate::extract::bearer_of)
                 .ok_or_else(|| {
                     ApiError::authentication("/metrics needs Authorization: Bearer <token>")
                 })?;

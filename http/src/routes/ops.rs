@@ -40,17 +40,8 @@ async fn ready(State(state): State<AppState>) -> Result<Json<StatusResponse>, Ap
         return Err(ApiError::unavailable("the database cannot be reached"));
     }
     if let Some(redis) = state.redis() {
-        let mut connection = redis.clone();
-        let ping = redis::cmd("PING");
-        let pong = tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            ping.query_async::<String>(&mut connection),
-        )
-        .await;
-        if let Err(error) = pong
-            .map_err(|_| "timed out".to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-        {
+        let pong = crate::rate_limit::ping(redis, std::time::Duration::from_secs(2)).await;
+        if let Err(error) = pong {
             tracing::warn!(%error, "readiness: redis unreachable");
             return Err(ApiError::unavailable("redis cannot be reached"));
         }

@@ -119,7 +119,10 @@ fn main() -> anyhow::Result<()> {
     modes.push(Mode::Memory);
     let mut results = Vec::new();
     for mode in modes {
-        let settings = settings(mode, &args, &prefix, folder.path())?;
+        // Each mode counts under keys of its own, so one mode's counts do not use up the next
+        // one's budget.
+        let mode_prefix = format!("{prefix}{}:", mode.label());
+        let settings = settings(mode, &args, &mode_prefix, folder.path())?;
         let app = server_rt
             .block_on(start(settings, StartOptions::default()))
             .context("start ampflow")?;
@@ -140,7 +143,8 @@ fn main() -> anyhow::Result<()> {
             );
         }
         if mode.redis() {
-            let mut check = server_rt.block_on(time_checks(&app, &prefix, duration, args.limit))?;
+            let mut check =
+                server_rt.block_on(time_checks(&app, &mode_prefix, duration, args.limit))?;
             println!(
                 "{}: limiter check alone, one after another: p50 {:.3} ms  p99 {:.3} ms  ({} checks)",
                 mode.label(),
