@@ -514,6 +514,10 @@ async fn auto_block(redis: Option<&str>) {
     assert_eq!(blocked.status(), 403);
     let retry_after = header(&blocked, "retry-after").unwrap();
     assert!(retry_after > 86_000, "{retry_after}");
+    assert_eq!(header(&blocked, "x-ratelimit-remaining"), Some(0));
+    assert!(header(&blocked, "x-ratelimit-limit").is_some());
+    let reset = header(&blocked, "x-ratelimit-reset").unwrap();
+    assert!(reset >= unix_now() + 86_000, "{reset}");
     let body: Value = blocked.json().await.unwrap();
     assert_error(403, &body, 403, "ip_blocked", None);
     // Probes stay reachable.

@@ -212,7 +212,7 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
         Verdict::Blocked { retry_after_ms } => {
             refused("auto_block");
             let secs = retry_after_ms.div_ceil(1000).max(1);
-            ApiError::new(
+            let mut response = ApiError::new(
                 StatusCode::FORBIDDEN,
                 "ip_blocked",
                 format!(
@@ -220,7 +220,23 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
                 ),
             )
             .retry_after(secs)
-            .into_response()
+            .into_response();
+            // The request's tier, with nothing left until the block ends.
+            if let Some(rule) = rules.first() {
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0);
+                set_headers(
+                    &mut response,
+                    Headline {
+                        limit: rule.limit.limit,
+                        remaining: 0,
+                        reset_ms: now_ms + retry_after_ms,
+                    },
+                );
+            }
+            response
         }
     }
 }
