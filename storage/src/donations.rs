@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions,
     TransactionTrait, sea_query::Expr,
 };
 
@@ -115,13 +115,9 @@ impl Storage {
     }
 
     /// Reads through the writer, so an actor (re)loading its donation sees the latest commit.
+    /// Reads that arrive together are answered by one query.
     pub async fn donation(&self, id: &str) -> Result<Option<DonationRecord>> {
-        donations::Entity::find_by_id(id.to_string())
-            .one(&self.db)
-            .await
-            .context("find donation")?
-            .map(donation_record)
-            .transpose()
+        self.donation_reads.submit(id.to_string()).await
     }
 
     /// The wallet's donations, newest first, after `cursor`.
@@ -310,6 +306,25 @@ impl Storage {
     }
 }
 
+/// The donations with `ids`, in order (`None` for an unknown id), in one query.
+pub(crate) async fn read_donations(
+    db: &DatabaseConnection,
+    ids: Vec<String>,
+) -> Result<Vec<Option<DonationRecord>>> {
+    let unique: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut found = std::collections::HashMap::with_capacity(unique.len());
+    for row in donations::Entity::find()
+        .filter(C::Id.is_in(unique))
+        .all(db)
+        .await
+        .context("find donations")?
+    {
+        let record = donation_record(row)?;
+        found.insert(record.id.clone(), record);
+    }
+    Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+}
+
 /// One event to record, with the donation change it makes.
 #[derive(Debug)]
 pub(crate) struct EventJob {
@@ -367,24 +382,30 @@ async fn write_events_together(
         .context("find recorded stripe events")?
         .into_iter()
         .collect();
-    // Donations are updated in id order, so two batches (two processes) on PostgreSQL never
-    // wait on each other in a cycle.
-    let mut order: Vec<usize> = (0..batch.len()).collect();
-    order.sort_by(|a, b| {
-        let donation = |i: usize| batch[i].change.as_ref().map(|(_, next)| next.id.as_str());
-        donation(*a).cmp(&donation(*b))
-    });
+    // Which jobs are new: an event recorded before (or twice in this batch) is a duplicate.
     let mut outcomes = vec![EventWrite::Duplicate; batch.len()];
-    let mut rows = Vec::new();
-    for i in order {
-        let job = &batch[i];
-        if !recorded.insert(job.event.id.clone()) {
-            continue; // a duplicate
+    let mut fresh: Vec<usize> = Vec::with_capacity(batch.len());
+    for (i, job) in batch.iter().enumerate() {
+        if recorded.insert(job.event.id.clone()) {
+            fresh.push(i);
         }
-        if let Some((from, next)) = &job.change
-            && !write_donation(&txn, *from, next).await?
+    }
+    let changes: Vec<(DonationStatus, &DonationRecord)> = fresh
+        .iter()
+        .filter_map(|&i| batch[i].change.as_ref().map(|(from, next)| (*from, next)))
+        .collect();
+    let Some(moved) = move_donations(&txn, &changes).await? else {
+        txn.rollback()
+            .await
+            .context("roll back stripe event batch")?;
+        return Ok(None);
+    };
+    let mut rows = Vec::with_capacity(fresh.len());
+    for i in fresh {
+        let job = &batch[i];
+        if let Some((_, next)) = &job.change
+            && !moved.contains(next.id.as_str())
         {
-            recorded.remove(&job.event.id);
             outcomes[i] = EventWrite::Conflict;
             continue;
         }
@@ -414,6 +435,94 @@ async fn write_events_together(
     }
     txn.commit().await.context("commit stripe event batch")?;
     Ok(Some(outcomes))
+}
+
+/// Applies every change as [`write_donation`] does (each only from the state and version it
+/// was read at) in a fixed number of statements: on PostgreSQL the rows are locked first, in id
+/// order, so two batches never wait on each other in a cycle (SQLite's write transaction
+/// already excludes other writers); then one `UPDATE … FROM (VALUES …) … RETURNING id` moves
+/// them. Answers the ids moved; `None` when one donation appears twice (the caller then
+/// writes one event at a time).
+async fn move_donations(
+    txn: &sea_orm::DatabaseTransaction,
+    changes: &[(DonationStatus, &DonationRecord)],
+) -> Result<Option<HashSet<String>>> {
+    if changes.is_empty() {
+        return Ok(Some(HashSet::new()));
+    }
+    let ids: HashSet<&str> = changes.iter().map(|(_, next)| next.id.as_str()).collect();
+    if ids.len() != changes.len() {
+        return Ok(None);
+    }
+    let backend = txn.get_database_backend();
+    if backend == DatabaseBackend::Postgres {
+        let mut sorted: Vec<&str> = ids.iter().copied().collect();
+        sorted.sort_unstable();
+        donations::Entity::find()
+            .select_only()
+            .column(C::Id)
+            .filter(C::Id.is_in(sorted))
+            .order_by_asc(C::Id)
+            .lock_exclusive()
+            .into_tuple::<String>()
+            .all(txn)
+            .await
+            .context("lock donations")?;
+    }
+    let mut placeholder = 0;
+    let mut next = || {
+        placeholder += 1;
+        match backend {
+            DatabaseBackend::Postgres => format!("${placeholder}"),
+            _ => "?".to_string(),
+        }
+    };
+    let mut rows = Vec::with_capacity(changes.len());
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(changes.len() * 7);
+    for (from, d) in changes {
+        rows.push(format!(
+            "({}, {}, {}, {}, {}, {}, {})",
+            next(),
+            next(),
+            next(),
+            next(),
+            next(),
+            next(),
+            next()
+        ));
+        values.extend([
+            d.id.clone().into(),
+            from.as_str().into(),
+            d.status.as_str().into(),
+            d.stripe_payment_intent_id.clone().into(),
+            d.failure_reason.clone().into(),
+            d.updated_at_ms.into(),
+            d.version.into(),
+        ]);
+    }
+    // VALUES columns are column1…column7 on both databases.
+    let sql = format!(
+        "UPDATE donations SET status = v.column3, stripe_payment_intent_id = v.column4, \
+         failure_reason = v.column5, updated_at_ms = v.column6, version = v.column7 \
+         FROM (VALUES {}) AS v \
+         WHERE donations.id = v.column1 AND donations.status = v.column2 \
+         AND donations.version = v.column7 - 1 RETURNING donations.id",
+        rows.join(", ")
+    );
+    let moved = txn
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
+        .await
+        .context("move donations")?;
+    moved
+        .iter()
+        .map(|row| {
+            row.try_get::<String>("", "id")
+                .context("read a moved donation's id")
+        })
+        .collect::<Result<HashSet<String>>>()
+        .map(Some)
 }
 
 fn event_model(event: &StripeEventRecord) -> stripe_events::ActiveModel {

@@ -94,6 +94,8 @@ pub struct Storage {
     event_batch: batch::Batcher<donations::EventJob, EventWrite>,
     /// Group commit for ledger appends across organisations.
     ledger_batch: batch::Batcher<ledger::LedgerJob, Result<Vec<LedgerEntryRecord>>>,
+    /// Donation reads by id that arrive together, answered by one query.
+    donation_reads: batch::Batcher<String, Option<DonationRecord>>,
 }
 
 /// Most logins or challenges written in one batch.
@@ -104,6 +106,8 @@ const SUBMIT_BATCH_MAX: usize = 128;
 const EVENT_BATCH_MAX: usize = 128;
 /// Most organisations' ledger appends written in one batch.
 const LEDGER_BATCH_MAX: usize = 64;
+/// Most donations read in one query.
+const DONATION_READ_BATCH_MAX: usize = 128;
 
 impl Storage {
     /// Wraps the two pools and starts the write batchers.
@@ -137,6 +141,12 @@ impl Storage {
             let writer = writer.clone();
             async move { ledger::write_ledger_groups(&writer, batch).await }
         });
+        let writer = db.clone();
+        let donation_reads =
+            batch::Batcher::spawn("donation_read", most(DONATION_READ_BATCH_MAX), move |ids| {
+                let writer = writer.clone();
+                async move { donations::read_donations(&writer, ids).await }
+            });
         Self {
             db,
             reader,
@@ -145,6 +155,7 @@ impl Storage {
             submit_batch,
             event_batch,
             ledger_batch,
+            donation_reads,
         }
     }
 
