@@ -8,7 +8,6 @@
 mod common;
 
 use ampflow_http::access_admin::set_member;
-use ampflow_http::admin::{NewOrganisation, create_organisation};
 use ampflow_storage::AuditScope;
 use ampflow_storage::testdb::Backend;
 use ampflow_types::Clock;
@@ -46,18 +45,7 @@ struct Org {
 }
 
 async fn organisation(app: &TestApp, name: &str) -> String {
-    let new = NewOrganisation {
-        name: name.into(),
-        country: "DE".into(),
-        status: "verified".into(),
-        description: None,
-        website: None,
-        logo_url: None,
-    };
-    create_organisation(app.app().state().storage(), &app.clock, &new)
-        .await
-        .unwrap()
-        .id
+    common::verified_organisation(app, name, None).await
 }
 
 async fn org_with_admin(app: &TestApp) -> Org {

@@ -11,7 +11,6 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use ampflow_http::admin::{NewOrganisation, create_organisation};
 use ampflow_storage::NewLedgerEntry;
 use ampflow_storage::testdb::Backend;
 use ampflow_types::Clock;
@@ -46,16 +45,7 @@ async fn start(backend: Backend) -> Option<TestApp> {
 }
 
 async fn organisation(app: &TestApp, name: &str) -> String {
-    let new = NewOrganisation {
-        name: name.into(),
-        country: "DE".into(),
-        status: "verified".into(),
-        ..Default::default()
-    };
-    create_organisation(app.app().state().storage(), &app.clock, &new)
-        .await
-        .unwrap()
-        .id
+    common::verified_organisation(app, name, None).await
 }
 
 async fn append(app: &TestApp, org: &str, n: i64, amount: i64, at_ms: i64) -> String {

@@ -10,7 +10,6 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use ampflow_http::access_admin::{remove_member, set_member};
-use ampflow_http::admin::{NewOrganisation, create_organisation};
 use ampflow_storage::testdb::{Backend, TestDatabase};
 use ampflow_storage::{DonationRecord, DonationStatus, prefixed_id};
 use common::dashboard::*;
@@ -35,18 +34,7 @@ struct Org {
 }
 
 async fn organisation(app: &TestApp, name: &str) -> String {
-    let new = NewOrganisation {
-        name: name.into(),
-        country: "DE".into(),
-        status: "verified".into(),
-        description: Some("Helps".into()),
-        website: None,
-        logo_url: None,
-    };
-    create_organisation(app.app().state().storage(), &app.clock, &new)
-        .await
-        .unwrap()
-        .id
+    common::verified_organisation(app, name, Some("Helps")).await
 }
 
 async fn org_with_people(app: &TestApp) -> Org {
