@@ -1,9 +1,12 @@
-//! A fresh PostgreSQL database for one benchmark run, created with `psql` on a loopback server
-//! the caller names (usually the shared test database's server) and dropped, `WITH (FORCE)`,
-//! when the guard is dropped. `psql` keeps the simulations free of a database driver of their
-//! own; the server under test still talks to the database through its own pool.
+//! The database of one benchmark run: a fresh SQLite file, or a fresh PostgreSQL database
+//! created with `psql` on a loopback server the caller names (usually the shared test
+//! database's server) and dropped, `WITH (FORCE)`, when the guard is dropped, or by
+//! [`drop_on_ctrl_c`] when the run is interrupted. `psql` keeps the simulations free of a
+//! database driver of their own; the server under test still talks to the database through
+//! its own pool.
 
 use std::process::Command;
+use std::sync::Mutex;
 
 use ampflow_storage::testdb::replace_database_name;
 use anyhow::{Context, bail, ensure};
@@ -92,5 +95,103 @@ mod tests {
         assert!(!is_loopback("postgres://root@db.example.org:5432/test"));
         assert!(!is_loopback("postgres://root@10.0.0.1/test"));
         assert!(!is_loopback("nonsense"));
+    }
+}
+
+/// Which database a run uses (`--databases postgres,sqlite`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DbKind {
+    Postgres,
+    Sqlite,
+}
+
+impl DbKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DbKind::Postgres => "PostgreSQL",
+            DbKind::Sqlite => "SQLite",
+        }
+    }
+}
+
+/// The fresh PostgreSQL database of the run in progress, for the Ctrl-C handler.
+static PG_TO_DROP: Mutex<Option<(String, String)>> = Mutex::new(None);
+
+/// A run's database: its URL and a label to print; dropped (folder or database) with it.
+pub struct BenchDb {
+    pub url: String,
+    pub label: String,
+    _folder: Option<tempfile::TempDir>,
+    _postgres: Option<FreshPostgres>,
+}
+
+impl BenchDb {
+    pub fn new(kind: DbKind, postgres_url: &str) -> anyhow::Result<Self> {
+        match kind {
+            DbKind::Postgres => Self::postgres(postgres_url),
+            DbKind::Sqlite => Self::sqlite(),
+        }
+    }
+
+    /// A SQLite file in a temporary folder.
+    pub fn sqlite() -> anyhow::Result<Self> {
+        let folder = tempfile::tempdir()?;
+        Ok(Self {
+            url: format!(
+                "sqlite://{}?mode=rwc",
+                folder.path().join("bench.db").display()
+            ),
+            label: "SQLite (fresh file)".into(),
+            _folder: Some(folder),
+            _postgres: None,
+        })
+    }
+
+    /// A `bench_<random>` database on the server `admin_url` points at.
+    pub fn postgres(admin_url: &str) -> anyhow::Result<Self> {
+        let db = FreshPostgres::create(admin_url)?;
+        if let Ok(mut slot) = PG_TO_DROP.lock() {
+            *slot = Some(db.drop_command());
+        }
+        Ok(Self {
+            url: db.url.clone(),
+            label: format!("PostgreSQL (fresh database {})", db.name),
+            _folder: None,
+            _postgres: Some(db),
+        })
+    }
+
+    /// A database given by URL: a `postgres://` server gets a fresh database; anything else
+    /// is used as it is; nothing means a fresh SQLite file.
+    pub fn from_arg(url: Option<&str>) -> anyhow::Result<Self> {
+        match url {
+            None => Self::sqlite(),
+            Some(url) if url.starts_with("postgres") => Self::postgres(url),
+            Some(url) => Ok(Self {
+                url: url.to_string(),
+                label: format!("{url} (as given)"),
+                _folder: None,
+                _postgres: None,
+            }),
+        }
+    }
+}
+
+impl Drop for BenchDb {
+    fn drop(&mut self) {
+        if self._postgres.is_some()
+            && let Ok(mut slot) = PG_TO_DROP.lock()
+        {
+            *slot = None;
+        }
+    }
+}
+
+/// For a Ctrl-C handler: drops the fresh PostgreSQL database of the run in progress, if any
+/// (the handler exits without unwinding, so the guard would not).
+pub fn drop_on_ctrl_c() {
+    let to_drop = PG_TO_DROP.lock().ok().and_then(|mut d| d.take());
+    if let Some((admin, sql)) = to_drop {
+        let _ = psql(&admin, &sql);
     }
 }

@@ -20,8 +20,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy::network::EthereumWallet;
@@ -40,7 +40,7 @@ use ampflow_simulations::anvil::{Anvil, CHAIN_ID, DEV_KEY_0};
 use ampflow_simulations::client::Connection;
 use ampflow_simulations::flows::{bounded, login, wallet};
 use ampflow_simulations::logs::{self, LogCounts};
-use ampflow_simulations::pgdb::{FreshPostgres, psql};
+use ampflow_simulations::pgdb::{BenchDb, DbKind, drop_on_ctrl_c};
 use ampflow_simulations::procfs::{Memory, load_average, memory};
 use ampflow_simulations::rpc_proxy::RpcProxy;
 use ampflow_simulations::stats::Latencies;
@@ -184,12 +184,6 @@ enum Phase {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DbKind {
-    Postgres,
-    Sqlite,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ExecutorMode {
     Parked,
     Live,
@@ -214,7 +208,6 @@ const PURPOSE: &str = "auto_invest";
 /// The anvil node of the running phase, and the database to drop, for the Ctrl-C handler
 /// (which ends the process without unwinding, so no guard runs).
 static ANVIL_PID: AtomicU32 = AtomicU32::new(0);
-static PG_TO_DROP: Mutex<Option<(String, String)>> = Mutex::new(None);
 
 struct Runtimes {
     server: tokio::runtime::Runtime,
@@ -264,10 +257,7 @@ fn main() -> anyhow::Result<()> {
                     .args(["-KILL", &pid.to_string()])
                     .status();
             }
-            let to_drop = PG_TO_DROP.lock().ok().and_then(|mut d| d.take());
-            if let Some((admin, sql)) = to_drop {
-                let _ = psql(&admin, &sql);
-            }
+            drop_on_ctrl_c();
             std::process::exit(130);
         }
     });
@@ -353,68 +343,6 @@ async fn deploy(
         list.push(*campaign.address());
     }
     Ok((contracts, list))
-}
-
-/// The run's database: a fresh SQLite file, a fresh PostgreSQL database, or one the caller
-/// named. Dropped (files removed, database dropped) with the value.
-struct BenchDb {
-    url: String,
-    label: String,
-    _folder: Option<tempfile::TempDir>,
-    _postgres: Option<FreshPostgres>,
-}
-
-impl BenchDb {
-    fn sqlite() -> anyhow::Result<Self> {
-        let folder = tempfile::tempdir()?;
-        Ok(Self {
-            url: format!(
-                "sqlite://{}?mode=rwc",
-                folder.path().join("bench.db").display()
-            ),
-            label: "SQLite (fresh file)".into(),
-            _folder: Some(folder),
-            _postgres: None,
-        })
-    }
-
-    fn postgres(admin_url: &str) -> anyhow::Result<Self> {
-        let db = FreshPostgres::create(admin_url)?;
-        if let Ok(mut slot) = PG_TO_DROP.lock() {
-            *slot = Some(db.drop_command());
-        }
-        Ok(Self {
-            url: db.url.clone(),
-            label: format!("PostgreSQL (fresh database {})", db.name),
-            _folder: None,
-            _postgres: Some(db),
-        })
-    }
-
-    /// `--database-url`: a `postgres://` server gets a fresh database; anything else is used
-    /// as it is; nothing means a fresh SQLite file.
-    fn from_arg(url: Option<&str>) -> anyhow::Result<Self> {
-        match url {
-            None => Self::sqlite(),
-            Some(url) if url.starts_with("postgres") => Self::postgres(url),
-            Some(url) => Ok(Self {
-                url: url.to_string(),
-                label: format!("{url} (as given)"),
-                _folder: None,
-                _postgres: None,
-            }),
-        }
-    }
-}
-
-impl Drop for BenchDb {
-    fn drop(&mut self) {
-        if self._postgres.is_some()
-            && let Ok(mut slot) = PG_TO_DROP.lock()
-        {
-            *slot = None;
-        }
-    }
 }
 
 /// The server's settings: loopback, the database, one chain (anvil) with the contracts and
@@ -1739,16 +1667,10 @@ mod http {
         kind: DbKind,
         mode: ExecutorMode,
     ) -> anyhow::Result<Run> {
-        let db = match kind {
-            DbKind::Postgres => BenchDb::postgres(&args.postgres_url)?,
-            DbKind::Sqlite => BenchDb::sqlite()?,
-        };
+        let db = BenchDb::new(kind, &args.postgres_url)?;
         let label = format!(
             "{}, executor {}",
-            match kind {
-                DbKind::Postgres => "PostgreSQL",
-                DbKind::Sqlite => "SQLite",
-            },
+            kind.name(),
             match mode {
                 ExecutorMode::Parked => "parked",
                 _ => "live",

@@ -26,7 +26,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -34,7 +33,7 @@ use ampflow_http::config::{Secret, Settings};
 use ampflow_http::{RunningApp, StartOptions, start};
 use ampflow_simulations::client::Connection;
 use ampflow_simulations::logs::{self, LogCounts};
-use ampflow_simulations::pgdb::{FreshPostgres, psql};
+use ampflow_simulations::pgdb::{BenchDb, DbKind, drop_on_ctrl_c};
 use ampflow_simulations::procfs::load_average;
 use ampflow_simulations::stats::Latencies;
 use ampflow_standins::stripe::{
@@ -92,12 +91,6 @@ struct Args {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DbKind {
-    Postgres,
-    Sqlite,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ModeArg {
     Grouped,
     Naive,
@@ -119,8 +112,6 @@ const WEBHOOK_SECRET: &str = "whsec_webhook_bench";
 const SETUP_CONCURRENCY: usize = 16;
 /// Ledger entries read per page while verifying.
 const VERIFY_PAGE: u64 = 10_000;
-
-static PG_TO_DROP: Mutex<Option<(String, String)>> = Mutex::new(None);
 
 struct Runtimes {
     server: tokio::runtime::Runtime,
@@ -169,10 +160,7 @@ fn main() -> anyhow::Result<()> {
     };
     rt.client.spawn(async {
         if tokio::signal::ctrl_c().await.is_ok() {
-            let to_drop = PG_TO_DROP.lock().ok().and_then(|mut d| d.take());
-            if let Some((admin, sql)) = to_drop {
-                let _ = psql(&admin, &sql);
-            }
+            drop_on_ctrl_c();
             std::process::exit(130);
         }
     });
@@ -192,7 +180,7 @@ fn main() -> anyhow::Result<()> {
             println!();
             println!(
                 "=== {} · {} · {events} events (load average {}) ===",
-                db_label(kind),
+                kind.name(),
                 mode_label(mode),
                 load_average()
             );
@@ -201,7 +189,7 @@ fn main() -> anyhow::Result<()> {
             println!(
                 "{:<11} {:<13} {:>9.0} events/s  ({} events in {:.2} s)  ack p50 {:>7.1} ms  \
                  p99 {:>7.1} ms  load {} -> {}",
-                db_label(kind),
+                kind.name(),
                 mode_label(mode),
                 result.events_per_sec(),
                 result.events,
@@ -220,10 +208,10 @@ fn main() -> anyhow::Result<()> {
             let ratio = grouped.events_per_sec() / naive.events_per_sec();
             println!(
                 "{}: group commit / naive = {ratio:.2}× (target {TARGET_RATIO}×)",
-                db_label(kind)
+                kind.name()
             );
             verdicts.push((
-                format!("{}: group commit ≥ 3× naive", db_label(kind)),
+                format!("{}: group commit ≥ 3× naive", kind.name()),
                 format!("{ratio:.2}×"),
                 ratio >= TARGET_RATIO,
             ));
@@ -253,54 +241,10 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn db_label(kind: DbKind) -> &'static str {
-    match kind {
-        DbKind::Postgres => "PostgreSQL",
-        DbKind::Sqlite => "SQLite",
-    }
-}
-
 fn mode_label(mode: Mode) -> &'static str {
     match mode {
         Mode::Grouped => "group commit",
         Mode::Naive => "naive",
-    }
-}
-
-/// A fresh database: a SQLite file in a temporary folder, or a `bench_<random>` database.
-struct BenchDb {
-    url: String,
-    _folder: Option<tempfile::TempDir>,
-    _postgres: Option<FreshPostgres>,
-}
-
-impl BenchDb {
-    fn new(kind: DbKind, postgres_url: &str) -> anyhow::Result<Self> {
-        match kind {
-            DbKind::Sqlite => {
-                let folder = tempfile::tempdir()?;
-                Ok(Self {
-                    url: format!(
-                        "sqlite://{}?mode=rwc",
-                        folder.path().join("bench.db").display()
-                    ),
-                    _folder: Some(folder),
-                    _postgres: None,
-                })
-            }
-            DbKind::Postgres => {
-                let db = FreshPostgres::create(postgres_url)?;
-                if let Ok(mut slot) = PG_TO_DROP.lock() {
-                    *slot = Some(db.drop_command());
-                }
-                println!("fresh database {}", db.name);
-                Ok(Self {
-                    url: db.url.clone(),
-                    _folder: None,
-                    _postgres: Some(db),
-                })
-            }
-        }
     }
 }
 
@@ -314,6 +258,7 @@ fn run_once(
     seed: u64,
 ) -> anyhow::Result<RunResult> {
     let db = BenchDb::new(kind, &args.postgres_url)?;
+    println!("{}", db.label);
     let mut settings = Settings {
         listen: "127.0.0.1:0".parse()?,
         ..Settings::default()
@@ -383,9 +328,6 @@ fn run_once(
         );
     }
     drop(db);
-    if let Ok(mut slot) = PG_TO_DROP.lock() {
-        *slot = None;
-    }
     outcome
 }
 
