@@ -100,7 +100,7 @@ impl Donations {
             self.clock.now_ms().div_euclid(1000),
         )
         .map_err(DonationError::Signature)?;
-        let event: EventBody = serde_json::from_slice(raw_body)
+        let mut event: EventBody = serde_json::from_slice(raw_body)
             .map_err(|e| DonationError::EventMalformed(format!("event: {e}")))?;
         if event.id.is_empty() || event.id.len() > STRIPE_ID_LENGTH_MAX {
             return Err(DonationError::EventMalformed(
@@ -111,17 +111,20 @@ impl Donations {
             return Err(DonationError::LivemodeMismatch);
         }
         let outcome = match event.event_type.as_str() {
-            "payment_intent.succeeded" => self.payment_succeeded(&event).await,
-            "payment_intent.payment_failed" => self.payment_failed(&event).await,
-            "payment_intent.canceled" => self.payment_canceled(&event).await,
-            "charge.refunded" => self.charge_refunded(&event).await,
+            "payment_intent.succeeded" => self.payment_succeeded(&mut event).await,
+            "payment_intent.payment_failed" => self.payment_failed(&mut event).await,
+            "payment_intent.canceled" => self.payment_canceled(&mut event).await,
+            "charge.refunded" => self.charge_refunded(&mut event).await,
             _ => Ok(WebhookOutcome::Ignored("event type not handled")),
         }?;
         tracing::info!(event = %event.id, event_type = %event.event_type, ?outcome, "Stripe webhook");
         Ok(outcome)
     }
 
-    async fn payment_succeeded(&self, event: &EventBody) -> Result<WebhookOutcome, DonationError> {
+    async fn payment_succeeded(
+        &self,
+        event: &mut EventBody,
+    ) -> Result<WebhookOutcome, DonationError> {
         let intent: PaymentIntentObject = object(event)?;
         let Some(donation) = self.donation_of_intent(&intent).await? else {
             return Ok(WebhookOutcome::Ignored(
@@ -145,7 +148,10 @@ impl Donations {
         Ok(outcome)
     }
 
-    async fn payment_canceled(&self, event: &EventBody) -> Result<WebhookOutcome, DonationError> {
+    async fn payment_canceled(
+        &self,
+        event: &mut EventBody,
+    ) -> Result<WebhookOutcome, DonationError> {
         let intent: PaymentIntentObject = object(event)?;
         let Some(donation) = self.donation_of_intent(&intent).await? else {
             return Ok(WebhookOutcome::Ignored(
@@ -158,7 +164,7 @@ impl Donations {
         Ok(outcome)
     }
 
-    async fn payment_failed(&self, event: &EventBody) -> Result<WebhookOutcome, DonationError> {
+    async fn payment_failed(&self, event: &mut EventBody) -> Result<WebhookOutcome, DonationError> {
         let intent: PaymentIntentObject = object(event)?;
         let Some(donation) = self.donation_of_intent(&intent).await? else {
             return Ok(WebhookOutcome::Ignored(
@@ -188,7 +194,10 @@ impl Donations {
         Ok(outcome)
     }
 
-    async fn charge_refunded(&self, event: &EventBody) -> Result<WebhookOutcome, DonationError> {
+    async fn charge_refunded(
+        &self,
+        event: &mut EventBody,
+    ) -> Result<WebhookOutcome, DonationError> {
         let charge: ChargeObject = object(event)?;
         let Some(intent_id) = charge
             .payment_intent
@@ -361,8 +370,9 @@ impl Donations {
     }
 }
 
-fn object<T: serde::de::DeserializeOwned>(event: &EventBody) -> Result<T, DonationError> {
-    serde_json::from_value(event.data.object.clone())
+/// The event's object as `T`, taken out of the event (each handler reads it once).
+fn object<T: serde::de::DeserializeOwned>(event: &mut EventBody) -> Result<T, DonationError> {
+    serde_json::from_value(std::mem::take(&mut event.data.object))
         .map_err(|e| DonationError::EventMalformed(format!("{} object: {e}", event.event_type)))
 }
 
