@@ -469,45 +469,27 @@ async fn move_donations(
             .await
             .context("lock donations")?;
     }
-    let mut placeholder = 0;
-    let mut next = || {
-        placeholder += 1;
-        match backend {
-            DatabaseBackend::Postgres => format!("${placeholder}"),
-            _ => "?".to_string(),
-        }
-    };
-    let mut rows = Vec::with_capacity(changes.len());
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(changes.len() * 7);
-    for (from, d) in changes {
-        rows.push(format!(
-            "({}, {}, {}, {}, {}, {}, {})",
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-            next()
-        ));
-        values.extend([
-            d.id.clone().into(),
-            from.as_str().into(),
-            d.status.as_str().into(),
-            d.stripe_payment_intent_id.clone().into(),
-            d.failure_reason.clone().into(),
-            d.updated_at_ms.into(),
-            d.version.into(),
-        ]);
-    }
+    let (list, values) = crate::sql::values_list(
+        backend,
+        changes.iter().map(|(from, d)| {
+            [
+                d.id.clone().into(),
+                from.as_str().into(),
+                d.status.as_str().into(),
+                d.stripe_payment_intent_id.clone().into(),
+                d.failure_reason.clone().into(),
+                d.updated_at_ms.into(),
+                d.version.into(),
+            ]
+        }),
+    );
     // VALUES columns are column1…column7 on both databases.
     let sql = format!(
         "UPDATE donations SET status = v.column3, stripe_payment_intent_id = v.column4, \
          failure_reason = v.column5, updated_at_ms = v.column6, version = v.column7 \
-         FROM (VALUES {}) AS v \
+         FROM (VALUES {list}) AS v \
          WHERE donations.id = v.column1 AND donations.status = v.column2 \
-         AND donations.version = v.column7 - 1 RETURNING donations.id",
-        rows.join(", ")
+         AND donations.version = v.column7 - 1 RETURNING donations.id"
     );
     let moved = txn
         .query_all_raw(sea_orm::Statement::from_sql_and_values(

@@ -383,38 +383,22 @@ async fn move_heads(
         return Ok(());
     }
     let backend = txn.get_database_backend();
-    let mut placeholder = 0;
-    let mut next = || {
-        placeholder += 1;
-        match backend {
-            DatabaseBackend::Postgres => format!("${placeholder}"),
-            _ => "?".to_string(),
-        }
-    };
-    let mut rows = Vec::with_capacity(moves.len());
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(moves.len() * 5);
-    for (org, read, seq, hash, now) in moves {
-        rows.push(format!(
-            "({}, {}, {}, {}, {})",
-            next(),
-            next(),
-            next(),
-            next(),
-            next()
-        ));
-        values.extend([
-            org.clone().into(),
-            (*read).into(),
-            (*seq).into(),
-            hash.clone().into(),
-            (*now).into(),
-        ]);
-    }
+    let (list, values) = crate::sql::values_list(
+        backend,
+        moves.iter().map(|(org, read, seq, hash, now)| {
+            [
+                org.clone().into(),
+                (*read).into(),
+                (*seq).into(),
+                hash.clone().into(),
+                (*now).into(),
+            ]
+        }),
+    );
     let sql = format!(
         "UPDATE ledger_heads SET seq = v.column3, entry_hash = v.column4, \
-         updated_at_ms = v.column5 FROM (VALUES {}) AS v \
-         WHERE ledger_heads.organisation_id = v.column1 AND ledger_heads.seq = v.column2",
-        rows.join(", ")
+         updated_at_ms = v.column5 FROM (VALUES {list}) AS v \
+         WHERE ledger_heads.organisation_id = v.column1 AND ledger_heads.seq = v.column2"
     );
     let moved = txn
         .execute_raw(sea_orm::Statement::from_sql_and_values(

@@ -22,6 +22,7 @@ mod ledger;
 mod memberships;
 mod organisations;
 mod partners;
+mod sql;
 pub use keys::StoredJwtKey;
 pub mod records;
 pub mod testdb;
