@@ -280,25 +280,34 @@ pub enum KeyCredential {
     },
 }
 
-/// What a bearer credential is, from its shape alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BearerKind {
+/// An API key credential, recognised from its shape (nothing verified yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyBearer<'a> {
     /// `sk_live_…` / `sk_test_…`
-    Key,
-    /// A JWT whose header names an API key (`kid: key_…:sec_…`).
-    KeyToken,
-    /// Anything else: a wallet's access token, or garbage.
-    Other,
+    Key(&'a str),
+    /// A JWT whose header names an API key and its secret (`kid: key_…:sec_…`).
+    Token {
+        token: &'a str,
+        key_id: String,
+        secret_id: String,
+    },
 }
 
-pub fn bearer_kind(token: &str) -> BearerKind {
+/// The bearer credential as an API key's, or `None` for anything else (a wallet's access
+/// token, or garbage).
+pub fn key_bearer_of(token: &str) -> Option<KeyBearer<'_>> {
     if token.starts_with("sk_live_") || token.starts_with("sk_test_") {
-        return BearerKind::Key;
+        return Some(KeyBearer::Key(token));
     }
-    if token.len() <= TOKEN_LENGTH_MAX && token_kid(token).is_some() {
-        return BearerKind::KeyToken;
+    if token.len() > TOKEN_LENGTH_MAX {
+        return None;
     }
-    BearerKind::Other
+    let (key_id, secret_id) = token_kid(token)?;
+    Some(KeyBearer::Token {
+        token,
+        key_id,
+        secret_id,
+    })
 }
 
 /// The key and secret ids an HS256 token's header names.
@@ -318,14 +327,15 @@ fn refused() -> ApiError {
     ApiError::authentication("the API key or access token is invalid, revoked or expired")
 }
 
-/// The key behind a bearer credential: `Ok(None)` when the credential is not an API key's
-/// (a wallet token), 401 when it is one and does not verify (unknown, deleted, of the other
-/// mode, expired, signed with a dropped or unknown secret, or forged).
-pub async fn verify_bearer(state: &AppState, token: &str) -> Result<Option<VerifiedKey>, ApiError> {
+/// The key behind an API key credential; 401 when it does not verify (unknown, deleted, of
+/// the other mode, expired, signed with a dropped or unknown secret, or forged).
+pub async fn verify_bearer(
+    state: &AppState,
+    bearer: KeyBearer<'_>,
+) -> Result<VerifiedKey, ApiError> {
     let now = state.clock().now_ms();
-    let verified = match bearer_kind(token) {
-        BearerKind::Other => return Ok(None),
-        BearerKind::Key => {
+    let verified = match bearer {
+        KeyBearer::Key(token) => {
             if token.len() != "sk_live_".len() + RANDOM_CHARS {
                 return Err(refused());
             }
@@ -341,8 +351,11 @@ pub async fn verify_bearer(state: &AppState, token: &str) -> Result<Option<Verif
                 credential: KeyCredential::Direct,
             }
         }
-        BearerKind::KeyToken => {
-            let (key_id, secret_id) = token_kid(token).ok_or_else(refused)?;
+        KeyBearer::Token {
+            token,
+            key_id,
+            secret_id,
+        } => {
             let key = state
                 .storage()
                 .api_key(&key_id)
@@ -374,7 +387,7 @@ pub async fn verify_bearer(state: &AppState, token: &str) -> Result<Option<Verif
             mode.as_str()
         )));
     }
-    Ok(Some(verified))
+    Ok(verified)
 }
 
 /// The token's claims if its signature (HMAC-SHA256, compared in constant time by the JWT
@@ -426,7 +439,7 @@ mod tests {
         assert_eq!(new.record.key_hash, secret_hash(text));
         assert!(!format!("{:?}", new.record).contains(&new.record.secret.value));
         assert!(new.record.key_hint.starts_with("sk_test_"));
-        assert_eq!(bearer_kind(text), BearerKind::Key);
+        assert_eq!(key_bearer_of(text), Some(KeyBearer::Key(text)));
     }
 
     #[test]
@@ -435,8 +448,12 @@ mod tests {
         let now = 1_700_000_000_000;
         let minted = mint_token(&new.record, now, now + 3_600_000).unwrap();
         let token = minted.token.expose_secret();
-        assert_eq!(bearer_kind(token), BearerKind::KeyToken);
-        let (key_id, secret_id) = token_kid(token).unwrap();
+        let Some(KeyBearer::Token {
+            key_id, secret_id, ..
+        }) = key_bearer_of(token)
+        else {
+            panic!("an access token is a key's credential");
+        };
         assert_eq!(key_id, new.record.id);
         assert_eq!(secret_id, new.record.secret.id);
         let claims = verify_token(token, &new.record.secret, now).unwrap();
@@ -450,7 +467,7 @@ mod tests {
         let payload = other.token.expose_secret().split('.').nth(1).unwrap();
         let forged = format!("{head}.{payload}.{signature}");
         assert!(verify_token(&forged, &new.record.secret, now).is_err());
-        assert_eq!(bearer_kind("eyJhbGciOiJSUzI1NiJ9.e30.x"), BearerKind::Other);
+        assert_eq!(key_bearer_of("eyJhbGciOiJSUzI1NiJ9.e30.x"), None);
     }
 
     #[test]

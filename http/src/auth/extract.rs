@@ -13,7 +13,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 
-use crate::auth::api_keys::{BearerKind, KeyCredential, Policy, VerifiedKey, bearer_kind};
+use crate::auth::api_keys::{KeyBearer, KeyCredential, Policy, VerifiedKey, key_bearer_of};
 use crate::auth::{client, secret_matches, split_cookie};
 use crate::error::ApiError;
 use crate::extract::{bearer_of, client_ip};
@@ -79,10 +79,8 @@ impl FromRequestParts<AppState> for DashboardAuth {
         if let Some(verified) = parts.extensions.remove::<VerifiedKey>() {
             return Ok(DashboardAuth(key_caller(state, verified, context).await?));
         }
-        if let Some(token) = key_bearer(&parts.headers) {
-            let verified = crate::auth::api_keys::verify_bearer(state, token)
-                .await?
-                .ok_or_else(|| ApiError::authentication("the API key is invalid"))?;
+        if let Some(bearer) = key_bearer(&parts.headers) {
+            let verified = crate::auth::api_keys::verify_bearer(state, bearer).await?;
             return Ok(DashboardAuth(key_caller(state, verified, context).await?));
         }
         if !has_session_cookie(state, &parts.headers) {
@@ -149,9 +147,10 @@ impl FromRequestParts<AppState> for MaybeKey {
 }
 
 /// The bearer credential of the request if it is an API key's (a key or one of its tokens).
-pub fn key_bearer(headers: &HeaderMap) -> Option<&str> {
-    let token = bearer_of(headers.get(header::AUTHORIZATION)?.to_str().ok()?)?;
-    (bearer_kind(token) != BearerKind::Other).then_some(token)
+pub fn key_bearer(headers: &HeaderMap) -> Option<KeyBearer<'_>> {
+    key_bearer_of(bearer_of(
+        headers.get(header::AUTHORIZATION)?.to_str().ok()?,
+    )?)
 }
 
 /// The caller for a verified key; moves its `last_used_at` at most once per

@@ -60,14 +60,14 @@ pub async fn identify(
     headers: &HeaderMap,
     ip: IpAddr,
 ) -> (Identifier, Option<Verified>) {
-    if let Some(token) = key_bearer(headers) {
-        return match crate::auth::api_keys::verify_bearer(state, token).await {
-            Ok(Some(verified)) => (
+    if let Some(bearer) = key_bearer(headers) {
+        return match crate::auth::api_keys::verify_bearer(state, bearer).await {
+            Ok(verified) => (
                 Identifier::ApiKey(verified.key.id.clone()),
                 Some(Verified::Key(verified)),
             ),
             // The endpoint verifies again and answers 401; counted by IP meanwhile.
-            Ok(None) | Err(_) => (Identifier::Ip(ip), None),
+            Err(_) => (Identifier::Ip(ip), None),
         };
     }
     match crate::auth::extract::session_of_cookie(state, headers).await {
