@@ -50,20 +50,19 @@ async fn organisation(app: &TestApp, name: &str) -> String {
 
 async fn org_with_admin(app: &TestApp) -> Org {
     let id = organisation(app, "Food Bank").await;
-    create_user(app, "admin@example.org").await;
-    create_user(app, "member@example.org").await;
-    let storage = app.app().state().storage();
-    set_member(storage, &app.clock, &id, "admin@example.org", "admin")
-        .await
-        .unwrap();
-    set_member(storage, &app.clock, &id, "member@example.org", "member")
-        .await
-        .unwrap();
+    create_member(app, &id, "admin@example.org", "admin").await;
+    create_member(app, &id, "member@example.org", "member").await;
     Org {
         admin: login(app, "admin@example.org").await,
         member: login(app, "member@example.org").await,
         id,
     }
+}
+
+/// `GET /admin/api-keys` of the organisation, by its admin.
+async fn list_keys(app: &TestApp, org: &Org) -> (u16, Value) {
+    let path = format!("/admin/api-keys?organisation_id={}", org.id);
+    call(app, "GET", &path, &org.admin, None).await
 }
 
 /// A request with `Authorization: Bearer <bearer>`.
@@ -148,14 +147,7 @@ async fn a_key_is_shown_once_stored_hashed_and_refused_once_deleted(backend: Bac
     assert_eq!(body["data"]["deposed_secret_expires_at"], Value::Null);
 
     // Listed and read without the key; only its hash is stored.
-    let (status, list) = call(
-        &app,
-        "GET",
-        &format!("/admin/api-keys?organisation_id={}", org.id),
-        &org.admin,
-        None,
-    )
-    .await;
+    let (status, list) = list_keys(&app, &org).await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     assert!(list["data"][0].get("key").is_none(), "{list}");
@@ -237,14 +229,7 @@ async fn a_key_is_shown_once_stored_hashed_and_refused_once_deleted(backend: Bac
     )
     .await;
     assert_error(status, &body, 404, "not_found", None);
-    let (_, list) = call(
-        &app,
-        "GET",
-        &format!("/admin/api-keys?organisation_id={}", org.id),
-        &org.admin,
-        None,
-    )
-    .await;
+    let (_, list) = list_keys(&app, &org).await;
     assert_eq!(list["data"], json!([]));
     app.stop().await;
 }

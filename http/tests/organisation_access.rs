@@ -39,16 +39,9 @@ async fn organisation(app: &TestApp, name: &str) -> String {
 
 async fn org_with_people(app: &TestApp) -> Org {
     let id = organisation(app, "Food Bank").await;
-    let admin_id = create_user(app, "admin@example.org").await;
-    let member_id = create_user(app, "member@example.org").await;
+    let admin_id = create_member(app, &id, "admin@example.org", "admin").await;
+    let member_id = create_member(app, &id, "member@example.org", "member").await;
     create_user(app, "outsider@example.org").await;
-    let storage = app.app().state().storage();
-    set_member(storage, &app.clock, &id, "admin@example.org", "admin")
-        .await
-        .unwrap();
-    set_member(storage, &app.clock, &id, "member@example.org", "member")
-        .await
-        .unwrap();
     Org {
         admin: login(app, "admin@example.org").await,
         member: login(app, "member@example.org").await,

@@ -75,12 +75,15 @@ impl FromRequestParts<AppState> for DashboardAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let context = RequestContext::of(parts, state);
-        if let Some(verified) = parts.extensions.remove::<VerifiedKey>() {
-            return Ok(DashboardAuth(key_caller(state, verified, context).await?));
-        }
-        if let Some(bearer) = key_bearer(&parts.headers) {
-            let verified = crate::auth::api_keys::verify_bearer(state, bearer).await?;
+        let key = match parts.extensions.remove::<VerifiedKey>() {
+            Some(verified) => Some(verified),
+            None => match key_bearer(&parts.headers) {
+                Some(bearer) => Some(crate::auth::api_keys::verify_bearer(state, bearer).await?),
+                None => None,
+            },
+        };
+        if let Some(verified) = key {
+            let context = RequestContext::of(parts, state);
             return Ok(DashboardAuth(key_caller(state, verified, context).await?));
         }
         if !has_session_cookie(state, &parts.headers) {
@@ -88,10 +91,8 @@ impl FromRequestParts<AppState> for DashboardAuth {
                 "this endpoint needs a session cookie or an API key (Authorization: Bearer sk_…)",
             ));
         }
-        let verified = parts.extensions.remove::<VerifiedSession>();
-        authenticate_session_with(state, &parts.headers, &context, verified)
-            .await
-            .map(|caller| DashboardAuth(Caller::Session(Box::new(caller))))
+        let SessionAuth(caller) = SessionAuth::from_request_parts(parts, state).await?;
+        Ok(DashboardAuth(Caller::Session(Box::new(caller))))
     }
 }
 

@@ -38,6 +38,26 @@ pub async fn create_user(app: &TestApp, email: &str) -> String {
     .id
 }
 
+/// A new user with `email` and `role` (member or admin) in the organisation: its id.
+pub async fn create_member(
+    app: &TestApp,
+    organisation_id: &str,
+    email: &str,
+    role: &str,
+) -> String {
+    let id = create_user(app, email).await;
+    ampflow_http::access_admin::set_member(
+        app.app().state().storage(),
+        &app.clock,
+        organisation_id,
+        email,
+        role,
+    )
+    .await
+    .expect("add a member");
+    id
+}
+
 /// A logged-in client: its cookie value (`<session id>.<secret>`) and address.
 #[derive(Debug, Clone)]
 pub struct Session {
