@@ -763,13 +763,39 @@ async fn bad_input_on_the_key_endpoints_answers_400(backend: Backend) {
     )
     .await;
     assert_error(status, &answer, 400, "invalid_request", None);
-    for path in [
-        "/admin/api-keys/nope",
-        "/admin/api-keys/key_00000000000000000000000000000000",
-    ] {
-        let (status, answer) = call(&app, "GET", path, &org.admin, None).await;
-        assert_error(status, &answer, 404, "not_found", None);
+    // Unknown or malformed key ids, on every endpoint that names one.
+    for id in ["nope", "key_00000000000000000000000000000000"] {
+        for (method, suffix, body) in [
+            ("GET", "", None),
+            ("PATCH", "", Some(json!({"name": "x"}))),
+            ("DELETE", "", None),
+            ("POST", "/rotate", None),
+            ("POST", "/revoke-tokens", Some(json!({"tokens": "old"}))),
+            ("POST", "/tokens", Some(json!({}))),
+        ] {
+            let path = format!("/admin/api-keys/{id}{suffix}");
+            let (status, answer) = call(&app, method, &path, &org.admin, body).await;
+            assert_error(status, &answer, 404, "not_found", None);
+        }
     }
+    // Bodies that are not the endpoint's JSON.
+    for (method, path) in [
+        ("POST", "/admin/api-keys".to_string()),
+        ("PATCH", format!("/admin/api-keys/{id}")),
+        ("POST", format!("/admin/api-keys/{id}/revoke-tokens")),
+        ("POST", format!("/admin/api-keys/{id}/tokens")),
+    ] {
+        for body in ["{", "[]", "\"text\"", "{\"tokens\": 5, \"name\": []}"] {
+            let request = with_session(&app, method, &path, &org.admin)
+                .header("content-type", "application/json")
+                .body(body);
+            let (status, answer) = app.send(request).await;
+            assert_error(status, &answer, 400, "invalid_request", None);
+        }
+    }
+    let revoke = format!("/admin/api-keys/{id}/revoke-tokens");
+    let (status, answer) = call(&app, "POST", &revoke, &org.admin, Some(json!({}))).await;
+    assert_error(status, &answer, 400, "invalid_request", Some("tokens"));
     let (status, answer) = call(&app, "GET", "/admin/api-keys", &org.admin, None).await;
     assert_error(
         status,

@@ -283,21 +283,7 @@ async fn two_servers_leasing_budget_from_one_redis_never_admit_more_than_the_lim
     let first = get(&a, "/public/organisations").await;
     assert_eq!(first.status(), 200);
     assert_eq!(header(&first, "x-ratelimit-remaining"), Some(199));
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}ratelimit:*"))
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    assert_eq!(keys.len(), 1, "{keys:?}");
-    let counted: u64 = redis::cmd("HGET")
-        .arg(&keys[0])
-        .arg("c")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    assert_eq!(counted, 20);
+    assert_eq!(counted_in_redis(&url, &prefix).await, 20);
     // The next ones are admitted from the lease, with the headers counting down.
     let second = get(&a, "/public/organisations").await;
     assert_eq!(header(&second, "x-ratelimit-remaining"), Some(198));
@@ -336,23 +322,31 @@ async fn two_servers_leasing_budget_from_one_redis_never_admit_more_than_the_lim
     for response in futures::future::join_all(requests).await {
         assert_eq!(response.status(), 200);
     }
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}ratelimit:ip:*"))
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    let counted: u64 = redis::cmd("HGET")
-        .arg(&keys[0])
-        .arg("c")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    let counted = counted_in_redis(&url, &prefix).await;
     assert!(
         counted <= 1_000 + 64,
         "64 requests counted {counted} in Redis"
     );
     burst.stop().await;
     delete_keys(&url, &prefix).await;
+}
+
+/// The current window's count of the one rate-limit key under `prefix`.
+async fn counted_in_redis(url: &str, prefix: &str) -> u64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}ratelimit:ip:*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    redis::cmd("HGET")
+        .arg(&keys[0])
+        .arg("c")
+        .query_async(&mut connection)
+        .await
+        .unwrap()
 }
 
 /// A private redis-server on a loopback port, killed when dropped.
