@@ -85,6 +85,19 @@ impl ApiError {
         )
     }
 
+    /// 409 `conflict`: another writer got there first, or a limit on what is stored.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// A storage failure: its conflicts answer 409, anything else 500.
+    pub fn storage(error: ampflow_storage::StorageError) -> Self {
+        match error {
+            ampflow_storage::StorageError::Conflict(message) => Self::conflict(message),
+            other => Self::internal(other),
+        }
+    }
+
     /// 503 `server_busy` with `Retry-After: 2`: a bounded resource is full.
     pub fn server_busy(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_busy", message).retry_after(2)
@@ -141,7 +154,7 @@ impl From<IdentityError> for ApiError {
             }
             SessionInvalid => Self::authentication(message),
             TestModeOff | Forbidden(_) => Self::authorization(message),
-            Conflict => Self::new(StatusCode::CONFLICT, "conflict", message),
+            Conflict => Self::conflict(message),
             ChainUnavailable { .. } => {
                 tracing::warn!(%message, "chain unavailable");
                 Self::new(

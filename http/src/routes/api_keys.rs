@@ -4,7 +4,7 @@
 //! session, a key holding `keys:admin`, or (minting only) a key holding `tokens:issue`, seed
 //! 001's issuer tokens. Every change writes an audit row in the same transaction.
 
-use ampflow_storage::{ApiKeyChanges, ApiKeyCursor, ApiKeyRecord, StorageError, TokenRevocation};
+use ampflow_storage::{ApiKeyChanges, ApiKeyCursor, ApiKeyRecord, TokenRevocation};
 use ampflow_types::UnixMillis;
 use axum::Json;
 use axum::extract::State;
@@ -168,13 +168,6 @@ fn not_found() -> ApiError {
     ApiError::not_found("no API key has this id")
 }
 
-fn storage_error(error: StorageError) -> ApiError {
-    match error {
-        StorageError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
-        other => ApiError::internal(other),
-    }
-}
-
 /// The live key with `id`, once the caller may act on it with one of `policies`.
 async fn authorised_key(
     state: &AppState,
@@ -235,11 +228,9 @@ async fn create_key(
         .await
         .map_err(ApiError::internal)?;
     if held >= config.api_keys_per_organisation_max {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("the organisation holds {held} keys, the most allowed; delete one first"),
-        ));
+        return Err(ApiError::conflict(format!(
+            "the organisation holds {held} keys, the most allowed; delete one first"
+        )));
     }
     let now = state.clock().now_ms();
     let created_by = match caller.actor().id() {
@@ -267,7 +258,7 @@ async fn create_key(
         .storage()
         .insert_api_key(&new.record, &audit)
         .await
-        .map_err(storage_error)?;
+        .map_err(ApiError::storage)?;
     tracing::info!(key = %new.record.id, organisation = %body.organisation_id, "API key created");
     let view = CreatedApiKeyView {
         api_key: ApiKeyView::from(&new.record),
@@ -382,7 +373,7 @@ async fn update_key(
         .storage()
         .update_api_key(&key.id, &changes, now, &audit)
         .await
-        .map_err(storage_error)?
+        .map_err(ApiError::storage)?
         .ok_or_else(not_found)?;
     Ok(Envelope::new(ApiKeyView::from(&key), &request_id))
 }
@@ -409,7 +400,7 @@ async fn delete_key(
         .storage()
         .delete_api_key(&key.id, now, &audit)
         .await
-        .map_err(storage_error)?
+        .map_err(ApiError::storage)?
         .ok_or_else(not_found)?;
     tracing::info!(key = %key.id, "API key deleted");
     Ok(Envelope::new(ApiKeyView::from(&key), &request_id))
@@ -435,7 +426,7 @@ async fn rotate(
         .storage()
         .rotate_api_key_secret(&key.id, &new_secret(), now, deposed_until, &audit)
         .await
-        .map_err(storage_error)?
+        .map_err(ApiError::storage)?
         .ok_or_else(not_found)?;
     tracing::info!(key = %key.id, "API key secret rotated");
     Ok(key)
@@ -497,7 +488,7 @@ async fn revoke_tokens(
         .storage()
         .revoke_api_key_tokens(&key.id, &revocation, now, &audit)
         .await
-        .map_err(storage_error)?
+        .map_err(ApiError::storage)?
         .ok_or_else(not_found)?;
     tracing::info!(key = %key.id, tokens = %body.tokens, "API key tokens revoked");
     Ok(Envelope::new(ApiKeyView::from(&key), &request_id))

@@ -4,11 +4,11 @@
 
 use ampflow_storage::{
     AuditActor, DashboardSessionRecord, DashboardUserRecord, IpBinding, SecuritySettings,
-    StampRotation, StorageError,
+    StampRotation,
 };
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{AppendHeaders, IntoResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -186,13 +186,6 @@ fn settings_view(user: &DashboardUserRecord) -> SecuritySettingsView {
         ip_binding: user.ip_binding.as_str(),
         session_timeout_days: user.session_timeout_days,
         notify_new_device: user.notify_new_device,
-    }
-}
-
-fn storage_error(error: StorageError) -> ApiError {
-    match error {
-        StorageError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
-        other => ApiError::internal(other),
     }
 }
 
@@ -419,7 +412,7 @@ async fn logout_all(
         .storage()
         .rotate_security_stamp(&rotation, &audit)
         .await
-        .map_err(storage_error)?;
+        .map_err(ApiError::storage)?;
     let view = LogoutAllView {
         sessions_revoked: revoked,
         message: "All sessions have been revoked",
@@ -605,7 +598,7 @@ async fn change_password(
         .storage()
         .rotate_security_stamp(&rotation, &audit)
         .await
-        .map_err(storage_error)?;
+        .map_err(ApiError::storage)?;
     let view = PasswordChangedView {
         changed: true,
         sessions_revoked: revoked,

@@ -149,7 +149,7 @@ impl From<DonationError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "idempotency_conflict", message)
             }
             DonationError::IllegalTransition { .. } | DonationError::Conflict => {
-                Self::new(StatusCode::CONFLICT, "conflict", message)
+                Self::conflict(message)
             }
             DonationError::Signature(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_signature", message)

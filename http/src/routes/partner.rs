@@ -293,11 +293,9 @@ fn donation_error(error: DonationError) -> PartnerError {
         DonationError::TransactionIdReused => {
             ApiError::new(StatusCode::CONFLICT, "idempotency_conflict", message)
         }
-        DonationError::IllegalTransition { from, .. } => ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("a {from} donation cannot be cancelled"),
-        ),
+        DonationError::IllegalTransition { from, .. } => {
+            ApiError::conflict(format!("a {from} donation cannot be cancelled"))
+        }
         other => ApiError::from(other),
     })
 }
