@@ -274,10 +274,7 @@ pub enum KeyCredential {
     /// `Bearer sk_…`
     Direct,
     /// An access token (`tok_…`).
-    Token {
-        id: String,
-        expires_at_ms: UnixMillis,
-    },
+    Token { id: String },
 }
 
 /// An API key credential, recognised from its shape (nothing verified yet).
@@ -368,10 +365,7 @@ pub async fn verify_bearer(
                 return Err(refused());
             }
             VerifiedKey {
-                credential: KeyCredential::Token {
-                    id: claims.jti,
-                    expires_at_ms: claims.exp * 1000,
-                },
+                credential: KeyCredential::Token { id: claims.jti },
                 key,
             }
         }

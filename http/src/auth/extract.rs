@@ -201,7 +201,7 @@ impl Caller {
         match self {
             Caller::Key(c) => match &c.credential {
                 KeyCredential::Direct => event.detail("credential", "key"),
-                KeyCredential::Token { id, .. } => event
+                KeyCredential::Token { id } => event
                     .detail("credential", "access_token")
                     .detail("token_id", id.as_str()),
             },
