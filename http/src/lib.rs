@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod middleware;
+pub mod net;
 pub mod params;
 pub mod partner_admin;
 pub mod partner_auth;
