@@ -17,11 +17,31 @@ const BY_MESSAGE_PREFIX: &str =
     "Please sign this message to verify your wallet ownership, unique ID: ";
 const BY_MESSAGE_NONCE: &str = ", nonce: ";
 
-/// Who is calling, as proven by a valid access token.
+/// Who is calling, as proven by a valid access token of a live session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub address: WalletAddress,
     pub session_id: String,
+    /// The chain a contract wallet's login was checked on (EIP-1271): the session acts for
+    /// the address on that chain only. `None` for an EOA login, valid on every chain.
+    pub chain_id: Option<u64>,
+}
+
+impl Principal {
+    /// The caller's address for an action on `chain_id`: refused when the session was proven
+    /// by a contract wallet on another chain (the same address on another chain may be
+    /// controlled by someone else, or by nobody).
+    pub fn on_chain(&self, chain_id: u64) -> Result<WalletAddress, IdentityError> {
+        match self.chain_id {
+            Some(session_chain_id) if session_chain_id != chain_id => {
+                Err(IdentityError::WrongChain {
+                    session_chain_id,
+                    chain_id,
+                })
+            }
+            _ => Ok(self.address),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -88,6 +108,9 @@ impl Identity {
         chain_id: Option<u64>,
     ) -> Result<TokenPair, IdentityError> {
         let chain_id = chain_id.filter(|id| *id != 0);
+        if signature.is_high_s() {
+            return Err(IdentityError::SignatureMalleable);
+        }
         if let Some(eoa) = signature.as_wallet_signature() {
             let outcome = self
                 .wallets
@@ -144,6 +167,7 @@ impl Identity {
                 .wallets
                 .call(&address, |reply| WalletMsg::LoginVerified {
                     challenge_id: challenge_id.clone(),
+                    chain_id,
                     reply,
                 })
                 .await?;
@@ -187,9 +211,10 @@ impl Identity {
             .await?
     }
 
-    /// Checks an access token's signature, algorithm and expiry. The session itself is checked
-    /// by the wallet actor on every request.
-    pub fn authenticate(&self, access_token: &str) -> Result<Principal, IdentityError> {
+    /// The one check of a wallet access token: its signature, algorithm and expiry, and that
+    /// its session is still live (not logged out, not revoked by a replayed refresh token, not
+    /// expired), through the [`SessionGate`](crate::SessionGate) every wallet request uses.
+    pub async fn authenticate(&self, access_token: &str) -> Result<Principal, IdentityError> {
         let now = self.deps.clock.now_ms();
         let claims = self
             .deps
@@ -198,9 +223,11 @@ impl Identity {
             .map_err(|_| IdentityError::SessionInvalid)?;
         let address =
             WalletAddress::parse(&claims.address).map_err(|_| IdentityError::SessionInvalid)?;
+        let chain_id = self.deps.sessions.check(&claims.sid, &address, now).await?;
         Ok(Principal {
             address,
             session_id: claims.sid,
+            chain_id,
         })
     }
 

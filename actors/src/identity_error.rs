@@ -10,6 +10,17 @@ pub enum IdentityError {
     NoPendingChallenge,
     #[error("the signature does not match the pending login message for this address")]
     SignatureMismatch,
+    #[error(
+        "the signature's s value is in the upper half of the curve order; wallets produce the lower-half (EIP-2) form"
+    )]
+    SignatureMalleable,
+    #[error(
+        "this session was signed in by a contract wallet on chain {session_chain_id}; it cannot act on chain {chain_id}"
+    )]
+    WrongChain {
+        session_chain_id: u64,
+        chain_id: u64,
+    },
     #[error("this login message is unknown, expired or already used; request a new one")]
     ChallengeUnavailable,
     #[error("message_to_sign is not a message issued by POST /authorize/by-message")]

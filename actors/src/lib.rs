@@ -12,6 +12,7 @@ mod identity_error;
 mod kyc;
 pub mod ledger;
 pub mod registry;
+mod sessions;
 pub mod stripe;
 mod system;
 pub mod tokens;
@@ -24,6 +25,7 @@ pub use identity::{Identity, Principal};
 pub use identity_error::IdentityError;
 pub use kyc::Kyc;
 pub use registry::{RegistryError, RuntimeSettings};
+pub use sessions::SessionGate;
 pub use system::{ActorSystem, StartError, SystemConfig};
 pub use veriff::{VeriffClient, VeriffSettings, WebhookHeaders};
 pub use wallet::{

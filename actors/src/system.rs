@@ -126,6 +126,10 @@ impl ActorSystem {
             clock: config.clock.clone(),
             settings: config.identity.clone(),
             veriff,
+            sessions: Arc::new(crate::sessions::SessionGate::new(
+                config.storage.clone(),
+                config.identity.state_recheck_ms,
+            )),
         });
         let wallets = Registry::new(
             WalletActor::new(deps.clone()),

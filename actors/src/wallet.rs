@@ -7,7 +7,7 @@
 //! challenges is re-read when older than `state_recheck_ms`, and a session is re-checked at the
 //! same pace, so a logout or a login handled by another process is seen within that time.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use ampflow_chain::WalletSignature;
@@ -21,6 +21,7 @@ use secrecy::SecretString;
 
 use crate::identity_error::IdentityError;
 use crate::registry::EntityActor;
+use crate::sessions::SessionGate;
 use crate::tokens::{self, TokenService};
 use crate::veriff::{CreatedSession, VeriffClient};
 use crate::whitelist::{WhitelistError, kyc_gate, utc_day};
@@ -28,17 +29,14 @@ use crate::whitelist::{WhitelistError, kyc_gate, utc_day};
 mod kyc;
 pub use kyc::{KycEvent, KycSessionView, KycWebhookOutcome, SESSION_REUSE_MS, ShownDecision};
 
-/// Sessions a wallet actor keeps in memory; beyond this the oldest-checked one is dropped and
-/// re-read from storage when next used.
-const SESSION_CACHE_MAX: usize = 64;
-
 /// Identity lifetimes and limits.
 #[derive(Debug, Clone)]
 pub struct IdentitySettings {
     pub nonce_ttl_ms: i64,
     pub access_token_ttl_ms: i64,
     pub refresh_token_ttl_ms: i64,
-    /// `/authorize` challenges kept per wallet; a new one beyond this replaces the oldest.
+    /// `/authorize` challenges kept per wallet (at least 2: with reuse, at most two are live);
+    /// a new one beyond this replaces the oldest, which by then has expired.
     pub pending_challenges_max: usize,
     /// How stale the actor's copy of its rows may get before it re-reads them.
     pub state_recheck_ms: i64,
@@ -64,6 +62,8 @@ pub struct WalletDeps {
     pub tokens: Arc<TokenService>,
     pub clock: Arc<dyn Clock>,
     pub settings: IdentitySettings,
+    /// Where every session check goes (see [`SessionGate`]).
+    pub sessions: Arc<SessionGate>,
     /// `None` when Veriff is not configured: KYC sessions are then refused.
     pub veriff: Option<Arc<VeriffClient>>,
 }
@@ -89,9 +89,11 @@ pub enum WalletMsg {
     /// The pending `/authorize` messages, newest first, as (challenge id, text): a contract
     /// wallet's signature is checked against them on chain, outside this actor's mailbox.
     PendingChallenges(Reply<Vec<(String, String)>>),
-    /// Log in with a pending challenge whose signature was verified elsewhere (EIP-1271).
+    /// Log in with a pending challenge whose signature was verified elsewhere (EIP-1271, on
+    /// `chain_id`, which the session is then bound to).
     LoginVerified {
         challenge_id: String,
+        chain_id: u64,
         reply: Reply<TokenPair>,
     },
     LoginByMessage {
@@ -180,8 +182,6 @@ pub struct WalletState {
     user: Option<UserRecord>,
     /// Redeemable `/authorize` challenges, newest first.
     challenges: VecDeque<ChallengeRecord>,
-    /// Sessions seen recently, with when they were last read from storage.
-    sessions: HashMap<String, (SessionRecord, UnixMillis)>,
     loaded_at_ms: UnixMillis,
     /// Callers waiting for the Veriff session being created; empty when none is.
     kyc_waiters: Vec<Reply<KycSessionView>>,
@@ -210,7 +210,6 @@ impl Actor for WalletActor {
             address,
             user: None,
             challenges: VecDeque::new(),
-            sessions: HashMap::new(),
             loaded_at_ms: 0,
             kyc_waiters: Vec::new(),
         };
@@ -251,9 +250,10 @@ impl WalletActor {
             }
             WalletMsg::LoginVerified {
                 challenge_id,
+                chain_id,
                 reply,
             } => {
-                let _ = reply.send(self.login_verified(state, challenge_id).await);
+                let _ = reply.send(self.login_verified(state, challenge_id, chain_id).await);
             }
             WalletMsg::LoginByMessage {
                 challenge_id,
@@ -422,10 +422,22 @@ impl WalletActor {
         Ok(())
     }
 
+    /// The login message for this wallet. While the newest pending one has more than half its
+    /// lifetime left it is answered again: `/authorize` needs no credential, so anyone may ask
+    /// for any address's message, and a fresh message per call would let a third party push
+    /// the owner's out of the `pending_challenges_max` kept. With reuse a new message is made
+    /// at most once per half lifetime, so at most two are live and none is ever evicted while
+    /// it can still be signed; asking again writes nothing.
     async fn issue_challenge(&self, state: &mut WalletState) -> Result<String, IdentityError> {
         self.reload_if_stale(state).await?;
         let now = self.now();
         state.challenges.retain(|c| c.is_redeemable(now));
+        let reuse_after_ms = self.deps.settings.nonce_ttl_ms / 2;
+        if let Some(newest) = state.challenges.front()
+            && newest.expires_at_ms - now > reuse_after_ms
+        {
+            return Ok(newest.message.clone());
+        }
         let address = state.address.to_string();
         let message = format!(
             "Welcome!\nPlease sign this message to verify that you are the owner of address: {address}\nNonce: {}",
@@ -469,7 +481,7 @@ impl WalletActor {
             });
         };
         state.challenges.retain(|c| c.id != challenge_id);
-        self.start_session(state, challenge_id).await
+        self.start_session(state, challenge_id, None).await
     }
 
     async fn pending_challenges(
@@ -490,6 +502,7 @@ impl WalletActor {
         &self,
         state: &mut WalletState,
         challenge_id: String,
+        chain_id: u64,
     ) -> Result<TokenPair, IdentityError> {
         let now = self.now();
         let pending = state
@@ -500,7 +513,8 @@ impl WalletActor {
             return Err(IdentityError::ChallengeUnavailable);
         }
         state.challenges.retain(|c| c.id != challenge_id);
-        self.start_session(state, challenge_id).await
+        self.start_session(state, challenge_id, Some(chain_id))
+            .await
     }
 
     fn find_signed_challenge(
@@ -536,15 +550,17 @@ impl WalletActor {
         if !signature.is_personal_sign_by(message, &state.address) {
             return Err(IdentityError::SignatureMismatch);
         }
-        self.start_session(state, challenge.id).await
+        self.start_session(state, challenge.id, None).await
     }
 
     /// Consumes the challenge and opens a session (see `Storage::login` for why no nonce can
-    /// serve twice), then mints the tokens.
+    /// serve twice), then mints the tokens. `chain_id` binds the session to the chain a
+    /// contract wallet's signature was checked on.
     async fn start_session(
         &self,
         state: &mut WalletState,
         challenge_id: String,
+        chain_id: Option<u64>,
     ) -> Result<TokenPair, IdentityError> {
         let now = self.now();
         let address = state.address.to_string();
@@ -557,6 +573,7 @@ impl WalletActor {
             revoked_at_ms: None,
             revoked_reason: None,
             refresh_token_hash,
+            chain_id,
         };
         let write = LoginWrite {
             challenge_id,
@@ -573,7 +590,7 @@ impl WalletActor {
         }
         let access_token = self.deps.tokens.mint_access(&address, &session.id, now)?;
         let refresh_remaining_ms = session.expires_at_ms - now;
-        self.remember_session(state, session, now);
+        self.deps.sessions.remember(&session, now);
         Ok(TokenPair {
             access_token,
             expires_in_ms: self.deps.tokens.access_ttl_ms(),
@@ -609,7 +626,7 @@ impl WalletActor {
                 .storage
                 .revoke_session(&session.id, "refresh_token_reuse", now)
                 .await?;
-            state.sessions.remove(&session.id);
+            self.deps.sessions.revoked(&session.id, now);
             return Err(IdentityError::RefreshTokenReused);
         }
         let access_token = self
@@ -618,7 +635,7 @@ impl WalletActor {
             .mint_access(&session.address, &session.id, now)?;
         let remaining_ms = session.expires_at_ms - now;
         session.refresh_token_hash = new_hash;
-        self.remember_session(state, session, now);
+        self.deps.sessions.remember(&session, now);
         Ok(TokenPair {
             access_token,
             expires_in_ms: self.deps.tokens.access_ttl_ms(),
@@ -627,49 +644,19 @@ impl WalletActor {
         })
     }
 
-    /// Checks that `session_id` is a live session of this wallet.
+    /// Checks that `session_id` is a live session of this wallet, through the one gate every
+    /// wallet request goes through.
     async fn check_session(
         &self,
         state: &mut WalletState,
         session_id: &str,
     ) -> Result<(), IdentityError> {
         self.reload_if_stale(state).await?;
-        let now = self.now();
-        let fresh = state
+        self.deps
             .sessions
-            .get(session_id)
-            .is_some_and(|(_, read_at)| now - read_at < self.deps.settings.state_recheck_ms);
-        if !fresh {
-            match self.deps.storage.find_session(session_id).await? {
-                Some(session) => self.remember_session(state, session, now),
-                None => {
-                    state.sessions.remove(session_id);
-                    return Err(IdentityError::SessionInvalid);
-                }
-            }
-        }
-        match state.sessions.get(session_id) {
-            Some((session, _))
-                if session.address == state.address.to_string() && session.is_active(now) =>
-            {
-                Ok(())
-            }
-            _ => Err(IdentityError::SessionInvalid),
-        }
-    }
-
-    fn remember_session(&self, state: &mut WalletState, session: SessionRecord, now: UnixMillis) {
-        if state.sessions.len() >= SESSION_CACHE_MAX && !state.sessions.contains_key(&session.id) {
-            let oldest = state
-                .sessions
-                .iter()
-                .min_by_key(|(_, (_, read_at))| *read_at)
-                .map(|(id, _)| id.clone());
-            if let Some(oldest) = oldest {
-                state.sessions.remove(&oldest);
-            }
-        }
-        state.sessions.insert(session.id.clone(), (session, now));
+            .check(session_id, &state.address, self.now())
+            .await
+            .map(|_| ())
     }
 
     async fn get_user(
@@ -711,11 +698,12 @@ impl WalletActor {
 
     async fn logout(&self, state: &mut WalletState, session_id: &str) -> Result<(), IdentityError> {
         self.check_session(state, session_id).await?;
+        let now = self.now();
         self.deps
             .storage
-            .revoke_session(session_id, "logout", self.now())
+            .revoke_session(session_id, "logout", now)
             .await?;
-        state.sessions.remove(session_id);
+        self.deps.sessions.revoked(session_id, now);
         Ok(())
     }
 }

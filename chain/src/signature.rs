@@ -14,6 +14,10 @@ pub enum SignatureError {
     BadRecoveryByte,
     #[error("no public key can be recovered from this signature")]
     Unrecoverable,
+    #[error(
+        "the signature's s value is in the upper half of the curve order; wallets produce the lower-half (EIP-2) form"
+    )]
+    Malleable,
 }
 
 /// Longest signature accepted for a contract wallet (EIP-1271 signatures can be multi-owner
@@ -42,13 +46,27 @@ impl SignatureBytes {
             .map_err(|_| SignatureError::Malformed)
     }
 
-    /// The bytes as an EOA signature, when they have that form.
+    /// The bytes as an EOA signature, when they have that form (a high-s one never has: see
+    /// [`is_high_s`](Self::is_high_s)).
     pub fn as_wallet_signature(&self) -> Option<WalletSignature> {
+        let signature = self.as_ecdsa()?;
+        (!is_high_s(&signature)).then_some(WalletSignature(signature))
+    }
+
+    /// Whether these are 65 ECDSA bytes whose s is in the upper half of the curve order: the
+    /// malleable twin of a valid signature, which no standard wallet produces (EIP-2). Such a
+    /// signature is refused rather than given to the chain as a contract wallet's.
+    pub fn is_high_s(&self) -> bool {
+        self.as_ecdsa()
+            .is_some_and(|signature| is_high_s(&signature))
+    }
+
+    fn as_ecdsa(&self) -> Option<Signature> {
         let bytes: &[u8; 65] = self.0.as_slice().try_into().ok()?;
         if !matches!(bytes[64], 0 | 1 | 27 | 28) {
             return None;
         }
-        Signature::from_raw_array(bytes).ok().map(WalletSignature)
+        Signature::from_raw_array(bytes).ok()
     }
 }
 
@@ -78,6 +96,9 @@ impl WalletSignature {
         }
         let signature =
             Signature::from_raw_array(&bytes).map_err(|_| SignatureError::BadRecoveryByte)?;
+        if is_high_s(&signature) {
+            return Err(SignatureError::Malleable);
+        }
         Ok(Self(signature))
     }
 
@@ -103,6 +124,11 @@ impl WalletSignature {
             Err(_) => false,
         }
     }
+}
+
+/// Whether `s` is above half the secp256k1 order (`normalize_s` only answers for those).
+fn is_high_s(signature: &Signature) -> bool {
+    signature.normalize_s().is_some()
 }
 
 #[cfg(test)]
@@ -149,6 +175,29 @@ mod tests {
                 Err(SignatureError::BadRecoveryByte)
             );
         }
+    }
+
+    /// (r, n − s, v ^ 1) recovers the same key: the malleable twin of a valid signature.
+    #[test]
+    fn the_high_s_twin_of_a_valid_signature_is_refused() {
+        let signature = WalletSignature::parse(SEED_SIGNATURE).unwrap().0;
+        let order = alloy::primitives::U256::from_be_bytes(alloy::primitives::hex!(
+            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
+        ));
+        let twin = Signature::new(signature.r(), order - signature.s(), !signature.v());
+        assert_eq!(
+            twin.recover_address_from_msg(SEED_MESSAGE).unwrap(),
+            signature.recover_address_from_msg(SEED_MESSAGE).unwrap()
+        );
+        let text = format!("0x{}", hex::encode(twin.as_bytes()));
+        assert_eq!(
+            WalletSignature::parse(&text),
+            Err(SignatureError::Malleable)
+        );
+        let bytes = SignatureBytes::parse(&text).unwrap();
+        assert!(bytes.is_high_s());
+        assert!(bytes.as_wallet_signature().is_none());
+        assert!(!SignatureBytes::parse(SEED_SIGNATURE).unwrap().is_high_s());
     }
 
     #[test]

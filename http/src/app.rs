@@ -81,12 +81,17 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings().http.body_limit_bytes;
     // Outermost last: the envelope (request id, timeout, headers) wraps everything, so 429s
     // and 403s get it too; the metrics wrap the envelope, so they count every answer the
-    // client gets (the limiter's refusals, 413s, timeouts and caught panics included).
+    // client gets (the limiter's refusals, 413s, timeouts and caught panics included). The
+    // edge rule runs after the limiter, so requests it refuses still count.
     router
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::edge::enforce,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state,
             crate::rate_limit::layer::enforce,
@@ -237,11 +242,6 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
     settings
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    if settings.http.trust_x_forwarded_for {
-        tracing::warn!(
-            "http.trust_x_forwarded_for is deprecated: it believes X-Forwarded-For from any peer; list the proxies in http.trusted_proxies instead"
-        );
-    }
     crate::metrics::handle();
     let auth = dashboard_auth(&settings)?;
     let storage = open_storage(&settings).await?;

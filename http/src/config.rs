@@ -122,17 +122,29 @@ pub struct AuthConfig {
     pub session_timeout_days_max: u32,
     /// `last_activity` is written at most this often per session.
     pub activity_write_interval_secs: u64,
+    /// A session with no request for this long ends (401), whatever its lifetime; 0: no idle
+    /// timeout. At least twice `activity_write_interval_secs`, which is its precision.
+    pub session_idle_timeout_mins: u32,
     /// argon2id cost: memory in KiB, passes, lanes. The defaults are OWASP's minimum
     /// (19 MiB, 2 passes, 1 lane).
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
     pub password_length_min: usize,
-    /// Failed logins (and wrong current passwords) allowed per account, and per client IP,
-    /// within `login_failure_window_secs`; more answer 429 until the window ends.
-    pub login_failures_per_account_max: u32,
+    /// Failed logins (and wrong current passwords) allowed per (account, client IP) and per
+    /// client IP (/64 for IPv6) within `login_failure_window_secs`; more answer 429 until the
+    /// window ends. Each attempt is counted before the password is checked and handed back when
+    /// it succeeds, so concurrent guesses cannot overrun the limits.
+    pub login_failures_per_account_ip_max: u32,
     pub login_failures_per_ip_max: u32,
     pub login_failure_window_secs: u64,
+    /// From this many failures on an account (from any address) within the window, each
+    /// attempt on it waits `login_delay_base_ms`, doubling with every further failure up to
+    /// `login_delay_max_ms`, before its password is checked. The account is slowed down for
+    /// guessers, never locked for its owner.
+    pub login_delay_after_account_failures: u32,
+    pub login_delay_base_ms: u64,
+    pub login_delay_max_ms: u64,
     /// Password hashes (logins, password changes) computed at once; more wait up to
     /// `password_hashing_wait_ms`, at most `password_hashing_waiters_max` of them, and are
     /// answered 503 `server_busy` after that. Each one holds `argon2_memory_kib` of memory.
@@ -160,13 +172,17 @@ impl Default for AuthConfig {
             session_timeout_days_default: 7,
             session_timeout_days_max: 90,
             activity_write_interval_secs: 60,
+            session_idle_timeout_mins: 30,
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
             password_length_min: 12,
-            login_failures_per_account_max: 5,
+            login_failures_per_account_ip_max: 5,
             login_failures_per_ip_max: 20,
             login_failure_window_secs: 900,
+            login_delay_after_account_failures: 5,
+            login_delay_base_ms: 500,
+            login_delay_max_ms: 10_000,
             password_hashing_concurrency_max: 4,
             password_hashing_waiters_max: 256,
             password_hashing_wait_ms: 10_000,
@@ -181,6 +197,9 @@ impl Default for AuthConfig {
 
 /// Longest password accepted (hashing a huge one costs CPU for nothing).
 pub const PASSWORD_LENGTH_MAX: usize = 1_024;
+/// The longest a login may be made to wait (`auth.login_delay_max_ms`): past this a client
+/// would time out and the delay would be a lockout again.
+pub const LOGIN_DELAY_MAX_MS: u64 = 30_000;
 
 impl AuthConfig {
     /// Checks the ranges; called at start.
@@ -213,11 +232,28 @@ impl AuthConfig {
                 "auth.password_length_min must be 8 to {PASSWORD_LENGTH_MAX}"
             ));
         }
-        if self.login_failures_per_account_max == 0
+        if self.login_failures_per_account_ip_max == 0
             || self.login_failures_per_ip_max == 0
             || self.login_failure_window_secs == 0
+            || self.login_delay_after_account_failures == 0
         {
-            return Err("auth.login_failure* settings must be above 0".into());
+            return Err(
+                "auth.login_failure* and login_delay_after_account_failures must be above 0".into(),
+            );
+        }
+        if self.login_delay_base_ms > self.login_delay_max_ms
+            || self.login_delay_max_ms > LOGIN_DELAY_MAX_MS
+        {
+            return Err(format!(
+                "auth.login_delay_base_ms must be at most login_delay_max_ms, which is at most {LOGIN_DELAY_MAX_MS}"
+            ));
+        }
+        let idle_secs = u64::from(self.session_idle_timeout_mins) * 60;
+        if idle_secs != 0 && idle_secs < 2 * self.activity_write_interval_secs {
+            return Err(
+                "auth.session_idle_timeout_mins must be 0 (off) or at least twice activity_write_interval_secs"
+                    .into(),
+            );
         }
         if self.password_hashing_concurrency_max == 0 || self.password_hashing_wait_ms == 0 {
             return Err(
@@ -459,15 +495,15 @@ pub struct HttpConfig {
     pub request_timeout_ms: u64,
     /// How long in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace_ms: u64,
-    /// Deprecated: take the client's IP from the last `X-Forwarded-For` entry whoever the
-    /// peer is. Prefer `trusted_proxies`; this is kept so existing files keep working.
-    #[serde(default)]
-    pub trust_x_forwarded_for: bool,
     /// The proxies (addresses or CIDR blocks, e.g. `10.0.0.0/8`) whose `X-Forwarded-For` is
     /// believed. From such a peer, the client is the rightmost entry that is not itself a
     /// trusted proxy; from any other peer, the peer is the client.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Origins (`https://dashboard.example.org`) besides this server's own whose pages may
+    /// send cookie-authenticated writes (see `edge`).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -537,8 +573,8 @@ impl Default for Settings {
                 body_limit_bytes: 64 * 1024,
                 request_timeout_ms: 30_000,
                 shutdown_grace_ms: 30_000,
-                trust_x_forwarded_for: false,
                 trusted_proxies: Vec::new(),
+                allowed_origins: Vec::new(),
             },
             identity: IdentityConfig {
                 nonce_ttl_secs: 600,
@@ -637,6 +673,22 @@ impl Settings {
     /// message naming the key rather than misbehaving later.
     pub fn validate(&self) -> Result<(), String> {
         self.trusted_proxies()?;
+        for origin in &self.http.allowed_origins {
+            let parsed = url::Url::parse(origin).ok();
+            let bare = parsed.as_ref().is_some_and(|url| {
+                matches!(url.scheme(), "http" | "https")
+                    && url.host_str().is_some()
+                    && url.path() == "/"
+                    && !origin.ends_with('/')
+                    && url.query().is_none()
+                    && url.username().is_empty()
+            });
+            if !bare {
+                return Err(format!(
+                    "http.allowed_origins: {origin:?} is not an origin like https://dashboard.example.org (scheme, host and optional port, nothing else)"
+                ));
+            }
+        }
         self.rate_limit.validate()?;
         if self
             .metrics
@@ -665,7 +717,7 @@ impl Settings {
             nonce_ttl_ms: secs(self.identity.nonce_ttl_secs),
             access_token_ttl_ms: secs(self.identity.access_token_ttl_secs),
             refresh_token_ttl_ms: secs(self.identity.refresh_token_ttl_secs),
-            pending_challenges_max: self.identity.pending_challenges_max.max(1),
+            pending_challenges_max: self.identity.pending_challenges_max.max(2),
             state_recheck_ms: self.identity.state_recheck_ms as i64,
             test_mode: self.test_mode,
         }

@@ -145,6 +145,8 @@ impl From<IdentityError> for ApiError {
                 Self::authentication(message).with_param("signed_payload")
             }
             MessageMalformed => Self::invalid_param("message_to_sign", message),
+            SignatureMalleable => Self::invalid_param("signed_payload", message),
+            WrongChain { .. } => Self::authorization(message),
             UnsupportedChain { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "unsupported_chain", message)
                     .with_param("chain_id")

@@ -11,31 +11,18 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A JSON body. Malformed JSON, a missing field or a wrong type answers 400 `invalid_request`
-/// with `param` naming the field; an oversized body answers 413.
+/// A JSON body: a JSON object sent as `Content-Type: application/json` (415 otherwise, a
+/// missing body included). Malformed JSON, a missing field, a wrong type or a control
+/// character in a string answers 400 `invalid_request` with `param` naming the field; an
+/// oversized body answers 413. See [`crate::edge`].
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
-            let is_json = content_type
-                .to_str()
-                .ok()
-                .and_then(|v| v.split(';').next())
-                .map(|mime| {
-                    let mime = mime.trim().to_ascii_lowercase();
-                    mime == "application/json" || mime.ends_with("+json")
-                })
-                .unwrap_or(false);
-            if !is_json {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "invalid_request",
-                    "the request body must be JSON (Content-Type: application/json)",
-                ));
-            }
+        if !crate::edge::is_json_content_type(req.headers()) {
+            return Err(crate::edge::not_json());
         }
         let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
         parse_json(&bytes).map(ApiJson)
@@ -98,13 +85,15 @@ fn body_error(rejection: BytesRejection) -> ApiError {
     }
 }
 
-/// Parses `bytes` as `T`, naming the offending field on failure.
+/// Parses `bytes` as `T`, naming the offending field on failure. The body must be a JSON
+/// object without control characters in its strings ([`crate::edge::check_json_text`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid_request(
             "the request body is empty; a JSON object is expected",
         ));
     }
+    crate::edge::check_json_text(bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -161,23 +150,31 @@ impl FromRequestParts<AppState> for WalletAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        wallet_of(parts, state).map(WalletAuth)
+        wallet_of(parts, state).await.map(WalletAuth)
     }
 }
 
 /// The wallet behind the request's bearer token: the one the limiter verified, else verified
-/// now.
-pub fn wallet_of(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
+/// now. Either way through [`Identity::authenticate`](ampflow_actors::Identity::authenticate),
+/// which checks the session as well as the token.
+pub async fn wallet_of(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
     match parts.extensions.remove::<VerifiedWallet>() {
         Some(VerifiedWallet(principal)) => Ok(principal),
-        None => authenticate_headers(state, &parts.headers),
+        None => authenticate_headers(state, &parts.headers).await,
     }
 }
 
-/// The principal behind the request's bearer token.
-pub fn authenticate_headers(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+/// The principal behind the request's bearer token, whose session is live.
+pub async fn authenticate_headers(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Principal, ApiError> {
     let token = bearer_token(headers)?;
-    state.identity().authenticate(token).map_err(ApiError::from)
+    state
+        .identity()
+        .authenticate(token)
+        .await
+        .map_err(ApiError::from)
 }
 
 fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
@@ -211,36 +208,29 @@ pub fn peer(extensions: &axum::http::Extensions) -> std::net::SocketAddr {
 
 /// The client's IP. From a peer in `http.trusted_proxies`, the rightmost `X-Forwarded-For`
 /// entry that is not itself a trusted proxy (each proxy appends the address it saw, so entries
-/// left of the first untrusted one may be forged); from any other peer, the peer. The
-/// deprecated `http.trust_x_forwarded_for` keeps its old meaning: the last entry, whoever the
-/// peer is. IPv4-mapped IPv6 addresses are given as IPv4, so one client has one form (rate
-/// limits, allowlists).
+/// left of the first untrusted one may be forged); from any other peer, the peer.
+/// IPv4-mapped IPv6 addresses are given as IPv4, so one client has one form (rate limits,
+/// allowlists). Limits key on [`crate::net::ip_key`] of it.
 pub fn client_ip(
     state: &AppState,
     peer: std::net::SocketAddr,
     headers: &HeaderMap,
 ) -> std::net::IpAddr {
-    resolve_client_ip(
-        state.trusted_proxies(),
-        state.settings().http.trust_x_forwarded_for,
-        peer.ip(),
-        headers,
-    )
+    resolve_client_ip(state.trusted_proxies(), peer.ip(), headers)
 }
 
 pub fn resolve_client_ip(
     trusted: &[ipnet::IpNet],
-    trust_any_peer: bool,
     peer: std::net::IpAddr,
     headers: &HeaderMap,
 ) -> std::net::IpAddr {
     let peer = peer.to_canonical();
     let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !trust_any_peer && !is_trusted(&peer) {
+    if !is_trusted(&peer) {
         return peer;
     }
     // Every X-Forwarded-For header, in order, as one list, read from the right.
-    let mut entries = headers
+    let entries = headers
         .get_all("x-forwarded-for")
         .iter()
         .rev()
@@ -252,9 +242,6 @@ pub fn resolve_client_ip(
                 .ok()
                 .map(|ip| ip.to_canonical())
         });
-    if trust_any_peer && trusted.is_empty() {
-        return entries.next().flatten().unwrap_or(peer);
-    }
     let mut client = peer;
     for entry in entries {
         // A malformed entry ends the walk: what is left of it cannot be believed.
@@ -282,28 +269,23 @@ mod tests {
         let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
         // From an untrusted peer the header is ignored.
         assert_eq!(
-            resolve_client_ip(&trusted, false, ip("192.0.2.1"), &headers),
+            resolve_client_ip(&trusted, ip("192.0.2.1"), &headers),
             ip("192.0.2.1")
         );
         // From a trusted proxy: the rightmost untrusted entry, not the forgeable first one.
         assert_eq!(
-            resolve_client_ip(&trusted, false, ip("10.0.0.2"), &headers),
+            resolve_client_ip(&trusted, ip("10.0.0.2"), &headers),
             ip("198.51.100.7")
-        );
-        // The deprecated switch: the last entry from any peer.
-        assert_eq!(
-            resolve_client_ip(&[], true, ip("192.0.2.1"), &headers),
-            ip("10.1.1.1")
         );
         // A malformed header is no header.
         headers.insert("x-forwarded-for", "nonsense".parse().unwrap());
         assert_eq!(
-            resolve_client_ip(&trusted, false, ip("10.0.0.2"), &headers),
+            resolve_client_ip(&trusted, ip("10.0.0.2"), &headers),
             ip("10.0.0.2")
         );
         // IPv4-mapped peers are IPv4.
         assert_eq!(
-            resolve_client_ip(&[], false, ip("::ffff:192.0.2.1"), &HeaderMap::new()),
+            resolve_client_ip(&[], ip("::ffff:192.0.2.1"), &HeaderMap::new()),
             ip("192.0.2.1")
         );
     }

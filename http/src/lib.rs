@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod checkpoint_verify;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod metrics;

@@ -13,7 +13,14 @@ use common::anvil::{Anvil, CHAIN_ID, DEV_KEY_0};
 use common::{TestApp, Wallet, assert_error};
 use serde_json::json;
 
-on_both_databases!(a_contract_wallet_logs_in_with_its_owners_signature);
+on_both_databases!(
+    a_contract_wallet_logs_in_with_its_owners_signature,
+    a_contract_wallet_session_acts_on_its_chain_only,
+);
+
+/// The chain id of a second configured chain (served by the same node): control of an
+/// address on chain A says nothing about that address on chain B.
+const OTHER_CHAIN_ID: u64 = CHAIN_ID + 1;
 
 /// Deploys a contract wallet owned by `owner`; answers its lowercase address.
 async fn deploy_wallet(anvil: &Anvil, owner: &Wallet) -> String {
@@ -111,5 +118,96 @@ async fn a_contract_wallet_logs_in_with_its_owners_signature(backend: Backend) {
         .post("/authorize/jwt", json!({"address": wallet, "signed_payload": owner.sign(&message), "chain_id": CHAIN_ID}))
         .await;
     assert_error(status, &body, 503, "chain_unavailable", None);
+    app.stop().await;
+}
+
+async fn a_contract_wallet_session_acts_on_its_chain_only(backend: Backend) {
+    let anvil = Anvil::start().await;
+    let Some(app) = TestApp::start_with(backend, |s| {
+        s.chains = [CHAIN_ID, OTHER_CHAIN_ID]
+            .map(|chain_id| ChainSettings {
+                chain_id,
+                name: format!("anvil-{chain_id}"),
+                rpc_url: anvil.url.clone(),
+                signer_key_env: None,
+                contracts: None,
+                ..Default::default()
+            })
+            .to_vec();
+    })
+    .await
+    else {
+        return;
+    };
+    let owner = Wallet::random();
+    let wallet = deploy_wallet(&anvil, &owner).await;
+    let message = app.payload(&wallet).await;
+    let (status, tokens) = app
+        .post("/authorize/jwt", json!({"address": wallet, "signed_payload": owner.sign(&message), "chain_id": CHAIN_ID}))
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let campaign = format!("0x{}", "11".repeat(20));
+    let body = json!({"amount": "100"});
+    // On its own chain the session passes authentication (the chain runs no auto-invest).
+    let (status, answer) = app
+        .post_auth(
+            &format!("/auto_invest/{CHAIN_ID}/{campaign}"),
+            &access,
+            body.clone(),
+        )
+        .await;
+    assert_error(status, &answer, 400, "auto_invest_unsupported", None);
+    // On another chain it is refused, for every chain-scoped action.
+    let (status, answer) = app
+        .post_auth(
+            &format!("/auto_invest/{OTHER_CHAIN_ID}/{campaign}"),
+            &access,
+            body,
+        )
+        .await;
+    assert_error(status, &answer, 403, "authorization_error", None);
+    let (status, answer) = app
+        .delete_auth(
+            &format!("/auto_invest/{OTHER_CHAIN_ID}/{campaign}"),
+            &access,
+        )
+        .await;
+    assert_error(status, &answer, 403, "authorization_error", None);
+    let (status, answer) = app
+        .post_auth(
+            "/user/whitelist",
+            &access,
+            json!({"issuer_address": campaign, "chain_id": OTHER_CHAIN_ID}),
+        )
+        .await;
+    assert_error(status, &answer, 403, "authorization_error", None);
+    // A refresh keeps the binding.
+    let (status, refreshed) = app
+        .post(
+            "/authorize/refresh",
+            json!({"refresh_token": tokens["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    let (status, answer) = app
+        .post_auth(
+            &format!("/auto_invest/{OTHER_CHAIN_ID}/{campaign}"),
+            refreshed["access_token"].as_str().unwrap(),
+            json!({"amount": "100"}),
+        )
+        .await;
+    assert_error(status, &answer, 403, "authorization_error", None);
+    // An EOA's own signature holds on every chain.
+    let eoa = Wallet::random();
+    let eoa_access = app.access_token(&eoa).await;
+    let (status, answer) = app
+        .post_auth(
+            &format!("/auto_invest/{OTHER_CHAIN_ID}/{campaign}"),
+            &eoa_access,
+            json!({"amount": "100"}),
+        )
+        .await;
+    assert_error(status, &answer, 400, "auto_invest_unsupported", None);
     app.stop().await;
 }

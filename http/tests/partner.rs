@@ -476,7 +476,10 @@ async fn post_forwarded(app: &TestApp, key: &Key, forwarded: &str) -> (u16, Valu
 }
 
 async fn forwarded_addresses_count_only_when_trusted(backend: Backend) {
-    let Some(app) = TestApp::start_with(backend, |s| s.http.trust_x_forwarded_for = true).await
+    let Some(app) = TestApp::start_with(backend, |s| {
+        s.http.trusted_proxies = vec!["127.0.0.1".into()]
+    })
+    .await
     else {
         return;
     };

@@ -569,10 +569,21 @@ async fn migrate_applies_pending_migrations_and_exits() {
     };
     let first = run();
     assert!(first.status.success(), "{first:?}");
+    let names: Vec<String> =
+        <ampflow_migrations::Migrator as ampflow_migrations::MigratorTrait>::migrations()
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect();
     assert!(
-        String::from_utf8_lossy(&first.stdout).contains(
-            "applied 14 migration(s): m0001_identity, m0002_chain, m0003_kyc, m0004_auto_invest, m0005_organisations, m0006_ledger, m0007_donations, m0008_stripe_events, m0009_checkpoints, m0010_partners, m0011_ledger_refunds, m0012_auto_invest_counts, m0013_dashboard_access, m0014_api_keys"
-        ),
+        names.len() >= 15 && names[0] == "m0001_identity",
+        "{names:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains(&format!(
+            "applied {} migration(s): {}",
+            names.len(),
+            names.join(", ")
+        )),
         "{first:?}"
     );
     let second = run();

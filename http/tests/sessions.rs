@@ -19,7 +19,9 @@ on_both_databases!(
     sessions_list_their_clients_and_another_can_be_revoked,
     a_password_change_revokes_the_other_sessions,
     expired_and_forged_cookies_answer_401,
-    failed_logins_are_throttled_per_account_and_per_ip,
+    failed_logins_are_refused_per_address_and_slowed_per_account,
+    concurrent_guesses_cannot_pass_the_limit_or_lock_the_owner_out,
+    an_idle_session_ends,
     breaking_the_ip_binding_flags_the_session,
     security_settings_are_validated,
     last_activity_is_written_at_most_once_a_minute,
@@ -371,12 +373,15 @@ async fn expired_and_forged_cookies_answer_401(backend: Backend) {
     app.stop().await;
 }
 
-async fn failed_logins_are_throttled_per_account_and_per_ip(backend: Backend) {
+async fn failed_logins_are_refused_per_address_and_slowed_per_account(backend: Backend) {
     let Some(app) = TestApp::start_with(backend, |s| {
         dashboard_settings(s);
-        s.auth.login_failures_per_account_max = 3;
+        s.auth.login_failures_per_account_ip_max = 3;
         s.auth.login_failures_per_ip_max = 5;
         s.auth.login_failure_window_secs = 600;
+        s.auth.login_delay_after_account_failures = 3;
+        s.auth.login_delay_base_ms = 20;
+        s.auth.login_delay_max_ms = 40;
     })
     .await
     else {
@@ -387,11 +392,11 @@ async fn failed_logins_are_throttled_per_account_and_per_ip(backend: Backend) {
         let (status, _, _) = try_login(&app, "jane@example.org", "wrong", "203.0.113.1", "x").await;
         assert_eq!(status, 401);
     }
-    // Locked, even with the right password, from anywhere.
+    // The guessing address is refused for this account, even with the right password.
     let response = app
         .client
         .post(app.url("/auth/login"))
-        .header("x-forwarded-for", "198.51.100.7")
+        .header("x-forwarded-for", "203.0.113.1")
         .json(&json!({"email": "jane@example.org", "password": PASSWORD}))
         .send()
         .await
@@ -405,7 +410,10 @@ async fn failed_logins_are_throttled_per_account_and_per_ip(backend: Backend) {
     assert!((1..=600).contains(&retry_after), "{retry_after}");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_error(429, &body, 429, "rate_limit_exceeded", None);
-    // Per IP: other accounts from one address.
+    // The owner, elsewhere, is slowed down but not locked out.
+    login_from(&app, "jane@example.org", "198.51.100.7", "x").await;
+    // Per address: other accounts from the guessing address (3 failures counted, the refused
+    // attempt handed back).
     for i in 0..2 {
         let email = format!("guess{i}@example.org");
         let (status, _, _) = try_login(&app, &email, "wrong", "203.0.113.1", "x").await;
@@ -415,9 +423,94 @@ async fn failed_logins_are_throttled_per_account_and_per_ip(backend: Backend) {
     assert_error(status, &body, 429, "rate_limit_exceeded", None);
     let (status, _, _) = try_login(&app, "new@example.org", "x", "203.0.113.2", "x").await;
     assert_eq!(status, 401);
-    // The window ends: the right password works again, and clears the account's count.
+    // An IPv6 client is one address per /64.
+    for i in 1..=5 {
+        let ip = format!("2001:db8:7:7::{i}");
+        let (status, _, _) = try_login(&app, "v6@example.org", "wrong", &ip, "x").await;
+        assert_eq!(status, if i <= 3 { 401 } else { 429 }, "attempt {i}");
+    }
+    // The window ends: the right password works again from the guessing address.
     app.clock.advance_ms(600_001);
-    login(&app, "jane@example.org").await;
+    login_from(&app, "jane@example.org", "203.0.113.1", "x").await;
+    app.stop().await;
+}
+
+/// Forty wrong passwords at once from one address: the reservation is counted before the
+/// password is checked, so no more than the limit are even checked; then the owner, from
+/// another address, still gets in (slowed down, not locked).
+async fn concurrent_guesses_cannot_pass_the_limit_or_lock_the_owner_out(backend: Backend) {
+    let Some(app) = TestApp::start_with(backend, |s| {
+        dashboard_settings(s);
+        s.auth.login_failures_per_account_ip_max = 5;
+        s.auth.login_failures_per_ip_max = 100;
+        s.auth.login_delay_after_account_failures = 5;
+        s.auth.login_delay_base_ms = 10;
+        s.auth.login_delay_max_ms = 50;
+    })
+    .await
+    else {
+        return;
+    };
+    create_user(&app, "jane@example.org").await;
+    let guesses = (0..40).map(|i| {
+        let app = &app;
+        async move {
+            let password = format!("wrong {i}");
+            try_login(app, "jane@example.org", &password, "203.0.113.9", "x")
+                .await
+                .0
+        }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked + refused, 40, "{statuses:?}");
+    assert!(
+        checked <= 5,
+        "{checked} wrong passwords were checked: {statuses:?}"
+    );
+    // Forty more from forty addresses: each is checked, and the account only slows down.
+    let spread = (0..40).map(|i| {
+        let app = &app;
+        async move {
+            let ip = format!("198.51.100.{}", i + 1);
+            try_login(app, "jane@example.org", "wrong", &ip, "x")
+                .await
+                .0
+        }
+    });
+    assert!(
+        futures::future::join_all(spread)
+            .await
+            .iter()
+            .all(|s| *s == 401)
+    );
+    login_from(&app, "jane@example.org", "192.0.2.200", "x").await;
+    app.stop().await;
+}
+
+/// A session nobody used for `auth.session_idle_timeout_mins` ends, however long it had to
+/// live; one in use does not.
+async fn an_idle_session_ends(backend: Backend) {
+    let Some(app) = TestApp::start_with(backend, |s| {
+        dashboard_settings(s);
+        s.auth.session_idle_timeout_mins = 30;
+    })
+    .await
+    else {
+        return;
+    };
+    create_user(&app, "jane@example.org").await;
+    let busy = login_from(&app, "jane@example.org", "203.0.113.1", CHROME_WINDOWS).await;
+    let idle = login_from(&app, "jane@example.org", "203.0.113.1", SAFARI_IPHONE).await;
+    for _ in 0..4 {
+        app.clock.advance_ms(10 * 60 * 1000);
+        assert_eq!(call(&app, "GET", "/auth/me", &busy, None).await.0, 200);
+    }
+    let (status, body) = call(&app, "GET", "/auth/me", &idle, None).await;
+    assert_error(status, &body, 401, "authentication_error", None);
+    let (_, list) = call(&app, "GET", "/auth/sessions", &busy, None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
     app.stop().await;
 }
 

@@ -111,6 +111,12 @@ impl DashboardSessionRecord {
     pub fn is_active(&self, stamp: &str, now: UnixMillis) -> bool {
         self.revoked_at_ms.is_none() && now < self.expires_at_ms && self.security_stamp == stamp
     }
+
+    /// Whether no request used the session for `idle_timeout_ms` (0: never idle). Its
+    /// `last_activity_ms` is written at most once per `auth.activity_write_interval_secs`.
+    pub fn is_idle(&self, now: UnixMillis, idle_timeout_ms: i64) -> bool {
+        idle_timeout_ms > 0 && now - self.last_activity_ms >= idle_timeout_ms
+    }
 }
 
 /// The security settings `PATCH /auth/security-settings` changes.
@@ -122,6 +128,14 @@ pub struct SecuritySettings {
 }
 
 /// What rotating a user's stamp does besides.
+/// What a successful login does to its attempt counters: the account's failures are
+/// forgotten (`cleared_keys`) and the other keys' reservation is handed back (`refunded`).
+#[derive(Debug, Clone, Copy)]
+pub struct LoginSuccess<'a> {
+    pub cleared_keys: &'a [String],
+    pub refunded: &'a [crate::FailureCount],
+}
+
 #[derive(Debug, Clone)]
 pub struct StampRotation<'a> {
     pub user_id: &'a str,
@@ -219,7 +233,7 @@ impl Storage {
     pub async fn insert_dashboard_session(
         &self,
         session: &DashboardSessionRecord,
-        cleared_failure_key: &str,
+        login: &LoginSuccess<'_>,
         audits: &[AuditEvent],
     ) -> Result<()> {
         let txn = self.db.begin().await.context("begin insert session")?;
@@ -227,7 +241,8 @@ impl Storage {
             .exec_without_returning(&txn)
             .await
             .context("insert dashboard session")?;
-        crate::throttle::clear_failures(&txn, cleared_failure_key).await?;
+        crate::throttle::clear_failures(&txn, login.cleared_keys).await?;
+        crate::throttle::refund(&txn, login.refunded).await?;
         for audit in audits {
             write_audit(&txn, audit).await?;
         }

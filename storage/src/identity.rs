@@ -448,6 +448,7 @@ fn session_record(m: sessions::Model) -> SessionRecord {
         revoked_at_ms: m.revoked_at_ms,
         revoked_reason: m.revoked_reason,
         refresh_token_hash: m.refresh_token_hash,
+        chain_id: m.chain_id.map(|id| id as u64),
     }
 }
 
@@ -460,5 +461,6 @@ fn session_model(s: &SessionRecord) -> sessions::ActiveModel {
         revoked_at_ms: Set(s.revoked_at_ms),
         revoked_reason: Set(s.revoked_reason.clone()),
         refresh_token_hash: Set(s.refresh_token_hash.clone()),
+        chain_id: Set(s.chain_id.map(|id| id as i64)),
     }
 }

@@ -195,6 +195,9 @@ pub struct SessionRecord {
     pub revoked_reason: Option<String>,
     /// SHA-256 (hex) of the session's current refresh token.
     pub refresh_token_hash: String,
+    /// The chain a contract wallet's (EIP-1271) signature was checked on: the session acts for
+    /// the address on that chain only. `None` for an EOA signature, valid on every chain.
+    pub chain_id: Option<u64>,
 }
 
 impl SessionRecord {

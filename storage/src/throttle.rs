@@ -1,9 +1,14 @@
-//! Failed-login counters, one row per key (`account:<email>`, `ip:<address>`), each counting
-//! failures in a fixed window. They live in the database so every process sees the same
-//! counts; rows whose window is over are deleted as new failures come, so the table holds at
-//! most the keys that failed within one window.
+//! Login attempt counters, one row per key (`account:<email>`, `account_ip:<email>|<ip>`,
+//! `ip:<ip>`), each counting in a fixed window. They live in the database so every process sees
+//! the same counts.
+//!
+//! An attempt is reserved before its password is checked: one statement adds one to every key
+//! and answers the counts after it, so concurrent attempts see each other and a limit cannot
+//! be overrun by racing (increment-then-check). A refused or successful attempt hands its
+//! reservation back; a failed one leaves it counted. Rows whose window is over are deleted as
+//! new failures come, so the table holds at most the keys that failed within one window.
 
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Condition, Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
 };
@@ -13,7 +18,7 @@ use crate::entities::login_failures;
 use crate::{Context, Result, Storage};
 use ampflow_types::UnixMillis;
 
-/// A key's failures in its current window.
+/// A key's count in its current window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailureCount {
     pub key: String,
@@ -21,61 +26,63 @@ pub struct FailureCount {
     pub window_start_ms: UnixMillis,
 }
 
-pub(crate) async fn clear_failures(db: &impl ConnectionTrait, key: &str) -> Result<()> {
+pub(crate) async fn clear_failures(db: &impl ConnectionTrait, keys: &[String]) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
     login_failures::Entity::delete_many()
-        .filter(login_failures::Column::Key.eq(key))
+        .filter(login_failures::Column::Key.is_in(keys.iter().map(String::as_str)))
         .exec(db)
         .await
         .context("clear login failures")?;
     Ok(())
 }
 
+/// Takes one back from each reserved count, if its window is still the one it was counted in.
+pub(crate) async fn refund(db: &impl ConnectionTrait, reserved: &[FailureCount]) -> Result<()> {
+    use login_failures::Column as C;
+    if reserved.is_empty() {
+        return Ok(());
+    }
+    let mut same_window = Condition::any();
+    for count in reserved {
+        same_window = same_window.add(
+            Condition::all()
+                .add(C::Key.eq(count.key.as_str()))
+                .add(C::WindowStartMs.eq(count.window_start_ms)),
+        );
+    }
+    login_failures::Entity::update_many()
+        .col_expr(C::Failures, Expr::col(C::Failures).sub(1))
+        .filter(C::Failures.gt(0))
+        .filter(same_window)
+        .exec(db)
+        .await
+        .context("refund login attempt")?;
+    Ok(())
+}
+
 impl Storage {
-    /// The failures counted under `keys` in windows that began after `now - window_ms`.
-    pub async fn login_failures(
+    /// Reserves one login attempt under every key, in one statement: each count goes up by one
+    /// (a window that is over starts again at `now`), and the counts after it are answered, in
+    /// the order of `keys`.
+    pub async fn reserve_login_attempt(
         &self,
         keys: &[&str],
         now: UnixMillis,
         window_ms: i64,
     ) -> Result<Vec<FailureCount>> {
         use login_failures::Column as C;
-        Ok(login_failures::Entity::find()
-            .filter(C::Key.is_in(keys.iter().copied()))
-            .filter(C::WindowStartMs.gt(now.saturating_sub(window_ms)))
-            .all(&self.db)
-            .await
-            .context("read login failures")?
-            .into_iter()
-            .map(|m| FailureCount {
-                key: m.key,
-                failures: m.failures,
-                window_start_ms: m.window_start_ms,
-            })
-            .collect())
-    }
-
-    /// Counts one failure under each key (a window that is over starts again at `now`), drops
-    /// the rows of windows that are over, and writes `audit`, in one transaction.
-    pub async fn record_login_failure(
-        &self,
-        keys: &[&str],
-        now: UnixMillis,
-        window_ms: i64,
-        audit: &AuditEvent,
-    ) -> Result<()> {
-        use login_failures::Column as C;
         let expired = now.saturating_sub(window_ms);
-        let txn = self.db.begin().await.context("begin login failure")?;
-        for key in keys {
-            // One atomic statement, so concurrent failures in several processes all count.
-            let restart = format!(
-                "CASE WHEN login_failures.window_start_ms <= {expired} THEN {{}} ELSE {{}} END"
-            );
-            login_failures::Entity::insert(login_failures::ActiveModel {
-                key: Set((*key).to_string()),
-                window_start_ms: Set(now),
-                failures: Set(1),
-            })
+        let restart = format!(
+            "CASE WHEN login_failures.window_start_ms <= {expired} THEN {{}} ELSE {{}} END"
+        );
+        let models = keys.iter().map(|key| login_failures::ActiveModel {
+            key: Set((*key).to_string()),
+            window_start_ms: Set(now),
+            failures: Set(1),
+        });
+        let rows = login_failures::Entity::insert_many(models)
             .on_conflict(
                 OnConflict::column(C::Key)
                     .value(
@@ -96,12 +103,39 @@ impl Storage {
                     )
                     .to_owned(),
             )
-            .exec_without_returning(&txn)
+            .exec_with_returning(&self.db)
             .await
-            .context("count login failure")?;
-        }
+            .context("reserve login attempt")?;
+        let mut counts: Vec<FailureCount> = rows
+            .into_iter()
+            .map(|m| FailureCount {
+                key: m.key,
+                failures: m.failures,
+                window_start_ms: m.window_start_ms,
+            })
+            .collect();
+        counts.sort_by_key(|c| keys.iter().position(|k| *k == c.key));
+        Ok(counts)
+    }
+
+    /// Hands back attempts reserved with [`reserve_login_attempt`](Self::reserve_login_attempt)
+    /// that were refused before their password was checked.
+    pub async fn refund_login_attempt(&self, reserved: &[FailureCount]) -> Result<()> {
+        refund(&self.db, reserved).await
+    }
+
+    /// A failed attempt: its reservation stays counted. Drops the rows of windows that are
+    /// over and writes `audit`, in one transaction.
+    pub async fn record_login_failure(
+        &self,
+        now: UnixMillis,
+        window_ms: i64,
+        audit: &AuditEvent,
+    ) -> Result<()> {
+        let expired = now.saturating_sub(window_ms);
+        let txn = self.db.begin().await.context("begin login failure")?;
         login_failures::Entity::delete_many()
-            .filter(C::WindowStartMs.lte(expired))
+            .filter(login_failures::Column::WindowStartMs.lte(expired))
             .exec(&txn)
             .await
             .context("drop expired login failures")?;

@@ -60,6 +60,7 @@ fn login_write(challenge_id: &str, session_id: &str, now: i64) -> LoginWrite {
             revoked_at_ms: None,
             revoked_reason: None,
             refresh_token_hash: format!("hash-{session_id}"),
+            chain_id: None,
         },
     }
 }
@@ -302,7 +303,14 @@ async fn ended_dashboard_sessions_are_deleted(backend: Backend) {
         session("ses_active", 10_000_000, None),
     ] {
         storage
-            .insert_dashboard_session(&s, "login:nobody", &[])
+            .insert_dashboard_session(
+                &s,
+                &LoginSuccess {
+                    cleared_keys: &[],
+                    refunded: &[],
+                },
+                &[],
+            )
             .await
             .unwrap();
     }

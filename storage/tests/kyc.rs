@@ -56,6 +56,7 @@ async fn create_user(storage: &Storage) -> UserRecord {
             revoked_at_ms: None,
             revoked_reason: None,
             refresh_token_hash: "h1".into(),
+            chain_id: None,
         },
     };
     match storage.login(&write, 0).await.unwrap() {

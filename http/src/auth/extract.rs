@@ -123,6 +123,7 @@ impl FromRequestParts<AppState> for AnyAuth {
             return Ok(AnyAuth(AnyCaller::Dashboard(caller)));
         }
         crate::extract::wallet_of(parts, state)
+            .await
             .map(|principal| AnyAuth(AnyCaller::Wallet(principal)))
     }
 }
@@ -323,7 +324,9 @@ pub fn has_session_cookie(state: &AppState, headers: &HeaderMap) -> bool {
 }
 
 fn unauthenticated() -> ApiError {
-    ApiError::authentication("the session is missing, expired or revoked; log in again")
+    ApiError::authentication(
+        "the session is missing, expired, idle for too long or revoked; log in again",
+    )
 }
 
 /// A session whose cookie verified earlier in this request (the rate limiter's lookup, which
@@ -394,7 +397,9 @@ async fn authenticate_session_with(
         .map_err(ApiError::internal)?
         .ok_or_else(unauthenticated)?;
     let now = state.clock().now_ms();
-    if !session.is_active(&user.security_stamp, now) {
+    if !session.is_active(&user.security_stamp, now)
+        || session.is_idle(now, state.auth().idle_timeout_ms())
+    {
         return Err(unauthenticated());
     }
     let caller = DashboardCaller {

@@ -82,7 +82,7 @@ pub async fn identify(
         Err(error) => tracing::debug!(?error, "rate limit: session lookup failed"),
     }
     if headers.contains_key(header::AUTHORIZATION)
-        && let Ok(principal) = crate::extract::authenticate_headers(state, headers)
+        && let Ok(principal) = crate::extract::authenticate_headers(state, headers).await
     {
         return (
             Identifier::User(principal.address.to_string().to_ascii_lowercase()),

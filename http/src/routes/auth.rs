@@ -234,8 +234,7 @@ async fn login(
         ));
     }
     let now = state.clock().now_ms();
-    let keys = throttle::keys(&email, context.ip);
-    throttle::check(&state, &keys, now).await?;
+    let attempt = throttle::reserve(&state, throttle::Keys::new(&email, context.ip), now).await?;
     let user = state
         .storage()
         .dashboard_user_by_email(&email)
@@ -253,7 +252,7 @@ async fn login(
                 Some(known) => audit.target("user", &known.id),
                 None => audit.detail("reason", "unknown_email"),
             };
-            throttle::record(&state, &keys, now, &audit).await?;
+            attempt.failed(&state, now, &audit).await?;
             return Err(ApiError::authentication(
                 "the email or the password is wrong",
             ));
@@ -282,7 +281,7 @@ async fn login(
     }
     state
         .storage()
-        .insert_dashboard_session(&session, &keys[0], &audits)
+        .insert_dashboard_session(&session, &attempt.success(), &audits)
         .await
         .map_err(ApiError::internal)?;
     let view = LoginView {
@@ -484,8 +483,10 @@ async fn list_sessions(
         )
         .await
         .map_err(ApiError::internal)?;
+    let idle_timeout_ms = state.auth().idle_timeout_ms();
     let views = sessions
         .into_iter()
+        .filter(|s| !s.is_idle(now, idle_timeout_ms))
         .map(|s| session_view(s, &caller.session.id))
         .collect();
     Ok(Envelope::new(views, &request_id))
@@ -516,7 +517,11 @@ async fn revoke_session(
         .dashboard_session(&session_id)
         .await
         .map_err(ApiError::internal)?
-        .filter(|s| s.user_id == caller.user.id && s.is_active(&caller.user.security_stamp, now))
+        .filter(|s| {
+            s.user_id == caller.user.id
+                && s.is_active(&caller.user.security_stamp, now)
+                && !s.is_idle(now, state.auth().idle_timeout_ms())
+        })
         .ok_or_else(not_found)?;
     let audit = caller
         .audit("session.revoked", now)
@@ -550,8 +555,8 @@ async fn change_password(
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<Json<Envelope<PasswordChangedView>>, ApiError> {
     let now = state.clock().now_ms();
-    let keys = throttle::keys(&caller.user.email, caller.ip);
-    throttle::check(&state, &keys, now).await?;
+    let keys = throttle::Keys::new(&caller.user.email, caller.ip);
+    let attempt = throttle::reserve(&state, keys, now).await?;
     if body.current_password.len() > PASSWORD_LENGTH_MAX
         || !verify_password(
             &state,
@@ -563,12 +568,13 @@ async fn change_password(
         let audit = caller
             .audit("password.change_failed", now)
             .target("user", &caller.user.id);
-        throttle::record(&state, &keys, now, &audit).await?;
+        attempt.failed(&state, now, &audit).await?;
         return Err(ApiError::invalid_param(
             "current_password",
             "the current password is wrong",
         ));
     }
+    attempt.succeeded(&state).await?;
     state
         .auth()
         .check_new_password(&body.new_password)

@@ -201,9 +201,10 @@ async fn submit(
     WalletAuth(principal): WalletAuth,
     ApiJson(body): ApiJson<AutoInvestBody>,
 ) -> Result<Json<AutoInvestResponse>, ApiError> {
+    let chain_id = params::chain_id(&chain_id)?;
     let triple = Triple {
-        chain_id: params::chain_id(&chain_id)?,
-        wallet: principal.address,
+        chain_id,
+        wallet: principal.on_chain(chain_id)?,
         campaign: params::address("campaign", &campaign)?,
     };
     let amount = parse_amount(&body.amount)?;
@@ -226,9 +227,10 @@ async fn cancel(
     ApiPath((chain_id, campaign)): ApiPath<(String, String)>,
     WalletAuth(principal): WalletAuth,
 ) -> Result<Json<AutoInvestResponse>, ApiError> {
+    let chain_id = params::chain_id(&chain_id)?;
     let triple = Triple {
-        chain_id: params::chain_id(&chain_id)?,
-        wallet: principal.address,
+        chain_id,
+        wallet: principal.on_chain(chain_id)?,
         campaign: params::address("campaign", &campaign)?,
     };
     let task = state.actors().auto_invest().cancel(triple).await?;

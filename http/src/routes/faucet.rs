@@ -132,7 +132,7 @@ async fn request_funds(
     let FaucetAnswer { request, created } = state
         .actors()
         .faucet()
-        .request(chain_id, &principal.address, &ip)
+        .request(chain_id, &principal.on_chain(chain_id)?, &ip)
         .await?;
     let status = if created {
         StatusCode::ACCEPTED
@@ -155,7 +155,7 @@ async fn get_request(
     let request = state
         .actors()
         .faucet()
-        .get(chain_id, &id, &principal.address)
+        .get(chain_id, &id, &principal.on_chain(chain_id)?)
         .await?;
     Ok(Json(request.into()))
 }

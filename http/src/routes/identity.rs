@@ -174,7 +174,7 @@ async fn test_kyc(
     if !state.identity().test_mode() {
         return Err(ApiError::from(ampflow_actors::IdentityError::TestModeOff));
     }
-    let principal = authenticate_headers(&state, request.headers())?;
+    let principal = authenticate_headers(&state, request.headers()).await?;
     let ApiJson(body) = ApiJson::<TestKycRequest>::from_request(request, &state).await?;
     let address = params::address("address", &body.address)?;
     for (param, value) in [

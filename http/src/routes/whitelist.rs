@@ -124,7 +124,7 @@ async fn request_whitelisting(
     let answer = state
         .actors()
         .whitelisting()
-        .request(body.chain_id, issuer, &principal.address)
+        .request(body.chain_id, issuer, &principal.on_chain(body.chain_id)?)
         .await?;
     Ok(match answer {
         WhitelistAnswer::AlreadyApproved => (

@@ -12,11 +12,13 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub const CHROME_WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 pub const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
 
-/// Cheap argon2 (tests hash many passwords) and a trusted `X-Forwarded-For`.
+/// Cheap argon2 (tests hash many passwords), a trusted `X-Forwarded-For`, and no idle timeout
+/// (tests move the clock by days; `an_idle_session_ends` turns it on).
 pub fn dashboard_settings(settings: &mut Settings) {
     settings.auth.argon2_memory_kib = 64;
     settings.auth.argon2_iterations = 1;
-    settings.http.trust_x_forwarded_for = true;
+    settings.auth.session_idle_timeout_mins = 0;
+    settings.http.trusted_proxies = vec!["127.0.0.1".into()];
 }
 
 pub async fn start(backend: ampflow_storage::testdb::Backend) -> Option<TestApp> {
@@ -116,7 +118,8 @@ pub async fn login(app: &TestApp, email: &str) -> Session {
     login_from(app, email, "203.0.113.45", CHROME_WINDOWS).await
 }
 
-/// A request with the session's cookie, from the session's address.
+/// A request with the session's cookie, from the session's address, sent by the server's own
+/// page (`Origin` is the server, as a browser sends on a same-origin `fetch`).
 pub fn with_session(
     app: &TestApp,
     method: &str,
@@ -126,6 +129,7 @@ pub fn with_session(
     app.client
         .request(method.parse().expect("method"), app.url(path))
         .header("cookie", format!("session={}", session.cookie))
+        .header("origin", app.app().base_url())
         .header("x-forwarded-for", session.ip.as_str())
 }
 

@@ -292,3 +292,21 @@ pub async fn verified_organisation(app: &TestApp, name: &str, description: Optio
         .expect("create an organisation")
         .id
 }
+
+/// The malleable twin of a 65-byte `r ‖ s ‖ v` signature: (r, n − s, v flipped) recovers the
+/// same key.
+pub fn high_s_twin(signature: &[u8]) -> Vec<u8> {
+    use alloy::primitives::U256;
+    let order = U256::from_be_bytes(alloy::primitives::hex!(
+        "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
+    ));
+    let s = U256::from_be_slice(&signature[32..64]);
+    let mut twin = signature.to_vec();
+    twin[32..64].copy_from_slice(&(order - s).to_be_bytes::<32>());
+    twin[64] = match signature[64] {
+        27 => 28,
+        28 => 27,
+        v => v ^ 1,
+    };
+    twin
+}

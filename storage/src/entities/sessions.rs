@@ -11,6 +11,7 @@ pub struct Model {
     pub revoked_at_ms: Option<i64>,
     pub revoked_reason: Option<String>,
     pub refresh_token_hash: String,
+    pub chain_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
