@@ -468,7 +468,43 @@ on_both_databases!(
     work_survives_an_unreachable_node,
     a_reverted_transaction_is_a_failure,
     a_request_fails_after_its_last_attempt,
+    the_per_ip_limit_counts_an_ipv6_client_by_its_64,
 );
+
+/// One IPv6 subscriber holds a whole /64: its addresses share one per-IP budget.
+async fn the_per_ip_limit_counts_an_ipv6_client_by_its_64(backend: Backend) {
+    let Some(Setup {
+        app, anvil: _anvil, ..
+    }) = setup_with(
+        backend,
+        |f| f.per_ip_max = 2,
+        |s| s.http.trusted_proxies = vec!["127.0.0.1".into()],
+    )
+    .await
+    else {
+        return;
+    };
+    let ask_from = |ip: &'static str| {
+        let app = &app;
+        async move {
+            let token = app.access_token(&Wallet::random()).await;
+            app.send(
+                app.client
+                    .post(app.url(&format!("/faucet/{CHAIN_ID}")))
+                    .bearer_auth(token)
+                    .header("x-forwarded-for", ip)
+                    .json(&json!({"re_captcha_token": "t"})),
+            )
+            .await
+        }
+    };
+    assert_eq!(ask_from("2001:db8:9:9::1").await.0, 202);
+    assert_eq!(ask_from("2001:db8:9:9::2").await.0, 202);
+    let (status, body) = ask_from("2001:db8:9:9:ffff:1:2:3").await;
+    assert_error(status, &body, 429, "rate_limited", None);
+    assert_eq!(ask_from("2001:db8:9:a::1").await.0, 202);
+    app.stop().await;
+}
 
 /// The faucet contract stops accepting the platform's signer (its ownership moves to another
 /// account): every transaction would revert, so none is sent (the gas estimate refuses it and

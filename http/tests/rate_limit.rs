@@ -109,10 +109,10 @@ async fn limits_headers_retry_after_and_exemptions(redis: Option<&str>) {
             "retry_after": retry_after,
         }})
     );
-    // Another route has its own count; an unknown path is limited too, under one label.
+    // Another tier has its own count; an unknown path counts against the caller's tier.
     assert_eq!(get(&app, "/public/checkpoints").await.status(), 200);
     let unknown = get(&app, "/no/such/route").await;
-    assert_eq!(unknown.status(), 404);
+    assert_eq!(unknown.status(), 429);
     assert_eq!(header(&unknown, "x-ratelimit-limit"), Some(3));
     // Probes and webhooks are exempt and carry no headers.
     for _ in 0..5 {
@@ -153,6 +153,193 @@ async fn redis_limits_answer_429_with_the_seeds_headers_and_body() {
         return;
     };
     limits_headers_retry_after_and_exemptions(Some(&url)).await;
+}
+
+/// Made-up methods (405) and unknown paths (404) count against the caller's tier like any
+/// request: the key is the tier and the caller, never the method. With Redis they make no new
+/// keys.
+async fn made_up_methods_count_against_the_tier(redis: Option<&str>) {
+    let prefix = unique_prefix();
+    let app = TestApp::start_with(Backend::Sqlite, |s| limited(s, &prefix, redis))
+        .await
+        .unwrap();
+    for (i, method) in ["FROB", "BREW", "X-ANYTHING"].into_iter().enumerate() {
+        let response = app
+            .client
+            .request(method.parse().unwrap(), app.url("/public/organisations"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method}");
+        assert_eq!(
+            header(&response, "x-ratelimit-remaining"),
+            Some(2 - i as u64)
+        );
+    }
+    for method in ["FROB", "GET"] {
+        let response = app
+            .client
+            .request(method.parse().unwrap(), app.url("/public/organisations"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 429, "{method}");
+    }
+    if let Some(url) = redis {
+        let client = redis::Client::open(url).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        // The tier's counter and the address's refusal count.
+        assert!(keys.len() <= 2, "{keys:?}");
+        delete_keys(url, &prefix).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_count_against_the_tier_in_memory() {
+    made_up_methods_count_against_the_tier(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_count_against_the_tier_through_redis() {
+    let Some(url) = redis_url() else {
+        eprintln!("TEST_REDIS_URL is not set: skipping");
+        return;
+    };
+    made_up_methods_count_against_the_tier(Some(&url)).await;
+}
+
+/// A request from `ip` (the loopback peer is a trusted proxy in these tests).
+async fn get_from(app: &TestApp, path: &str, ip: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = app.client.get(app.url(path)).header("x-forwarded-for", ip);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+/// Every fresh wallet is a new identity, but an address's budget is shared: the identity
+/// tier counts the wallet, and the same tier at `identities_per_ip` times its limit counts the
+/// address. IPv6 addresses count by their /64.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_identities_do_not_multiply_an_addresss_budget() {
+    let prefix = unique_prefix();
+    let app = TestApp::start_with(Backend::Sqlite, |s| {
+        limited(s, &prefix, None);
+        s.http.trusted_proxies = vec!["127.0.0.1".into()];
+        s.rate_limit.tiers.dashboard = Tier {
+            limit: 2,
+            window_secs: 60,
+            fixed: false,
+        };
+        s.rate_limit.identities_per_ip = 2;
+        // Room for the logins; the IPv6 check below uses the ledger tier.
+        s.rate_limit.tiers.public.limit = 100;
+        s.rate_limit.tiers.ledger_view = Tier {
+            limit: 3,
+            window_secs: 60,
+            fixed: false,
+        };
+    })
+    .await
+    .unwrap();
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        tokens.push(app.access_token(&Wallet::random()).await);
+    }
+    for token in &tokens[..2] {
+        for _ in 0..2 {
+            let response = get_from(&app, "/user", "198.51.100.1", Some(token)).await;
+            assert_eq!(response.status(), 200);
+        }
+    }
+    // The third wallet from the same address: the address's 2 × 2 are spent.
+    let response = get_from(&app, "/user", "198.51.100.1", Some(&tokens[2])).await;
+    assert_eq!(response.status(), 429);
+    // From another address it has its own budget.
+    let response = get_from(&app, "/user", "198.51.100.2", Some(&tokens[2])).await;
+    assert_eq!(response.status(), 200);
+    // Anonymous requests from one IPv6 /64 share one budget (ledger_view: 3).
+    for i in 1..=3 {
+        let ip = format!("2001:db8:5:5::{i}");
+        assert_eq!(
+            get_from(&app, "/public/checkpoints", &ip, None)
+                .await
+                .status(),
+            200
+        );
+    }
+    let other_host = get_from(&app, "/public/checkpoints", "2001:db8:5:5:ffff::9", None).await;
+    assert_eq!(other_host.status(), 429);
+    let other_net = get_from(&app, "/public/checkpoints", "2001:db8:5:6::1", None).await;
+    assert_eq!(other_net.status(), 200);
+    app.stop().await;
+}
+
+/// In memory, counters and blocks are kept apart and a full cache forgets idle counters
+/// before exhausted ones: a flood of fresh identities from other addresses neither resets an
+/// exhausted limit nor lifts a block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_fresh_keys_neither_resets_a_limit_nor_lifts_a_block_in_memory() {
+    let prefix = unique_prefix();
+    let app = TestApp::start_with(Backend::Sqlite, |s| {
+        limited(s, &prefix, None);
+        s.http.trusted_proxies = vec!["127.0.0.1".into()];
+        s.rate_limit.memory_keys_max = 1_000;
+        s.rate_limit.auto_block.blocks_max = 2;
+    })
+    .await
+    .unwrap();
+    // One address exhausted, another blocked.
+    for _ in 0..3 {
+        assert_eq!(
+            get_from(&app, "/public/organisations", "198.51.100.1", None)
+                .await
+                .status(),
+            200
+        );
+    }
+    assert_eq!(
+        get_from(&app, "/public/organisations", "198.51.100.1", None)
+            .await
+            .status(),
+        429
+    );
+    for _ in 0..3 {
+        get_from(&app, "/public/organisations", "198.51.100.2", None).await;
+    }
+    for _ in 0..3 {
+        get_from(&app, "/public/organisations", "198.51.100.2", None).await;
+    }
+    assert_eq!(
+        get_from(&app, "/public/organisations", "198.51.100.2", None)
+            .await
+            .status(),
+        403
+    );
+    // Three times the cache's size in fresh addresses.
+    for n in 0..3_000u32 {
+        let ip = format!("10.{}.{}.{}", n >> 16, (n >> 8) & 255, n & 255);
+        get_from(&app, "/public/organisations", &ip, None).await;
+    }
+    assert_eq!(
+        get_from(&app, "/public/organisations", "198.51.100.1", None)
+            .await
+            .status(),
+        429
+    );
+    assert_eq!(
+        get_from(&app, "/public/organisations", "198.51.100.2", None)
+            .await
+            .status(),
+        403
+    );
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -572,7 +759,7 @@ async fn metrics_are_served_to_local_scrapers_or_with_the_token() {
     for expected in [
         r#"http_requests_total{method="GET",route="/public/organisations",status="200"}"#,
         r#"http_requests_total{method="GET",route="/public/organisations",status="429"}"#,
-        r#"http_requests_total{method="GET",route="unmatched",status="404"}"#,
+        r#"http_requests_total{method="GET",route="unmatched",status="429"}"#,
         r#"http_requests_total{method="POST",route="/auth/login",status="413"}"#,
         r#"http_request_duration_seconds_bucket{method="GET",route="/public/organisations",status="200",le="0.5"}"#,
         r#"ratelimit_checked_total{endpoint="/public/organisations",identifier_type="ip"}"#,
@@ -772,6 +959,47 @@ mod card_testing {
             );
             assert!(text.contains(&series), "{series} missing");
         }
+        app.stop().await;
+    }
+
+    /// Anonymous or malformed donation requests are refused before the platform-wide and
+    /// fingerprint budgets are spent, so they cannot starve a signed-in donor.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unauthenticated_requests_do_not_spend_the_global_donation_budget() {
+        let prefix = unique_prefix();
+        let (app, stripe, org) = start(&prefix, 20).await;
+        for n in 0..25 {
+            let request = app
+                .client
+                .post(app.url("/donations"))
+                .header("x-forwarded-for", format!("203.0.113.{}", n + 1))
+                .json(&json!({
+                    "organisation_id": org,
+                    "amount": 500,
+                    "currency": "EUR",
+                    "donor_email": "victim@example.com",
+                }));
+            let (status, _) = app.send(request).await;
+            assert_eq!(status, 401);
+        }
+        let token = app.access_token(&Wallet::random()).await;
+        // Invalid donations (within the donor's own tier of 20).
+        for n in 0..10 {
+            let (status, _) = app
+                .send(
+                    app.client
+                        .post(app.url("/donations"))
+                        .bearer_auth(&token)
+                        .header("x-forwarded-for", format!("203.0.113.{}", n + 100))
+                        .json(&json!({"organisation_id": org, "amount": 0, "currency": "EUR", "donor_email": "victim@example.com"})),
+                )
+                .await;
+            assert_eq!(status, 400);
+        }
+        let (status, body) =
+            donate(&app, &token, &org, "198.51.100.50", "victim@example.com").await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(stripe.payment_intents().len(), 1);
         app.stop().await;
     }
 

@@ -9,7 +9,6 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 /// Disposable email domains, one per line (`#` starts a comment). Kept in the repository;
@@ -33,20 +32,9 @@ pub struct DonationSignals {
     pub disposable_domain: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Body<'a> {
-    #[serde(borrow)]
-    donor_email: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// Reads the signals; a body that is not a JSON object with a `donor_email` string gives none
-/// (the handler answers it with its own 400).
-pub fn signals(body: &[u8], extra_disposable: &[String]) -> DonationSignals {
-    let email = serde_json::from_slice::<Body<'_>>(body)
-        .ok()
-        .and_then(|b| b.donor_email)
-        .map(|e| e.trim().to_ascii_lowercase())
-        .filter(|e| e.contains('@'));
+/// The signals of a donation's (validated) donor email.
+pub fn signals(donor_email: &str, extra_disposable: &[String]) -> DonationSignals {
+    let email = Some(donor_email.trim().to_ascii_lowercase()).filter(|e| e.contains('@'));
     let Some(email) = email else {
         return DonationSignals {
             fingerprint: None,
@@ -85,12 +73,12 @@ mod tests {
 
     #[test]
     fn the_fingerprint_ignores_case_and_plus_tags() {
-        let a = signals(br#"{"donor_email":"Jane+1@Example.com"}"#, &[]);
-        let b = signals(br#"{"donor_email":"jane@example.com","amount":5}"#, &[]);
+        let a = signals("Jane+1@Example.com", &[]);
+        let b = signals(" jane@example.com", &[]);
         assert!(a.fingerprint.is_some());
         assert_eq!(a.fingerprint, b.fingerprint);
         assert_eq!(a.disposable_domain, None);
-        let none = signals(b"not json", &[]);
+        let none = signals("not an email", &[]);
         assert_eq!(none.fingerprint, None);
     }
 
@@ -100,7 +88,7 @@ mod tests {
         assert!(is_disposable("eu.mailinator.com", &[]));
         assert!(!is_disposable("example.com", &[]));
         assert!(is_disposable("throwaway.test", &["throwaway.test".into()]));
-        let s = signals(br#"{"donor_email":"x@yopmail.com"}"#, &[]);
+        let s = signals("x@yopmail.com", &[]);
         assert_eq!(s.disposable_domain.as_deref(), Some("yopmail.com"));
     }
 }

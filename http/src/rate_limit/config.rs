@@ -165,14 +165,19 @@ pub struct RateLimitConfig {
     /// in `/` matches every route under it.
     pub exempt_routes: Vec<String>,
     pub tiers: Tiers,
+    /// An identified caller (dashboard user, wallet, API key) is also counted by its client IP
+    /// under the same tier, at this many times the tier's limit: fresh identities from one
+    /// address share that budget instead of each bringing a new one.
+    pub identities_per_ip: u64,
     pub card_testing: CardTestingConfig,
     pub auto_block: AutoBlockConfig,
     /// How long one check may wait for Redis before it counts as down.
     pub redis_timeout_ms: u64,
     /// While Redis is down, checks use the in-memory limits and Redis is probed this often.
     pub redis_retry_interval_ms: u64,
-    /// Keys the in-memory store holds at most; the least recently used go first. Also bounds
-    /// the Redis leases held.
+    /// Counters the in-memory store holds at most (and as many blocks, kept apart); when full,
+    /// the least recently used counter that is not at its limit goes first. Also bounds the
+    /// Redis leases held.
     pub memory_keys_max: usize,
     /// With Redis: the share of a rule's limit one Redis check may lease, so this process
     /// admits that many requests locally before asking again (fewer Redis round trips). The
@@ -196,6 +201,7 @@ impl Default for RateLimitConfig {
             .map(String::from)
             .to_vec(),
             tiers: Tiers::default(),
+            identities_per_ip: 5,
             card_testing: CardTestingConfig::default(),
             auto_block: AutoBlockConfig::default(),
             redis_timeout_ms: 200,
@@ -238,6 +244,9 @@ impl RateLimitConfig {
                     "rate_limit.{name}.window_secs must be from 1 to {WINDOW_SECS_MAX}"
                 ));
             }
+        }
+        if !(1..=1_000).contains(&self.identities_per_ip) {
+            return Err("rate_limit.identities_per_ip must be from 1 to 1000".into());
         }
         let block = &self.auto_block;
         if block.blocks_max == 0 || !(1..=WINDOW_SECS_MAX).contains(&block.window_secs) {

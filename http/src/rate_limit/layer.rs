@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::card;
-use super::{AutoBlock, Check, Headline, Identifier, Limit, Rule, Tier, Verdict};
+use super::{AutoBlock, Check, Headline, Identifier, Limit, RateLimitConfig, Rule, Tier, Verdict};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -91,6 +91,43 @@ fn limit(tier: &Tier) -> Limit {
     }
 }
 
+/// The request's rules: each tier that applies, keyed by the tier and the caller (never by
+/// the method or the path, so made-up methods and paths all count against one budget). An
+/// identified caller (user, wallet, key) is also counted by its IP under the same tiers, at
+/// `identities_per_ip` times the limit, so fresh identities from one address do not multiply
+/// its budget.
+fn rules(
+    config: &RateLimitConfig,
+    category: Category,
+    method: &Method,
+    who: &Identifier,
+    ip: std::net::IpAddr,
+    prefix: &str,
+) -> Vec<Rule> {
+    let tiers = tiers(&config.tiers, category, method, who);
+    let by_ip = !matches!(who, Identifier::Ip(_));
+    let mut rules = Vec::with_capacity(tiers.len() * if by_ip { 2 } else { 1 });
+    for (name, tier) in &tiers {
+        rules.push(Rule {
+            key: format!("{prefix}:{}:{name}:{}", who.key_part(), tier.window_secs),
+            limit: limit(tier),
+            reason: "tier",
+        });
+    }
+    if by_ip {
+        for (name, tier) in &tiers {
+            let mut shared = limit(tier);
+            shared.limit = shared.limit.saturating_mul(config.identities_per_ip);
+            rules.push(Rule {
+                key: format!("{prefix}:ip:{ip}:{name}:{}", tier.window_secs),
+                limit: shared,
+                reason: "ip",
+            });
+        }
+    }
+    rules
+}
+
 pub async fn enforce(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let config = &state.settings().rate_limit;
     if !config.enabled {
@@ -105,7 +142,8 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
     }
     let route = route.unwrap_or_else(|| UNMATCHED_ROUTE.to_string());
     let peer = crate::extract::peer(request.extensions());
-    let ip = crate::extract::client_ip(&state, peer, request.headers());
+    // Every IP-keyed limit counts an IPv6 client by its /64.
+    let ip = crate::net::ip_key(crate::extract::client_ip(&state, peer, request.headers()));
     let (who, verified) = super::identifier::identify(&state, request.headers(), ip).await;
     match verified {
         Some(super::identifier::Verified::Session(session)) => {
@@ -120,24 +158,21 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
         None => {}
     }
     let method = request.method().clone();
-    let endpoint = format!("{method}:{route}");
     let prefix = format!("{}ratelimit", config.key_prefix);
 
-    let mut rules: Vec<Rule> = tiers(&config.tiers, category(&method, &route), &method, &who)
-        .into_iter()
-        .map(|(_, tier)| Rule {
-            key: format!(
-                "{prefix}:{}:{endpoint}:{}",
-                who.key_part(),
-                tier.window_secs
-            ),
-            limit: limit(&tier),
-            reason: "tier",
-        })
-        .collect();
+    let mut rules = rules(
+        config,
+        category(&method, &route),
+        &method,
+        &who,
+        ip,
+        &prefix,
+    );
     let request = if method == Method::POST && route == "/donations" && config.card_testing.enabled
     {
-        let (request, card_rules) = match card_rules(&state, request, &prefix, ip).await {
+        let authenticated = !matches!(who, Identifier::Ip(_));
+        let read = card_rules(&state, request, &prefix, ip, authenticated).await;
+        let (request, card_rules) = match read {
             Ok(read) => read,
             Err(error) => return error.into_response(),
         };
@@ -241,15 +276,29 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
     }
 }
 
-/// Reads the donation body (within `http.body_limit_bytes`), puts the same bytes back for the
-/// handler, and gives the card-testing rules.
+/// The card-testing rules: the client IP's always; the platform-wide, payer-fingerprint and
+/// disposable-domain ones only for a request that passed authentication and whose body is a
+/// valid donation (so anonymous or malformed requests cannot spend the global budget or a
+/// donor's fingerprint). Reads the body (within `http.body_limit_bytes`) and puts the same
+/// bytes back for the handler.
 async fn card_rules(
     state: &AppState,
     request: Request,
     prefix: &str,
     ip: std::net::IpAddr,
+    authenticated: bool,
 ) -> Result<(Request, Vec<Rule>), ApiError> {
     let card = &state.settings().rate_limit.card_testing;
+    let endpoint = "POST:/donations";
+    let rule = |who: String, tier: &Tier, reason: &'static str| Rule {
+        key: format!("{prefix}:{who}:{endpoint}:{}", tier.window_secs),
+        limit: limit(tier),
+        reason,
+    };
+    let mut rules = vec![rule(format!("card_ip:{ip}"), &card.per_ip, "card_ip")];
+    if !authenticated {
+        return Ok((request, rules));
+    }
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, state.settings().http.body_limit_bytes)
         .await
@@ -260,18 +309,13 @@ async fn card_rules(
                 "the request body is too large or could not be read",
             )
         })?;
-    let signals = card::signals(&bytes, &card.extra_disposable_domains);
+    let email = crate::routes::donations::validated_donor_email(&bytes);
     let request = Request::from_parts(parts, Body::from(bytes));
-    let endpoint = "POST:/donations";
-    let rule = |who: String, tier: &Tier, reason: &'static str| Rule {
-        key: format!("{prefix}:{who}:{endpoint}:{}", tier.window_secs),
-        limit: limit(tier),
-        reason,
+    let Some(email) = email else {
+        return Ok((request, rules));
     };
-    let mut rules = vec![
-        rule(format!("card_ip:{ip}"), &card.per_ip, "card_ip"),
-        rule("global".into(), &card.global, "global"),
-    ];
+    let signals = card::signals(&email, &card.extra_disposable_domains);
+    rules.push(rule("global".into(), &card.global, "global"));
     if let Some(fingerprint) = signals.fingerprint {
         rules.push(rule(
             format!("card:{fingerprint}"),
@@ -351,5 +395,36 @@ mod tests {
         assert_eq!(names(Method::PUT, "/user", &user), ["settings"]);
         assert_eq!(names(Method::GET, "/donations", &key), ["api_read"]);
         assert_eq!(names(Method::POST, "/donations", &key), ["api_write"]);
+    }
+
+    #[test]
+    fn keys_are_the_tier_and_the_caller_never_the_method() {
+        let config = RateLimitConfig::default();
+        let ip: std::net::IpAddr = [192, 0, 2, 1].into();
+        let keys = |method: &str, route: &str, who: &Identifier| -> Vec<String> {
+            let method: Method = method.parse().unwrap();
+            rules(&config, category(&method, route), &method, who, ip, "rl")
+                .into_iter()
+                .map(|r| r.key)
+                .collect()
+        };
+        let anonymous = Identifier::Ip(ip);
+        let made_up = keys("FROB", "/public/organisations", &anonymous);
+        assert_eq!(made_up, ["rl:ip:192.0.2.1:public:60"]);
+        assert_eq!(keys("GET", "/public/organisations", &anonymous), made_up);
+        assert_eq!(
+            keys("BREW", "/public/organisations/{id}", &anonymous),
+            made_up
+        );
+        // An identified caller is also counted by its address, at identities_per_ip × limit.
+        let wallet = Identifier::User("0xabc".into());
+        let both = rules(&config, Category::General, &Method::GET, &wallet, ip, "rl");
+        let keys: Vec<_> = both.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["rl:user:0xabc:dashboard:60", "rl:ip:192.0.2.1:dashboard:60"]
+        );
+        assert_eq!(both[1].limit.limit, 5 * both[0].limit.limit);
+        assert_eq!(both[1].reason, "ip");
     }
 }

@@ -1,8 +1,16 @@
 //! The in-memory store: the sliding-window counters and block list of this process, used
-//! without Redis and while Redis is down. Memory is bounded by `memory_keys_max` keys: an LRU
-//! cache drops the least recently used key first, which is a stale one long before a live one
-//! (a dropped live key only forgets its count, so the limiter errs towards admitting).
+//! without Redis and while Redis is down.
+//!
+//! Memory is bounded by `memory_keys_max` counters, plus as many blocks. The two never share a
+//! cache, so a flood of new counter keys cannot lift a block. When the counters are full, a new
+//! key takes the place of the least recently used key that is **not** at its limit (among the
+//! [`EVICTION_SCAN_MAX`] least recently used): forgetting such a key can only admit a request
+//! its limit would have admitted anyway, while forgetting an exhausted one would reset it.
+//! Only when all of those are at their limit (which takes that many distinct callers each
+//! at its limit at once) is the least recently used of them forgotten; docs/rate_limiting.md
+//! says so. Blocks, when full, drop the expired ones, then the one ending soonest.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 
 use lru::LruCache;
@@ -13,56 +21,75 @@ use super::Headline;
 use super::window::{self, Counter, Limit};
 use super::{Check, Verdict};
 
-enum Entry {
-    Counter(Counter),
-    BlockedUntil(u64),
+/// Least recently used counters looked at for one that is not at its limit, when a new key
+/// needs room.
+pub const EVICTION_SCAN_MAX: usize = 32;
+
+/// A counter and the limit it was last checked against (to tell whether it is exhausted).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    counter: Counter,
+    limit: Limit,
+}
+
+struct State {
+    counters: LruCache<String, Slot>,
+    /// Block key → blocked until (unix ms).
+    blocks: HashMap<String, u64>,
+    blocks_max: usize,
 }
 
 pub struct MemoryStore {
     /// One lock for every key: a check reads and writes several keys (its rules, the block
     /// list) atomically, and the critical section is a few hash lookups.
-    entries: Mutex<LruCache<String, Entry>>,
+    state: Mutex<State>,
 }
 
 impl MemoryStore {
     pub fn new(keys_max: usize) -> Self {
         let capacity = NonZeroUsize::new(keys_max.max(1)).unwrap_or(NonZeroUsize::MIN);
         Self {
-            entries: Mutex::new(LruCache::new(capacity)),
+            state: Mutex::new(State {
+                counters: LruCache::new(capacity),
+                blocks: HashMap::new(),
+                blocks_max: keys_max.max(1),
+            }),
         }
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.entries.lock().len()
+        self.state.lock().counters.len()
     }
 
     pub fn check(&self, check: &Check<'_>, now_ms: u64) -> Verdict {
-        let mut entries = self.entries.lock();
+        let mut state = self.state.lock();
         if let Some(block) = &check.auto_block
-            && let Some(Entry::BlockedUntil(until)) = entries.get(&block.block_key)
+            && let Some(until) = state.blocks.get(&block.block_key)
             && *until > now_ms
         {
             return Verdict::Blocked {
                 retry_after_ms: until - now_ms,
             };
         }
-        let counter = |entries: &mut LruCache<String, Entry>, key: &str| match entries.get(key) {
-            Some(Entry::Counter(c)) => Some(*c),
-            _ => None,
-        };
         let outcomes: Vec<_> = check
             .rules
             .iter()
-            .map(|rule| window::evaluate(counter(&mut entries, &rule.key), rule.limit, now_ms))
+            .map(|rule| window::evaluate(state.counter(&rule.key), rule.limit, now_ms))
             .collect();
         if outcomes.iter().all(|o| o.allowed) {
             for (rule, outcome) in check.rules.iter().zip(&outcomes) {
                 let mut next = outcome.rolled;
                 next.current += 1;
-                entries.put(rule.key.clone(), Entry::Counter(next));
+                state.put(&rule.key, next, rule.limit, now_ms);
             }
             return Verdict::allowed(check.rules, &outcomes);
+        }
+        // The refused rules keep their (rolled) counters: they must stay exhausted.
+        for (rule, outcome) in check.rules.iter().zip(&outcomes) {
+            if !outcome.allowed {
+                state.put(&rule.key, outcome.rolled, rule.limit, now_ms);
+            }
         }
         if let Some(block) = &check.auto_block {
             let limit = Limit {
@@ -70,18 +97,68 @@ impl MemoryStore {
                 window_ms: block.window_ms,
                 fixed: false,
             };
-            let outcome = window::evaluate(counter(&mut entries, &block.count_key), limit, now_ms);
+            let outcome = window::evaluate(state.counter(&block.count_key), limit, now_ms);
             let mut next = outcome.rolled;
             next.current += 1;
-            entries.put(block.count_key.clone(), Entry::Counter(next));
+            state.put(&block.count_key, next, limit, now_ms);
             if !outcome.allowed {
-                entries.put(
-                    block.block_key.clone(),
-                    Entry::BlockedUntil(now_ms + block.duration_ms),
-                );
+                state.block(&block.block_key, now_ms + block.duration_ms, now_ms);
             }
         }
         Verdict::limited(check.rules, &outcomes)
+    }
+}
+
+impl State {
+    fn counter(&mut self, key: &str) -> Option<Counter> {
+        self.counters.get(key).map(|slot| slot.counter)
+    }
+
+    fn put(&mut self, key: &str, counter: Counter, limit: Limit, now_ms: u64) {
+        if let Some(slot) = self.counters.get_mut(key) {
+            *slot = Slot { counter, limit };
+            return;
+        }
+        if self.counters.len() >= self.counters.cap().get() {
+            self.make_room(now_ms);
+        }
+        self.counters.put(key.to_string(), Slot { counter, limit });
+    }
+
+    /// Drops the least recently used counter that is not at its limit, or the least recently
+    /// used one when the [`EVICTION_SCAN_MAX`] oldest all are.
+    fn make_room(&mut self, now_ms: u64) {
+        let idle = self
+            .counters
+            .iter()
+            .rev()
+            .take(EVICTION_SCAN_MAX)
+            .find(|(_, slot)| window::evaluate(Some(slot.counter), slot.limit, now_ms).allowed)
+            .map(|(key, _)| key.clone());
+        match idle {
+            Some(key) => {
+                self.counters.pop(&key);
+            }
+            None => {
+                self.counters.pop_lru();
+            }
+        }
+    }
+
+    fn block(&mut self, key: &str, until_ms: u64, now_ms: u64) {
+        if self.blocks.len() >= self.blocks_max && !self.blocks.contains_key(key) {
+            self.blocks.retain(|_, until| *until > now_ms);
+            if self.blocks.len() >= self.blocks_max
+                && let Some(soonest) = self
+                    .blocks
+                    .iter()
+                    .min_by_key(|(_, until)| **until)
+                    .map(|(key, _)| key.clone())
+            {
+                self.blocks.remove(&soonest);
+            }
+        }
+        self.blocks.insert(key.to_string(), until_ms);
     }
 }
 
@@ -181,6 +258,60 @@ mod tests {
         );
         assert!(!matches!(
             store.check(&check, now + 1_000),
+            Verdict::Blocked { .. }
+        ));
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_neither_resets_an_exhausted_limit_nor_lifts_a_block() {
+        let store = MemoryStore::new(1_000);
+        let now = 1_000_000;
+        let victim = [rule("exhausted", 2)];
+        let block = AutoBlock {
+            block_key: "block:attacker".into(),
+            count_key: "blocks:attacker".into(),
+            blocks_max: 1,
+            window_ms: 60_000,
+            duration_ms: 600_000,
+        };
+        let blocked = [rule("attacker", 1)];
+        let attacker = Check {
+            rules: &blocked,
+            auto_block: Some(block),
+        };
+        for _ in 0..4 {
+            store.check(&attacker, now);
+        }
+        assert!(matches!(
+            store.check(&attacker, now),
+            Verdict::Blocked { .. }
+        ));
+        let check = Check {
+            rules: &victim,
+            auto_block: None,
+        };
+        for _ in 0..3 {
+            store.check(&check, now);
+        }
+        assert!(matches!(store.check(&check, now), Verdict::Limited { .. }));
+        // Ten times the capacity in fresh keys.
+        for n in 0..10_000 {
+            let rules = [rule(&format!("flood{n}"), 10)];
+            store.check(
+                &Check {
+                    rules: &rules,
+                    auto_block: None,
+                },
+                now + 1,
+            );
+        }
+        assert_eq!(store.len(), 1_000);
+        assert!(matches!(
+            store.check(&check, now + 2),
+            Verdict::Limited { .. }
+        ));
+        assert!(matches!(
+            store.check(&attacker, now + 2),
             Verdict::Blocked { .. }
         ));
     }

@@ -236,6 +236,13 @@ async fn create_donation(
     Ok((StatusCode::CREATED, Envelope::new(view, &request_id)))
 }
 
+/// The donor email of a `POST /donations` body that the handler would accept (the card-testing
+/// defence counts only valid donations); `None` for any other body.
+pub(crate) fn validated_donor_email(bytes: &[u8]) -> Option<String> {
+    let body = crate::extract::parse_json::<DonationBody>(bytes).ok()?;
+    parse_donation(body, None).ok().map(|d| d.donor_email)
+}
+
 fn parse_donation(
     body: DonationBody,
     wallet: Option<ampflow_types::WalletAddress>,

@@ -122,17 +122,19 @@ async fn request_funds(
     // Parsed after the body is read: refusing earlier would leave an unread body behind, and
     // a client still sending it would see the connection close instead of the answer.
     let chain_id = crate::params::chain_id(&chain_id)?;
-    let ip = crate::extract::client_ip(&state, peer, &headers).to_string();
+    let ip = crate::extract::client_ip(&state, peer, &headers);
     // Cheap refusals first: an unsupported chain needs no reCAPTCHA round trip.
     state.actors().faucet().check_chain(chain_id)?;
     state
         .recaptcha()
-        .verify(body.re_captcha_token.as_deref(), &ip)
+        .verify(body.re_captcha_token.as_deref(), &ip.to_string())
         .await?;
+    // The per-IP limit counts an IPv6 client by its /64.
+    let ip_key = crate::net::ip_key(ip).to_string();
     let FaucetAnswer { request, created } = state
         .actors()
         .faucet()
-        .request(chain_id, &principal.on_chain(chain_id)?, &ip)
+        .request(chain_id, &principal.on_chain(chain_id)?, &ip_key)
         .await?;
     let status = if created {
         StatusCode::ACCEPTED
