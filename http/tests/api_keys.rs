@@ -2,7 +2,9 @@
 //! stored hashed, every policy enforced on its endpoint, tokens signed with the key's secret,
 //! a deposed secret valid inside its window and refused after it, revoking old and all tokens,
 //! an issuer minting tokens for another key, the audit rows each action writes, the rate tier
-//! a key is counted in, and bad input; on SQLite and PostgreSQL.
+//! a key is counted in, and bad input; and (issue 14) issuers bounded by their delegation: no
+//! escalation through a keys:admin or tokens:issue target or a rotation, delegated tokens held
+//! to their signed scope; on SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

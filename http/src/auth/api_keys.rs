@@ -514,6 +514,40 @@ mod tests {
     }
 
     #[test]
+    fn a_scoped_token_grants_its_keys_policies_within_its_scope_only() {
+        let mut new = key();
+        new.record.policies = vec!["audit:read".into(), "donations:read".into()];
+        let now = 1_700_000_000_000;
+        let scope = TokenScope::from_claim("donations:read ledger:read").unwrap();
+        let minted = mint_token(&new.record, now, now + 3_600_000, Some(&scope)).unwrap();
+        let token = minted.token.expose_secret();
+        let claims = verify_token(token, &new.record.secret, now).unwrap();
+        assert_eq!(claims.scope.as_deref(), Some("donations:read ledger:read"));
+        let scoped = KeyCredential::Token {
+            id: minted.id.clone(),
+            scope: Some(scope),
+        };
+        let grants = |credential: &KeyCredential| {
+            Policy::ALL
+                .into_iter()
+                .filter(|p| credential.grants(&new.record, *p))
+                .collect::<Vec<_>>()
+        };
+        // Within the scope and held by the key: not audit:read (outside the scope), not
+        // ledger:read (the key lacks it).
+        assert_eq!(grants(&scoped), [Policy::DonationsRead]);
+        let unscoped = KeyCredential::Token {
+            id: minted.id,
+            scope: None,
+        };
+        assert_eq!(
+            grants(&unscoped),
+            [Policy::DonationsRead, Policy::AuditRead]
+        );
+        assert_eq!(grants(&KeyCredential::Direct), grants(&unscoped));
+    }
+
+    #[test]
     fn policies_are_checked_sorted_and_deduplicated() {
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
