@@ -4,8 +4,8 @@
 //! `deposed_until_ms`, dropping any older deposed secret. Each change writes its audit row in
 //! the same transaction, and a change is conditional on the secret it replaces, so two
 //! rotations at once never lose one. A key holding `tokens:issue` also stores what it may
-//! delegate (policies, target keys); the rule that reads it lives in the HTTP crate's
-//! `auth::api_keys::delegation`.
+//! delegate (policies, target keys); storage keeps the lists, the rule reading them is not
+//! its business.
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
