@@ -2,7 +2,9 @@
 //! stored hashed, every policy enforced on its endpoint, tokens signed with the key's secret,
 //! a deposed secret valid inside its window and refused after it, revoking old and all tokens,
 //! an issuer minting tokens for another key, the audit rows each action writes, the rate tier
-//! a key is counted in, and bad input; on SQLite and PostgreSQL.
+//! a key is counted in, and bad input; and (issue 14) issuers bounded by their delegation: no
+//! escalation through a keys:admin or tokens:issue target or a rotation, delegated tokens held
+//! to their signed scope; on SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -11,6 +13,7 @@ use ampflow_http::access_admin::set_member;
 use ampflow_storage::AuditScope;
 use ampflow_storage::testdb::Backend;
 use ampflow_types::Clock;
+use base64::Engine;
 use common::dashboard::*;
 use common::{TestApp, assert_error};
 use serde_json::{Value, json};
@@ -24,6 +27,11 @@ on_both_databases!(
     every_key_action_writes_an_audit_row,
     keys_are_counted_in_the_api_key_rate_tier,
     bad_input_on_the_key_endpoints_answers_400,
+    a_key_holding_only_tokens_issue_cannot_escalate,
+    an_issuer_mints_only_within_its_delegation,
+    a_delegated_token_never_gains_what_its_key_gains,
+    forged_scope_claims_fail_verification,
+    delegations_are_checked_and_belong_to_issuers_only,
 );
 
 const DAY_MS: i64 = 86_400_000;
@@ -108,6 +116,99 @@ async fn mint(app: &TestApp, org: &Org, key_id: &str, body: Value) -> String {
     assert_eq!(answer["data"]["token_type"], "Bearer");
     assert_eq!(answer["data"]["key_id"], key_id);
     answer["data"]["token"].as_str().unwrap().to_string()
+}
+
+/// A new key of the organisation holding only `tokens:issue`, delegating these: (id, `sk_…`).
+async fn new_issuer(
+    app: &TestApp,
+    org: &Org,
+    delegable_policies: Option<&[&str]>,
+    delegable_keys: Option<&[&str]>,
+) -> (String, String) {
+    let mut body =
+        json!({"organisation_id": org.id, "name": "issuer", "policies": ["tokens:issue"]});
+    if let Some(policies) = delegable_policies {
+        body["delegable_policies"] = json!(policies);
+    }
+    if let Some(keys) = delegable_keys {
+        body["delegable_keys"] = json!(keys);
+    }
+    let (status, answer) = call(app, "POST", "/admin/api-keys", &org.admin, Some(body)).await;
+    assert_eq!(status, 201, "{answer}");
+    (
+        answer["data"]["id"].as_str().unwrap().to_string(),
+        answer["data"]["key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// `POST /admin/api-keys/{key_id}/tokens` with `bearer`.
+async fn mint_with(app: &TestApp, bearer: &str, key_id: &str, body: Value) -> (u16, Value) {
+    let path = format!("/admin/api-keys/{key_id}/tokens");
+    with_bearer(app, "POST", &path, bearer, Some(body)).await
+}
+
+/// Asserts that `bearer` opens exactly the endpoints of `granted` (each policy's endpoint of
+/// `org`; minting is for `target`, a key holding only `donations:read`) and answers 403
+/// "lacks" on the others.
+async fn assert_access(app: &TestApp, org: &Org, target: &str, bearer: &str, granted: &[&str]) {
+    let donation = json!({
+        "organisation_id": org.id, "amount": 1000, "currency": "EUR",
+        "donor_email": "donor@example.org"
+    });
+    // (what it needs, method, path, body); minting is also open to `keys:admin`.
+    let endpoints: Vec<(&[&str], &str, String, Option<Value>)> = vec![
+        (&["donations:read"], "GET", "/donations".into(), None),
+        (
+            &["donations:write"],
+            "POST",
+            "/donations".into(),
+            Some(donation),
+        ),
+        (
+            &["ledger:read"],
+            "GET",
+            format!("/public/organisations/{}/ledger", org.id),
+            None,
+        ),
+        (
+            &["organisations:read"],
+            "GET",
+            format!("/organisations/{}", org.id),
+            None,
+        ),
+        (
+            &["organisations:write"],
+            "PATCH",
+            format!("/organisations/{}", org.id),
+            Some(json!({"name": "Food Bank Berlin"})),
+        ),
+        (&["audit:read"], "GET", "/audit-events".into(), None),
+        (&["keys:admin"], "GET", "/admin/api-keys".into(), None),
+        (
+            &["tokens:issue", "keys:admin"],
+            "POST",
+            format!("/admin/api-keys/{target}/tokens"),
+            Some(json!({"expires_in_days": 1})),
+        ),
+    ];
+    for (needs, method, path, body) in &endpoints {
+        let (status, answer) = with_bearer(app, method, path, bearer, body.clone()).await;
+        if needs.iter().any(|p| granted.contains(p)) {
+            assert!(
+                status != 401 && status != 403,
+                "{granted:?} on {method} {path}: {status} {answer}"
+            );
+        } else {
+            assert_error(status, &answer, 403, "authorization_error", None);
+            assert!(
+                answer["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("lacks"),
+                "{granted:?} on {method} {path}: {answer}"
+            );
+        }
+    }
 }
 
 /// The status `GET /donations` answers with `bearer` (a key with `donations:read`).
@@ -241,66 +342,14 @@ async fn each_policy_opens_its_endpoint_and_no_other(backend: Backend) {
     let org = org_with_admin(&app).await;
     let other_org = organisation(&app, "Elsewhere").await;
     let (target, _) = new_key(&app, &org, &["donations:read"]).await;
-    let donation = json!({
-        "organisation_id": org.id, "amount": 1000, "currency": "EUR",
-        "donor_email": "donor@example.org"
-    });
-    // (what it needs, method, path, body); `tokens:issue` is also open to `keys:admin`.
-    let endpoints: Vec<(&[&str], &str, String, Option<Value>)> = vec![
-        (&["donations:read"], "GET", "/donations".into(), None),
-        (
-            &["donations:write"],
-            "POST",
-            "/donations".into(),
-            Some(donation),
-        ),
-        (
-            &["ledger:read"],
-            "GET",
-            format!("/public/organisations/{}/ledger", org.id),
-            None,
-        ),
-        (
-            &["organisations:read"],
-            "GET",
-            format!("/organisations/{}", org.id),
-            None,
-        ),
-        (
-            &["organisations:write"],
-            "PATCH",
-            format!("/organisations/{}", org.id),
-            Some(json!({"name": "Food Bank Berlin"})),
-        ),
-        (&["audit:read"], "GET", "/audit-events".into(), None),
-        (&["keys:admin"], "GET", "/admin/api-keys".into(), None),
-        (
-            &["tokens:issue", "keys:admin"],
-            "POST",
-            format!("/admin/api-keys/{target}/tokens"),
-            Some(json!({"expires_in_days": 1})),
-        ),
-    ];
     for policy in ALL_POLICIES {
-        let (_, key) = new_key(&app, &org, &[policy]).await;
-        for (needs, method, path, body) in &endpoints {
-            let (status, answer) = with_bearer(&app, method, path, &key, body.clone()).await;
-            if needs.contains(&policy) {
-                assert!(
-                    status != 401 && status != 403,
-                    "{policy} on {method} {path}: {status} {answer}"
-                );
-            } else {
-                assert_error(status, &answer, 403, "authorization_error", None);
-                assert!(
-                    answer["error"]["message"]
-                        .as_str()
-                        .unwrap()
-                        .contains("lacks"),
-                    "{policy} on {method} {path}: {answer}"
-                );
-            }
-        }
+        // An issuer may mint for the target only within a delegation.
+        let (_, key) = if policy == "tokens:issue" {
+            new_issuer(&app, &org, Some(&["donations:read"]), None).await
+        } else {
+            new_key(&app, &org, &[policy]).await
+        };
+        assert_access(&app, &org, &target, &key, &[policy]).await;
     }
     // Every policy, but another organisation's resources stay closed.
     let (_, all) = new_key(&app, &org, &ALL_POLICIES).await;
@@ -486,8 +535,8 @@ async fn an_issuer_mints_tokens_for_another_key_of_its_organisation(backend: Bac
         return;
     };
     let org = org_with_admin(&app).await;
-    let (issuer_id, issuer) = new_key(&app, &org, &["tokens:issue"]).await;
     let (reader_id, _) = new_key(&app, &org, &["donations:read"]).await;
+    let (issuer_id, issuer) = new_issuer(&app, &org, None, Some(&[&reader_id])).await;
     let (_, plain) = new_key(&app, &org, &["donations:read"]).await;
     // The issuer works through its own access token too, as seed 001 describes.
     let issuer_token = mint(&app, &org, &issuer_id, json!({})).await;
@@ -507,6 +556,7 @@ async fn an_issuer_mints_tokens_for_another_key_of_its_organisation(backend: Bac
         .await;
         assert_eq!(status, 201, "{body}");
         assert_eq!(body["data"]["expires_at"], expires.as_str());
+        assert_eq!(body["data"]["scope"], json!(["donations:read"]));
         let token = body["data"]["token"].as_str().unwrap();
         assert_eq!(reads(&app, token).await, 200);
         // The minted token carries the reader's policies, not the issuer's.
@@ -806,5 +856,497 @@ async fn bad_input_on_the_key_endpoints_answers_400(backend: Backend) {
     );
     let (status, answer) = app.send(app.client.get(app.url("/admin/api-keys"))).await;
     assert_error(status, &answer, 401, "authentication_error", None);
+    app.stop().await;
+}
+
+/// Issue 14, finding 3, step by step: a key holding only `tokens:issue` minted a token for a
+/// `keys:admin` key, with it made a key holding all eight policies and patched the
+/// organisation; and it rotated another key twice through `rotate: true`, revoking its tokens.
+/// Every step is refused now (on main the first one answered 201).
+async fn a_key_holding_only_tokens_issue_cannot_escalate(backend: Backend) {
+    let Some(app) = start(backend).await else {
+        return;
+    };
+    let org = org_with_admin(&app).await;
+    // An issuer as it was made before issue 14: no delegation named.
+    let (issuer_id, issuer) = new_key(&app, &org, &["tokens:issue"]).await;
+    let issuer_token = mint(&app, &org, &issuer_id, json!({})).await;
+    let (admin_key, _) = new_key(&app, &org, &["keys:admin"]).await;
+    let (victim, _) = new_key(&app, &org, &["donations:read"]).await;
+    let victim_token = mint(&app, &org, &victim, json!({})).await;
+    for bearer in [&issuer, &issuer_token] {
+        let (status, body) = mint_with(&app, bearer, &admin_key, json!({})).await;
+        assert_error(status, &body, 403, "authorization_error", None);
+        // What the finding did with the keys:admin token is closed to the issuer itself.
+        let create = json!({"organisation_id": org.id, "name": "all", "policies": ALL_POLICIES});
+        let (status, body) =
+            with_bearer(&app, "POST", "/admin/api-keys", bearer, Some(create)).await;
+        assert_error(status, &body, 403, "authorization_error", None);
+        let patch = format!("/organisations/{}", org.id);
+        let (status, body) = with_bearer(
+            &app,
+            "PATCH",
+            &patch,
+            bearer,
+            Some(json!({"name": "Taken"})),
+        )
+        .await;
+        assert_error(status, &body, 403, "authorization_error", None);
+        // Rotating twice would have dropped the victim's tokens.
+        for _ in 0..2 {
+            let (status, body) = mint_with(&app, bearer, &victim, json!({"rotate": true})).await;
+            assert_error(status, &body, 403, "authorization_error", None);
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("keys:admin"),
+                "{body}"
+            );
+        }
+    }
+    assert_eq!(reads(&app, &victim_token).await, 200);
+    let stored = app
+        .app()
+        .state()
+        .storage()
+        .api_key(&victim)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.deposed, None, "never rotated");
+    // An issuer delegating every policy it may still never mints for a key that can mint or
+    // manage keys, nor rotates or revokes through the key endpoints.
+    let delegable = &ALL_POLICIES[..]
+        .iter()
+        .copied()
+        .filter(|p| *p != "keys:admin" && *p != "tokens:issue")
+        .collect::<Vec<_>>();
+    let (_, wide) = new_issuer(&app, &org, Some(delegable.as_slice()), None).await;
+    for target in [&admin_key, &issuer_id] {
+        let (status, body) = mint_with(&app, &wide, target, json!({})).await;
+        assert_error(status, &body, 403, "authorization_error", None);
+    }
+    let (status, body) = mint_with(&app, &wide, &victim, json!({"rotate": true})).await;
+    assert_error(status, &body, 403, "authorization_error", None);
+    for (suffix, body) in [
+        ("rotate", None),
+        ("revoke-tokens", Some(json!({"tokens": "old"}))),
+        ("revoke-tokens", Some(json!({"tokens": "all"}))),
+    ] {
+        let path = format!("/admin/api-keys/{victim}/{suffix}");
+        let (status, answer) = with_bearer(&app, "POST", &path, &wide, body).await;
+        assert_error(status, &answer, 403, "authorization_error", None);
+    }
+    assert_eq!(reads(&app, &victim_token).await, 200);
+    // keys:admin, by a key or an admin's session, keeps rotating while minting.
+    let (_, admin_bearer) = new_key(&app, &org, &["keys:admin"]).await;
+    let (status, body) = mint_with(&app, &admin_bearer, &victim, json!({"rotate": true})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["scope"], Value::Null);
+    mint(&app, &org, &victim, json!({"rotate": true})).await;
+    assert_eq!(
+        reads(&app, &victim_token).await,
+        401,
+        "the second rotation dropped it"
+    );
+    app.stop().await;
+}
+
+/// What minting answers: the token's scope, or words of the refusal.
+type Expected<'a> = Result<&'a [&'a str], &'a str>;
+
+/// The `scope` a token minted by `bearer` for `target` carries, or the refusal's message.
+async fn minted_scope(
+    app: &TestApp,
+    bearer: &str,
+    target: &str,
+) -> Result<(Value, String), String> {
+    let (status, body) = mint_with(app, bearer, target, json!({})).await;
+    match status {
+        201 => Ok((
+            body["data"]["scope"].clone(),
+            body["data"]["token"].as_str().unwrap().to_string(),
+        )),
+        403 => Err(body["error"]["message"].as_str().unwrap().to_string()),
+        _ => panic!("minting for {target}: {status} {body}"),
+    }
+}
+
+async fn an_issuer_mints_only_within_its_delegation(backend: Backend) {
+    let Some(app) = start(backend).await else {
+        return;
+    };
+    let org = org_with_admin(&app).await;
+    let (reader, _) = new_key(&app, &org, &["donations:read", "ledger:read"]).await;
+    let (writer, _) = new_key(&app, &org, &["donations:write", "organisations:read"]).await;
+    let (auditor, _) = new_key(&app, &org, &["audit:read"]).await;
+    let (admin_key, _) = new_key(&app, &org, &["donations:read", "keys:admin"]).await;
+    let (other_issuer, _) = new_issuer(&app, &org, Some(&["donations:read"]), None).await;
+    let (none_id, none) = new_issuer(&app, &org, None, None).await;
+    let (by_policy_id, by_policy) = new_issuer(
+        &app,
+        &org,
+        Some(&["organisations:read", "donations:read"]),
+        None,
+    )
+    .await;
+    let (by_key_id, by_key) = new_issuer(&app, &org, None, Some(&[&reader])).await;
+    let (_, both) = new_issuer(
+        &app,
+        &org,
+        Some(&["ledger:read"]),
+        Some(&[&reader, &writer]),
+    )
+    .await;
+
+    // The keys show what they may delegate.
+    let view = |id: &str| {
+        let path = format!("/admin/api-keys/{id}");
+        let (app, admin) = (&app, &org.admin);
+        async move { call(app, "GET", &path, admin, None).await.1["data"].clone() }
+    };
+    let shown = view(&by_policy_id).await;
+    assert_eq!(
+        shown["delegable_policies"],
+        json!(["donations:read", "organisations:read"])
+    );
+    assert_eq!(shown["delegable_keys"], Value::Null);
+    assert_eq!(view(&by_key_id).await["delegable_keys"], json!([reader]));
+    assert_eq!(view(&none_id).await["delegable_policies"], Value::Null);
+    assert_eq!(view(&reader).await["delegable_keys"], Value::Null);
+
+    // (issuer, target, the token's scope or words of the refusal)
+    let cases: Vec<(&str, &str, Expected)> = vec![
+        (&none, &reader, Err("delegate nothing")),
+        (&by_policy, &reader, Ok(&["donations:read"])),
+        (&by_policy, &writer, Ok(&["organisations:read"])),
+        (&by_policy, &auditor, Err("none of the policies")),
+        (&by_key, &reader, Ok(&["donations:read", "ledger:read"])),
+        (&by_key, &writer, Err("not in its delegable_keys")),
+        (&both, &reader, Ok(&["ledger:read"])),
+        (&both, &writer, Err("none of the policies")),
+        (&both, &auditor, Err("not in its delegable_keys")),
+    ];
+    for (issuer, target, expected) in cases {
+        match (minted_scope(&app, issuer, target).await, expected) {
+            (Ok((scope, token)), Ok(policies)) => {
+                assert_eq!(scope, json!(policies), "{target}");
+                // The token opens its scope's endpoints and nothing else.
+                assert_access(&app, &org, &reader, &token, policies).await;
+            }
+            (Err(message), Err(words)) => assert!(message.contains(words), "{message}"),
+            (got, expected) => panic!("{target}: got {got:?}, expected {expected:?}"),
+        }
+    }
+    // No issuer mints for a key holding keys:admin or tokens:issue.
+    for issuer in [&none, &by_policy, &by_key, &both] {
+        for target in [&admin_key, &other_issuer] {
+            let refusal = minted_scope(&app, issuer, target).await.unwrap_err();
+            assert!(refusal.contains("keys:admin or tokens:issue"), "{refusal}");
+        }
+    }
+
+    // The audit rows name the issuer and the scope; an admin's token has none.
+    mint(&app, &org, &reader, json!({})).await;
+    let events = app
+        .app()
+        .state()
+        .storage()
+        .audit_events(&AuditScope::Organisation(org.id.clone()), None, 500)
+        .await
+        .unwrap();
+    let issued: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "api_key.token_issued")
+        .filter(|e| e.target.as_ref().is_some_and(|(_, t)| *t == reader))
+        .collect();
+    assert_eq!(issued.len(), 4, "by_policy, by_key, both and the admin");
+    assert_eq!(issued[0].actor.kind(), "user", "newest first");
+    assert_eq!(issued[0].details["scope"], Value::Null);
+    assert!(
+        issued[0].details["issuer"]
+            .as_str()
+            .unwrap()
+            .starts_with("usr_")
+    );
+    let by_key_row = issued
+        .iter()
+        .find(|e| e.details["issuer"] == by_key_id.as_str())
+        .unwrap();
+    assert_eq!(by_key_row.actor.id(), Some(by_key_id.as_str()));
+    assert_eq!(
+        by_key_row.details["scope"],
+        json!(["donations:read", "ledger:read"])
+    );
+    app.stop().await;
+}
+
+async fn a_delegated_token_never_gains_what_its_key_gains(backend: Backend) {
+    let Some(app) = start(backend).await else {
+        return;
+    };
+    let org = org_with_admin(&app).await;
+    let (reader, _) = new_key(&app, &org, &["donations:read"]).await;
+    let (_, issuer) = new_issuer(&app, &org, None, Some(&[&reader])).await;
+    let (scope, delegated) = minted_scope(&app, &issuer, &reader).await.unwrap();
+    assert_eq!(scope, json!(["donations:read"]));
+    let full = mint(&app, &org, &reader, json!({})).await;
+    let set_policies = |policies: &'static [&'static str]| {
+        let path = format!("/admin/api-keys/{reader}");
+        let admin = org.admin.clone();
+        let app = &app;
+        async move {
+            let body = json!({ "policies": policies });
+            let (status, answer) = call(app, "PATCH", &path, &admin, Some(body)).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+    };
+
+    set_policies(&["audit:read", "donations:read", "organisations:write"]).await;
+    assert_access(&app, &org, &reader, &delegated, &["donations:read"]).await;
+    // A token an admin minted carries the key's policies as they are now (unchanged rule).
+    let now_held = ["audit:read", "donations:read", "organisations:write"];
+    assert_access(&app, &org, &reader, &full, &now_held).await;
+    // The issuer's next token carries the new policies: its delegation is by key.
+    let (scope, _) = minted_scope(&app, &issuer, &reader).await.unwrap();
+    assert_eq!(scope, json!(now_held));
+
+    // A policy the key loses, its delegated tokens lose too.
+    set_policies(&["audit:read"]).await;
+    assert_eq!(reads(&app, &delegated).await, 403);
+
+    // Once the key may manage keys the issuer no longer mints for it, and the token it
+    // minted before still cannot manage keys.
+    set_policies(&["donations:read", "keys:admin"]).await;
+    assert_eq!(reads(&app, &delegated).await, 200);
+    let (status, body) = with_bearer(&app, "GET", "/admin/api-keys", &delegated, None).await;
+    assert_error(status, &body, 403, "authorization_error", None);
+    let refusal = minted_scope(&app, &issuer, &reader).await.unwrap_err();
+    assert!(refusal.contains("keys:admin"), "{refusal}");
+    let (status, _) = with_bearer(&app, "GET", "/admin/api-keys", &full, None).await;
+    assert_eq!(status, 200, "an admin's token follows the key");
+    app.stop().await;
+}
+
+/// An HS256 token with `claims`, signed with `secret`, whose header names `kid`.
+fn signed(claims: &Value, kid: &str, secret: &str) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(kid.to_string());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn forged_scope_claims_fail_verification(backend: Backend) {
+    let Some(app) = start(backend).await else {
+        return;
+    };
+    let org = org_with_admin(&app).await;
+    let (reader, _) = new_key(&app, &org, &["audit:read", "donations:read"]).await;
+    let (_, issuer) = new_issuer(&app, &org, Some(&["donations:read"]), None).await;
+    let (_, token) = minted_scope(&app, &issuer, &reader).await.unwrap();
+    let audit = |bearer: String| {
+        let app = &app;
+        async move { with_bearer(app, "GET", "/audit-events", &bearer, None).await }
+    };
+    assert_eq!(reads(&app, &token).await, 200);
+    assert_eq!(audit(token.clone()).await.0, 403);
+
+    // Its claims widened, or without their scope, under its own signature.
+    let parts: Vec<&str> = token.split('.').collect();
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(parts[1])
+        .unwrap();
+    let claims: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(claims["scope"], "donations:read");
+    let mut widened = claims.clone();
+    widened["scope"] = json!("audit:read donations:read");
+    let mut unscoped = claims.clone();
+    unscoped.as_object_mut().unwrap().remove("scope");
+    for forged_claims in [widened, unscoped] {
+        let body = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&forged_claims).unwrap());
+        let forged = format!("{}.{body}.{}", parts[0], parts[2]);
+        let (status, answer) = audit(forged).await;
+        assert_error(status, &answer, 401, "authentication_error", None);
+    }
+
+    // Signed with the key's real secret, a scope naming an undelegable, unknown or no policy
+    // is refused all the same (only a bug could mint one); a well-formed one passes, so the
+    // refusals are about the scope.
+    let stored = app
+        .app()
+        .state()
+        .storage()
+        .api_key(&reader)
+        .await
+        .unwrap()
+        .unwrap();
+    let kid = format!("{}:{}", stored.id, stored.secret.id);
+    let with_scope = |scope: &str| {
+        let mut claims = claims.clone();
+        claims["scope"] = json!(scope);
+        signed(&claims, &kid, &stored.secret.value)
+    };
+    for scope in ["keys:admin audit:read", "tokens:issue", "root", ""] {
+        let (status, answer) = audit(with_scope(scope)).await;
+        assert_error(status, &answer, 401, "authentication_error", None);
+    }
+    assert_eq!(audit(with_scope("audit:read")).await.0, 200);
+    app.stop().await;
+}
+
+async fn delegations_are_checked_and_belong_to_issuers_only(backend: Backend) {
+    let Some(app) = start(backend).await else {
+        return;
+    };
+    let org = org_with_admin(&app).await;
+    let other = Org {
+        id: organisation(&app, "Elsewhere").await,
+        admin: org.admin.clone(),
+        member: org.member.clone(),
+    };
+    set_member(
+        app.app().state().storage(),
+        &app.clock,
+        &other.id,
+        "admin@example.org",
+        "admin",
+    )
+    .await
+    .unwrap();
+    let (reader, _) = new_key(&app, &org, &["donations:read"]).await;
+    let (admin_key, _) = new_key(&app, &org, &["keys:admin"]).await;
+    let (other_issuer, _) = new_issuer(&app, &org, Some(&["donations:read"]), None).await;
+    let (foreign, _) = new_key(&app, &other, &["donations:read"]).await;
+    let (deleted, _) = new_key(&app, &org, &["donations:read"]).await;
+    let path = format!("/admin/api-keys/{deleted}");
+    assert_eq!(call(&app, "DELETE", &path, &org.admin, None).await.0, 200);
+
+    let create = |policies: &[&str], field: &str, value: Value| {
+        let body =
+            json!({"organisation_id": org.id, "name": "x", "policies": policies, field: value});
+        call(&app, "POST", "/admin/api-keys", &org.admin, Some(body))
+    };
+    // Only an issuer delegates.
+    for field in ["delegable_policies", "delegable_keys"] {
+        let value = if field == "delegable_keys" {
+            json!([reader])
+        } else {
+            json!(["donations:read"])
+        };
+        let (status, answer) = create(&["donations:read", "keys:admin"], field, value).await;
+        assert_error(status, &answer, 400, "invalid_request", Some(field));
+    }
+    for bad in [
+        json!([]),
+        json!(["keys:admin"]),
+        json!(["tokens:issue", "donations:read"]),
+        json!(["root"]),
+    ] {
+        let (status, answer) = create(&["tokens:issue"], "delegable_policies", bad).await;
+        assert_error(
+            status,
+            &answer,
+            400,
+            "invalid_request",
+            Some("delegable_policies"),
+        );
+    }
+    for bad in [
+        json!([]),
+        json!(["nope"]),
+        json!(["key_00000000000000000000000000000000"]),
+        json!([admin_key]),
+        json!([reader, other_issuer]),
+        json!([foreign]),
+        json!([deleted]),
+    ] {
+        let (status, answer) = create(&["tokens:issue"], "delegable_keys", bad).await;
+        assert_error(
+            status,
+            &answer,
+            400,
+            "invalid_request",
+            Some("delegable_keys"),
+        );
+    }
+
+    // Changing a delegation: set, removed with null, checked, dropped with tokens:issue.
+    let (issuer_id, issuer) = new_issuer(&app, &org, Some(&["donations:read"]), None).await;
+    let patch = |body: Value| {
+        let path = format!("/admin/api-keys/{issuer_id}");
+        let admin = org.admin.clone();
+        let app = &app;
+        async move { call(app, "PATCH", &path, &admin, Some(body)).await }
+    };
+    let (status, key) = patch(json!({"delegable_keys": [reader]})).await;
+    assert_eq!(status, 200, "{key}");
+    assert_eq!(key["data"]["delegable_policies"], json!(["donations:read"]));
+    assert_eq!(key["data"]["delegable_keys"], json!([reader]));
+    let (status, key) = patch(json!({"delegable_policies": null})).await;
+    assert_eq!(status, 200, "{key}");
+    assert_eq!(key["data"]["delegable_policies"], Value::Null);
+    assert_eq!(key["data"]["delegable_keys"], json!([reader]));
+    let (status, answer) = patch(json!({"delegable_keys": [issuer_id]})).await;
+    assert_error(
+        status,
+        &answer,
+        400,
+        "invalid_request",
+        Some("delegable_keys"),
+    );
+    let (status, answer) = patch(json!({"delegable_policies": ["keys:admin"]})).await;
+    assert_error(
+        status,
+        &answer,
+        400,
+        "invalid_request",
+        Some("delegable_policies"),
+    );
+    assert!(minted_scope(&app, &issuer, &reader).await.is_ok());
+
+    let (status, key) = patch(json!({"policies": ["donations:read"]})).await;
+    assert_eq!(status, 200, "{key}");
+    assert_eq!(key["data"]["delegable_keys"], Value::Null, "{key}");
+    let (status, answer) = patch(json!({"delegable_policies": ["donations:read"]})).await;
+    assert_error(
+        status,
+        &answer,
+        400,
+        "invalid_request",
+        Some("delegable_policies"),
+    );
+    // Given tokens:issue back, it delegates nothing until told what.
+    let (status, key) = patch(json!({"policies": ["tokens:issue"]})).await;
+    assert_eq!(status, 200, "{key}");
+    let refusal = minted_scope(&app, &issuer, &reader).await.unwrap_err();
+    assert!(refusal.contains("delegate nothing"), "{refusal}");
+
+    // The changes are audited with what they replaced.
+    let events = app
+        .app()
+        .state()
+        .storage()
+        .audit_events(&AuditScope::Organisation(org.id.clone()), None, 500)
+        .await
+        .unwrap();
+    let first_update = events
+        .iter()
+        .rev()
+        .find(|e| {
+            e.action == "api_key.updated" && e.target.as_ref().is_some_and(|(_, t)| *t == issuer_id)
+        })
+        .unwrap();
+    assert_eq!(first_update.details["delegable_keys"], json!([reader]));
+    assert_eq!(first_update.details["previous_delegable_keys"], Value::Null);
+    assert_eq!(
+        first_update.details["delegable_policies"],
+        json!(["donations:read"])
+    );
     app.stop().await;
 }

@@ -17,6 +17,7 @@ mod m0011_ledger_refunds;
 mod m0012_auto_invest_counts;
 mod m0013_dashboard_access;
 mod m0014_api_keys;
+mod m0016_api_key_delegation;
 mod m0017_session_chain;
 
 pub struct Migrator;
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_auto_invest_counts::Migration),
             Box::new(m0013_dashboard_access::Migration),
             Box::new(m0014_api_keys::Migration),
+            Box::new(m0016_api_key_delegation::Migration),
             Box::new(m0017_session_chain::Migration),
         ]
     }

@@ -3,7 +3,9 @@
 //! minted for it; rotating makes a new secret current and deposes the previous one until
 //! `deposed_until_ms`, dropping any older deposed secret. Each change writes its audit row in
 //! the same transaction, and a change is conditional on the secret it replaces, so two
-//! rotations at once never lose one.
+//! rotations at once never lose one. A key holding `tokens:issue` also stores what it may
+//! delegate (policies, target keys); storage keeps the lists, the rule reading them is not
+//! its business.
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -58,6 +60,12 @@ pub struct ApiKeyRecord {
     pub updated_at_ms: UnixMillis,
     pub last_used_at_ms: Option<UnixMillis>,
     pub deleted_at_ms: Option<UnixMillis>,
+    /// For an issuer (`tokens:issue`): the policies it may put in the tokens it mints,
+    /// sorted; `None`: not restricted by policy.
+    pub delegable_policies: Option<Vec<String>>,
+    /// For an issuer: the ids of the keys it may mint for, sorted; `None`: not restricted by
+    /// key. With both `None` an issuer delegates nothing.
+    pub delegable_keys: Option<Vec<String>>,
 }
 
 impl ApiKeyRecord {
@@ -87,11 +95,14 @@ pub enum TokenRevocation {
     All(KeySecret),
 }
 
-/// The fields `PATCH` changes; `None` leaves one as it is.
+/// The fields `PATCH` changes; `None` leaves one as it is (`Some(None)` clears a
+/// delegation).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApiKeyChanges {
     pub name: Option<String>,
     pub policies: Option<Vec<String>>,
+    pub delegable_policies: Option<Option<Vec<String>>>,
+    pub delegable_keys: Option<Option<Vec<String>>>,
 }
 
 /// A position in an organisation's keys: the last one shown (newest first).
@@ -132,6 +143,23 @@ impl Storage {
             .context("find api key by hash")?
             .map(record)
             .transpose()
+    }
+
+    /// The keys with these ids that are not deleted, in any order (unknown ids are left out).
+    pub async fn live_api_keys_with_ids(&self, ids: &[String]) -> Result<Vec<ApiKeyRecord>> {
+        use api_keys::Column as C;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        api_keys::Entity::find()
+            .filter(C::Id.is_in(ids.iter().cloned()))
+            .filter(C::DeletedAtMs.is_null())
+            .all(&self.db)
+            .await
+            .context("find api keys by id")?
+            .into_iter()
+            .map(record)
+            .collect()
     }
 
     /// The organisation's keys that are not deleted, newest first, after `cursor`.
@@ -231,7 +259,8 @@ impl Storage {
         .await
     }
 
-    /// Changes the key's name or policies. `None` when there is no such key or it is deleted.
+    /// Changes the key's name, policies or delegation. `None` when there is no such key or it
+    /// is deleted.
     pub async fn update_api_key(
         &self,
         id: &str,
@@ -248,6 +277,12 @@ impl Storage {
             }
             if let Some(policies) = &changes.policies {
                 update = update.col_expr(C::Policies, Expr::value(policies.join(" ")));
+            }
+            if let Some(delegable) = &changes.delegable_policies {
+                update = update.col_expr(C::DelegablePolicies, Expr::value(joined(delegable)));
+            }
+            if let Some(delegable) = &changes.delegable_keys {
+                update = update.col_expr(C::DelegableKeys, Expr::value(joined(delegable)));
             }
             update
         })
@@ -358,7 +393,19 @@ fn model(key: &ApiKeyRecord) -> api_keys::ActiveModel {
         updated_at_ms: Set(key.updated_at_ms),
         last_used_at_ms: Set(key.last_used_at_ms),
         deleted_at_ms: Set(key.deleted_at_ms),
+        delegable_policies: Set(joined(&key.delegable_policies)),
+        delegable_keys: Set(joined(&key.delegable_keys)),
     }
+}
+
+/// A list as its space-separated column.
+fn joined(list: &Option<Vec<String>>) -> Option<String> {
+    list.as_ref().map(|items| items.join(" "))
+}
+
+/// A space-separated column as its list.
+fn split(column: Option<String>) -> Option<Vec<String>> {
+    column.map(|text| text.split_whitespace().map(str::to_string).collect())
 }
 
 fn record(m: api_keys::Model) -> Result<ApiKeyRecord> {
@@ -391,5 +438,7 @@ fn record(m: api_keys::Model) -> Result<ApiKeyRecord> {
         updated_at_ms: m.updated_at_ms,
         last_used_at_ms: m.last_used_at_ms,
         deleted_at_ms: m.deleted_at_ms,
+        delegable_policies: split(m.delegable_policies),
+        delegable_keys: split(m.delegable_keys),
     })
 }

@@ -6,7 +6,11 @@
 //! tokens: JWTs (HS256) signed with the key's internal secret, whose header's `kid` names the
 //! key and the secret (`key_…:sec_…`). Rotating the secret deposes the previous one, which
 //! keeps verifying its tokens until its window ends; revoking drops the deposed secret (old
-//! tokens) or replaces the current one too (all tokens).
+//! tokens) or replaces the current one too (all tokens). A token an issuer key minted carries
+//! a signed scope, and a key's effective policies are its own within that scope
+//! ([`KeyCredential::grants`]); [`delegation`] holds the issuer rule.
+
+pub mod delegation;
 
 use ampflow_storage::{ApiKeyRecord, KeySecret, Role};
 use ampflow_types::UnixMillis;
@@ -19,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{secret_hash, secret_matches};
 use crate::error::ApiError;
 use crate::state::AppState;
+use delegation::TokenScope;
 
 /// What a key may do. Dashboard sessions get the same checks through their role: a member
 /// holds the read policies, an admin all of them.
@@ -150,6 +155,10 @@ pub struct KeySpec<'a> {
     pub policies: Vec<String>,
     pub mode: KeyMode,
     pub created_by: &'a str,
+    /// For an issuer: see [`ApiKeyRecord::delegable_policies`].
+    pub delegable_policies: Option<Vec<String>>,
+    /// For an issuer: see [`ApiKeyRecord::delegable_keys`].
+    pub delegable_keys: Option<Vec<String>>,
 }
 
 pub fn generate_key(spec: KeySpec<'_>, now: UnixMillis) -> NewKey {
@@ -177,6 +186,8 @@ pub fn generate_key(spec: KeySpec<'_>, now: UnixMillis) -> NewKey {
         updated_at_ms: now,
         last_used_at_ms: None,
         deleted_at_ms: None,
+        delegable_policies: spec.delegable_policies,
+        delegable_keys: spec.delegable_keys,
     };
     NewKey {
         record,
@@ -186,24 +197,29 @@ pub fn generate_key(spec: KeySpec<'_>, now: UnixMillis) -> NewKey {
 
 /// Policy names, checked, without duplicates and sorted; 400 naming the first unknown one.
 pub fn parse_policies(names: &[String]) -> Result<Vec<String>, ApiError> {
+    Ok(parse_policy_list("policies", names)?
+        .iter()
+        .map(|p| p.as_str().to_string())
+        .collect())
+}
+
+/// At least one known policy, sorted by name, without duplicates; 400 on `param` otherwise.
+fn parse_policy_list(param: &str, names: &[String]) -> Result<Vec<Policy>, ApiError> {
     if names.is_empty() {
-        return Err(ApiError::invalid_param(
-            "policies",
-            "give at least one policy",
-        ));
+        return Err(ApiError::invalid_param(param, "give at least one policy"));
     }
     let mut policies = Vec::with_capacity(names.len());
     for name in names {
         let policy = Policy::parse(name.trim()).ok_or_else(|| {
             let known: Vec<_> = Policy::ALL.iter().map(|p| p.as_str()).collect();
             ApiError::invalid_param(
-                "policies",
+                param,
                 format!("unknown policy {name:?}; known: {}", known.join(", ")),
             )
         })?;
-        policies.push(policy.as_str().to_string());
+        policies.push(policy);
     }
-    policies.sort();
+    policies.sort_by_key(|p| p.as_str());
     policies.dedup();
     Ok(policies)
 }
@@ -220,6 +236,10 @@ struct TokenClaims {
     exp: i64,
     /// `tok_…`, named in the audit log.
     jti: String,
+    /// Minted by an issuer key: the policies the token may use (see [`TokenScope`]). Absent:
+    /// the key's own policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
 }
 
 /// A minted access token.
@@ -231,11 +251,12 @@ pub struct MintedToken {
 }
 
 /// An access token for `key`, signed with its current secret, expiring at `expires_at_ms`
-/// (whole seconds).
+/// (whole seconds), limited to `scope` when an issuer mints it.
 pub fn mint_token(
     key: &ApiKeyRecord,
     now: UnixMillis,
     expires_at_ms: UnixMillis,
+    scope: Option<&TokenScope>,
 ) -> Result<MintedToken, ApiError> {
     let id = ampflow_storage::prefixed_id("tok");
     let claims = TokenClaims {
@@ -246,6 +267,7 @@ pub fn mint_token(
         iat: now.div_euclid(1000),
         exp: expires_at_ms.div_euclid(1000),
         jti: id.clone(),
+        scope: scope.map(TokenScope::to_claim),
     };
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(format!("{}:{}", key.id, key.secret.id));
@@ -273,8 +295,26 @@ pub struct VerifiedKey {
 pub enum KeyCredential {
     /// `Bearer sk_…`
     Direct,
-    /// An access token (`tok_…`).
-    Token { id: String },
+    /// An access token (`tok_…`); `scope` when an issuer key minted it.
+    Token {
+        id: String,
+        scope: Option<TokenScope>,
+    },
+}
+
+impl KeyCredential {
+    /// Whether `key`, presented with this credential, may use `policy`: the key holds it and,
+    /// for a token an issuer minted, the token's scope names it. A scope only narrows, so a
+    /// delegated token loses a policy its key loses and never gains one its key gains.
+    pub fn grants(&self, key: &ApiKeyRecord, policy: Policy) -> bool {
+        let scoped = match self {
+            KeyCredential::Token {
+                scope: Some(scope), ..
+            } => scope.contains(policy),
+            KeyCredential::Direct | KeyCredential::Token { scope: None, .. } => true,
+        };
+        scoped && key.has_policy(policy.as_str())
+    }
 }
 
 /// An API key credential, recognised from its shape (nothing verified yet).
@@ -364,8 +404,15 @@ pub async fn verify_bearer(
             if claims.sub != key.id || claims.org != key.organisation_id {
                 return Err(refused());
             }
+            let scope = match claims.scope.as_deref() {
+                Some(claim) => Some(TokenScope::from_claim(claim).ok_or_else(refused)?),
+                None => None,
+            };
             VerifiedKey {
-                credential: KeyCredential::Token { id: claims.jti },
+                credential: KeyCredential::Token {
+                    id: claims.jti,
+                    scope,
+                },
                 key,
             }
         }
@@ -419,6 +466,8 @@ mod tests {
                 policies: vec!["donations:read".into()],
                 mode: KeyMode::Test,
                 created_by: "usr_1",
+                delegable_policies: None,
+                delegable_keys: None,
             },
             1_700_000_000_000,
         )
@@ -440,7 +489,7 @@ mod tests {
     fn tokens_verify_with_their_secret_only_and_expire() {
         let new = key();
         let now = 1_700_000_000_000;
-        let minted = mint_token(&new.record, now, now + 3_600_000).unwrap();
+        let minted = mint_token(&new.record, now, now + 3_600_000, None).unwrap();
         let token = minted.token.expose_secret();
         let Some(KeyBearer::Token {
             key_id, secret_id, ..
@@ -455,13 +504,47 @@ mod tests {
         assert!(verify_token(token, &new_secret(), now).is_err());
         assert!(verify_token(token, &new.record.secret, now + 3_700_000).is_err());
         // Another key's claims under this token's signature.
-        let other = mint_token(&key().record, now, now + 3_600_000).unwrap();
+        let other = mint_token(&key().record, now, now + 3_600_000, None).unwrap();
         let (head, rest) = token.split_once('.').unwrap();
         let signature = rest.rsplit_once('.').unwrap().1;
         let payload = other.token.expose_secret().split('.').nth(1).unwrap();
         let forged = format!("{head}.{payload}.{signature}");
         assert!(verify_token(&forged, &new.record.secret, now).is_err());
         assert_eq!(key_bearer_of("eyJhbGciOiJSUzI1NiJ9.e30.x"), None);
+    }
+
+    #[test]
+    fn a_scoped_token_grants_its_keys_policies_within_its_scope_only() {
+        let mut new = key();
+        new.record.policies = vec!["audit:read".into(), "donations:read".into()];
+        let now = 1_700_000_000_000;
+        let scope = TokenScope::from_claim("donations:read ledger:read").unwrap();
+        let minted = mint_token(&new.record, now, now + 3_600_000, Some(&scope)).unwrap();
+        let token = minted.token.expose_secret();
+        let claims = verify_token(token, &new.record.secret, now).unwrap();
+        assert_eq!(claims.scope.as_deref(), Some("donations:read ledger:read"));
+        let scoped = KeyCredential::Token {
+            id: minted.id.clone(),
+            scope: Some(scope),
+        };
+        let grants = |credential: &KeyCredential| {
+            Policy::ALL
+                .into_iter()
+                .filter(|p| credential.grants(&new.record, *p))
+                .collect::<Vec<_>>()
+        };
+        // Within the scope and held by the key: not audit:read (outside the scope), not
+        // ledger:read (the key lacks it).
+        assert_eq!(grants(&scoped), [Policy::DonationsRead]);
+        let unscoped = KeyCredential::Token {
+            id: minted.id,
+            scope: None,
+        };
+        assert_eq!(
+            grants(&unscoped),
+            [Policy::DonationsRead, Policy::AuditRead]
+        );
+        assert_eq!(grants(&KeyCredential::Direct), grants(&unscoped));
     }
 
     #[test]

@@ -202,7 +202,7 @@ impl Caller {
         match self {
             Caller::Key(c) => match &c.credential {
                 KeyCredential::Direct => event.detail("credential", "key"),
-                KeyCredential::Token { id } => event
+                KeyCredential::Token { id, .. } => event
                     .detail("credential", "access_token")
                     .detail("token_id", id.as_str()),
             },
@@ -261,7 +261,10 @@ impl Caller {
                         "this API key belongs to another organisation",
                     ));
                 }
-                if policies.iter().any(|p| caller.key.has_policy(p.as_str())) {
+                if policies
+                    .iter()
+                    .any(|p| caller.credential.grants(&caller.key, *p))
+                {
                     Ok(())
                 } else {
                     Err(ApiError::authorization(format!(

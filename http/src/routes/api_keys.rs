@@ -1,10 +1,14 @@
 //! Organisation API keys and access tokens (seeds 000 and 001): create a key (its `sk_…`
 //! string is answered once), list, read, rename or change its policies, delete it, rotate its
 //! internal secret, revoke its old or all tokens, and mint access tokens — by an admin's
-//! session, a key holding `keys:admin`, or (minting only) a key holding `tokens:issue`, seed
-//! 001's issuer tokens. Every change writes an audit row in the same transaction.
+//! session, a key holding `keys:admin`, or (minting only, within the delegation a
+//! `keys:admin` named for it) a key holding `tokens:issue`, seed 001's issuer tokens. Every
+//! change writes an audit row in the same transaction.
 
-use ampflow_storage::{ApiKeyChanges, ApiKeyCursor, ApiKeyRecord, TokenRevocation};
+mod delegation;
+mod tokens;
+
+use ampflow_storage::{ApiKeyChanges, ApiKeyCursor, ApiKeyRecord, AuditEvent, TokenRevocation};
 use ampflow_types::UnixMillis;
 use axum::Json;
 use axum::extract::State;
@@ -16,9 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::admin;
-use crate::auth::api_keys::{
-    KeyMode, KeySpec, Policy, generate_key, mint_token, new_secret, parse_policies,
-};
+use crate::auth::api_keys::{KeyMode, KeySpec, Policy, generate_key, new_secret, parse_policies};
 use crate::auth::{Caller, DashboardAuth};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -26,6 +28,7 @@ use crate::middleware::RequestId;
 use crate::params;
 use crate::routes::public::{Envelope, rfc3339};
 use crate::state::AppState;
+use delegation::{Delegation, DelegationField, DelegationRequest, delegation_after, nullable_list};
 
 const PAGE_DEFAULT: u64 = 50;
 const PAGE_MAX: u64 = 200;
@@ -37,7 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_key, update_key, delete_key))
         .routes(routes!(rotate_key))
         .routes(routes!(revoke_tokens))
-        .routes(routes!(issue_token))
+        .routes(routes!(tokens::issue_token))
 }
 
 /// A key as listed: never its `sk_…` string or its secrets.
@@ -62,6 +65,12 @@ pub struct ApiKeyView {
     pub secret_rotated_at: String,
     /// Until when tokens signed before the last rotation still work; null when none do.
     pub deposed_secret_expires_at: Option<String>,
+    /// An issuer's (`tokens:issue`) delegable policies; null: not limited by policy (or not an
+    /// issuer).
+    pub delegable_policies: Option<Vec<String>>,
+    /// An issuer's delegable keys; null: not limited by key (or not an issuer). An issuer
+    /// with both null delegates nothing.
+    pub delegable_keys: Option<Vec<String>>,
 }
 
 impl From<&ApiKeyRecord> for ApiKeyView {
@@ -79,6 +88,8 @@ impl From<&ApiKeyRecord> for ApiKeyView {
             last_used_at: key.last_used_at_ms.map(rfc3339),
             secret_rotated_at: rfc3339(key.secret_created_at_ms),
             deposed_secret_expires_at: key.deposed.as_ref().map(|(_, until)| rfc3339(*until)),
+            delegable_policies: key.delegable_policies.clone(),
+            delegable_keys: key.delegable_keys.clone(),
         }
     }
 }
@@ -99,17 +110,6 @@ pub struct ApiKeyPage {
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AccessTokenView {
-    /// A JWT; use it as `Authorization: Bearer <token>`. Shown once.
-    pub token: String,
-    pub token_type: &'static str,
-    /// `tok_…`, as the audit log names it.
-    pub token_id: String,
-    pub key_id: String,
-    pub expires_at: String,
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKeyBody {
@@ -122,14 +122,29 @@ pub struct NewKeyBody {
     /// live or test; must be this server's mode (see `auth.api_key_mode`). Absent: the
     /// server's.
     pub mode: Option<String>,
+    /// With `tokens:issue` only: the policies the tokens this issuer mints may carry (at
+    /// least one; never keys:admin or tokens:issue). Absent: not limited by policy.
+    pub delegable_policies: Option<Vec<String>>,
+    /// With `tokens:issue` only: the keys of the organisation this issuer may mint for (1 to
+    /// 100; none holding keys:admin or tokens:issue). Absent: not limited by key. With
+    /// neither, the issuer delegates nothing until a `PATCH` names what it may.
+    pub delegable_keys: Option<Vec<String>>,
 }
 
-/// Absent fields stay as they are.
+/// Absent fields stay as they are. Dropping `tokens:issue` drops the key's delegation.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyPatch {
     pub name: Option<String>,
     pub policies: Option<Vec<String>>,
+    /// As when creating; null removes the limit by policy.
+    #[serde(default, deserialize_with = "nullable_list")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub delegable_policies: DelegationField,
+    /// As when creating; null removes the limit by key.
+    #[serde(default, deserialize_with = "nullable_list")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub delegable_keys: DelegationField,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -137,21 +152,6 @@ pub struct KeyPatch {
 pub struct RevokeBody {
     /// `old`: tokens issued before the last rotation; `all`: every token, now.
     pub tokens: String,
-}
-
-/// Seed 001's body: `{"expires-at": "2020-06-16T00:24:16Z"}`. Give `expires-at` or
-/// `expires_in_days`, or neither for `auth.api_token_days_default`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TokenBody {
-    /// RFC 3339, in the future, at most `auth.api_token_days_max` days away.
-    #[serde(rename = "expires-at", alias = "expires_at")]
-    pub expires_at: Option<String>,
-    pub expires_in_days: Option<u32>,
-    /// Rotate the key's secret first (seed 001's "Rotate key secret" option): the tokens
-    /// issued before stay valid only while the deposed secret does.
-    #[serde(default)]
-    pub rotate: bool,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -221,17 +221,16 @@ async fn create_key(
             format!("this server makes {} keys only", mode.as_str()),
         ));
     }
-    let config = state.auth().config();
-    let held = state
-        .storage()
-        .count_api_keys_of(&body.organisation_id)
-        .await
-        .map_err(ApiError::internal)?;
-    if held >= config.api_keys_per_organisation_max {
-        return Err(ApiError::conflict(format!(
-            "the organisation holds {held} keys, the most allowed; delete one first"
-        )));
-    }
+    let delegation = delegation_after(
+        &state,
+        &body.organisation_id,
+        None,
+        &policies,
+        Delegation::default(),
+        DelegationRequest::create(&body.delegable_policies, &body.delegable_keys),
+    )
+    .await?;
+    check_room_for_a_key(&state, &body.organisation_id).await?;
     let now = state.clock().now_ms();
     let created_by = match caller.actor().id() {
         Some(id) => id.to_string(),
@@ -244,6 +243,8 @@ async fn create_key(
             policies,
             mode,
             created_by: &created_by,
+            delegable_policies: delegation.policies,
+            delegable_keys: delegation.keys,
         },
         now,
     );
@@ -253,7 +254,9 @@ async fn create_key(
         .organisation(&body.organisation_id)
         .detail("name", name.as_str())
         .detail("policies", new.record.policies.clone())
-        .detail("mode", mode.as_str());
+        .detail("mode", mode.as_str())
+        .detail("delegable_policies", new.record.delegable_policies.clone())
+        .detail("delegable_keys", new.record.delegable_keys.clone());
     state
         .storage()
         .insert_api_key(&new.record, &audit)
@@ -265,6 +268,21 @@ async fn create_key(
         key: new.key.expose_secret().to_string(),
     };
     Ok((StatusCode::CREATED, Envelope::new(view, &request_id)))
+}
+
+/// 409 when the organisation holds `auth.api_keys_per_organisation_max` keys.
+async fn check_room_for_a_key(state: &AppState, organisation_id: &str) -> Result<(), ApiError> {
+    let held = state
+        .storage()
+        .count_api_keys_of(organisation_id)
+        .await
+        .map_err(ApiError::internal)?;
+    if held >= state.auth().config().api_keys_per_organisation_max {
+        return Err(ApiError::conflict(format!(
+            "the organisation holds {held} keys, the most allowed; delete one first"
+        )));
+    }
+    Ok(())
 }
 
 /// An organisation's keys, newest first (deleted ones are not listed).
@@ -333,7 +351,7 @@ async fn get_key(
     Ok(Envelope::new(ApiKeyView::from(&key), &request_id))
 }
 
-/// Rename a key or replace its policies.
+/// Rename a key, replace its policies or change what it may delegate.
 #[utoipa::path(patch, path = "/admin/api-keys/{id}", tag = "api-keys", security(("cookie" = []), ("bearer" = [])),
     params(("id" = String, Path, description = "The key's id (key_…)")),
     request_body = KeyPatch,
@@ -347,16 +365,48 @@ async fn update_key(
     ApiJson(body): ApiJson<KeyPatch>,
 ) -> Result<Json<Envelope<ApiKeyView>>, ApiError> {
     let key = authorised_key(&state, &caller, &id, &[Policy::KeysAdmin]).await?;
+    let policies = body.policies.as_deref().map(parse_policies).transpose()?;
+    let current = Delegation::of(&key);
+    let delegation = delegation_after(
+        &state,
+        &key.organisation_id,
+        Some(&key.id),
+        policies.as_deref().unwrap_or(&key.policies),
+        current.clone(),
+        DelegationRequest::patch(&body.delegable_policies, &body.delegable_keys),
+    )
+    .await?;
+    let named = body.delegable_policies.is_some() || body.delegable_keys.is_some();
+    let delegation = (named || delegation != current).then_some(delegation);
     let changes = ApiKeyChanges {
         name: body.name.as_deref().map(key_name).transpose()?,
-        policies: body.policies.as_deref().map(parse_policies).transpose()?,
+        policies,
+        delegable_policies: delegation.as_ref().map(|d| d.policies.clone()),
+        delegable_keys: delegation.map(|d| d.keys),
     };
     if changes == ApiKeyChanges::default() {
         return Err(ApiError::invalid_request(
-            "nothing to change: give name or policies",
+            "nothing to change: give name, policies, delegable_policies or delegable_keys",
         ));
     }
     let now = state.clock().now_ms();
+    let audit = update_audit(&caller, &key, &changes, now);
+    let key = state
+        .storage()
+        .update_api_key(&key.id, &changes, now, &audit)
+        .await
+        .map_err(ApiError::storage)?
+        .ok_or_else(not_found)?;
+    Ok(Envelope::new(ApiKeyView::from(&key), &request_id))
+}
+
+/// `api_key.updated`: the changed fields, with the previous policies and delegation.
+fn update_audit(
+    caller: &Caller,
+    key: &ApiKeyRecord,
+    changes: &ApiKeyChanges,
+    now: UnixMillis,
+) -> AuditEvent {
     let mut audit = caller
         .audit("api_key.updated", now)
         .target("api_key", &key.id)
@@ -369,13 +419,20 @@ async fn update_key(
             .detail("policies", policies.clone())
             .detail("previous_policies", key.policies.clone());
     }
-    let key = state
-        .storage()
-        .update_api_key(&key.id, &changes, now, &audit)
-        .await
-        .map_err(ApiError::storage)?
-        .ok_or_else(not_found)?;
-    Ok(Envelope::new(ApiKeyView::from(&key), &request_id))
+    if let Some(delegable) = &changes.delegable_policies {
+        audit = audit
+            .detail("delegable_policies", delegable.clone())
+            .detail(
+                "previous_delegable_policies",
+                key.delegable_policies.clone(),
+            );
+    }
+    if let Some(delegable) = &changes.delegable_keys {
+        audit = audit
+            .detail("delegable_keys", delegable.clone())
+            .detail("previous_delegable_keys", key.delegable_keys.clone());
+    }
+    audit
 }
 
 /// Delete a key: it and every token minted for it stop working at once.
@@ -492,103 +549,4 @@ async fn revoke_tokens(
         .ok_or_else(not_found)?;
     tracing::info!(key = %key.id, tokens = %body.tokens, "API key tokens revoked");
     Ok(Envelope::new(ApiKeyView::from(&key), &request_id))
-}
-
-/// When a token asked for with `body` expires: checked against `auth.api_token_days_max`.
-fn token_expiry(
-    state: &AppState,
-    body: &TokenBody,
-    now: UnixMillis,
-) -> Result<UnixMillis, ApiError> {
-    let config = state.auth().config();
-    let max = now + i64::from(config.api_token_days_max) * DAY_MS;
-    let at = match (&body.expires_at, body.expires_in_days) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid_request(
-                "give expires-at or expires_in_days, not both",
-            ));
-        }
-        (Some(text), None) => chrono::DateTime::parse_from_rfc3339(text.trim())
-            .map_err(|_| {
-                ApiError::invalid_param("expires-at", "expires-at must be an RFC 3339 time")
-            })?
-            .timestamp_millis(),
-        (None, Some(days)) => {
-            if days == 0 || days > config.api_token_days_max {
-                return Err(ApiError::invalid_param(
-                    "expires_in_days",
-                    format!("expires_in_days must be 1 to {}", config.api_token_days_max),
-                ));
-            }
-            now + i64::from(days) * DAY_MS
-        }
-        (None, None) => now + i64::from(config.api_token_days_default) * DAY_MS,
-    };
-    if at <= now + 1000 {
-        return Err(ApiError::invalid_param(
-            "expires-at",
-            "expires-at must be in the future",
-        ));
-    }
-    if at > max {
-        return Err(ApiError::invalid_param(
-            "expires-at",
-            format!(
-                "a token may live at most {} days",
-                config.api_token_days_max
-            ),
-        ));
-    }
-    Ok(at)
-}
-
-/// Mint an access token for the key, signed with its current secret (seed 001). Allowed to an
-/// admin's session, a key with `keys:admin`, and an issuer: a key with `tokens:issue` in the
-/// same organisation. With `rotate`, the secret is rotated first.
-#[utoipa::path(post, path = "/admin/api-keys/{id}/tokens", tag = "api-keys", security(("cookie" = []), ("bearer" = [])),
-    params(("id" = String, Path, description = "The key's id (key_…)")),
-    request_body = TokenBody,
-    responses((status = 201, body = inline(Envelope<AccessTokenView>)), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn issue_token(
-    State(state): State<AppState>,
-    DashboardAuth(caller): DashboardAuth,
-    ApiPath(id): ApiPath<String>,
-    axum::Extension(request_id): axum::Extension<RequestId>,
-    ApiJson(body): ApiJson<TokenBody>,
-) -> Result<(StatusCode, Json<Envelope<AccessTokenView>>), ApiError> {
-    let key = authorised_key(
-        &state,
-        &caller,
-        &id,
-        &[Policy::KeysAdmin, Policy::TokensIssue],
-    )
-    .await?;
-    let now = state.clock().now_ms();
-    let expires_at = token_expiry(&state, &body, now)?;
-    let key = if body.rotate {
-        rotate(&state, &caller, &key, now).await?
-    } else {
-        key
-    };
-    let minted = mint_token(&key, now, expires_at)?;
-    let audit = caller
-        .audit("api_key.token_issued", now)
-        .target("api_key", &key.id)
-        .organisation(&key.organisation_id)
-        .detail("issued_token_id", minted.id.as_str())
-        .detail("expires_at", rfc3339(minted.expires_at_ms));
-    state
-        .storage()
-        .record_audit_event(&audit)
-        .await
-        .map_err(ApiError::internal)?;
-    let view = AccessTokenView {
-        token: minted.token.expose_secret().to_string(),
-        token_type: "Bearer",
-        token_id: minted.id,
-        key_id: key.id,
-        expires_at: rfc3339(minted.expires_at_ms),
-    };
-    Ok((StatusCode::CREATED, Envelope::new(view, &request_id)))
 }

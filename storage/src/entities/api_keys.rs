@@ -22,6 +22,8 @@ pub struct Model {
     pub updated_at_ms: i64,
     pub last_used_at_ms: Option<i64>,
     pub deleted_at_ms: Option<i64>,
+    pub delegable_policies: Option<String>,
+    pub delegable_keys: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
