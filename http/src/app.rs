@@ -133,29 +133,73 @@ pub fn openapi_json() -> anyhow::Result<String> {
     let (_, mut doc) = api_router().split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     let components = doc.components.get_or_insert_with(Default::default);
-    components.add_security_scheme(
-        "bearer",
+    let bearer = |format: &str, description: &str| {
         SecurityScheme::Http(
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
-                .bearer_format("JWT")
+                .bearer_format(format)
+                .description(Some(description))
                 .build(),
+        )
+    };
+    let header = |name: &str, description: &str| {
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            name,
+            description,
+        )))
+    };
+    // Each operation's `security` names the credentials it takes; a scope is the API-key
+    // policy it needs (for a session: the role that holds it). tests/route_matrix.rs checks
+    // every operation against what its document says.
+    components.add_security_scheme(
+        "wallet",
+        bearer(
+            "JWT",
+            "A wallet's access token (RS256, from POST /authorize/jwt) of a session that is still live",
         ),
     );
     components.add_security_scheme(
-        "igf",
-        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-            "Authorization",
-            "IGF <access key id>:<Base64(HMAC-SHA1(secret, StringToSign))>, with a Date header",
-        ))),
+        "api_key",
+        bearer(
+            "sk_live_… / sk_test_… or a key's access token",
+            "An organisation API key, or an access token of one; scopes are the policies needed",
+        ),
     );
     components.add_security_scheme(
         "cookie",
         SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
             crate::config::AuthConfig::default().cookie_name,
-            "The dashboard session cookie set by POST /auth/login (name: auth.cookie_name)"
+            "The dashboard session cookie set by POST /auth/login (name: auth.cookie_name); scopes are the policies the member's role must hold. Writes need this server's Origin (or Sec-Fetch-Site: same-origin) and a JSON body"
                 .to_string(),
         ))),
+    );
+    components.add_security_scheme(
+        "igf",
+        header(
+            "Authorization",
+            "IGF <access key id>:<Base64(HMAC-SHA1(secret, StringToSign))>, with a Date header",
+        ),
+    );
+    components.add_security_scheme(
+        "stripe_signature",
+        header(
+            "Stripe-Signature",
+            "Stripe's webhook signature (t=…,v1=…) with one of stripe.webhook_secrets",
+        ),
+    );
+    components.add_security_scheme(
+        "veriff_signature",
+        header(
+            "X-HMAC-SIGNATURE",
+            "Veriff's HMAC-SHA256 of the body with veriff.shared_secret, and X-AUTH-CLIENT: veriff.api_key",
+        ),
+    );
+    components.add_security_scheme(
+        "metrics_token",
+        bearer(
+            "metrics.bearer_token",
+            "metrics.bearer_token; without one, a scraper on the same host (loopback, not forwarded)",
+        ),
     );
     doc.to_pretty_json()
         .context("serialise the OpenAPI document")

@@ -9,11 +9,8 @@ use ampflow_http::admin::{NewOrganisation, create_organisation};
 use ampflow_http::partner_admin::{add_ad, create_partner_key, revoke_partner_key};
 use ampflow_storage::testdb::Backend;
 use ampflow_storage::{DonationSource, DonationStatus};
-use ampflow_types::Clock;
-use base64::Engine;
 use common::TestApp;
-use hmac::{KeyInit, Mac};
-use md5::Digest;
+use common::partner::{donation_body, http_date, sign};
 use serde_json::{Value, json};
 
 on_both_databases!(
@@ -65,34 +62,6 @@ async fn new_key(app: &TestApp, org: &str, allow: &[&str]) -> Key {
         id: key.id,
         secret: key.secret,
     }
-}
-
-/// An HTTP date `offset_secs` from the app's clock.
-fn http_date(app: &TestApp, offset_secs: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(app.clock.now_ms() + offset_secs * 1000)
-        .unwrap()
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string()
-}
-
-/// The seed's recipe: Base64(HMAC-SHA1(secret, VERB\nMD5\nContent-Type\nTimestamp\nURI)).
-fn sign(
-    secret: &str,
-    method: &str,
-    body: &str,
-    content_type: &str,
-    date: &str,
-    uri: &str,
-) -> String {
-    let md5 = if body.is_empty() {
-        String::new()
-    } else {
-        hex::encode(md5::Md5::digest(body.as_bytes()))
-    };
-    let string_to_sign = format!("{method}\n{md5}\n{content_type}\n{date}\n{uri}");
-    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(string_to_sign.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
 /// How to sign a request; each field can be spoiled on purpose.
@@ -162,32 +131,6 @@ async fn signed(
         request = request.header("Content-Type", content_type).body(body);
     }
     app.send(request).await
-}
-
-fn donation_body() -> Value {
-    json!({
-        "amount": 42.80,
-        "sponsorMatchingPercentage": 20,
-        "nonProfitCampaignGuid": "8aec529c-dc93-4e5a-a02d-2965f16d327e",
-        "publisherCampaignGuid": "59e680df-df0a-42c3-969a-800d35ca5684",
-        "sponsorCampaignGuid": "ca712410-8e11-46a5-872c-de8ba7744e42",
-        "publisherTransactionId": "42",
-        "publisherAccountGuid": "ca712410-8e11-46a5-872c-de8ba7744e42",
-        "donor": {
-            "publisherDonorId": "42",
-            "firstName": "Frodo",
-            "lastName": "Baggins",
-            "sharePersonalInfo": false,
-            "billingAddress1": "123 Shire Blvd",
-            "billingAddress2": "Lower Hobbit Hole",
-            "billingCity": "Denver",
-            "billingState": "CO",
-            "billingZip": "80125",
-            "billingCountry": "US",
-            "email": "frodo@example.org",
-            "cellPhoneNumber": "3035511234"
-        }
-    })
 }
 
 fn assert_partner_error(status: u16, body: &Value, expected_status: u16, code: &str) {

@@ -196,7 +196,7 @@ fn key_name(name: &str) -> Result<String, ApiError> {
 }
 
 /// Create a key for an organisation; its `sk_…` string is in this answer only.
-#[utoipa::path(post, path = "/admin/api-keys", tag = "api-keys", security(("cookie" = []), ("bearer" = [])),
+#[utoipa::path(post, path = "/admin/api-keys", tag = "api-keys", security(("cookie" = ["keys:admin"]), ("api_key" = ["keys:admin"])),
     request_body = NewKeyBody,
     responses((status = 201, body = inline(Envelope<CreatedApiKeyView>)), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -286,7 +286,7 @@ async fn check_room_for_a_key(state: &AppState, organisation_id: &str) -> Result
 }
 
 /// An organisation's keys, newest first (deleted ones are not listed).
-#[utoipa::path(get, path = "/admin/api-keys", tag = "api-keys", security(("cookie" = []), ("bearer" = [])),
+#[utoipa::path(get, path = "/admin/api-keys", tag = "api-keys", security(("cookie" = ["keys:admin"]), ("api_key" = ["keys:admin"])),
     params(KeyQuery),
     responses((status = 200, body = ApiKeyPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -337,7 +337,7 @@ fn decode_cursor(text: &str) -> Result<ApiKeyCursor, ApiError> {
 }
 
 /// One key.
-#[utoipa::path(get, path = "/admin/api-keys/{id}", tag = "api-keys", security(("cookie" = []), ("bearer" = [])),
+#[utoipa::path(get, path = "/admin/api-keys/{id}", tag = "api-keys", security(("cookie" = ["keys:admin"]), ("api_key" = ["keys:admin"])),
     params(("id" = String, Path, description = "The key's id (key_…)")),
     responses((status = 200, body = inline(Envelope<ApiKeyView>)), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -352,7 +352,7 @@ async fn get_key(
 }
 
 /// Rename a key, replace its policies or change what it may delegate.
-#[utoipa::path(patch, path = "/admin/api-keys/{id}", tag = "api-keys", security(("cookie" = []), ("bearer" = [])),
+#[utoipa::path(patch, path = "/admin/api-keys/{id}", tag = "api-keys", security(("cookie" = ["keys:admin"]), ("api_key" = ["keys:admin"])),
     params(("id" = String, Path, description = "The key's id (key_…)")),
     request_body = KeyPatch,
     responses((status = 200, body = inline(Envelope<ApiKeyView>)), (status = 400, body = ErrorBody),
@@ -436,7 +436,7 @@ fn update_audit(
 }
 
 /// Delete a key: it and every token minted for it stop working at once.
-#[utoipa::path(delete, path = "/admin/api-keys/{id}", tag = "api-keys", security(("cookie" = []), ("bearer" = [])),
+#[utoipa::path(delete, path = "/admin/api-keys/{id}", tag = "api-keys", security(("cookie" = ["keys:admin"]), ("api_key" = ["keys:admin"])),
     params(("id" = String, Path, description = "The key's id (key_…)")),
     responses((status = 200, body = inline(Envelope<ApiKeyView>)), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -493,7 +493,7 @@ async fn rotate(
 /// secret's window ends (`auth.api_key_deposed_secret_days`, 30 by default); rotating again
 /// drops the deposed secret at once, as seed 001 describes. The `sk_…` key itself is not
 /// changed.
-#[utoipa::path(post, path = "/admin/api-keys/{id}/rotate", tag = "api-keys", security(("cookie" = []), ("bearer" = [])),
+#[utoipa::path(post, path = "/admin/api-keys/{id}/rotate", tag = "api-keys", security(("cookie" = ["keys:admin"]), ("api_key" = ["keys:admin"])),
     params(("id" = String, Path, description = "The key's id (key_…)")),
     responses((status = 200, body = inline(Envelope<ApiKeyView>)), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -512,7 +512,7 @@ async fn rotate_key(
 /// Revoke the key's tokens: `old` (those issued before the last rotation: the deposed secret
 /// is dropped) or `all` (every token, now: the current secret is replaced too). Cannot be
 /// undone.
-#[utoipa::path(post, path = "/admin/api-keys/{id}/revoke-tokens", tag = "api-keys", security(("cookie" = []), ("bearer" = [])),
+#[utoipa::path(post, path = "/admin/api-keys/{id}/revoke-tokens", tag = "api-keys", security(("cookie" = ["keys:admin"]), ("api_key" = ["keys:admin"])),
     params(("id" = String, Path, description = "The key's id (key_…)")),
     request_body = RevokeBody,
     responses((status = 200, body = inline(Envelope<ApiKeyView>)), (status = 400, body = ErrorBody),

@@ -99,7 +99,7 @@ fn view(event: AuditEvent) -> AuditEventView {
 }
 
 /// The audit log, newest first: an organisation's (admins of it) or your own.
-#[utoipa::path(get, path = "/audit-events", tag = "audit", security(("cookie" = []), ("bearer" = [])),
+#[utoipa::path(get, path = "/audit-events", tag = "audit", security(("cookie" = ["audit:read"]), ("api_key" = ["audit:read"])),
     params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]

@@ -188,7 +188,7 @@ async fn page(
 
 /// Queue an auto-invest in a campaign, or change the amount of the pending one (its expiry
 /// restarts). Refused while the task is in process.
-#[utoipa::path(post, path = "/auto_invest/{chainId}/{address}", tag = "auto-invest", security(("bearer" = [])),
+#[utoipa::path(post, path = "/auto_invest/{chainId}/{address}", tag = "auto-invest", security(("wallet" = [])),
     params(("chainId" = u64, Path), ("address" = String, Path, description = "The campaign contract")),
     request_body = AutoInvestBody,
     responses(
@@ -215,7 +215,7 @@ async fn submit(
 }
 
 /// Cancel the caller's pending auto-invest in a campaign.
-#[utoipa::path(delete, path = "/auto_invest/{chainId}/{address}", tag = "auto-invest", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/auto_invest/{chainId}/{address}", tag = "auto-invest", security(("wallet" = [])),
     params(("chainId" = u64, Path), ("address" = String, Path, description = "The campaign contract")),
     responses(
         (status = 200, body = AutoInvestResponse, description = "Cancelled"),

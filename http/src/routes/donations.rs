@@ -204,7 +204,7 @@ fn payment_error(error: StripeError) -> ApiError {
 /// Create a donation and its Stripe PaymentIntent; pay it in the browser with the answered
 /// `client_secret`. A donor signs in with their wallet; an organisation's API key (or admin
 /// session) needs `donations:write` for the body's organisation.
-#[utoipa::path(post, path = "/donations", tag = "donations", security(("bearer" = []), ("cookie" = [])),
+#[utoipa::path(post, path = "/donations", tag = "donations", security(("wallet" = []), ("cookie" = ["donations:write"]), ("api_key" = ["donations:write"])),
     request_body = DonationBody,
     responses((status = 201, body = inline(Envelope<CreatedDonationView>)), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -301,7 +301,7 @@ fn parse_donation(
 }
 
 /// One donation: a wallet's own, or (with `donations:read`) one of the organisation's.
-#[utoipa::path(get, path = "/donations/{id}", tag = "donations", security(("bearer" = []), ("cookie" = [])),
+#[utoipa::path(get, path = "/donations/{id}", tag = "donations", security(("wallet" = []), ("cookie" = ["donations:read"]), ("api_key" = ["donations:read"])),
     params(("id" = String, Path, description = "The donation's id (don_…)")),
     responses((status = 200, body = inline(Envelope<DonationView>)), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -341,7 +341,7 @@ async fn get_donation(
 /// Donations, newest first: a wallet's own (wallet token), or an organisation's (a member's
 /// session cookie with `organisation_id`, or an API key with `donations:read`, whose own
 /// organisation is the default).
-#[utoipa::path(get, path = "/donations", tag = "donations", security(("bearer" = []), ("cookie" = [])),
+#[utoipa::path(get, path = "/donations", tag = "donations", security(("wallet" = []), ("cookie" = ["donations:read"]), ("api_key" = ["donations:read"])),
     params(DonationQuery),
     responses((status = 200, body = DonationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]

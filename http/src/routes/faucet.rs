@@ -102,7 +102,7 @@ impl From<FaucetError> for ApiError {
 
 /// Ask the chain's faucet for funds. Answers the request (or the wallet's request that is
 /// still open): 202 when created, 200 when an open one is returned.
-#[utoipa::path(post, path = "/faucet/{chainId}", tag = "faucet", security(("bearer" = [])),
+#[utoipa::path(post, path = "/faucet/{chainId}", tag = "faucet", security(("wallet" = [])),
     params(("chainId" = u64, Path, description = "The chain to be paid on")),
     request_body = FaucetRequestBody,
     responses(
@@ -145,7 +145,7 @@ async fn request_funds(
 }
 
 /// One of the caller's faucet requests.
-#[utoipa::path(get, path = "/faucet/{chainId}/requests/{id}", tag = "faucet", security(("bearer" = [])),
+#[utoipa::path(get, path = "/faucet/{chainId}/requests/{id}", tag = "faucet", security(("wallet" = [])),
     params(("chainId" = u64, Path), ("id" = String, Path, description = "The request id")),
     responses((status = 200, body = FaucetRequestResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]

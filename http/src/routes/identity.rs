@@ -118,7 +118,7 @@ async fn refresh(
 }
 
 /// The signed-in wallet's user record.
-#[utoipa::path(get, path = "/user", tag = "user", security(("bearer" = [])),
+#[utoipa::path(get, path = "/user", tag = "user", security(("wallet" = [])),
     responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody)))]
 async fn get_user(
     State(state): State<AppState>,
@@ -129,7 +129,7 @@ async fn get_user(
 }
 
 /// Set the user's email. A changed email is unverified.
-#[utoipa::path(put, path = "/user", tag = "user", security(("bearer" = [])),
+#[utoipa::path(put, path = "/user", tag = "user", security(("wallet" = [])),
     request_body = UpdateUserRequest,
     responses((status = 200, body = UserResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn put_user(
@@ -152,7 +152,7 @@ async fn put_user(
 }
 
 /// End this session: its refresh token and every access token minted in it stop working.
-#[utoipa::path(post, path = "/user/logout", tag = "user", security(("bearer" = [])),
+#[utoipa::path(post, path = "/user/logout", tag = "user", security(("wallet" = [])),
     responses((status = 200, description = "Logged out"), (status = 401, body = ErrorBody)))]
 async fn logout(
     State(state): State<AppState>,
@@ -163,7 +163,7 @@ async fn logout(
 }
 
 /// Test mode only: mark the caller's wallet as KYC-verified. Answers 403 otherwise.
-#[utoipa::path(post, path = "/test/kyc", tag = "test", security(("bearer" = [])),
+#[utoipa::path(post, path = "/test/kyc", tag = "test", security(("wallet" = [])),
     request_body = TestKycRequest,
     responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn test_kyc(

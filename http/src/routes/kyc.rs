@@ -34,7 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The caller's Veriff session: the latest one while it is under 7 days old and undecided,
 /// approved, in review or awaiting resubmission; otherwise a new one, created at Veriff.
-#[utoipa::path(post, path = "/veriff/session", tag = "kyc", security(("bearer" = [])),
+#[utoipa::path(post, path = "/veriff/session", tag = "kyc", security(("wallet" = [])),
     responses((status = 200, body = VeriffSessionResponse), (status = 401, body = ErrorBody),
         (status = 503, description = "`veriff_not_configured`, or `veriff_unavailable` when Veriff cannot be reached", body = ErrorBody)))]
 async fn veriff_session(
@@ -49,6 +49,7 @@ async fn veriff_session(
 /// (hex HMAC-SHA256 of the body) or the legacy `X-SIGNATURE` (hex SHA-256 of body ‖ secret).
 /// A repeated delivery changes nothing.
 #[utoipa::path(post, path = "/veriff/webhook/decision", tag = "kyc",
+    security(("veriff_signature" = [])),
     request_body = VeriffDecisionWebhook,
     responses((status = 200, description = "Applied (or already applied)"), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -70,6 +71,7 @@ async fn decision_webhook(
 /// Veriff's event webhook (7001 started, 7002 submitted), authenticated like the decision
 /// webhook. The last event is recorded on the session.
 #[utoipa::path(post, path = "/veriff/webhook/event", tag = "kyc",
+    security(("veriff_signature" = [])),
     request_body = VeriffEventWebhook,
     responses((status = 200, description = "Recorded (or already recorded)"), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]

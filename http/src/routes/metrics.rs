@@ -23,7 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Prometheus metrics: HTTP requests and latency, rate-limit checks and refusals.
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(("bearer" = [])),
+#[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("metrics_token" = [])),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn metrics(

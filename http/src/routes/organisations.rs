@@ -136,7 +136,7 @@ async fn member_view(
 }
 
 /// One organisation, with its funds; members and keys with `organisations:read`.
-#[utoipa::path(get, path = "/organisations/{id}", tag = "organisations", security(("cookie" = []), ("bearer" = [])),
+#[utoipa::path(get, path = "/organisations/{id}", tag = "organisations", security(("cookie" = ["organisations:read"]), ("api_key" = ["organisations:read"])),
     params(("id" = String, Path, description = "The organisation's id (org_…)")),
     responses((status = 200, body = inline(Envelope<MemberOrganisationView>)), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -210,7 +210,7 @@ fn changes_json(changes: &OrganisationChanges) -> serde_json::Value {
 
 /// Change the organisation's name and profile; admins and keys with `organisations:write`.
 /// (Its country and verification status are the platform's to change.)
-#[utoipa::path(patch, path = "/organisations/{id}", tag = "organisations", security(("cookie" = []), ("bearer" = [])),
+#[utoipa::path(patch, path = "/organisations/{id}", tag = "organisations", security(("cookie" = ["organisations:write"]), ("api_key" = ["organisations:write"])),
     params(("id" = String, Path, description = "The organisation's id (org_…)")),
     request_body = OrganisationPatch,
     responses((status = 200, body = inline(Envelope<MemberOrganisationView>)), (status = 400, body = ErrorBody),
@@ -247,7 +247,7 @@ async fn update_organisation(
 /// The Stripe Connect onboarding URL for the organisation; admins only. Its `state` names the
 /// organisation and the admin, expires after `stripe_connect.state_ttl_secs`, and is signed
 /// (HMAC-SHA256) so the callback can check it.
-#[utoipa::path(get, path = "/organisations/{id}/stripe/connect", tag = "organisations", security(("cookie" = [])),
+#[utoipa::path(get, path = "/organisations/{id}/stripe/connect", tag = "organisations", security(("cookie" = ["organisations:write"])),
     params(("id" = String, Path, description = "The organisation's id (org_…)")),
     responses((status = 200, body = inline(Envelope<StripeConnectView>)), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),

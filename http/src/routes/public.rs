@@ -337,6 +337,7 @@ pub(crate) async fn known_organisation(
 
 /// An organisation's public ledger, in chain order (oldest first).
 #[utoipa::path(get, path = "/public/organisations/{id}/ledger", tag = "public",
+    security((), ("api_key" = ["ledger:read"])),
     params(("id" = String, Path, description = "The organisation's id (org_…)"), LedgerQuery),
     responses((status = 200, body = LedgerPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, description = "an API key without `ledger:read` for this organisation", body = ErrorBody),
@@ -401,6 +402,7 @@ async fn ledger(
 /// The whole ledger, for independent verification (`ampflow ledger verify`): streamed, and
 /// consistent — it holds exactly the `entry_count` entries the chain had when it started.
 #[utoipa::path(get, path = "/public/organisations/{id}/ledger/export", tag = "public",
+    security((), ("api_key" = ["ledger:read"])),
     params(("id" = String, Path, description = "The organisation's id (org_…)")),
     responses((status = 200, description = "`{downloaded_at, organisation_id, entry_count, entries}`", content_type = "application/json"),
         (status = 401, body = ErrorBody),

@@ -21,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// success), `charge.refunded` refunds it with a negative `donation_refunded` entry; other
 /// event types are acknowledged and ignored. A redelivered event changes nothing.
 #[utoipa::path(post, path = "/webhooks/stripe", tag = "donations",
+    security(("stripe_signature" = [])),
     request_body(content = Object, description = "A Stripe Event, signed in `Stripe-Signature`"),
     responses((status = 200, description = "Applied, already applied, or ignored"),
         (status = 400, description = "`invalid_signature` (bad or stale), or a malformed event or livemode mismatch", body = ErrorBody),

@@ -106,7 +106,7 @@ impl From<WhitelistError> for ApiError {
 /// Ask for the caller's wallet to be approved on an issuer's whitelist. KYC must be complete
 /// and its document still valid. 202 when an approval was queued, 200 when one was already
 /// open (it is returned) or the wallet is already approved (status `approved`, no id).
-#[utoipa::path(post, path = "/user/whitelist", tag = "whitelisting", security(("bearer" = [])),
+#[utoipa::path(post, path = "/user/whitelist", tag = "whitelisting", security(("wallet" = [])),
     request_body = WhitelistBody,
     responses(
         (status = 202, body = WhitelistResponse, description = "Approval queued"),
@@ -148,7 +148,7 @@ async fn request_whitelisting(
 }
 
 /// The caller's whitelisting requests on every chain and issuer, newest first.
-#[utoipa::path(get, path = "/user/whitelist", tag = "whitelisting", security(("bearer" = [])),
+#[utoipa::path(get, path = "/user/whitelist", tag = "whitelisting", security(("wallet" = [])),
     responses((status = 200, body = WhitelistList), (status = 401, body = ErrorBody)))]
 async fn list_requests(
     State(state): State<AppState>,

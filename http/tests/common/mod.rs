@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 pub mod anvil;
 pub mod dashboard;
+pub mod partner;
 
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;

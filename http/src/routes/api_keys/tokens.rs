@@ -137,7 +137,7 @@ fn token_scope(
 /// its `delegable_keys` when it has some, and the token is limited to the key's policies
 /// within its `delegable_policies` (its `scope`, fixed now). With `rotate` (`keys:admin`
 /// only), the secret is rotated first.
-#[utoipa::path(post, path = "/admin/api-keys/{id}/tokens", tag = "api-keys", security(("cookie" = []), ("bearer" = [])),
+#[utoipa::path(post, path = "/admin/api-keys/{id}/tokens", tag = "api-keys", security(("cookie" = ["keys:admin"]), ("api_key" = ["keys:admin", "tokens:issue"])),
     params(("id" = String, Path, description = "The key's id (key_…)")),
     request_body = TokenBody,
     responses((status = 201, body = inline(Envelope<AccessTokenView>)), (status = 400, body = ErrorBody),
