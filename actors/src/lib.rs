@@ -15,6 +15,7 @@ pub mod registry;
 pub mod stripe;
 mod system;
 pub mod tokens;
+pub mod trusted;
 pub mod tx_sender;
 pub mod veriff;
 pub mod wallet;

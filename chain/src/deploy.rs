@@ -1,10 +1,11 @@
 //! Deploying the platform's contract set to a development node (`ampflow chain deploy`): the
 //! test stablecoin, a WalletApprover that is the Issuer's approver, a funded Faucet, the
-//! InvestService and one sample Campaign that trusts it.
+//! InvestService and one sample Campaign that trusts it. The sample Campaign is registered on
+//! the InvestService and the Issuer on the WalletApprover, so the platform may use them.
 
-use alloy::network::EthereumWallet;
+use alloy::network::{EthereumWallet, Network, ReceiptResponse};
 use alloy::primitives::{Address, U256};
-use alloy::providers::{Provider, ProviderBuilder};
+use alloy::providers::{PendingTransactionBuilder, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,22 @@ fn step(contract: &'static str) -> impl Fn(&dyn std::fmt::Display) -> DeployErro
     }
 }
 
+/// Waits for a sent call's receipt; a reverted one is an error.
+async fn confirm<N: Network>(
+    sent: Result<PendingTransactionBuilder<N>, alloy::contract::Error>,
+    what: &'static str,
+) -> Result<(), DeployError> {
+    let receipt = sent
+        .map_err(|e| step(what)(&e))?
+        .get_receipt()
+        .await
+        .map_err(|e| step(what)(&e))?;
+    if !receipt.status() {
+        return Err(step(what)(&"the transaction reverted"));
+    }
+    Ok(())
+}
+
 /// Deploys and wires the contract set, signing with `deployer`, who becomes every contract's
 /// owner. Each transaction waits for its receipt before the next is sent.
 pub async fn deploy_platform(
@@ -82,14 +99,30 @@ pub async fn deploy_platform(
     let campaign = Campaign::deploy(&provider, *stablecoin.address(), *issuer.address())
         .await
         .map_err(|e| step("Campaign")(&e))?;
-    campaign
-        .setInvestService(*invest_service.address())
-        .send()
-        .await
-        .map_err(|e| step("Campaign.setInvestService")(&e))?
-        .get_receipt()
-        .await
-        .map_err(|e| step("Campaign.setInvestService")(&e))?;
+    confirm(
+        campaign
+            .setInvestService(*invest_service.address())
+            .send()
+            .await,
+        "Campaign.setInvestService",
+    )
+    .await?;
+    confirm(
+        invest_service
+            .setCampaignStatus(*campaign.address(), true)
+            .send()
+            .await,
+        "InvestService.setCampaignStatus",
+    )
+    .await?;
+    confirm(
+        wallet_approver
+            .setIssuerStatus(*issuer.address(), true)
+            .send()
+            .await,
+        "WalletApprover.setIssuerStatus",
+    )
+    .await?;
     if !faucet.initial_balance_wei.is_zero() {
         let funding = alloy::rpc::types::TransactionRequest::default()
             .from(owner)
@@ -111,4 +144,45 @@ pub async fn deploy_platform(
         invest_service: *invest_service.address(),
         campaign: *campaign.address(),
     })
+}
+
+/// Lets `executor` (the server's transaction signer) send the platform's transactions on
+/// contracts `owner` deployed: `investFor`, `approveWallets` and `faucet`. It gets no other
+/// right: registering campaigns and issuers stays with the owner.
+pub async fn allow_executor(
+    rpc_url: &str,
+    owner: PrivateKeySigner,
+    contracts: &DeployedContracts,
+    executor: Address,
+) -> Result<(), DeployError> {
+    let url = rpc_url
+        .parse()
+        .map_err(|e: url::ParseError| DeployError::BadUrl(e.to_string()))?;
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(owner))
+        .connect_http(url);
+    confirm(
+        InvestService::new(contracts.invest_service, &provider)
+            .updateCallerStatus(executor, true)
+            .send()
+            .await,
+        "InvestService.updateCallerStatus",
+    )
+    .await?;
+    confirm(
+        WalletApprover::new(contracts.wallet_approver, &provider)
+            .updateApproverStatus(executor, true)
+            .send()
+            .await,
+        "WalletApprover.updateApproverStatus",
+    )
+    .await?;
+    confirm(
+        Faucet::new(contracts.faucet, &provider)
+            .updateCallerStatus(executor, true)
+            .send()
+            .await,
+        "Faucet.updateCallerStatus",
+    )
+    .await
 }

@@ -336,6 +336,19 @@ lease_ttl_ms = 1000
     .await
     .unwrap();
 
+    // The operator trusts the campaign (the deployment registered it on chain already).
+    let added = Command::new(env!("CARGO_BIN_EXE_ampflow"))
+        .args(["chain", "campaign", "add", "--chain", &CHAIN_ID.to_string()])
+        .arg(format!("{:#x}", contracts.campaign))
+        .envs(env)
+        .output()
+        .expect("run ampflow chain campaign add");
+    assert!(added.status.success(), "{added:?}");
+    assert!(
+        String::from_utf8_lossy(&added.stdout).contains("already registered on chain"),
+        "{added:?}"
+    );
+
     let nonce_before = nonce(BlockNumberOrTag::Latest).await;
     let _: () = provider
         .raw_request("evm_setAutomine".into(), (false,))
@@ -571,7 +584,7 @@ async fn migrate_applies_pending_migrations_and_exits() {
     assert!(first.status.success(), "{first:?}");
     assert!(
         String::from_utf8_lossy(&first.stdout).contains(
-            "applied 14 migration(s): m0001_identity, m0002_chain, m0003_kyc, m0004_auto_invest, m0005_organisations, m0006_ledger, m0007_donations, m0008_stripe_events, m0009_checkpoints, m0010_partners, m0011_ledger_refunds, m0012_auto_invest_counts, m0013_dashboard_access, m0014_api_keys"
+            "applied 15 migration(s): m0001_identity, m0002_chain, m0003_kyc, m0004_auto_invest, m0005_organisations, m0006_ledger, m0007_donations, m0008_stripe_events, m0009_checkpoints, m0010_partners, m0011_ledger_refunds, m0012_auto_invest_counts, m0013_dashboard_access, m0014_api_keys, m0015_trusted_contracts"
         ),
         "{first:?}"
     );

@@ -17,6 +17,7 @@ mod m0011_ledger_refunds;
 mod m0012_auto_invest_counts;
 mod m0013_dashboard_access;
 mod m0014_api_keys;
+mod m0015_trusted_contracts;
 
 pub struct Migrator;
 
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_auto_invest_counts::Migration),
             Box::new(m0013_dashboard_access::Migration),
             Box::new(m0014_api_keys::Migration),
+            Box::new(m0015_trusted_contracts::Migration),
         ]
     }
 }
