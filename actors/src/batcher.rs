@@ -28,6 +28,9 @@ use crate::tx_sender::{Settler, TxSenders};
 
 /// The wait after a storage failure before the batcher tries again.
 const STORAGE_RETRY: Duration = Duration::from_secs(1);
+/// The wait before a batch whose vetting could not be done (node or database down) is vetted
+/// again.
+const VET_RETRY: Duration = Duration::from_secs(5);
 
 /// Whether a group's due requests may be sent now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,7 +191,7 @@ impl<S: BatchSpec> Batchers<S> {
             }
             Vetting::Wait(cause) => {
                 tracing::warn!(kind = self.spec.purpose(), chain_id = group.chain_id, %cause, "could not vet the batch; trying again");
-                return Ok(Step::WaitUntil(now + STORAGE_RETRY.as_millis() as i64));
+                return Ok(Step::WaitUntil(now + VET_RETRY.as_millis() as i64));
             }
         }
         let Some(intent) = self.intent(group, &due) else {

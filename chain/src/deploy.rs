@@ -99,34 +99,19 @@ pub async fn deploy_platform(
     let campaign = Campaign::deploy(&provider, *stablecoin.address(), *issuer.address())
         .await
         .map_err(|e| step("Campaign")(&e))?;
-    confirm(
-        campaign
-            .setInvestService(*invest_service.address())
-            .send()
-            .await,
-        "Campaign.setInvestService",
-    )
-    .await?;
-    confirm(
-        invest_service
-            .setCampaignStatus(*campaign.address(), true)
-            .send()
-            .await,
-        "InvestService.setCampaignStatus",
-    )
-    .await?;
-    confirm(
-        wallet_approver
-            .setIssuerStatus(*issuer.address(), true)
-            .send()
-            .await,
-        "WalletApprover.setIssuerStatus",
-    )
-    .await?;
+    let deployed = DeployedContracts {
+        stablecoin: *stablecoin.address(),
+        wallet_approver: *wallet_approver.address(),
+        issuer: *issuer.address(),
+        faucet: *faucet_contract.address(),
+        invest_service: *invest_service.address(),
+        campaign: *campaign.address(),
+    };
+    trust_samples(&provider, &deployed).await?;
     if !faucet.initial_balance_wei.is_zero() {
         let funding = alloy::rpc::types::TransactionRequest::default()
             .from(owner)
-            .to(*faucet_contract.address())
+            .to(deployed.faucet)
             .value(faucet.initial_balance_wei);
         provider
             .send_transaction(funding)
@@ -136,14 +121,39 @@ pub async fn deploy_platform(
             .await
             .map_err(|e| step("Faucet funding")(&e))?;
     }
-    Ok(DeployedContracts {
-        stablecoin: *stablecoin.address(),
-        wallet_approver: *wallet_approver.address(),
-        issuer: *issuer.address(),
-        faucet: *faucet_contract.address(),
-        invest_service: *invest_service.address(),
-        campaign: *campaign.address(),
-    })
+    Ok(deployed)
+}
+
+/// Makes the sample campaign trust the InvestService, and registers it on the InvestService
+/// and the issuer on the WalletApprover, signed by their owner.
+async fn trust_samples<P: Provider>(
+    provider: &P,
+    deployed: &DeployedContracts,
+) -> Result<(), DeployError> {
+    confirm(
+        Campaign::new(deployed.campaign, provider)
+            .setInvestService(deployed.invest_service)
+            .send()
+            .await,
+        "Campaign.setInvestService",
+    )
+    .await?;
+    confirm(
+        InvestService::new(deployed.invest_service, provider)
+            .setCampaignStatus(deployed.campaign, true)
+            .send()
+            .await,
+        "InvestService.setCampaignStatus",
+    )
+    .await?;
+    confirm(
+        WalletApprover::new(deployed.wallet_approver, provider)
+            .setIssuerStatus(deployed.issuer, true)
+            .send()
+            .await,
+        "WalletApprover.setIssuerStatus",
+    )
+    .await
 }
 
 /// Lets `executor` (the server's transaction signer) send the platform's transactions on

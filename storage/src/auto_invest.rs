@@ -786,29 +786,7 @@ impl Storage {
                 .filter(tasks::Column::Id.eq(row.id.as_str()))
                 .filter(tasks::Column::Status.eq("in_process"));
             let gives_up = !retryable || attempts >= retry.attempts_max;
-            let update = if !retryable {
-                finish(update, "failed", now).col_expr(
-                    tasks::Column::Reason,
-                    Expr::value(format!("refused on chain, not retried: {failure}")),
-                )
-            } else if gives_up {
-                finish(update, "failed", now).col_expr(
-                    tasks::Column::Reason,
-                    Expr::value(format!("gave up after {attempts} attempts: {failure}")),
-                )
-            } else {
-                update
-                    .col_expr(tasks::Column::Status, Expr::value("pending"))
-                    .col_expr(tasks::Column::TxIntentId, Expr::value(None::<String>))
-                    .col_expr(
-                        tasks::Column::NextCheckAtMs,
-                        Expr::value(now + retry.backoff_ms(attempts)),
-                    )
-                    .col_expr(
-                        tasks::Column::Reason,
-                        Expr::value(format!("attempt {attempts} failed, will retry: {failure}")),
-                    )
-            };
+            let update = after_failure(update, attempts, &failure, retryable, retry, now);
             let updated = update.exec(&txn).await.context("settle auto-invest")?;
             if gives_up && updated.rows_affected == 1 {
                 *closed.entry((row.chain_id, row.wallet)).or_default() -= 1;
@@ -870,6 +848,40 @@ impl Storage {
             .await
             .context("release lease")?;
         Ok(())
+    }
+}
+
+/// A failed attempt (the `attempts`-th): back to pending behind the backoff, or failed once the
+/// attempts are used, or at once when the failure is not to be retried.
+fn after_failure(
+    update: sea_orm::UpdateMany<tasks::Entity>,
+    attempts: u32,
+    failure: &str,
+    retryable: bool,
+    retry: RetryPolicy,
+    now: UnixMillis,
+) -> sea_orm::UpdateMany<tasks::Entity> {
+    let gave_up = if !retryable {
+        Some(format!("refused on chain, not retried: {failure}"))
+    } else if attempts >= retry.attempts_max {
+        Some(format!("gave up after {attempts} attempts: {failure}"))
+    } else {
+        None
+    };
+    if let Some(reason) = gave_up {
+        finish(update, "failed", now).col_expr(tasks::Column::Reason, Expr::value(reason))
+    } else {
+        update
+            .col_expr(tasks::Column::Status, Expr::value("pending"))
+            .col_expr(tasks::Column::TxIntentId, Expr::value(None::<String>))
+            .col_expr(
+                tasks::Column::NextCheckAtMs,
+                Expr::value(now + retry.backoff_ms(attempts)),
+            )
+            .col_expr(
+                tasks::Column::Reason,
+                Expr::value(format!("attempt {attempts} failed, will retry: {failure}")),
+            )
     }
 }
 
