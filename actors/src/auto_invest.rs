@@ -6,16 +6,22 @@
 //!   order: a new task, a merge into the pending one (new amount, expiry restarted), or a
 //!   cancellation; a task in process is left alone. Actors exist only while requests arrive
 //!   (the registry retires idle ones), so pending tasks cost rows, not memory.
+//! - Only campaigns in the platform's registry of trusted contracts take tasks (see
+//!   [`crate::trusted`]): a campaign reports its own stablecoin and issuer, so an unknown
+//!   contract could claim any investor is ready and make the platform pay for `investFor`.
 //! - **One executor per chain**, holding the chain's lease (so one process at a time executes),
-//!   looks at due pending tasks each tick: it expires the overdue ones, asks `getStatus` for a
-//!   batch in one `eth_call`, records why the others are not ready, and claims the ready ones
-//!   into one `investFor` transaction intent (split when its gas estimate is above the cap).
+//!   looks at due pending tasks each tick: it expires the overdue ones, parks those whose
+//!   campaign left the registry (they wait with the reason, and expire unless it comes back),
+//!   asks `getStatus` for a batch in one `eth_call`, records why the others are not ready, and
+//!   claims the ready ones into one `investFor` transaction intent (split when its gas
+//!   estimate is above the cap).
 //! - The transaction goes through the chain's `TxSender`; once it has its confirmations, the
 //!   per-record `InvestFor` events settle each task (success with the amount invested, or back
 //!   to pending with the reason until the attempts run out), in the same storage transaction
-//!   that ends the intent.
+//!   that ends the intent. A refusal by the campaign itself, or a transaction that reverted on
+//!   chain, fails the task at once: another attempt would pay again for the same refusal.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +36,7 @@ use ampflow_storage::{
     RetryPolicy, Storage, StorageError, SubmitOutcome, TaskCursor, TaskFilter, TxFinal,
     TxIntentRecord,
 };
-use ampflow_types::{Clock, WalletAddress};
+use ampflow_types::{Clock, TrustedKind, WalletAddress};
 use parking_lot::Mutex;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use sha2::{Digest, Sha256};
@@ -38,12 +44,31 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::registry::{EntityActor, Registry, RegistryError};
+use crate::trusted::TrustedContracts;
 use crate::tx_sender::{Settler, TxSenders};
 
 /// The intents' purpose.
 pub const PURPOSE: &str = "auto_invest";
 /// The shortest time between two ticks started by new tasks.
 const WAKE_GAP: Duration = Duration::from_millis(250);
+/// Why a parked task waits.
+const NOT_REGISTERED_REASON: &str = "the campaign is not in the platform's registry of \
+    campaigns; it is not invested unless an operator adds it again";
+/// The reasons `InvestFor` gives for a record that was not ready when `investFor` ran (the
+/// contract's `_evaluate`): the wallet or the campaign changed since `getStatus`, which is
+/// asked again before another attempt. Any other reason is the campaign's own refusal.
+const NOT_READY_REASONS: [&str; 10] = [
+    "campaign not registered",
+    "campaign is not a contract",
+    "campaign stablecoin unavailable",
+    "campaign issuer unavailable",
+    "stablecoin query failed",
+    "issuer query failed",
+    "wallet not approved",
+    "requested amount is zero",
+    "insufficient balance",
+    "insufficient allowance",
+];
 
 /// A (chain, wallet, campaign) triple: the key of a task's actor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,6 +91,8 @@ pub enum AutoInvestError {
     UnsupportedChain(u64),
     #[error("chain {0} does not run auto-invest")]
     NotEnabled(u64),
+    #[error("campaign {0:#x} is not in this platform's registry of campaigns on this chain")]
+    CampaignNotRegistered(Address),
     #[error(
         "the auto-invest for this wallet and campaign is already in process; wait for its outcome"
     )]
@@ -131,6 +158,7 @@ pub struct AutoInvest {
     chains: Chains,
     storage: Storage,
     senders: Arc<TxSenders>,
+    trusted: Arc<TrustedContracts>,
     tasks: Arc<Registry<AutoInvestActor>>,
     executors: Arc<Executors>,
 }
@@ -140,6 +168,7 @@ impl AutoInvest {
         chains: Chains,
         storage: Storage,
         senders: Arc<TxSenders>,
+        trusted: Arc<TrustedContracts>,
         tasks: Arc<Registry<AutoInvestActor>>,
         executors: Arc<Executors>,
     ) -> Self {
@@ -147,6 +176,7 @@ impl AutoInvest {
             chains,
             storage,
             senders,
+            trusted,
             tasks,
             executors,
         }
@@ -163,9 +193,17 @@ impl AutoInvest {
     }
 
     /// Queues `amount` (stablecoin base units, > 0) for the triple, or merges it into the
-    /// triple's pending task.
+    /// triple's pending task. The campaign must be in the registry of trusted contracts.
     pub async fn submit(&self, triple: Triple, amount: U256) -> Result<Submitted, AutoInvestError> {
         self.check_chain(triple.chain_id)?;
+        let campaign = triple.campaign.as_alloy();
+        if !self
+            .trusted
+            .is_trusted(triple.chain_id, TrustedKind::Campaign, campaign)
+            .await?
+        {
+            return Err(AutoInvestError::CampaignNotRegistered(campaign));
+        }
         let submitted = self
             .tasks
             .call(&triple, |reply| AutoInvestMsg::Submit {
@@ -339,6 +377,7 @@ struct ExecutorShared {
     clock: Arc<dyn Clock>,
     chains: Chains,
     senders: Arc<TxSenders>,
+    trusted: Arc<TrustedContracts>,
     /// This process's id, as lease holder.
     holder: String,
 }
@@ -358,6 +397,7 @@ impl Executors {
         clock: Arc<dyn Clock>,
         chains: Chains,
         senders: Arc<TxSenders>,
+        trusted: Arc<TrustedContracts>,
         holder: String,
         chain_ids: impl IntoIterator<Item = u64>,
     ) -> Arc<Self> {
@@ -366,6 +406,7 @@ impl Executors {
             clock,
             chains,
             senders: senders.clone(),
+            trusted,
             holder,
         });
         senders.register_settler(
@@ -465,10 +506,53 @@ impl ExecutorShared {
             tracing::info!(chain_id, expired, "auto-invest tasks expired");
         }
         let due = self.storage.due_auto_invests(chain_id, now, limit).await?;
+        let due = self.park_untrusted(chain_id, settings, due, now).await?;
         for batch in due.chunks(settings.batch_size.max(1)) {
             self.look_at(chain, settings, service, batch).await?;
         }
         Ok(())
+    }
+
+    /// Parks the tasks whose campaign is not in the registry now (read from the database, not
+    /// the cache: it may have been removed since they were queued): they wait with the reason,
+    /// and expire unless the campaign is added again. Answers the others.
+    async fn park_untrusted(
+        &self,
+        chain_id: u64,
+        settings: &AutoInvestSettings,
+        due: Vec<AutoInvestTask>,
+        now: i64,
+    ) -> Result<Vec<AutoInvestTask>, TickError> {
+        let campaigns: HashSet<Address> =
+            due.iter().filter_map(|t| t.campaign.parse().ok()).collect();
+        let campaigns: Vec<Address> = campaigns.into_iter().collect();
+        let trusted = self
+            .trusted
+            .trusted_among(chain_id, TrustedKind::Campaign, &campaigns)
+            .await?;
+        let (keep, park): (Vec<_>, Vec<_>) = due.into_iter().partition(|task| {
+            task.campaign
+                .parse::<Address>()
+                .is_ok_and(|c| trusted.contains(&c))
+        });
+        if !park.is_empty() {
+            let deferrals: Vec<Deferral> = park
+                .iter()
+                .map(|task| Deferral {
+                    id: task.id.clone(),
+                    version: task.version,
+                    reason: NOT_REGISTERED_REASON.into(),
+                    next_check_at_ms: now + settings.recheck_interval_ms as i64,
+                })
+                .collect();
+            self.storage.defer_auto_invests(&deferrals, now).await?;
+            tracing::info!(
+                chain_id,
+                parked = park.len(),
+                "auto-invest tasks wait: their campaign is not in the registry"
+            );
+        }
+        Ok(keep)
     }
 
     /// Asks `getStatus` for a batch of pending tasks, records why the unready ones wait, and
@@ -641,6 +725,11 @@ fn not_ready_reason(reason: &str) -> String {
         }
         "insufficient allowance" => "no stablecoin allowance to the campaign".into(),
         "insufficient balance" => "no stablecoin balance".into(),
+        "campaign not registered" => {
+            "the campaign is not registered on the InvestService on chain (an operator must \
+             register it there too)"
+                .into()
+        }
         other => other.to_string(),
     }
 }
@@ -680,6 +769,7 @@ impl Settler for AutoInvestSettler {
                         InvestOutcome {
                             success: event.success,
                             invested: event.invested.to_string(),
+                            retry: NOT_READY_REASONS.contains(&event.reason.as_str()),
                             reason: (!event.success).then_some(event.reason),
                         },
                     );

@@ -4,9 +4,11 @@
 //! requests into it in one storage transaction, and wakes the chain's `TxSender`. The queue
 //! is the requests table itself, so a restart loses nothing: batchers start again for every
 //! group with open requests. A batcher with nothing left to do exits; the next request starts
-//! a new one.
+//! a new one. Before each batch the kind vets its group (whitelisting checks the issuer is
+//! still trusted): refused requests fail with the reason, unsent.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +28,19 @@ use crate::tx_sender::{Settler, TxSenders};
 
 /// The wait after a storage failure before the batcher tries again.
 const STORAGE_RETRY: Duration = Duration::from_secs(1);
+/// The wait before a batch whose vetting could not be done (node or database down) is vetted
+/// again.
+const VET_RETRY: Duration = Duration::from_secs(5);
+
+/// Whether a group's due requests may be sent now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Vetting {
+    Send,
+    /// Never: the requests are failed with this reason and nothing is sent.
+    Refuse(String),
+    /// Not now (the check itself failed, e.g. the node is down): look again after a while.
+    Wait(String),
+}
 
 /// What a kind of batched request sends, and how its events settle each request.
 pub trait BatchSpec: Send + Sync + 'static {
@@ -36,6 +51,10 @@ pub trait BatchSpec: Send + Sync + 'static {
     /// The contract call paying or approving `wallets`; `None` if the group cannot be sent
     /// (its chain lost its configuration).
     fn call(&self, group: &WorkGroup, wallets: &[Address]) -> Option<(Address, Bytes)>;
+    /// Checked before each batch of the group is sent.
+    fn vet(&self, _group: &WorkGroup) -> impl Future<Output = Vetting> + Send {
+        async { Vetting::Send }
+    }
     /// Each wallet's outcome, read from the receipt's logs, keyed by lowercase address.
     fn outcomes(&self, logs: &[Log]) -> HashMap<String, ItemSettlement>;
 }
@@ -162,6 +181,18 @@ impl<S: BatchSpec> Batchers<S> {
         let send_at = oldest + settings.max_wait_ms as i64;
         if due.len() < size && now < send_at {
             return Ok(Step::WaitUntil(send_at));
+        }
+        match self.spec.vet(group).await {
+            Vetting::Send => {}
+            Vetting::Refuse(reason) => {
+                let failed = self.storage.fail_work(kind, &due, &reason, now).await?;
+                tracing::warn!(kind = self.spec.purpose(), chain_id = group.chain_id, issuer = ?group.issuer, failed, %reason, "requests refused before sending");
+                return Ok(Step::Again);
+            }
+            Vetting::Wait(cause) => {
+                tracing::warn!(kind = self.spec.purpose(), chain_id = group.chain_id, %cause, "could not vet the batch; trying again");
+                return Ok(Step::WaitUntil(now + VET_RETRY.as_millis() as i64));
+            }
         }
         let Some(intent) = self.intent(group, &due) else {
             return Ok(Step::Done);

@@ -16,6 +16,7 @@ mod sessions;
 pub mod stripe;
 mod system;
 pub mod tokens;
+pub mod trusted;
 pub mod tx_sender;
 pub mod veriff;
 pub mod wallet;

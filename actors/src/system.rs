@@ -22,6 +22,7 @@ use crate::registry::EntityActor;
 use crate::registry::{KindSupervisor, Registry, RuntimeSettings};
 use crate::stripe::{StripeClient, StripeSettings};
 use crate::tokens::{TokenError, TokenService};
+use crate::trusted::TrustedContracts;
 use crate::tx_sender::TxSenders;
 use crate::veriff::{VeriffClient, VeriffSettings};
 use crate::wallet::{IdentitySettings, WalletActor, WalletDeps};
@@ -87,6 +88,7 @@ pub struct ActorSystem {
     senders: Arc<TxSenders>,
     kyc: Kyc,
     whitelisting: Whitelisting,
+    trusted: Arc<TrustedContracts>,
     stripe: Option<Arc<StripeClient>>,
     clock: Arc<dyn Clock>,
     chores: parking_lot::Mutex<Vec<JoinHandle<()>>>,
@@ -230,6 +232,11 @@ impl ActorSystem {
             config.signers,
             process_id.clone(),
         );
+        let trusted = TrustedContracts::new(
+            config.storage.clone(),
+            config.clock.clone(),
+            config.chains.clone(),
+        );
         let faucet_batchers = Batchers::new(
             Faucet::spec(config.chains.clone()),
             config.storage.clone(),
@@ -237,7 +244,7 @@ impl ActorSystem {
             senders.clone(),
         );
         let whitelist_batchers = Batchers::new(
-            Whitelisting::spec(config.chains.clone()),
+            Whitelisting::spec(config.chains.clone(), trusted.clone()),
             config.storage.clone(),
             config.clock.clone(),
             senders.clone(),
@@ -247,6 +254,7 @@ impl ActorSystem {
             config.clock.clone(),
             config.chains.clone(),
             senders.clone(),
+            trusted.clone(),
             process_id,
             config.chains.ids(),
         );
@@ -278,12 +286,14 @@ impl ActorSystem {
             config.clock.clone(),
             wallets.clone(),
             senders.clone(),
+            trusted.clone(),
             whitelist_batchers,
         );
         let auto_invest = AutoInvest::new(
             config.chains.clone(),
             config.storage.clone(),
             senders.clone(),
+            trusted.clone(),
             auto_invest_tasks.clone(),
             executors.clone(),
         );
@@ -305,6 +315,7 @@ impl ActorSystem {
             senders,
             kyc,
             whitelisting,
+            trusted,
             stripe,
             clock: config.clock.clone(),
             chores: parking_lot::Mutex::new(chores),
@@ -352,6 +363,12 @@ impl ActorSystem {
     /// On-chain whitelisting of KYC'd wallets on issuers.
     pub fn whitelisting(&self) -> &Whitelisting {
         &self.whitelisting
+    }
+
+    /// The registry of trusted campaigns and issuers (the only contracts the platform spends
+    /// gas on).
+    pub fn trusted(&self) -> &Arc<TrustedContracts> {
+        &self.trusted
     }
 
     /// Donations through Stripe.

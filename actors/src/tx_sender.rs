@@ -14,6 +14,12 @@
 //!   nothing sent or a recorded transaction that the next round rebroadcasts: an intent is
 //!   never signed twice with different nonces.
 //!
+//! Every chain has a gas budget per rolling hour (`tx.gas_budget_per_hour`), counted from the
+//! recorded intents of every process (gas used, or the gas limit while in flight): a queued
+//! intent that would go over it waits, unsigned, until older transactions leave the window,
+//! so a bug can never drain the signer. One warning is logged per episode, and the
+//! `chain_gas_*` metrics show it.
+//!
 //! The nonce is resynced from the chain at start and after any failure. RPC failures end the
 //! round; the next one waits with exponential backoff and jitter (backon), capped at
 //! `max_backoff_ms`, and work resumes when the node is back. A panic in a round is caught and
@@ -28,7 +34,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::rpc::types::Log;
 use alloy::signers::local::PrivateKeySigner;
-use ampflow_chain::tx::{self, Broadcast, TxError, TxSettings, UnsignedTx};
+use ampflow_chain::tx::{self, Broadcast, GAS_BUDGET_WINDOW_MS, TxError, TxSettings, UnsignedTx};
 use ampflow_chain::{Chain, Chains};
 use ampflow_storage::{SignedTx, Storage, StorageError, TxFinal, TxIntentRecord, TxIntentStatus};
 use ampflow_types::Clock;
@@ -153,6 +159,8 @@ impl TxSenders {
             broadcast_since_start: HashSet::new(),
             nonce_gone: HashMap::new(),
             cap_warned: false,
+            round_gas: None,
+            over_budget: false,
             holder: self.holder.clone(),
             leased: false,
         };
@@ -202,6 +210,11 @@ struct Sender {
     broadcast_since_start: HashSet<String>,
     nonce_gone: HashMap<String, u32>,
     cap_warned: bool,
+    /// The gas counted against the budget this round: read from storage at the round's first
+    /// send, then added to as it sends.
+    round_gas: Option<u64>,
+    /// Whether transactions are waiting for the budget (one warning per episode).
+    over_budget: bool,
     holder: String,
     /// Whether this sender held the lease at its last round.
     leased: bool,
@@ -297,6 +310,7 @@ impl Sender {
         if !leased {
             return Ok(Round::Idle);
         }
+        self.round_gas = None;
         let head = self.chain.block_number().await?;
         // The signer's mined nonce, read once per round and only if some transaction has no
         // receipt.
@@ -500,6 +514,9 @@ impl Sender {
                 Err(other) => return Err(other.into()),
             },
         };
+        if !self.within_budget(gas_limit).await? {
+            return Ok(false);
+        }
         let (suggested_max, suggested_tip) = self.chain.suggested_fees().await?;
         let cap = self.settings.max_fee_per_gas_wei();
         if suggested_max > cap {
@@ -542,6 +559,51 @@ impl Sender {
         let raw = hex_bytes(intent, &signed.raw_tx)?;
         self.broadcast(intent, &raw).await?;
         Ok(true)
+    }
+
+    /// Whether `gas_limit` more gas fits in the chain's budget for the last hour. A `false`
+    /// leaves the intent queued: the work waits, it does not fail.
+    async fn within_budget(&mut self, gas_limit: u64) -> Result<bool, RoundError> {
+        let chain_id = self.chain.settings.chain_id;
+        let budget = self.settings.gas_budget_per_hour;
+        let used = match self.round_gas {
+            Some(used) => used,
+            None => {
+                let since = self.clock.now_ms() - GAS_BUDGET_WINDOW_MS;
+                let used = self.storage.gas_sent_since(chain_id, since).await?;
+                *self.round_gas.insert(used)
+            }
+        };
+        let labels = [("chain_id", chain_id.to_string())];
+        metrics::gauge!("chain_gas_budget_per_hour", &labels).set(budget as f64);
+        metrics::gauge!("chain_gas_used_last_hour", &labels).set(used as f64);
+        let fits = used.saturating_add(gas_limit) <= budget;
+        if fits {
+            self.round_gas = Some(used + gas_limit);
+            if self.over_budget {
+                self.over_budget = false;
+                metrics::gauge!("chain_gas_budget_exhausted", &labels).set(0.0);
+                tracing::info!(
+                    chain_id,
+                    used,
+                    budget,
+                    "gas budget available again; sending resumes"
+                );
+            }
+        } else if !self.over_budget {
+            self.over_budget = true;
+            metrics::gauge!("chain_gas_budget_exhausted", &labels).set(1.0);
+            metrics::counter!("chain_gas_budget_exhausted_total", &labels).increment(1);
+            tracing::warn!(
+                chain_id,
+                used_gas = used,
+                next_transaction_gas = gas_limit,
+                budget_gas = budget,
+                "gas budget per hour used up (tx.gas_budget_per_hour): nothing more is sent on \
+                 this chain until older transactions leave the hour; the work waits"
+            );
+        }
+        Ok(fits)
     }
 
     #[allow(clippy::too_many_arguments)]

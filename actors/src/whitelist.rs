@@ -5,12 +5,17 @@
 //! `WalletApprover.approveWallets(issuer, wallets)` transaction, and its per-wallet
 //! `ApproveWallet(issuer, wallet, success)` events settle each request as confirmed or failed.
 //!
-//! Before anything is queued the issuer is read on chain: an address that is not an issuer, or
-//! an issuer whose approver is not the platform's WalletApprover, is refused (an approval sent
-//! to it could only fail, and would cost gas); a wallet already on the whitelist is answered
-//! at once and nothing is sent.
+//! Only issuers in the platform's registry of trusted contracts are served (see
+//! [`crate::trusted`]): what an issuer contract says about itself (its `walletApprover`) is not
+//! a reason to spend gas on it. A registered issuer is then read on chain: one that does not
+//! answer as an issuer, or whose approver is not the platform's WalletApprover, is refused (an
+//! approval sent to it could only fail, and would cost gas); a wallet already on the whitelist
+//! is answered at once and nothing is sent. Before each batch the batcher checks the issuer
+//! again, in the database and in the WalletApprover's own registry: requests for an issuer
+//! removed since are failed with the reason, unsent.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use alloy::primitives::{Address, Bytes};
@@ -22,12 +27,13 @@ use ampflow_storage::{
     ItemSettlement, KycStatus, Opened, SettledStatus, Storage, WhitelistRequestRecord, WorkGroup,
     WorkKind,
 };
-use ampflow_types::{Clock, WalletAddress};
+use ampflow_types::{Clock, TrustedKind, WalletAddress};
 use chrono::NaiveDate;
 
-use crate::batcher::{BatchSpec, Batchers};
+use crate::batcher::{BatchSpec, Batchers, Vetting};
 use crate::identity_error::IdentityError;
 use crate::registry::Registry;
+use crate::trusted::TrustedContracts;
 use crate::tx_sender::TxSenders;
 use crate::wallet::{WalletActor, WalletMsg};
 
@@ -45,7 +51,9 @@ pub enum WhitelistError {
     KycRequired,
     #[error("the KYC document expired on {valid_until}; verify again through POST /veriff/session")]
     KycExpired { valid_until: NaiveDate },
-    #[error("{0} is not an issuer contract on this chain")]
+    #[error("issuer {0:#x} is not in this platform's registry of issuers on this chain")]
+    IssuerNotRegistered(Address),
+    #[error("{0:#x} is registered as an issuer but does not answer as one on this chain")]
     NotAnIssuer(Address),
     #[error("issuer {issuer} is approved by {approver:#x}, not by this platform's WalletApprover")]
     IssuerNotManaged { issuer: Address, approver: Address },
@@ -101,6 +109,53 @@ pub enum WhitelistAnswer {
 /// What whitelisting sends: `approveWallets(issuer, wallets)` on the chain's WalletApprover.
 pub struct WhitelistSpec {
     chains: Chains,
+    trusted: Arc<TrustedContracts>,
+}
+
+impl WhitelistSpec {
+    /// The issuer must still be trusted: in the database, and in the WalletApprover's own
+    /// registry (without which `approveWallets` reverts).
+    async fn vet_issuer(&self, group: &WorkGroup) -> Vetting {
+        let chain_id = group.chain_id;
+        let Some(issuer) = group
+            .issuer
+            .as_deref()
+            .and_then(|i| i.parse::<Address>().ok())
+        else {
+            return Vetting::Refuse("the request names no valid issuer".into());
+        };
+        match self
+            .trusted
+            .trusted_among(chain_id, TrustedKind::Issuer, &[issuer])
+            .await
+        {
+            Ok(found) if found.is_empty() => {
+                return Vetting::Refuse(format!(
+                    "issuer {issuer:#x} is no longer in the platform's registry of issuers; \
+                     nothing was sent"
+                ));
+            }
+            Ok(_) => {}
+            Err(error) => return Vetting::Wait(error.to_string()),
+        }
+        let Some(chain) = self.chains.get(chain_id) else {
+            return Vetting::Wait("the chain is no longer configured".into());
+        };
+        let Some(approver) = chain.registry_contract(TrustedKind::Issuer) else {
+            return Vetting::Wait("the chain has no WalletApprover configured".into());
+        };
+        match chain
+            .is_registered(approver, TrustedKind::Issuer, issuer)
+            .await
+        {
+            Ok(true) => Vetting::Send,
+            Ok(false) => Vetting::Refuse(format!(
+                "issuer {issuer:#x} is not registered on the WalletApprover on chain (an \
+                 operator must register it there too); nothing was sent"
+            )),
+            Err(error) => Vetting::Wait(error.to_string()),
+        }
+    }
 }
 
 impl BatchSpec for WhitelistSpec {
@@ -130,6 +185,10 @@ impl BatchSpec for WhitelistSpec {
             wallets: wallets.to_vec(),
         };
         Some((approver, Bytes::from(call.abi_encode())))
+    }
+
+    fn vet(&self, group: &WorkGroup) -> impl Future<Output = Vetting> + Send {
+        self.vet_issuer(group)
     }
 
     fn outcomes(&self, logs: &[Log]) -> HashMap<String, ItemSettlement> {
@@ -167,6 +226,7 @@ pub struct Whitelisting {
     clock: Arc<dyn Clock>,
     wallets: Arc<Registry<WalletActor>>,
     senders: Arc<TxSenders>,
+    trusted: Arc<TrustedContracts>,
     batchers: Arc<Batchers<WhitelistSpec>>,
 }
 
@@ -177,6 +237,7 @@ impl Whitelisting {
         clock: Arc<dyn Clock>,
         wallets: Arc<Registry<WalletActor>>,
         senders: Arc<TxSenders>,
+        trusted: Arc<TrustedContracts>,
         batchers: Arc<Batchers<WhitelistSpec>>,
     ) -> Self {
         Self {
@@ -185,17 +246,19 @@ impl Whitelisting {
             clock,
             wallets,
             senders,
+            trusted,
             batchers,
         }
     }
 
-    pub(crate) fn spec(chains: Chains) -> WhitelistSpec {
-        WhitelistSpec { chains }
+    pub(crate) fn spec(chains: Chains, trusted: Arc<TrustedContracts>) -> WhitelistSpec {
+        WhitelistSpec { chains, trusted }
     }
 
-    /// Asks for `wallet` to be approved on `issuer`. Checked in order: the chain, the wallet's
-    /// KYC, the issuer on chain; then the wallet's actor queues the approval (checking KYC
-    /// again, so a decision that lands meanwhile is respected).
+    /// Asks for `wallet` to be approved on `issuer`. Checked in order: the chain, the issuer
+    /// in the registry of trusted contracts, the wallet's KYC, the issuer on chain; then the
+    /// wallet's actor queues the approval (checking KYC again, so a decision that lands
+    /// meanwhile is respected).
     pub async fn request(
         &self,
         chain_id: u64,
@@ -213,6 +276,13 @@ impl Whitelisting {
             .map(|c| c.wallet_approver)
             .filter(|_| self.senders.signer_address(chain_id).is_some())
             .ok_or(WhitelistError::NotSupported(chain_id))?;
+        if !self
+            .trusted
+            .is_trusted(chain_id, TrustedKind::Issuer, issuer)
+            .await?
+        {
+            return Err(WhitelistError::IssuerNotRegistered(issuer));
+        }
 
         let status = self.wallets.call(wallet, WalletMsg::KycStatus).await??;
         kyc_gate(status.as_ref(), utc_day(self.clock.now_ms()))?;

@@ -32,6 +32,13 @@ pub struct ChainSettings {
     /// this chain. The key itself never goes in the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer_key_env: Option<String>,
+    /// Name of the environment variable holding the operator's key: the owner of the
+    /// contracts' registries of trusted campaigns and issuers. Only the operator commands
+    /// (`ampflow chain deploy`, `ampflow chain campaign|issuer add|remove`) read it; the server
+    /// never does, so a compromised server cannot register contracts. Unset: the operator
+    /// changes the on-chain registries separately (the commands say how).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_key_env: Option<String>,
     /// The platform's contracts on this chain, as written by `ampflow chain deploy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contracts: Option<crate::deploy::DeployedContracts>,

@@ -1,10 +1,11 @@
 //! Deploying the platform's contract set to a development node (`ampflow chain deploy`): the
 //! test stablecoin, a WalletApprover that is the Issuer's approver, a funded Faucet, the
-//! InvestService and one sample Campaign that trusts it.
+//! InvestService and one sample Campaign that trusts it. The sample Campaign is registered on
+//! the InvestService and the Issuer on the WalletApprover, so the platform may use them.
 
-use alloy::network::EthereumWallet;
+use alloy::network::{EthereumWallet, Network, ReceiptResponse};
 use alloy::primitives::{Address, U256};
-use alloy::providers::{Provider, ProviderBuilder};
+use alloy::providers::{PendingTransactionBuilder, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,22 @@ fn step(contract: &'static str) -> impl Fn(&dyn std::fmt::Display) -> DeployErro
     }
 }
 
+/// Waits for a sent call's receipt; a reverted one is an error.
+async fn confirm<N: Network>(
+    sent: Result<PendingTransactionBuilder<N>, alloy::contract::Error>,
+    what: &'static str,
+) -> Result<(), DeployError> {
+    let receipt = sent
+        .map_err(|e| step(what)(&e))?
+        .get_receipt()
+        .await
+        .map_err(|e| step(what)(&e))?;
+    if !receipt.status() {
+        return Err(step(what)(&"the transaction reverted"));
+    }
+    Ok(())
+}
+
 /// Deploys and wires the contract set, signing with `deployer`, who becomes every contract's
 /// owner. Each transaction waits for its receipt before the next is sent.
 pub async fn deploy_platform(
@@ -82,18 +99,19 @@ pub async fn deploy_platform(
     let campaign = Campaign::deploy(&provider, *stablecoin.address(), *issuer.address())
         .await
         .map_err(|e| step("Campaign")(&e))?;
-    campaign
-        .setInvestService(*invest_service.address())
-        .send()
-        .await
-        .map_err(|e| step("Campaign.setInvestService")(&e))?
-        .get_receipt()
-        .await
-        .map_err(|e| step("Campaign.setInvestService")(&e))?;
+    let deployed = DeployedContracts {
+        stablecoin: *stablecoin.address(),
+        wallet_approver: *wallet_approver.address(),
+        issuer: *issuer.address(),
+        faucet: *faucet_contract.address(),
+        invest_service: *invest_service.address(),
+        campaign: *campaign.address(),
+    };
+    trust_samples(&provider, &deployed).await?;
     if !faucet.initial_balance_wei.is_zero() {
         let funding = alloy::rpc::types::TransactionRequest::default()
             .from(owner)
-            .to(*faucet_contract.address())
+            .to(deployed.faucet)
             .value(faucet.initial_balance_wei);
         provider
             .send_transaction(funding)
@@ -103,12 +121,78 @@ pub async fn deploy_platform(
             .await
             .map_err(|e| step("Faucet funding")(&e))?;
     }
-    Ok(DeployedContracts {
-        stablecoin: *stablecoin.address(),
-        wallet_approver: *wallet_approver.address(),
-        issuer: *issuer.address(),
-        faucet: *faucet_contract.address(),
-        invest_service: *invest_service.address(),
-        campaign: *campaign.address(),
-    })
+    Ok(deployed)
+}
+
+/// Makes the sample campaign trust the InvestService, and registers it on the InvestService
+/// and the issuer on the WalletApprover, signed by their owner.
+async fn trust_samples<P: Provider>(
+    provider: &P,
+    deployed: &DeployedContracts,
+) -> Result<(), DeployError> {
+    confirm(
+        Campaign::new(deployed.campaign, provider)
+            .setInvestService(deployed.invest_service)
+            .send()
+            .await,
+        "Campaign.setInvestService",
+    )
+    .await?;
+    confirm(
+        InvestService::new(deployed.invest_service, provider)
+            .setCampaignStatus(deployed.campaign, true)
+            .send()
+            .await,
+        "InvestService.setCampaignStatus",
+    )
+    .await?;
+    confirm(
+        WalletApprover::new(deployed.wallet_approver, provider)
+            .setIssuerStatus(deployed.issuer, true)
+            .send()
+            .await,
+        "WalletApprover.setIssuerStatus",
+    )
+    .await
+}
+
+/// Lets `executor` (the server's transaction signer) send the platform's transactions on
+/// contracts `owner` deployed: `investFor`, `approveWallets` and `faucet`. It gets no other
+/// right: registering campaigns and issuers stays with the owner.
+pub async fn allow_executor(
+    rpc_url: &str,
+    owner: PrivateKeySigner,
+    contracts: &DeployedContracts,
+    executor: Address,
+) -> Result<(), DeployError> {
+    let url = rpc_url
+        .parse()
+        .map_err(|e: url::ParseError| DeployError::BadUrl(e.to_string()))?;
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(owner))
+        .connect_http(url);
+    confirm(
+        InvestService::new(contracts.invest_service, &provider)
+            .updateCallerStatus(executor, true)
+            .send()
+            .await,
+        "InvestService.updateCallerStatus",
+    )
+    .await?;
+    confirm(
+        WalletApprover::new(contracts.wallet_approver, &provider)
+            .updateApproverStatus(executor, true)
+            .send()
+            .await,
+        "WalletApprover.updateApproverStatus",
+    )
+    .await?;
+    confirm(
+        Faucet::new(contracts.faucet, &provider)
+            .updateCallerStatus(executor, true)
+            .send()
+            .await,
+        "Faucet.updateCallerStatus",
+    )
+    .await
 }

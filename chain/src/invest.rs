@@ -47,7 +47,7 @@ pub fn invest_for_calldata(records: &[InvestRecord]) -> alloy::primitives::Bytes
 
 /// A contract read under the RPC timeout: transport failures are classified like every RPC
 /// failure; an answer that does not decode is a rejection.
-async fn contract_call<T>(
+pub(crate) async fn contract_call<T>(
     call: impl std::future::IntoFuture<Output = Result<T, alloy::contract::Error>>,
 ) -> Result<T, TxError> {
     match tokio::time::timeout(RPC_TIMEOUT, call.into_future()).await {

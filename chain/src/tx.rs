@@ -18,6 +18,12 @@ use crate::Chain;
 
 /// How long one RPC call may take before it counts as a transport failure.
 pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// The window the gas budget counts over.
+pub const GAS_BUDGET_WINDOW_MS: i64 = 60 * 60 * 1000;
+/// The default gas budget per chain and hour: above what the benchmarks spend in a run (10,000
+/// auto-investments at about 60,000 gas each, reserved at their estimate plus the margin until
+/// their receipts arrive, about 720 million) so they run unchanged, and still a ceiling.
+pub const GAS_BUDGET_PER_HOUR_DEFAULT: u64 = 1_000_000_000;
 
 /// How transactions are sent on one chain (`[chains.tx]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +49,10 @@ pub struct TxSettings {
     /// One process at a time sends for a (chain, signer): it holds a lease in the database,
     /// renewed every round, that another process may take once it is this old.
     pub lease_ttl_ms: u64,
+    /// The most gas the platform's transactions on this chain may use in any hour (counted
+    /// from the recorded intents: gas used, or the gas limit while in flight). A transaction
+    /// that would go over waits, unsent, until older ones leave the window.
+    pub gas_budget_per_hour: u64,
 }
 
 impl Default for TxSettings {
@@ -57,6 +67,7 @@ impl Default for TxSettings {
             poll_interval_ms: 1000,
             max_backoff_ms: 30_000,
             lease_ttl_ms: 15_000,
+            gas_budget_per_hour: GAS_BUDGET_PER_HOUR_DEFAULT,
         }
     }
 }
@@ -160,7 +171,7 @@ pub(crate) fn classify(error: RpcError<TransportErrorKind>) -> TxError {
     }
 }
 
-async fn timed<T>(
+pub(crate) async fn timed<T>(
     call: impl std::future::IntoFuture<Output = Result<T, RpcError<TransportErrorKind>>>,
 ) -> Result<T, TxError> {
     match tokio::time::timeout(RPC_TIMEOUT, call.into_future()).await {

@@ -1,12 +1,22 @@
 //! `ampflow chain deploy`: deploys the contract set to a development node and records the
 //! addresses in the chain's `[[chains]]` table of the configuration file, keeping the rest of
-//! the file (comments, order) as it was.
+//! the file (comments, order) as it was. The sample Campaign and the Issuer are registered as
+//! trusted, on chain (by the deployment) and in the database.
+//!
+//! The deployer owns the contracts, and with them the registries of trusted contracts: the
+//! chain's `operator_key_env` key when it names one (the server's signer is then only allowed
+//! to send the platform's transactions), else its `signer_key_env` key (a development setup
+//! with one key for everything).
 
 use std::path::Path;
 
-use ampflow_chain::deploy::{DeployedContracts, FaucetFunding, deploy_platform};
+use alloy::signers::local::PrivateKeySigner;
+use ampflow_chain::deploy::{DeployedContracts, FaucetFunding, allow_executor, deploy_platform};
 use ampflow_http::config::Settings;
+use ampflow_types::TrustedKind;
 use anyhow::{Context, bail};
+
+use crate::chain_trust;
 
 pub async fn run(
     settings: &Settings,
@@ -14,30 +24,39 @@ pub async fn run(
     chain_id: u64,
     funding: FaucetFunding,
 ) -> anyhow::Result<()> {
-    let chain = settings
-        .chains
-        .iter()
-        .find(|c| c.chain_id == chain_id)
-        .with_context(|| {
-            format!(
-                "chain {chain_id} is not configured under [[chains]] in {}",
-                config.display()
-            )
-        })?;
-    let key_env = chain.signer_key_env.as_deref().with_context(|| {
-        format!("chain {chain_id} has no signer_key_env naming the deployer key's variable")
-    })?;
-    let key = std::env::var(key_env)
-        .with_context(|| format!("the environment variable {key_env} is not set"))?;
-    let deployer: alloy::signers::local::PrivateKeySigner = key
-        .trim()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{key_env} does not hold a valid private key"))?;
+    let chain = chain_trust::chain_settings(settings, chain_id)
+        .with_context(|| format!("in {}", config.display()))?;
+    let signer = chain
+        .signer_key_env
+        .as_deref()
+        .map(chain_trust::read_key)
+        .transpose()?;
+    let operator = chain_trust::operator_key(chain)?;
+    let Some(deployer) = operator.clone().or_else(|| signer.clone()) else {
+        bail!(
+            "chain {chain_id} has neither operator_key_env nor signer_key_env naming the deployer \
+             key's variable"
+        );
+    };
     tracing::info!(chain_id, deployer = %deployer.address(), "deploying the contract set");
-    let deployed = deploy_platform(&chain.rpc_url, deployer, funding).await?;
+    let deployed = deploy_platform(&chain.rpc_url, deployer.clone(), funding).await?;
+    if let Some(executor) = signer.as_ref().map(PrivateKeySigner::address)
+        && executor != deployer.address()
+    {
+        allow_executor(&chain.rpc_url, deployer, &deployed, executor).await?;
+        println!("allowed the signer {executor:#x} to send the platform's transactions");
+    }
+    let trusted = chain_trust::registry(settings).await?;
+    trusted
+        .record(chain_id, TrustedKind::Campaign, &[deployed.campaign])
+        .await?;
+    trusted
+        .record(chain_id, TrustedKind::Issuer, &[deployed.issuer])
+        .await?;
     write_addresses(config, chain_id, &deployed)?;
     println!(
-        "deployed to chain {chain_id} and wrote the addresses into {}:",
+        "deployed to chain {chain_id} and wrote the addresses into {}; the sample campaign and \
+         the issuer are registered as trusted:",
         config.display()
     );
     println!("{}", serde_json::to_string_pretty(&deployed)?);

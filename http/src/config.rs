@@ -690,6 +690,12 @@ impl Settings {
             }
         }
         self.rate_limit.validate()?;
+        if let Some(chain) = self.chains.iter().find(|c| c.tx.gas_budget_per_hour == 0) {
+            return Err(format!(
+                "chain {}: tx.gas_budget_per_hour must be above 0 (nothing could be sent)",
+                chain.chain_id
+            ));
+        }
         if self
             .metrics
             .bearer_token
@@ -854,6 +860,38 @@ mod tests {
                 "postgres://app:hunter2@db/ampflow"
             );
             assert_eq!(settings.http.body_limit_bytes, 64 * 1024);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_chain_has_a_gas_budget_and_may_name_an_operator_key() {
+        Jail::expect_with(|jail| {
+            let chain = "[[chains]]\nchain_id = 31337\nname = \"anvil\"\nrpc_url = \"http://127.0.0.1:8545\"\noperator_key_env = \"OPERATOR_KEY\"\n";
+            jail.create_file("default.toml", chain)?;
+            let settings = Settings::load(Some(Path::new("default.toml"))).map_err(|e| *e)?;
+            let chain_settings = &settings.chains[0];
+            assert_eq!(
+                chain_settings.tx.gas_budget_per_hour,
+                ampflow_chain::tx::GAS_BUDGET_PER_HOUR_DEFAULT
+            );
+            assert_eq!(
+                chain_settings.operator_key_env.as_deref(),
+                Some("OPERATOR_KEY")
+            );
+            assert_eq!(settings.validate(), Ok(()));
+
+            jail.create_file(
+                "zero.toml",
+                &format!("{chain}[chains.tx]\ngas_budget_per_hour = 0\n"),
+            )?;
+            let settings = Settings::load(Some(Path::new("zero.toml"))).map_err(|e| *e)?;
+            assert!(
+                settings
+                    .validate()
+                    .unwrap_err()
+                    .contains("tx.gas_budget_per_hour")
+            );
             Ok(())
         });
     }

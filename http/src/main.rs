@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod chain_deploy;
+mod chain_trust;
 
 #[derive(Parser)]
 #[command(
@@ -176,9 +177,17 @@ enum OrgCommand {
 
 #[derive(Subcommand)]
 enum ChainCommand {
+    /// The campaigns auto-invest may invest in: the registry of trusted campaigns.
+    #[command(subcommand)]
+    Campaign(TrustCommand),
+    /// The issuers whitelisting may approve wallets on: the registry of trusted issuers.
+    #[command(subcommand)]
+    Issuer(TrustCommand),
     /// Deploy the platform's contracts to a development node and write their addresses into
-    /// the configuration file (needs --config; the chain's `signer_key_env` names the
-    /// environment variable holding the deployer's key).
+    /// the configuration file (needs --config). The deployer, who owns the contracts, is the
+    /// key named by the chain's `operator_key_env`, or else by its `signer_key_env`; an
+    /// operator deploying for another signer allows that signer to send the platform's
+    /// transactions. The sample Campaign and the Issuer are registered as trusted.
     Deploy {
         /// The chain id, as configured under [[chains]].
         #[arg(long)]
@@ -192,6 +201,33 @@ enum ChainCommand {
         /// Sent to the faucet after deployment, in wei (default 100 ETH).
         #[arg(long, default_value = "100000000000000000000")]
         faucet_funding_wei: String,
+    },
+}
+
+/// A change to, or a look at, one kind of the registry of trusted contracts.
+#[derive(Subcommand)]
+enum TrustCommand {
+    /// Trust a contract: register it on chain (signed with the chain's `operator_key_env` key,
+    /// the contract's owner; without one, the command prints the call the owner must make)
+    /// and record it in the database.
+    Add {
+        /// The chain id, as configured under [[chains]].
+        #[arg(long)]
+        chain: u64,
+        /// The contract's address.
+        address: String,
+    },
+    /// Stop trusting a contract: in the database first (nothing more is queued or sent for
+    /// it), then on chain as for `add`.
+    Remove {
+        #[arg(long)]
+        chain: u64,
+        address: String,
+    },
+    /// List the trusted contracts with their on-chain registration.
+    List {
+        #[arg(long)]
+        chain: u64,
     },
 }
 
@@ -223,6 +259,12 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> anyhow::Result<()> {
     match command {
+        Command::Chain(ChainCommand::Campaign(command)) => {
+            trust(&settings, ampflow_types::TrustedKind::Campaign, command).await
+        }
+        Command::Chain(ChainCommand::Issuer(command)) => {
+            trust(&settings, ampflow_types::TrustedKind::Issuer, command).await
+        }
         Command::Chain(ChainCommand::Deploy {
             chain,
             faucet_reward_wei,
@@ -395,6 +437,20 @@ async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> a
             Ok(())
         }
     }
+}
+
+async fn trust(
+    settings: &Settings,
+    kind: ampflow_types::TrustedKind,
+    command: TrustCommand,
+) -> anyhow::Result<()> {
+    use chain_trust::Action;
+    let (chain, action) = match command {
+        TrustCommand::Add { chain, address } => (chain, Action::Add(address)),
+        TrustCommand::Remove { chain, address } => (chain, Action::Remove(address)),
+        TrustCommand::List { chain } => (chain, Action::List),
+    };
+    chain_trust::run(settings, chain, kind, action).await
 }
 
 fn broken(what: &dyn std::fmt::Display) -> ! {

@@ -8,7 +8,11 @@
 //! - `ratelimit_checked_total{endpoint, identifier_type}`;
 //! - `ratelimit_blocked_total{endpoint, identifier_type, reason}`, reason one of `tier`,
 //!   `card_ip`, `card_fingerprint`, `email_domain`, `global`, `auto_block`;
-//! - `ratelimit_redis_up` (gauge, 1 while checks go to Redis).
+//! - `ratelimit_redis_up` (gauge, 1 while checks go to Redis);
+//! - per chain (recorded by the transaction senders in the actors crate, through the same
+//!   recorder): `chain_gas_budget_per_hour{chain_id}`, `chain_gas_used_last_hour{chain_id}`,
+//!   `chain_gas_budget_exhausted{chain_id}` (gauge, 1 while transactions wait for the budget)
+//!   and `chain_gas_budget_exhausted_total{chain_id}` (episodes).
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

@@ -127,12 +127,25 @@ async fn setup_with(
     tweak_tx(&mut chain.tx);
     let signers = HashMap::from([(CHAIN_ID, executor())]);
     let app = TestApp::start_signing(backend, signers, |s| s.chains = vec![chain]).await?;
+    // The deployment registered the sample campaign on chain; the database learns it as
+    // `ampflow chain deploy` records it.
+    trust(&app, &[contracts.campaign]).await;
     Some(Setup {
         anvil,
         app,
         contracts,
         owner,
     })
+}
+
+/// Records campaigns in the database's registry of trusted contracts.
+async fn trust(app: &TestApp, campaigns: &[Address]) {
+    app.app()
+        .actors()
+        .trusted()
+        .record(CHAIN_ID, ampflow_types::TrustedKind::Campaign, campaigns)
+        .await
+        .unwrap();
 }
 
 impl Setup {
@@ -221,7 +234,7 @@ impl Setup {
     }
 
     /// A second campaign on the same stablecoin and issuer, trusting the InvestService when
-    /// asked.
+    /// asked, and registered as trusted (on chain and in the database).
     async fn campaign(&self, trusted: bool) -> Address {
         let campaign = Campaign::deploy(
             &self.owner,
@@ -240,6 +253,15 @@ impl Setup {
                 .await
                 .unwrap();
         }
+        InvestService::new(self.contracts.invest_service, &self.owner)
+            .setCampaignStatus(*campaign.address(), true)
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        trust(&self.app, &[*campaign.address()]).await;
         *campaign.address()
     }
 }
@@ -830,8 +852,27 @@ async fn bad_requests_are_refused(backend: Backend) {
         .await;
     assert_error(status, &body, 400, "unsupported_chain", Some("chainId"));
 
-    // The open-task limit per wallet, and pages with a cursor.
+    // A campaign that is not in the registry.
+    let stranger = Wallet::random().address();
+    let (status, body) = post(
+        format!("/auto_invest/{CHAIN_ID}/{stranger}"),
+        json!({"amount": "5"}),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        400,
+        "campaign_not_registered",
+        Some("campaign"),
+    );
+
+    // The open-task limit per wallet, and pages with a cursor (on campaigns the registry
+    // holds, though nothing is deployed there: the executor's getStatus says they are not
+    // registered on chain, so they wait).
     let campaigns: Vec<String> = (0..3).map(|_| Wallet::random().address()).collect();
+    let addresses: Vec<Address> = campaigns.iter().map(|c| c.parse().unwrap()).collect();
+    trust(app, &addresses).await;
     for c in &campaigns[..2] {
         let (status, body) = post(
             format!("/auto_invest/{CHAIN_ID}/{c}"),

@@ -3,7 +3,8 @@
 //! the Veriff stand-in: KYC approved through a signed webhook, then `POST /user/whitelist`,
 //! then `isWalletApproved` is true on chain; approvals are batched into one `approveWallets`
 //! per (chain, issuer); an approval the issuer refuses is recorded failed; and every refusal
-//! (no JWT, bad input, unsupported chain, KYC missing or expired, foreign issuer) is clear.
+//! (no JWT, bad input, unsupported chain, KYC missing or expired, an issuer not in the
+//! registry or not managed by the platform) is clear.
 
 mod common;
 
@@ -107,11 +108,26 @@ async fn setup(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<Se
         tweak(s);
     })
     .await?;
+    // The deployment registered the issuer on the WalletApprover; the database learns it as
+    // `ampflow chain deploy` records it.
+    for chain_id in [CHAIN_ID, DOWN_CHAIN_ID] {
+        trust(&app, chain_id, contracts.issuer).await;
+    }
     Some(Setup {
         anvil,
         app,
         contracts,
     })
+}
+
+/// Records an issuer in the database's registry of trusted contracts.
+async fn trust(app: &TestApp, chain_id: u64, issuer: Address) {
+    app.app()
+        .actors()
+        .trusted()
+        .record(chain_id, ampflow_types::TrustedKind::Issuer, &[issuer])
+        .await
+        .unwrap();
 }
 
 /// KYC through the test-mode shortcut (no document, so it never expires).
@@ -500,12 +516,8 @@ async fn bad_requests_are_refused(backend: Backend) {
         .await;
     assert_error(status, &body, 503, "chain_unavailable", None);
 
-    // Issuers: an account without code, a contract that is not an issuer, and an issuer
-    // whose approver is not the platform's WalletApprover.
-    let (status, body) = ask(&app, &token, Wallet::random().alloy_address()).await;
-    assert_error(status, &body, 400, "not_an_issuer", Some("issuer_address"));
-    let (status, body) = ask(&app, &token, contracts.stablecoin).await;
-    assert_error(status, &body, 400, "not_an_issuer", Some("issuer_address"));
+    // Issuers the registry does not hold: an account without code, a contract that is not
+    // an issuer, and an issuer whose approver is not the platform's WalletApprover.
     let stranger: PrivateKeySigner = DEV_KEY_1.parse().unwrap();
     let foreign = Issuer::deploy(
         ProviderBuilder::new()
@@ -515,6 +527,25 @@ async fn bad_requests_are_refused(backend: Backend) {
     )
     .await
     .unwrap();
+    let nobody = Wallet::random().alloy_address();
+    for unknown in [nobody, contracts.stablecoin, *foreign.address()] {
+        let (status, body) = ask(&app, &token, unknown).await;
+        assert_error(
+            status,
+            &body,
+            400,
+            "issuer_not_registered",
+            Some("issuer_address"),
+        );
+    }
+    // The same, registered by mistake: still refused, after a read on chain.
+    for registered in [nobody, contracts.stablecoin, *foreign.address()] {
+        trust(&app, CHAIN_ID, registered).await;
+    }
+    let (status, body) = ask(&app, &token, nobody).await;
+    assert_error(status, &body, 400, "not_an_issuer", Some("issuer_address"));
+    let (status, body) = ask(&app, &token, contracts.stablecoin).await;
+    assert_error(status, &body, 400, "not_an_issuer", Some("issuer_address"));
     let (status, body) = ask(&app, &token, *foreign.address()).await;
     assert_error(
         status,

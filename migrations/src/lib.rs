@@ -17,6 +17,7 @@ mod m0011_ledger_refunds;
 mod m0012_auto_invest_counts;
 mod m0013_dashboard_access;
 mod m0014_api_keys;
+mod m0015_trusted_contracts;
 mod m0016_api_key_delegation;
 mod m0017_session_chain;
 
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_auto_invest_counts::Migration),
             Box::new(m0013_dashboard_access::Migration),
             Box::new(m0014_api_keys::Migration),
+            Box::new(m0015_trusted_contracts::Migration),
             Box::new(m0016_api_key_delegation::Migration),
             Box::new(m0017_session_chain::Migration),
         ]

@@ -157,6 +157,11 @@ pub struct InvestOutcome {
     pub success: bool,
     pub invested: String,
     pub reason: Option<String>,
+    /// For a refusal: whether the task may be tried again (the wallet was not ready at
+    /// execution, which `getStatus` checks again first). False when the campaign itself
+    /// refused: the task then fails at once, since another attempt would pay again for the
+    /// same refusal.
+    pub retry: bool,
 }
 
 pub fn auto_invest_open_key(chain_id: u64, wallet: &str, campaign: &str) -> String {
@@ -713,10 +718,11 @@ impl Storage {
 
     /// Ends the intent and settles its tasks, in one transaction. On a confirmed transaction
     /// each task takes its record's outcome from `outcomes` (keyed by `wallet:campaign`): a
-    /// success completes it with the amount invested; a failure sends it back to pending with
-    /// the reason, or fails it once it has used its attempts. A failed transaction counts as a
-    /// failed attempt for every task in it. False (and nothing written) if the intent was
-    /// already final.
+    /// success completes it with the amount invested; a refusal sends it back to pending with
+    /// the reason, or fails it once it has used its attempts (at once when the refusal is not
+    /// to be retried). A failed transaction counts as a failed attempt for every task in it;
+    /// one that reverted on chain fails them at once. False (and nothing written) if the intent
+    /// was already final.
     pub async fn settle_auto_invests(
         &self,
         intent_id: &str,
@@ -743,7 +749,7 @@ impl Storage {
         for row in rows {
             let key = format!("{}:{}", row.wallet, row.campaign);
             let attempts = row.attempts.max(0) as u32;
-            let (tx_hash, failure) = match outcome {
+            let (tx_hash, failure, retryable) = match outcome {
                 TxFinal::Confirmed { tx_hash, .. } => match outcomes.get(&key) {
                     Some(o) if o.success => {
                         if settle_success(&txn, &row.id, tx_hash, &o.invested, now).await? {
@@ -756,15 +762,21 @@ impl Storage {
                         o.reason
                             .clone()
                             .unwrap_or_else(|| "the investment was refused".into()),
+                        o.retry,
                     ),
                     None => (
                         Some(tx_hash.clone()),
                         "the transaction emitted no InvestFor event for this task".into(),
+                        true,
                     ),
                 },
                 TxFinal::Failed {
                     reason, tx_hash, ..
-                } => (tx_hash.clone(), format!("the transaction failed: {reason}")),
+                } => (
+                    tx_hash.clone(),
+                    format!("the transaction failed: {reason}"),
+                    !outcome.reverted_on_chain(),
+                ),
             };
             let attempts = attempts + 1;
             let update = tasks::Entity::update_many()
@@ -773,25 +785,8 @@ impl Storage {
                 .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
                 .filter(tasks::Column::Id.eq(row.id.as_str()))
                 .filter(tasks::Column::Status.eq("in_process"));
-            let gives_up = attempts >= retry.attempts_max;
-            let update = if gives_up {
-                finish(update, "failed", now).col_expr(
-                    tasks::Column::Reason,
-                    Expr::value(format!("gave up after {attempts} attempts: {failure}")),
-                )
-            } else {
-                update
-                    .col_expr(tasks::Column::Status, Expr::value("pending"))
-                    .col_expr(tasks::Column::TxIntentId, Expr::value(None::<String>))
-                    .col_expr(
-                        tasks::Column::NextCheckAtMs,
-                        Expr::value(now + retry.backoff_ms(attempts)),
-                    )
-                    .col_expr(
-                        tasks::Column::Reason,
-                        Expr::value(format!("attempt {attempts} failed, will retry: {failure}")),
-                    )
-            };
+            let gives_up = !retryable || attempts >= retry.attempts_max;
+            let update = after_failure(update, attempts, &failure, retryable, retry, now);
             let updated = update.exec(&txn).await.context("settle auto-invest")?;
             if gives_up && updated.rows_affected == 1 {
                 *closed.entry((row.chain_id, row.wallet)).or_default() -= 1;
@@ -853,6 +848,40 @@ impl Storage {
             .await
             .context("release lease")?;
         Ok(())
+    }
+}
+
+/// A failed attempt (the `attempts`-th): back to pending behind the backoff, or failed once the
+/// attempts are used, or at once when the failure is not to be retried.
+fn after_failure(
+    update: sea_orm::UpdateMany<tasks::Entity>,
+    attempts: u32,
+    failure: &str,
+    retryable: bool,
+    retry: RetryPolicy,
+    now: UnixMillis,
+) -> sea_orm::UpdateMany<tasks::Entity> {
+    let gave_up = if !retryable {
+        Some(format!("refused on chain, not retried: {failure}"))
+    } else if attempts >= retry.attempts_max {
+        Some(format!("gave up after {attempts} attempts: {failure}"))
+    } else {
+        None
+    };
+    if let Some(reason) = gave_up {
+        finish(update, "failed", now).col_expr(tasks::Column::Reason, Expr::value(reason))
+    } else {
+        update
+            .col_expr(tasks::Column::Status, Expr::value("pending"))
+            .col_expr(tasks::Column::TxIntentId, Expr::value(None::<String>))
+            .col_expr(
+                tasks::Column::NextCheckAtMs,
+                Expr::value(now + retry.backoff_ms(attempts)),
+            )
+            .col_expr(
+                tasks::Column::Reason,
+                Expr::value(format!("attempt {attempts} failed, will retry: {failure}")),
+            )
     }
 }
 

@@ -125,6 +125,23 @@ pub enum TxFinal {
     },
 }
 
+impl TxFinal {
+    /// Mined and reverted: the gas is spent. The work it carried is not tried again: the gas
+    /// estimate said the call would succeed and the chain refused it, which is the called
+    /// contract's doing, and another attempt would pay again. (A failure without a block was
+    /// never mined: refused by the estimate, or its nonce went to another transaction; it
+    /// cost nothing, and its work is retried after a backoff.)
+    pub fn reverted_on_chain(&self) -> bool {
+        matches!(
+            self,
+            Self::Failed {
+                block_number: Some(_),
+                ..
+            }
+        )
+    }
+}
+
 /// The request queues batched into transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WorkKind {
@@ -509,7 +526,9 @@ impl Storage {
     /// Ends the intent and settles every request it carried, in one transaction. On a
     /// confirmed transaction each request takes its outcome from `items` (by address); on a
     /// failed one each goes back to pending with a backoff, or is marked failed once it has
-    /// used its attempts. False (and nothing written) if the intent was already final.
+    /// used its attempts, or at once when the transaction reverted on chain
+    /// ([`TxFinal::reverted_on_chain`]). False (and nothing written) if the intent was already
+    /// final.
     pub async fn settle_work(
         &self,
         kind: WorkKind,
@@ -535,6 +554,24 @@ impl Storage {
         }?;
         txn.commit().await.context("commit settle")?;
         Ok(true)
+    }
+
+    /// Fails pending requests at once with `reason` (their target is no longer trusted, so
+    /// they are never sent); answers how many were still pending.
+    pub async fn fail_work(
+        &self,
+        kind: WorkKind,
+        items: &[WorkItem],
+        reason: &str,
+        now: UnixMillis,
+    ) -> Result<u64> {
+        let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+        match kind {
+            WorkKind::Faucet => fail::<faucet_requests::Entity>(&self.db, &ids, reason, now).await,
+            WorkKind::Whitelist => {
+                fail::<whitelist_requests::Entity>(&self.db, &ids, reason, now).await
+            }
+        }
     }
 
     // ----- faucet requests -----
@@ -1096,6 +1133,15 @@ async fn settle<E: WorkEntity>(
             }
             TxFinal::Failed {
                 reason, tx_hash, ..
+            } if outcome.reverted_on_chain() => settled_update(
+                update,
+                SettledStatus::Failed,
+                Some(format!("not retried: {reason}")),
+                tx_hash.as_ref(),
+                now,
+            ),
+            TxFinal::Failed {
+                reason, tx_hash, ..
             } if attempts >= retry.attempts_max => settled_update(
                 update,
                 SettledStatus::Failed,
@@ -1121,6 +1167,29 @@ async fn settle<E: WorkEntity>(
         update.exec(db).await.context("settle request")?;
     }
     Ok(())
+}
+
+async fn fail<E: WorkEntity>(
+    db: &impl ConnectionTrait,
+    ids: &[&str],
+    reason: &str,
+    now: UnixMillis,
+) -> Result<u64> {
+    let update = E::update_many()
+        .col_expr(E::col(WorkColumn::UpdatedAtMs), Expr::value(now))
+        .filter(E::col(WorkColumn::Id).is_in(ids.iter().copied()))
+        .filter(E::col(WorkColumn::Status).eq("pending"));
+    let result = settled_update(
+        update,
+        SettledStatus::Failed,
+        Some(reason.to_string()),
+        None,
+        now,
+    )
+    .exec(db)
+    .await
+    .context("fail requests")?;
+    Ok(result.rows_affected)
 }
 
 fn settled_update<E: WorkEntity>(

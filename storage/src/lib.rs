@@ -27,6 +27,7 @@ pub use keys::StoredJwtKey;
 pub mod records;
 pub mod testdb;
 mod throttle;
+mod trusted;
 
 pub use api_keys::*;
 pub use audit::*;
@@ -44,6 +45,7 @@ pub use partners::*;
 pub use records::*;
 use sea_orm::DatabaseConnection;
 pub use throttle::FailureCount;
+pub use trusted::TrustedContract;
 
 /// A storage failure. The message names the step that failed; driver details stay in the
 /// source error for the logs.

@@ -27,6 +27,7 @@ on_both_databases!(
     a_claim_that_loses_to_a_merge_writes_nothing,
     settlement_completes_retries_and_gives_up,
     a_failed_transaction_counts_as_an_attempt,
+    a_refusal_by_the_chain_is_not_retried,
     overdue_pending_tasks_expire,
     the_open_count_follows_every_change,
     leases_have_one_holder_at_a_time,
@@ -426,6 +427,7 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
                 success: true,
                 invested: "300".into(),
                 reason: None,
+                retry: true,
             },
         ),
         (
@@ -434,6 +436,7 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
                 success: false,
                 invested: "0".into(),
                 reason: Some("Campaign: caller may not invest for spender".into()),
+                retry: true,
             },
         ),
     ]);
@@ -484,6 +487,7 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
             success: false,
             invested: "0".into(),
             reason: Some("insufficient allowance".into()),
+            retry: true,
         },
     )]);
     storage
@@ -514,11 +518,12 @@ async fn a_failed_transaction_counts_as_an_attempt(backend: Backend) {
     };
     let task = created(&storage, CAMPAIGN, "500", 1).await;
     let record = claim(&storage, &task, "k").await;
+    // Never mined (its nonce went to another transaction): nothing against a retry.
     let failed = TxFinal::Failed {
-        reason: "reverted".into(),
+        reason: "nonce 3 was used by another transaction".into(),
         tx_hash: Some(format!("0x{}", "cd".repeat(32))),
-        block_number: Some(3),
-        gas_used: Some(50_000),
+        block_number: None,
+        gas_used: None,
     };
     storage
         .settle_auto_invests(&record.id, &failed, &HashMap::new(), RETRY, 50)
@@ -532,11 +537,80 @@ async fn a_failed_transaction_counts_as_an_attempt(backend: Backend) {
         task.reason
             .as_deref()
             .unwrap()
-            .contains("the transaction failed: reverted")
+            .contains("the transaction failed: nonce 3 was used")
     );
     assert_eq!(
         storage.tx_intent(&record.id).await.unwrap().unwrap().status,
         TxIntentStatus::Failed
+    );
+}
+
+/// A campaign's own refusal, and a transaction that reverted on chain, fail their tasks at once
+/// with attempts left: another attempt would pay again for the same refusal.
+async fn a_refusal_by_the_chain_is_not_retried(backend: Backend) {
+    let Some((storage, _db)) = storage(backend).await else {
+        return;
+    };
+    let refused = created(&storage, CAMPAIGN, "5", 1).await;
+    let record = claim(&storage, &refused, "refused").await;
+    let outcomes = HashMap::from([(
+        format!("{WALLET}:{CAMPAIGN}"),
+        InvestOutcome {
+            success: false,
+            invested: "0".into(),
+            reason: Some("hostile: always reverts".into()),
+            retry: false,
+        },
+    )]);
+    storage
+        .settle_auto_invests(&record.id, &confirmed(), &outcomes, RETRY, 20)
+        .await
+        .unwrap();
+    let refused = storage
+        .auto_invest_task(&refused.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(refused.status, AutoInvestStatus::Failed);
+    assert_eq!(refused.attempts, 1, "one of two attempts used");
+    assert_eq!(
+        refused.reason.as_deref(),
+        Some("refused on chain, not retried: hostile: always reverts")
+    );
+
+    let reverted = created(
+        &storage,
+        "0x00000000000000000000000000000000000000c2",
+        "5",
+        30,
+    )
+    .await;
+    let record = claim(&storage, &reverted, "reverted").await;
+    let failed = TxFinal::Failed {
+        reason: "the transaction reverted in block 9".into(),
+        tx_hash: Some(format!("0x{}", "ef".repeat(32))),
+        block_number: Some(9),
+        gas_used: Some(60_000),
+    };
+    assert!(failed.reverted_on_chain());
+    storage
+        .settle_auto_invests(&record.id, &failed, &HashMap::new(), RETRY, 40)
+        .await
+        .unwrap();
+    let reverted = storage
+        .auto_invest_task(&reverted.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reverted.status, AutoInvestStatus::Failed);
+    assert_eq!(reverted.attempts, 1);
+    assert!(
+        reverted
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("not retried: the transaction failed: the transaction reverted in block 9"),
+        "{reverted:?}"
     );
 }
 
@@ -708,6 +782,7 @@ async fn the_open_count_follows_every_change(backend: Backend) {
             success: false,
             invested: "0".into(),
             reason: Some("no allowance".into()),
+            retry: true,
         },
     )]);
     storage
@@ -732,6 +807,7 @@ async fn the_open_count_follows_every_change(backend: Backend) {
             success: true,
             invested: "7".into(),
             reason: None,
+            retry: true,
         },
     )]);
     storage

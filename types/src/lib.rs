@@ -7,7 +7,9 @@ mod donation;
 pub mod ledger;
 pub mod merkle;
 pub mod note;
+mod trusted;
 
 pub use address::{AddressError, WalletAddress};
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use donation::{CURRENCIES, Currency, CurrencyError, DonationId, DonationIdError};
+pub use trusted::TrustedKind;

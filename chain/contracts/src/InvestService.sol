@@ -9,13 +9,28 @@ import {ICampaign} from "./Campaign.sol";
 /// @title InvestService
 /// @notice Invests, on behalf of investors, the stablecoin they approved to campaigns. Every
 ///         record is handled on its own: one InvestFor event per record, and one failing record
-///         never reverts the batch. A campaign must trust this service (Campaign.setInvestService).
+///         never reverts the batch. A campaign must trust this service (Campaign.setInvestService)
+///         and be registered here by the owner (setCampaignStatus).
 /// @dev investFor only ever moves an investor's funds to a campaign the investor approved,
 ///      within that approval, and credits the investor; still, only the platform's executor may
 ///      call it (the owner, plus callers it allows), so an allowance left over after a task was
 ///      cancelled cannot be spent by anyone else.
+///
+///      Only campaigns the owner registered are ever called: for any other address getStatus
+///      answers "not ready" and investFor emits InvestFor(success = false, "campaign not
+///      registered") without calling it. A campaign reports its own stablecoin and issuer, so an
+///      unregistered contract could claim anything (a "ready" investor with any balance); the
+///      registry is what the platform trusts, not what a contract says about itself. The owner
+///      should be an operator key distinct from the executor's, so a compromised executor can
+///      neither register campaigns nor invest in unregistered ones.
 contract InvestService is Ownable {
+    /// @dev Gas one read of a registered campaign, its stablecoin or its issuer may use, and the
+    ///      most return data copied from it: a misbehaving contract cannot make getStatus or
+    ///      investFor expensive by burning gas or answering megabytes.
+    uint256 private constant READ_GAS = 100_000;
+
     mapping(address => bool) private allowedCallers;
+    mapping(address => bool) private registeredCampaigns;
 
     struct InvestmentRecord {
         address investor;
@@ -41,6 +56,7 @@ contract InvestService is Ownable {
         string reason
     );
     event UpdateCallerStatus(address indexed caller, bool allowed);
+    event CampaignStatus(address indexed campaign, bool registered);
 
     constructor() Ownable(msg.sender) {}
 
@@ -58,6 +74,17 @@ contract InvestService is Ownable {
         require(caller != address(0), "InvestService: invalid caller address");
         allowedCallers[caller] = allowed;
         emit UpdateCallerStatus(caller, allowed);
+    }
+
+    /// @notice Registers (or unregisters) a campaign the platform may invest in.
+    function setCampaignStatus(address campaign, bool registered) external onlyOwner {
+        require(campaign != address(0), "InvestService: invalid campaign address");
+        registeredCampaigns[campaign] = registered;
+        emit CampaignStatus(campaign, registered);
+    }
+
+    function isRegisteredCampaign(address campaign) external view returns (bool) {
+        return registeredCampaigns[campaign];
     }
 
     function getStatus(InvestmentRecord[] calldata investments)
@@ -116,6 +143,8 @@ contract InvestService is Ownable {
         view
         returns (uint256 amount, bool ready, string memory reason)
     {
+        // Before anything is read from it: an unregistered campaign is never called.
+        if (!registeredCampaigns[record.campaign]) return (0, false, "campaign not registered");
         if (record.campaign.code.length == 0) return (0, false, "campaign is not a contract");
 
         (bool ok, address token) = _readAddress(record.campaign, abi.encodeCall(ICampaign.stablecoin, ()));
@@ -143,10 +172,17 @@ contract InvestService is Ownable {
         return (amount, true, "");
     }
 
-    function _readUint(address target, bytes memory data) private view returns (bool, uint256) {
-        (bool success, bytes memory ret) = target.staticcall(data);
-        if (!success || ret.length < 32) return (false, 0);
-        return (true, abi.decode(ret, (uint256)));
+    /// @dev A staticcall under READ_GAS that copies at most the first 32 bytes of the answer
+    ///      (into the scratch space), however much the target returns.
+    function _readUint(address target, bytes memory data) private view returns (bool ok, uint256 value) {
+        assembly ("memory-safe") {
+            ok := staticcall(READ_GAS, target, add(data, 0x20), mload(data), 0, 0)
+            if lt(returndatasize(), 0x20) { ok := 0 }
+            if ok {
+                returndatacopy(0, 0, 0x20)
+                value := mload(0)
+            }
+        }
     }
 
     function _readAddress(address target, bytes memory data) private view returns (bool, address) {

@@ -8,12 +8,19 @@ import {IIssuer} from "./Issuer.sol";
 /// @notice Batch front end for approving and suspending wallets on issuers. It must be the
 ///         issuer's wallet approver for the calls to succeed. Each wallet is handled on its own:
 ///         one failing wallet emits an event with success = false and does not revert the batch.
+/// @dev Only issuers the owner registered (setIssuerStatus) are ever called: a batch for any
+///      other issuer reverts before it calls anything, so the platform's gas estimate refuses it
+///      and nothing is sent. What an issuer contract says about itself (its walletApprover) is
+///      not a reason to trust it. The owner should be an operator key distinct from the
+///      approvers it allows (the platform's executor).
 contract WalletApprover is Ownable {
     mapping(address => bool) private allowedApprovers;
+    mapping(address => bool) private registeredIssuers;
 
     event ApproveWallet(address indexed issuer, address indexed wallet, bool success);
     event SuspendWallet(address indexed issuer, address indexed wallet, bool success);
     event UpdateApproverStatus(address indexed approver, bool allowed);
+    event IssuerStatus(address indexed issuer, bool registered);
 
     constructor() Ownable(msg.sender) {}
 
@@ -33,7 +40,27 @@ contract WalletApprover is Ownable {
         emit UpdateApproverStatus(approver, allowed);
     }
 
-    function approveWallets(address issuer, address[] calldata wallets) external onlyAllowedApprover {
+    /// @notice Registers (or unregisters) an issuer the platform may approve wallets on.
+    function setIssuerStatus(address issuer, bool registered) external onlyOwner {
+        require(issuer != address(0), "WalletApprover: invalid issuer address");
+        registeredIssuers[issuer] = registered;
+        emit IssuerStatus(issuer, registered);
+    }
+
+    function isRegisteredIssuer(address issuer) external view returns (bool) {
+        return registeredIssuers[issuer];
+    }
+
+    modifier onlyRegisteredIssuer(address issuer) {
+        require(registeredIssuers[issuer], "WalletApprover: issuer not registered");
+        _;
+    }
+
+    function approveWallets(address issuer, address[] calldata wallets)
+        external
+        onlyAllowedApprover
+        onlyRegisteredIssuer(issuer)
+    {
         bool isContract = issuer.code.length > 0;
         for (uint256 i = 0; i < wallets.length; i++) {
             bool success = false;
@@ -46,7 +73,11 @@ contract WalletApprover is Ownable {
         }
     }
 
-    function suspendWallets(address issuer, address[] calldata wallets) external onlyAllowedApprover {
+    function suspendWallets(address issuer, address[] calldata wallets)
+        external
+        onlyAllowedApprover
+        onlyRegisteredIssuer(issuer)
+    {
         bool isContract = issuer.code.length > 0;
         for (uint256 i = 0; i < wallets.length; i++) {
             bool success = false;

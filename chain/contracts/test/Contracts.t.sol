@@ -12,6 +12,7 @@ import {Faucet} from "../src/Faucet.sol";
 import {Campaign} from "../src/Campaign.sol";
 import {InvestService} from "../src/InvestService.sol";
 import {MinimalEip1271Wallet} from "../src/MinimalEip1271Wallet.sol";
+import {LiarCampaign, FakeIssuer, RevertingContract, GasBurner, HugeReturner} from "./Hostile.sol";
 
 interface Vm {
     struct Log {
@@ -26,6 +27,7 @@ interface Vm {
     function deal(address account, uint256 newBalance) external;
     function recordLogs() external;
     function getRecordedLogs() external returns (Log[] memory);
+    function expectCall(address callee, bytes calldata data, uint64 count) external;
 }
 
 contract ContractsTest {
@@ -51,6 +53,8 @@ contract ContractsTest {
         campaign = new Campaign(address(usdc), address(issuer));
         investService = new InvestService();
         campaign.setInvestService(address(investService));
+        investService.setCampaignStatus(address(campaign), true);
+        approver.setIssuerStatus(address(issuer), true);
     }
 
     function _wallets(address a, address b) internal pure returns (address[] memory w) {
@@ -70,6 +74,7 @@ contract ContractsTest {
 
     function testWalletApproverBatch() public {
         Issuer other = new Issuer(address(0)); // approver is this test contract, not `approver`
+        approver.setIssuerStatus(address(other), true);
         vm.recordLogs();
         approver.approveWallets(address(issuer), _wallets(alice, address(0)));
         approver.approveWallets(address(other), _wallets(bob, alice));
@@ -172,6 +177,7 @@ contract ContractsTest {
 
         // A campaign that does not trust the service: failure is reported, not reverted.
         Campaign untrusted = new Campaign(address(usdc), address(issuer));
+        investService.setCampaignStatus(address(untrusted), true);
         vm.prank(alice);
         usdc.approve(address(untrusted), 5e6);
         records = new InvestService.InvestmentRecord[](1);
@@ -202,6 +208,101 @@ contract ContractsTest {
         vm.prank(alice);
         untrusted.invest(5e6);
         require(untrusted.claimedAmount(alice) == 5e6, "direct invest");
+    }
+
+    function _records(address investor, address target, uint256 amount)
+        internal
+        pure
+        returns (InvestService.InvestmentRecord[] memory records)
+    {
+        records = new InvestService.InvestmentRecord[](1);
+        records[0] = InvestService.InvestmentRecord(investor, target, amount);
+    }
+
+    function _onlyReason(Vm.Log[] memory logs) internal view returns (bool success, string memory reason) {
+        bytes32 sig = keccak256("InvestFor(address,address,uint256,uint256,bool,string)");
+        uint256 n = 0;
+        for (uint256 i = 0; i < logs.length; i++) {
+            if (logs[i].emitter != address(investService) || logs[i].topics[0] != sig) continue;
+            (,, success, reason) = abi.decode(logs[i].data, (uint256, uint256, bool, string));
+            n++;
+        }
+        require(n == 1, "one InvestFor event");
+    }
+
+    /// A contract that says every investor is ready is not called at all while it is not
+    /// registered: getStatus answers "campaign not registered", investFor reports it.
+    function testUnregisteredCampaignIsNeverCalled() public {
+        LiarCampaign liar = new LiarCampaign();
+        InvestService.InvestmentRecord[] memory records = _records(alice, address(liar), 5e6);
+        vm.expectCall(address(liar), "", 0);
+        InvestService.InvestmentRecordStatus[] memory status = investService.getStatus(records);
+        require(!status[0].readyToInvest && status[0].amount == 0, "a liar is not ready");
+        string[] memory reasons = investService.getStatusReasons(records);
+        require(keccak256(bytes(reasons[0])) == keccak256("campaign not registered"), "reason");
+        vm.recordLogs();
+        investService.investFor(records);
+        (bool success, string memory reason) = _onlyReason(vm.getRecordedLogs());
+        require(!success && keccak256(bytes(reason)) == keccak256("campaign not registered"), "event");
+
+        // Registered, then removed again: not called again.
+        investService.setCampaignStatus(address(campaign), false);
+        require(!investService.isRegisteredCampaign(address(campaign)), "removed");
+        status = investService.getStatus(_records(alice, address(campaign), 1));
+        require(!status[0].readyToInvest, "a removed campaign is not ready");
+
+        // Only the owner registers.
+        vm.prank(mallory);
+        (bool ok,) = address(investService).call(
+            abi.encodeCall(InvestService.setCampaignStatus, (address(liar), true))
+        );
+        require(!ok, "only the owner registers campaigns");
+        require(!investService.isRegisteredCampaign(address(liar)), "still unregistered");
+    }
+
+    /// Even a registered campaign that burns gas, answers megabytes or reverts costs getStatus a
+    /// bounded amount of gas and is simply not ready.
+    function testMisbehavingRegisteredCampaignsAreBounded() public {
+        address[3] memory hostile =
+            [address(new GasBurner()), address(new HugeReturner()), address(new RevertingContract())];
+        for (uint256 i = 0; i < hostile.length; i++) {
+            investService.setCampaignStatus(hostile[i], true);
+            uint256 before = gasleft();
+            InvestService.InvestmentRecordStatus[] memory status =
+                investService.getStatus(_records(alice, hostile[i], 1));
+            require(before - gasleft() < 400_000, "bounded gas");
+            require(!status[0].readyToInvest, "not ready");
+            string[] memory reasons = investService.getStatusReasons(_records(alice, hostile[i], 1));
+            require(keccak256(bytes(reasons[0])) == keccak256("campaign stablecoin unavailable"), "reason");
+        }
+    }
+
+    /// approveWallets for an issuer that is not registered reverts before calling it, even one
+    /// that names this WalletApprover as its approver.
+    function testUnregisteredIssuerIsNeverCalled() public {
+        FakeIssuer fake = new FakeIssuer(address(approver));
+        require(fake.walletApprover() == address(approver), "the fake claims our approver");
+        vm.expectCall(address(fake), "", 0);
+        (bool ok,) = address(approver).call(
+            abi.encodeCall(WalletApprover.approveWallets, (address(fake), _wallets(alice, bob)))
+        );
+        require(!ok, "an unregistered issuer reverts the batch");
+        (ok,) = address(approver).call(
+            abi.encodeCall(WalletApprover.suspendWallets, (address(fake), _wallets(alice, bob)))
+        );
+        require(!ok, "suspending too");
+
+        approver.setIssuerStatus(address(issuer), false);
+        require(!approver.isRegisteredIssuer(address(issuer)), "removed");
+        (ok,) = address(approver).call(
+            abi.encodeCall(WalletApprover.approveWallets, (address(issuer), _wallets(alice, bob)))
+        );
+        require(!ok, "a removed issuer reverts the batch");
+        require(!issuer.isWalletApproved(alice), "nothing approved");
+
+        vm.prank(mallory);
+        (ok,) = address(approver).call(abi.encodeCall(WalletApprover.setIssuerStatus, (address(fake), true)));
+        require(!ok, "only the owner registers issuers");
     }
 
     function testEip1271() public {

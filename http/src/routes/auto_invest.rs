@@ -116,6 +116,10 @@ impl From<AutoInvestError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, "auto_invest_unsupported", message)
                     .with_param("chainId")
             }
+            AutoInvestError::CampaignNotRegistered(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "campaign_not_registered", message)
+                    .with_param("campaign")
+            }
             AutoInvestError::InProcess => {
                 ApiError::new(StatusCode::BAD_REQUEST, "auto_invest_in_process", message)
             }
@@ -187,13 +191,14 @@ async fn page(
 }
 
 /// Queue an auto-invest in a campaign, or change the amount of the pending one (its expiry
-/// restarts). Refused while the task is in process.
+/// restarts). The campaign must be in the platform's registry of campaigns. Refused while the
+/// task is in process.
 #[utoipa::path(post, path = "/auto_invest/{chainId}/{address}", tag = "auto-invest", security(("wallet" = [])),
     params(("chainId" = u64, Path), ("address" = String, Path, description = "The campaign contract")),
     request_body = AutoInvestBody,
     responses(
         (status = 200, body = AutoInvestResponse, description = "Queued, or merged into the pending task"),
-        (status = 400, body = ErrorBody, description = "Bad input, unsupported chain, in process, or the wallet's open-task limit"),
+        (status = 400, body = ErrorBody, description = "Bad input, unsupported chain, a campaign not in the registry (campaign_not_registered), in process, or the wallet's open-task limit"),
         (status = 401, body = ErrorBody)))]
 async fn submit(
     State(state): State<AppState>,

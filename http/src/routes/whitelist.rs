@@ -87,7 +87,14 @@ impl From<WhitelistError> for ApiError {
             WhitelistError::KycExpired { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "kyc_expired", message)
             }
-            WhitelistError::NotAnIssuer(_) => bad("not_an_issuer", "issuer_address"),
+            WhitelistError::IssuerNotRegistered(_) => {
+                bad("issuer_not_registered", "issuer_address")
+            }
+            WhitelistError::NotAnIssuer(issuer) => {
+                // A registered address that is not an issuer: the registry is wrong.
+                tracing::error!(issuer = %format!("{issuer:#x}"), "a registered issuer does not answer as an issuer; check the registry");
+                bad("not_an_issuer", "issuer_address")
+            }
             WhitelistError::IssuerNotManaged { .. } => bad("issuer_not_managed", "issuer_address"),
             WhitelistError::ChainUnavailable { cause, .. } => {
                 tracing::warn!(%cause, "chain unavailable for whitelisting");
@@ -103,15 +110,15 @@ impl From<WhitelistError> for ApiError {
     }
 }
 
-/// Ask for the caller's wallet to be approved on an issuer's whitelist. KYC must be complete
-/// and its document still valid. 202 when an approval was queued, 200 when one was already
+/// Ask for the caller's wallet to be approved on an issuer's whitelist. The issuer must be in
+/// the platform's registry of issuers, and KYC complete with its document still valid. 202 when an approval was queued, 200 when one was already
 /// open (it is returned) or the wallet is already approved (status `approved`, no id).
 #[utoipa::path(post, path = "/user/whitelist", tag = "whitelisting", security(("wallet" = [])),
     request_body = WhitelistBody,
     responses(
         (status = 202, body = WhitelistResponse, description = "Approval queued"),
         (status = 200, body = WhitelistResponse, description = "Already approved, or the open request"),
-        (status = 400, body = ErrorBody, description = "Bad input, unsupported chain, KYC missing or expired, not a managed issuer"),
+        (status = 400, body = ErrorBody, description = "Bad input, unsupported chain, an issuer not in the registry (issuer_not_registered) or not managed by the platform's WalletApprover, KYC missing or expired"),
         (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody, description = "The chain could not be reached")))]
 async fn request_whitelisting(

@@ -309,7 +309,8 @@ fn stop_anvil(anvil: Anvil) {
 
 /// The platform, owned by dev key 0 (also the server's signer, so investFor's caller check
 /// takes the owner's path for the server and for the baseline alike), and `campaigns`
-/// campaigns on its stablecoin and issuer, each trusting the InvestService.
+/// campaigns on its stablecoin and issuer, each trusting the InvestService and registered on
+/// it (the server's database learns them through [`trust_campaigns`]).
 async fn deploy(
     url: &str,
     owner: &PrivateKeySigner,
@@ -340,9 +341,28 @@ async fn deploy(
             .await?
             .get_receipt()
             .await?;
+        InvestService::new(contracts.invest_service, &provider)
+            .setCampaignStatus(*campaign.address(), true)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
         list.push(*campaign.address());
     }
     Ok((contracts, list))
+}
+
+/// Records campaigns in the server's registry of trusted campaigns (the database's half; the
+/// contract's is written by [`deploy`]), as `ampflow chain campaign add` would.
+fn trust_campaigns(rt: &Runtimes, app: &RunningApp, campaigns: &[Address]) -> anyhow::Result<()> {
+    rt.server
+        .block_on(app.actors().trusted().record(
+            CHAIN_ID,
+            ampflow_types::TrustedKind::Campaign,
+            campaigns,
+        ))
+        .context("trust the campaigns")?;
+    Ok(())
 }
 
 /// The server's settings: loopback, the database, one chain (anvil) with the contracts and
@@ -637,6 +657,7 @@ mod drain {
         let nonce_before = rt.client.block_on(nonce_of(&url, owner.address()))?;
         logs.take();
         let app = start_server(rt, settings, &owner)?;
+        trust_campaigns(rt, &app, &campaigns)?;
         let storage = app.state().storage().clone();
 
         let keys = Arc::new(keys);
@@ -1500,6 +1521,12 @@ mod http {
     const TICK_MS: u64 = 3_600_000;
     /// The per-wallet cap for these runs: each client queues hundreds of tasks.
     const MAX_OPEN: u64 = 1_000_000;
+    /// The campaigns new tasks go to: random addresses in the registry of trusted campaigns
+    /// (its database half only; nothing is deployed there, so the live executor's `getStatus`
+    /// finds them not registered on chain). Each client walks the pool from its own place, so
+    /// its first this many new tasks are each for a campaign it has no task for; after that
+    /// it only merges.
+    const CAMPAIGN_POOL: usize = 512;
 
     struct Run {
         label: String,
@@ -1547,8 +1574,9 @@ mod http {
         println!(
             "http: {} clients, each a signed-in wallet on its own keep-alive connection, POST \
              /auto_invest/{CHAIN_ID}/{{campaign}} for {} s per run; {:.0} % of the requests for \
-             a new random campaign address (a new task), the rest repeat one of the client's \
-             campaigns (a merge). auto_invest: tick_interval_ms={TICK_MS} (only new tasks wake \
+             a new campaign (a new task; from a pool of {CAMPAIGN_POOL} random addresses in the \
+             registry of trusted campaigns), the rest repeat one of the client's campaigns (a \
+             merge). auto_invest: tick_interval_ms={TICK_MS} (only new tasks wake \
              the executor), max_open_per_wallet={MAX_OPEN} (raised from 100: each client queues \
              hundreds), the rest at defaults; database pool {} connections.",
             args.clients,
@@ -1708,12 +1736,17 @@ mod http {
         let app = start_server(rt, settings, owner)?;
         let outcome = (|| {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let pool: Vec<Address> = (0..CAMPAIGN_POOL)
+                .map(|_| random_address(&mut rng))
+                .collect();
+            trust_campaigns(rt, &app, &pool)?;
             let keys: Arc<Vec<PrivateKeySigner>> =
                 Arc::new((0..args.clients).map(|_| wallet(&mut rng)).collect());
             let tokens = sign_in_all(rt, app.addr, keys.clone(), args.concurrency)?;
             let (clients, elapsed) = rt.client.block_on(hammer(
                 app.addr,
                 tokens,
+                Arc::new(pool),
                 Duration::from_secs(args.seconds),
                 args.new_ratio,
                 seed,
@@ -1793,11 +1826,13 @@ mod http {
         latency: Latencies,
     }
 
-    /// Each client posts in a loop until the deadline: a new campaign with probability
-    /// `new_ratio`, otherwise one of its earlier campaigns again.
+    /// Each client posts in a loop until the deadline: a new campaign (the next of the pool,
+    /// from the client's own starting place) with probability `new_ratio`, otherwise one of
+    /// its earlier campaigns again.
     async fn hammer(
         addr: SocketAddr,
         tokens: Vec<String>,
+        pool: Arc<Vec<Address>>,
         duration: Duration,
         new_ratio: f64,
         seed: u64,
@@ -1808,16 +1843,20 @@ mod http {
             .into_iter()
             .enumerate()
             .map(|(i, token)| {
+                let pool = pool.clone();
                 tokio::spawn(async move {
                     let mut rng =
                         rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(7 + i as u64));
+                    let start = rng.random_range(0..pool.len());
                     let mut connection = Connection::open(addr).await?;
                     let mut campaigns: Vec<String> = Vec::new();
                     let mut client = Client::default();
                     while Instant::now() < deadline {
-                        let new = campaigns.is_empty() || rng.random_bool(new_ratio);
+                        let new = campaigns.len() < pool.len()
+                            && (campaigns.is_empty() || rng.random_bool(new_ratio));
                         let path = if new {
-                            format!("/auto_invest/{CHAIN_ID}/{:#x}", random_address(&mut rng))
+                            let campaign = pool[(start + campaigns.len()) % pool.len()];
+                            format!("/auto_invest/{CHAIN_ID}/{campaign:#x}")
                         } else {
                             campaigns[rng.random_range(0..campaigns.len())].clone()
                         };
@@ -1990,6 +2029,7 @@ mod mem {
         let before_server = memory();
         logs.take();
         let app = start_server(rt, settings, &owner)?;
+        trust_campaigns(rt, &app, &campaigns)?;
         let after_start = memory();
 
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);

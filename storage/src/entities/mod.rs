@@ -29,6 +29,7 @@ pub mod partner_keys;
 pub mod sessions;
 pub mod spent_refresh_tokens;
 pub mod stripe_events;
+pub mod trusted_contracts;
 pub mod tx_intents;
 pub mod users;
 pub mod veriff_sessions;
