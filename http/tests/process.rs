@@ -336,6 +336,16 @@ lease_ttl_ms = 1000
     .await
     .unwrap();
 
+    // The operator's registry: the deployment registered the campaign on chain; the command
+    // records it in the database (it finds it registered on chain already).
+    let added = std::process::Command::new(env!("CARGO_BIN_EXE_ampflow"))
+        .args(["chain", "campaign", "add", "--chain", &CHAIN_ID.to_string()])
+        .arg(format!("{:#x}", contracts.campaign))
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+
     let nonce_before = nonce(BlockNumberOrTag::Latest).await;
     let _: () = provider
         .raw_request("evm_setAutomine".into(), (false,))

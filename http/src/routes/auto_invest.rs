@@ -199,7 +199,7 @@ async fn page(
     responses(
         (status = 200, body = AutoInvestResponse, description = "Queued, or merged into the pending task"),
         (status = 400, body = ErrorBody, description = "Bad input, unsupported chain, a campaign not in the registry (campaign_not_registered), in process, or the wallet's open-task limit"),
-        (status = 401, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "The session was signed in by a contract wallet (EIP-1271) on another chain")))]
 async fn submit(
     State(state): State<AppState>,
     ApiPath((chain_id, campaign)): ApiPath<(String, String)>,
@@ -225,7 +225,7 @@ async fn submit(
     responses(
         (status = 200, body = AutoInvestResponse, description = "Cancelled"),
         (status = 400, body = ErrorBody, description = "Bad input, unsupported chain, or in process"),
-        (status = 401, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "The session was signed in by a contract wallet (EIP-1271) on another chain"),
         (status = 404, body = ErrorBody, description = "No pending task")))]
 async fn cancel(
     State(state): State<AppState>,

@@ -109,7 +109,7 @@ impl From<FaucetError> for ApiError {
         (status = 202, body = FaucetRequestResponse, description = "Request accepted"),
         (status = 200, body = FaucetRequestResponse, description = "The wallet's open request"),
         (status = 400, body = ErrorBody, description = "Unsupported chain, no faucet, or reCAPTCHA failed"),
-        (status = 401, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "The session was signed in by a contract wallet (EIP-1271) on another chain"),
         (status = 429, body = ErrorBody, description = "Cooldown or per-IP limit; see Retry-After")))]
 async fn request_funds(
     State(state): State<AppState>,
@@ -148,7 +148,7 @@ async fn request_funds(
 #[utoipa::path(get, path = "/faucet/{chainId}/requests/{id}", tag = "faucet", security(("wallet" = [])),
     params(("chainId" = u64, Path), ("id" = String, Path, description = "The request id")),
     responses((status = 200, body = FaucetRequestResponse), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "The session was signed in by a contract wallet (EIP-1271) on another chain"), (status = 404, body = ErrorBody)))]
 async fn get_request(
     State(state): State<AppState>,
     ApiPath((chain_id, id)): ApiPath<(u64, String)>,

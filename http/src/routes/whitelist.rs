@@ -119,7 +119,7 @@ impl From<WhitelistError> for ApiError {
         (status = 202, body = WhitelistResponse, description = "Approval queued"),
         (status = 200, body = WhitelistResponse, description = "Already approved, or the open request"),
         (status = 400, body = ErrorBody, description = "Bad input, unsupported chain, an issuer not in the registry (issuer_not_registered) or not managed by the platform's WalletApprover, KYC missing or expired"),
-        (status = 401, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "The session was signed in by a contract wallet (EIP-1271) on another chain"),
         (status = 503, body = ErrorBody, description = "The chain could not be reached")))]
 async fn request_whitelisting(
     State(state): State<AppState>,
