@@ -8,7 +8,11 @@
 //! - `ratelimit_checked_total{endpoint, identifier_type}`;
 //! - `ratelimit_blocked_total{endpoint, identifier_type, reason}`, reason one of `tier`,
 //!   `card_ip`, `card_fingerprint`, `email_domain`, `global`, `auto_block`;
-//! - `ratelimit_redis_up` (gauge, 1 while checks go to Redis).
+//! - `ratelimit_redis_up` (gauge, 1 while checks go to Redis);
+//! - `http_connections_open` (gauge) and `http_connections_shed_total{reason}`, reason `global`
+//!   or `per_ip` (counted in [`crate::server::caps`]);
+//! - `http_connections_closed_total{reason}`, reason `header_timeout` or `idle_timeout`
+//!   (counted in [`crate::server::connection`]).
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
