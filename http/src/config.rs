@@ -486,13 +486,19 @@ pub struct HttpConfig {
     pub connections_per_ip_max: usize,
 }
 
-/// The connection settings' defaults. The idle timeout is above the 60 s idle timeout common
-/// load balancers default to, so a balancer never reuses a connection the server is closing.
+/// A request header is a few hundred bytes: ten seconds is ample for a slow mobile client and
+/// short for a client that trickles it to hold the connection.
 pub const HEADER_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Above the 60 s idle timeout common load balancers default to, so a balancer never reuses a
+/// connection the server is closing.
 pub const KEEP_ALIVE_IDLE_TIMEOUT_MS_DEFAULT: u64 = 75_000;
 pub const HTTP2_KEEP_ALIVE_INTERVAL_MS_DEFAULT: u64 = 30_000;
+/// hyper's own default.
 pub const HTTP2_KEEP_ALIVE_TIMEOUT_MS_DEFAULT: u64 = 20_000;
+/// The least RFC 9113 recommends; every stream is a request the router serves at once.
 pub const HTTP2_MAX_CONCURRENT_STREAMS_DEFAULT: u32 = 100;
+/// Below common open-file limits (set the limit above it plus the reserve; a warning at start
+/// says when it is not).
 pub const CONNECTIONS_MAX_DEFAULT: usize = 10_000;
 /// Enough for a browser's six connections times a busy office behind one NAT address, or a
 /// load test of a few hundred clients from one machine.

@@ -88,8 +88,10 @@ impl Activity {
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
-        self.served.store(true, Ordering::Release);
+        // Counted before `served` is set, so the watchdog never sees a served connection with
+        // nothing in flight and no answer yet (an idle deadline from the open).
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.served.store(true, Ordering::Release);
         InFlight(self.clone())
     }
 
