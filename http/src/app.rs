@@ -1,5 +1,5 @@
 //! Building and running the server: storage, migrations, the actor system, the router and the
-//! listener, and a graceful shutdown that lets in-flight requests finish.
+//! listener ([`crate::server`]), and a graceful shutdown that lets in-flight requests finish.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -343,7 +343,12 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
     tokio::task::spawn_blocking(move || {
         warm.auth().dummy_hash();
     });
-    let (stop, server) = serve(listener, router(state.clone()));
+    let limits = crate::server::ConnectionLimits::new(
+        &state.settings().http,
+        state.trusted_proxies().to_vec(),
+    );
+    warn_if_over_open_files_limit(limits.connections_max);
+    let (stop, server) = crate::server::serve(listener, router(state.clone()), limits);
     Ok(RunningApp {
         addr,
         state,
@@ -351,6 +356,44 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         server,
         metrics_upkeep: crate::metrics::spawn_upkeep(),
     })
+}
+
+/// File descriptors kept for what is not a client connection: the database pool, Redis, chain
+/// nodes, outside APIs, logs.
+const FILES_RESERVED: u64 = 256;
+
+/// Warns when `http.connections_max` leaves too few of the process's open-file limit for the
+/// rest: past the limit, accepting fails (nobody gets an answer, not even a 503) and so do the
+/// database's and outside services' connections.
+fn warn_if_over_open_files_limit(connections_max: usize) {
+    let Some(limit) = open_files_limit() else {
+        return;
+    };
+    let needed = (connections_max as u64).saturating_add(FILES_RESERVED);
+    if needed > limit {
+        tracing::warn!(
+            connections_max,
+            open_files_limit = limit,
+            "http.connections_max plus {FILES_RESERVED} descriptors for the rest is over the open-file limit: raise the limit (ulimit -n, LimitNOFILE) or lower http.connections_max"
+        );
+    }
+}
+
+/// The soft open-file limit, where the system says (Linux's /proc/self/limits).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_files_limit(&limits)
+}
+
+fn parse_open_files_limit(limits: &str) -> Option<u64> {
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Redis connection attempts and answers wait this long at most (the rate limiter waits less:
@@ -374,26 +417,6 @@ fn connect_redis(url: &crate::config::Secret) -> anyhow::Result<redis::aio::Conn
         .set_max_delay(Duration::from_millis(500));
     redis::aio::ConnectionManager::new_lazy_with_config(client, config)
         .context("set up the redis connection")
-}
-
-/// Serves `app` on `listener` until the returned sender fires (or is dropped); then stops
-/// accepting connections and lets in-flight requests finish before the task ends.
-pub fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-) -> (oneshot::Sender<()>, JoinHandle<std::io::Result<()>>) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    (stop, server)
 }
 
 impl RunningApp {
@@ -438,53 +461,18 @@ impl RunningApp {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use axum::routing::get;
-    use tokio::sync::Notify;
-
     use super::*;
 
-    /// A request in flight when shutdown starts still gets its answer.
-    #[tokio::test]
-    async fn shutdown_lets_in_flight_requests_finish() {
-        let started = Arc::new(Notify::new());
-        let release = Arc::new(Notify::new());
-        let (s, r) = (started.clone(), release.clone());
-        let app = Router::new().route(
-            "/slow",
-            get(move || async move {
-                s.notify_one();
-                r.notified().await;
-                "done"
-            }),
+    #[test]
+    fn the_soft_open_files_limit_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             95602                95602                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_open_files_limit(limits), Some(1024));
+        assert_eq!(
+            parse_open_files_limit("Max open files  unlimited  unlimited  files"),
+            None
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, server) = serve(listener, app);
-
-        let request = tokio::spawn(async move {
-            reqwest::get(format!("http://{addr}/slow"))
-                .await?
-                .text()
-                .await
-        });
-        started.notified().await;
-        stop.send(()).unwrap();
-        // Shutdown has begun: new connections are refused while the slow request is pending.
-        let refused = async {
-            loop {
-                if tokio::net::TcpStream::connect(addr).await.is_err() {
-                    break;
-                }
-                tokio::task::yield_now().await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), refused)
-            .await
-            .unwrap();
-        release.notify_one();
-        assert_eq!(request.await.unwrap().unwrap(), "done");
-        server.await.unwrap().unwrap();
+        assert_eq!(parse_open_files_limit(""), None);
     }
 }

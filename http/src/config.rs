@@ -504,6 +504,84 @@ pub struct HttpConfig {
     /// send cookie-authenticated writes (see `edge`).
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// How long a new connection has to send its first request's whole header.
+    pub header_read_timeout_ms: u64,
+    /// How long a connection may go without a request after its last answer (HTTP/1.1
+    /// keep-alive and HTTP/2 alike) before the server closes it.
+    pub keep_alive_idle_timeout_ms: u64,
+    /// HTTP/2 PING interval on a quiet connection; 0 sends none.
+    pub http2_keep_alive_interval_ms: u64,
+    /// How long an HTTP/2 PING may go unanswered before the connection is closed.
+    pub http2_keep_alive_timeout_ms: u64,
+    /// Streams one HTTP/2 connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub http2_max_concurrent_streams: u32,
+    /// Open connections in all; one more is answered 503 `too_many_connections` and closed.
+    pub connections_max: usize,
+    /// Open connections per client address (IPv6 by /64); peers in `trusted_proxies` are
+    /// exempt. One more is answered 503 `too_many_connections` and closed.
+    pub connections_per_ip_max: usize,
+}
+
+/// A request header is a few hundred bytes: ten seconds is ample for a slow mobile client and
+/// short for a client that trickles it to hold the connection.
+pub const HEADER_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Above the 60 s idle timeout common load balancers default to, so a balancer never reuses a
+/// connection the server is closing.
+pub const KEEP_ALIVE_IDLE_TIMEOUT_MS_DEFAULT: u64 = 75_000;
+pub const HTTP2_KEEP_ALIVE_INTERVAL_MS_DEFAULT: u64 = 30_000;
+/// hyper's own default.
+pub const HTTP2_KEEP_ALIVE_TIMEOUT_MS_DEFAULT: u64 = 20_000;
+/// The least RFC 9113 recommends; every stream is a request the router serves at once.
+pub const HTTP2_MAX_CONCURRENT_STREAMS_DEFAULT: u32 = 100;
+/// Below common open-file limits (set the limit above it plus the reserve; a warning at start
+/// says when it is not).
+pub const CONNECTIONS_MAX_DEFAULT: usize = 10_000;
+/// Enough for a browser's six connections times a busy office behind one NAT address, or a
+/// load test of a few hundred clients from one machine.
+pub const CONNECTIONS_PER_IP_MAX_DEFAULT: usize = 256;
+/// The longest timeout the connection settings accept: one hour.
+const CONNECTION_TIMEOUT_MS_MAX: u64 = 3_600_000;
+
+impl HttpConfig {
+    /// Checks the connection settings: every timeout positive and at most an hour, at least
+    /// one stream and one connection, and a per-address cap no larger than the total.
+    pub fn validate(&self) -> Result<(), String> {
+        let timeouts = [
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            (
+                "keep_alive_idle_timeout_ms",
+                self.keep_alive_idle_timeout_ms,
+            ),
+            (
+                "http2_keep_alive_timeout_ms",
+                self.http2_keep_alive_timeout_ms,
+            ),
+        ];
+        for (key, value) in timeouts {
+            if value == 0 || value > CONNECTION_TIMEOUT_MS_MAX {
+                return Err(format!(
+                    "http.{key} must be between 1 and {CONNECTION_TIMEOUT_MS_MAX}"
+                ));
+            }
+        }
+        if self.http2_keep_alive_interval_ms > CONNECTION_TIMEOUT_MS_MAX {
+            return Err(format!(
+                "http.http2_keep_alive_interval_ms must be at most {CONNECTION_TIMEOUT_MS_MAX} (0 sends no PINGs)"
+            ));
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            return Err("http.http2_max_concurrent_streams must be at least 1".into());
+        }
+        if self.connections_max == 0 {
+            return Err("http.connections_max must be at least 1".into());
+        }
+        if self.connections_per_ip_max == 0 || self.connections_per_ip_max > self.connections_max {
+            return Err(
+                "http.connections_per_ip_max must be between 1 and http.connections_max".into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -575,6 +653,13 @@ impl Default for Settings {
                 shutdown_grace_ms: 30_000,
                 trusted_proxies: Vec::new(),
                 allowed_origins: Vec::new(),
+                header_read_timeout_ms: HEADER_READ_TIMEOUT_MS_DEFAULT,
+                keep_alive_idle_timeout_ms: KEEP_ALIVE_IDLE_TIMEOUT_MS_DEFAULT,
+                http2_keep_alive_interval_ms: HTTP2_KEEP_ALIVE_INTERVAL_MS_DEFAULT,
+                http2_keep_alive_timeout_ms: HTTP2_KEEP_ALIVE_TIMEOUT_MS_DEFAULT,
+                http2_max_concurrent_streams: HTTP2_MAX_CONCURRENT_STREAMS_DEFAULT,
+                connections_max: CONNECTIONS_MAX_DEFAULT,
+                connections_per_ip_max: CONNECTIONS_PER_IP_MAX_DEFAULT,
             },
             identity: IdentityConfig {
                 nonce_ttl_secs: 600,
@@ -689,6 +774,7 @@ impl Settings {
                 ));
             }
         }
+        self.http.validate()?;
         self.rate_limit.validate()?;
         if let Some(chain) = self.chains.iter().find(|c| c.tx.gas_budget_per_hour == 0) {
             return Err(format!(
@@ -1105,6 +1191,41 @@ mod tests {
             settings.auth.validate()?;
             assert!(settings.stripe_connect.validate()?);
             assert!(!format!("{settings:?}").contains(&"s".repeat(32)));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn connection_settings_have_safe_defaults_and_are_validated() {
+        Jail::expect_with(|jail| {
+            let defaults = Settings::load(None).map_err(|e| *e)?;
+            assert_eq!(defaults.http.header_read_timeout_ms, 10_000);
+            assert_eq!(defaults.http.keep_alive_idle_timeout_ms, 75_000);
+            assert_eq!(defaults.http.connections_per_ip_max, 256);
+            defaults.validate()?;
+            jail.create_file(
+                "ampflow.toml",
+                "[http]\nconnections_max = 50\nconnections_per_ip_max = 10\nhttp2_keep_alive_interval_ms = 0\n",
+            )?;
+            let path = Some(Path::new("ampflow.toml"));
+            let settings = Settings::load(path).map_err(|e| *e)?;
+            assert_eq!(settings.http.connections_max, 50);
+            settings.validate()?;
+            for (variable, value) in [
+                ("AMPFLOW_HTTP__CONNECTIONS_PER_IP_MAX", "51"),
+                ("AMPFLOW_HTTP__CONNECTIONS_PER_IP_MAX", "0"),
+                ("AMPFLOW_HTTP__HEADER_READ_TIMEOUT_MS", "0"),
+                ("AMPFLOW_HTTP__KEEP_ALIVE_IDLE_TIMEOUT_MS", "3600001"),
+                ("AMPFLOW_HTTP__HTTP2_MAX_CONCURRENT_STREAMS", "0"),
+            ] {
+                jail.clear_env();
+                jail.set_env(variable, value);
+                let error = Settings::load(path)
+                    .map_err(|e| *e)?
+                    .validate()
+                    .unwrap_err();
+                assert!(error.starts_with("http."), "{variable}={value}: {error}");
+            }
             Ok(())
         });
     }

@@ -19,6 +19,7 @@ pub mod partner_auth;
 pub mod rate_limit;
 pub mod recaptcha;
 pub mod routes;
+pub mod server;
 pub mod state;
 pub mod telemetry;
 pub mod wire;

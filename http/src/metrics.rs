@@ -6,13 +6,17 @@
 //! - `http_requests_total{method, route, status}`;
 //! - `http_request_duration_seconds{method, route, status}` (histogram);
 //! - `ratelimit_checked_total{endpoint, identifier_type}`;
-//! - `ratelimit_blocked_total{endpoint, identifier_type, reason}`, reason one of `tier`,
+//! - `ratelimit_blocked_total{endpoint, identifier_type, reason}`, reason one of `tier`, `ip`,
 //!   `card_ip`, `card_fingerprint`, `email_domain`, `global`, `auto_block`;
 //! - `ratelimit_redis_up` (gauge, 1 while checks go to Redis);
 //! - per chain (recorded by the transaction senders in the actors crate, through the same
 //!   recorder): `chain_gas_budget_per_hour{chain_id}`, `chain_gas_used_last_hour{chain_id}`,
 //!   `chain_gas_budget_exhausted{chain_id}` (gauge, 1 while transactions wait for the budget)
 //!   and `chain_gas_budget_exhausted_total{chain_id}` (episodes).
+//! - `http_connections_open` (gauge) and `http_connections_shed_total{reason}`, reason `global`
+//!   or `per_ip` (counted in [`crate::server::caps`]);
+//! - `http_connections_closed_total{reason}`, reason `header_timeout` or `idle_timeout`
+//!   (counted in [`crate::server::connection`]).
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

@@ -378,8 +378,10 @@ fn server_settings(
         listen: "127.0.0.1:0".parse()?,
         ..Settings::default()
     };
-    // Load from one loopback address: the rate limiter (measured by rate_limit_bench) is off.
+    // Load from one loopback address: the rate limiter (measured by rate_limit_bench) is off,
+    // and the per-address connection cap is the total one, so any client count fits.
     settings.rate_limit.enabled = false;
+    settings.http.connections_per_ip_max = settings.http.connections_max;
     settings.database.url = Secret::new(database_url.to_string());
     settings.chains = vec![ChainSettings {
         chain_id: CHAIN_ID,

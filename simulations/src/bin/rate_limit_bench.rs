@@ -181,6 +181,8 @@ fn settings(
         folder.join(format!("{mode:?}.db")).display()
     ));
     settings.rate_limit.enabled = mode != Mode::Off;
+    // Every client is on one loopback address: the connection cap must not be what limits.
+    settings.http.connections_per_ip_max = settings.http.connections_max;
     settings.rate_limit.key_prefix = prefix.to_string();
     settings.rate_limit.tiers.public = Tier {
         limit: args.limit,

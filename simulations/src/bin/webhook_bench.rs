@@ -263,8 +263,10 @@ fn run_once(
         listen: "127.0.0.1:0".parse()?,
         ..Settings::default()
     };
-    // Load from one loopback address: the rate limiter (measured by rate_limit_bench) is off.
+    // Load from one loopback address: the rate limiter (measured by rate_limit_bench) is off,
+    // and the per-address connection cap is the total one, so any client count fits.
     settings.rate_limit.enabled = false;
+    settings.http.connections_per_ip_max = settings.http.connections_max;
     settings.database.url = Secret::new(db.url.clone());
     if let Some(pool) = args.max_connections {
         settings.database.max_connections = pool;
