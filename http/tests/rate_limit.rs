@@ -415,6 +415,17 @@ async fn a_dashboard_session_is_counted_by_its_user_from_any_address() {
     let response = me(&forged).await.unwrap();
     assert_eq!(response.status(), 401);
     assert_eq!(header(&response, "x-ratelimit-limit"), Some(3));
+    // So does a session that has ended: the limiter makes the extractor's own check.
+    create_user(&app, "ended@example.org").await;
+    let c = login_from(&app, "ended@example.org", "198.51.100.3", agent).await;
+    let logout = with_session(&app, "POST", "/auth/logout", &c)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 200);
+    let response = me(&c).await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(header(&response, "x-ratelimit-limit"), Some(3));
     app.stop().await;
 }
 

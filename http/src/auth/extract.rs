@@ -40,9 +40,11 @@ impl FromRequestParts<AppState> for SessionAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(VerifiedSession(caller)) = parts.extensions.remove::<VerifiedSession>() {
+            return Ok(SessionAuth(caller));
+        }
         let context = RequestContext::of(parts, state);
-        let verified = parts.extensions.remove::<VerifiedSession>();
-        authenticate_session_with(state, &parts.headers, &context, verified)
+        authenticate_session(state, &parts.headers, &context)
             .await
             .map(SessionAuth)
     }
@@ -286,11 +288,18 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn of(parts: &Parts, state: &AppState) -> Self {
-        let peer = crate::extract::peer(&parts.extensions);
+        Self::from(&parts.extensions, &parts.headers, state)
+    }
+
+    pub fn from(
+        extensions: &axum::http::Extensions,
+        headers: &HeaderMap,
+        state: &AppState,
+    ) -> Self {
+        let peer = crate::extract::peer(extensions);
         Self {
-            ip: client_ip(state, peer, &parts.headers),
-            request_id: parts
-                .extensions
+            ip: client_ip(state, peer, headers),
+            request_id: extensions
                 .get::<RequestId>()
                 .and_then(|id| id.0.to_str().ok())
                 .map(str::to_string),
@@ -332,15 +341,16 @@ fn unauthenticated() -> ApiError {
     )
 }
 
-/// A session whose cookie verified earlier in this request (the rate limiter's lookup, which
-/// counts the request against its user), so the extractor does not read it again.
+/// A caller whose session [`authenticate_session`] accepted earlier in this request (the rate
+/// limiter's, which counts the request against its user), so the extractor does not check it
+/// again.
 #[derive(Debug, Clone)]
-pub struct VerifiedSession(pub DashboardSessionRecord);
+pub struct VerifiedSession(pub DashboardCaller);
 
 /// The session whose id and secret the request's cookie carries, if it has one that verifies
 /// (constant-time comparison of the secret's hash). Says nothing about expiry or revocation:
 /// [`authenticate_session`] checks those against the user.
-pub async fn session_of_cookie(
+async fn session_of_cookie(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<DashboardSessionRecord>, ApiError> {
@@ -363,36 +373,24 @@ pub async fn session_of_cookie(
     Ok(session.filter(|s| secret_matches(secret, &s.token_hash)))
 }
 
-/// The caller behind the request's session cookie. Also flags a session whose request breaks
-/// the user's IP binding (once, with an audit row) and moves `last_activity` at most once per
-/// `auth.activity_write_interval_secs`.
+/// The one check of a dashboard session cookie, for the extractors and the rate limiter
+/// alike: the secret matches (constant time), and the session is not revoked, expired, idle
+/// for `auth.session_idle_timeout_mins` or from before the user's security stamp changed.
+/// Also flags a session whose request breaks the user's IP binding (once, with an audit row)
+/// and moves `last_activity` at most once per `auth.activity_write_interval_secs`.
 pub async fn authenticate_session(
     state: &AppState,
     headers: &HeaderMap,
     context: &RequestContext,
-) -> Result<DashboardCaller, ApiError> {
-    authenticate_session_with(state, headers, context, None).await
-}
-
-/// As [`authenticate_session`], with the session already verified from the cookie when
-/// `verified` is given.
-async fn authenticate_session_with(
-    state: &AppState,
-    headers: &HeaderMap,
-    context: &RequestContext,
-    verified: Option<VerifiedSession>,
 ) -> Result<DashboardCaller, ApiError> {
     if !has_session_cookie(state, headers) {
         return Err(ApiError::authentication(
             "this endpoint needs a session cookie; log in",
         ));
     }
-    let session = match verified {
-        Some(VerifiedSession(session)) => session,
-        None => session_of_cookie(state, headers)
-            .await?
-            .ok_or_else(unauthenticated)?,
-    };
+    let session = session_of_cookie(state, headers)
+        .await?
+        .ok_or_else(unauthenticated)?;
     let storage = state.storage();
     let user = storage
         .dashboard_user(&session.user_id)

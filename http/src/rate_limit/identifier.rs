@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use axum::http::{HeaderMap, header};
 
 use crate::auth::api_keys::VerifiedKey;
-use crate::auth::extract::{VerifiedSession, key_bearer};
+use crate::auth::extract::{
+    RequestContext, VerifiedSession, authenticate_session, has_session_cookie, key_bearer,
+};
 use crate::extract::VerifiedWallet;
 use crate::state::AppState;
 
@@ -49,15 +51,18 @@ pub enum Verified {
     Wallet(VerifiedWallet),
 }
 
-/// Resolves the caller, in this order, each only once its credential verified:
-/// 1. an organisation API key or one of its access tokens in `Authorization` →
-///    `ApiKey(key id)` (the dashboard extractor also lets a key win over a cookie);
-/// 2. a dashboard session cookie whose secret matches → `User(user id)`;
-/// 3. a wallet access token that verifies → `User(wallet)`;
-/// 4. otherwise the client IP.
+/// Resolves the caller, in this order, each only once its credential passed the same check
+/// the endpoint's extractor makes (and is then handed to it):
+/// 1. an organisation API key in `Authorization: Bearer sk_…`, or one of its access tokens,
+///    that verifies and is not revoked → `ApiKey(key id)` (the dashboard extractor also lets a
+///    key win over a cookie);
+/// 2. a dashboard session cookie of a live session → `User(user id)`;
+/// 3. a wallet access token of a live session → `User(wallet)`;
+/// 4. otherwise `ip` (the client's, IPv6 by /64).
 pub async fn identify(
     state: &AppState,
     headers: &HeaderMap,
+    context: &RequestContext,
     ip: IpAddr,
 ) -> (Identifier, Option<Verified>) {
     if let Some(bearer) = key_bearer(headers) {
@@ -70,16 +75,17 @@ pub async fn identify(
             Err(_) => (Identifier::Ip(ip), None),
         };
     }
-    match crate::auth::extract::session_of_cookie(state, headers).await {
-        Ok(Some(session)) => {
-            return (
-                Identifier::User(session.user_id.clone()),
-                Some(Verified::Session(VerifiedSession(session))),
-            );
+    if has_session_cookie(state, headers) {
+        match authenticate_session(state, headers, context).await {
+            Ok(caller) => {
+                return (
+                    Identifier::User(caller.user.id.clone()),
+                    Some(Verified::Session(VerifiedSession(caller))),
+                );
+            }
+            // The endpoint checks it again and answers 401; counted by IP meanwhile.
+            Err(error) => tracing::debug!(?error, "rate limit: the session does not verify"),
         }
-        Ok(None) => {}
-        // The endpoint reads it again and reports; the request is counted by IP.
-        Err(error) => tracing::debug!(?error, "rate limit: session lookup failed"),
     }
     if headers.contains_key(header::AUTHORIZATION)
         && let Ok(principal) = crate::extract::authenticate_headers(state, headers).await

@@ -141,10 +141,12 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
         return next.run(request).await;
     }
     let route = route.unwrap_or_else(|| UNMATCHED_ROUTE.to_string());
-    let peer = crate::extract::peer(request.extensions());
+    let context =
+        crate::auth::extract::RequestContext::from(request.extensions(), request.headers(), &state);
     // Every IP-keyed limit counts an IPv6 client by its /64.
-    let ip = crate::net::ip_key(crate::extract::client_ip(&state, peer, request.headers()));
-    let (who, verified) = super::identifier::identify(&state, request.headers(), ip).await;
+    let ip = crate::net::ip_key(context.ip);
+    let (who, verified) =
+        super::identifier::identify(&state, request.headers(), &context, ip).await;
     match verified {
         Some(super::identifier::Verified::Session(session)) => {
             request.extensions_mut().insert(session);
