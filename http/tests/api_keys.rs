@@ -35,16 +35,6 @@ on_both_databases!(
 );
 
 const DAY_MS: i64 = 86_400_000;
-const ALL_POLICIES: [&str; 8] = [
-    "audit:read",
-    "donations:read",
-    "donations:write",
-    "keys:admin",
-    "ledger:read",
-    "organisations:read",
-    "organisations:write",
-    "tokens:issue",
-];
 
 struct Org {
     id: String,

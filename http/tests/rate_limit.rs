@@ -43,15 +43,21 @@ fn limited(s: &mut Settings, prefix: &str, redis: Option<&str>) {
     s.redis_url = redis.map(Secret::new);
 }
 
-/// Deletes every key under `prefix`.
-async fn delete_keys(url: &str, prefix: &str) {
+/// The keys under `prefix`, and a connection.
+async fn keys_under(url: &str, prefix: &str) -> (Vec<String>, redis::aio::MultiplexedConnection) {
     let client = redis::Client::open(url).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
+    let keys = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query_async(&mut connection)
         .await
         .unwrap();
+    (keys, connection)
+}
+
+/// Deletes every key under `prefix`.
+async fn delete_keys(url: &str, prefix: &str) {
+    let (keys, mut connection) = keys_under(url, prefix).await;
     if !keys.is_empty() {
         let _: () = redis::cmd("DEL")
             .arg(keys)
@@ -158,11 +164,11 @@ async fn redis_limits_answer_429_with_the_seeds_headers_and_body() {
 /// Made-up methods (405) and unknown paths (404) count against the caller's tier like any
 /// request: the key is the tier and the caller, never the method. With Redis they make no new
 /// keys.
-async fn made_up_methods_count_against_the_tier(redis: Option<&str>) {
+async fn made_up_methods_count_against_the_tier(backend: Backend, redis: Option<&str>) {
     let prefix = unique_prefix();
-    let app = TestApp::start_with(Backend::Sqlite, |s| limited(s, &prefix, redis))
-        .await
-        .unwrap();
+    let Some(app) = TestApp::start_with(backend, |s| limited(s, &prefix, redis)).await else {
+        return;
+    };
     for (i, method) in ["FROB", "BREW", "X-ANYTHING"].into_iter().enumerate() {
         let response = app
             .client
@@ -186,13 +192,7 @@ async fn made_up_methods_count_against_the_tier(redis: Option<&str>) {
         assert_eq!(response.status(), 429, "{method}");
     }
     if let Some(url) = redis {
-        let client = redis::Client::open(url).unwrap();
-        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}*"))
-            .query_async(&mut connection)
-            .await
-            .unwrap();
+        let (keys, _) = keys_under(url, &prefix).await;
         // The tier's counter and the address's refusal count.
         assert!(keys.len() <= 2, "{keys:?}");
         delete_keys(url, &prefix).await;
@@ -200,19 +200,20 @@ async fn made_up_methods_count_against_the_tier(redis: Option<&str>) {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn made_up_methods_count_against_the_tier_in_memory() {
-    made_up_methods_count_against_the_tier(None).await;
+/// In memory, and through Redis when there is one.
+async fn made_up_methods_count_against_the_tier_in_memory_and_redis(backend: Backend) {
+    made_up_methods_count_against_the_tier(backend, None).await;
+    match redis_url() {
+        Some(url) => made_up_methods_count_against_the_tier(backend, Some(&url)).await,
+        None => eprintln!("TEST_REDIS_URL is not set: skipping the Redis half"),
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn made_up_methods_count_against_the_tier_through_redis() {
-    let Some(url) = redis_url() else {
-        eprintln!("TEST_REDIS_URL is not set: skipping");
-        return;
-    };
-    made_up_methods_count_against_the_tier(Some(&url)).await;
-}
+on_both_databases!(
+    made_up_methods_count_against_the_tier_in_memory_and_redis,
+    fresh_identities_do_not_multiply_an_addresss_budget,
+    a_flood_of_fresh_keys_neither_resets_a_limit_nor_lifts_a_block_in_memory,
+);
 
 /// A request from `ip` (the loopback peer is a trusted proxy in these tests).
 async fn get_from(app: &TestApp, path: &str, ip: &str, token: Option<&str>) -> reqwest::Response {
@@ -226,10 +227,9 @@ async fn get_from(app: &TestApp, path: &str, ip: &str, token: Option<&str>) -> r
 /// Every fresh wallet is a new identity, but an address's budget is shared: the identity
 /// tier counts the wallet, and the same tier at `identities_per_ip` times its limit counts the
 /// address. IPv6 addresses count by their /64.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fresh_identities_do_not_multiply_an_addresss_budget() {
+async fn fresh_identities_do_not_multiply_an_addresss_budget(backend: Backend) {
     let prefix = unique_prefix();
-    let app = TestApp::start_with(Backend::Sqlite, |s| {
+    let Some(app) = TestApp::start_with(backend, |s| {
         limited(s, &prefix, None);
         s.http.trusted_proxies = vec!["127.0.0.1".into()];
         s.rate_limit.tiers.dashboard = Tier {
@@ -247,7 +247,9 @@ async fn fresh_identities_do_not_multiply_an_addresss_budget() {
         };
     })
     .await
-    .unwrap();
+    else {
+        return;
+    };
     let mut tokens = Vec::new();
     for _ in 0..3 {
         tokens.push(app.access_token(&Wallet::random()).await);
@@ -284,17 +286,20 @@ async fn fresh_identities_do_not_multiply_an_addresss_budget() {
 /// In memory, counters and blocks are kept apart and a full cache forgets idle counters
 /// before exhausted ones: a flood of fresh identities from other addresses neither resets an
 /// exhausted limit nor lifts a block.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_fresh_keys_neither_resets_a_limit_nor_lifts_a_block_in_memory() {
+async fn a_flood_of_fresh_keys_neither_resets_a_limit_nor_lifts_a_block_in_memory(
+    backend: Backend,
+) {
     let prefix = unique_prefix();
-    let app = TestApp::start_with(Backend::Sqlite, |s| {
+    let Some(app) = TestApp::start_with(backend, |s| {
         limited(s, &prefix, None);
         s.http.trusted_proxies = vec!["127.0.0.1".into()];
         s.rate_limit.memory_keys_max = 1_000;
         s.rate_limit.auto_block.blocks_max = 2;
     })
     .await
-    .unwrap();
+    else {
+        return;
+    };
     // One address exhausted, another blocked.
     for _ in 0..3 {
         assert_eq!(
@@ -871,11 +876,19 @@ mod card_testing {
     /// Donations through the Stripe stand-in, with the card-testing limits small and the
     /// loopback peer a trusted proxy, so `X-Forwarded-For` picks the donor's IP.
     async fn start(prefix: &str, global: u64) -> (TestApp, StripeStandIn, String) {
+        start_on(Backend::Sqlite, prefix, global).await.unwrap()
+    }
+
+    async fn start_on(
+        backend: Backend,
+        prefix: &str,
+        global: u64,
+    ) -> Option<(TestApp, StripeStandIn, String)> {
         let stripe = StripeStandIn::start(SECRET_KEY, WEBHOOK_SECRET)
             .await
             .unwrap();
         let base_url = stripe.base_url();
-        let app = TestApp::start_with(Backend::Sqlite, |s| {
+        let app = TestApp::start_with(backend, |s| {
             limited(s, prefix, None);
             s.stripe.secret_key = Some(Secret::new(SECRET_KEY));
             s.stripe.webhook_secrets = vec![Secret::new(WEBHOOK_SECRET)];
@@ -887,8 +900,7 @@ mod card_testing {
             card.per_disposable_domain = tier(3, 3600);
             card.global = tier(global, 60);
         })
-        .await
-        .unwrap();
+        .await?;
         let storage = app.app().state().storage();
         let new = NewOrganisation {
             name: "Clean Water".into(),
@@ -902,7 +914,7 @@ mod card_testing {
         add_fund(storage, &app.clock, &org.id, "Wells", None)
             .await
             .unwrap();
-        (app, stripe, org.id)
+        Some((app, stripe, org.id))
     }
 
     async fn donate(app: &TestApp, token: &str, org: &str, ip: &str, email: &str) -> (u16, Value) {
@@ -973,12 +985,15 @@ mod card_testing {
         app.stop().await;
     }
 
+    on_both_databases!(unauthenticated_requests_do_not_spend_the_global_donation_budget);
+
     /// Anonymous or malformed donation requests are refused before the platform-wide and
     /// fingerprint budgets are spent, so they cannot starve a signed-in donor.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn unauthenticated_requests_do_not_spend_the_global_donation_budget() {
+    async fn unauthenticated_requests_do_not_spend_the_global_donation_budget(backend: Backend) {
         let prefix = unique_prefix();
-        let (app, stripe, org) = start(&prefix, 20).await;
+        let Some((app, stripe, org)) = start_on(backend, &prefix, 20).await else {
+            return;
+        };
         for n in 0..25 {
             let request = app
                 .client

@@ -28,7 +28,7 @@ use ampflow_standins::stripe::StripeStandIn;
 use ampflow_storage::testdb::Backend;
 use ampflow_types::Clock;
 use base64::Engine;
-use common::dashboard::{Session, create_member, dashboard_settings, login};
+use common::dashboard::{ALL_POLICIES, Session, create_member, dashboard_settings, login};
 use common::partner::{donation_body, http_date, sign};
 use common::{TestApp, Wallet};
 use hmac::{KeyInit, Mac};
@@ -41,16 +41,6 @@ const STRIPE_WEBHOOK_SECRET: &str = "whsec_matrix";
 const VERIFF_API_KEY: &str = "veriff-matrix-api-key";
 const VERIFF_SECRET: &str = "veriff-matrix-shared-secret";
 const CHAIN: u64 = 31337;
-const ALL_POLICIES: [&str; 8] = [
-    "audit:read",
-    "donations:read",
-    "donations:write",
-    "keys:admin",
-    "ledger:read",
-    "organisations:read",
-    "organisations:write",
-    "tokens:issue",
-];
 /// What a member's role holds; an admin holds every policy.
 const MEMBER_POLICIES: [&str; 3] = ["donations:read", "ledger:read", "organisations:read"];
 

@@ -102,16 +102,12 @@ pub fn breaks_binding(
 
 /// The /24 of an IPv4 address or the /64 of an IPv6 one.
 fn subnet(ip: IpAddr) -> IpAddr {
-    match ip {
+    match crate::net::ip_key(ip) {
         IpAddr::V4(v4) => {
             let [a, b, c, _] = v4.octets();
             IpAddr::from([a, b, c, 0])
         }
-        IpAddr::V6(v6) => {
-            let mut segments = v6.segments();
-            segments[4..].fill(0);
-            IpAddr::from(segments)
-        }
+        v6 => v6,
     }
 }
 

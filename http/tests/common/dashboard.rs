@@ -9,6 +9,17 @@ use serde_json::Value;
 use super::TestApp;
 
 pub const PASSWORD: &str = "correct horse battery staple";
+/// Every API key policy.
+pub const ALL_POLICIES: [&str; 8] = [
+    "audit:read",
+    "donations:read",
+    "donations:write",
+    "keys:admin",
+    "ledger:read",
+    "organisations:read",
+    "organisations:write",
+    "tokens:issue",
+];
 pub const CHROME_WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 pub const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
 
