@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use ampflow_storage::{SessionRecord, Storage};
 use ampflow_types::{UnixMillis, WalletAddress};
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 use crate::identity_error::IdentityError;
 
@@ -20,16 +20,17 @@ use crate::identity_error::IdentityError;
 /// dropped; if every entry is fresh the cache is emptied (a miss only costs a read).
 const SESSIONS_CACHED_MAX: usize = 65_536;
 
-/// What the gate needs of a session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the gate needs of a session (small and `Copy`: a check allocates nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SessionState {
-    address: String,
+    /// `None` when the stored address does not parse (never a live session).
+    address: Option<WalletAddress>,
     expires_at_ms: UnixMillis,
     revoked: bool,
     chain_id: Option<u64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Cached {
     /// `None`: no such session.
     session: Option<SessionState>,
@@ -39,7 +40,8 @@ struct Cached {
 pub struct SessionGate {
     storage: Storage,
     recheck_ms: i64,
-    entries: Mutex<HashMap<String, Cached>>,
+    /// Read-locked on every check, write-locked only to record a read or a revocation.
+    entries: RwLock<HashMap<String, Cached>>,
 }
 
 impl std::fmt::Debug for SessionGate {
@@ -55,7 +57,7 @@ impl SessionGate {
         Self {
             storage,
             recheck_ms,
-            entries: Mutex::new(HashMap::new()),
+            entries: RwLock::new(HashMap::new()),
         }
     }
 
@@ -69,21 +71,21 @@ impl SessionGate {
     ) -> Result<Option<u64>, IdentityError> {
         let cached = self
             .entries
-            .lock()
+            .read()
             .get(session_id)
             .filter(|c| now - c.read_at_ms < self.recheck_ms)
-            .cloned();
+            .copied();
         let session = match cached {
             Some(cached) => cached.session,
             None => {
                 let read = self.storage.find_session(session_id).await?;
                 let session = read.as_ref().map(state_of);
-                self.put(session_id, session.clone(), now);
+                self.put(session_id, session, now);
                 session
             }
         };
         match session {
-            Some(s) if !s.revoked && now < s.expires_at_ms && s.address == address.to_string() => {
+            Some(s) if !s.revoked && now < s.expires_at_ms && s.address == Some(*address) => {
                 Ok(s.chain_id)
             }
             _ => Err(IdentityError::SessionInvalid),
@@ -99,7 +101,7 @@ impl SessionGate {
     /// Records that this process just revoked `session_id`: its tokens stop working here at
     /// once, and elsewhere within the recheck interval.
     pub fn revoked(&self, session_id: &str, now: UnixMillis) {
-        let mut entries = self.entries.lock();
+        let mut entries = self.entries.write();
         match entries.get_mut(session_id) {
             Some(cached) => {
                 if let Some(session) = &mut cached.session {
@@ -114,7 +116,7 @@ impl SessionGate {
     }
 
     fn put(&self, session_id: &str, session: Option<SessionState>, now: UnixMillis) {
-        let mut entries = self.entries.lock();
+        let mut entries = self.entries.write();
         if entries.len() >= SESSIONS_CACHED_MAX && !entries.contains_key(session_id) {
             entries.retain(|_, c| now - c.read_at_ms < self.recheck_ms);
             if entries.len() >= SESSIONS_CACHED_MAX {
@@ -133,7 +135,7 @@ impl SessionGate {
 
 fn state_of(session: &SessionRecord) -> SessionState {
     SessionState {
-        address: session.address.clone(),
+        address: WalletAddress::parse(&session.address).ok(),
         expires_at_ms: session.expires_at_ms,
         revoked: session.revoked_at_ms.is_some(),
         chain_id: session.chain_id,

@@ -82,16 +82,12 @@ pub fn router(state: AppState) -> Router {
     // Outermost last: the envelope (request id, timeout, headers) wraps everything, so 429s
     // and 403s get it too; the metrics wrap the envelope, so they count every answer the
     // client gets (the limiter's refusals, 413s, timeouts and caught panics included). The
-    // edge rule runs after the limiter, so requests it refuses still count.
+    // limiter's layer applies the edge rule after counting, so requests it refuses count too.
     router
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::edge::enforce,
-        ))
         .layer(axum::middleware::from_fn_with_state(
             state,
             crate::rate_limit::layer::enforce,

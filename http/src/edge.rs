@@ -1,5 +1,6 @@
-//! The edge rule for text and bodies: one layer every request passes before any extractor or
-//! handler, plus the JSON checks every JSON extractor makes.
+//! The edge rule for text and bodies: one check every request passes before any extractor or
+//! handler (applied by the rate-limit layer, after counting), plus the JSON checks every JSON
+//! extractor makes.
 //!
 //! - **Text.** The path and the query string, percent-decoded, may not hold control characters
 //!   (U+0000–U+001F, U+007F): 400 `invalid_request` before anything reaches storage (PostgreSQL
@@ -16,23 +17,16 @@
 //!   cross-site form cannot send without a CORS preflight.
 
 use axum::body::HttpBody;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match check(&state, &request) {
-        Ok(()) => next.run(request).await,
-        Err(error) => error.into_response(),
-    }
-}
-
-fn check(state: &AppState, request: &Request) -> Result<(), ApiError> {
+/// The rule for one request, applied by the rate-limit layer after it counted the request
+/// (`rate_limit::layer`), before any extractor or handler.
+pub fn check(state: &AppState, request: &Request) -> Result<(), ApiError> {
     let uri = request.uri();
     if has_control_character(uri.path().as_bytes()) {
         return Err(ApiError::invalid_param(

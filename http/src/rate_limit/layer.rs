@@ -128,17 +128,27 @@ fn rules(
     rules
 }
 
+/// The edge rule for text and bodies ([`crate::edge`]), once the limiter has counted the
+/// request (so requests it refuses count too), then the route. One layer for both: a layer
+/// costs a boxed future per request.
+async fn onward(state: &AppState, request: Request, next: Next) -> Response {
+    match crate::edge::check(state, &request) {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
 pub async fn enforce(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let config = &state.settings().rate_limit;
     if !config.enabled {
-        return next.run(request).await;
+        return onward(&state, request, next).await;
     }
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string());
     if route.as_deref().is_some_and(|r| config.is_exempt(r)) {
-        return next.run(request).await;
+        return onward(&state, request, next).await;
     }
     let route = route.unwrap_or_else(|| UNMATCHED_ROUTE.to_string());
     let context =
@@ -212,7 +222,7 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
     };
     match verdict {
         Verdict::Allowed { binding } => {
-            let mut response = next.run(request).await;
+            let mut response = onward(&state, request, next).await;
             if let Some(headline) = binding {
                 set_headers(&mut response, headline);
             }
