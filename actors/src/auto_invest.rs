@@ -421,7 +421,12 @@ impl Executors {
                 continue;
             }
             let notify = Arc::new(Notify::new());
-            let handle = tokio::spawn(inner.clone().run(chain_id, notify.clone()));
+            let (shared, wake) = (inner.clone(), notify.clone());
+            let handle = inner.storage.supervisor().spawn(
+                "executor",
+                format!("auto-invest executor chain {chain_id}"),
+                move || shared.clone().run(chain_id, wake.clone()),
+            );
             running.push((chain_id, notify, handle));
         }
         Arc::new(Self {
@@ -485,6 +490,7 @@ impl ExecutorShared {
     }
 
     async fn tick(&self, chain_id: u64) -> Result<(), TickError> {
+        fail::fail_point!("executor_panic");
         let Ok((chain, settings, service)) = enabled(&self.chains, &self.senders, chain_id) else {
             return Ok(());
         };

@@ -119,7 +119,28 @@ impl<S: BatchSpec> Batchers<S> {
         running.insert(group.clone(), notify.clone());
         let this = self.clone();
         let group = group.clone();
-        tokio::spawn(async move { this.run(group, notify).await });
+        let supervisor = self.storage.supervisor().clone();
+        let name = format!(
+            "{} batcher chain {} issuer {}",
+            self.spec.purpose(),
+            group.chain_id,
+            group.issuer.as_deref().unwrap_or("-")
+        );
+        tokio::spawn(async move {
+            let (me, mine) = (this.clone(), notify.clone());
+            let key = group.clone();
+            supervisor
+                .supervise("batcher", name, move || {
+                    me.clone().run(key.clone(), mine.clone())
+                })
+                .await;
+            // A batcher given up is forgotten, so the group's next request starts a new one. (A
+            // batcher that finished has removed itself, and a successor it started stays.)
+            let mut running = this.running.lock();
+            if running.get(&group).is_some_and(|n| Arc::ptr_eq(n, &notify)) {
+                running.remove(&group);
+            }
+        });
     }
 
     async fn run(self: Arc<Self>, group: WorkGroup, notify: Arc<Notify>) {
@@ -159,6 +180,7 @@ impl<S: BatchSpec> Batchers<S> {
     }
 
     async fn step(&self, group: &WorkGroup) -> Result<Step, StorageError> {
+        fail::fail_point!("batcher_panic");
         let Some(settings) = self.spec.settings(group.chain_id) else {
             tracing::error!(
                 kind = self.spec.purpose(),

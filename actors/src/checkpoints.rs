@@ -270,13 +270,18 @@ impl Checkpoints {
         }
         let me = self.clone();
         let period = self.0.settings.interval.max(Duration::from_millis(10));
-        Some(tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(period);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                if let Err(error) = me.build_due().await {
-                    tracing::warn!(%error, "building ledger checkpoints failed; trying again next tick");
+        let supervisor = self.0.storage.supervisor().clone();
+        Some(supervisor.spawn("checkpoints", "checkpoint job", move || {
+            let me = me.clone();
+            async move {
+                let mut ticker = tokio::time::interval(period);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticker.tick().await;
+                    fail::fail_point!("checkpoint_job_panic");
+                    if let Err(error) = me.build_due().await {
+                        tracing::warn!(%error, "building ledger checkpoints failed; trying again next tick");
+                    }
                 }
             }
         }))

@@ -72,7 +72,12 @@ impl Ledger {
         for _ in 0..2 {
             let sender = self.actor(organisation_id);
             match sender.send(job).await {
-                Ok(()) => return answer.await.map_err(|_| LedgerError::ShuttingDown)?,
+                Ok(()) => {
+                    // Dropped unanswered: the writer panicked holding it (and restarted).
+                    return answer.await.map_err(|_| {
+                        LedgerError::Storage("the append was abandoned by its writer".into())
+                    })?;
+                }
                 Err(mpsc::error::SendError(returned)) => {
                     let mut actors = self.actors.lock();
                     if actors
@@ -97,15 +102,22 @@ impl Ledger {
         }
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         actors.insert(organisation_id.to_string(), sender.clone());
-        tokio::spawn(run(
-            organisation_id.to_string(),
-            receiver,
-            sender.clone(),
-            self.storage.clone(),
-            self.clock.clone(),
-            self.batch_max,
-            self.actors.clone(),
-        ));
+        let writer = Arc::new(Writer {
+            organisation_id: organisation_id.to_string(),
+            queue: tokio::sync::Mutex::new(receiver),
+            me: Mutex::new(Some(sender.clone())),
+            storage: self.storage.clone(),
+            clock: self.clock.clone(),
+            batch_max: self.batch_max,
+            actors: self.actors.clone(),
+        });
+        // After a panic the writer starts again on the same queue: the entries it held were
+        // answered with an error (their appends are not acknowledged), the rest wait.
+        self.storage.supervisor().spawn(
+            "ledger",
+            format!("ledger writer {organisation_id}"),
+            move || writer.clone().run(),
+        );
         sender
     }
 
@@ -115,61 +127,72 @@ impl Ledger {
     }
 }
 
-async fn run(
+/// One organisation's writer: what survives a restart of its task.
+struct Writer {
     organisation_id: String,
-    mut queue: mpsc::Receiver<Job>,
-    me: mpsc::Sender<Job>,
+    queue: tokio::sync::Mutex<mpsc::Receiver<Job>>,
+    /// Held only until the writer idles out, so the channel closes once the map lets go.
+    me: Mutex<Option<mpsc::Sender<Job>>>,
     storage: Storage,
     clock: Arc<dyn Clock>,
     batch_max: usize,
     actors: Arc<Mutex<HashMap<String, mpsc::Sender<Job>>>>,
-) {
-    // Held only until the actor idles out, so the channel closes once the map lets go.
-    let mut me = Some(me);
-    let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
-    loop {
-        let received =
-            match tokio::time::timeout(IDLE_STOP, queue.recv_many(&mut jobs, batch_max)).await {
-                Ok(n) => n,
-                Err(_) => {
-                    // Idle: leave the map (if still there), then finish whatever arrives until
-                    // every appender has let go of the channel.
-                    if let Some(me) = me.take() {
-                        let mut map = actors.lock();
-                        if map
-                            .get(&organisation_id)
-                            .is_some_and(|s| s.same_channel(&me))
-                        {
-                            map.remove(&organisation_id);
+}
+
+impl Writer {
+    async fn run(self: Arc<Self>) {
+        let organisation_id = &self.organisation_id;
+        let mut queue = self.queue.lock().await;
+        let mut jobs: Vec<Job> = Vec::with_capacity(self.batch_max);
+        loop {
+            let received =
+                match tokio::time::timeout(IDLE_STOP, queue.recv_many(&mut jobs, self.batch_max))
+                    .await
+                {
+                    Ok(n) => n,
+                    Err(_) => {
+                        // Idle: leave the map (if still there), then finish whatever arrives until
+                        // every appender has let go of the channel.
+                        if let Some(me) = self.me.lock().take() {
+                            let mut map = self.actors.lock();
+                            if map
+                                .get(organisation_id)
+                                .is_some_and(|s| s.same_channel(&me))
+                            {
+                                map.remove(organisation_id);
+                            }
                         }
+                        continue;
                     }
-                    continue;
-                }
-            };
-        if received == 0 {
-            return;
-        }
-        let (entries, replies): (Vec<NewLedgerEntry>, Vec<_>) = jobs.drain(..).unzip();
-        let result = storage
-            .append_ledger_group(&organisation_id, entries, clock.now_ms())
-            .await;
-        match result {
-            Ok(records) if records.len() == replies.len() => {
-                for (reply, record) in replies.into_iter().zip(records) {
-                    let _ = reply.send(Ok(record));
-                }
+                };
+            if received == 0 {
+                return;
             }
-            Ok(records) => {
-                tracing::error!(organisation = %organisation_id, entries = replies.len(), answered = records.len(), "ledger append answered the wrong number of entries");
-                for reply in replies {
-                    let _ = reply.send(Err(LedgerError::Storage("internal batching error".into())));
+            let (entries, replies): (Vec<NewLedgerEntry>, Vec<_>) = jobs.drain(..).unzip();
+            fail::fail_point!("ledger_writer_panic");
+            let result = self
+                .storage
+                .append_ledger_group(organisation_id, entries, self.clock.now_ms())
+                .await;
+            match result {
+                Ok(records) if records.len() == replies.len() => {
+                    for (reply, record) in replies.into_iter().zip(records) {
+                        let _ = reply.send(Ok(record));
+                    }
                 }
-            }
-            Err(error) => {
-                tracing::warn!(organisation = %organisation_id, entries = replies.len(), %error, "ledger append failed");
-                let error = LedgerError::Storage(error.to_string());
-                for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
+                Ok(records) => {
+                    tracing::error!(organisation = %organisation_id, entries = replies.len(), answered = records.len(), "ledger append answered the wrong number of entries");
+                    for reply in replies {
+                        let _ =
+                            reply.send(Err(LedgerError::Storage("internal batching error".into())));
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(organisation = %organisation_id, entries = replies.len(), %error, "ledger append failed");
+                    let error = LedgerError::Storage(error.to_string());
+                    for reply in replies {
+                        let _ = reply.send(Err(error.clone()));
+                    }
                 }
             }
         }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ampflow_runtime::{RestartPolicy, Supervisor};
 use ampflow_storage::Storage;
 use ampflow_types::Clock;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -92,10 +93,17 @@ pub struct ActorSystem {
     stripe: Option<Arc<StripeClient>>,
     clock: Arc<dyn Clock>,
     chores: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+    supervisor: Supervisor,
 }
 
 impl ActorSystem {
     pub async fn start(config: SystemConfig) -> Result<Self, StartError> {
+        // Background tasks get the entity actors' restart budget.
+        config.storage.supervisor().set_policy(RestartPolicy {
+            restarts_max: config.runtime.restarts_max,
+            window: config.runtime.restart_window,
+            ..RestartPolicy::default()
+        });
         let tokens = TokenService::load_or_create(
             &config.storage,
             config.jwt_private_key_pem.as_ref(),
@@ -269,16 +277,20 @@ impl ActorSystem {
             faucet_batchers,
         );
 
+        let supervisor = config.storage.supervisor();
         let mut chores = vec![
-            spawn_sweeper(wallets.clone()),
-            spawn_sweeper(faucet_requests.clone()),
-            spawn_sweeper(auto_invest_tasks.clone()),
-            spawn_sweeper(donation_actors.clone()),
+            spawn_sweeper(supervisor, wallets.clone()),
+            spawn_sweeper(supervisor, faucet_requests.clone()),
+            spawn_sweeper(supervisor, auto_invest_tasks.clone()),
+            spawn_sweeper(supervisor, donation_actors.clone()),
             spawn_janitor(config.storage.clone(), config.clock.clone()),
         ];
         chores.extend(checkpoints.spawn_job());
         if donations.takes_donations() {
-            chores.push(spawn_orphaned_donation_sweeper(donations.clone()));
+            chores.push(spawn_orphaned_donation_sweeper(
+                supervisor,
+                donations.clone(),
+            ));
         }
         let whitelisting = Whitelisting::new(
             config.chains.clone(),
@@ -319,6 +331,7 @@ impl ActorSystem {
             stripe,
             clock: config.clock.clone(),
             chores: parking_lot::Mutex::new(chores),
+            supervisor: supervisor.clone(),
         })
     }
 
@@ -386,6 +399,11 @@ impl ActorSystem {
         &self.wallets
     }
 
+    /// The supervisor of the background tasks (batchers, writers, senders, executors, jobs).
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
     /// True while the supervision tree runs.
     pub fn is_running(&self) -> bool {
         matches!(self.root.get_status(), ractor::ActorStatus::Running)
@@ -414,22 +432,29 @@ impl ActorSystem {
     }
 }
 
-fn spawn_sweeper<A: EntityActor>(wallets: Arc<Registry<A>>) -> JoinHandle<()> {
+fn spawn_sweeper<A: EntityActor>(
+    supervisor: &Supervisor,
+    wallets: Arc<Registry<A>>,
+) -> JoinHandle<()> {
     let period = (wallets.settings().idle_timeout / 4)
         .clamp(Duration::from_millis(50), Duration::from_secs(30));
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failures_read = Instant::now();
-        loop {
-            ticker.tick().await;
-            if failures_read.elapsed() >= FAILURES_REFRESH_PERIOD {
-                wallets.refresh_failures().await;
-                failures_read = Instant::now();
-            }
-            let retired = wallets.retire_idle();
-            if retired > 0 {
-                tracing::debug!(kind = A::KIND, retired, "retired idle actors");
+    supervisor.spawn("sweeper", format!("{} sweeper", A::KIND), move || {
+        let wallets = wallets.clone();
+        async move {
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failures_read = Instant::now();
+            loop {
+                ticker.tick().await;
+                fail::fail_point!("sweeper_panic");
+                if failures_read.elapsed() >= FAILURES_REFRESH_PERIOD {
+                    wallets.refresh_failures().await;
+                    failures_read = Instant::now();
+                }
+                let retired = wallets.retire_idle();
+                if retired > 0 {
+                    tracing::debug!(kind = A::KIND, retired, "retired idle actors");
+                }
             }
         }
     })
@@ -437,17 +462,26 @@ fn spawn_sweeper<A: EntityActor>(wallets: Arc<Registry<A>>) -> JoinHandle<()> {
 
 /// Every [`ORPHAN_SWEEP_PERIOD`], donations a crash left without their PaymentIntent get
 /// it (same idempotency key), or are failed once too old.
-fn spawn_orphaned_donation_sweeper(donations: Donations) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(ORPHAN_SWEEP_PERIOD);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            match donations.resume_orphaned().await {
-                Ok(sweep) if sweep == Default::default() => {}
-                Ok(sweep) => tracing::info!(?sweep, "swept donations left without a PaymentIntent"),
-                Err(error) => {
-                    tracing::warn!(%error, "could not sweep donations left without a PaymentIntent")
+fn spawn_orphaned_donation_sweeper(
+    supervisor: &Supervisor,
+    donations: Donations,
+) -> JoinHandle<()> {
+    supervisor.spawn("orphan_sweeper", "orphaned donation sweeper", move || {
+        let donations = donations.clone();
+        async move {
+            let mut ticker = tokio::time::interval(ORPHAN_SWEEP_PERIOD);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                fail::fail_point!("orphan_sweeper_panic");
+                match donations.resume_orphaned().await {
+                    Ok(sweep) if sweep == Default::default() => {}
+                    Ok(sweep) => {
+                        tracing::info!(?sweep, "swept donations left without a PaymentIntent")
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "could not sweep donations left without a PaymentIntent")
+                    }
                 }
             }
         }
@@ -455,16 +489,21 @@ fn spawn_orphaned_donation_sweeper(donations: Donations) -> JoinHandle<()> {
 }
 
 fn spawn_janitor(storage: Storage, clock: Arc<dyn Clock>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(JANITOR_PERIOD);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let before = clock.now_ms() - EXPIRED_ROW_GRACE_MS;
-            match storage.delete_expired_identity_rows(before).await {
-                Ok(0) => {}
-                Ok(rows) => tracing::info!(rows, "deleted expired challenges and sessions"),
-                Err(error) => tracing::warn!(%error, "could not delete expired identity rows"),
+    let supervisor = storage.supervisor().clone();
+    supervisor.spawn("janitor", "janitor", move || {
+        let (storage, clock) = (storage.clone(), clock.clone());
+        async move {
+            let mut ticker = tokio::time::interval(JANITOR_PERIOD);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                fail::fail_point!("janitor_panic");
+                let before = clock.now_ms() - EXPIRED_ROW_GRACE_MS;
+                match storage.delete_expired_identity_rows(before).await {
+                    Ok(0) => {}
+                    Ok(rows) => tracing::info!(rows, "deleted expired challenges and sessions"),
+                    Err(error) => tracing::warn!(%error, "could not delete expired identity rows"),
+                }
             }
         }
     })

@@ -26,7 +26,6 @@
 //! logged, and the sender starts over from storage, as a supervisor would restart it.
 
 use std::collections::{HashMap, HashSet};
-use std::panic::AssertUnwindSafe;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +38,6 @@ use ampflow_chain::{Chain, Chains};
 use ampflow_storage::{SignedTx, Storage, StorageError, TxFinal, TxIntentRecord, TxIntentStatus};
 use ampflow_types::Clock;
 use backon::BackoffBuilder;
-use futures::FutureExt;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -146,25 +144,39 @@ impl TxSenders {
             return;
         };
         let notify = Arc::new(Notify::new());
-        let sender = Sender {
-            chain: chain.clone(),
-            settings: chain.settings.tx.clone(),
-            address: signer.address(),
-            signer_text: format!("{:#x}", signer.address()),
-            signer: signer.clone(),
-            storage: self.storage.clone(),
-            clock: self.clock.clone(),
-            settlers: self.settlers.clone(),
-            next_nonce: None,
-            broadcast_since_start: HashSet::new(),
-            nonce_gone: HashMap::new(),
-            cap_warned: false,
-            round_gas: None,
-            over_budget: false,
-            holder: self.holder.clone(),
-            leased: false,
-        };
-        let handle = tokio::spawn(sender.run(notify.clone()));
+        let (chain, signer) = (chain.clone(), signer.clone());
+        let storage = self.storage.clone();
+        let clock = self.clock.clone();
+        let settlers = self.settlers.clone();
+        let holder = self.holder.clone();
+        let wake = notify.clone();
+        // After a panic the sender starts again from storage and the chain, as after a
+        // restart of the process: nothing it knew in memory is trusted.
+        let handle = self.storage.supervisor().spawn(
+            "tx_sender",
+            format!("tx sender chain {chain_id}"),
+            move || {
+                Sender {
+                    chain: chain.clone(),
+                    settings: chain.settings.tx.clone(),
+                    address: signer.address(),
+                    signer_text: format!("{:#x}", signer.address()),
+                    signer: signer.clone(),
+                    storage: storage.clone(),
+                    clock: clock.clone(),
+                    settlers: settlers.clone(),
+                    next_nonce: None,
+                    broadcast_since_start: HashSet::new(),
+                    nonce_gone: HashMap::new(),
+                    cap_warned: false,
+                    round_gas: None,
+                    over_budget: false,
+                    holder: holder.clone(),
+                    leased: false,
+                }
+                .run(wake.clone())
+            },
+        );
         running.insert(chain_id, (notify, handle));
     }
 
@@ -241,16 +253,16 @@ impl Sender {
             .without_max_times();
         let mut failures: Option<backon::ExponentialBackoff> = None;
         loop {
-            let delay = match AssertUnwindSafe(self.round()).catch_unwind().await {
-                Ok(Ok(Round::MoreWork)) => {
+            let delay = match self.round().await {
+                Ok(Round::MoreWork) => {
                     failures = None;
                     Duration::ZERO
                 }
-                Ok(Ok(Round::Idle)) => {
+                Ok(Round::Idle) => {
                     failures = None;
                     poll
                 }
-                Ok(Err(error)) => {
+                Err(error) => {
                     self.next_nonce = None;
                     let delay = failures
                         .get_or_insert_with(|| backoff.build())
@@ -258,16 +270,6 @@ impl Sender {
                         .unwrap_or(poll);
                     tracing::warn!(chain_id, signer = %self.signer_text, %error, retry_in_ms = delay.as_millis() as u64, "transaction round failed");
                     delay
-                }
-                Err(_) => {
-                    tracing::error!(chain_id, signer = %self.signer_text, "transaction round panicked; starting over from storage");
-                    self.next_nonce = None;
-                    self.broadcast_since_start.clear();
-                    self.nonce_gone.clear();
-                    failures
-                        .get_or_insert_with(|| backoff.build())
-                        .next()
-                        .unwrap_or(poll)
                 }
             };
             tokio::select! {
@@ -278,6 +280,7 @@ impl Sender {
     }
 
     async fn round(&mut self) -> Result<Round, RoundError> {
+        fail::fail_point!("tx_sender_panic");
         let chain_id = self.chain.settings.chain_id;
         let intents = self
             .storage

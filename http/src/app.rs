@@ -286,7 +286,11 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
     let auth = dashboard_auth(&settings)?;
     let storage = open_storage(&settings).await?;
     let redis = settings.redis_url.as_ref().map(connect_redis).transpose()?;
-    let rate_limiter = crate::rate_limit::RateLimiter::new(&settings.rate_limit, redis.clone());
+    let rate_limiter = crate::rate_limit::RateLimiter::new(
+        &settings.rate_limit,
+        redis.clone(),
+        storage.supervisor(),
+    );
     let trusted_proxies = settings
         .trusted_proxies()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
@@ -345,12 +349,13 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
     );
     warn_if_over_open_files_limit(limits.connections_max);
     let (stop, server) = crate::server::serve(listener, router(state.clone()), limits);
+    let metrics_upkeep = crate::metrics::spawn_upkeep(state.storage().supervisor());
     Ok(RunningApp {
         addr,
         state,
         stop: Some(stop),
         server,
-        metrics_upkeep: crate::metrics::spawn_upkeep(),
+        metrics_upkeep,
     })
 }
 

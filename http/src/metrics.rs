@@ -63,13 +63,16 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 /// Folds histogram samples every [`UPKEEP_INTERVAL`] until aborted.
-pub fn spawn_upkeep() -> tokio::task::JoinHandle<()> {
+pub fn spawn_upkeep(supervisor: &ampflow_runtime::Supervisor) -> tokio::task::JoinHandle<()> {
     let handle = handle().clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
-        loop {
-            tick.tick().await;
-            handle.run_upkeep();
+    supervisor.spawn("metrics_upkeep", "metrics upkeep", move || {
+        let handle = handle.clone();
+        async move {
+            let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
         }
     })
 }

@@ -6,8 +6,10 @@
 //! own answer only after the batch is durable.
 
 use std::future::Future;
+use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use ampflow_runtime::Supervisor;
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::{Result, StorageError};
 
@@ -39,57 +41,28 @@ impl<Req, Resp> std::fmt::Debug for Batcher<Req, Resp> {
 }
 
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
-    /// Starts the batcher task. `write` gets up to `batch_max` requests and answers one result
-    /// per request, in order, or one error for the whole batch.
-    pub(crate) fn spawn<F, Fut>(name: &'static str, batch_max: usize, write: F) -> Self
+    /// Starts the batcher task under `supervisor`. `write` gets up to `batch_max` requests and
+    /// answers one result per request, in order, or one error for the whole batch. A panic
+    /// fails the batch it held (its callers get an error) and the task starts again on the
+    /// same queue.
+    pub(crate) fn spawn<F, Fut>(
+        supervisor: &Supervisor,
+        name: &'static str,
+        batch_max: usize,
+        write: F,
+    ) -> Self
     where
-        F: Fn(Vec<Req>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Vec<Resp>>> + Send,
+        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<Resp>>> + Send + 'static,
     {
-        let (jobs, mut queue) = mpsc::channel::<Job<Req, Resp>>(QUEUE_CAPACITY);
-        tokio::spawn(async move {
-            while let Some(first) = queue.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < batch_max {
-                    match queue.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
-                }
-                let (requests, replies): (Vec<Req>, Vec<_>) = batch.into_iter().unzip();
-                let size = requests.len();
-                match write(requests).await {
-                    Ok(results) if results.len() == size => {
-                        for (reply, result) in replies.into_iter().zip(results) {
-                            let _ = reply.send(Ok(result));
-                        }
-                    }
-                    Ok(results) => {
-                        tracing::error!(
-                            name,
-                            size,
-                            answered = results.len(),
-                            "batch answered the wrong number of results"
-                        );
-                        for reply in replies {
-                            let _ = reply.send(Err(StorageError::Batch {
-                                name,
-                                message: "internal batching error".into(),
-                            }));
-                        }
-                    }
-                    Err(error) => {
-                        let message = error.to_string();
-                        for reply in replies {
-                            let _ = reply.send(Err(StorageError::Batch {
-                                name,
-                                message: message.clone(),
-                            }));
-                        }
-                    }
-                }
-            }
-        });
+        let (jobs, queue) = mpsc::channel::<Job<Req, Resp>>(QUEUE_CAPACITY);
+        let queue = Arc::new(Mutex::new(queue));
+        let write = Arc::new(write);
+        supervisor.spawn(
+            "storage_batch",
+            format!("storage batch {name}"),
+            move || run(name, batch_max, queue.clone(), write.clone()),
+        );
         Self { name, jobs }
     }
 
@@ -104,6 +77,63 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
             .send((request, reply))
             .await
             .map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        answer.await.map_err(|_| StorageError::Batch {
+            name: self.name,
+            message: "the batch was abandoned".into(),
+        })?
+    }
+}
+
+async fn run<Req, Resp, F, Fut>(
+    name: &'static str,
+    batch_max: usize,
+    queue: Arc<Mutex<mpsc::Receiver<Job<Req, Resp>>>>,
+    write: Arc<F>,
+) where
+    F: Fn(Vec<Req>) -> Fut,
+    Fut: Future<Output = Result<Vec<Resp>>>,
+{
+    let mut queue = queue.lock().await;
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < batch_max {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (requests, replies): (Vec<Req>, Vec<_>) = batch.into_iter().unzip();
+        let size = requests.len();
+        fail::fail_point!("storage_batch_panic");
+        match write(requests).await {
+            Ok(results) if results.len() == size => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Ok(results) => {
+                tracing::error!(
+                    name,
+                    size,
+                    answered = results.len(),
+                    "batch answered the wrong number of results"
+                );
+                for reply in replies {
+                    let _ = reply.send(Err(StorageError::Batch {
+                        name,
+                        message: "internal batching error".into(),
+                    }));
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(StorageError::Batch {
+                        name,
+                        message: message.clone(),
+                    }));
+                }
+            }
+        }
     }
 }

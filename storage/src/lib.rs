@@ -29,6 +29,7 @@ pub mod testdb;
 mod throttle;
 mod trusted;
 
+use ampflow_runtime::Supervisor;
 pub use api_keys::*;
 pub use audit::*;
 pub use auto_invest::*;
@@ -88,6 +89,9 @@ impl<T> Context<T> for std::result::Result<T, sea_orm::DbErr> {
 pub struct Storage {
     db: DatabaseConnection,
     reader: DatabaseConnection,
+    /// Supervises the batchers below, and (adopted by the actor system) every other
+    /// background task of the process.
+    supervisor: Supervisor,
     /// Group commit for the two writes every login makes.
     challenge_batch: batch::Batcher<ChallengeRecord, ()>,
     login_batch: batch::Batcher<(LoginWrite, ampflow_types::UnixMillis), LoginOutcome>,
@@ -116,43 +120,67 @@ impl Storage {
     /// Wraps the two pools and starts the write batchers.
     fn assemble(db: DatabaseConnection, reader: DatabaseConnection, group_commit: bool) -> Self {
         let most = |n: usize| if group_commit { n } else { 1 };
+        let supervisor = Supervisor::default();
         let writer = db.clone();
-        let challenge_batch =
-            batch::Batcher::spawn("challenge", most(WRITE_BATCH_MAX), move |batch| {
+        let challenge_batch = batch::Batcher::spawn(
+            &supervisor,
+            "challenge",
+            most(WRITE_BATCH_MAX),
+            move |batch| {
                 let writer = writer.clone();
                 async move { identity::write_challenges(&writer, batch).await }
+            },
+        );
+        let writer = db.clone();
+        let login_batch =
+            batch::Batcher::spawn(&supervisor, "login", most(WRITE_BATCH_MAX), move |batch| {
+                let writer = writer.clone();
+                async move { identity::write_logins(&writer, batch).await }
             });
         let writer = db.clone();
-        let login_batch = batch::Batcher::spawn("login", most(WRITE_BATCH_MAX), move |batch| {
-            let writer = writer.clone();
-            async move { identity::write_logins(&writer, batch).await }
-        });
-        let writer = db.clone();
-        let submit_batch =
-            batch::Batcher::spawn("auto_invest_submit", most(SUBMIT_BATCH_MAX), move |batch| {
+        let submit_batch = batch::Batcher::spawn(
+            &supervisor,
+            "auto_invest_submit",
+            most(SUBMIT_BATCH_MAX),
+            move |batch| {
                 let writer = writer.clone();
                 async move { auto_invest::write_submits(&writer, batch).await }
-            });
+            },
+        );
         let writer = db.clone();
-        let event_batch =
-            batch::Batcher::spawn("stripe_event", most(EVENT_BATCH_MAX), move |batch| {
+        let event_batch = batch::Batcher::spawn(
+            &supervisor,
+            "stripe_event",
+            most(EVENT_BATCH_MAX),
+            move |batch| {
                 let writer = writer.clone();
                 async move { donations::write_stripe_events(&writer, batch).await }
-            });
+            },
+        );
         let writer = db.clone();
-        let ledger_batch = batch::Batcher::spawn("ledger", most(LEDGER_BATCH_MAX), move |batch| {
-            let writer = writer.clone();
-            async move { ledger::write_ledger_groups(&writer, batch).await }
-        });
+        let ledger_batch = batch::Batcher::spawn(
+            &supervisor,
+            "ledger",
+            most(LEDGER_BATCH_MAX),
+            move |batch| {
+                let writer = writer.clone();
+                async move { ledger::write_ledger_groups(&writer, batch).await }
+            },
+        );
         let writer = db.clone();
-        let donation_reads =
-            batch::Batcher::spawn("donation_read", most(DONATION_READ_BATCH_MAX), move |ids| {
+        let donation_reads = batch::Batcher::spawn(
+            &supervisor,
+            "donation_read",
+            most(DONATION_READ_BATCH_MAX),
+            move |ids| {
                 let writer = writer.clone();
                 async move { donations::read_donations(&writer, ids).await }
-            });
+            },
+        );
         Self {
             db,
             reader,
+            supervisor,
             challenge_batch,
             login_batch,
             submit_batch,
@@ -160,6 +188,11 @@ impl Storage {
             ledger_batch,
             donation_reads,
         }
+    }
+
+    /// The supervisor of this process's background tasks (see [`ampflow_runtime`]).
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
     }
 
     /// Applies every pending migration.

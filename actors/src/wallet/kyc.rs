@@ -15,7 +15,10 @@
 //! Creating a Veriff session is not recorded as an intent first: an unused session has no
 //! lasting effect (Veriff expires it after 7 days), so a duplicate after a crash is harmless.
 
+use std::panic::AssertUnwindSafe;
+
 use ampflow_storage::{VeriffDecision, VeriffDecisionStatus, VeriffSessionRecord};
+use futures::FutureExt;
 use ractor::ActorRef;
 
 use super::{Reply, WalletActor, WalletMsg, WalletState};
@@ -140,15 +143,21 @@ impl WalletActor {
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         tokio::spawn(async move {
-            let result = veriff
-                .create_session(
-                    &address,
-                    first_name.as_deref(),
-                    last_name.as_deref(),
-                    &timestamp,
-                )
-                .await
-                .map_err(IdentityError::from);
+            // A one-off call, not restarted (creating a session is not idempotent): a panic
+            // answers the waiters with an error, who may ask again.
+            let call = veriff.create_session(
+                &address,
+                first_name.as_deref(),
+                last_name.as_deref(),
+                &timestamp,
+            );
+            let result = match AssertUnwindSafe(call).catch_unwind().await {
+                Ok(result) => result.map_err(IdentityError::from),
+                Err(_) => {
+                    tracing::error!(%address, "creating the Veriff session panicked");
+                    Err(IdentityError::VeriffUnavailable("the call panicked".into()))
+                }
+            };
             // If the actor stopped meanwhile, its waiters were answered by the registry.
             let _ = myself.cast(WalletMsg::KycSessionCreated {
                 result,

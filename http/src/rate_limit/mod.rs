@@ -18,6 +18,7 @@ mod memory;
 mod redis_store;
 pub mod window;
 
+use ampflow_runtime::Supervisor;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -126,6 +127,8 @@ pub enum Store {
 /// pings Redis every `retry_interval` until it answers.
 struct SharedStore {
     store: RedisStore,
+    /// Runs the probe.
+    supervisor: Supervisor,
     up: AtomicBool,
     timeout: Duration,
     retry_interval: Duration,
@@ -139,11 +142,16 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(config: &RateLimitConfig, redis: Option<::redis::aio::ConnectionManager>) -> Self {
+    pub fn new(
+        config: &RateLimitConfig,
+        redis: Option<::redis::aio::ConnectionManager>,
+        supervisor: &Supervisor,
+    ) -> Self {
         let redis = redis.map(|connection| {
             metrics::gauge!("ratelimit_redis_up").set(1.0);
             Arc::new(SharedStore {
                 store: RedisStore::new(connection),
+                supervisor: supervisor.clone(),
                 up: AtomicBool::new(true),
                 timeout: Duration::from_millis(config.redis_timeout_ms),
                 retry_interval: Duration::from_millis(config.redis_retry_interval_ms),
@@ -257,7 +265,12 @@ fn mark_down(shared: &Arc<SharedStore>, cause: &str) {
         "redis unreachable: rate limits fall back to this process's memory until it is back"
     );
     let weak = Arc::downgrade(shared);
-    tokio::spawn(probe(weak, shared.retry_interval, shared.timeout));
+    let (interval, timeout) = (shared.retry_interval, shared.timeout);
+    shared
+        .supervisor
+        .spawn("redis_probe", "redis probe", move || {
+            probe(weak.clone(), interval, timeout)
+        });
 }
 
 /// Pings Redis every `interval` until it answers (or the limiter is gone).
@@ -267,6 +280,7 @@ async fn probe(shared: Weak<SharedStore>, interval: Duration, timeout: Duration)
         let Some(strong) = shared.upgrade() else {
             return;
         };
+        fail::fail_point!("redis_probe_panic");
         if ping(strong.store.connection(), timeout).await.is_ok() {
             strong.up.store(true, Ordering::Release);
             metrics::gauge!("ratelimit_redis_up").set(1.0);

@@ -27,13 +27,22 @@ async fn health() -> Json<StatusResponse> {
     Json(StatusResponse { status: "ok" })
 }
 
-/// Answers 200 when the database (and Redis, when configured) can be reached and the actor
-/// system runs; 503 naming what is down otherwise.
+/// Answers 200 when the database (and Redis, when configured) can be reached, the actor
+/// system runs and no background task was given up after panicking past its restart cap; 503
+/// naming what is down otherwise.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses((status = 200, body = StatusResponse), (status = 503, body = ErrorBody)))]
 async fn ready(State(state): State<AppState>) -> Result<Json<StatusResponse>, ApiError> {
     if !state.actors().is_running() {
         return Err(ApiError::unavailable("the actor system is not running"));
+    }
+    let failed = state.actors().supervisor().failed();
+    if !failed.is_empty() {
+        let names: Vec<&str> = failed.iter().map(|f| f.name.as_str()).collect();
+        return Err(ApiError::unavailable(format!(
+            "background tasks failed (restart the process): {}",
+            names.join(", ")
+        )));
     }
     if let Err(error) = state.storage().ping().await {
         tracing::warn!(%error, "readiness: database unreachable");
