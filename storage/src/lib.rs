@@ -11,6 +11,7 @@ mod chain;
 mod checkpoint_proofs;
 mod checkpoints;
 mod connect;
+mod current_tx;
 mod dashboard;
 mod donations;
 pub mod entities;
