@@ -3,6 +3,7 @@
 //! another process is a conditional update, so several `ampflow` processes can share one
 //! PostgreSQL database.
 
+mod amount_mismatches;
 mod api_keys;
 mod audit;
 mod auto_invest;
@@ -30,6 +31,7 @@ pub mod testdb;
 mod throttle;
 mod trusted;
 
+pub use amount_mismatches::*;
 pub use api_keys::*;
 pub use audit::*;
 pub use auto_invest::*;

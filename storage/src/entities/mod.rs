@@ -28,6 +28,7 @@ pub mod partner_donations;
 pub mod partner_keys;
 pub mod sessions;
 pub mod spent_refresh_tokens;
+pub mod stripe_amount_mismatches;
 pub mod stripe_events;
 pub mod trusted_contracts;
 pub mod tx_intents;
