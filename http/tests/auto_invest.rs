@@ -1006,8 +1006,10 @@ async fn two_processes_on_one_database_invest_each_task_once() {
     let Some(setup) = setup(Backend::Postgres, |_| {}).await else {
         return;
     };
+    let mut settings = setup.app.settings.clone();
+    settings.node.id = Some("second-process".into());
     let second = ampflow_http::start(
-        setup.app.settings.clone(),
+        settings,
         StartOptions {
             clock: Arc::new(setup.app.clock.clone()),
             chain_signers: setup.app.signers.clone(),

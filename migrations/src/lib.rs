@@ -21,6 +21,7 @@ mod m0015_trusted_contracts;
 mod m0016_api_key_delegation;
 mod m0017_session_chain;
 mod m0018_stripe_amount_mismatches;
+mod m0019_nodes;
 
 pub struct Migrator;
 
@@ -61,6 +62,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0016_api_key_delegation::Migration),
             Box::new(m0017_session_chain::Migration),
             Box::new(m0018_stripe_amount_mismatches::Migration),
+            Box::new(m0019_nodes::Migration),
         ]
     }
 }

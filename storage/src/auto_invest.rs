@@ -14,7 +14,7 @@ use sea_orm::{
 
 use crate::chain::{finalize_intent, insert_intent};
 use crate::current_tx::{WithIntentHash, with_intent_hash};
-use crate::entities::{auto_invest_open_counts as counts, auto_invest_tasks as tasks, leases};
+use crate::entities::{auto_invest_open_counts as counts, auto_invest_tasks as tasks};
 use crate::{
     Context, NewTxIntent, Result, RetryPolicy, Storage, StorageError, TxFinal, TxIntentRecord,
 };
@@ -800,59 +800,6 @@ impl Storage {
         adjust_open_counts(&txn, &closed).await?;
         txn.commit().await.context("commit auto-invest settle")?;
         Ok(true)
-    }
-
-    // ----- leases -----
-
-    /// Takes or renews the lease `name` for `holder` until `until`: true if `holder` holds it
-    /// now. A lease held by someone else is taken only once it has expired.
-    pub async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now: UnixMillis,
-        until: UnixMillis,
-    ) -> Result<bool> {
-        let renewed = leases::Entity::update_many()
-            .col_expr(leases::Column::Holder, Expr::value(holder))
-            .col_expr(leases::Column::ExpiresAtMs, Expr::value(until))
-            .filter(leases::Column::Name.eq(name))
-            .filter(
-                Condition::any()
-                    .add(leases::Column::Holder.eq(holder))
-                    .add(leases::Column::ExpiresAtMs.lte(now)),
-            )
-            .exec(&self.db)
-            .await
-            .context("renew lease")?;
-        if renewed.rows_affected == 1 {
-            return Ok(true);
-        }
-        let inserted = leases::Entity::insert(leases::ActiveModel {
-            name: Set(name.to_string()),
-            holder: Set(holder.to_string()),
-            expires_at_ms: Set(until),
-        })
-        .exec_without_returning(&self.db)
-        .await;
-        match inserted {
-            Ok(_) => Ok(true),
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                Ok(false)
-            }
-            Err(e) => Err(e).context("take lease"),
-        }
-    }
-
-    /// Gives the lease up, if `holder` holds it.
-    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        leases::Entity::delete_many()
-            .filter(leases::Column::Name.eq(name))
-            .filter(leases::Column::Holder.eq(holder))
-            .exec(&self.db)
-            .await
-            .context("release lease")?;
-        Ok(())
     }
 }
 

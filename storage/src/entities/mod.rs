@@ -22,6 +22,7 @@ pub mod login_challenges;
 pub mod login_failures;
 pub mod memberships;
 pub mod merkle_nodes;
+pub mod nodes;
 pub mod organisations;
 pub mod partner_ads;
 pub mod partner_donations;
