@@ -2,8 +2,9 @@
 //! defaults, an optional TOML file (`--config` or `AMPFLOW_CONFIG`), then environment variables.
 //!
 //! Environment variables: the documented short names (`AMPFLOW_LISTEN`, `DATABASE_URL`,
-//! `REDIS_URL`, `AMPFLOW_TEST_MODE`, `AMPFLOW_LOG_FORMAT`, `AMPFLOW_JWT_PRIVATE_KEY`) and, for any
-//! other key, `AMPFLOW_<SECTION>__<KEY>`, e.g. `AMPFLOW_IDENTITY__NONCE_TTL_SECS=300`.
+//! `REDIS_URL`, `AMPFLOW_TEST_MODE`, `AMPFLOW_LOG_FORMAT`, `AMPFLOW_JWT_PRIVATE_KEY`,
+//! `AMPFLOW_NODE_ID`) and, for any other key, `AMPFLOW_<SECTION>__<KEY>`, e.g.
+//! `AMPFLOW_IDENTITY__NONCE_TTL_SECS=300`.
 //! Secrets are [`Secret`]s: they never print in logs or `Debug` output.
 
 use std::net::SocketAddr;
@@ -971,6 +972,33 @@ mod tests {
                 "postgres://app:hunter2@db/ampflow"
             );
             assert_eq!(settings.http.body_limit_bytes, 64 * 1024);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_node_id_comes_from_the_file_or_the_environment_and_is_checked() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "ampflow.toml",
+                "[node]\nid_file = \"/var/lib/ampflow/id\"\n",
+            )?;
+            let settings = Settings::load(Some(Path::new("ampflow.toml"))).map_err(|e| *e)?;
+            assert_eq!(settings.node.id, None);
+            assert_eq!(
+                settings.node.id_file.as_deref(),
+                Some(Path::new("/var/lib/ampflow/id"))
+            );
+            jail.set_env("AMPFLOW_NODE_ID", "eu-1");
+            let settings = Settings::load(None).map_err(|e| *e)?;
+            assert_eq!(settings.node.id.as_deref(), Some("eu-1"));
+            assert!(settings.validate().is_ok());
+            jail.set_env("AMPFLOW_NODE_ID", "eu 1#2");
+            let error = Settings::load(None)
+                .map_err(|e| *e)?
+                .validate()
+                .unwrap_err();
+            assert!(error.contains("node.id"), "{error}");
             Ok(())
         });
     }
