@@ -23,6 +23,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
@@ -32,9 +33,9 @@ use ampflow_chain::invest::{InvestRecord, invest_for_calldata};
 use ampflow_chain::tx::TxError;
 use ampflow_chain::{AutoInvestSettings, Chain, Chains};
 use ampflow_storage::{
-    AutoInvestSubmit, AutoInvestTask, CancelOutcome, Deferral, InvestOutcome, NewTxIntent,
-    RetryPolicy, Storage, StorageError, SubmitOutcome, TaskCursor, TaskFilter, TxFinal,
-    TxIntentRecord,
+    AutoInvestSubmit, AutoInvestTask, CancelOutcome, Deferral, InvestOutcome, LeaseHolder,
+    LeaseState, NewTxIntent, RetryPolicy, Storage, StorageError, SubmitOutcome, TaskCursor,
+    TaskFilter, TxFinal, TxIntentRecord,
 };
 use ampflow_types::{Clock, TrustedKind, WalletAddress};
 use parking_lot::Mutex;
@@ -378,8 +379,10 @@ struct ExecutorShared {
     chains: Chains,
     senders: Arc<TxSenders>,
     trusted: Arc<TrustedContracts>,
-    /// This process's id, as lease holder.
-    holder: String,
+    /// This run of the node, as lease holder.
+    holder: LeaseHolder,
+    /// Whether a later run of this node was found holding the lease (logged once).
+    later_run_seen: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -398,7 +401,7 @@ impl Executors {
         chains: Chains,
         senders: Arc<TxSenders>,
         trusted: Arc<TrustedContracts>,
-        holder: String,
+        holder: LeaseHolder,
         chain_ids: impl IntoIterator<Item = u64>,
     ) -> Arc<Self> {
         let inner = Arc::new(ExecutorShared {
@@ -408,6 +411,7 @@ impl Executors {
             senders: senders.clone(),
             trusted,
             holder,
+            later_run_seen: Default::default(),
         });
         senders.register_settler(
             PURPOSE,
@@ -496,12 +500,19 @@ impl ExecutorShared {
         };
         let now = self.clock.now_ms();
         let until = now + settings.lease_ttl_ms as i64;
-        if !self
+        match self
             .storage
             .acquire_lease(&lease_name(chain_id), &self.holder, now, until)
             .await?
         {
-            return Ok(());
+            LeaseState::Held => {}
+            LeaseState::Busy => return Ok(()),
+            LeaseState::HeldByLaterRun => {
+                if !self.later_run_seen.swap(true, Ordering::Relaxed) {
+                    tracing::error!(chain_id, holder = %self.holder, "a later run of this node holds the auto-invest lease: two processes share this node id (node.id), which they must never do; this one executes nothing");
+                }
+                return Ok(());
+            }
         }
         let limit = settings.tasks_per_tick.max(1) as u64;
         let expired = self

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ampflow_storage::{CheckpointRecord, CheckpointSpec, Storage, StorageError};
+use ampflow_storage::{CheckpointRecord, CheckpointSpec, LeaseHolder, Storage, StorageError};
 use ampflow_types::note::{NoteSigner, NoteVerifier};
 use ampflow_types::{Clock, UnixMillis};
 use chrono::{NaiveDate, TimeDelta};
@@ -72,8 +72,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     settings: CheckpointSettings,
     signer: NoteSigner,
-    /// This process's id, as lease holder.
-    holder: String,
+    /// This run of the node (or a one-off holder, for a command), as lease holder.
+    holder: LeaseHolder,
 }
 
 impl std::fmt::Debug for Checkpoints {
@@ -106,6 +106,7 @@ impl Checkpoints {
         storage: Storage,
         clock: Arc<dyn Clock>,
         settings: CheckpointSettings,
+        holder: LeaseHolder,
     ) -> Result<Self, CheckpointError> {
         let key_error = |e: ampflow_types::note::NoteError| CheckpointError::Key(e.to_string());
         let signer = match &settings.signing_key {
@@ -141,7 +142,7 @@ impl Checkpoints {
             clock,
             settings,
             signer,
-            holder: uuid::Uuid::new_v4().to_string(),
+            holder,
         })))
     }
 
@@ -188,7 +189,8 @@ impl Checkpoints {
             .0
             .storage
             .acquire_lease(LEASE, &self.0.holder, now, now + self.lease_ttl_ms())
-            .await?)
+            .await?
+            .is_held())
     }
 
     /// The days after the newest checkpoint (or from the oldest entry's day) through `date`,

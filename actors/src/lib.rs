@@ -11,6 +11,7 @@ mod identity;
 mod identity_error;
 mod kyc;
 pub mod ledger;
+mod node;
 pub mod registry;
 mod sessions;
 pub mod stripe;

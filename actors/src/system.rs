@@ -48,6 +48,8 @@ pub enum StartError {
     Spawn(&'static str, String),
     #[error("resuming open chain work: {0}")]
     Resume(#[from] ampflow_storage::StorageError),
+    #[error("registering this node's run: {0}")]
+    Node(ampflow_storage::StorageError),
     #[error("Veriff: {0}")]
     Veriff(String),
     #[error("Stripe: {0}")]
@@ -71,6 +73,10 @@ pub struct SystemConfig {
     /// `None` when Stripe is not configured: donations are then refused.
     pub stripe: Option<StripeSettings>,
     pub checkpoints: CheckpointSettings,
+    /// This node's stable id (`node.id`, or the one kept beside its data). Its leases are
+    /// taken back at once when it starts again; `None`: every lease waits for its expiry.
+    /// Two live processes must never share one.
+    pub node_id: Option<String>,
 }
 
 pub struct ActorSystem {
@@ -111,11 +117,20 @@ impl ActorSystem {
             config.identity.access_token_ttl_ms,
         )
         .await?;
+        // This run of the node, as the holder of every lease it takes.
+        let holder = crate::node::start_run(
+            &config.storage,
+            config.clock.as_ref(),
+            config.node_id.as_deref(),
+        )
+        .await
+        .map_err(StartError::Node)?;
         // Before anything is spawned: a bad key or a renamed origin stops the start cleanly.
         let checkpoints = Checkpoints::load(
             config.storage.clone(),
             config.clock.clone(),
             config.checkpoints.clone(),
+            holder.clone(),
         )
         .await?;
         let veriff = match config.veriff {
@@ -231,14 +246,12 @@ impl ActorSystem {
             ledger.clone(),
         );
 
-        // This process's id, as the holder of the leases it takes.
-        let process_id = uuid::Uuid::new_v4().to_string();
         let senders = TxSenders::new(
             config.storage.clone(),
             config.clock.clone(),
             config.chains.clone(),
             config.signers,
-            process_id.clone(),
+            holder.clone(),
         );
         let trusted = TrustedContracts::new(
             config.storage.clone(),
@@ -263,7 +276,7 @@ impl ActorSystem {
             config.chains.clone(),
             senders.clone(),
             trusted.clone(),
-            process_id,
+            holder,
             config.chains.ids(),
         );
         senders.resume().await?;

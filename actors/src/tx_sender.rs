@@ -35,7 +35,10 @@ use alloy::rpc::types::Log;
 use alloy::signers::local::PrivateKeySigner;
 use ampflow_chain::tx::{self, Broadcast, GAS_BUDGET_WINDOW_MS, TxError, TxSettings, UnsignedTx};
 use ampflow_chain::{Chain, Chains};
-use ampflow_storage::{SignedTx, Storage, StorageError, TxFinal, TxIntentRecord, TxIntentStatus};
+use ampflow_storage::{
+    LeaseHolder, LeaseState, SignedTx, Storage, StorageError, TxFinal, TxIntentRecord,
+    TxIntentStatus,
+};
 use ampflow_types::Clock;
 use backon::BackoffBuilder;
 use parking_lot::{Mutex, RwLock};
@@ -81,8 +84,8 @@ pub struct TxSenders {
     signers: HashMap<u64, PrivateKeySigner>,
     settlers: Arc<RwLock<HashMap<&'static str, Arc<dyn Settler>>>>,
     running: Mutex<HashMap<u64, Running>>,
-    /// This process's id, as the holder of the senders' leases.
-    holder: String,
+    /// This run of the node, as the holder of the senders' leases.
+    holder: LeaseHolder,
 }
 
 impl TxSenders {
@@ -91,7 +94,7 @@ impl TxSenders {
         clock: Arc<dyn Clock>,
         chains: Chains,
         signers: HashMap<u64, PrivateKeySigner>,
-        holder: String,
+        holder: LeaseHolder,
     ) -> Arc<Self> {
         Arc::new(Self {
             storage,
@@ -172,7 +175,7 @@ impl TxSenders {
                     round_gas: None,
                     over_budget: false,
                     holder: holder.clone(),
-                    leased: false,
+                    lease: None,
                 }
                 .run(wake.clone())
             },
@@ -227,9 +230,9 @@ struct Sender {
     round_gas: Option<u64>,
     /// Whether transactions are waiting for the budget (one warning per episode).
     over_budget: bool,
-    holder: String,
-    /// Whether this sender held the lease at its last round.
-    leased: bool,
+    holder: LeaseHolder,
+    /// What this sender found at its last look at the lease (`None` before the first).
+    lease: Option<LeaseState>,
 }
 
 /// What a round left behind.
@@ -291,7 +294,7 @@ impl Sender {
         }
         // Another process sending for this signer would race this one for nonces.
         let now = self.clock.now_ms();
-        let leased = self
+        let lease = self
             .storage
             .acquire_lease(
                 &lease_name(chain_id, &self.signer_text),
@@ -300,17 +303,23 @@ impl Sender {
                 now + self.settings.lease_ttl_ms as i64,
             )
             .await?;
-        if leased != self.leased {
-            self.leased = leased;
+        if Some(lease) != self.lease {
+            self.lease = Some(lease);
             // Whatever the other process did, start again from the chain.
             self.next_nonce = None;
-            if leased {
-                tracing::info!(chain_id, signer = %self.signer_text, "took the sender's lease");
-            } else {
-                tracing::info!(chain_id, signer = %self.signer_text, "another process holds the sender's lease; waiting");
+            match lease {
+                LeaseState::Held => {
+                    tracing::info!(chain_id, signer = %self.signer_text, holder = %self.holder, "took the sender's lease")
+                }
+                LeaseState::Busy => {
+                    tracing::info!(chain_id, signer = %self.signer_text, "another process holds the sender's lease; waiting")
+                }
+                LeaseState::HeldByLaterRun => {
+                    tracing::error!(chain_id, signer = %self.signer_text, holder = %self.holder, "a later run of this node holds the sender's lease: two processes share this node id (node.id), which they must never do; this one sends nothing")
+                }
             }
         }
-        if !leased {
+        if !lease.is_held() {
             return Ok(Round::Idle);
         }
         self.round_gas = None;

@@ -70,6 +70,8 @@ pub struct RunningApp {
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
     metrics_upkeep: JoinHandle<()>,
+    /// This process's node id; its file stays locked until the app is dropped.
+    node: crate::node::NodeIdentity,
 }
 
 /// The router with every endpoint, and the OpenAPI document generated from it.
@@ -284,6 +286,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     crate::metrics::handle();
     let auth = dashboard_auth(&settings)?;
+    let node = crate::node::NodeIdentity::resolve(&settings)?;
     let storage = open_storage(&settings).await?;
     let redis = settings.redis_url.as_ref().map(connect_redis).transpose()?;
     let rate_limiter = crate::rate_limit::RateLimiter::new(
@@ -317,6 +320,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
             .stripe_settings()
             .map_err(|e| anyhow::anyhow!("configure Stripe: {e}"))?,
         checkpoints: settings.checkpoint_settings(),
+        node_id: node.id.clone(),
     })
     .await
     .context("start the actor system")?;
@@ -356,6 +360,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         stop: Some(stop),
         server,
         metrics_upkeep,
+        node,
     })
 }
 
@@ -431,6 +436,11 @@ impl RunningApp {
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The node id this process runs as (`None`: its leases wait for their expiry).
+    pub fn node_id(&self) -> Option<&str> {
+        self.node.id.as_deref()
     }
 
     /// Stops accepting connections, lets in-flight requests finish (up to the configured

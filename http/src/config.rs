@@ -2,8 +2,9 @@
 //! defaults, an optional TOML file (`--config` or `AMPFLOW_CONFIG`), then environment variables.
 //!
 //! Environment variables: the documented short names (`AMPFLOW_LISTEN`, `DATABASE_URL`,
-//! `REDIS_URL`, `AMPFLOW_TEST_MODE`, `AMPFLOW_LOG_FORMAT`, `AMPFLOW_JWT_PRIVATE_KEY`) and, for any
-//! other key, `AMPFLOW_<SECTION>__<KEY>`, e.g. `AMPFLOW_IDENTITY__NONCE_TTL_SECS=300`.
+//! `REDIS_URL`, `AMPFLOW_TEST_MODE`, `AMPFLOW_LOG_FORMAT`, `AMPFLOW_JWT_PRIVATE_KEY`,
+//! `AMPFLOW_NODE_ID`) and, for any other key, `AMPFLOW_<SECTION>__<KEY>`, e.g.
+//! `AMPFLOW_IDENTITY__NONCE_TTL_SECS=300`.
 //! Secrets are [`Secret`]s: they never print in logs or `Debug` output.
 
 use std::net::SocketAddr;
@@ -86,6 +87,26 @@ pub struct Settings {
     /// The Stripe Connect onboarding URL (`GET /organisations/{id}/stripe/connect`); off until
     /// `client_id`, `redirect_url` and `state_secret` are set.
     pub stripe_connect: StripeConnectConfig,
+    /// This process as a node: the stable id its leases are held under.
+    #[serde(default)]
+    pub node: NodeConfig,
+}
+
+/// This process's identity among the processes sharing a database. A restarted node takes
+/// its previous run's leases back at once; another node waits for them to expire. Two live
+/// processes must never share a node id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// The node's id (1 to 40 letters, digits, `.`, `_`, `-`); unset: one generated on first
+    /// start and kept in `id_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Where a generated id is kept (and locked while the process runs); unset: beside the
+    /// SQLite database (`<database file>.node_id`), or `data/node_id` in the working directory
+    /// with PostgreSQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -686,6 +707,7 @@ impl Default for Settings {
             auth: AuthConfig::default(),
             geoip: GeoipConfig::default(),
             stripe_connect: StripeConnectConfig::default(),
+            node: NodeConfig::default(),
             veriff: VeriffConfig {
                 base_url: "https://stationapi.veriff.com".into(),
                 api_key: None,
@@ -698,13 +720,14 @@ impl Default for Settings {
 }
 
 /// The short environment names and the keys they set.
-const ENV_ALIASES: [(&str, &str); 6] = [
+const ENV_ALIASES: [(&str, &str); 7] = [
     ("AMPFLOW_LISTEN", "listen"),
     ("DATABASE_URL", "database.url"),
     ("REDIS_URL", "redis_url"),
     ("AMPFLOW_TEST_MODE", "test_mode"),
     ("AMPFLOW_LOG_FORMAT", "log_format"),
     ("AMPFLOW_JWT_PRIVATE_KEY", "identity.jwt_private_key"),
+    ("AMPFLOW_NODE_ID", "node.id"),
 ];
 
 impl Settings {
@@ -776,6 +799,9 @@ impl Settings {
         }
         self.http.validate()?;
         self.rate_limit.validate()?;
+        if let Some(id) = &self.node.id {
+            ampflow_storage::check_node_id(id).map_err(|e| format!("node.id: {e}"))?;
+        }
         if let Some(chain) = self.chains.iter().find(|c| c.tx.gas_budget_per_hour == 0) {
             return Err(format!(
                 "chain {}: tx.gas_budget_per_hour must be above 0 (nothing could be sent)",
@@ -946,6 +972,33 @@ mod tests {
                 "postgres://app:hunter2@db/ampflow"
             );
             assert_eq!(settings.http.body_limit_bytes, 64 * 1024);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_node_id_comes_from_the_file_or_the_environment_and_is_checked() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "ampflow.toml",
+                "[node]\nid_file = \"/var/lib/ampflow/id\"\n",
+            )?;
+            let settings = Settings::load(Some(Path::new("ampflow.toml"))).map_err(|e| *e)?;
+            assert_eq!(settings.node.id, None);
+            assert_eq!(
+                settings.node.id_file.as_deref(),
+                Some(Path::new("/var/lib/ampflow/id"))
+            );
+            jail.set_env("AMPFLOW_NODE_ID", "eu-1");
+            let settings = Settings::load(None).map_err(|e| *e)?;
+            assert_eq!(settings.node.id.as_deref(), Some("eu-1"));
+            assert!(settings.validate().is_ok());
+            jail.set_env("AMPFLOW_NODE_ID", "eu 1#2");
+            let error = Settings::load(None)
+                .map_err(|e| *e)?
+                .validate()
+                .unwrap_err();
+            assert!(error.contains("node.id"), "{error}");
             Ok(())
         });
     }

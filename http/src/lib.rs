@@ -13,6 +13,7 @@ pub mod extract;
 pub mod metrics;
 pub mod middleware;
 pub mod net;
+pub mod node;
 pub mod params;
 pub mod partner_admin;
 pub mod partner_auth;

@@ -516,6 +516,9 @@ async fn build_checkpoints(settings: &Settings, date: Option<&str>) -> anyhow::R
         storage,
         std::sync::Arc::new(ampflow_types::SystemClock),
         settings.checkpoint_settings(),
+        // A command is no node's run: it waits for a running server's lease to expire
+        // rather than taking it.
+        ampflow_storage::LeaseHolder::one_off(),
     )
     .await?;
     let built = checkpoints.build_through(date).await?;

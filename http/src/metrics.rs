@@ -16,7 +16,10 @@
 //! - `http_connections_open` (gauge) and `http_connections_shed_total{reason}`, reason `global`
 //!   or `per_ip` (counted in [`crate::server::caps`]);
 //! - `http_connections_closed_total{reason}`, reason `header_timeout` or `idle_timeout`
-//!   (counted in [`crate::server::connection`]).
+//!   (counted in [`crate::server::connection`]);
+//! - `stripe_webhook_amount_mismatches_total`: signed Stripe events not applied because their
+//!   amount or currency differs from the donation's, each event once however often it is
+//!   delivered (counted by the donations in the actors crate).
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

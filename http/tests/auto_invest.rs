@@ -31,6 +31,7 @@ on_both_databases!(
     a_pending_task_expires,
     one_failing_record_does_not_fail_the_batch,
     a_restart_between_send_and_receipt_invests_once,
+    a_task_in_process_shows_its_transaction_before_it_is_mined,
     a_task_completes_only_after_its_confirmations,
     bad_requests_are_refused,
 );
@@ -701,6 +702,90 @@ async fn a_restart_between_send_and_receipt_invests_once(backend: Backend) {
     setup.app.stop().await;
 }
 
+/// With mining paused, the `investFor` transaction waits in the node's pool: the task in
+/// process shows its hash in the wallet's and the campaign's listings, the replacement's once
+/// it is stuck and fee-bumped, and keeps the mined one once it succeeds.
+async fn a_task_in_process_shows_its_transaction_before_it_is_mined(backend: Backend) {
+    let Some(setup) = setup(backend, |_| {}).await else {
+        return;
+    };
+    let campaign = setup.contracts.campaign;
+    let wallet = setup.investor(campaign, 100 * USDC, 100 * USDC, true).await;
+    let token = setup.app.access_token(&wallet).await;
+    let _: () = setup
+        .owner
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let (_, body) = queue(&setup.app, &token, campaign, "100").await;
+    assert_eq!(body["tx_hash"], Value::Null, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let sent = wait_for(&setup.app, &id, "sent", |t| t.tx_hash.is_some()).await;
+    assert_eq!(sent.status, AutoInvestStatus::InProcess);
+    let storage = setup.app.app().state().storage().clone();
+    let intent_id = sent.tx_intent_id.clone().unwrap();
+    let intent = storage.tx_intent(&intent_id).await.unwrap().unwrap();
+    let first = intent.tx_hash.clone().unwrap();
+    assert_eq!(sent.tx_hash.as_deref(), Some(first.as_str()));
+    let listed = |path: String| {
+        let app = &setup.app;
+        async move {
+            let (status, body) = app.send(app.client.get(app.url(&path))).await;
+            assert_eq!(status, 200, "{body}");
+            body["auto_invests"][0].clone()
+        }
+    };
+    let by_wallet = format!("/auto_invest/{CHAIN_ID}/{}", wallet.address());
+    let by_campaign = format!("/auto_invest/{CHAIN_ID}/campaign/{campaign:#x}");
+    for path in [&by_wallet, &by_campaign] {
+        let shown = listed(path.clone()).await;
+        assert_eq!(shown["status"], "in_process", "{shown}");
+        assert_eq!(shown["tx_hash"], first.as_str(), "{shown}");
+    }
+
+    // Stuck past `stuck_after_secs` (120 s): replaced at the same nonce with higher fees.
+    setup.app.clock.advance_ms(121_000);
+    let bumped = wait_for(&setup.app, &id, "bumped", |t| {
+        t.tx_hash.as_deref().is_some_and(|h| h != first)
+    })
+    .await;
+    let second = bumped.tx_hash.unwrap();
+    let replaced = storage.tx_intent(&intent_id).await.unwrap().unwrap();
+    assert_eq!(replaced.replaced_hashes, vec![first.clone()]);
+    assert_eq!(replaced.tx_hash.as_deref(), Some(second.as_str()));
+    let shown = listed(by_wallet.clone()).await;
+    assert_eq!(shown["tx_hash"], second.as_str(), "{shown}");
+
+    let _: () = setup
+        .owner
+        .raw_request("evm_setAutomine".into(), (true,))
+        .await
+        .unwrap();
+    let _: Value = setup
+        .owner
+        .raw_request("evm_mine".into(), ())
+        .await
+        .unwrap();
+    let done = wait_for_status(&setup.app, &id, AutoInvestStatus::Success).await;
+    assert_eq!(done.tx_hash.as_deref(), Some(second.as_str()));
+    let (_, history) = setup
+        .app
+        .send(
+            setup
+                .app
+                .client
+                .get(setup.app.url(&format!("{by_wallet}/history"))),
+        )
+        .await;
+    assert_eq!(
+        history["auto_invests"][0]["tx_hash"],
+        second.as_str(),
+        "{history}"
+    );
+    assert_eq!(setup.raised(campaign).await, U256::from(100u64));
+    setup.app.stop().await;
+}
+
 /// With three confirmations, a mined investment stays in process until two more blocks are
 /// on top of it.
 async fn a_task_completes_only_after_its_confirmations(backend: Backend) {
@@ -921,8 +1006,10 @@ async fn two_processes_on_one_database_invest_each_task_once() {
     let Some(setup) = setup(Backend::Postgres, |_| {}).await else {
         return;
     };
+    let mut settings = setup.app.settings.clone();
+    settings.node.id = Some("second-process".into());
     let second = ampflow_http::start(
-        setup.app.settings.clone(),
+        settings,
         StartOptions {
             clock: Arc::new(setup.app.clock.clone()),
             chain_signers: setup.app.signers.clone(),

@@ -525,6 +525,8 @@ async fn a_configured_key_signs_and_must_carry_the_origin(backend: Backend) {
     // The same key under another origin would rename the log: refused at start.
     let mut settings = app.settings.clone();
     settings.checkpoints.origin = "renamed.example/ledger".into();
+    // Another process: another node.
+    settings.node.id = Some("renamed-origin".into());
     let refused = ampflow_http::start(settings, ampflow_http::StartOptions::default()).await;
     let error = format!("{:#}", refused.err().expect("a renamed origin is refused"));
     assert!(error.contains("a log keeps its origin"), "{error}");

@@ -301,6 +301,91 @@ async fn a_restart_between_send_and_receipt_sends_nothing_twice(backend: Backend
     app.stop().await;
 }
 
+/// With mining paused, the faucet transaction is sent and waits in the node's pool: the
+/// `submitted` request shows the hash it was sent under (so does the answer to asking again);
+/// once it is stuck for `stuck_after_secs` and replaced with higher fees, the replacement's
+/// hash; and once mined, the mined one.
+async fn a_submitted_request_shows_its_transaction_before_it_is_mined(backend: Backend) {
+    let Some(Setup { anvil, app, .. }) = setup(backend, |_| {}).await else {
+        return;
+    };
+    let provider = ProviderBuilder::new().connect_http(anvil.url.parse().unwrap());
+    let _: () = provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let wallet = Wallet::random();
+    let token = app.access_token(&wallet).await;
+    let (status, body) = ask(&app, &token).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["tx_hash"], Value::Null, "nothing sent yet: {body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let path = format!("/faucet/{CHAIN_ID}/requests/{id}");
+    let storage = app.app().state().storage().clone();
+    let sent_intent = || async {
+        storage
+            .tx_intents_for_purpose("faucet", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|i| i.status == TxIntentStatus::Sent)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            app.clock.advance_ms(100);
+            sent_intent().await.is_some()
+        })
+        .await,
+        "the faucet transaction was never sent"
+    );
+    let intent = sent_intent().await.unwrap();
+    let first = intent.tx_hash.clone().unwrap();
+    let (status, shown) = app.get_auth(&path, &token).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["status"], "submitted", "{shown}");
+    assert_eq!(shown["tx_hash"], first.as_str(), "{shown}");
+    let (status, again) = ask(&app, &token).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["tx_hash"], first.as_str(), "{again}");
+    let pooled = provider
+        .get_transaction_by_hash(first.parse().unwrap())
+        .await
+        .unwrap()
+        .expect("the node has the transaction");
+    assert!(pooled.block_number.is_none(), "not mined yet");
+
+    // Stuck past `stuck_after_secs` (120 s): replaced at the same nonce with higher fees.
+    app.clock.advance_ms(121_000);
+    let bumped = wait_until(Duration::from_secs(30), || async {
+        let (_, shown) = app.get_auth(&path, &token).await;
+        shown["tx_hash"].as_str().is_some_and(|h| h != first)
+    })
+    .await;
+    assert!(bumped, "the request never showed the replacement");
+    let replaced = storage.tx_intent(&intent.id).await.unwrap().unwrap();
+    assert_eq!(replaced.replaced_hashes, vec![first.clone()]);
+    let second = replaced.tx_hash.clone().unwrap();
+    let (_, shown) = app.get_auth(&path, &token).await;
+    assert_eq!(shown["status"], "submitted", "{shown}");
+    assert_eq!(shown["tx_hash"], second.as_str(), "{shown}");
+
+    // Mined: the replacement is the transaction on chain, and the request keeps its hash.
+    let _: () = provider
+        .raw_request("evm_setAutomine".into(), (true,))
+        .await
+        .unwrap();
+    let _: Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    let paid = wait_for_status(&app, &token, &id, "paid").await;
+    assert_eq!(paid["tx_hash"], second.as_str(), "{paid}");
+    let receipt = provider
+        .get_transaction_receipt(second.parse().unwrap())
+        .await
+        .unwrap()
+        .expect("the replacement was mined");
+    assert!(receipt.status());
+    app.stop().await;
+}
+
 /// The node stops answering (SIGSTOP): the request waits, the sender backs off, and the
 /// payout completes once the node is back.
 async fn work_survives_an_unreachable_node(backend: Backend) {
@@ -465,6 +550,7 @@ on_both_databases!(
     each_request_is_paid_exactly_once,
     bad_requests_are_refused,
     a_restart_between_send_and_receipt_sends_nothing_twice,
+    a_submitted_request_shows_its_transaction_before_it_is_mined,
     work_survives_an_unreachable_node,
     a_reverted_transaction_is_a_failure,
     a_request_fails_after_its_last_attempt,

@@ -26,6 +26,7 @@ on_both_databases!(
     sigkill_mid_flow_loses_no_nonce_and_reuses_none,
     sigkill_between_send_and_receipt_pays_and_invests_once,
     sigkill_with_webhooks_in_flight_records_each_payment_once,
+    a_node_restarted_after_sigkill_takes_its_leases_back_and_another_node_waits,
 );
 
 struct Server {
@@ -49,6 +50,9 @@ impl Server {
             .stderr(Stdio::piped());
         for (key, value) in envs {
             command.env(key, value);
+        }
+        if let Some(id) = postgres_node_id(envs) {
+            command.env("AMPFLOW_NODE_ID", id);
         }
         let mut child = command.spawn().expect("spawn ampflow");
         let logs = Arc::new(Mutex::new(Vec::new()));
@@ -160,6 +164,29 @@ impl Drop for Server {
     }
 }
 
+/// With PostgreSQL and no node id given, one named after the test's database: the default id
+/// file (`data/node_id` in the working directory) would be shared by every test running at
+/// once. (With SQLite the default file sits beside the test's own database.)
+fn postgres_node_id(envs: &[(&str, &str)]) -> Option<String> {
+    if envs
+        .iter()
+        .any(|(key, _)| *key == "AMPFLOW_NODE_ID" || *key == "AMPFLOW_NODE__ID_FILE")
+    {
+        return None;
+    }
+    let url = envs.iter().find(|(key, _)| *key == "DATABASE_URL")?.1;
+    if !url.starts_with("postgres") {
+        return None;
+    }
+    let name = url.split('?').next()?.rsplit('/').next()?;
+    let id: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(40)
+        .collect();
+    Some(id)
+}
+
 fn listening_addr(logs: &Mutex<Vec<String>>) -> Option<String> {
     logs.lock().unwrap().iter().find_map(|line| {
         let value: Value = serde_json::from_str(line).ok()?;
@@ -231,49 +258,9 @@ async fn sigkill_between_send_and_receipt_pays_and_invests_once(backend: Backend
     .await
     .unwrap();
     let folder = tempfile::tempdir().unwrap();
-    let config = folder.path().join("ampflow.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[[chains]]
-chain_id = {CHAIN_ID}
-name = "anvil"
-rpc_url = "{url}"
-signer_key_env = "TEST_CHAIN_KEY"
-
-[chains.contracts]
-stablecoin = "{stablecoin}"
-wallet_approver = "{wallet_approver}"
-issuer = "{issuer}"
-faucet = "{faucet}"
-invest_service = "{invest_service}"
-campaign = "{campaign}"
-
-[chains.tx]
-poll_interval_ms = 100
-max_backoff_ms = 1000
-# The killed process's lease runs out quickly, so the next one takes over.
-lease_ttl_ms = 1000
-
-[chains.faucet]
-max_wait_ms = 100
-per_ip_max = 0
-
-[chains.auto_invest]
-tick_interval_ms = 100
-recheck_interval_ms = 100
-lease_ttl_ms = 1000
-"#,
-            url = anvil.url,
-            stablecoin = contracts.stablecoin,
-            wallet_approver = contracts.wallet_approver,
-            issuer = contracts.issuer,
-            faucet = contracts.faucet,
-            invest_service = contracts.invest_service,
-            campaign = contracts.campaign,
-        ),
-    )
-    .unwrap();
+    // The killed process's leases run out quickly, so the next one takes over whatever its
+    // node id.
+    let config = chain_config(folder.path(), &anvil.url, &contracts, 1_000);
     let env = [
         ("DATABASE_URL", db.url.as_str()),
         ("AMPFLOW_CONFIG", config.to_str().unwrap()),
@@ -447,6 +434,58 @@ lease_ttl_ms = 1000
         assert_eq!(intents.len(), 1, "{intents:?}");
         assert_eq!(intents[0].send_attempts, 1, "signed once");
     }
+}
+
+/// A configuration file with the anvil chain and its contracts, fast rounds, and leases of
+/// `lease_ttl_ms` (the transaction sender's and the auto-invest executor's).
+fn chain_config(
+    folder: &std::path::Path,
+    rpc_url: &str,
+    contracts: &ampflow_chain::deploy::DeployedContracts,
+    lease_ttl_ms: u64,
+) -> std::path::PathBuf {
+    let config = folder.join("ampflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[[chains]]
+chain_id = {CHAIN_ID}
+name = "anvil"
+rpc_url = "{rpc_url}"
+signer_key_env = "TEST_CHAIN_KEY"
+
+[chains.contracts]
+stablecoin = "{stablecoin}"
+wallet_approver = "{wallet_approver}"
+issuer = "{issuer}"
+faucet = "{faucet}"
+invest_service = "{invest_service}"
+campaign = "{campaign}"
+
+[chains.tx]
+poll_interval_ms = 100
+max_backoff_ms = 1000
+lease_ttl_ms = {lease_ttl_ms}
+
+[chains.faucet]
+max_wait_ms = 100
+per_ip_max = 0
+
+[chains.auto_invest]
+tick_interval_ms = 100
+recheck_interval_ms = 100
+lease_ttl_ms = {lease_ttl_ms}
+"#,
+            stablecoin = contracts.stablecoin,
+            wallet_approver = contracts.wallet_approver,
+            issuer = contracts.issuer,
+            faucet = contracts.faucet,
+            invest_service = contracts.invest_service,
+            campaign = contracts.campaign,
+        ),
+    )
+    .unwrap();
+    config
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -779,4 +818,173 @@ async fn sigkill_with_webhooks_in_flight_records_each_payment_once(backend: Back
          {moved_at_kill} donations moved, {entries_at_kill} ledger entries"
     );
     storage.close().await.unwrap();
+}
+
+/// The wall clock the server's leases are stamped with.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+async fn open_storage(db: &TestDatabase) -> ampflow_storage::Storage {
+    ampflow_storage::Storage::connect(&ampflow_storage::DatabaseSettings {
+        url: db.url.clone(),
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(10),
+        sqlite_sync: ampflow_storage::SqliteSync::Normal,
+        group_commit: true,
+    })
+    .await
+    .unwrap()
+}
+
+/// Asks the faucet for a fresh wallet and waits until it is paid; answers when it was seen
+/// paid.
+async fn faucet_paid(server: &Server, deadline: Duration) -> i64 {
+    let wallet = Wallet::random();
+    let token = server.login(&wallet).await;
+    let (status, request) = server
+        .post_auth(&format!("/faucet/{CHAIN_ID}"), &token, json!({}))
+        .await;
+    assert_eq!(status, 202, "{request}");
+    let path = format!(
+        "/faucet/{CHAIN_ID}/requests/{}",
+        request["id"].as_str().unwrap()
+    );
+    let paid = wait_until(deadline, || async {
+        server.get_auth(&path, &token).await.1["status"] == "paid"
+    })
+    .await;
+    assert!(
+        paid,
+        "not paid within {deadline:?}: {}",
+        server.get_auth(&path, &token).await.1
+    );
+    now_ms()
+}
+
+/// A node killed with SIGKILL leaves its leases (the transaction sender's, the auto-invest
+/// executor's) behind, unexpired. Started again with the same node id (on SQLite the id kept
+/// beside the database, on PostgreSQL a configured one), it takes them back at once and pays
+/// a faucet request long before they would have expired; a node with another id started
+/// after the next SIGKILL waits for their expiry before it sends anything.
+async fn a_node_restarted_after_sigkill_takes_its_leases_back_and_another_node_waits(
+    backend: Backend,
+) {
+    const LEASE_TTL_MS: u64 = 10_000;
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let anvil = Anvil::start().await;
+    let reward = U256::from(10u64).pow(U256::from(17u64));
+    let contracts = deploy_platform(
+        &anvil.url,
+        DEV_KEY_0.parse().unwrap(),
+        FaucetFunding {
+            reward_wei: reward,
+            balance_threshold_wei: reward,
+            initial_balance_wei: reward * U256::from(10u64),
+        },
+    )
+    .await
+    .unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let config = chain_config(folder.path(), &anvil.url, &contracts, LEASE_TTL_MS);
+    let mut env = vec![
+        ("DATABASE_URL", db.url.as_str()),
+        ("AMPFLOW_CONFIG", config.to_str().unwrap()),
+        ("TEST_CHAIN_KEY", DEV_KEY_0),
+        // The test polls faster than the public tier allows.
+        ("AMPFLOW_RATE_LIMIT__ENABLED", "false"),
+    ];
+    if backend == Backend::Postgres {
+        env.push(("AMPFLOW_NODE_ID", "node-a"));
+    }
+    let signer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    let sender_lease = format!("tx_sender:{CHAIN_ID}:{:#x}", signer.address());
+    let executor_lease = format!("auto_invest:{CHAIN_ID}");
+    let storage = open_storage(&db).await;
+    let holder = |name: String| {
+        let storage = storage.clone();
+        async move { storage.lease(&name).await.unwrap() }
+    };
+
+    let mut first = Server::start(&env).await;
+    faucet_paid(&first, Duration::from_secs(30)).await;
+    let (first_run, _) = holder(sender_lease.clone())
+        .await
+        .expect("the sender's lease");
+    let node = first_run.rsplit_once('#').unwrap().0.to_string();
+    if backend == Backend::Postgres {
+        assert_eq!(first_run, "node-a#1");
+    } else {
+        let kept = std::fs::read_to_string(format!(
+            "{}.node_id",
+            ampflow_storage::sqlite_file(&db.url).unwrap().display()
+        ))
+        .unwrap();
+        assert_eq!(
+            kept.trim(),
+            node,
+            "the generated id is kept beside the database"
+        );
+    }
+    first.signal("KILL");
+    first.wait_exit().await;
+    drop(first);
+    let (_, sender_expiry) = holder(sender_lease.clone()).await.unwrap();
+    let (executor_run, executor_expiry) = holder(executor_lease.clone()).await.unwrap();
+    assert_eq!(executor_run, first_run, "one holder per run");
+
+    // The same node again: its run 2 holds both leases at once and pays well before run 1's
+    // leases would have expired.
+    let mut second = Server::start(&env).await;
+    let paid_at = faucet_paid(&second, Duration::from_millis(LEASE_TTL_MS / 2)).await;
+    assert!(
+        paid_at < sender_expiry && paid_at < executor_expiry,
+        "paid before the killed run's leases expired"
+    );
+    let second_run = format!("{node}#2");
+    assert_eq!(holder(sender_lease.clone()).await.unwrap().0, second_run);
+    let taken = wait_until(Duration::from_secs(5), || async {
+        holder(executor_lease.clone()).await.unwrap().0 == second_run
+    })
+    .await;
+    assert!(taken, "the executor's lease was not taken back");
+    assert!(
+        second
+            .log_text()
+            .contains("took back this node's lease from its previous run"),
+        "{}",
+        second.log_text()
+    );
+    second.signal("KILL");
+    second.wait_exit().await;
+    drop(second);
+    let (_, sender_expiry) = holder(sender_lease.clone()).await.unwrap();
+
+    // Another node: it waits for the leases to expire before it sends anything.
+    let mut other_env = env.clone();
+    other_env.retain(|(key, _)| *key != "AMPFLOW_NODE_ID");
+    other_env.push(("AMPFLOW_NODE_ID", "node-b"));
+    let other = Server::start(&other_env).await;
+    assert!(
+        now_ms() < sender_expiry,
+        "started while the lease still held"
+    );
+    let paid_at = faucet_paid(&other, Duration::from_millis(3 * LEASE_TTL_MS)).await;
+    assert!(
+        paid_at >= sender_expiry,
+        "paid at {paid_at}, before the lease expired at {sender_expiry}"
+    );
+    assert_eq!(holder(sender_lease).await.unwrap().0, "node-b#1");
+    assert!(
+        other
+            .log_text()
+            .contains("another process holds the sender's lease; waiting"),
+        "{}",
+        other.log_text()
+    );
 }

@@ -25,6 +25,7 @@ on_both_databases!(
     bad_stale_and_foreign_deliveries_change_nothing,
     a_crash_between_the_move_and_the_entry_is_repaired_by_the_redelivery,
     a_canceled_payment_intent_cancels_its_donation,
+    a_success_with_another_amount_is_recorded_once_and_not_applied,
 );
 
 const SECRET_KEY: &str = "sk_test_webhooks";
@@ -508,5 +509,81 @@ async fn a_canceled_payment_intent_cancels_its_donation(backend: Backend) {
     assert_eq!(s.stripe.send_event(&late).await.unwrap(), 200);
     assert_eq!(s.donation(&id).await["status"], "cancelled");
     assert!(s.ledger().await.is_empty());
+    s.app.stop().await;
+}
+
+/// A signed success whose amount (or currency) differs from the donation's is not applied:
+/// the delivery is acknowledged (Stripe must not retry it forever), the donation stays
+/// pending and nothing reaches the ledger, and the event is recorded once, however often it
+/// arrives, and counted in `/metrics`. The genuine event still completes the donation.
+async fn a_success_with_another_amount_is_recorded_once_and_not_applied(backend: Backend) {
+    let Some(s) = start(backend).await else {
+        return;
+    };
+    let (id, intent) = s.donate(3000).await;
+    let succeeded = || {
+        let mut event = s
+            .stripe
+            .payment_intent_event(&intent, "payment_intent.succeeded")
+            .unwrap();
+        event.json["data"]["object"]["status"] = json!("succeeded");
+        event
+    };
+    let mut smaller = succeeded();
+    smaller.json["data"]["object"]["amount"] = json!(30);
+    for _ in 0..3 {
+        assert_eq!(s.stripe.send_event(&smaller).await.unwrap(), 200);
+    }
+    let mut dollars = succeeded();
+    dollars.json["data"]["object"]["currency"] = json!("usd");
+    assert_eq!(s.stripe.send_event(&dollars).await.unwrap(), 200);
+    assert_eq!(s.stripe.send_event(&dollars).await.unwrap(), 200);
+    assert_eq!(s.donation(&id).await["status"], "pending");
+    assert!(s.ledger().await.is_empty());
+
+    let storage = s.app.app().state().storage();
+    let recorded = storage.amount_mismatches(&id, 10).await.unwrap();
+    assert_eq!(recorded.len(), 2, "one row per event: {recorded:?}");
+    let first = recorded.iter().find(|r| r.event_id == smaller.id).unwrap();
+    assert_eq!(first.event_type, "payment_intent.succeeded");
+    assert_eq!(first.donation_id, id);
+    assert_eq!(first.payment_intent_id, intent);
+    assert_eq!(
+        (first.expected_amount, first.expected_currency.as_str()),
+        (3000, "EUR")
+    );
+    assert_eq!(
+        (first.received_amount, first.received_currency.as_str()),
+        (30, "eur")
+    );
+    assert!(first.received_at_ms > 0);
+    let second = recorded.iter().find(|r| r.event_id == dollars.id).unwrap();
+    assert_eq!(
+        (second.received_amount, second.received_currency.as_str()),
+        (3000, "usd")
+    );
+
+    // Counted (the recorder is shared by every test in this binary, so at least these two).
+    let (status, metrics) = s.app.send(s.app.client.get(s.app.url("/metrics"))).await;
+    assert_eq!(status, 200, "{metrics}");
+    let counted: f64 = metrics
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("stripe_webhook_amount_mismatches_total "))
+        .expect("the mismatch counter")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(counted >= 2.0, "{counted}");
+
+    // The genuine event is applied as usual.
+    assert_eq!(s.stripe.send_event(&succeeded()).await.unwrap(), 200);
+    s.wait_for_status(&id, "succeeded").await;
+    assert_eq!(
+        s.entries_of(&id).await,
+        vec![("donation_received".into(), 3000)]
+    );
+    assert_eq!(storage.amount_mismatches(&id, 10).await.unwrap().len(), 2);
     s.app.stop().await;
 }

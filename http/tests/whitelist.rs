@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 on_both_databases!(
     kyc_approved_through_veriff_then_whitelisted_on_chain,
     approvals_are_batched_per_issuer,
+    a_submitted_approval_shows_its_transaction_before_it_is_mined,
     an_approval_the_issuer_refuses_is_recorded_failed,
     kyc_missing_or_expired_is_refused,
     bad_requests_are_refused,
@@ -338,6 +339,69 @@ async fn approvals_are_batched_per_issuer(backend: Backend) {
     for wallet in &wallets {
         assert!(is_approved(&anvil, contracts.issuer, wallet.alloy_address()).await);
     }
+    app.stop().await;
+}
+
+/// With mining paused, the `approveWallets` transaction waits in the node's pool: the
+/// `submitted` approval shows its hash in `GET /user/whitelist` (and in the answer to asking
+/// again) before it is mined, and keeps it once confirmed.
+async fn a_submitted_approval_shows_its_transaction_before_it_is_mined(backend: Backend) {
+    let Some(Setup {
+        anvil,
+        app,
+        contracts,
+    }) = setup(backend, |_| {}).await
+    else {
+        return;
+    };
+    let provider = ProviderBuilder::new().connect_http(anvil.url.parse().unwrap());
+    let _: () = provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let wallet = Wallet::random();
+    let token = app.access_token(&wallet).await;
+    test_kyc(&app, &wallet, &token).await;
+    let (status, body) = ask(&app, &token, contracts.issuer).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["tx_hash"], Value::Null, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let storage = app.app().state().storage().clone();
+    let sent_hash = || async {
+        storage
+            .tx_intents_for_purpose("whitelist", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find_map(|i| i.tx_hash)
+    };
+    let sent = common::wait_until(Duration::from_secs(30), || async {
+        app.clock.advance_ms(100);
+        sent_hash().await.is_some()
+    })
+    .await;
+    assert!(sent, "the approveWallets transaction was never sent");
+    let hash = sent_hash().await.unwrap();
+    let shown = wait_for_status(&app, &token, &id, "submitted").await;
+    assert_eq!(shown["tx_hash"], hash.as_str(), "{shown}");
+    let (status, again) = ask(&app, &token, contracts.issuer).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["tx_hash"], hash.as_str(), "{again}");
+    let pooled = provider
+        .get_transaction_by_hash(hash.parse().unwrap())
+        .await
+        .unwrap()
+        .expect("the node has the transaction");
+    assert!(pooled.block_number.is_none(), "not mined yet");
+
+    let _: () = provider
+        .raw_request("evm_setAutomine".into(), (true,))
+        .await
+        .unwrap();
+    let _: Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    let confirmed = wait_for_status(&app, &token, &id, "confirmed").await;
+    assert_eq!(confirmed["tx_hash"], hash.as_str(), "{confirmed}");
+    assert!(is_approved(&anvil, contracts.issuer, wallet.alloy_address()).await);
     app.stop().await;
 }
 

@@ -20,6 +20,8 @@ mod m0014_api_keys;
 mod m0015_trusted_contracts;
 mod m0016_api_key_delegation;
 mod m0017_session_chain;
+mod m0018_stripe_amount_mismatches;
+mod m0019_nodes;
 
 pub struct Migrator;
 
@@ -59,6 +61,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0015_trusted_contracts::Migration),
             Box::new(m0016_api_key_delegation::Migration),
             Box::new(m0017_session_chain::Migration),
+            Box::new(m0018_stripe_amount_mismatches::Migration),
+            Box::new(m0019_nodes::Migration),
         ]
     }
 }

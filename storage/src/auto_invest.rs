@@ -13,7 +13,8 @@ use sea_orm::{
 };
 
 use crate::chain::{finalize_intent, insert_intent};
-use crate::entities::{auto_invest_open_counts as counts, auto_invest_tasks as tasks, leases};
+use crate::current_tx::{WithIntentHash, with_intent_hash};
+use crate::entities::{auto_invest_open_counts as counts, auto_invest_tasks as tasks};
 use crate::{
     Context, NewTxIntent, Result, RetryPolicy, Storage, StorageError, TxFinal, TxIntentRecord,
 };
@@ -194,12 +195,15 @@ impl Storage {
     }
 
     pub async fn auto_invest_task(&self, id: &str) -> Result<Option<AutoInvestTask>> {
-        tasks::Entity::find_by_id(id.to_string())
-            .one(&self.reader)
-            .await
-            .context("find auto-invest")?
-            .map(task_record)
-            .transpose()
+        with_intent_hash(
+            tasks::Entity::find_by_id(id.to_string()),
+            tasks::Column::TxIntentId,
+        )
+        .one(&self.reader)
+        .await
+        .context("find auto-invest")?
+        .map(shown_task)
+        .transpose()
     }
 
     /// Queues a task for the triple, or merges into its pending one (new amount, expiry
@@ -570,15 +574,16 @@ impl Storage {
                     ),
             );
         }
-        query
+        let query = query
             .order_by_desc(tasks::Column::CreatedAtMs)
             .order_by_desc(tasks::Column::Id)
-            .limit(limit)
+            .limit(limit);
+        with_intent_hash(query, tasks::Column::TxIntentId)
             .all(&self.reader)
             .await
             .context("list auto-invests")?
             .into_iter()
-            .map(task_record)
+            .map(shown_task)
             .collect()
     }
 
@@ -796,59 +801,6 @@ impl Storage {
         txn.commit().await.context("commit auto-invest settle")?;
         Ok(true)
     }
-
-    // ----- leases -----
-
-    /// Takes or renews the lease `name` for `holder` until `until`: true if `holder` holds it
-    /// now. A lease held by someone else is taken only once it has expired.
-    pub async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now: UnixMillis,
-        until: UnixMillis,
-    ) -> Result<bool> {
-        let renewed = leases::Entity::update_many()
-            .col_expr(leases::Column::Holder, Expr::value(holder))
-            .col_expr(leases::Column::ExpiresAtMs, Expr::value(until))
-            .filter(leases::Column::Name.eq(name))
-            .filter(
-                Condition::any()
-                    .add(leases::Column::Holder.eq(holder))
-                    .add(leases::Column::ExpiresAtMs.lte(now)),
-            )
-            .exec(&self.db)
-            .await
-            .context("renew lease")?;
-        if renewed.rows_affected == 1 {
-            return Ok(true);
-        }
-        let inserted = leases::Entity::insert(leases::ActiveModel {
-            name: Set(name.to_string()),
-            holder: Set(holder.to_string()),
-            expires_at_ms: Set(until),
-        })
-        .exec_without_returning(&self.db)
-        .await;
-        match inserted {
-            Ok(_) => Ok(true),
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                Ok(false)
-            }
-            Err(e) => Err(e).context("take lease"),
-        }
-    }
-
-    /// Gives the lease up, if `holder` holds it.
-    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        leases::Entity::delete_many()
-            .filter(leases::Column::Name.eq(name))
-            .filter(leases::Column::Holder.eq(holder))
-            .exec(&self.db)
-            .await
-            .context("release lease")?;
-        Ok(())
-    }
 }
 
 /// A failed attempt (the `attempts`-th): back to pending behind the backoff, or failed once the
@@ -999,6 +951,16 @@ fn task_row(task: &AutoInvestTask, open_key: Option<String>) -> tasks::ActiveMod
         updated_at_ms: Set(task.updated_at_ms),
         finished_at_ms: Set(task.finished_at_ms),
     }
+}
+
+/// A task as the API shows it: while it is in process, `tx_hash` is the current one of its
+/// intent (see [`crate::current_tx`]).
+fn shown_task(joined: WithIntentHash<tasks::Model>) -> Result<AutoInvestTask> {
+    let tx_hash = joined.shown(joined.row.status == "in_process", &joined.row.tx_hash);
+    Ok(AutoInvestTask {
+        tx_hash,
+        ..task_record(joined.row)?
+    })
 }
 
 fn task_record(m: tasks::Model) -> Result<AutoInvestTask> {

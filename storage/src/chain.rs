@@ -18,6 +18,7 @@ use sea_orm::{
     QuerySelect, SqlErr, TransactionTrait, TryIntoModel,
 };
 
+use crate::current_tx::{WithIntentHash, with_intent_hash};
 use crate::entities::{faucet_requests, tx_intents, whitelist_requests};
 use crate::{Context, Result, Storage, StorageError};
 
@@ -618,20 +619,26 @@ impl Storage {
         chain_id: u64,
         address: &str,
     ) -> Result<Option<FaucetRequestRecord>> {
-        Ok(faucet_requests::Entity::find()
-            .filter(faucet_requests::Column::OpenKey.eq(faucet_open_key(chain_id, address)))
-            .one(&self.reader)
-            .await
-            .context("find open faucet request")?
-            .map(faucet_record))
+        Ok(with_intent_hash(
+            faucet_requests::Entity::find()
+                .filter(faucet_requests::Column::OpenKey.eq(faucet_open_key(chain_id, address))),
+            faucet_requests::Column::TxIntentId,
+        )
+        .one(&self.reader)
+        .await
+        .context("find open faucet request")?
+        .map(faucet_record))
     }
 
     pub async fn faucet_request(&self, id: &str) -> Result<Option<FaucetRequestRecord>> {
-        Ok(faucet_requests::Entity::find_by_id(id.to_string())
-            .one(&self.reader)
-            .await
-            .context("find faucet request")?
-            .map(faucet_record))
+        Ok(with_intent_hash(
+            faucet_requests::Entity::find_by_id(id.to_string()),
+            faucet_requests::Column::TxIntentId,
+        )
+        .one(&self.reader)
+        .await
+        .context("find faucet request")?
+        .map(faucet_record))
     }
 
     /// When the wallet was last paid on the chain.
@@ -717,12 +724,15 @@ impl Storage {
         &self,
         open_key: &str,
     ) -> Result<Option<WhitelistRequestRecord>> {
-        Ok(whitelist_requests::Entity::find()
-            .filter(whitelist_requests::Column::OpenKey.eq(open_key))
-            .one(&self.reader)
-            .await
-            .context("find open whitelist request")?
-            .map(whitelist_record))
+        Ok(with_intent_hash(
+            whitelist_requests::Entity::find()
+                .filter(whitelist_requests::Column::OpenKey.eq(open_key)),
+            whitelist_requests::Column::TxIntentId,
+        )
+        .one(&self.reader)
+        .await
+        .context("find open whitelist request")?
+        .map(whitelist_record))
     }
 
     /// A wallet's whitelisting requests, newest first.
@@ -731,17 +741,20 @@ impl Storage {
         address: &str,
         limit: u64,
     ) -> Result<Vec<WhitelistRequestRecord>> {
-        Ok(whitelist_requests::Entity::find()
-            .filter(whitelist_requests::Column::Address.eq(address))
-            .order_by_desc(whitelist_requests::Column::CreatedAtMs)
-            .order_by_desc(whitelist_requests::Column::Id)
-            .limit(limit)
-            .all(&self.reader)
-            .await
-            .context("list whitelist requests")?
-            .into_iter()
-            .map(whitelist_record)
-            .collect())
+        Ok(with_intent_hash(
+            whitelist_requests::Entity::find()
+                .filter(whitelist_requests::Column::Address.eq(address))
+                .order_by_desc(whitelist_requests::Column::CreatedAtMs)
+                .order_by_desc(whitelist_requests::Column::Id)
+                .limit(limit),
+            whitelist_requests::Column::TxIntentId,
+        )
+        .all(&self.reader)
+        .await
+        .context("list whitelist requests")?
+        .into_iter()
+        .map(whitelist_record)
+        .collect())
     }
 }
 
@@ -921,7 +934,11 @@ fn intent_record(m: tx_intents::Model) -> Result<TxIntentRecord> {
     })
 }
 
-fn faucet_record(m: faucet_requests::Model) -> FaucetRequestRecord {
+/// A request's row as the API shows it; `tx_hash` is the current one of its intent while it
+/// is submitted (see [`crate::current_tx`]).
+fn faucet_record(joined: WithIntentHash<faucet_requests::Model>) -> FaucetRequestRecord {
+    let tx_hash = joined.shown(joined.row.status == "submitted", &joined.row.tx_hash);
+    let m = joined.row;
     FaucetRequestRecord {
         id: m.id,
         chain_id: m.chain_id as u64,
@@ -929,7 +946,7 @@ fn faucet_record(m: faucet_requests::Model) -> FaucetRequestRecord {
         client_ip: m.client_ip,
         status: m.status,
         attempts: m.attempts.max(0) as u32,
-        tx_hash: m.tx_hash,
+        tx_hash,
         amount_wei: m.amount_wei,
         reason: m.reason,
         created_at_ms: m.created_at_ms,
@@ -938,7 +955,9 @@ fn faucet_record(m: faucet_requests::Model) -> FaucetRequestRecord {
     }
 }
 
-fn whitelist_record(m: whitelist_requests::Model) -> WhitelistRequestRecord {
+fn whitelist_record(joined: WithIntentHash<whitelist_requests::Model>) -> WhitelistRequestRecord {
+    let tx_hash = joined.shown(joined.row.status == "submitted", &joined.row.tx_hash);
+    let m = joined.row;
     WhitelistRequestRecord {
         id: m.id,
         chain_id: m.chain_id as u64,
@@ -946,7 +965,7 @@ fn whitelist_record(m: whitelist_requests::Model) -> WhitelistRequestRecord {
         address: m.address,
         status: m.status,
         attempts: m.attempts.max(0) as u32,
-        tx_hash: m.tx_hash,
+        tx_hash,
         reason: m.reason,
         created_at_ms: m.created_at_ms,
         updated_at_ms: m.updated_at_ms,

@@ -113,6 +113,17 @@ fn sqlite_options(settings: &DatabaseSettings, connections: u32) -> ConnectOptio
     options
 }
 
+/// The file a `sqlite:` URL names, or `None` for an in-memory database or a URL that is not
+/// SQLite's.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    (!path.as_os_str().is_empty()).then(|| path.to_path_buf())
+}
+
 fn create_sqlite_folder(url: &str) -> Result<()> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| StorageError::Corrupt(format!("bad SQLite URL: {e}")))?;
@@ -140,5 +151,17 @@ mod tests {
             "postgres://app@db/ampflow"
         );
         assert_eq!(redact_url("sqlite://data/a.db"), "sqlite://data/a.db");
+    }
+
+    #[test]
+    fn the_sqlite_file_is_read_from_the_url() {
+        use super::sqlite_file;
+        assert_eq!(
+            sqlite_file("sqlite://data/ampflow.db?mode=rwc"),
+            Some("data/ampflow.db".into())
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://a.db?mode=memory"), None);
+        assert_eq!(sqlite_file("postgres://db/ampflow"), None);
     }
 }

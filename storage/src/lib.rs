@@ -3,6 +3,7 @@
 //! another process is a conditional update, so several `ampflow` processes can share one
 //! PostgreSQL database.
 
+mod amount_mismatches;
 mod api_keys;
 mod audit;
 mod auto_invest;
@@ -11,6 +12,7 @@ mod chain;
 mod checkpoint_proofs;
 mod checkpoints;
 mod connect;
+mod current_tx;
 mod dashboard;
 mod donations;
 pub mod entities;
@@ -18,6 +20,7 @@ mod failures;
 mod identity;
 mod keys;
 mod kyc;
+mod leases;
 mod ledger;
 mod memberships;
 mod organisations;
@@ -29,6 +32,7 @@ pub mod testdb;
 mod throttle;
 mod trusted;
 
+pub use amount_mismatches::*;
 use ampflow_runtime::Supervisor;
 pub use api_keys::*;
 pub use audit::*;
@@ -36,9 +40,10 @@ pub use auto_invest::*;
 pub use chain::*;
 pub use checkpoint_proofs::ProofPage;
 pub use checkpoints::*;
-pub use connect::{DatabaseSettings, SqliteSync};
+pub use connect::{DatabaseSettings, SqliteSync, sqlite_file};
 pub use dashboard::*;
 pub use donations::*;
+pub use leases::*;
 pub use ledger::*;
 pub use memberships::*;
 pub use organisations::*;

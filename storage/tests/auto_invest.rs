@@ -1,7 +1,7 @@
 //! Auto-invest repository guarantees, on SQLite and PostgreSQL: one open task per triple,
 //! merges and cancels only while pending, a claim that loses to a merge writes nothing,
-//! settlement moves each task once (success, retry with backoff, failure at the cap), expiry,
-//! and leases held by one holder at a time.
+//! settlement moves each task once (success, retry with backoff, failure at the cap), and
+//! expiry.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -30,7 +30,6 @@ on_both_databases!(
     a_refusal_by_the_chain_is_not_retried,
     overdue_pending_tasks_expire,
     the_open_count_follows_every_change,
-    leases_have_one_holder_at_a_time,
 );
 
 const WALLET: &str = "0x00000000000000000000000000000000000000aa";
@@ -670,59 +669,6 @@ async fn overdue_pending_tasks_expire(backend: Backend) {
     assert_eq!(
         storage.expire_auto_invests(CHAIN, now, 100).await.unwrap(),
         0
-    );
-}
-
-async fn leases_have_one_holder_at_a_time(backend: Backend) {
-    let Some((storage, _db)) = storage(backend).await else {
-        return;
-    };
-    assert!(storage.acquire_lease("exec:1", "a", 0, 100).await.unwrap());
-    assert!(!storage.acquire_lease("exec:1", "b", 50, 150).await.unwrap());
-    assert!(
-        storage.acquire_lease("exec:1", "a", 90, 190).await.unwrap(),
-        "renewed"
-    );
-    assert!(
-        !storage
-            .acquire_lease("exec:1", "b", 150, 250)
-            .await
-            .unwrap()
-    );
-    assert!(
-        storage
-            .acquire_lease("exec:1", "b", 190, 290)
-            .await
-            .unwrap(),
-        "taken once expired"
-    );
-    assert!(
-        !storage
-            .acquire_lease("exec:1", "a", 200, 300)
-            .await
-            .unwrap()
-    );
-    storage.release_lease("exec:1", "a").await.unwrap();
-    assert!(
-        !storage
-            .acquire_lease("exec:1", "a", 200, 300)
-            .await
-            .unwrap(),
-        "not a's to release"
-    );
-    storage.release_lease("exec:1", "b").await.unwrap();
-    assert!(
-        storage
-            .acquire_lease("exec:1", "a", 200, 300)
-            .await
-            .unwrap()
-    );
-    assert!(
-        storage
-            .acquire_lease("exec:2", "b", 200, 300)
-            .await
-            .unwrap(),
-        "leases are per name"
     );
 }
 

@@ -8,6 +8,11 @@
 //!   it (a refund proves the payment, so a donation whose success was not seen yet is
 //!   completed first), `payment_intent.canceled` cancels a pending one. Other types are
 //!   ignored.
+//! - A success whose amount or currency differs from the donation's is not applied: it is
+//!   recorded once per event id (`stripe_amount_mismatches`: the ids, the expected and the
+//!   received amount and currency), counted (`stripe_webhook_amount_mismatches_total`) and
+//!   logged as a warning, and the delivery is acknowledged so Stripe does not retry it
+//!   forever.
 //! - Exactly once: the event id is recorded in the same transaction as the donation's move, so
 //!   a redelivery changes nothing. The ledger entries (`donation_received:don_…`,
 //!   `donation_refunded:don_…`) are appended after that move, idempotently by their dedupe
@@ -24,7 +29,8 @@
 use std::collections::HashMap;
 
 use ampflow_storage::{
-    AmountRule, DonationRecord, DonationStatus, NewLedgerEntry, StripeEventRecord,
+    AmountMismatchRecord, AmountRule, DonationRecord, DonationStatus, NewLedgerEntry,
+    StripeEventRecord,
 };
 use ampflow_types::DonationId;
 use ampflow_types::ledger::LedgerMetadata;
@@ -36,6 +42,9 @@ use crate::stripe::verify_stripe_signature;
 /// Longest event and object ids we accept.
 const STRIPE_ID_LENGTH_MAX: usize = 255;
 const FAILURE_MESSAGE_LENGTH_MAX: usize = 500;
+/// Signed events not applied because their amount or currency differs from the donation's
+/// (each event counted once, however often it is delivered).
+pub const AMOUNT_MISMATCH_METRIC: &str = "stripe_webhook_amount_mismatches_total";
 
 /// What a webhook delivery did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,10 +143,7 @@ impl Donations {
         if intent.amount != donation.amount
             || !intent.currency.eq_ignore_ascii_case(&donation.currency)
         {
-            tracing::error!(donation = %donation.id, payment_intent = %intent.id, "the PaymentIntent's amount does not match its donation; not recorded");
-            return Ok(WebhookOutcome::Ignored(
-                "amount does not match the donation",
-            ));
+            return self.amount_mismatch(event, &donation, &intent).await;
         }
         let (outcome, donation) = self
             .move_for_event(&donation, DonationStatus::Succeeded, None, event)
@@ -146,6 +152,51 @@ impl Donations {
         fail::fail_point!("stripe_webhook_after_move");
         self.record_in_ledger(&donation, None).await?;
         Ok(outcome)
+    }
+
+    /// A signed event whose PaymentIntent amount or currency differs from its donation's is not
+    /// applied: the donation keeps its state and nothing reaches the ledger. It is recorded once
+    /// per event id (`stripe_amount_mismatches`), counted and logged as a warning, and the
+    /// delivery is acknowledged (2xx), so Stripe does not retry it forever.
+    async fn amount_mismatch(
+        &self,
+        event: &EventBody,
+        donation: &DonationRecord,
+        intent: &PaymentIntentObject,
+    ) -> Result<WebhookOutcome, DonationError> {
+        let record = AmountMismatchRecord {
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            donation_id: donation.id.clone(),
+            payment_intent_id: intent.id.clone(),
+            expected_amount: donation.amount,
+            expected_currency: donation.currency.clone(),
+            received_amount: intent.amount,
+            received_currency: intent.currency.clone(),
+            received_at_ms: self.clock.now_ms(),
+        };
+        if self.storage.record_amount_mismatch(&record).await? {
+            metrics::counter!(AMOUNT_MISMATCH_METRIC).increment(1);
+            tracing::warn!(
+                event = %event.id,
+                donation = %donation.id,
+                payment_intent = %intent.id,
+                expected_amount = donation.amount,
+                expected_currency = %donation.currency,
+                received_amount = intent.amount,
+                received_currency = %record.received_currency,
+                "a signed Stripe event's amount does not match its donation: not applied, recorded in stripe_amount_mismatches"
+            );
+        } else {
+            tracing::info!(
+                event = %event.id,
+                donation = %donation.id,
+                "redelivery of a Stripe event whose amount does not match its donation: recorded already"
+            );
+        }
+        Ok(WebhookOutcome::Ignored(
+            "amount does not match the donation",
+        ))
     }
 
     async fn payment_canceled(

@@ -54,7 +54,9 @@ pub struct AutoInvestResponse {
     pub status: String,
     /// Failed attempts so far.
     pub attempts: u32,
-    /// The `investFor` transaction, once one was sent.
+    /// The `investFor` transaction, once one was sent: while `in_process`, the hash it was last
+    /// sent under (a fee-bumped replacement's once it was replaced; null until signed), then
+    /// the one that was mined; a task back to pending keeps its failed attempt's.
     pub tx_hash: Option<String>,
     /// Why it waits (not whitelisted, no allowance, …), why the last attempt failed, or why it
     /// failed.

@@ -36,7 +36,9 @@ pub struct FaucetRequestResponse {
     pub wallet_address: String,
     /// pending, submitted, paid, skipped or failed.
     pub status: String,
-    /// The faucet transaction, once one was sent.
+    /// The faucet transaction, once one was sent: while `submitted`, the hash it was last sent
+    /// under (a fee-bumped replacement's once it was replaced; null until signed), then the
+    /// one that was mined.
     pub tx_hash: Option<String>,
     /// Wei paid, once paid.
     pub amount: Option<String>,

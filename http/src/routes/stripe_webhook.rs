@@ -23,7 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/webhooks/stripe", tag = "donations",
     security(("stripe_signature" = [])),
     request_body(content = Object, description = "A Stripe Event, signed in `Stripe-Signature`"),
-    responses((status = 200, description = "Applied, already applied, or ignored"),
+    responses((status = 200, description = "Applied, already applied, or ignored (a success whose amount or currency differs from its donation's is not applied, and is recorded once per event id in `stripe_amount_mismatches`)"),
         (status = 400, description = "`invalid_signature` (bad or stale), or a malformed event or livemode mismatch", body = ErrorBody),
         (status = 503, description = "`stripe_not_configured`, or the change could not be made durable; Stripe retries", body = ErrorBody)))]
 async fn stripe_webhook(

@@ -38,7 +38,9 @@ pub struct WhitelistResponse {
     /// pending, submitted, confirmed or failed; `approved` when the wallet was already on the
     /// issuer's whitelist.
     pub status: String,
-    /// The `approveWallets` transaction, once one was sent.
+    /// The `approveWallets` transaction, once one was sent: while `submitted`, the hash it was
+    /// last sent under (a fee-bumped replacement's once it was replaced; null until signed),
+    /// then the one that was mined.
     pub tx_hash: Option<String>,
     /// Why it failed, or why the last attempt failed.
     pub reason: Option<String>,

@@ -56,6 +56,16 @@ pub fn settings_for(db: &TestDatabase) -> Settings {
     // Tests send bursts from one loopback address; tests/rate_limit.rs turns limits on with
     // its own small numbers.
     settings.rate_limit.enabled = false;
+    // With SQLite the node id is generated and kept beside the test's own database; with
+    // PostgreSQL its default file (`data/node_id` in the working directory) would be shared by
+    // every test at once, so each test's app is a node of its own. A second app on the same
+    // database must be given another id (two live processes never share one).
+    if db.backend == Backend::Postgres {
+        settings.node.id = Some(format!(
+            "test-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        ));
+    }
     settings
 }
 

@@ -1724,11 +1724,12 @@ mod http {
                 let taken = storage
                     .acquire_lease(
                         EXECUTOR_LEASE,
-                        "auto_invest_bench (parks the executor)",
+                        &ampflow_storage::LeaseHolder::one_off(),
                         now,
                         now + TICK_MS as i64,
                     )
-                    .await?;
+                    .await?
+                    .is_held();
                 ensure!(taken, "could not take the executor's lease");
                 storage.close().await?;
                 anyhow::Ok(())
