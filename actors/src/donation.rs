@@ -626,6 +626,15 @@ impl DonationActor {
         failure_reason: Option<String>,
         event: Option<StripeEventRecord>,
     ) -> Result<Moved, DonationError> {
+        // A move is written with a version check, so a stale copy cannot apply a wrong one; but
+        // a copy that says "already there" or "not allowed" decides without writing. Another
+        // process may have moved the donation since this copy was read (the payment's event
+        // delivered there, the refund's here): read the row before answering no.
+        if let Some(current) = &state.donation
+            && (current.status == to || !may_move(current.status, to))
+        {
+            self.reload(state).await?;
+        }
         for _ in 0..UPDATE_ATTEMPTS_MAX {
             let current = state.donation.clone().ok_or(DonationError::NotFound)?;
             if current.status == to {

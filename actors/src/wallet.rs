@@ -655,8 +655,15 @@ impl WalletActor {
         self.deps
             .sessions
             .check(session_id, &state.address, self.now())
-            .await
-            .map(|_| ())
+            .await?;
+        // A live session means the user exists (it is created by the first login). A copy
+        // without one was loaded before that login happened on another process (e.g. this
+        // process answered `/authorize` and another one the login): read it again rather than
+        // refuse a valid token until the copy goes stale.
+        if state.user.is_none() {
+            self.reload(state).await?;
+        }
+        Ok(())
     }
 
     async fn get_user(

@@ -22,6 +22,7 @@ on_both_databases!(
     contract_wallet_login_on_an_unconfigured_chain_answers_400,
     put_user_validates_and_stores_the_email,
     restart_mid_flow_keeps_unused_nonces_and_rejects_used_ones,
+    a_login_on_one_process_is_served_at_once_by_another,
 );
 
 async fn full_login_flow_creates_the_user_on_first_login(backend: Backend) {
@@ -482,5 +483,51 @@ async fn restart_mid_flow_keeps_unused_nonces_and_rejects_used_ones(backend: Bac
             .0,
         200
     );
+    app.stop().await;
+}
+
+/// Two processes on one database: the login message comes from one, the login goes to the
+/// other, and the first then serves the new token at once, although its copy of the wallet
+/// was loaded before the user existed (found by the fault campaign, seed 2: `GET /user`
+/// answered 401 "the session has ended" for up to `identity.state_recheck_ms`).
+async fn a_login_on_one_process_is_served_at_once_by_another(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    // Another process is another node (two live processes never share a node id).
+    let mut settings = app.settings.clone();
+    settings.node.id = Some("login-other".into());
+    let other = ampflow_http::start(
+        settings,
+        ampflow_http::StartOptions {
+            clock: std::sync::Arc::new(app.clock.clone()),
+            chain_signers: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    let wallet = Wallet::random();
+    let answer = app
+        .client
+        .post(format!("{}/authorize", other.base_url()))
+        .json(&json!({"address": wallet.address()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let payload: serde_json::Value = answer.json().await.unwrap();
+    let login = json!({"address": wallet.address(), "signed_payload": wallet.sign(payload["payload"].as_str().unwrap())});
+    let (status, tokens) = app.post("/authorize/jwt", login).await;
+    assert_eq!(status, 200, "{tokens}");
+    // The manual clock stands still: the other process's copy never goes stale by itself.
+    let answer = app
+        .client
+        .get(format!("{}/user", other.base_url()))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    other.shutdown().await;
     app.stop().await;
 }

@@ -26,6 +26,7 @@ on_both_databases!(
     a_crash_between_the_move_and_the_entry_is_repaired_by_the_redelivery,
     a_canceled_payment_intent_cancels_its_donation,
     a_success_with_another_amount_is_recorded_once_and_not_applied,
+    a_refund_delivered_to_another_process_than_the_payment_is_recorded,
 );
 
 const SECRET_KEY: &str = "sk_test_webhooks";
@@ -585,5 +586,48 @@ async fn a_success_with_another_amount_is_recorded_once_and_not_applied(backend:
         vec![("donation_received".into(), 3000)]
     );
     assert_eq!(storage.amount_mismatches(&id, 10).await.unwrap().len(), 2);
+    s.app.stop().await;
+}
+
+/// Two processes on one database: the donation is made through one (its actor keeps the
+/// donation as pending), the payment's event is delivered to the other, and the refund's to
+/// the first again. The refund is recorded, as on one process (found by the fault campaign,
+/// seed 2: the first process decided on its stale copy, refused pending → refunded as
+/// illegal and acknowledged the event, so the refund never reached the ledger).
+async fn a_refund_delivered_to_another_process_than_the_payment_is_recorded(backend: Backend) {
+    let Some(s) = start(backend).await else {
+        return;
+    };
+    // Another process is another node (two live processes never share a node id).
+    let mut settings = s.app.settings.clone();
+    settings.node.id = Some("refunds-other".into());
+    let other = ampflow_http::start(
+        settings,
+        ampflow_http::StartOptions {
+            clock: std::sync::Arc::new(s.app.clock.clone()),
+            chain_signers: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    let (id, intent) = s.donate(3000).await;
+    s.stripe
+        .set_webhook_url(&format!("{}/webhooks/stripe", other.base_url()));
+    s.stripe.confirm(&intent, TestCard::Visa).unwrap();
+    let paid = s.event_id("payment_intent.succeeded", &intent);
+    s.wait_for_acknowledgements(&paid, 1).await;
+    s.stripe.set_webhook_url(&s.app.url("/webhooks/stripe"));
+    s.refund_part(&intent, Some(1200)).await;
+    let refund = s.refund_event_ids(&intent)[0].clone();
+    s.wait_for_acknowledgements(&refund, 1).await;
+    assert_eq!(
+        s.entries_of(&id).await,
+        vec![
+            ("donation_received".to_string(), 3000),
+            ("donation_refunded".to_string(), -1200)
+        ]
+    );
+    s.wait_for_status(&id, "refunded").await;
+    other.shutdown().await;
     s.app.stop().await;
 }

@@ -36,10 +36,15 @@ impl Anvil {
     /// Starts anvil on a free loopback port (a few tries, in case the port is taken between
     /// picking it and anvil binding it).
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// As [`start`](Self::start), with more command-line arguments (e.g. `--block-time`).
+    pub async fn start_with(extra_args: &[&str]) -> anyhow::Result<Self> {
         let binary = anvil_binary()?;
         for _ in 0..5 {
             let port = free_port()?;
-            if let Some(anvil) = Self::start_on(&binary, port).await? {
+            if let Some(anvil) = Self::start_on(&binary, port, extra_args).await? {
                 return Ok(anvil);
             }
         }
@@ -47,7 +52,11 @@ impl Anvil {
     }
 
     /// Starts anvil on `port`; `None` if it did not answer in time (e.g. the port was taken).
-    async fn start_on(binary: &PathBuf, port: u16) -> anyhow::Result<Option<Self>> {
+    async fn start_on(
+        binary: &PathBuf,
+        port: u16,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Option<Self>> {
         let child = Command::new(binary)
             .args([
                 "--host",
@@ -56,6 +65,7 @@ impl Anvil {
                 &port.to_string(),
                 "--silent",
             ])
+            .args(extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -4,6 +4,7 @@
 //! stops by itself.
 
 pub mod anvil;
+pub mod chaos;
 pub mod client;
 pub mod flows;
 pub mod logs;

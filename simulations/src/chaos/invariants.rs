@@ -1,0 +1,562 @@
+//! The invariants, checked after the quiet period against the database, the chain's event
+//! logs, the Stripe stand-in's own records (the truth about what was paid and refunded) and
+//! the public API. Each answers its counts and, when it fails, what broke.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use alloy::primitives::Address;
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::rpc::types::{Filter, Log};
+use alloy::sol_types::SolEvent;
+use ampflow_chain::contracts::{Faucet, InvestService, WalletApprover};
+use ampflow_standins::stripe::{PaymentIntentStatus, StripeStandIn};
+use ampflow_storage::{AutoInvestStatus, LedgerRange, Storage, TaskFilter};
+use anyhow::Context;
+
+use super::setup::{CHAIN_ID, World};
+use super::workload::Book;
+
+/// Successful InvestFor events by (investor, campaign): (transaction, requested, invested).
+type InvestEvents = BTreeMap<(String, String), Vec<(String, String, String)>>;
+
+/// Details kept per failed invariant.
+const DETAILS_MAX: usize = 20;
+
+#[derive(Debug)]
+pub struct Check {
+    pub name: &'static str,
+    pub counts: String,
+    pub problems: Vec<String>,
+    /// Problems beyond the ones kept.
+    pub more: usize,
+}
+
+impl Check {
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            counts: String::new(),
+            problems: Vec::new(),
+            more: 0,
+        }
+    }
+
+    pub fn problem(&mut self, text: String) {
+        if self.problems.len() < DETAILS_MAX {
+            self.problems.push(text);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Every log of `event` the contract at `address` emitted.
+async fn logs(
+    rpc: &str,
+    address: Address,
+    signature: alloy::primitives::B256,
+) -> anyhow::Result<Vec<Log>> {
+    let provider = ProviderBuilder::new().connect_http(rpc.parse()?);
+    let filter = Filter::new()
+        .address(address)
+        .event_signature(signature)
+        .from_block(0u64);
+    provider.get_logs(&filter).await.context("eth_getLogs")
+}
+
+/// Every acknowledged faucet request is paid, by exactly one FaucetPaid event for its wallet in
+/// its own transaction, and no wallet was paid twice.
+pub async fn faucet_paid_once(
+    storage: &Storage,
+    book: &Book,
+    world: &World,
+    rpc: &str,
+) -> anyhow::Result<Check> {
+    let mut check = Check::new("faucet paid exactly once");
+    let mut paid_events: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for log in logs(
+        rpc,
+        world.contracts.faucet,
+        Faucet::FaucetPaid::SIGNATURE_HASH,
+    )
+    .await?
+    {
+        let event = log.log_decode::<Faucet::FaucetPaid>()?;
+        let tx = log
+            .transaction_hash
+            .map(|h| format!("{h:#x}"))
+            .unwrap_or_default();
+        paid_events
+            .entry(format!("{:#x}", event.inner.data.wallet))
+            .or_default()
+            .push(tx);
+    }
+    let mut acknowledged: BTreeSet<&str> = BTreeSet::new();
+    let mut paid = 0;
+    for (id, wallet) in &book.faucet {
+        if !acknowledged.insert(id) {
+            continue;
+        }
+        let Some(row) = storage.faucet_request(id).await? else {
+            check.problem(format!(
+                "acknowledged faucet request {id} of {wallet} is missing"
+            ));
+            continue;
+        };
+        if row.status != "paid" {
+            check.problem(format!(
+                "faucet request {id} of {wallet} ended {} ({:?})",
+                row.status, row.reason
+            ));
+            continue;
+        }
+        paid += 1;
+        let events = paid_events.get(wallet).cloned().unwrap_or_default();
+        if events.len() != 1 || Some(&events[0]) != row.tx_hash.as_ref() {
+            check.problem(format!(
+                "faucet request {id} of {wallet} is paid in {:?}; FaucetPaid events in {events:?}",
+                row.tx_hash
+            ));
+        }
+    }
+    for (wallet, events) in &paid_events {
+        if events.len() > 1 {
+            check.problem(format!(
+                "{wallet} was paid {} times: {events:?}",
+                events.len()
+            ));
+        }
+    }
+    check.counts = format!(
+        "{} acknowledged, {paid} paid, {} FaucetPaid events for {} wallets",
+        acknowledged.len(),
+        paid_events.values().map(Vec::len).sum::<usize>(),
+        paid_events.len()
+    );
+    Ok(check)
+}
+
+/// Every acknowledged whitelisting request is confirmed, and each wallet was approved by one
+/// successful ApproveWallet event.
+pub async fn whitelist_settled_once(
+    storage: &Storage,
+    book: &Book,
+    world: &World,
+    rpc: &str,
+) -> anyhow::Result<Check> {
+    let mut check = Check::new("whitelisting settled once");
+    // Every ApproveWallet outcome, successful or not: one request, one outcome on chain.
+    let mut approvals: BTreeMap<String, usize> = BTreeMap::new();
+    for log in logs(
+        rpc,
+        world.contracts.wallet_approver,
+        WalletApprover::ApproveWallet::SIGNATURE_HASH,
+    )
+    .await?
+    {
+        let event = log.log_decode::<WalletApprover::ApproveWallet>()?;
+        *approvals
+            .entry(format!("{:#x}", event.inner.data.wallet))
+            .or_default() += 1;
+    }
+    let wallets: BTreeSet<&String> = book.whitelist.iter().map(|(_, w)| w).collect();
+    let mut confirmed = 0;
+    for wallet in &wallets {
+        let rows = storage.whitelist_requests_for(wallet, 100).await?;
+        for (id, _) in book.whitelist.iter().filter(|(_, w)| w == *wallet) {
+            let Some(id) = id else { continue };
+            match rows.iter().find(|r| &r.id == id) {
+                None => check.problem(format!(
+                    "acknowledged whitelisting {id} of {wallet} is missing"
+                )),
+                Some(row) if row.status != "confirmed" => check.problem(format!(
+                    "whitelisting {id} of {wallet} ended {} ({:?})",
+                    row.status, row.reason
+                )),
+                Some(_) => confirmed += 1,
+            }
+        }
+        if approvals.get(*wallet).copied().unwrap_or(0) != 1 {
+            check.problem(format!(
+                "{wallet} has {} ApproveWallet events",
+                approvals.get(*wallet).copied().unwrap_or(0)
+            ));
+        }
+    }
+    check.counts = format!(
+        "{} acknowledged for {} wallets, {confirmed} confirmed, {} ApproveWallet events",
+        book.whitelist.len(),
+        wallets.len(),
+        approvals.values().sum::<usize>()
+    );
+    Ok(check)
+}
+
+/// Every successful task matches one successful InvestFor in its transaction, with its amount;
+/// per (wallet, campaign) there are as many successful InvestFor events as successful tasks;
+/// nothing is left in process; every acknowledged submit, merge and cancel is what the task
+/// shows.
+pub async fn auto_invest_once(
+    storage: &Storage,
+    book: &Book,
+    world: &World,
+    rpc: &str,
+) -> anyhow::Result<Check> {
+    let mut check = Check::new("auto-invest invested once");
+    let mut events = InvestEvents::new();
+    for log in logs(
+        rpc,
+        world.contracts.invest_service,
+        InvestService::InvestFor::SIGNATURE_HASH,
+    )
+    .await?
+    {
+        let event = log.log_decode::<InvestService::InvestFor>()?.inner.data;
+        if !event.success {
+            continue;
+        }
+        let tx = log
+            .transaction_hash
+            .map(|h| format!("{h:#x}"))
+            .unwrap_or_default();
+        events
+            .entry((
+                format!("{:#x}", event.investor),
+                format!("{:#x}", event.campaign),
+            ))
+            .or_default()
+            .push((tx, event.requested.to_string(), event.invested.to_string()));
+    }
+    let mut tasks = BTreeMap::new();
+    for investor in &world.investors {
+        let wallet = format!("{:#x}", investor.address());
+        for open in [true, false] {
+            for task in storage
+                .list_auto_invests(CHAIN_ID, TaskFilter::Wallet(&wallet), open, None, 10_000)
+                .await?
+            {
+                tasks.insert(task.id.clone(), task);
+            }
+        }
+    }
+    let mut successes: BTreeMap<(String, String), Vec<&ampflow_storage::AutoInvestTask>> =
+        BTreeMap::new();
+    for task in tasks.values() {
+        match task.status {
+            AutoInvestStatus::Success => successes
+                .entry((task.wallet.clone(), task.campaign.clone()))
+                .or_default()
+                .push(task),
+            AutoInvestStatus::InProcess => {
+                check.problem(format!("task {} is still in process", task.id))
+            }
+            _ => {}
+        }
+    }
+    let pairs: BTreeSet<_> = successes.keys().chain(events.keys()).cloned().collect();
+    for pair in &pairs {
+        let done = successes.get(pair).map(Vec::as_slice).unwrap_or_default();
+        let seen = events.get(pair).map(Vec::as_slice).unwrap_or_default();
+        if done.len() != seen.len() {
+            check.problem(format!(
+                "{} in {}: {} successful tasks, {} successful InvestFor events {:?}",
+                pair.0,
+                pair.1,
+                done.len(),
+                seen.len(),
+                seen.iter().map(|e| &e.0).collect::<Vec<_>>()
+            ));
+        }
+        for task in done {
+            let matching = seen
+                .iter()
+                .filter(|(tx, requested, invested)| {
+                    Some(tx) == task.tx_hash.as_ref()
+                        && *requested == task.amount
+                        && Some(invested) == task.invested_amount.as_ref()
+                })
+                .count();
+            if matching != 1 {
+                check.problem(format!(
+                    "task {} (amount {}, invested {:?}, tx {:?}) matches {matching} InvestFor events",
+                    task.id, task.amount, task.invested_amount, task.tx_hash
+                ));
+            }
+        }
+    }
+    for (id, ack) in &book.tasks {
+        match tasks.get(id) {
+            None => check.problem(format!(
+                "acknowledged task {id} of {} is missing",
+                ack.wallet
+            )),
+            Some(task) if ack.cancelled && task.status != AutoInvestStatus::Cancelled => check
+                .problem(format!(
+                    "task {id}: its cancel was acknowledged, it ended {:?}",
+                    task.status
+                )),
+            Some(task) if !ack.cancelled && task.amount != ack.amount => check.problem(format!(
+                "task {id}: acknowledged amount {}, stored {}",
+                ack.amount, task.amount
+            )),
+            Some(_) => {}
+        }
+    }
+    let by_status = tasks
+        .values()
+        .fold(BTreeMap::<String, usize>::new(), |mut m, t| {
+            *m.entry(format!("{:?}", t.status).to_lowercase())
+                .or_default() += 1;
+            m
+        });
+    check.counts = format!(
+        "{} tasks {by_status:?}, {} acknowledged, {} successful InvestFor events",
+        tasks.len(),
+        book.tasks.len(),
+        events.values().map(Vec::len).sum::<usize>()
+    );
+    Ok(check)
+}
+
+/// Against Stripe's own records: a paid donation has exactly one `donation_received` entry, its
+/// refunds entries that add up to what Stripe refunded, and the status that goes with them; a
+/// declined one is failed and has no entry.
+pub async fn donations_recorded(
+    storage: &Storage,
+    book: &Book,
+    world: &World,
+    stripe: &StripeStandIn,
+) -> anyhow::Result<Check> {
+    let mut check = Check::new("donations and refunds recorded once");
+    let mut received: BTreeMap<String, usize> = BTreeMap::new();
+    let mut refunded: BTreeMap<String, i64> = BTreeMap::new();
+    for organisation in &world.organisations {
+        for entry in storage
+            .ledger_entries(organisation, LedgerRange::default(), 1_000_000)
+            .await?
+        {
+            let Some(donation) = entry.content.metadata.donation_id.clone() else {
+                continue;
+            };
+            match entry.content.entry_type.as_str() {
+                "donation_received" => *received.entry(donation).or_default() += 1,
+                "donation_refunded" => {
+                    *refunded.entry(donation).or_default() += entry.content.amount
+                }
+                _ => {}
+            }
+        }
+    }
+    let charges: BTreeMap<String, i64> = stripe
+        .charges()
+        .into_iter()
+        .filter(|c| c.status == "succeeded")
+        .map(|c| (c.payment_intent.clone(), c.amount_refunded))
+        .collect();
+    let (mut paid, mut refunds, mut failed) = (0, 0, 0);
+    for ack in &book.donations {
+        let Some(row) = storage.donation(&ack.id).await? else {
+            check.problem(format!("acknowledged donation {} is missing", ack.id));
+            continue;
+        };
+        let status = format!("{:?}", row.status).to_lowercase();
+        let entries = received.get(&ack.id).copied().unwrap_or(0);
+        let refunded_in_ledger = -refunded.get(&ack.id).copied().unwrap_or(0);
+        let intent = stripe.payment_intent(&ack.payment_intent);
+        let succeeded = intent
+            .as_ref()
+            .is_some_and(|pi| pi.status == PaymentIntentStatus::Succeeded);
+        if succeeded {
+            paid += 1;
+            let at_stripe = charges.get(&ack.payment_intent).copied().unwrap_or(0);
+            let expected = if at_stripe > 0 {
+                "refunded"
+            } else {
+                "succeeded"
+            };
+            if at_stripe > 0 {
+                refunds += 1;
+            }
+            if entries != 1 || refunded_in_ledger != at_stripe || status != expected {
+                check.problem(format!(
+                    "donation {} (paid {}, refunded {at_stripe} at Stripe) is {status} with {entries} donation_received and {refunded_in_ledger} refunded in the ledger",
+                    ack.id, ack.amount
+                ));
+            }
+        } else {
+            let declined = intent
+                .as_ref()
+                .is_some_and(|pi| pi.last_payment_error.is_some());
+            failed += u32::from(declined);
+            let expected = if declined { "failed" } else { "pending" };
+            if entries != 0 || refunded_in_ledger != 0 || status != expected {
+                check.problem(format!(
+                    "donation {} (not paid at Stripe, declined: {declined}) is {status} with {entries} ledger entries",
+                    ack.id
+                ));
+            }
+        }
+    }
+    for (donation, count) in &received {
+        if *count > 1 {
+            check.problem(format!("{donation} has {count} donation_received entries"));
+        }
+    }
+    check.counts = format!(
+        "{} acknowledged: {paid} paid ({refunds} refunded), {failed} declined; {} donation_received entries",
+        book.donations.len(),
+        received.values().sum::<usize>()
+    );
+    Ok(check)
+}
+
+/// Every acknowledged partner donation exists; a cancel that was acknowledged holds.
+pub async fn partner_donations_kept(storage: &Storage, book: &Book) -> anyhow::Result<Check> {
+    let mut check = Check::new("partner donations kept");
+    for (txid, guid) in &book.partner {
+        let id = format!("don_{}", guid.replace('-', ""));
+        match storage.donation(&id).await? {
+            None => check.problem(format!("partner donation {guid} ({txid}) is missing")),
+            Some(row) => {
+                let status = format!("{:?}", row.status).to_lowercase();
+                if book.partner_cancelled.contains(guid) && status != "cancelled" {
+                    check.problem(format!(
+                        "partner donation {guid}: cancel acknowledged, it is {status}"
+                    ));
+                }
+            }
+        }
+    }
+    check.counts = format!(
+        "{} acknowledged, {} cancels acknowledged",
+        book.partner.len(),
+        book.partner_cancelled.len()
+    );
+    Ok(check)
+}
+
+/// `ampflow ledger verify` accepts each organisation's export, downloaded from a node.
+pub async fn ledgers_verify(
+    binary: &Path,
+    dir: &Path,
+    world: &World,
+    node: &str,
+) -> anyhow::Result<Check> {
+    let mut check = Check::new("every ledger verifies");
+    let client = reqwest::Client::new();
+    let mut entries = Vec::new();
+    for organisation in &world.organisations {
+        let url = format!("{node}/public/organisations/{organisation}/ledger/export");
+        let export = client.get(url).send().await?.bytes().await?;
+        let path = dir.join(format!("export-{organisation}.json"));
+        std::fs::write(&path, &export)?;
+        let file = path.to_string_lossy().to_string();
+        match super::infra::ampflow(binary, &[], &["ledger", "verify", &file], None) {
+            Ok(out) => entries.push(out.trim().to_string()),
+            Err(e) => check.problem(format!("{organisation}: {e:#}")),
+        }
+        verify_checkpoints(&client, binary, dir, node, organisation, &path, &mut check).await?;
+    }
+    check.counts = entries.join("; ");
+    Ok(check)
+}
+
+/// Each checkpoint there is, with the organisation's proofs in it, verifies.
+async fn verify_checkpoints(
+    client: &reqwest::Client,
+    binary: &Path,
+    dir: &Path,
+    node: &str,
+    organisation: &str,
+    export: &Path,
+    check: &mut Check,
+) -> anyhow::Result<()> {
+    let list: serde_json::Value = client
+        .get(format!("{node}/public/checkpoints?limit=100"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    for checkpoint in list["data"].as_array().cloned().unwrap_or_default() {
+        let Some(id) = checkpoint["id"].as_str() else {
+            continue;
+        };
+        let proofs = client
+            .get(format!("{node}/public/organisations/{organisation}/ledger/proofs?checkpoint={id}&limit=10000"))
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        let path = dir.join(format!("proofs-{organisation}-{id}.json"));
+        std::fs::write(&path, &proofs)?;
+        let (export, proofs) = (
+            export.to_string_lossy().to_string(),
+            path.to_string_lossy().to_string(),
+        );
+        if let Err(e) = super::infra::ampflow(
+            binary,
+            &[],
+            &["ledger", "verify", &export, "--checkpoint", &proofs],
+            None,
+        ) {
+            check.problem(format!("checkpoint {id} for {organisation}: {e:#}"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the work queues are empty: no faucet or whitelisting request open, no task in
+/// process, no transaction intent open, every Stripe event acknowledged at least once, and
+/// every paid donation recorded. Answers what is still open.
+pub async fn open_work(
+    storage: &Storage,
+    book: &Book,
+    stripe: &StripeStandIn,
+    signer: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut open = Vec::new();
+    for (id, _) in &book.faucet {
+        if let Some(row) = storage.faucet_request(id).await?
+            && matches!(row.status.as_str(), "pending" | "submitted")
+        {
+            open.push(format!("faucet {id} {}", row.status));
+        }
+    }
+    let wallets: BTreeSet<&String> = book.whitelist.iter().map(|(_, w)| w).collect();
+    for wallet in wallets {
+        for row in storage.whitelist_requests_for(wallet, 100).await? {
+            if matches!(row.status.as_str(), "pending" | "submitted") {
+                open.push(format!("whitelisting {} {}", row.id, row.status));
+            }
+        }
+    }
+    for id in book.tasks.keys() {
+        if let Some(task) = storage.auto_invest_task(id).await?
+            && task.status == AutoInvestStatus::InProcess
+        {
+            open.push(format!("task {id} in process"));
+        }
+    }
+    let intents = storage.open_tx_intents(CHAIN_ID, signer, 100).await?;
+    if !intents.is_empty() {
+        open.push(format!("{} transaction intents open", intents.len()));
+    }
+    let acknowledged: BTreeSet<String> = stripe.acknowledged_event_ids().into_iter().collect();
+    let unacknowledged = stripe
+        .events()
+        .iter()
+        .filter(|e| !acknowledged.contains(&e.id))
+        .count();
+    if unacknowledged > 0 {
+        open.push(format!("{unacknowledged} Stripe events not acknowledged"));
+    }
+    if !stripe.held_events().is_empty() {
+        open.push("Stripe events held".into());
+    }
+    Ok(open)
+}
