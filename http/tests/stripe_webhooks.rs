@@ -26,6 +26,7 @@ on_both_databases!(
     a_crash_between_the_move_and_the_entry_is_repaired_by_the_redelivery,
     a_canceled_payment_intent_cancels_its_donation,
     a_success_with_another_amount_is_recorded_once_and_not_applied,
+    a_refund_above_the_donation_or_in_another_currency_is_recorded_once_and_not_applied,
     a_refund_delivered_to_another_process_than_the_payment_is_recorded,
 );
 
@@ -629,5 +630,69 @@ async fn a_refund_delivered_to_another_process_than_the_payment_is_recorded(back
     );
     s.wait_for_status(&id, "refunded").await;
     other.shutdown().await;
+    s.app.stop().await;
+}
+
+/// A signed `charge.refunded` whose refunded total exceeds the donation's amount, or whose
+/// currency differs, is not applied (it used to be cut down to the donation's amount, silently):
+/// it is recorded once per event however often it arrives, and the donation and its ledger stay
+/// as they were. A genuine refund afterwards is applied as usual.
+async fn a_refund_above_the_donation_or_in_another_currency_is_recorded_once_and_not_applied(
+    backend: Backend,
+) {
+    let Some(s) = start(backend).await else {
+        return;
+    };
+    let (id, intent) = s.donate(3000).await;
+    s.stripe.confirm(&intent, TestCard::Visa).unwrap();
+    s.wait_for_status(&id, "succeeded").await;
+    let refunded = |amount_refunded: i64, currency: &str| {
+        s.stripe.build_event(
+            "charge.refunded",
+            json!({
+                "id": "ch_forged",
+                "object": "charge",
+                "payment_intent": intent,
+                "amount": 3000,
+                "amount_refunded": amount_refunded,
+                "currency": currency,
+                "refunded": amount_refunded >= 3000,
+            }),
+        )
+    };
+    let above = refunded(5000, "eur");
+    for _ in 0..3 {
+        assert_eq!(s.stripe.send_event(&above).await.unwrap(), 200);
+    }
+    let dollars = refunded(1000, "usd");
+    assert_eq!(s.stripe.send_event(&dollars).await.unwrap(), 200);
+    assert_eq!(s.stripe.send_event(&dollars).await.unwrap(), 200);
+    assert_eq!(s.donation(&id).await["status"], "succeeded");
+    assert_eq!(
+        s.entries_of(&id).await,
+        vec![("donation_received".into(), 3000)]
+    );
+
+    let storage = s.app.app().state().storage();
+    let recorded = storage.amount_mismatches(&id, 10).await.unwrap();
+    assert_eq!(recorded.len(), 2, "one row per event: {recorded:?}");
+    let first = recorded.iter().find(|r| r.event_id == above.id).unwrap();
+    assert_eq!(first.event_type, "charge.refunded");
+    assert_eq!(first.payment_intent_id, intent);
+    assert_eq!((first.expected_amount, first.received_amount), (3000, 5000));
+    let second = recorded.iter().find(|r| r.event_id == dollars.id).unwrap();
+    assert_eq!(second.received_currency, "usd");
+
+    s.refund_part(&intent, Some(1000)).await;
+    let refund = s.refund_event_ids(&intent)[0].clone();
+    s.wait_for_acknowledgements(&refund, 1).await;
+    s.wait_for_status(&id, "refunded").await;
+    assert_eq!(
+        s.entries_of(&id).await,
+        vec![
+            ("donation_received".to_string(), 3000),
+            ("donation_refunded".to_string(), -1000)
+        ]
+    );
     s.app.stop().await;
 }

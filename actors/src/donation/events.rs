@@ -8,7 +8,8 @@
 //!   it (a refund proves the payment, so a donation whose success was not seen yet is
 //!   completed first), `payment_intent.canceled` cancels a pending one. Other types are
 //!   ignored.
-//! - A success whose amount or currency differs from the donation's is not applied: it is
+//! - A success whose amount or currency differs from the donation's, or a refund whose refunded
+//!   total exceeds the donation's amount or whose currency differs, is not applied: it is
 //!   recorded once per event id (`stripe_amount_mismatches`: the ids, the expected and the
 //!   received amount and currency), counted (`stripe_webhook_amount_mismatches_total`) and
 //!   logged as a warning, and the delivery is acknowledged so Stripe does not retry it
@@ -90,6 +91,7 @@ struct PaymentError {
 struct ChargeObject {
     payment_intent: Option<String>,
     amount_refunded: i64,
+    currency: Option<String>,
 }
 
 impl Donations {
@@ -143,7 +145,15 @@ impl Donations {
         if intent.amount != donation.amount
             || !intent.currency.eq_ignore_ascii_case(&donation.currency)
         {
-            return self.amount_mismatch(event, &donation, &intent).await;
+            return self
+                .amount_mismatch(
+                    event,
+                    &donation,
+                    &intent.id,
+                    intent.amount,
+                    &intent.currency,
+                )
+                .await;
         }
         let (outcome, donation) = self
             .move_for_event(&donation, DonationStatus::Succeeded, None, event)
@@ -154,7 +164,8 @@ impl Donations {
         Ok(outcome)
     }
 
-    /// A signed event whose PaymentIntent amount or currency differs from its donation's is not
+    /// A signed event whose amount or currency does not fit its donation (a success's
+    /// PaymentIntent amount, a refund's refunded total above the donation's amount) is not
     /// applied: the donation keeps its state and nothing reaches the ledger. It is recorded once
     /// per event id (`stripe_amount_mismatches`), counted and logged as a warning, and the
     /// delivery is acknowledged (2xx), so Stripe does not retry it forever.
@@ -162,17 +173,19 @@ impl Donations {
         &self,
         event: &EventBody,
         donation: &DonationRecord,
-        intent: &PaymentIntentObject,
+        payment_intent_id: &str,
+        received_amount: i64,
+        received_currency: &str,
     ) -> Result<WebhookOutcome, DonationError> {
         let record = AmountMismatchRecord {
             event_id: event.id.clone(),
             event_type: event.event_type.clone(),
             donation_id: donation.id.clone(),
-            payment_intent_id: intent.id.clone(),
+            payment_intent_id: payment_intent_id.to_string(),
             expected_amount: donation.amount,
             expected_currency: donation.currency.clone(),
-            received_amount: intent.amount,
-            received_currency: intent.currency.clone(),
+            received_amount,
+            received_currency: received_currency.to_string(),
             received_at_ms: self.clock.now_ms(),
         };
         if self.storage.record_amount_mismatch(&record).await? {
@@ -180,10 +193,10 @@ impl Donations {
             tracing::warn!(
                 event = %event.id,
                 donation = %donation.id,
-                payment_intent = %intent.id,
+                payment_intent = %payment_intent_id,
                 expected_amount = donation.amount,
                 expected_currency = %donation.currency,
-                received_amount = intent.amount,
+                received_amount,
                 received_currency = %record.received_currency,
                 "a signed Stripe event's amount does not match its donation: not applied, recorded in stripe_amount_mismatches"
             );
@@ -264,6 +277,20 @@ impl Donations {
         if charge.amount_refunded <= 0 {
             return Ok(WebhookOutcome::Ignored("nothing was refunded"));
         }
+        let currency = charge.currency.as_deref().unwrap_or(&donation.currency);
+        if charge.amount_refunded > donation.amount
+            || !currency.eq_ignore_ascii_case(&donation.currency)
+        {
+            return self
+                .amount_mismatch(
+                    event,
+                    &donation,
+                    &intent_id,
+                    charge.amount_refunded,
+                    currency,
+                )
+                .await;
+        }
         let id = donation_id(&donation)?;
         if matches!(
             donation.status,
@@ -285,8 +312,8 @@ impl Donations {
         let (outcome, donation) = self
             .move_for_event(&donation, DonationStatus::Refunded, None, event)
             .await?;
-        let refunded = charge.amount_refunded.min(donation.amount);
-        self.record_in_ledger(&donation, Some(refunded)).await?;
+        self.record_in_ledger(&donation, Some(charge.amount_refunded))
+            .await?;
         Ok(match outcome {
             // A later (partial) refund of a refunded donation: its part is in the ledger now.
             WebhookOutcome::Ignored(_) if donation.status == DonationStatus::Refunded => {
