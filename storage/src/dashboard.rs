@@ -241,8 +241,7 @@ impl Storage {
             .exec_without_returning(&txn)
             .await
             .context("insert dashboard session")?;
-        crate::throttle::clear_failures(&txn, login.cleared_keys).await?;
-        crate::throttle::refund(&txn, login.refunded).await?;
+        crate::throttle::settle(&txn, login.cleared_keys, login.refunded).await?;
         for audit in audits {
             write_audit(&txn, audit).await?;
         }

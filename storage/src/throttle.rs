@@ -8,7 +8,7 @@
 //! reservation back; a failed one leaves it counted. Rows whose window is over are deleted as
 //! new failures come, so the table holds at most the keys that failed within one window.
 
-use sea_orm::sea_query::{Condition, Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
 };
@@ -26,39 +26,52 @@ pub struct FailureCount {
     pub window_start_ms: UnixMillis,
 }
 
-pub(crate) async fn clear_failures(db: &impl ConnectionTrait, keys: &[String]) -> Result<()> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    login_failures::Entity::delete_many()
-        .filter(login_failures::Column::Key.is_in(keys.iter().map(String::as_str)))
-        .exec(db)
-        .await
-        .context("clear login failures")?;
-    Ok(())
-}
-
-/// Takes one back from each reserved count, if its window is still the one it was counted in.
-pub(crate) async fn refund(db: &impl ConnectionTrait, reserved: &[FailureCount]) -> Result<()> {
+/// Forgets the counts under `cleared` and takes one back from each of `refunded` (if its window
+/// is still the one it was counted in), one row at a time in ascending key order.
+///
+/// Every writer of these rows locks them in ascending key order (the reservation's upsert
+/// lists its keys sorted), so two writers never wait on each other in a cycle. A statement
+/// touching several rows at once would lock them in whatever order PostgreSQL scans them, and
+/// deadlock with a concurrent reservation.
+pub(crate) async fn settle(
+    db: &impl ConnectionTrait,
+    cleared: &[String],
+    refunded: &[FailureCount],
+) -> Result<()> {
     use login_failures::Column as C;
-    if reserved.is_empty() {
-        return Ok(());
+    let mut steps: Vec<(&str, Option<&FailureCount>)> = cleared
+        .iter()
+        .map(|key| (key.as_str(), None))
+        .chain(
+            refunded
+                .iter()
+                .filter(|count| !cleared.contains(&count.key))
+                .map(|count| (count.key.as_str(), Some(count))),
+        )
+        .collect();
+    steps.sort_by_key(|(key, _)| *key);
+    steps.dedup_by_key(|(key, _)| *key);
+    for (key, refund) in steps {
+        match refund {
+            None => {
+                login_failures::Entity::delete_many()
+                    .filter(C::Key.eq(key))
+                    .exec(db)
+                    .await
+                    .context("clear login failures")?;
+            }
+            Some(count) => {
+                login_failures::Entity::update_many()
+                    .col_expr(C::Failures, Expr::col(C::Failures).sub(1))
+                    .filter(C::Key.eq(key))
+                    .filter(C::WindowStartMs.eq(count.window_start_ms))
+                    .filter(C::Failures.gt(0))
+                    .exec(db)
+                    .await
+                    .context("refund login attempt")?;
+            }
+        }
     }
-    let mut same_window = Condition::any();
-    for count in reserved {
-        same_window = same_window.add(
-            Condition::all()
-                .add(C::Key.eq(count.key.as_str()))
-                .add(C::WindowStartMs.eq(count.window_start_ms)),
-        );
-    }
-    login_failures::Entity::update_many()
-        .col_expr(C::Failures, Expr::col(C::Failures).sub(1))
-        .filter(C::Failures.gt(0))
-        .filter(same_window)
-        .exec(db)
-        .await
-        .context("refund login attempt")?;
     Ok(())
 }
 
@@ -77,7 +90,11 @@ impl Storage {
         let restart = format!(
             "CASE WHEN login_failures.window_start_ms <= {expired} THEN {{}} ELSE {{}} END"
         );
-        let models = keys.iter().map(|key| login_failures::ActiveModel {
+        // In ascending key order, as every writer of these rows locks them (see `settle`).
+        let mut sorted = keys.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let models = sorted.iter().map(|key| login_failures::ActiveModel {
             key: Set((*key).to_string()),
             window_start_ms: Set(now),
             failures: Set(1),
@@ -121,7 +138,7 @@ impl Storage {
     /// Hands back attempts reserved with [`reserve_login_attempt`](Self::reserve_login_attempt)
     /// that were refused before their password was checked.
     pub async fn refund_login_attempt(&self, reserved: &[FailureCount]) -> Result<()> {
-        refund(&self.db, reserved).await
+        settle(&self.db, &[], reserved).await
     }
 
     /// A failed attempt: its reservation stays counted. Drops the rows of windows that are
