@@ -1,9 +1,6 @@
 //! The partner API's signatures (seed 003), computed independently from the seed's recipe.
 
 use ampflow_types::Clock;
-use base64::Engine;
-use hmac::{KeyInit, Mac};
-use md5::Digest;
 use serde_json::{Value, json};
 
 use super::TestApp;
@@ -16,25 +13,9 @@ pub fn http_date(app: &TestApp, offset_secs: i64) -> String {
         .to_string()
 }
 
-/// The seed's recipe: Base64(HMAC-SHA1(secret, VERB\nMD5\nContent-Type\nTimestamp\nURI)).
-pub fn sign(
-    secret: &str,
-    method: &str,
-    body: &str,
-    content_type: &str,
-    date: &str,
-    uri: &str,
-) -> String {
-    let md5 = if body.is_empty() {
-        String::new()
-    } else {
-        hex::encode(md5::Md5::digest(body.as_bytes()))
-    };
-    let string_to_sign = format!("{method}\n{md5}\n{content_type}\n{date}\n{uri}");
-    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(string_to_sign.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
+/// The seed's recipe, from the stand-ins (independent of the server's check).
+#[allow(unused_imports)] // Not every test binary signs partner requests.
+pub use ampflow_standins::partner::sign;
 
 /// A valid partner donation body, the seed's example.
 pub fn donation_body() -> Value {

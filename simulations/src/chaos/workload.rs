@@ -899,7 +899,7 @@ async fn partner_call(
     } else {
         ""
     };
-    let signature = partner_signature(
+    let signature = ampflow_standins::partner::sign(
         &shared.world.partner_secret,
         method,
         &text,
@@ -919,31 +919,6 @@ async fn partner_call(
         .client
         .call(rng, op, method, path, body, Auth::Headers(headers))
         .await
-}
-
-/// Seed 003: Base64(HMAC-SHA1(secret, VERB\nMD5\nContent-Type\nDate\nURI)).
-fn partner_signature(
-    secret: &str,
-    method: &str,
-    body: &str,
-    content_type: &str,
-    date: &str,
-    uri: &str,
-) -> String {
-    use base64::Engine;
-    use hmac::{KeyInit, Mac};
-    use md5::Digest;
-    let md5 = if body.is_empty() {
-        String::new()
-    } else {
-        hex::encode(md5::Md5::digest(body.as_bytes()))
-    };
-    let text = format!("{method}\n{md5}\n{content_type}\n{date}\n{uri}");
-    let Ok(mut mac) = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()) else {
-        return String::new();
-    };
-    mac.update(text.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
 /// `ampflow ledger checkpoint` now and then, while the nodes' own job may run too.
