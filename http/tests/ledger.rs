@@ -8,10 +8,9 @@ mod common;
 use std::process::Command;
 
 use ampflow_http::admin::{NewOrganisation, create_organisation};
-use ampflow_storage::NewLedgerEntry;
 use ampflow_storage::testdb::Backend;
-use ampflow_types::ledger::{LedgerExport, LedgerMetadata, verify_export};
-use common::{TestApp, assert_error};
+use ampflow_types::ledger::{LedgerExport, verify_export};
+use common::{TestApp, assert_error, donation_entry};
 use serde_json::Value;
 
 on_both_databases!(
@@ -37,26 +36,10 @@ async fn organisation(app: &TestApp) -> String {
         .id
 }
 
-fn donation(n: i64, at_ms: i64) -> NewLedgerEntry {
-    NewLedgerEntry {
-        entry_type: "donation_received".into(),
-        amount: 1_000 + n,
-        currency: "EUR".into(),
-        metadata: LedgerMetadata {
-            donation_id: Some(format!("don_{n}")),
-            donor_name: Some(format!("Donor {n}")),
-            stripe_payment_intent_id: Some(format!("pi_{n}")),
-        },
-        created_at_ms: at_ms,
-        dedupe_key: Some(format!("donation_received:don_{n}")),
-        rule: Default::default(),
-    }
-}
-
 /// Appends `n` donations at once (the actor groups them), a day apart from Jan 15.
 async fn append_many(app: &TestApp, org: &str, n: i64) {
     let ledger = app.app().actors().ledger();
-    let appends = (0..n).map(|i| ledger.append(org, donation(i, JAN_15 + i * DAY_MS)));
+    let appends = (0..n).map(|i| ledger.append(org, donation_entry(i, JAN_15 + i * DAY_MS)));
     for result in futures::future::join_all(appends).await {
         result.unwrap();
     }
@@ -76,7 +59,7 @@ async fn concurrent_appends_form_one_chain_read_in_pages(backend: Backend) {
     app.app()
         .actors()
         .ledger()
-        .append(&org, donation(3, JAN_15))
+        .append(&org, donation_entry(3, JAN_15))
         .await
         .unwrap();
 

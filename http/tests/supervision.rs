@@ -19,15 +19,16 @@ use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use ampflow_chain::deploy::{FaucetFunding, deploy_platform};
 use ampflow_chain::{AutoInvestSettings, ChainSettings, FaucetSettings};
-use ampflow_storage::NewLedgerEntry;
 use ampflow_storage::testdb::Backend;
-use ampflow_types::ledger::{LedgerExport, LedgerMetadata, verify_export};
+use ampflow_types::ledger::{LedgerExport, verify_export};
 use common::anvil::{Anvil, CHAIN_ID, DEV_KEY_0};
-use common::{TestApp, Wallet, verified_organisation, wait_until};
+use common::{TestApp, Wallet, donation_entry, verified_organisation, wait_until};
 use serde_json::json;
 
 const REWARD_WEI: u64 = 100_000_000_000_000_000;
 const DEADLINE: Duration = Duration::from_secs(30);
+/// When the supervision test's ledger entries are made (2025-01-15).
+const LEDGER_AT_MS: i64 = 1_736_899_200_000;
 
 on_both_databases!(
     a_panicking_storage_batch_fails_its_callers_and_the_next_login_succeeds,
@@ -97,22 +98,6 @@ async fn a_panicking_storage_batch_fails_its_callers_and_the_next_login_succeeds
     drop(scenario);
 }
 
-fn entry(n: i64) -> NewLedgerEntry {
-    NewLedgerEntry {
-        entry_type: "donation_received".into(),
-        amount: 1_000 + n,
-        currency: "EUR".into(),
-        metadata: LedgerMetadata {
-            donation_id: Some(format!("don_{n}")),
-            donor_name: Some(format!("Donor {n}")),
-            stripe_payment_intent_id: Some(format!("pi_{n}")),
-        },
-        created_at_ms: 1_736_899_200_000 + n,
-        dedupe_key: Some(format!("donation_received:don_{n}")),
-        rule: Default::default(),
-    }
-}
-
 async fn a_panicking_ledger_writer_loses_no_entry_and_the_chain_stays_whole(backend: Backend) {
     let scenario = fail::FailScenario::setup();
     let Some(app) = TestApp::start(backend).await else {
@@ -124,9 +109,14 @@ async fn a_panicking_ledger_writer_loses_no_entry_and_the_chain_stays_whole(back
     fail::cfg("ledger_writer_panic", "1*panic").unwrap();
     // The first append's group is abandoned: its caller gets an error, as a webhook would
     // (and Stripe delivers it again). Appending it again finds the chain as it was.
-    assert!(ledger.append(&org, entry(0)).await.is_err());
+    assert!(
+        ledger
+            .append(&org, donation_entry(0, LEDGER_AT_MS))
+            .await
+            .is_err()
+    );
     assert!(restarted(&app, "ledger", before, 1).await);
-    let appends = (0..5).map(|n| ledger.append(&org, entry(n)));
+    let appends = (0..5).map(|n| ledger.append(&org, donation_entry(n, LEDGER_AT_MS + n)));
     for result in futures::future::join_all(appends).await {
         result.unwrap();
     }

@@ -321,3 +321,21 @@ pub fn high_s_twin(signature: &[u8]) -> Vec<u8> {
     };
     twin
 }
+
+/// The `donation_received` ledger entry of donation `don_{n}` (amount 1,000 + n EUR), made at
+/// `at_ms`, for tests that append to a ledger directly.
+pub fn donation_entry(n: i64, at_ms: i64) -> ampflow_storage::NewLedgerEntry {
+    ampflow_storage::NewLedgerEntry {
+        entry_type: "donation_received".into(),
+        amount: 1_000 + n,
+        currency: "EUR".into(),
+        metadata: ampflow_types::ledger::LedgerMetadata {
+            donation_id: Some(format!("don_{n}")),
+            donor_name: Some(format!("Donor {n}")),
+            stripe_payment_intent_id: Some(format!("pi_{n}")),
+        },
+        created_at_ms: at_ms,
+        dedupe_key: Some(format!("donation_received:don_{n}")),
+        rule: Default::default(),
+    }
+}
