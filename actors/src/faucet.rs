@@ -41,13 +41,21 @@ pub enum FaucetError {
     NotFound,
     #[error("storage: {0}")]
     Storage(String),
+    /// Storage could not carry the request out now and wrote nothing (see
+    /// `StorageError::is_unavailable`); retrying is safe. Carries the cause for the logs.
+    #[error("storage is unavailable; retry: {0}")]
+    Unavailable(String),
     #[error(transparent)]
     Actor(#[from] RegistryError),
 }
 
 impl From<ampflow_storage::StorageError> for FaucetError {
     fn from(error: ampflow_storage::StorageError) -> Self {
-        Self::Storage(error.to_string())
+        if error.is_unavailable() {
+            Self::Unavailable(error.to_string())
+        } else {
+            Self::Storage(error.to_string())
+        }
     }
 }
 

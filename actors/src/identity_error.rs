@@ -56,12 +56,19 @@ pub enum IdentityError {
     WebhookUnauthenticated,
     #[error(transparent)]
     Unavailable(#[from] RegistryError),
+    /// Storage could not carry the request out now and wrote nothing (see
+    /// `StorageError::is_unavailable`); retrying is safe. Carries the cause for the logs.
+    #[error("storage is unavailable; retry: {0}")]
+    StorageUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl From<ampflow_storage::StorageError> for IdentityError {
     fn from(error: ampflow_storage::StorageError) -> Self {
+        if error.is_unavailable() {
+            return Self::StorageUnavailable(error.to_string());
+        }
         Self::Internal(error.to_string())
     }
 }

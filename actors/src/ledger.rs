@@ -31,6 +31,10 @@ pub enum LedgerError {
     /// Carries the cause for the logs.
     #[error("the ledger could not be written: {0}")]
     Storage(String),
+    /// Nothing was written and a retry may well succeed: the writer panicked holding the
+    /// append (and restarted), or storage was unavailable.
+    #[error("the ledger could not be written now: {0}")]
+    Unavailable(String),
     #[error("the ledger is shutting down")]
     ShuttingDown,
 }
@@ -75,7 +79,7 @@ impl Ledger {
                 Ok(()) => {
                     // Dropped unanswered: the writer panicked holding it (and restarted).
                     return answer.await.map_err(|_| {
-                        LedgerError::Storage("the append was abandoned by its writer".into())
+                        LedgerError::Unavailable("the append was abandoned by its writer".into())
                     })?;
                 }
                 Err(mpsc::error::SendError(returned)) => {
@@ -189,7 +193,11 @@ impl Writer {
                 }
                 Err(error) => {
                     tracing::warn!(organisation = %organisation_id, entries = replies.len(), %error, "ledger append failed");
-                    let error = LedgerError::Storage(error.to_string());
+                    let error = if error.is_unavailable() {
+                        LedgerError::Unavailable(error.to_string())
+                    } else {
+                        LedgerError::Storage(error.to_string())
+                    };
                     for reply in replies {
                         let _ = reply.send(Err(error.clone()));
                     }

@@ -84,12 +84,32 @@ pub enum RegistryError {
         key: String,
         reason: String,
     },
+    /// The actor could not start because storage was unavailable (it could not read its
+    /// rows); a retry may well succeed.
+    #[error("{kind} {key} could not start now: {reason}")]
+    StorageUnavailable {
+        kind: &'static str,
+        key: String,
+        reason: String,
+    },
     #[error("{kind} {key} did not answer in time")]
     Timeout { kind: &'static str, key: String },
     #[error("{kind} {key} stopped while handling the request")]
     Interrupted { kind: &'static str, key: String },
     #[error("the actor system is shutting down")]
     ShuttingDown,
+}
+
+/// Whether an actor's start failed only because storage was unavailable: its `pre_start`
+/// read failed with such a storage error (as itself, or as an identity error).
+fn storage_unavailable(cause: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(error) = cause.downcast_ref::<ampflow_storage::StorageError>() {
+        return error.is_unavailable();
+    }
+    matches!(
+        cause.downcast_ref::<crate::identity_error::IdentityError>(),
+        Some(crate::identity_error::IdentityError::StorageUnavailable(_))
+    )
 }
 
 /// Attempts for one call: the first, plus retries after a retire or a dead actor.
@@ -269,10 +289,14 @@ impl<A: EntityActor> Registry<A> {
         }
         let (actor, _) = Actor::spawn_linked(None, self.prototype.clone(), key.clone(), supervisor)
             .await
-            .map_err(|e| RegistryError::StartFailed {
-                kind: A::KIND,
-                key: key_text,
-                reason: e.to_string(),
+            .map_err(|e| {
+                let unavailable = matches!(&e, ractor::SpawnErr::StartupFailed(cause) if storage_unavailable(cause.as_ref()));
+                let (kind, reason) = (A::KIND, e.to_string());
+                if unavailable {
+                    RegistryError::StorageUnavailable { kind, key: key_text, reason }
+                } else {
+                    RegistryError::StartFailed { kind, key: key_text, reason }
+                }
             })?;
         self.slots
             .lock()
@@ -296,10 +320,13 @@ impl<A: EntityActor> Registry<A> {
             .storage
             .entity_failure(A::KIND, key)
             .await
-            .map_err(|e| RegistryError::StartFailed {
-                kind: A::KIND,
-                key: key.to_string(),
-                reason: e.to_string(),
+            .map_err(|e| {
+                let (kind, key, reason) = (A::KIND, key.to_string(), e.to_string());
+                if e.is_unavailable() {
+                    RegistryError::StorageUnavailable { kind, key, reason }
+                } else {
+                    RegistryError::StartFailed { kind, key, reason }
+                }
             })?;
         if failure.is_none()
             && let Some(failed) = self.failed.lock().as_mut()
@@ -531,5 +558,60 @@ impl<A: EntityActor> Actor for KindSupervisor<A> {
         let registry = registry.clone();
         tokio::spawn(async move { registry.on_actor_down(id, crash).await });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ampflow_storage::StorageError;
+
+    use super::*;
+    use crate::identity_error::IdentityError;
+
+    /// An actor that cannot start: its `pre_start` fails with the error it is given.
+    struct Refuses;
+
+    impl Actor for Refuses {
+        type Msg = ();
+        type State = ();
+        type Arguments = fn() -> ActorProcessingErr;
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<()>,
+            error: Self::Arguments,
+        ) -> Result<(), ActorProcessingErr> {
+            Err(error())
+        }
+    }
+
+    async fn start_error(error: fn() -> ActorProcessingErr) -> ractor::SpawnErr {
+        match Actor::spawn(None, Refuses, error).await {
+            Ok(_) => panic!("the actor started"),
+            Err(e) => e,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_start_that_failed_on_unavailable_storage_is_told_apart() {
+        for (error, unavailable) in [
+            (
+                (|| StorageError::Unavailable("abandoned".into()).into())
+                    as fn() -> ActorProcessingErr,
+                true,
+            ),
+            (
+                || IdentityError::StorageUnavailable("connection lost".into()).into(),
+                true,
+            ),
+            (|| StorageError::Corrupt("bad row".into()).into(), false),
+            (|| IdentityError::Internal("no".into()).into(), false),
+        ] {
+            let spawn = start_error(error).await;
+            let ractor::SpawnErr::StartupFailed(cause) = &spawn else {
+                panic!("{spawn}");
+            };
+            assert_eq!(storage_unavailable(cause.as_ref()), unavailable, "{spawn}");
+        }
     }
 }

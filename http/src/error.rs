@@ -94,6 +94,7 @@ impl ApiError {
     pub fn storage(error: ampflow_storage::StorageError) -> Self {
         match error {
             ampflow_storage::StorageError::Conflict(message) => Self::conflict(message),
+            other if other.is_unavailable() => Self::storage_unavailable(other),
             other => Self::internal(other),
         }
     }
@@ -101,6 +102,19 @@ impl ApiError {
     /// 503 `server_busy` with `Retry-After: 2`: a bounded resource is full.
     pub fn server_busy(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_busy", message).retry_after(2)
+    }
+
+    /// 503 `storage_unavailable` with `Retry-After: 1`: storage wrote nothing and a retry may
+    /// well succeed (a writer restarting after a panic, a lost database connection). The cause
+    /// goes to the log, not to the client.
+    pub fn storage_unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(%cause, "storage unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "storage could not take the request just now and nothing was written; retry",
+        )
+        .retry_after(1)
     }
 
     /// A 500 whose cause goes to the log, not to the client.
@@ -181,6 +195,7 @@ impl From<IdentityError> for ApiError {
             KycSessionUnknown => Self::not_found(message),
             WebhookUnauthenticated => Self::authentication(message),
             Unavailable(registry) => registry.into(),
+            StorageUnavailable(cause) => Self::storage_unavailable(cause),
             Internal(cause) => Self::internal(cause),
         }
     }
@@ -198,6 +213,7 @@ impl From<RegistryError> for ApiError {
                 )
             }
             RegistryError::StartFailed { .. } => Self::internal(error),
+            RegistryError::StorageUnavailable { .. } => Self::storage_unavailable(error),
             RegistryError::Timeout { .. } | RegistryError::Interrupted { .. } => {
                 tracing::warn!(%error, "actor unavailable");
                 Self::unavailable("the request could not be completed; retry it")

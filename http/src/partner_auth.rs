@@ -149,7 +149,7 @@ async fn authenticate(
         .storage()
         .partner_key(key_id)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::storage)?
         .ok_or_else(unauthenticated)?;
     let date = parts.date.as_deref().ok_or_else(|| {
         ApiError::authentication("the Date header is missing; it must be the signed timestamp")

@@ -69,17 +69,13 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Queues `request` and waits until its batch is written.
     pub(crate) async fn submit(&self, request: Req) -> Result<Resp> {
         let (reply, answer) = oneshot::channel();
-        let closed = || StorageError::Batch {
-            name: self.name,
-            message: "storage is closed".into(),
-        };
-        self.jobs
-            .send((request, reply))
-            .await
-            .map_err(|_| closed())?;
-        answer.await.map_err(|_| StorageError::Batch {
-            name: self.name,
-            message: "the batch was abandoned".into(),
+        self.jobs.send((request, reply)).await.map_err(|_| {
+            StorageError::Unavailable(format!("{} batch: storage is closed", self.name))
+        })?;
+        // The writer dropped the batch without answering: it panicked before its transaction
+        // committed (the supervisor starts it again on the same queue).
+        answer.await.map_err(|_| {
+            StorageError::Unavailable(format!("{} batch: the batch was abandoned", self.name))
         })?
     }
 }
@@ -127,10 +123,15 @@ async fn run<Req, Resp, F, Fut>(
             }
             Err(error) => {
                 let message = error.to_string();
+                let unavailable = error.is_unavailable();
                 for reply in replies {
-                    let _ = reply.send(Err(StorageError::Batch {
-                        name,
-                        message: message.clone(),
+                    let _ = reply.send(Err(if unavailable {
+                        StorageError::Unavailable(format!("{name} batch: {message}"))
+                    } else {
+                        StorageError::Batch {
+                            name,
+                            message: message.clone(),
+                        }
                     }));
                 }
             }

@@ -70,6 +70,44 @@ pub enum StorageError {
     Conflict(String),
     #[error("{name} batch: {message}")]
     Batch { name: &'static str, message: String },
+    /// The request could not be carried out now and was not written: its batch was abandoned
+    /// (the writer panicked and is being restarted), storage is closing, or the database
+    /// connection was lost. Retrying is safe.
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StorageError {
+    /// Whether a retry may well succeed: [`StorageError::Unavailable`], or a database error
+    /// that is about the connection rather than the request (no connection could be had, it
+    /// broke, or the server is shutting it down).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Database { source, .. } => connection_lost(source),
+            _ => false,
+        }
+    }
+}
+
+fn connection_lost(error: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    match error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+                // PostgreSQL's classes 08 (connection exception) and 57P (operator
+                // intervention: admin_shutdown, crash_shutdown, cannot_connect_now).
+                Sqlx::Database(db) => db
+                    .code()
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -225,5 +263,50 @@ impl Storage {
     pub async fn close(self) -> Result<()> {
         self.db.close().await.context("close database")?;
         self.reader.close().await.context("close database")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+
+    use super::StorageError;
+
+    fn database(source: DbErr) -> StorageError {
+        StorageError::Database {
+            step: "test",
+            source,
+        }
+    }
+
+    #[test]
+    fn connection_failures_are_unavailable_and_request_failures_are_not() {
+        let exec = |e: Sqlx| DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)));
+        for unavailable in [
+            StorageError::Unavailable("the batch was abandoned".into()),
+            database(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)),
+            database(exec(Sqlx::PoolTimedOut)),
+            database(exec(Sqlx::Io(std::io::ErrorKind::ConnectionReset.into()))),
+            database(DbErr::Query(RuntimeErr::SqlxError(Arc::new(
+                Sqlx::WorkerCrashed,
+            )))),
+        ] {
+            assert!(unavailable.is_unavailable(), "{unavailable}");
+        }
+        for other in [
+            StorageError::Conflict("taken".into()),
+            StorageError::Corrupt("bad row".into()),
+            StorageError::Batch {
+                name: "login",
+                message: "constraint".into(),
+            },
+            database(DbErr::Custom("no".into())),
+            database(exec(Sqlx::RowNotFound)),
+        ] {
+            assert!(!other.is_unavailable(), "{other}");
+        }
     }
 }

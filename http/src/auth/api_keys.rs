@@ -380,7 +380,7 @@ pub async fn verify_bearer(
                 .storage()
                 .api_key_by_hash(&secret_hash(token))
                 .await
-                .map_err(ApiError::internal)?
+                .map_err(ApiError::storage)?
                 .filter(|k| secret_matches(token, &k.key_hash))
                 .ok_or_else(refused)?;
             VerifiedKey {
@@ -397,7 +397,7 @@ pub async fn verify_bearer(
                 .storage()
                 .api_key(&key_id)
                 .await
-                .map_err(ApiError::internal)?
+                .map_err(ApiError::storage)?
                 .ok_or_else(refused)?;
             let secret = key.secret_for(&secret_id, now).ok_or_else(refused)?;
             let claims = verify_token(token, secret, now)?;

@@ -175,7 +175,7 @@ async fn key_caller(
             .storage()
             .touch_api_key(&verified.key.id, now, interval_ms)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::storage)?;
     }
     Ok(Caller::Key(Box::new(KeyCaller {
         key: verified.key,
@@ -369,7 +369,7 @@ async fn session_of_cookie(
         .storage()
         .dashboard_session(session_id)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     Ok(session.filter(|s| secret_matches(secret, &s.token_hash)))
 }
 
@@ -395,7 +395,7 @@ pub async fn authenticate_session(
     let user = storage
         .dashboard_user(&session.user_id)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::storage)?
         .ok_or_else(unauthenticated)?;
     let now = state.clock().now_ms();
     if !session.is_active(&user.security_stamp, now)
@@ -415,7 +415,7 @@ pub async fn authenticate_session(
         storage
             .touch_dashboard_session(&caller.session.id, now, interval_ms)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::storage)?;
     }
     Ok(caller)
 }
@@ -465,7 +465,7 @@ async fn check_binding(
         .storage()
         .flag_binding_violation(&session.id, &caller.ip.to_string(), now, &audit)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     Ok(())
 }
 
@@ -491,14 +491,14 @@ impl DashboardCaller {
         if let Some(role) = storage
             .membership(organisation_id, &self.user.id)
             .await
-            .map_err(ApiError::internal)?
+            .map_err(ApiError::storage)?
         {
             return Ok(role);
         }
         let exists = storage
             .organisation(organisation_id)
             .await
-            .map_err(ApiError::internal)?
+            .map_err(ApiError::storage)?
             .is_some();
         if exists {
             Err(ApiError::authorization(

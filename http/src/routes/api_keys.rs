@@ -182,7 +182,7 @@ async fn authorised_key(
         .storage()
         .api_key(id)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::storage)?
         .filter(|k| k.deleted_at_ms.is_none())
         .ok_or_else(not_found)?;
     caller
@@ -276,7 +276,7 @@ async fn check_room_for_a_key(state: &AppState, organisation_id: &str) -> Result
         .storage()
         .count_api_keys_of(organisation_id)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     if held >= state.auth().config().api_keys_per_organisation_max {
         return Err(ApiError::conflict(format!(
             "the organisation holds {held} keys, the most allowed; delete one first"
@@ -310,7 +310,7 @@ async fn list_keys(
         .storage()
         .api_keys_of(&organisation_id, cursor.as_ref(), limit + 1)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let has_more = params::split_page(&mut keys, limit);
     let next_cursor = has_more
         .then(|| {

@@ -132,7 +132,7 @@ async fn list_audit_events(
         .storage()
         .audit_events(&scope, cursor.as_ref(), limit + 1)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let has_more = params::split_page(&mut events, limit);
     let next_cursor = has_more
         .then(|| {

@@ -239,7 +239,7 @@ async fn login(
         .storage()
         .dashboard_user_by_email(&email)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let matches = verify_password(&state, body.password, hash).await?;
     let user = match user {
@@ -283,7 +283,7 @@ async fn login(
         .storage()
         .insert_dashboard_session(&session, &attempt.success(), &audits)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let view = LoginView {
         user: UserSummary {
             id: user.id,
@@ -313,7 +313,7 @@ async fn is_new_device(
         .storage()
         .recent_dashboard_sessions(user_id, DEVICES_REMEMBERED_MAX)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     Ok(!recent.is_empty()
         && recent
             .iter()
@@ -375,7 +375,7 @@ async fn logout(
         .storage()
         .revoke_dashboard_session(&caller.session.id, &caller.user.id, "logout", now, &audit)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let view = LoggedOutView {
         logged_out: true,
         session_id: caller.session.id,
@@ -482,7 +482,7 @@ async fn list_sessions(
             SESSIONS_LISTED_MAX,
         )
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let idle_timeout_ms = state.auth().idle_timeout_ms();
     let views = sessions
         .into_iter()
@@ -516,7 +516,7 @@ async fn revoke_session(
         .storage()
         .dashboard_session(&session_id)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::storage)?
         .filter(|s| {
             s.user_id == caller.user.id
                 && s.is_active(&caller.user.security_stamp, now)
@@ -530,7 +530,7 @@ async fn revoke_session(
         .storage()
         .revoke_dashboard_session(&session.id, &caller.user.id, "revoked", now, &audit)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     if !revoked {
         return Err(not_found());
     }
@@ -673,7 +673,7 @@ async fn update_security_settings(
         .storage()
         .update_security_settings(&user.id, next, now, &audit)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let view = SecuritySettingsView {
         ip_binding: next.ip_binding.as_str(),
         session_timeout_days: next.session_timeout_days,

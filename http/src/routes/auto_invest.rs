@@ -130,6 +130,7 @@ impl From<AutoInvestError> for ApiError {
             }
             AutoInvestError::NotFound => ApiError::not_found(message),
             AutoInvestError::Storage(cause) => ApiError::internal(cause),
+            AutoInvestError::Unavailable(cause) => ApiError::storage_unavailable(cause),
             AutoInvestError::Actor(error) => error.into(),
         }
     }

@@ -203,7 +203,7 @@ async fn list_checkpoints(
         .storage()
         .list_checkpoints(before.as_deref(), limit + 1)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let has_more = params::split_page(&mut page, limit);
     let next_cursor = has_more
         .then(|| page.last())
@@ -253,7 +253,7 @@ async fn get_checkpoint(
         .storage()
         .checkpoint(&id)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::storage)?
         .ok_or_else(not_found)?;
     Ok(Envelope::new(checkpoint.into(), &request_id))
 }

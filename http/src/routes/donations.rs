@@ -161,6 +161,7 @@ impl From<DonationError> for ApiError {
                 Self::unavailable("the ledger could not be written; retry")
             }
             DonationError::Storage(cause) => Self::internal(cause),
+            DonationError::Unavailable(cause) => Self::storage_unavailable(cause),
             DonationError::Actor(registry) => registry.into(),
         }
     }
@@ -324,7 +325,7 @@ async fn get_donation(
                         .storage()
                         .donation(id.as_str())
                         .await
-                        .map_err(ApiError::internal)?
+                        .map_err(ApiError::storage)?
                         .ok_or_else(|| ApiError::not_found("no donation has this id"))?
                         .organisation_id
                 }
@@ -370,7 +371,7 @@ async fn list_donations(
                 .storage()
                 .list_organisation_donations(&organisation_id, cursor.as_ref(), limit + 1)
                 .await
-                .map_err(ApiError::internal)?
+                .map_err(ApiError::storage)?
         }
         AnyCaller::Wallet(principal) => {
             if query.organisation_id.is_some() {

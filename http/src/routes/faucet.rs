@@ -97,6 +97,7 @@ impl From<FaucetError> for ApiError {
             .retry_after(retry_after_secs),
             FaucetError::NotFound => ApiError::not_found("no such faucet request"),
             FaucetError::Storage(cause) => ApiError::internal(cause),
+            FaucetError::Unavailable(cause) => ApiError::storage_unavailable(cause),
             FaucetError::Actor(error) => error.into(),
         }
     }

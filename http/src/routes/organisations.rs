@@ -106,7 +106,7 @@ async fn my_organisations(
         .storage()
         .organisations_of(&caller.user.id, MY_ORGANISATIONS_MAX)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let views = organisations
         .into_iter()
         .map(|(org, role)| MemberOrganisationView {
@@ -126,9 +126,9 @@ async fn member_view(
     let org = storage
         .organisation(id)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::storage)?
         .ok_or_else(|| ApiError::not_found("no organisation has this id"))?;
-    let funds = storage.funds_of(id).await.map_err(ApiError::internal)?;
+    let funds = storage.funds_of(id).await.map_err(ApiError::storage)?;
     Ok(MemberOrganisationView {
         organisation: OrganisationView::new(org, Some(funds)),
         role,
@@ -234,7 +234,7 @@ async fn update_organisation(
         .storage()
         .update_organisation(&id, &changes, now, &audit)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     if !updated {
         return Err(ApiError::not_found("no organisation has this id"));
     }

@@ -445,12 +445,12 @@ async fn nonprofit_ads(
         Some(guid) => storage.partner_ads(Some(guid), ADS_MAX).await,
         None => Ok(Vec::new()),
     }
-    .map_err(ApiError::internal)?;
+    .map_err(ApiError::storage)?;
     if ads.is_empty() {
         ads = storage
             .partner_ads(None, ADS_MAX)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::storage)?;
     }
     let ads: Vec<serde_json::Value> = ads
         .iter()

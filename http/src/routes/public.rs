@@ -184,7 +184,7 @@ async fn list_organisations(
         .storage()
         .list_organisations(country.as_deref(), cursor.as_ref(), limit + 1)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let has_more = params::split_page(&mut orgs, limit);
     let next_cursor = has_more.then(|| orgs.last().map(encode_cursor)).flatten();
     Ok(Json(OrganisationPage {
@@ -214,13 +214,13 @@ async fn get_organisation(
         .storage()
         .organisation(&id)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::storage)?
         .ok_or_else(not_found)?;
     let funds = state
         .storage()
         .funds_of(&org.id)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     Ok(Envelope::new(
         OrganisationView::new(org, Some(funds)),
         &request_id,
@@ -331,7 +331,7 @@ pub(crate) async fn known_organisation(
         .storage()
         .organisation(id)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::storage)?
         .ok_or_else(not_found)
 }
 
@@ -386,7 +386,7 @@ async fn ledger(
         .storage()
         .ledger_entries(&org.id, range, limit + 1)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let has_more = params::split_page(&mut entries, limit);
     let next_cursor = has_more
         .then(|| entries.last())
@@ -421,7 +421,7 @@ async fn ledger_export(
         .storage()
         .ledger_head(&org.id)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let downloaded_at =
         ampflow_types::ledger::ledger_timestamp(chrono::Utc::now().timestamp_millis());
     let head = format!(

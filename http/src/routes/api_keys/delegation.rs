@@ -125,7 +125,7 @@ async fn delegable_keys(
         .storage()
         .live_api_keys_with_ids(&ids)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     for id in &ids {
         if Some(id.as_str()) == holder {
             return Err(ApiError::invalid_param(

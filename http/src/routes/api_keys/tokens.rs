@@ -179,7 +179,7 @@ pub(super) async fn issue_token(
         .storage()
         .record_audit_event(&audit)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let view = AccessTokenView {
         token: minted.token.expose_secret().to_string(),
         token_type: "Bearer",

@@ -63,7 +63,7 @@ pub async fn reserve(state: &AppState, keys: Keys, now: UnixMillis) -> Result<At
         .storage()
         .reserve_login_attempt(&keys.all(), now, window)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let count = |key: &str| reserved.iter().find(|c| c.key == key);
     let limits = [
         (&keys.0[1], config.login_failures_per_account_ip_max),
@@ -79,7 +79,7 @@ pub async fn reserve(state: &AppState, keys: Keys, now: UnixMillis) -> Result<At
             .storage()
             .refund_login_attempt(&reserved)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::storage)?;
         let retry_after_secs = ((window_end_ms - now).max(1000) + 999) / 1000;
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -123,7 +123,7 @@ impl Attempt {
             .storage()
             .record_login_failure(now, window_ms(state.auth().config()), audit)
             .await
-            .map_err(ApiError::internal)
+            .map_err(ApiError::storage)
     }
 
     /// What a successful login writes with its session: the account's failures are forgotten
@@ -147,7 +147,7 @@ impl Attempt {
             .storage()
             .refund_login_attempt(&self.reserved)
             .await
-            .map_err(ApiError::internal)
+            .map_err(ApiError::storage)
     }
 }
 
