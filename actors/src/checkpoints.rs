@@ -112,19 +112,19 @@ impl Checkpoints {
         let signer = match &settings.signing_key {
             Some(key) => NoteSigner::parse(key.expose_secret()).map_err(key_error)?,
             None => {
-                if storage.load_checkpoint_key().await?.is_none() {
-                    let fresh = NoteSigner::generate(&settings.origin).map_err(key_error)?;
-                    storage
-                        .insert_checkpoint_key(
-                            &fresh.verifier().vkey(),
-                            &fresh.private_key_text(),
-                            clock.now_ms(),
-                        )
-                        .await?;
-                }
-                let stored = storage.load_checkpoint_key().await?.ok_or_else(|| {
-                    CheckpointError::Key("the generated key was not stored".into())
-                })?;
+                let stored = match storage.load_checkpoint_key().await? {
+                    Some(stored) => stored,
+                    None => {
+                        let fresh = NoteSigner::generate(&settings.origin).map_err(key_error)?;
+                        storage
+                            .first_checkpoint_key(
+                                &fresh.verifier().vkey(),
+                                &fresh.private_key_text(),
+                                clock.now_ms(),
+                            )
+                            .await?
+                    }
+                };
                 NoteSigner::parse(&stored).map_err(key_error)?
             }
         };

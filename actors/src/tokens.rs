@@ -107,24 +107,26 @@ impl TokenService {
                 .map_err(|e| TokenError::Key(format!("configured key is not an RSA key: {e}")))?;
             return Self::from_key_pair(key, access_ttl_ms);
         }
-        if storage.load_jwt_key().await?.is_none() {
-            let key = RsaKeyPair::generate(KeySize::Rsa2048)
-                .map_err(|_| TokenError::Key("RSA key generation failed".into()))?;
-            let pkcs8 = key
-                .as_der()
-                .map_err(|_| TokenError::Key("cannot encode the generated key".into()))?;
-            let stored = StoredJwtKey {
-                kid: key_id(&key),
-                private_key_pkcs8_b64: STANDARD.encode(pkcs8.as_ref()),
-                created_at_ms: clock.now_ms(),
-            };
-            storage.insert_jwt_key(&stored).await?;
-            tracing::info!(kid = %stored.kid, "generated a new JWT signing key");
-        }
-        let stored = storage
-            .load_jwt_key()
-            .await?
-            .ok_or_else(|| TokenError::Key("the stored key vanished".into()))?;
+        let stored = match storage.load_jwt_key().await? {
+            Some(stored) => stored,
+            None => {
+                let key = RsaKeyPair::generate(KeySize::Rsa2048)
+                    .map_err(|_| TokenError::Key("RSA key generation failed".into()))?;
+                let pkcs8 = key
+                    .as_der()
+                    .map_err(|_| TokenError::Key("cannot encode the generated key".into()))?;
+                let candidate = StoredJwtKey {
+                    kid: key_id(&key),
+                    private_key_pkcs8_b64: STANDARD.encode(pkcs8.as_ref()),
+                    created_at_ms: clock.now_ms(),
+                };
+                let stored = storage.first_jwt_key(&candidate).await?;
+                if stored.kid == candidate.kid {
+                    tracing::info!(kid = %stored.kid, "generated a new JWT signing key");
+                }
+                stored
+            }
+        };
         let der = STANDARD
             .decode(&stored.private_key_pkcs8_b64)
             .map_err(|_| TokenError::Key("stored key is not base64".into()))?;

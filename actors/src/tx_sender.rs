@@ -39,7 +39,7 @@ use ampflow_storage::{
     LeaseHolder, LeaseState, SignedTx, Storage, StorageError, TxFinal, TxIntentRecord,
     TxIntentStatus,
 };
-use ampflow_types::Clock;
+use ampflow_types::{Clock, UnixMillis};
 use backon::BackoffBuilder;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
@@ -170,6 +170,7 @@ impl TxSenders {
                     settlers: settlers.clone(),
                     next_nonce: None,
                     broadcast_since_start: HashSet::new(),
+                    lease_until: 0,
                     nonce_gone: HashMap::new(),
                     cap_warned: false,
                     round_gas: None,
@@ -233,6 +234,8 @@ struct Sender {
     holder: LeaseHolder,
     /// What this sender found at its last look at the lease (`None` before the first).
     lease: Option<LeaseState>,
+    /// When the lease this sender last took runs out, by its clock.
+    lease_until: UnixMillis,
 }
 
 /// What a round left behind.
@@ -294,20 +297,32 @@ impl Sender {
         }
         // Another process sending for this signer would race this one for nonces.
         let now = self.clock.now_ms();
+        let until = now + self.settings.lease_ttl_ms as i64;
         let lease = self
             .storage
             .acquire_lease(
                 &lease_name(chain_id, &self.signer_text),
                 &self.holder,
                 now,
-                now + self.settings.lease_ttl_ms as i64,
+                until,
             )
             .await?;
-        if Some(lease) != self.lease {
+        // Held now and at the last look, but it ran out in between: another process may have
+        // taken it, sent and let it go, all unseen.
+        let lapsed =
+            lease.is_held() && self.lease == Some(LeaseState::Held) && now >= self.lease_until;
+        if lease.is_held() {
+            self.lease_until = until;
+        }
+        if Some(lease) != self.lease || lapsed {
             self.lease = Some(lease);
-            // Whatever the other process did, start again from the chain.
+            // Whatever the other process did, start again from the chain and from storage.
             self.next_nonce = None;
+            self.broadcast_since_start.clear();
             match lease {
+                LeaseState::Held if lapsed => {
+                    tracing::info!(chain_id, signer = %self.signer_text, holder = %self.holder, "took the sender's lease again after it lapsed")
+                }
                 LeaseState::Held => {
                     tracing::info!(chain_id, signer = %self.signer_text, holder = %self.holder, "took the sender's lease")
                 }

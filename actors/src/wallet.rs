@@ -345,8 +345,8 @@ impl WalletActor {
                 let _ = reply.send(result);
             }
             WalletMsg::KycStatus(reply) => {
-                let result = self.reload_if_stale(state).await;
-                let _ = reply.send(result.map(|()| state.user.as_ref().map(|u| u.kyc_status())));
+                let result = self.fresh_kyc_status(state).await;
+                let _ = reply.send(result);
             }
             WalletMsg::QueueWhitelist {
                 chain_id,
@@ -366,15 +366,29 @@ impl WalletActor {
         self.deps.clock.now_ms()
     }
 
+    /// The user's KYC status, read again when the copy would refuse: a decision applied by
+    /// another process (its Veriff webhook) must not be refused from a copy read before it.
+    async fn fresh_kyc_status(
+        &self,
+        state: &mut WalletState,
+    ) -> Result<Option<ampflow_storage::KycStatus>, IdentityError> {
+        self.reload_if_stale(state).await?;
+        let status = state.user.as_ref().map(|u| u.kyc_status());
+        if kyc_gate(status.as_ref(), utc_day(self.now())).is_ok() {
+            return Ok(status);
+        }
+        self.reload(state).await?;
+        Ok(state.user.as_ref().map(|u| u.kyc_status()))
+    }
+
     async fn queue_whitelist(
         &self,
         state: &mut WalletState,
         chain_id: u64,
         issuer: String,
     ) -> Result<Opened<WhitelistRequestRecord>, WhitelistError> {
-        self.reload_if_stale(state).await?;
         let now = self.now();
-        let status = state.user.as_ref().map(|u| u.kyc_status());
+        let status = self.fresh_kyc_status(state).await?;
         kyc_gate(status.as_ref(), utc_day(now))?;
         let record = WhitelistRequestRecord {
             id: uuid::Uuid::new_v4().to_string(),
@@ -684,13 +698,21 @@ impl WalletActor {
         change: impl Fn(&mut UserRecord),
     ) -> Result<UserRecord, IdentityError> {
         self.check_session(state, session_id).await?;
-        for _ in 0..2 {
+        let mut fresh = false;
+        for _ in 0..3 {
             let Some(mut user) = state.user.clone() else {
                 return Err(IdentityError::SessionInvalid);
             };
             change(&mut user);
             if Some(&user) == state.user.as_ref() {
-                return Ok(user);
+                if fresh {
+                    return Ok(user);
+                }
+                // "Already so" only on the row itself: another process may have changed it
+                // since this copy was read, and answering from the copy would lose this change.
+                self.reload(state).await?;
+                fresh = true;
+                continue;
             }
             user.version += 1;
             user.updated_at_ms = self.now();
@@ -699,6 +721,7 @@ impl WalletActor {
                 return Ok(user);
             }
             self.reload(state).await?;
+            fresh = true;
         }
         Err(IdentityError::Conflict)
     }

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
@@ -16,7 +15,6 @@ use alloy::signers::local::PrivateKeySigner;
 use ampflow_chain::contracts::{Campaign, InvestService, Issuer, TestStablecoin};
 use ampflow_chain::deploy::{DeployedContracts, FaucetFunding, deploy_platform};
 use ampflow_chain::{AutoInvestSettings, ChainSettings};
-use ampflow_http::StartOptions;
 use ampflow_storage::testdb::Backend;
 use ampflow_storage::{AutoInvestStatus, AutoInvestTask};
 use common::anvil::{Anvil, CHAIN_ID, DEV_KEY_0};
@@ -1006,17 +1004,7 @@ async fn two_processes_on_one_database_invest_each_task_once() {
     let Some(setup) = setup(Backend::Postgres, |_| {}).await else {
         return;
     };
-    let mut settings = setup.app.settings.clone();
-    settings.node.id = Some("second-process".into());
-    let second = ampflow_http::start(
-        settings,
-        StartOptions {
-            clock: Arc::new(setup.app.clock.clone()),
-            chain_signers: setup.app.signers.clone(),
-        },
-    )
-    .await
-    .unwrap();
+    let second = setup.app.another_process("second-process").await;
     let campaign = setup.contracts.campaign;
     let mut ids = Vec::new();
     let mut total = 0u64;

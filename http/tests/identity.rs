@@ -23,6 +23,7 @@ on_both_databases!(
     put_user_validates_and_stores_the_email,
     restart_mid_flow_keeps_unused_nonces_and_rejects_used_ones,
     a_login_on_one_process_is_served_at_once_by_another,
+    a_change_on_another_process_is_not_lost_to_a_stale_copy,
 );
 
 async fn full_login_flow_creates_the_user_on_first_login(backend: Backend) {
@@ -494,18 +495,7 @@ async fn a_login_on_one_process_is_served_at_once_by_another(backend: Backend) {
     let Some(app) = TestApp::start(backend).await else {
         return;
     };
-    // Another process is another node (two live processes never share a node id).
-    let mut settings = app.settings.clone();
-    settings.node.id = Some("login-other".into());
-    let other = ampflow_http::start(
-        settings,
-        ampflow_http::StartOptions {
-            clock: std::sync::Arc::new(app.clock.clone()),
-            chain_signers: Default::default(),
-        },
-    )
-    .await
-    .unwrap();
+    let other = app.another_process("login-other").await;
     let wallet = Wallet::random();
     let answer = app
         .client
@@ -528,6 +518,56 @@ async fn a_login_on_one_process_is_served_at_once_by_another(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    other.shutdown().await;
+    app.stop().await;
+}
+
+/// Node 1 read the user (email a); node 0 changed it to b; the user sets a again through the
+/// second node. Its copy already says a, but the row says b: the change must be written, not
+/// answered "already so" from the copy (which lost it).
+async fn a_change_on_another_process_is_not_lost_to_a_stale_copy(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let other = app.another_process("stale-copy-other").await;
+    let wallet = Wallet::random();
+    let tokens = app.login(&wallet).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let put = |base: String, email: &'static str| {
+        app.send(
+            app.client
+                .put(format!("{base}/user"))
+                .bearer_auth(access)
+                .json(&json!({ "email": email })),
+        )
+    };
+    let (status, _) = put(app.app().base_url(), "a@example.org").await;
+    assert_eq!(status, 200);
+    let (status, user) = app
+        .send(
+            app.client
+                .get(format!("{}/user", other.base_url()))
+                .bearer_auth(access),
+        )
+        .await;
+    assert_eq!(
+        (status, user["email"].as_str()),
+        (200, Some("a@example.org"))
+    );
+    let (status, _) = put(app.app().base_url(), "b@example.org").await;
+    assert_eq!(status, 200);
+
+    let (status, user) = put(other.base_url(), "a@example.org").await;
+    assert_eq!(
+        (status, user["email"].as_str()),
+        (200, Some("a@example.org"))
+    );
+    app.clock.advance_ms(60_000);
+    let (_, user) = app.get_auth("/user", access).await;
+    assert_eq!(
+        user["email"], "a@example.org",
+        "the acknowledged change was lost"
+    );
     other.shutdown().await;
     app.stop().await;
 }

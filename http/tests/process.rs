@@ -988,3 +988,75 @@ async fn a_node_restarted_after_sigkill_takes_its_leases_back_and_another_node_w
         other.log_text()
     );
 }
+
+/// Node a sends, then is paused (SIGSTOP) past its sender lease; node b takes the lease, sends
+/// the next nonce, and dies; when node a resumes and has work again, its lease is free and it
+/// takes it, with no other state seen in between. It must read the nonce again rather than
+/// use the one it had cached, which node b has used (that transaction would be refused as
+/// nonce too low and its work failed once, "used by another transaction").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_whose_lease_lapsed_while_paused_reads_the_nonce_again() {
+    const LEASE_TTL_MS: u64 = 2_000;
+    // Two processes at once: PostgreSQL only.
+    let Some(db) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let anvil = Anvil::start().await;
+    let reward = U256::from(10u64).pow(U256::from(17u64));
+    let contracts = deploy_platform(
+        &anvil.url,
+        DEV_KEY_0.parse().unwrap(),
+        FaucetFunding {
+            reward_wei: reward,
+            balance_threshold_wei: reward,
+            initial_balance_wei: reward * U256::from(10u64),
+        },
+    )
+    .await
+    .unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let config = chain_config(folder.path(), &anvil.url, &contracts, LEASE_TTL_MS);
+    let env = |node: &'static str| {
+        vec![
+            ("DATABASE_URL", db.url.as_str()),
+            ("AMPFLOW_CONFIG", config.to_str().unwrap()),
+            ("TEST_CHAIN_KEY", DEV_KEY_0),
+            ("AMPFLOW_RATE_LIMIT__ENABLED", "false"),
+            ("AMPFLOW_NODE_ID", node),
+        ]
+    };
+    let signer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
+    let sender_lease = format!("tx_sender:{CHAIN_ID}:{:#x}", signer.address());
+    let storage = open_storage(&db).await;
+
+    let a = Server::start(&env("node-a")).await;
+    faucet_paid(&a, Duration::from_secs(30)).await;
+    a.signal("STOP");
+    let mut b = Server::start(&env("node-b")).await;
+    faucet_paid(&b, Duration::from_secs(30)).await;
+    assert_eq!(
+        storage.lease(&sender_lease).await.unwrap().unwrap().0,
+        "node-b#1"
+    );
+    b.signal("KILL");
+    b.wait_exit().await;
+    let (_, expiry) = storage.lease(&sender_lease).await.unwrap().unwrap();
+    let lapsed = wait_until(Duration::from_secs(10), || async { now_ms() > expiry }).await;
+    assert!(lapsed);
+
+    a.signal("CONT");
+    faucet_paid(&a, Duration::from_secs(30)).await;
+    // Three payouts, three transactions, none failed.
+    let intents = storage.tx_intents_for_purpose("faucet", 10).await.unwrap();
+    let failed: Vec<_> = intents.iter().filter_map(|i| i.failure.as_ref()).collect();
+    assert!(
+        failed.is_empty(),
+        "node a sent with a nonce node b had used: {failed:?}"
+    );
+    assert_eq!(intents.len(), 3);
+    assert!(
+        a.log_text()
+            .contains("took the sender's lease again after it lapsed")
+    );
+    a.signal("KILL");
+}

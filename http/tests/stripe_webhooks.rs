@@ -599,18 +599,7 @@ async fn a_refund_delivered_to_another_process_than_the_payment_is_recorded(back
     let Some(s) = start(backend).await else {
         return;
     };
-    // Another process is another node (two live processes never share a node id).
-    let mut settings = s.app.settings.clone();
-    settings.node.id = Some("refunds-other".into());
-    let other = ampflow_http::start(
-        settings,
-        ampflow_http::StartOptions {
-            clock: std::sync::Arc::new(s.app.clock.clone()),
-            chain_signers: Default::default(),
-        },
-    )
-    .await
-    .unwrap();
+    let other = s.app.another_process("refunds-other").await;
     let (id, intent) = s.donate(3000).await;
     s.stripe
         .set_webhook_url(&format!("{}/webhooks/stripe", other.base_url()));
@@ -645,7 +634,9 @@ async fn a_refund_above_the_donation_or_in_another_currency_is_recorded_once_and
     };
     let (id, intent) = s.donate(3000).await;
     s.stripe.confirm(&intent, TestCard::Visa).unwrap();
-    s.wait_for_status(&id, "succeeded").await;
+    // Acknowledged once its ledger entry is written (the status moves just before).
+    let paid = s.event_id("payment_intent.succeeded", &intent);
+    s.wait_for_acknowledgements(&paid, 1).await;
     let refunded = |amount_refunded: i64, currency: &str| {
         s.stripe.build_event(
             "charge.refunded",

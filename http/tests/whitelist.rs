@@ -30,6 +30,7 @@ on_both_databases!(
     a_submitted_approval_shows_its_transaction_before_it_is_mined,
     an_approval_the_issuer_refuses_is_recorded_failed,
     kyc_missing_or_expired_is_refused,
+    kyc_done_on_another_process_is_honoured_at_once,
     bad_requests_are_refused,
 );
 
@@ -623,5 +624,38 @@ async fn bad_requests_are_refused(backend: Backend) {
     let (status, list) = app.get_auth("/user/whitelist", &token).await;
     assert_eq!(status, 200);
     assert_eq!(list, json!({"requests": []}));
+    app.stop().await;
+}
+
+/// Node 1 read the wallet before its KYC was done; the KYC is then done through node 0 (as a
+/// Veriff webhook would land there). Asking node 1 at once must not be refused from its copy.
+async fn kyc_done_on_another_process_is_honoured_at_once(backend: Backend) {
+    let Some(Setup {
+        anvil: _anvil,
+        app,
+        contracts,
+    }) = setup(backend, |_| {}).await
+    else {
+        return;
+    };
+    let other = app.another_process("whitelist-other").await;
+    let wallet = Wallet::random();
+    let token = app.access_token(&wallet).await;
+    let ask_other = || {
+        app.send(
+            app.client
+                .post(format!("{}/user/whitelist", other.base_url()))
+                .bearer_auth(&token)
+                .json(&json!({"issuer_address": format!("{:#x}", contracts.issuer), "chain_id": CHAIN_ID})),
+        )
+    };
+    let (status, body) = ask_other().await;
+    assert_error(status, &body, 400, "kyc_required", None);
+
+    test_kyc(&app, &wallet, &token).await;
+    // The manual clock stands still: node 1's copy never goes stale by itself.
+    let (status, body) = ask_other().await;
+    assert!(status < 300, "refused from a stale copy: {status} {body}");
+    other.shutdown().await;
     app.stop().await;
 }

@@ -323,29 +323,36 @@ impl Storage {
             .map(|k| k.private_key))
     }
 
-    /// Stores a generated signing key unless one with this verifier key exists.
-    pub async fn insert_checkpoint_key(
+    /// Stores a generated signing key unless a key is stored already, and answers the
+    /// private key every process signs with (the stored one, else this one). Two processes
+    /// starting at once on an empty database answer the same key.
+    pub async fn first_checkpoint_key(
         &self,
         verifier_key: &str,
         private_key: &str,
         now: UnixMillis,
-    ) -> Result<()> {
-        let inserted = keys::Entity::insert(keys::ActiveModel {
+    ) -> Result<String> {
+        let txn = crate::keys::begin_key_choice(self).await?;
+        let stored = keys::Entity::find()
+            .order_by_asc(keys::Column::CreatedAtMs)
+            .order_by_asc(keys::Column::VerifierKey)
+            .one(&txn)
+            .await
+            .context("load checkpoint key")?;
+        if let Some(stored) = stored {
+            txn.commit().await.context("commit key choice")?;
+            return Ok(stored.private_key);
+        }
+        keys::Entity::insert(keys::ActiveModel {
             verifier_key: Set(verifier_key.to_string()),
             private_key: Set(private_key.to_string()),
             created_at_ms: Set(now),
         })
-        .on_conflict(
-            sea_orm::sea_query::OnConflict::column(keys::Column::VerifierKey)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(&self.db)
-        .await;
-        match inserted {
-            Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => Ok(()),
-            Err(e) => Err(e).context("insert checkpoint key"),
-        }
+        .exec_without_returning(&txn)
+        .await
+        .context("insert checkpoint key")?;
+        txn.commit().await.context("commit key choice")?;
+        Ok(private_key.to_string())
     }
 }
 

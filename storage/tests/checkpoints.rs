@@ -299,16 +299,22 @@ async fn builds_are_idempotent_and_in_date_order(backend: Backend) {
     assert_ne!(empty_day.signed_note, "");
     assert_eq!(storage.oldest_unindexed_entry_ms().await.unwrap(), None);
 
-    // The generated key is stored once and read back.
+    // The first generated key is stored and kept: a later one is answered the first.
     assert_eq!(storage.load_checkpoint_key().await.unwrap(), None);
-    storage
-        .insert_checkpoint_key("k+1+2", "PRIVATE+KEY+k", 1)
-        .await
-        .unwrap();
-    storage
-        .insert_checkpoint_key("k+1+2", "PRIVATE+KEY+other", 2)
-        .await
-        .unwrap();
+    assert_eq!(
+        storage
+            .first_checkpoint_key("k+1+2", "PRIVATE+KEY+k", 1)
+            .await
+            .unwrap(),
+        "PRIVATE+KEY+k"
+    );
+    assert_eq!(
+        storage
+            .first_checkpoint_key("k+3+4", "PRIVATE+KEY+other", 0)
+            .await
+            .unwrap(),
+        "PRIVATE+KEY+k"
+    );
     assert_eq!(
         storage.load_checkpoint_key().await.unwrap().as_deref(),
         Some("PRIVATE+KEY+k")

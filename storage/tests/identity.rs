@@ -26,6 +26,7 @@ on_both_databases!(
     expired_rows_are_deleted,
     ended_dashboard_sessions_are_deleted,
     migrations_are_idempotent,
+    processes_starting_at_once_agree_on_one_signing_key,
 );
 
 const ADDRESS: &str = "0x00000000000000000000000000000000000000aa";
@@ -418,4 +419,34 @@ async fn concurrent_logins_are_group_committed_and_each_gets_its_own_answer(back
         opened, 30,
         "one session per winning login, none for the losers"
     );
+}
+
+/// Two processes (two pools) starting at once on an empty database each generate a key; both
+/// must sign with the same one, the JWT key and the checkpoint key alike. The second candidate
+/// is older, so "the oldest key" read after both inserted would differ from what the first
+/// process kept.
+async fn processes_starting_at_once_agree_on_one_signing_key(backend: Backend) {
+    let Some((first, db)) = storage(backend).await else {
+        return;
+    };
+    let second = Storage::connect(&db.settings()).await.unwrap();
+    let key = |kid: &str, at: i64| StoredJwtKey {
+        kid: kid.into(),
+        private_key_pkcs8_b64: format!("key-{kid}"),
+        created_at_ms: at,
+    };
+    let (a, b) = (key("kid-b", 2_000), key("kid-a", 1_000));
+    let (one, two) = tokio::join!(first.first_jwt_key(&a), second.first_jwt_key(&b));
+    let (one, two) = (one.unwrap(), two.unwrap());
+    assert_eq!(one.kid, two.kid);
+    assert_eq!(first.load_jwt_key().await.unwrap().unwrap().kid, one.kid);
+
+    let (one, two) = tokio::join!(
+        first.first_checkpoint_key("v+b", "PRIVATE+KEY+b", 2_000),
+        second.first_checkpoint_key("v+a", "PRIVATE+KEY+a", 1_000)
+    );
+    let (one, two) = (one.unwrap(), two.unwrap());
+    assert_eq!(one, two);
+    assert_eq!(first.load_checkpoint_key().await.unwrap().unwrap(), one);
+    second.close().await.unwrap();
 }

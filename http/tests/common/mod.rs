@@ -124,6 +124,23 @@ impl TestApp {
         format!("{}{}", self.app().base_url(), path)
     }
 
+    /// A second server process on the same database, clock and signers, as another node
+    /// (two live processes never share a node id). Its copies of entities only go stale by
+    /// the manual clock, which stands still unless a test moves it.
+    pub async fn another_process(&self, node_id: &str) -> RunningApp {
+        let mut settings = self.settings.clone();
+        settings.node.id = Some(node_id.into());
+        ampflow_http::start(
+            settings,
+            StartOptions {
+                clock: Arc::new(self.clock.clone()),
+                chain_signers: self.signers.clone(),
+            },
+        )
+        .await
+        .expect("start another process")
+    }
+
     /// Stops the server gracefully and starts a new one on the same database.
     pub async fn restart(&mut self) {
         if let Some(app) = self.app.take() {
