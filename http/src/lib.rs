@@ -6,6 +6,8 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod checkpoint_verify;
+#[cfg(feature = "failpoints")]
+pub mod clock_file;
 pub mod config;
 pub mod edge;
 pub mod error;

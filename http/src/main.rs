@@ -503,10 +503,12 @@ fn verify_ledger(
 }
 
 async fn build_checkpoints(settings: &Settings, date: Option<&str>) -> anyhow::Result<()> {
+    let clock = process_clock()?;
     let date = match date {
         Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .context("--date must be YYYY-MM-DD")?,
-        None => chrono::Utc::now()
+        None => chrono::DateTime::from_timestamp_millis(clock.now_ms())
+            .context("the clock is out of range")?
             .date_naive()
             .pred_opt()
             .context("no day before today")?,
@@ -514,7 +516,7 @@ async fn build_checkpoints(settings: &Settings, date: Option<&str>) -> anyhow::R
     let storage = app::open_storage(settings).await?;
     let checkpoints = ampflow_actors::checkpoints::Checkpoints::load(
         storage,
-        std::sync::Arc::new(ampflow_types::SystemClock),
+        clock,
         settings.checkpoint_settings(),
         // A command is no node's run: it waits for a running server's lease to expire
         // rather than taking it.
@@ -579,10 +581,26 @@ async fn partner(command: PartnerCommand, settings: &Settings) -> anyhow::Result
     Ok(())
 }
 
+/// The system clock; in a build with the `failpoints` feature, a clock the fault campaign
+/// steps through the file named by `AMPFLOW_TEST_CLOCK_FILE`, when it is set.
+fn process_clock() -> anyhow::Result<std::sync::Arc<dyn ampflow_types::Clock>> {
+    #[cfg(feature = "failpoints")]
+    if let Some(path) = std::env::var_os("AMPFLOW_TEST_CLOCK_FILE") {
+        return Ok(std::sync::Arc::new(
+            ampflow_http::clock_file::FileClock::watch(path.into())?,
+        ));
+    }
+    Ok(std::sync::Arc::new(ampflow_types::SystemClock))
+}
+
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let database = ampflow_storage::DatabaseSettings::clone(&settings.database_settings());
     tracing::info!(database = ?database, test_mode = settings.test_mode, "starting");
-    let running = app::start(settings, StartOptions::default()).await?;
+    let options = StartOptions {
+        clock: process_clock()?,
+        ..StartOptions::default()
+    };
+    let running = app::start(settings, options).await?;
     tracing::info!(addr = %running.addr, "listening");
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");

@@ -27,6 +27,7 @@ pub const DOCUMENTED_503: &[&str] = &[
     "server_busy",
     "too_many_connections",
     "entity_failed",
+    "storage_unavailable",
 ];
 /// How long one request may take before the client gives up on that node.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);

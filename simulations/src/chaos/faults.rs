@@ -22,19 +22,27 @@ use super::timeline::Timeline;
 
 /// Fail points a restarted node may be given (the product's names). The supervised
 /// background tasks panic a couple of times each, under their restart cap, so the work must
-/// complete through their restarts. (The storage writers' and ledger writers' panics are left
-/// out: the request whose batch a panic abandons answers 500, which the 5xx invariant counts;
-/// `http/tests/supervision.rs` covers them.)
+/// complete through their restarts. A request whose storage or ledger batch a panic abandons
+/// is answered 503 `storage_unavailable` or `service_unavailable` (nothing was written), and
+/// the client retries it.
 pub const FAIL_POINTS: &[&str] = &[
     "stripe_webhook_after_move=10%delay(1500)",
     "stripe_webhook_after_move=5%panic",
+    "storage_batch_panic=2*panic",
+    "ledger_writer_panic=2*panic",
     "batcher_panic=2*panic",
     "tx_sender_panic=2*panic",
     "executor_panic=2*panic",
     "checkpoint_job_panic=1*panic",
     "sweeper_panic=1*panic",
     "janitor_panic=1*panic",
+    "orphan_sweeper_panic=1*panic",
+    "redis_probe_panic=1*panic",
 ];
+/// A clock step is at most this far, either way: beyond the 3 s lease TTLs (so a node
+/// stepped ahead takes the other's leases early, one stepped back renews its own into the
+/// past), within the webhook tolerance and the partner's Date skew.
+const CLOCK_STEP_MAX_MS: i64 = 10_000;
 /// How far past the webhook tolerance a stale delivery is signed.
 const STALE_BY_SECS: i64 = 400;
 
@@ -54,7 +62,16 @@ pub enum Fault {
     PauseNode {
         node: usize,
     },
-    Rpc(RpcMode),
+    /// The RPC link of one node (`Some`) or of every node (`None`).
+    Rpc {
+        node: Option<usize>,
+        mode: RpcMode,
+    },
+    /// One node's clock stepped this far from the others' for the hold, then stepped back.
+    ClockStep {
+        node: usize,
+        step_ms: i64,
+    },
     /// anvil_snapshot, wait for `depth` blocks, anvil_revert: those blocks are gone.
     Reorg {
         depth: u64,
@@ -94,12 +111,21 @@ impl fmt::Display for Fault {
                 write!(f, "SIGKILL node {node} between a send and its receipt")
             }
             Fault::PauseNode { node } => write!(f, "SIGSTOP node {node}"),
-            Fault::Rpc(RpcMode::Cut) => write!(f, "RPC cut"),
-            Fault::Rpc(RpcMode::Slow { delay_ms }) => write!(f, "RPC slow ({delay_ms} ms a call)"),
-            Fault::Rpc(RpcMode::Errors { percent }) => {
-                write!(f, "RPC errors ({percent} % of calls)")
+            Fault::Rpc { node, mode } => {
+                match mode {
+                    RpcMode::Cut => write!(f, "RPC cut")?,
+                    RpcMode::Slow { delay_ms } => write!(f, "RPC slow ({delay_ms} ms a call)")?,
+                    RpcMode::Errors { percent } => write!(f, "RPC errors ({percent} % of calls)")?,
+                    RpcMode::Pass => write!(f, "RPC restored")?,
+                }
+                match node {
+                    Some(node) => write!(f, " for node {node} only"),
+                    None => write!(f, " for every node"),
+                }
             }
-            Fault::Rpc(RpcMode::Pass) => write!(f, "RPC restored"),
+            Fault::ClockStep { node, step_ms } => {
+                write!(f, "node {node}'s clock stepped {step_ms:+} ms")
+            }
             Fault::Reorg { depth } => write!(f, "reorg of {depth} block(s)"),
             Fault::KillRedis => write!(f, "SIGKILL Redis"),
             Fault::TerminatePostgres => write!(f, "pg_terminate_backend on the nodes' connections"),
@@ -127,7 +153,8 @@ fn resource(fault: &Fault) -> String {
         Fault::KillNode { node, .. }
         | Fault::KillAfterSend { node }
         | Fault::PauseNode { node } => format!("node{node}"),
-        Fault::Rpc(_) | Fault::Reorg { .. } => "chain".into(),
+        Fault::Rpc { .. } | Fault::Reorg { .. } => "chain".into(),
+        Fault::ClockStep { node, .. } => format!("clock{node}"),
         Fault::KillRedis => "redis".into(),
         Fault::TerminatePostgres => "postgres".into(),
         Fault::WebhookCopies { .. }
@@ -166,7 +193,7 @@ pub fn plan(rng: &mut Stream, duration: Duration, nodes: usize, postgres: bool) 
 fn draw(rng: &mut Stream, nodes: usize, postgres: bool) -> Fault {
     let node = rng.random_range(0..nodes.max(1));
     loop {
-        let fault = match rng.random_range(0..14) {
+        let fault = match rng.random_range(0..16) {
             0 | 1 => Fault::KillNode {
                 node,
                 failpoints: rng
@@ -174,13 +201,27 @@ fn draw(rng: &mut Stream, nodes: usize, postgres: bool) -> Fault {
                     .then(|| FAIL_POINTS[rng.random_range(0..FAIL_POINTS.len())].to_string()),
             },
             2 => Fault::PauseNode { node },
-            3 => Fault::Rpc(RpcMode::Cut),
-            4 => Fault::Rpc(RpcMode::Slow {
-                delay_ms: rng.random_range(200..2_000),
-            }),
-            5 => Fault::Rpc(RpcMode::Errors {
-                percent: rng.random_range(10..60),
-            }),
+            3 => Fault::Rpc {
+                node: one_link(rng, nodes, node),
+                mode: RpcMode::Cut,
+            },
+            4 => Fault::Rpc {
+                node: one_link(rng, nodes, node),
+                mode: RpcMode::Slow {
+                    delay_ms: rng.random_range(200..2_000),
+                },
+            },
+            5 => Fault::Rpc {
+                node: one_link(rng, nodes, node),
+                mode: RpcMode::Errors {
+                    percent: rng.random_range(10..60),
+                },
+            },
+            14 | 15 => Fault::ClockStep {
+                node,
+                step_ms: rng.random_range(500..CLOCK_STEP_MAX_MS)
+                    * if rng.random_bool(0.5) { 1 } else { -1 },
+            },
             6 => Fault::Reorg {
                 depth: rng.random_range(1..=REORG_DEPTH_MAX),
             },
@@ -203,6 +244,12 @@ fn draw(rng: &mut Stream, nodes: usize, postgres: bool) -> Fault {
     }
 }
 
+/// Which node's RPC link a fault hits: one node's 40 % of the time when there are several,
+/// else every node's (`None`).
+fn one_link(rng: &mut Stream, nodes: usize, node: usize) -> Option<usize> {
+    (nodes > 1 && rng.random_bool(0.4)).then_some(node)
+}
+
 /// What the faults act on.
 pub struct Targets {
     pub nodes: Arc<Mutex<Vec<Node>>>,
@@ -217,6 +264,7 @@ pub struct Targets {
     pub timeline: Arc<Timeline>,
     /// Stale webhooks that were not refused with a 4xx.
     pub stale_accepted: AtomicU64,
+    pub clocks: Arc<super::clock::Clocks>,
 }
 
 impl Targets {
@@ -291,11 +339,31 @@ async fn apply(targets: &Targets, planned: &Planned) {
             let _ = targets.nodes.lock().await[*node].resume();
             timeline.record("restore", format!("SIGCONT node {node}"));
         }
-        Fault::Rpc(mode) => {
-            targets.rpc.iter().for_each(|p| p.set_mode(*mode));
+        Fault::Rpc { node, mode } => {
+            let links = || {
+                targets
+                    .rpc
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| node.is_none_or(|n| n == *i))
+                    .map(|(_, p)| p)
+            };
+            links().for_each(|p| p.set_mode(*mode));
             tokio::time::sleep(planned.hold).await;
-            targets.rpc.iter().for_each(|p| p.set_mode(RpcMode::Pass));
+            links().for_each(|p| p.set_mode(RpcMode::Pass));
             timeline.record("restore", "RPC restored");
+        }
+        Fault::ClockStep { node, step_ms } => {
+            if let Err(e) = targets.clocks.step(*node, *step_ms) {
+                timeline.record("fault", format!("clock not stepped: {e:#}"));
+                return;
+            }
+            tokio::time::sleep(planned.hold).await;
+            let back = targets.clocks.step(*node, 0);
+            timeline.record(
+                "restore",
+                format!("node {node}'s clock stepped back: {back:?}"),
+            );
         }
         Fault::KillAfterSend { node } => {
             let sent = targets.rpc[*node].sends.notified();

@@ -440,16 +440,22 @@ pub async fn partner_donations_kept(storage: &Storage, book: &Book) -> anyhow::R
     Ok(check)
 }
 
-/// `ampflow ledger verify` accepts each organisation's export, downloaded from a node.
+/// `ampflow ledger verify` accepts each organisation's export, downloaded from a node, and
+/// every checkpoint with the organisation's proofs in it. The run's clock crosses midnight
+/// UTC at `midnight_ms` (see `clock.rs`), so when the run made entries before it, the day's
+/// checkpoint must have been built during the run and prove some of them.
 pub async fn ledgers_verify(
     binary: &Path,
     dir: &Path,
     world: &World,
     node: &str,
+    midnight_ms: i64,
 ) -> anyhow::Result<Check> {
-    let mut check = Check::new("every ledger verifies");
+    let mut check = Check::new("every ledger and checkpoint verifies");
     let client = reqwest::Client::new();
     let mut entries = Vec::new();
+    let (mut before_midnight, mut proven) = (0usize, 0usize);
+    let mut checkpoints = BTreeSet::new();
     for organisation in &world.organisations {
         let url = format!("{node}/public/organisations/{organisation}/ledger/export");
         let export = client.get(url).send().await?.bytes().await?;
@@ -460,13 +466,35 @@ pub async fn ledgers_verify(
             Ok(out) => entries.push(out.trim().to_string()),
             Err(e) => check.problem(format!("{organisation}: {e:#}")),
         }
-        verify_checkpoints(&client, binary, dir, node, organisation, &path, &mut check).await?;
+        let parsed: ampflow_types::ledger::LedgerExport = serde_json::from_slice(&export)?;
+        before_midnight += parsed
+            .entries
+            .iter()
+            .filter(|e| {
+                chrono::DateTime::parse_from_rfc3339(&e.timestamp)
+                    .is_ok_and(|t| t.timestamp_millis() < midnight_ms)
+            })
+            .count();
+        let found =
+            verify_checkpoints(&client, binary, dir, node, organisation, &path, &mut check).await?;
+        proven += found.iter().map(|(_, n)| n).sum::<usize>();
+        checkpoints.extend(found.into_iter().map(|(id, _)| id));
     }
-    check.counts = entries.join("; ");
+    if before_midnight > 0 && proven == 0 {
+        check.problem(format!(
+            "{before_midnight} entries are dated before the run's midnight, but no checkpoint \
+             built during the run proves any of them"
+        ));
+    }
+    check.counts = format!(
+        "{}; checkpoints {checkpoints:?} prove {proven} entries ({before_midnight} dated before the run's midnight)",
+        entries.join("; ")
+    );
     Ok(check)
 }
 
-/// Each checkpoint there is, with the organisation's proofs in it, verifies.
+/// Each checkpoint there is, with the organisation's proofs in it, verifies. Answers each
+/// checkpoint's id with the number of the organisation's entries it proves.
 async fn verify_checkpoints(
     client: &reqwest::Client,
     binary: &Path,
@@ -475,13 +503,14 @@ async fn verify_checkpoints(
     organisation: &str,
     export: &Path,
     check: &mut Check,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(String, usize)>> {
     let list: serde_json::Value = client
         .get(format!("{node}/public/checkpoints?limit=100"))
         .send()
         .await?
         .json()
         .await?;
+    let mut found = Vec::new();
     for checkpoint in list["data"].as_array().cloned().unwrap_or_default() {
         let Some(id) = checkpoint["id"].as_str() else {
             continue;
@@ -492,22 +521,27 @@ async fn verify_checkpoints(
             .await?
             .bytes()
             .await?;
+        let count = serde_json::from_slice::<serde_json::Value>(&proofs)
+            .ok()
+            .and_then(|v| v["proofs"].as_array().map(Vec::len))
+            .unwrap_or(0);
         let path = dir.join(format!("proofs-{organisation}-{id}.json"));
         std::fs::write(&path, &proofs)?;
         let (export, proofs) = (
             export.to_string_lossy().to_string(),
             path.to_string_lossy().to_string(),
         );
-        if let Err(e) = super::infra::ampflow(
+        match super::infra::ampflow(
             binary,
             &[],
             &["ledger", "verify", &export, "--checkpoint", &proofs],
             None,
         ) {
-            check.problem(format!("checkpoint {id} for {organisation}: {e:#}"));
+            Ok(_) => found.push((id.to_string(), count)),
+            Err(e) => check.problem(format!("checkpoint {id} for {organisation}: {e:#}")),
         }
     }
-    Ok(())
+    Ok(found)
 }
 
 /// Whether the work queues are empty: no faucet or whitelisting request open, no task in

@@ -5,6 +5,7 @@
 //! after a quiet period, each with its counts, ending in PASS or FAIL.
 
 pub mod client;
+pub mod clock;
 pub mod faults;
 pub mod infra;
 pub mod invariants;
@@ -84,7 +85,12 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
         ),
     );
     let rig = start_rig(config).await?;
+    let clocks = Arc::new(clock::Clocks::new(&config.dir, config.nodes)?);
     let mut env = node_env(&rig)?;
+    env.push((
+        "AMPFLOW_TEST_CLOCK_FILE".into(),
+        clocks.operator_file().to_string_lossy().to_string(),
+    ));
     // The operator commands reach anvil directly; each node through its own proxy.
     let config_path = setup::write_config(&config.dir, &rig.anvil.url)?;
     env.push((
@@ -132,6 +138,11 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
         // Each node its own id, kept across its restarts: a restarted node takes its own
         // leases back at once, the other node waits for their expiry.
         node_env.push(("AMPFLOW_NODE_ID".into(), format!("chaos-node-{i}")));
+        node_env.retain(|(k, _)| k != "AMPFLOW_TEST_CLOCK_FILE");
+        node_env.push((
+            "AMPFLOW_TEST_CLOCK_FILE".into(),
+            clocks.node_file(i).to_string_lossy().to_string(),
+        ));
         nodes.push(Node::new(i, &config.binary, node_env, &config.dir));
     }
     let targets = Arc::new(faults::Targets {
@@ -144,7 +155,21 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
         postgres: rig.postgres.clone(),
         timeline: timeline.clone(),
         stale_accepted: Default::default(),
+        clocks: clocks.clone(),
     });
+    // The run's midnight UTC about 40 % into the workload (the nodes take a few seconds to
+    // start), so the day before it is checkpointed during the run.
+    let lead = config.duration.mul_f64(0.4) + Duration::from_secs(3);
+    let midnight = clocks.aim_midnight(lead)?;
+    timeline.record(
+        "clock",
+        format!(
+            "the run's clock is {:.3} h ahead of the machine's: midnight UTC ({}) in about {} s",
+            clocks.base_ms() as f64 / 3_600_000.0,
+            chrono::DateTime::from_timestamp_millis(midnight).unwrap_or_default(),
+            lead.as_secs()
+        ),
+    );
     for i in 0..config.nodes {
         targets.start_node(i, None).await;
     }
@@ -180,6 +205,7 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
         world: world.clone(),
         binary: config.binary.clone(),
         deadline: start + config.duration,
+        clocks: clocks.clone(),
     });
     timeline.record("phase", "workload and faults");
     let actors = workload::start(
@@ -361,6 +387,9 @@ async fn restore_everything(targets: &faults::Targets, rig: &Rig) {
             let _ = redis.restart().await;
         }
     }
+    for node in 0..rig.rpc.len() {
+        let _ = targets.clocks.step(node, 0);
+    }
     rig.stripe.set_copies(1);
     rig.stripe.set_delivery_delay(Duration::ZERO);
     if !rig.stripe.held_events().is_empty() {
@@ -427,6 +456,7 @@ async fn check_all(
             &config.dir,
             world,
             &format!("http://{node}"),
+            targets.clocks.midnight_ms(),
         )
         .await?,
     );

@@ -94,6 +94,11 @@ enabled = false
 enabled = false
 
 {tiers}
+[checkpoints]
+interval_ms = 1000
+grace_ms = 3000
+lease_ttl_ms = 3000
+
 [[chains]]
 chain_id = {CHAIN_ID}
 name = "anvil"

@@ -74,6 +74,8 @@ pub struct Shared {
     pub world: Arc<World>,
     pub binary: PathBuf,
     pub deadline: Instant,
+    /// The run's clock (the partner's `Date` header is on it).
+    pub clocks: Arc<super::clock::Clocks>,
 }
 
 impl Shared {
@@ -890,7 +892,9 @@ async fn partner_call(
     path: &str,
     body: Option<&Value>,
 ) -> Option<Answer> {
-    let date = chrono::Utc::now()
+    let date = shared
+        .clocks
+        .now()
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string();
     let text = body.map(Value::to_string).unwrap_or_default();

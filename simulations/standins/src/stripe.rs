@@ -64,7 +64,9 @@ pub use api::RecordedRequest;
 pub use cards::{Card, TestCard};
 pub use delivery::{COPIES_MAX, DeliveryAttempt, RETRIES_MAX, ReleaseOrder};
 pub use event::{API_VERSION, Event, signature_header, signature_header_for, v1_signature};
-pub use objects::{Charge, PaymentIntent, PaymentIntentStatus, Refund, unix_now};
+pub use objects::{
+    Charge, PaymentIntent, PaymentIntentStatus, Refund, set_clock_offset_secs, unix_now,
+};
 
 use delivery::Deliveries;
 use error::ApiError;

@@ -3,6 +3,7 @@
 //! them when unused (`null`, `false`, `[]`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -15,12 +16,23 @@ pub(crate) fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", &random[..24])
 }
 
+/// Seconds added to the system clock by [`unix_now`]; see [`set_clock_offset_secs`].
+static CLOCK_OFFSET_SECS: AtomicI64 = AtomicI64::new(0);
+
+/// Moves the stand-in's clock (every `created` field and every signature's timestamp) by
+/// `secs`, for a run whose servers are on a shifted clock (the fault campaign's). It holds
+/// for the whole process.
+pub fn set_clock_offset_secs(secs: i64) {
+    CLOCK_OFFSET_SECS.store(secs, Ordering::Relaxed);
+}
+
 /// Unix seconds, as in every `created` field.
 pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs() as i64)
         .unwrap_or_default()
+        + CLOCK_OFFSET_SECS.load(Ordering::Relaxed)
 }
 
 /// The PaymentIntent statuses the stand-in reaches. Stripe has more (`requires_action`,
