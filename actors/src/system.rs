@@ -45,7 +45,7 @@ pub enum StartError {
     #[error("token keys: {0}")]
     Tokens(#[from] TokenError),
     #[error("spawning {0}: {1}")]
-    Spawn(&'static str, String),
+    Spawn(String, String),
     #[error("resuming open chain work: {0}")]
     Resume(#[from] ampflow_storage::StorageError),
     #[error("registering this node's run: {0}")]
@@ -156,83 +156,45 @@ impl ActorSystem {
                 config.identity.state_recheck_ms,
             )),
         });
-        let wallets = Registry::new(
-            WalletActor::new(deps.clone()),
-            config.storage.clone(),
-            config.clock.clone(),
-            config.runtime.clone(),
-        );
-
-        wallets.refresh_failures().await;
         let (root, _) = Actor::spawn(None, RootSupervisor, ())
             .await
-            .map_err(|e| StartError::Spawn("root supervisor", e.to_string()))?;
-        Actor::spawn_linked(
-            None,
-            KindSupervisor::<WalletActor>::new(),
-            wallets.clone(),
-            root.get_cell(),
-        )
-        .await
-        .map_err(|e| StartError::Spawn("wallet supervisor", e.to_string()))?;
-
-        let faucet_requests = Registry::new(
-            FaucetRequestActor::new(config.storage.clone()),
-            config.storage.clone(),
-            config.clock.clone(),
-            config.runtime.clone(),
-        );
-        faucet_requests.refresh_failures().await;
-        Actor::spawn_linked(
-            None,
-            KindSupervisor::<FaucetRequestActor>::new(),
-            faucet_requests.clone(),
-            root.get_cell(),
-        )
-        .await
-        .map_err(|e| StartError::Spawn("faucet request supervisor", e.to_string()))?;
-
-        let auto_invest_tasks = Registry::new(
-            AutoInvestActor::new(
-                config.storage.clone(),
-                config.clock.clone(),
-                config.chains.clone(),
-            ),
-            config.storage.clone(),
-            config.clock.clone(),
-            // A triple's actor holds no state of its own (storage has the task), so it retires
-            // soon after its last request: a burst of new tasks must not leave one actor per
-            // task behind (100,000 would cost about 2 GB).
-            RuntimeSettings {
-                idle_timeout: config.runtime.idle_timeout.min(AUTO_INVEST_IDLE_TIMEOUT),
-                ..config.runtime.clone()
-            },
-        );
-        auto_invest_tasks.refresh_failures().await;
-        Actor::spawn_linked(
-            None,
-            KindSupervisor::<AutoInvestActor>::new(),
-            auto_invest_tasks.clone(),
-            root.get_cell(),
-        )
-        .await
-        .map_err(|e| StartError::Spawn("auto-invest supervisor", e.to_string()))?;
-
-        let donation_actors = Registry::new(
-            DonationActor::new(config.storage.clone(), config.clock.clone()),
-            config.storage.clone(),
-            config.clock.clone(),
-            config.runtime.clone(),
-        );
-        donation_actors.refresh_failures().await;
-        Actor::spawn_linked(
-            None,
-            KindSupervisor::<DonationActor>::new(),
-            donation_actors.clone(),
-            root.get_cell(),
-        )
-        .await
-        .map_err(|e| StartError::Spawn("donation supervisor", e.to_string()))?;
+            .map_err(|e| StartError::Spawn("root supervisor".into(), e.to_string()))?;
+        let kinds = Kinds {
+            storage: config.storage.clone(),
+            clock: config.clock.clone(),
+            root: root.get_cell(),
+        };
+        let wallets = kinds
+            .start(WalletActor::new(deps.clone()), config.runtime.clone())
+            .await?;
+        let faucet_requests = kinds
+            .start(
+                FaucetRequestActor::new(config.storage.clone()),
+                config.runtime.clone(),
+            )
+            .await?;
+        let auto_invest_tasks = kinds
+            .start(
+                AutoInvestActor::new(
+                    config.storage.clone(),
+                    config.clock.clone(),
+                    config.chains.clone(),
+                ),
+                // A triple's actor holds no state of its own (storage has the task), so it
+                // retires soon after its last request: a burst of new tasks must not leave one
+                // actor per task behind (100,000 would cost about 2 GB).
+                RuntimeSettings {
+                    idle_timeout: config.runtime.idle_timeout.min(AUTO_INVEST_IDLE_TIMEOUT),
+                    ..config.runtime.clone()
+                },
+            )
+            .await?;
+        let donation_actors = kinds
+            .start(
+                DonationActor::new(config.storage.clone(), config.clock.clone()),
+                config.runtime.clone(),
+            )
+            .await?;
         let ledger = Arc::new(Ledger::new(
             config.storage.clone(),
             config.clock.clone(),
@@ -442,6 +404,34 @@ impl ActorSystem {
             .root
             .stop_and_wait(Some("shutdown".into()), Some(wait))
             .await;
+    }
+}
+
+/// Starts each kind of entity actor the same way: its registry (with the failed entities
+/// read), its supervisor under the root.
+struct Kinds {
+    storage: Storage,
+    clock: Arc<dyn Clock>,
+    root: ractor::ActorCell,
+}
+
+impl Kinds {
+    async fn start<A: EntityActor>(
+        &self,
+        prototype: A,
+        runtime: RuntimeSettings,
+    ) -> Result<Arc<Registry<A>>, StartError> {
+        let registry = Registry::new(prototype, self.storage.clone(), self.clock.clone(), runtime);
+        registry.refresh_failures().await;
+        Actor::spawn_linked(
+            None,
+            KindSupervisor::<A>::new(),
+            registry.clone(),
+            self.root.clone(),
+        )
+        .await
+        .map_err(|e| StartError::Spawn(format!("{} supervisor", A::KIND), e.to_string()))?;
+        Ok(registry)
     }
 }
 
