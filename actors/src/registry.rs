@@ -51,10 +51,6 @@ pub struct RuntimeSettings {
     pub restart_window: Duration,
     /// How long a caller waits for an actor's reply.
     pub call_timeout: Duration,
-    /// Ledger entries a `LedgerActor` hands to storage as one group at most; 1 makes each
-    /// entry a group of its own (with `group_commit` off in storage: the benchmarks' naive
-    /// baseline).
-    pub ledger_batch_max: usize,
 }
 
 impl Default for RuntimeSettings {
@@ -64,7 +60,6 @@ impl Default for RuntimeSettings {
             restarts_max: 5,
             restart_window: Duration::from_secs(60),
             call_timeout: Duration::from_secs(10),
-            ledger_batch_max: crate::ledger::BATCH_MAX_DEFAULT,
         }
     }
 }

@@ -63,6 +63,10 @@ pub struct SystemConfig {
     pub storage: Storage,
     pub clock: Arc<dyn Clock>,
     pub runtime: RuntimeSettings,
+    /// Ledger entries an organisation's writer hands to storage as one group at most; 1
+    /// makes each entry a group of its own (with `group_commit` off in storage: the
+    /// benchmarks' naive baseline). `crate::ledger::BATCH_MAX_DEFAULT` by default.
+    pub ledger_batch_max: usize,
     pub identity: IdentitySettings,
     pub jwt_private_key_pem: Option<SecretString>,
     pub chains: ampflow_chain::Chains,
@@ -198,7 +202,7 @@ impl ActorSystem {
         let ledger = Arc::new(Ledger::new(
             config.storage.clone(),
             config.clock.clone(),
-            config.runtime.ledger_batch_max,
+            config.ledger_batch_max,
         ));
         let donations = Donations::new(
             config.storage.clone(),

@@ -24,10 +24,11 @@ use crate::registry::EntityActor;
 use crate::sessions::SessionGate;
 use crate::tokens::{self, TokenService};
 use crate::veriff::{CreatedSession, VeriffClient};
-use crate::whitelist::{WhitelistError, kyc_gate, utc_day};
 
 mod kyc;
+
 pub use kyc::{KycEvent, KycSessionView, KycWebhookOutcome, SESSION_REUSE_MS, ShownDecision};
+pub use kyc::{KycRefusal, QueueRefused, kyc_gate, utc_day};
 
 /// Identity lifetimes and limits.
 #[derive(Debug, Clone)]
@@ -161,7 +162,7 @@ pub enum WalletMsg {
         chain_id: u64,
         /// Lowercase `0x…`.
         issuer: String,
-        reply: RpcReplyPort<Result<Opened<WhitelistRequestRecord>, WhitelistError>>,
+        reply: RpcReplyPort<Result<Opened<WhitelistRequestRecord>, QueueRefused>>,
     },
     Retire,
 }
@@ -386,10 +387,10 @@ impl WalletActor {
         state: &mut WalletState,
         chain_id: u64,
         issuer: String,
-    ) -> Result<Opened<WhitelistRequestRecord>, WhitelistError> {
+    ) -> Result<Opened<WhitelistRequestRecord>, QueueRefused> {
         let now = self.now();
         let status = self.fresh_kyc_status(state).await?;
-        kyc_gate(status.as_ref(), utc_day(now))?;
+        kyc_gate(status.as_ref(), utc_day(now)).map_err(QueueRefused::Kyc)?;
         let record = WhitelistRequestRecord {
             id: uuid::Uuid::new_v4().to_string(),
             chain_id,

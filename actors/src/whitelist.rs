@@ -24,8 +24,7 @@ use alloy::sol_types::SolCall;
 use ampflow_chain::contracts::WalletApprover;
 use ampflow_chain::{BatchSettings, Chains, IssuerWallet};
 use ampflow_storage::{
-    ItemSettlement, KycStatus, Opened, SettledStatus, Storage, WhitelistRequestRecord, WorkGroup,
-    WorkKind,
+    ItemSettlement, Opened, SettledStatus, Storage, WhitelistRequestRecord, WorkGroup, WorkKind,
 };
 use ampflow_types::{Clock, TrustedKind, WalletAddress};
 use chrono::NaiveDate;
@@ -35,7 +34,7 @@ use crate::identity_error::IdentityError;
 use crate::registry::Registry;
 use crate::trusted::TrustedContracts;
 use crate::tx_sender::TxSenders;
-use crate::wallet::{WalletActor, WalletMsg};
+use crate::wallet::{KycRefusal, QueueRefused, WalletActor, WalletMsg, kyc_gate, utc_day};
 
 /// The most requests `GET /user/whitelist` lists.
 pub const LIST_LIMIT: u64 = 100;
@@ -76,23 +75,22 @@ impl From<crate::registry::RegistryError> for WhitelistError {
     }
 }
 
-/// Whether KYC lets a wallet be whitelisted on `today`.
-pub(crate) fn kyc_gate(status: Option<&KycStatus>, today: NaiveDate) -> Result<(), WhitelistError> {
-    match status {
-        Some(status) if status.is_valid_on(today) => Ok(()),
-        Some(status) if status.is_expired_on(today) => Err(WhitelistError::KycExpired {
-            // is_expired_on implies a date.
-            valid_until: status.document_valid_until.unwrap_or(today),
-        }),
-        _ => Err(WhitelistError::KycRequired),
+impl From<KycRefusal> for WhitelistError {
+    fn from(refusal: KycRefusal) -> Self {
+        match refusal {
+            KycRefusal::Required => Self::KycRequired,
+            KycRefusal::Expired { valid_until } => Self::KycExpired { valid_until },
+        }
     }
 }
 
-/// The UTC day of a Unix-millisecond instant.
-pub(crate) fn utc_day(now_ms: i64) -> NaiveDate {
-    chrono::DateTime::from_timestamp_millis(now_ms)
-        .unwrap_or_default()
-        .date_naive()
+impl From<QueueRefused> for WhitelistError {
+    fn from(refused: QueueRefused) -> Self {
+        match refused {
+            QueueRefused::Kyc(refusal) => refusal.into(),
+            QueueRefused::Identity(error) => Self::Identity(error),
+        }
+    }
 }
 
 /// What `POST /user/whitelist` did.

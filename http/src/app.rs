@@ -301,6 +301,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         storage: storage.clone(),
         clock: options.clock.clone(),
         runtime: settings.runtime_settings(),
+        ledger_batch_max: settings.actors.ledger_batch_max,
         identity: settings.identity_settings(),
         jwt_private_key_pem: settings
             .identity

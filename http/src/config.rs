@@ -942,7 +942,6 @@ impl Settings {
             restarts_max: self.actors.restarts_max,
             restart_window: Duration::from_millis(self.actors.restart_window_ms),
             call_timeout: Duration::from_millis(self.actors.call_timeout_ms),
-            ledger_batch_max: self.actors.ledger_batch_max,
         }
     }
 }

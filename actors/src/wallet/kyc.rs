@@ -17,13 +17,55 @@
 
 use std::panic::AssertUnwindSafe;
 
-use ampflow_storage::{VeriffDecision, VeriffDecisionStatus, VeriffSessionRecord};
+use ampflow_storage::{KycStatus, VeriffDecision, VeriffDecisionStatus, VeriffSessionRecord};
+use chrono::NaiveDate;
 use futures::FutureExt;
 use ractor::ActorRef;
 
 use super::{Reply, WalletActor, WalletMsg, WalletState};
 use crate::identity_error::IdentityError;
 use crate::veriff::CreatedSession;
+
+/// Why a wallet's KYC does not let it be whitelisted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KycRefusal {
+    /// Not done (or declined).
+    Required,
+    /// Done with a document that expired.
+    Expired { valid_until: NaiveDate },
+}
+
+/// Why the wallet refused to queue a whitelisting request.
+#[derive(Debug, Clone)]
+pub enum QueueRefused {
+    Kyc(KycRefusal),
+    Identity(IdentityError),
+}
+
+impl<E: Into<IdentityError>> From<E> for QueueRefused {
+    fn from(error: E) -> Self {
+        Self::Identity(error.into())
+    }
+}
+
+/// Whether KYC lets a wallet be whitelisted on `today`.
+pub fn kyc_gate(status: Option<&KycStatus>, today: NaiveDate) -> Result<(), KycRefusal> {
+    match status {
+        Some(status) if status.is_valid_on(today) => Ok(()),
+        Some(status) if status.is_expired_on(today) => Err(KycRefusal::Expired {
+            // is_expired_on implies a date.
+            valid_until: status.document_valid_until.unwrap_or(today),
+        }),
+        _ => Err(KycRefusal::Required),
+    }
+}
+
+/// The UTC day of a Unix-millisecond instant.
+pub fn utc_day(now_ms: i64) -> NaiveDate {
+    chrono::DateTime::from_timestamp_millis(now_ms)
+        .unwrap_or_default()
+        .date_naive()
+}
 
 /// A session older than this is replaced (Veriff's own session lifetime is 7 days).
 pub const SESSION_REUSE_MS: i64 = 7 * 24 * 60 * 60 * 1000;
@@ -319,6 +361,38 @@ impl WalletActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kyc_gate_lets_through_a_done_kyc_with_a_valid_or_no_document() {
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 12, d).unwrap_or_default();
+        let status = |completed: bool, until: Option<NaiveDate>| KycStatus {
+            completed,
+            first_name: None,
+            last_name: None,
+            session_id: None,
+            document_type: None,
+            document_country: None,
+            document_valid_until: until,
+            verified_at_ms: None,
+        };
+        let today = day(7);
+        assert_eq!(kyc_gate(None, today), Err(KycRefusal::Required));
+        assert_eq!(
+            kyc_gate(Some(&status(false, Some(day(9)))), today),
+            Err(KycRefusal::Required)
+        );
+        assert_eq!(kyc_gate(Some(&status(true, None)), today), Ok(()));
+        assert_eq!(kyc_gate(Some(&status(true, Some(day(7)))), today), Ok(()));
+        assert_eq!(
+            kyc_gate(Some(&status(true, Some(day(6)))), today),
+            Err(KycRefusal::Expired {
+                valid_until: day(6)
+            })
+        );
+        // 2026-12-08T00:00:00Z, less a millisecond.
+        assert_eq!(utc_day(1_796_688_000_000 - 1), day(7));
+        assert_eq!(utc_day(1_796_688_000_000), day(8));
+    }
 
     fn session(created_at_ms: i64, status: Option<VeriffDecisionStatus>) -> VeriffSessionRecord {
         VeriffSessionRecord {
