@@ -23,7 +23,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
@@ -34,8 +33,8 @@ use ampflow_chain::tx::TxError;
 use ampflow_chain::{AutoInvestSettings, Chain, Chains};
 use ampflow_storage::{
     AutoInvestSubmit, AutoInvestTask, CancelOutcome, Deferral, InvestOutcome, LeaseHolder,
-    LeaseState, NewTxIntent, RetryPolicy, Storage, StorageError, SubmitOutcome, TaskCursor,
-    TaskFilter, TxFinal, TxIntentRecord,
+    NewTxIntent, RetryPolicy, Storage, StorageError, SubmitOutcome, TaskCursor, TaskFilter,
+    TxFinal, TxIntentRecord,
 };
 use ampflow_types::{Clock, TrustedKind, WalletAddress};
 use parking_lot::Mutex;
@@ -43,6 +42,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+
+use crate::lease::Lease;
 
 use crate::registry::{EntityActor, Registry, RegistryError};
 use crate::trusted::TrustedContracts;
@@ -389,8 +390,6 @@ struct ExecutorShared {
     trusted: Arc<TrustedContracts>,
     /// This run of the node, as lease holder.
     holder: LeaseHolder,
-    /// Whether a later run of this node was found holding the lease (logged once).
-    later_run_seen: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -419,7 +418,6 @@ impl Executors {
             senders: senders.clone(),
             trusted,
             holder,
-            later_run_seen: Default::default(),
         });
         senders.register_settler(
             PURPOSE,
@@ -481,13 +479,25 @@ fn lease_name(chain_id: u64) -> String {
 
 impl ExecutorShared {
     async fn run(self: Arc<Self>, chain_id: u64, wake: Arc<Notify>) {
+        let Ok((_, settings, _)) = enabled(&self.chains, &self.senders, chain_id) else {
+            return;
+        };
+        // One process at a time executes a chain's tasks.
+        let lease = Lease::new(
+            lease_name(chain_id),
+            "the auto-invest lease",
+            self.holder.clone(),
+            settings.lease_ttl_ms as i64,
+            self.storage.clone(),
+            self.clock.clone(),
+        );
         loop {
             let Ok((_, settings, _)) = enabled(&self.chains, &self.senders, chain_id) else {
                 return;
             };
             let tick = Duration::from_millis(settings.tick_interval_ms.max(10));
             let started = tokio::time::Instant::now();
-            if let Err(error) = self.tick(chain_id).await {
+            if let Err(error) = self.tick(chain_id, &lease).await {
                 tracing::warn!(chain_id, %error, "auto-invest tick failed; trying again next tick");
             }
             tokio::select! {
@@ -501,27 +511,15 @@ impl ExecutorShared {
         }
     }
 
-    async fn tick(&self, chain_id: u64) -> Result<(), TickError> {
+    async fn tick(&self, chain_id: u64, lease: &Lease) -> Result<(), TickError> {
         fail::fail_point!("executor_panic");
         let Ok((chain, settings, service)) = enabled(&self.chains, &self.senders, chain_id) else {
             return Ok(());
         };
-        let now = self.clock.now_ms();
-        let until = now + settings.lease_ttl_ms as i64;
-        match self
-            .storage
-            .acquire_lease(&lease_name(chain_id), &self.holder, now, until)
-            .await?
-        {
-            LeaseState::Held => {}
-            LeaseState::Busy => return Ok(()),
-            LeaseState::HeldByLaterRun => {
-                if !self.later_run_seen.swap(true, Ordering::Relaxed) {
-                    tracing::error!(chain_id, holder = %self.holder, "a later run of this node holds the auto-invest lease: two processes share this node id (node.id), which they must never do; this one executes nothing");
-                }
-                return Ok(());
-            }
+        if !lease.take().await?.is_held() {
+            return Ok(());
         }
+        let now = self.clock.now_ms();
         let limit = settings.tasks_per_tick.max(1) as u64;
         let expired = self
             .storage

@@ -16,6 +16,8 @@ use chrono::{NaiveDate, TimeDelta};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::task::JoinHandle;
 
+use crate::lease::Lease;
+
 const LEASE: &str = "ledger_checkpoints";
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 /// Checkpoints built by one call at most; a longer gap is caught up over several calls.
@@ -72,8 +74,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     settings: CheckpointSettings,
     signer: NoteSigner,
-    /// This run of the node (or a one-off holder, for a command), as lease holder.
-    holder: LeaseHolder,
+    /// `ledger_checkpoints`, held by this run of the node (or a one-off holder, for a
+    /// command): only its holder builds.
+    lease: Lease,
 }
 
 impl std::fmt::Debug for Checkpoints {
@@ -83,6 +86,10 @@ impl std::fmt::Debug for Checkpoints {
             .field("verifier", &self.0.signer.verifier().vkey())
             .finish_non_exhaustive()
     }
+}
+
+fn lease_ttl_ms(settings: &CheckpointSettings) -> i64 {
+    settings.lease_ttl_ms.max(1_000)
 }
 
 /// The first instant after `date`.
@@ -137,12 +144,20 @@ impl Checkpoints {
                 settings.origin
             )));
         }
+        let lease = Lease::new(
+            LEASE.into(),
+            "the checkpoint lease",
+            holder,
+            lease_ttl_ms(&settings),
+            storage.clone(),
+            clock.clone(),
+        );
         Ok(Self(Arc::new(Inner {
             storage,
             clock,
             settings,
             signer,
-            holder,
+            lease,
         })))
     }
 
@@ -173,24 +188,16 @@ impl Checkpoints {
             tokio::time::sleep(LEASE_POLL).await;
         }
         let built = self.build_missing(date, 0).await;
-        if let Err(error) = self.0.storage.release_lease(LEASE, &self.0.holder).await {
-            tracing::warn!(%error, "could not release the checkpoint lease");
-        }
+        self.0.lease.release().await;
         built
     }
 
     fn lease_ttl_ms(&self) -> i64 {
-        self.0.settings.lease_ttl_ms.max(1_000)
+        lease_ttl_ms(&self.0.settings)
     }
 
     async fn take_lease(&self) -> Result<bool, CheckpointError> {
-        let now = self.0.clock.now_ms();
-        Ok(self
-            .0
-            .storage
-            .acquire_lease(LEASE, &self.0.holder, now, now + self.lease_ttl_ms())
-            .await?
-            .is_held())
+        Ok(self.0.lease.take().await?.is_held())
     }
 
     /// The days after the newest checkpoint (or from the oldest entry's day) through `date`,
@@ -259,9 +266,7 @@ impl Checkpoints {
         let built = self
             .build_missing(due, self.0.settings.grace_ms.max(0))
             .await;
-        if let Err(error) = self.0.storage.release_lease(LEASE, &self.0.holder).await {
-            tracing::warn!(%error, "could not release the checkpoint lease");
-        }
+        self.0.lease.release().await;
         built
     }
 
@@ -291,9 +296,7 @@ impl Checkpoints {
 
     /// Gives the lease up (at shutdown), so another process takes over at once.
     pub(crate) async fn release(&self) {
-        if let Err(error) = self.0.storage.release_lease(LEASE, &self.0.holder).await {
-            tracing::warn!(%error, "could not release the checkpoint lease");
-        }
+        self.0.lease.release().await;
     }
 }
 

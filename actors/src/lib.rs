@@ -10,6 +10,7 @@ pub mod faucet;
 mod identity;
 mod identity_error;
 mod kyc;
+mod lease;
 pub mod ledger;
 mod node;
 pub mod registry;

@@ -36,14 +36,15 @@ use alloy::signers::local::PrivateKeySigner;
 use ampflow_chain::tx::{self, Broadcast, GAS_BUDGET_WINDOW_MS, TxError, TxSettings, UnsignedTx};
 use ampflow_chain::{Chain, Chains};
 use ampflow_storage::{
-    LeaseHolder, LeaseState, SignedTx, Storage, StorageError, TxFinal, TxIntentRecord,
-    TxIntentStatus,
+    LeaseHolder, SignedTx, Storage, StorageError, TxFinal, TxIntentRecord, TxIntentStatus,
 };
-use ampflow_types::{Clock, UnixMillis};
+use ampflow_types::Clock;
 use backon::BackoffBuilder;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+
+use crate::lease::{Lease, Turn};
 
 /// Open intents read per round; with more, the next round starts at once.
 const INTENTS_PER_ROUND: u64 = 256;
@@ -170,13 +171,18 @@ impl TxSenders {
                     settlers: settlers.clone(),
                     next_nonce: None,
                     broadcast_since_start: HashSet::new(),
-                    lease_until: 0,
                     nonce_gone: HashMap::new(),
                     cap_warned: false,
                     round_gas: None,
                     over_budget: false,
-                    holder: holder.clone(),
-                    lease: None,
+                    lease: Lease::new(
+                        lease_name(chain_id, &format!("{:#x}", signer.address())),
+                        "the sender's lease",
+                        holder.clone(),
+                        chain.settings.tx.lease_ttl_ms as i64,
+                        storage.clone(),
+                        clock.clone(),
+                    ),
                 }
                 .run(wake.clone())
             },
@@ -231,11 +237,8 @@ struct Sender {
     round_gas: Option<u64>,
     /// Whether transactions are waiting for the budget (one warning per episode).
     over_budget: bool,
-    holder: LeaseHolder,
-    /// What this sender found at its last look at the lease (`None` before the first).
-    lease: Option<LeaseState>,
-    /// When the lease this sender last took runs out, by its clock.
-    lease_until: UnixMillis,
+    /// `tx_sender:<chain>:<signer>`: only its holder signs and sends.
+    lease: Lease,
 }
 
 /// What a round left behind.
@@ -296,46 +299,15 @@ impl Sender {
             return Ok(Round::Idle);
         }
         // Another process sending for this signer would race this one for nonces.
-        let now = self.clock.now_ms();
-        let until = now + self.settings.lease_ttl_ms as i64;
-        let lease = self
-            .storage
-            .acquire_lease(
-                &lease_name(chain_id, &self.signer_text),
-                &self.holder,
-                now,
-                until,
-            )
-            .await?;
-        // Held now and at the last look, but it ran out in between: another process may have
-        // taken it, sent and let it go, all unseen.
-        let lapsed =
-            lease.is_held() && self.lease == Some(LeaseState::Held) && now >= self.lease_until;
-        if lease.is_held() {
-            self.lease_until = until;
-        }
-        if Some(lease) != self.lease || lapsed {
-            self.lease = Some(lease);
-            // Whatever the other process did, start again from the chain and from storage.
-            self.next_nonce = None;
-            self.broadcast_since_start.clear();
-            match lease {
-                LeaseState::Held if lapsed => {
-                    tracing::info!(chain_id, signer = %self.signer_text, holder = %self.holder, "took the sender's lease again after it lapsed")
-                }
-                LeaseState::Held => {
-                    tracing::info!(chain_id, signer = %self.signer_text, holder = %self.holder, "took the sender's lease")
-                }
-                LeaseState::Busy => {
-                    tracing::info!(chain_id, signer = %self.signer_text, "another process holds the sender's lease; waiting")
-                }
-                LeaseState::HeldByLaterRun => {
-                    tracing::error!(chain_id, signer = %self.signer_text, holder = %self.holder, "a later run of this node holds the sender's lease: two processes share this node id (node.id), which they must never do; this one sends nothing")
-                }
+        match self.lease.take().await? {
+            Turn::NotHeld => return Ok(Round::Idle),
+            // Whatever another process did meanwhile, start again from the chain and from
+            // storage.
+            Turn::Taken => {
+                self.next_nonce = None;
+                self.broadcast_since_start.clear();
             }
-        }
-        if !lease.is_held() {
-            return Ok(Round::Idle);
+            Turn::Renewed => {}
         }
         self.round_gas = None;
         let head = self.chain.block_number().await?;
