@@ -32,9 +32,9 @@ use ampflow_chain::invest::{InvestRecord, invest_for_calldata};
 use ampflow_chain::tx::TxError;
 use ampflow_chain::{AutoInvestSettings, Chain, Chains};
 use ampflow_storage::{
-    AutoInvestSubmit, AutoInvestTask, CancelOutcome, Deferral, InvestOutcome, LeaseHolder,
-    NewTxIntent, RetryPolicy, Storage, StorageError, SubmitOutcome, TaskCursor, TaskFilter,
-    TxFinal, TxIntentRecord,
+    AutoInvestSubmit, AutoInvestTask, CancelOutcome, Deferral, InvestOutcome, Keyset, LeaseHolder,
+    NewTxIntent, RetryPolicy, Storage, StorageError, SubmitOutcome, TaskFilter, TxFinal,
+    TxIntentRecord,
 };
 use ampflow_types::{Clock, TrustedKind, WalletAddress};
 use parking_lot::Mutex;
@@ -239,7 +239,7 @@ impl AutoInvest {
         chain_id: u64,
         filter: TaskFilter<'_>,
         open: bool,
-        cursor: Option<&TaskCursor>,
+        cursor: Option<&Keyset>,
         limit: u64,
     ) -> Result<Vec<AutoInvestTask>, AutoInvestError> {
         self.check_chain(chain_id)?;

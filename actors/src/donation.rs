@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use ampflow_storage::{
-    DonationCursor, DonationRecord, DonationSource, DonationStatus, EventWrite, FundRecord,
+    DonationRecord, DonationSource, DonationStatus, EventWrite, FundRecord, Keyset,
     OrganisationStatus, PartnerDonationRecord, Storage, StorageError, StripeEventRecord,
 };
 use ampflow_types::{Clock, Currency, DonationId, WalletAddress};
@@ -397,7 +397,7 @@ impl Donations {
     pub async fn list(
         &self,
         wallet: &WalletAddress,
-        cursor: Option<&DonationCursor>,
+        cursor: Option<&Keyset>,
         limit: u64,
     ) -> Result<Vec<DonationRecord>, DonationError> {
         Ok(self

@@ -51,6 +51,26 @@ pub fn decode_cursor<T>(text: &str, parse: impl FnOnce(&str) -> Option<T>) -> Re
         .ok_or_else(|| ApiError::invalid_param("cursor", "the cursor is not one this API gave"))
 }
 
+/// The cursor of a list ordered by (time, id), e.g. `<at_ms>:<id>` inside.
+pub fn encode_keyset(at_ms: ampflow_types::UnixMillis, id: &str) -> String {
+    encode_cursor(&format!("{at_ms}:{id}"))
+}
+
+/// The position in a cursor [`encode_keyset`] made, when `id` accepts its id (answering it
+/// in the form storage compares); any other text is refused.
+pub fn decode_keyset(
+    text: &str,
+    id: impl FnOnce(&str) -> Option<String>,
+) -> Result<ampflow_types::Keyset, ApiError> {
+    decode_cursor(text, |position| {
+        let (at, rest) = position.split_once(':')?;
+        Some(ampflow_types::Keyset {
+            at_ms: at.parse().ok()?,
+            id: id(rest)?,
+        })
+    })
+}
+
 /// Trims a page read with one row more than `limit`: answers whether there was more.
 pub fn split_page<T>(rows: &mut Vec<T>, limit: u64) -> bool {
     let has_more = rows.len() as u64 > limit;

@@ -3,10 +3,10 @@
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
 };
 
 use crate::entities::audit_events;
+use crate::keyset::{Keyset, Order};
 use crate::{Context, Result, Storage, StorageError};
 use ampflow_types::UnixMillis;
 
@@ -119,13 +119,6 @@ pub enum AuditScope {
     Subject(String),
 }
 
-/// A position in a listing (newest first): the last event shown.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditCursor {
-    pub occurred_at_ms: UnixMillis,
-    pub id: String,
-}
-
 /// Writes `event` on `db`, which is the transaction of the change it describes.
 pub(crate) async fn write_audit(db: &impl ConnectionTrait, event: &AuditEvent) -> Result<()> {
     let (target_type, target_id) = match &event.target {
@@ -161,7 +154,7 @@ impl Storage {
     pub async fn audit_events(
         &self,
         scope: &AuditScope,
-        cursor: Option<&AuditCursor>,
+        cursor: Option<&Keyset>,
         limit: u64,
     ) -> Result<Vec<AuditEvent>> {
         use audit_events::Column as C;
@@ -174,27 +167,19 @@ impl Storage {
                     .add(C::TargetId.eq(id.as_str())),
             ),
         };
-        if let Some(cursor) = cursor {
-            query = query.filter(
-                Condition::any()
-                    .add(C::OccurredAtMs.lt(cursor.occurred_at_ms))
-                    .add(
-                        Condition::all()
-                            .add(C::OccurredAtMs.eq(cursor.occurred_at_ms))
-                            .add(C::Id.lt(cursor.id.as_str())),
-                    ),
-            );
-        }
-        query
-            .order_by_desc(C::OccurredAtMs)
-            .order_by_desc(C::Id)
-            .limit(limit)
-            .all(&self.reader)
-            .await
-            .context("list audit events")?
-            .into_iter()
-            .map(audit_record)
-            .collect()
+        crate::keyset::page(
+            query,
+            (C::OccurredAtMs, C::Id),
+            Order::NewestFirst,
+            cursor,
+            limit,
+        )
+        .all(&self.reader)
+        .await
+        .context("list audit events")?
+        .into_iter()
+        .map(audit_record)
+        .collect()
     }
 }
 

@@ -7,14 +7,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
 use crate::chain::{finalize_intent, insert_intent};
 use crate::current_tx::{WithIntentHash, with_intent_hash};
 use crate::entities::{auto_invest_open_counts as counts, auto_invest_tasks as tasks};
+use crate::keyset::{Keyset, Order};
 use crate::{
     Context, NewTxIntent, Result, RetryPolicy, Storage, StorageError, TxFinal, TxIntentRecord,
 };
@@ -134,13 +134,6 @@ pub enum CancelOutcome {
 pub enum TaskFilter<'a> {
     Wallet(&'a str),
     Campaign(&'a str),
-}
-
-/// A position in a listing: the last row shown (newest first).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskCursor {
-    pub created_at_ms: UnixMillis,
-    pub id: String,
 }
 
 /// A pending task the executor looked at and found not ready (or not investable now).
@@ -549,10 +542,10 @@ impl Storage {
         chain_id: u64,
         filter: TaskFilter<'_>,
         open: bool,
-        cursor: Option<&TaskCursor>,
+        cursor: Option<&Keyset>,
         limit: u64,
     ) -> Result<Vec<AutoInvestTask>> {
-        let mut query = tasks::Entity::find()
+        let query = tasks::Entity::find()
             .filter(tasks::Column::ChainId.eq(chain_id as i64))
             .filter(match filter {
                 TaskFilter::Wallet(wallet) => tasks::Column::Wallet.eq(wallet),
@@ -563,21 +556,13 @@ impl Storage {
             } else {
                 tasks::Column::Status.is_in(FINISHED)
             });
-        if let Some(cursor) = cursor {
-            query = query.filter(
-                Condition::any()
-                    .add(tasks::Column::CreatedAtMs.lt(cursor.created_at_ms))
-                    .add(
-                        Condition::all()
-                            .add(tasks::Column::CreatedAtMs.eq(cursor.created_at_ms))
-                            .add(tasks::Column::Id.lt(cursor.id.as_str())),
-                    ),
-            );
-        }
-        let query = query
-            .order_by_desc(tasks::Column::CreatedAtMs)
-            .order_by_desc(tasks::Column::Id)
-            .limit(limit);
+        let query = crate::keyset::page(
+            query,
+            (tasks::Column::CreatedAtMs, tasks::Column::Id),
+            Order::NewestFirst,
+            cursor,
+            limit,
+        );
         with_intent_hash(query, tasks::Column::TxIntentId)
             .all(&self.reader)
             .await

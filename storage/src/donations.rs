@@ -5,13 +5,14 @@
 use std::collections::HashSet;
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions,
     TransactionTrait, sea_query::Expr,
 };
 
 use crate::entities::donations::{self, Column as C};
 use crate::entities::stripe_events;
+use crate::keyset::{Keyset, Order};
 use crate::{Context, Result, Storage, StorageError};
 use ampflow_types::UnixMillis;
 
@@ -98,13 +99,6 @@ pub struct DonationRecord {
     pub source: DonationSource,
 }
 
-/// A position in a wallet's donations: the last one shown (newest first).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DonationCursor {
-    pub created_at_ms: UnixMillis,
-    pub id: String,
-}
-
 impl Storage {
     pub async fn insert_donation(&self, d: &DonationRecord) -> Result<()> {
         donations::Entity::insert(donation_model(d))
@@ -124,7 +118,7 @@ impl Storage {
     pub async fn list_donations(
         &self,
         wallet_address: &str,
-        cursor: Option<&DonationCursor>,
+        cursor: Option<&Keyset>,
         limit: u64,
     ) -> Result<Vec<DonationRecord>> {
         self.list_donations_where(C::WalletAddress.eq(wallet_address), cursor, limit)
@@ -135,7 +129,7 @@ impl Storage {
     pub async fn list_organisation_donations(
         &self,
         organisation_id: &str,
-        cursor: Option<&DonationCursor>,
+        cursor: Option<&Keyset>,
         limit: u64,
     ) -> Result<Vec<DonationRecord>> {
         self.list_donations_where(C::OrganisationId.eq(organisation_id), cursor, limit)
@@ -145,31 +139,23 @@ impl Storage {
     async fn list_donations_where(
         &self,
         owner: sea_orm::sea_query::SimpleExpr,
-        cursor: Option<&DonationCursor>,
+        cursor: Option<&Keyset>,
         limit: u64,
     ) -> Result<Vec<DonationRecord>> {
-        let mut query = donations::Entity::find().filter(owner);
-        if let Some(cursor) = cursor {
-            query = query.filter(
-                Condition::any()
-                    .add(C::CreatedAtMs.lt(cursor.created_at_ms))
-                    .add(
-                        Condition::all()
-                            .add(C::CreatedAtMs.eq(cursor.created_at_ms))
-                            .add(C::Id.lt(cursor.id.as_str())),
-                    ),
-            );
-        }
-        query
-            .order_by_desc(C::CreatedAtMs)
-            .order_by_desc(C::Id)
-            .limit(limit)
-            .all(&self.reader)
-            .await
-            .context("list donations")?
-            .into_iter()
-            .map(donation_record)
-            .collect()
+        let query = donations::Entity::find().filter(owner);
+        crate::keyset::page(
+            query,
+            (C::CreatedAtMs, C::Id),
+            Order::NewestFirst,
+            cursor,
+            limit,
+        )
+        .all(&self.reader)
+        .await
+        .context("list donations")?
+        .into_iter()
+        .map(donation_record)
+        .collect()
     }
 
     /// Pending donations without a PaymentIntent created before `created_before`, oldest

@@ -1,11 +1,10 @@
 //! Organisations and their funds: created by an operator (`ampflow org create`), listed
 //! publicly with a cursor.
 
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::entities::{funds, organisations};
+use crate::keyset::{Keyset, Order};
 use crate::{Context, Result, Storage, StorageError};
 use ampflow_types::UnixMillis;
 
@@ -60,13 +59,6 @@ pub struct FundRecord {
     pub created_at_ms: UnixMillis,
 }
 
-/// A position in the organisation listing: the last one shown (oldest first).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrganisationCursor {
-    pub created_at_ms: UnixMillis,
-    pub id: String,
-}
-
 /// A new id with a prefix, e.g. `org_…`.
 pub fn prefixed_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
@@ -104,34 +96,29 @@ impl Storage {
     pub async fn list_organisations(
         &self,
         country: Option<&str>,
-        cursor: Option<&OrganisationCursor>,
+        cursor: Option<&Keyset>,
         limit: u64,
     ) -> Result<Vec<OrganisationRecord>> {
         let mut query = organisations::Entity::find();
         if let Some(country) = country {
             query = query.filter(organisations::Column::Country.eq(country));
         }
-        if let Some(cursor) = cursor {
-            query = query.filter(
-                Condition::any()
-                    .add(organisations::Column::CreatedAtMs.gt(cursor.created_at_ms))
-                    .add(
-                        Condition::all()
-                            .add(organisations::Column::CreatedAtMs.eq(cursor.created_at_ms))
-                            .add(organisations::Column::Id.gt(cursor.id.as_str())),
-                    ),
-            );
-        }
-        query
-            .order_by_asc(organisations::Column::CreatedAtMs)
-            .order_by_asc(organisations::Column::Id)
-            .limit(limit)
-            .all(&self.reader)
-            .await
-            .context("list organisations")?
-            .into_iter()
-            .map(organisation_record)
-            .collect()
+        crate::keyset::page(
+            query,
+            (
+                organisations::Column::CreatedAtMs,
+                organisations::Column::Id,
+            ),
+            Order::OldestFirst,
+            cursor,
+            limit,
+        )
+        .all(&self.reader)
+        .await
+        .context("list organisations")?
+        .into_iter()
+        .map(organisation_record)
+        .collect()
     }
 
     pub async fn insert_fund(&self, fund: &FundRecord) -> Result<()> {

@@ -194,8 +194,8 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
         .list_auto_invests(CHAIN, TaskFilter::Wallet(WALLET), true, None, 1)
         .await
         .unwrap();
-    let cursor = TaskCursor {
-        created_at_ms: page[0].created_at_ms,
+    let cursor = Keyset {
+        at_ms: page[0].created_at_ms,
         id: page[0].id.clone(),
     };
     let rest = storage

@@ -4,6 +4,7 @@
 mod address;
 mod clock;
 mod donation;
+mod keyset;
 pub mod ledger;
 pub mod merkle;
 pub mod note;
@@ -12,4 +13,5 @@ mod trusted;
 pub use address::{AddressError, WalletAddress};
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use donation::{CURRENCIES, Currency, CurrencyError, DonationId, DonationIdError};
+pub use keyset::Keyset;
 pub use trusted::TrustedKind;

@@ -6,7 +6,7 @@
 //! failed logins, sessions, password and security settings). Nobody reads another user's
 //! personal events through the API.
 
-use ampflow_storage::{AuditCursor, AuditEvent, AuditScope};
+use ampflow_storage::{AuditEvent, AuditScope, Keyset};
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -138,7 +138,7 @@ async fn list_audit_events(
         .then(|| {
             events
                 .last()
-                .map(|e| params::encode_cursor(&format!("{}:{}", e.occurred_at_ms, e.id)))
+                .map(|e| params::encode_keyset(e.occurred_at_ms, &e.id))
         })
         .flatten();
     Ok(Json(AuditPage {
@@ -148,13 +148,6 @@ async fn list_audit_events(
     }))
 }
 
-fn decode_cursor(text: &str) -> Result<AuditCursor, ApiError> {
-    params::decode_cursor(text, |position| {
-        let (at, id) = position.split_once(':')?;
-        id.starts_with("aud_").then_some(())?;
-        Some(AuditCursor {
-            occurred_at_ms: at.parse().ok()?,
-            id: id.to_string(),
-        })
-    })
+fn decode_cursor(text: &str) -> Result<Keyset, ApiError> {
+    params::decode_keyset(text, |id| id.starts_with("aud_").then(|| id.to_string()))
 }

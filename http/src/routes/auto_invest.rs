@@ -6,7 +6,7 @@
 
 use alloy::primitives::U256;
 use ampflow_actors::auto_invest::{AutoInvestError, Submitted, Triple};
-use ampflow_storage::{AutoInvestTask, TaskCursor, TaskFilter};
+use ampflow_storage::{AutoInvestTask, Keyset, TaskFilter};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -156,17 +156,11 @@ fn parse_amount(text: &str) -> Result<U256, ApiError> {
 }
 
 fn encode_cursor(task: &AutoInvestTask) -> String {
-    params::encode_cursor(&format!("{}:{}", task.created_at_ms, task.id))
+    params::encode_keyset(task.created_at_ms, &task.id)
 }
 
-fn decode_cursor(text: &str) -> Result<TaskCursor, ApiError> {
-    params::decode_cursor(text, |position| {
-        let (at, id) = position.split_once(':')?;
-        Some(TaskCursor {
-            created_at_ms: at.parse().ok()?,
-            id: uuid::Uuid::parse_str(id).ok()?.to_string(),
-        })
-    })
+fn decode_cursor(text: &str) -> Result<Keyset, ApiError> {
+    params::decode_keyset(text, |id| Some(uuid::Uuid::parse_str(id).ok()?.to_string()))
 }
 
 /// Lists one page of tasks.
@@ -345,7 +339,7 @@ mod tests {
             finished_at_ms: None,
         };
         let cursor = decode_cursor(&encode_cursor(&task)).unwrap();
-        assert_eq!(cursor.created_at_ms, 1_700_000_000_123);
+        assert_eq!(cursor.at_ms, 1_700_000_000_123);
         assert_eq!(cursor.id, id);
         for bad in ["", "!!", "bm90LWEtY3Vyc29y", "MTIzOmFiYw"] {
             assert!(decode_cursor(bad).is_err(), "{bad}");

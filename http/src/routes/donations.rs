@@ -6,7 +6,7 @@
 
 use ampflow_actors::donation::{DonationError, NewDonation};
 use ampflow_actors::stripe::StripeError;
-use ampflow_storage::{DonationCursor, DonationRecord};
+use ampflow_storage::{DonationRecord, Keyset};
 use ampflow_types::{Currency, DonationId};
 use axum::Json;
 use axum::extract::State;
@@ -399,16 +399,9 @@ async fn list_donations(
 
 /// A cursor over `<created_at_ms>:<id>`.
 fn encode_cursor(d: &DonationRecord) -> String {
-    params::encode_cursor(&format!("{}:{}", d.created_at_ms, d.id))
+    params::encode_keyset(d.created_at_ms, &d.id)
 }
 
-fn decode_cursor(text: &str) -> Result<DonationCursor, ApiError> {
-    params::decode_cursor(text, |position| {
-        let (at, id) = position.split_once(':')?;
-        let id = DonationId::parse(id).ok()?;
-        Some(DonationCursor {
-            created_at_ms: at.parse().ok()?,
-            id: id.to_string(),
-        })
-    })
+fn decode_cursor(text: &str) -> Result<Keyset, ApiError> {
+    params::decode_keyset(text, |id| Some(DonationId::parse(id).ok()?.to_string()))
 }

@@ -2,7 +2,7 @@
 //! envelopes — `{data, meta:{request_id}}` for one record, `{data, has_more, next_cursor}` for
 //! a page.
 
-use ampflow_storage::{FundRecord, OrganisationCursor, OrganisationRecord};
+use ampflow_storage::{FundRecord, Keyset, OrganisationRecord};
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -146,19 +146,12 @@ pub struct OrganisationQuery {
 
 /// A cursor over `<created_at_ms>:<id>`.
 fn encode_cursor(org: &OrganisationRecord) -> String {
-    params::encode_cursor(&format!("{}:{}", org.created_at_ms, org.id))
+    params::encode_keyset(org.created_at_ms, &org.id)
 }
 
-fn decode_cursor(text: &str) -> Result<OrganisationCursor, ApiError> {
-    params::decode_cursor(text, |position| {
-        let (at, id) = position.split_once(':')?;
-        if !id.starts_with("org_") || id.len() > 40 {
-            return None;
-        }
-        Some(OrganisationCursor {
-            created_at_ms: at.parse().ok()?,
-            id: id.to_string(),
-        })
+fn decode_cursor(text: &str) -> Result<Keyset, ApiError> {
+    params::decode_keyset(text, |id| {
+        (id.starts_with("org_") && id.len() <= 40).then(|| id.to_string())
     })
 }
 
@@ -246,7 +239,7 @@ mod tests {
         };
         let cursor = decode_cursor(&encode_cursor(&org)).unwrap();
         assert_eq!(cursor.id, org.id);
-        assert_eq!(cursor.created_at_ms, org.created_at_ms);
+        assert_eq!(cursor.at_ms, org.created_at_ms);
         for bad in ["", "cur_", "cur_!!", "abc", "cur_MTIzOmZvbw"] {
             assert!(decode_cursor(bad).is_err(), "{bad}");
         }

@@ -45,8 +45,8 @@ use ampflow_simulations::procfs::{Memory, load_average, memory};
 use ampflow_simulations::rpc_proxy::RpcProxy;
 use ampflow_simulations::stats::Latencies;
 use ampflow_storage::{
-    AutoInvestStatus, AutoInvestSubmit, AutoInvestTask, Storage, SubmitOutcome, TaskCursor,
-    TaskFilter, TxIntentRecord, TxIntentStatus,
+    AutoInvestStatus, AutoInvestSubmit, AutoInvestTask, Keyset, Storage, SubmitOutcome, TaskFilter,
+    TxIntentRecord, TxIntentStatus,
 };
 use anyhow::{Context, bail, ensure};
 use clap::{Parser, ValueEnum};
@@ -1796,7 +1796,7 @@ mod http {
     /// The wallet's open tasks, page by page.
     async fn count_open(storage: &Storage, wallet: Address) -> anyhow::Result<usize> {
         let wallet = format!("{wallet:#x}");
-        let mut cursor: Option<TaskCursor> = None;
+        let mut cursor: Option<Keyset> = None;
         let mut count = 0;
         loop {
             let page = storage
@@ -1811,8 +1811,8 @@ mod http {
             count += page.len();
             match page.last() {
                 Some(last) if page.len() == 100 => {
-                    cursor = Some(TaskCursor {
-                        created_at_ms: last.created_at_ms,
+                    cursor = Some(Keyset {
+                        at_ms: last.created_at_ms,
                         id: last.id.clone(),
                     });
                 }
