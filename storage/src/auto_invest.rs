@@ -214,11 +214,21 @@ impl Storage {
 async fn submit_one(db: &DatabaseConnection, submit: &AutoInvestSubmit) -> Result<SubmitOutcome> {
     let key = auto_invest_open_key(submit.chain_id, &submit.wallet, &submit.campaign);
     for _ in 0..SUBMIT_RACES_MAX {
-        match find_open(db, &key).await? {
-            Some(task) if task.status == AutoInvestStatus::InProcess => {
+        let open = find_open(db, &key).await?;
+        let wallet = (submit.chain_id as i64, submit.wallet.clone());
+        let count = match open {
+            Some(_) => 0,
+            None => open_counts(db, [&wallet])
+                .await?
+                .get(&wallet)
+                .copied()
+                .unwrap_or(0),
+        };
+        match (decide_submit(open.as_ref(), count, submit), open) {
+            (SubmitDecision::InProcess, Some(task)) => {
                 return Ok(SubmitOutcome::InProcess(task));
             }
-            Some(task) => {
+            (SubmitDecision::Merge, Some(task)) => {
                 let updated = tasks::Entity::update_many()
                     .col_expr(tasks::Column::Amount, Expr::value(submit.amount.clone()))
                     .col_expr(
@@ -238,27 +248,12 @@ async fn submit_one(db: &DatabaseConnection, submit: &AutoInvestSubmit) -> Resul
                     .await
                     .context("merge auto-invest")?;
                 if updated.rows_affected == 1 {
-                    return Ok(SubmitOutcome::Merged(AutoInvestTask {
-                        amount: submit.amount.clone(),
-                        version: task.version + 1,
-                        expires_at_ms: submit.expires_at_ms,
-                        next_check_at_ms: submit.now,
-                        updated_at_ms: submit.now,
-                        ..task
-                    }));
+                    return Ok(SubmitOutcome::Merged(merged(task, submit)));
                 }
                 // Claimed or changed meanwhile: look again.
             }
-            None => {
-                let wallet = (submit.chain_id as i64, submit.wallet.clone());
-                let open = open_counts(db, [&wallet])
-                    .await?
-                    .get(&wallet)
-                    .copied()
-                    .unwrap_or(0);
-                if open >= submit.max_open_per_wallet {
-                    return Ok(SubmitOutcome::TooMany(open));
-                }
+            (SubmitDecision::TooMany, _) => return Ok(SubmitOutcome::TooMany(count)),
+            (SubmitDecision::Create, _) => {
                 let task = new_task(submit);
                 let txn = db.begin().await.context("begin auto-invest submit")?;
                 let inserted = tasks::Entity::insert(task_row(&task, Some(key.clone())))
@@ -275,11 +270,54 @@ async fn submit_one(db: &DatabaseConnection, submit: &AutoInvestSubmit) -> Resul
                     Err(e) => return Err(e).context("insert auto-invest"),
                 }
             }
+            // A decision needing a task is only made with one.
+            (SubmitDecision::InProcess | SubmitDecision::Merge, None) => {}
         }
     }
     Err(StorageError::Corrupt(format!(
         "auto-invest {key} kept changing under a submit"
     )))
+}
+
+/// What a submit does to its (wallet, campaign, chain): the one rule both write paths (a lone
+/// submit, a batch) follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SubmitDecision {
+    /// The triple's task is being invested: left alone.
+    InProcess,
+    /// The triple has a pending task: it takes the new amount and expiry, checked at once.
+    Merge,
+    /// No open task, and the wallet has as many open tasks on the chain as allowed.
+    TooMany,
+    /// No open task: a new one.
+    Create,
+}
+
+/// Decides a submit from the triple's open task and, when it has none, the wallet's count
+/// of open tasks on the chain.
+pub(crate) fn decide_submit(
+    open: Option<&AutoInvestTask>,
+    wallet_open_count: u64,
+    submit: &AutoInvestSubmit,
+) -> SubmitDecision {
+    match open {
+        Some(task) if task.status == AutoInvestStatus::InProcess => SubmitDecision::InProcess,
+        Some(_) => SubmitDecision::Merge,
+        None if wallet_open_count >= submit.max_open_per_wallet => SubmitDecision::TooMany,
+        None => SubmitDecision::Create,
+    }
+}
+
+/// The pending task after a merge of `submit`.
+fn merged(task: AutoInvestTask, submit: &AutoInvestSubmit) -> AutoInvestTask {
+    AutoInvestTask {
+        amount: submit.amount.clone(),
+        version: task.version + 1,
+        expires_at_ms: submit.expires_at_ms,
+        next_check_at_ms: submit.now,
+        updated_at_ms: submit.now,
+        ..task
+    }
 }
 
 /// A new pending task for the submit, to be checked at once.
@@ -408,34 +446,29 @@ async fn write_submits_together(
     // Merged keys, with the version read from storage.
     let mut merged: HashMap<String, i64> = HashMap::new();
     for (submit, key) in batch.iter().zip(&keys) {
-        let outcome = match open.get_mut(key) {
-            Some(task) if task.status == AutoInvestStatus::InProcess => {
-                SubmitOutcome::InProcess(task.clone())
-            }
-            Some(task) => {
+        let wallet = (submit.chain_id as i64, submit.wallet.clone());
+        let count = counts.get(&wallet).copied().unwrap_or(0);
+        let outcome = match (
+            decide_submit(open.get(key), count, submit),
+            open.get_mut(key),
+        ) {
+            (SubmitDecision::InProcess, Some(task)) => SubmitOutcome::InProcess(task.clone()),
+            (SubmitDecision::Merge, Some(task)) => {
                 if !created.contains(key) {
                     merged.entry(key.clone()).or_insert(task.version);
                 }
-                task.amount = submit.amount.clone();
-                task.version += 1;
-                task.expires_at_ms = submit.expires_at_ms;
-                task.next_check_at_ms = submit.now;
-                task.updated_at_ms = submit.now;
+                *task = self::merged(task.clone(), submit);
                 SubmitOutcome::Merged(task.clone())
             }
-            None => {
-                let wallet = (submit.chain_id as i64, submit.wallet.clone());
-                let count = counts.entry(wallet.clone()).or_default();
-                if *count >= submit.max_open_per_wallet {
-                    SubmitOutcome::TooMany(*count)
-                } else {
-                    *count += 1;
-                    *opened.entry(wallet).or_default() += 1;
-                    let task = new_task(submit);
-                    open.insert(key.clone(), task.clone());
-                    created.push(key.clone());
-                    SubmitOutcome::Created(task)
-                }
+            (SubmitDecision::TooMany, _) => SubmitOutcome::TooMany(count),
+            (SubmitDecision::Create, _)
+            | (SubmitDecision::InProcess | SubmitDecision::Merge, None) => {
+                *counts.entry(wallet.clone()).or_default() += 1;
+                *opened.entry(wallet).or_default() += 1;
+                let task = new_task(submit);
+                open.insert(key.clone(), task.clone());
+                created.push(key.clone());
+                SubmitOutcome::Created(task)
             }
         };
         outcomes.push(outcome);
@@ -970,4 +1003,62 @@ fn task_record(m: tasks::Model) -> Result<AutoInvestTask> {
         updated_at_ms: m.updated_at_ms,
         finished_at_ms: m.finished_at_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_submit_merges_into_a_pending_task_leaves_one_in_process_and_counts_the_wallet() {
+        let submit = AutoInvestSubmit {
+            chain_id: 1,
+            wallet: "0xw".into(),
+            campaign: "0xc".into(),
+            amount: "7".into(),
+            now: 1_000,
+            expires_at_ms: 5_000,
+            max_open_per_wallet: 2,
+        };
+        let pending = AutoInvestTask {
+            version: 3,
+            next_check_at_ms: 400,
+            ..new_task(&AutoInvestSubmit {
+                amount: "5".into(),
+                now: 100,
+                ..submit.clone()
+            })
+        };
+        let in_process = AutoInvestTask {
+            status: AutoInvestStatus::InProcess,
+            ..pending.clone()
+        };
+        assert_eq!(
+            decide_submit(Some(&in_process), 0, &submit),
+            SubmitDecision::InProcess
+        );
+        assert_eq!(
+            decide_submit(Some(&pending), 9, &submit),
+            SubmitDecision::Merge,
+            "a merge opens nothing: the wallet's count does not matter"
+        );
+        assert_eq!(decide_submit(None, 1, &submit), SubmitDecision::Create);
+        assert_eq!(decide_submit(None, 2, &submit), SubmitDecision::TooMany);
+
+        let after = merged(pending.clone(), &submit);
+        assert_eq!(
+            (
+                after.amount.as_str(),
+                after.version,
+                after.expires_at_ms,
+                after.next_check_at_ms,
+                after.updated_at_ms
+            ),
+            ("7", 4, 5_000, 1_000, 1_000)
+        );
+        assert_eq!(
+            (after.id, after.created_at_ms),
+            (pending.id, pending.created_at_ms)
+        );
+    }
 }
