@@ -245,18 +245,7 @@ async fn sigkill_between_send_and_receipt_pays_and_invests_once(backend: Backend
     };
     let anvil = Anvil::start().await;
     let signer: PrivateKeySigner = DEV_KEY_0.parse().unwrap();
-    let reward = U256::from(10u64).pow(U256::from(17u64));
-    let contracts = deploy_platform(
-        &anvil.url,
-        signer.clone(),
-        FaucetFunding {
-            reward_wei: reward,
-            balance_threshold_wei: reward,
-            initial_balance_wei: reward * U256::from(10u64),
-        },
-    )
-    .await
-    .unwrap();
+    let contracts = platform(&anvil).await;
     let folder = tempfile::tempdir().unwrap();
     // The killed process's leases run out quickly, so the next one takes over whatever its
     // node id.
@@ -416,7 +405,7 @@ async fn sigkill_between_send_and_receipt_pays_and_invests_once(backend: Backend
     );
     assert_eq!(
         provider.get_balance(wallet.alloy_address()).await.unwrap(),
-        reward,
+        FAUCET_REWARD,
         "paid exactly once"
     );
     drop(server);
@@ -438,6 +427,25 @@ async fn sigkill_between_send_and_receipt_pays_and_invests_once(backend: Backend
 
 /// A configuration file with the anvil chain and its contracts, fast rounds, and leases of
 /// `lease_ttl_ms` (the transaction sender's and the auto-invest executor's).
+/// 0.1 ETH.
+const FAUCET_REWARD: U256 = U256::from_limbs([100_000_000_000_000_000, 0, 0, 0]);
+
+/// The platform's contracts on `anvil`, deployed by the signer, with a faucet that pays
+/// 0.1 ETH to a wallet below 0.1 ETH and holds ten payouts.
+async fn platform(anvil: &Anvil) -> ampflow_chain::deploy::DeployedContracts {
+    deploy_platform(
+        &anvil.url,
+        DEV_KEY_0.parse().unwrap(),
+        FaucetFunding {
+            reward_wei: FAUCET_REWARD,
+            balance_threshold_wei: FAUCET_REWARD,
+            initial_balance_wei: FAUCET_REWARD * U256::from(10u64),
+        },
+    )
+    .await
+    .unwrap()
+}
+
 fn chain_config(
     folder: &std::path::Path,
     rpc_url: &str,
@@ -878,18 +886,7 @@ async fn a_node_restarted_after_sigkill_takes_its_leases_back_and_another_node_w
         return;
     };
     let anvil = Anvil::start().await;
-    let reward = U256::from(10u64).pow(U256::from(17u64));
-    let contracts = deploy_platform(
-        &anvil.url,
-        DEV_KEY_0.parse().unwrap(),
-        FaucetFunding {
-            reward_wei: reward,
-            balance_threshold_wei: reward,
-            initial_balance_wei: reward * U256::from(10u64),
-        },
-    )
-    .await
-    .unwrap();
+    let contracts = platform(&anvil).await;
     let folder = tempfile::tempdir().unwrap();
     let config = chain_config(folder.path(), &anvil.url, &contracts, LEASE_TTL_MS);
     let mut env = vec![
@@ -1002,18 +999,7 @@ async fn a_sender_whose_lease_lapsed_while_paused_reads_the_nonce_again() {
         return;
     };
     let anvil = Anvil::start().await;
-    let reward = U256::from(10u64).pow(U256::from(17u64));
-    let contracts = deploy_platform(
-        &anvil.url,
-        DEV_KEY_0.parse().unwrap(),
-        FaucetFunding {
-            reward_wei: reward,
-            balance_threshold_wei: reward,
-            initial_balance_wei: reward * U256::from(10u64),
-        },
-    )
-    .await
-    .unwrap();
+    let contracts = platform(&anvil).await;
     let folder = tempfile::tempdir().unwrap();
     let config = chain_config(folder.path(), &anvil.url, &contracts, LEASE_TTL_MS);
     let env = |node: &'static str| {
