@@ -259,18 +259,46 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> anyhow::Result<()> {
     match command {
-        Command::Chain(ChainCommand::Campaign(command)) => {
-            trust(&settings, ampflow_types::TrustedKind::Campaign, command).await
+        Command::Chain(command) => chain(command, &settings, config).await,
+        Command::Org(command) => org(command, &settings).await,
+        Command::User(command) => user(command, &settings).await,
+        Command::Ledger(LedgerCommand::Verify {
+            export,
+            checkpoint,
+            key,
+        }) => verify_ledger(&export, checkpoint.as_deref(), key.as_deref()),
+        Command::Ledger(LedgerCommand::Checkpoint { date }) => {
+            build_checkpoints(&settings, date.as_deref()).await
         }
-        Command::Chain(ChainCommand::Issuer(command)) => {
-            trust(&settings, ampflow_types::TrustedKind::Issuer, command).await
+        Command::Partner(command) => partner(command, &settings).await,
+        Command::Serve => serve(settings).await,
+        Command::Migrate => migrate(&settings).await,
+        Command::Entities(command) => entities(command, &settings).await,
+        Command::Openapi => {
+            println!("{}", app::openapi_json()?);
+            Ok(())
         }
-        Command::Chain(ChainCommand::Deploy {
+    }
+}
+
+async fn chain(
+    command: ChainCommand,
+    settings: &Settings,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    match command {
+        ChainCommand::Campaign(command) => {
+            trust(settings, ampflow_types::TrustedKind::Campaign, command).await
+        }
+        ChainCommand::Issuer(command) => {
+            trust(settings, ampflow_types::TrustedKind::Issuer, command).await
+        }
+        ChainCommand::Deploy {
             chain,
             faucet_reward_wei,
             faucet_threshold_wei,
             faucet_funding_wei,
-        }) => {
+        } => {
             let config = config.context(
                 "chain deploy writes the addresses into the configuration file: pass --config",
             )?;
@@ -283,17 +311,22 @@ async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> a
                 balance_threshold_wei: wei(&faucet_threshold_wei, "--faucet-threshold-wei")?,
                 initial_balance_wei: wei(&faucet_funding_wei, "--faucet-funding-wei")?,
             };
-            chain_deploy::run(&settings, &config, chain, funding).await
+            chain_deploy::run(settings, &config, chain, funding).await
         }
-        Command::Org(OrgCommand::Create {
+    }
+}
+
+async fn org(command: OrgCommand, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        OrgCommand::Create {
             name,
             country,
             status,
             description,
             website,
             logo_url,
-        }) => {
-            let storage = app::open_storage(&settings).await?;
+        } => {
+            let storage = app::open_storage(settings).await?;
             let new = ampflow_http::admin::NewOrganisation {
                 name,
                 country,
@@ -311,12 +344,12 @@ async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> a
             println!("{}", org.id);
             Ok(())
         }
-        Command::Org(OrgCommand::AddFund {
+        OrgCommand::AddFund {
             organisation,
             name,
             description,
-        }) => {
-            let storage = app::open_storage(&settings).await?;
+        } => {
+            let storage = app::open_storage(settings).await?;
             let fund = ampflow_http::admin::add_fund(
                 &storage,
                 &ampflow_types::SystemClock,
@@ -328,18 +361,61 @@ async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> a
             println!("{}", fund.id);
             Ok(())
         }
-        Command::Ledger(LedgerCommand::Verify {
-            export,
-            checkpoint,
-            key,
-        }) => verify_ledger(&export, checkpoint.as_deref(), key.as_deref()),
-        Command::Ledger(LedgerCommand::Checkpoint { date }) => {
-            build_checkpoints(&settings, date.as_deref()).await
+        OrgCommand::AddMember {
+            organisation,
+            email,
+            role,
+        } => add_member(settings, &organisation, &email, &role).await,
+        OrgCommand::RemoveMember {
+            organisation,
+            email,
+        } => {
+            let storage = app::open_storage(settings).await?;
+            ampflow_http::access_admin::remove_member(
+                &storage,
+                &ampflow_types::SystemClock,
+                &organisation,
+                &email,
+            )
+            .await?;
+            println!("removed {email} from {organisation}");
+            Ok(())
         }
-        Command::Partner(command) => partner(command, &settings).await,
-        Command::User(UserCommand::Create { email, name }) => {
+    }
+}
+
+async fn add_member(
+    settings: &Settings,
+    organisation: &str,
+    email: &str,
+    role: &str,
+) -> anyhow::Result<()> {
+    let storage = app::open_storage(settings).await?;
+    let (user, previous) = ampflow_http::access_admin::set_member(
+        &storage,
+        &ampflow_types::SystemClock,
+        organisation,
+        email,
+        role,
+    )
+    .await?;
+    match previous {
+        Some(previous) => println!(
+            "{} in {organisation}: {} (was {})",
+            user.id,
+            role,
+            previous.as_str()
+        ),
+        None => println!("{} in {organisation}: {role}", user.id),
+    }
+    Ok(())
+}
+
+async fn user(command: UserCommand, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Create { email, name } => {
             let password = ampflow_http::access_admin::read_password()?;
-            let storage = app::open_storage(&settings).await?;
+            let storage = app::open_storage(settings).await?;
             let user = ampflow_http::access_admin::create_user(
                 &storage,
                 &ampflow_types::SystemClock,
@@ -352,64 +428,29 @@ async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> a
             println!("{}", user.id);
             Ok(())
         }
-        Command::Org(OrgCommand::AddMember {
-            organisation,
-            email,
-            role,
-        }) => {
-            let storage = app::open_storage(&settings).await?;
-            let (user, previous) = ampflow_http::access_admin::set_member(
-                &storage,
-                &ampflow_types::SystemClock,
-                &organisation,
-                &email,
-                &role,
-            )
-            .await?;
-            match previous {
-                Some(previous) => println!(
-                    "{} in {organisation}: {} (was {})",
-                    user.id,
-                    role,
-                    previous.as_str()
-                ),
-                None => println!("{} in {organisation}: {role}", user.id),
-            }
-            Ok(())
+    }
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let storage = ampflow_storage::Storage::connect(&settings.database_settings()).await?;
+    let pending = storage.pending_migrations().await?;
+    storage.migrate().await?;
+    println!(
+        "applied {} migration(s){}",
+        pending.len(),
+        if pending.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", pending.join(", "))
         }
-        Command::Org(OrgCommand::RemoveMember {
-            organisation,
-            email,
-        }) => {
-            let storage = app::open_storage(&settings).await?;
-            ampflow_http::access_admin::remove_member(
-                &storage,
-                &ampflow_types::SystemClock,
-                &organisation,
-                &email,
-            )
-            .await?;
-            println!("removed {email} from {organisation}");
-            Ok(())
-        }
-        Command::Serve => serve(settings).await,
-        Command::Migrate => {
-            let storage = ampflow_storage::Storage::connect(&settings.database_settings()).await?;
-            let pending = storage.pending_migrations().await?;
-            storage.migrate().await?;
-            println!(
-                "applied {} migration(s){}",
-                pending.len(),
-                if pending.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", pending.join(", "))
-                }
-            );
-            Ok(())
-        }
-        Command::Entities(EntitiesCommand::Failed { limit }) => {
-            let storage = app::open_storage(&settings).await?;
+    );
+    Ok(())
+}
+
+async fn entities(command: EntitiesCommand, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        EntitiesCommand::Failed { limit } => {
+            let storage = app::open_storage(settings).await?;
             for failure in storage.list_entity_failures(limit).await? {
                 println!(
                     "{}\t{}\t{}\t{}",
@@ -418,8 +459,8 @@ async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> a
             }
             Ok(())
         }
-        Command::Entities(EntitiesCommand::Clear { kind, key }) => {
-            let storage = app::open_storage(&settings).await?;
+        EntitiesCommand::Clear { kind, key } => {
+            let storage = app::open_storage(settings).await?;
             let key = if kind == "wallet" {
                 key.to_ascii_lowercase()
             } else {
@@ -431,10 +472,6 @@ async fn run(command: Command, settings: Settings, config: Option<PathBuf>) -> a
             } else {
                 anyhow::bail!("{kind} {key} is not marked failed")
             }
-        }
-        Command::Openapi => {
-            println!("{}", app::openapi_json()?);
-            Ok(())
         }
     }
 }
