@@ -79,8 +79,8 @@ pub enum DonationError {
     Ledger(String),
     #[error("storage: {0}")]
     Storage(String),
-    /// Storage could not carry the request out now and wrote nothing (see
-    /// `StorageError::is_unavailable`); retrying is safe. Carries the cause for the logs.
+    /// Storage could not carry the request out now (see `StorageError::is_unavailable`);
+    /// a retry may well succeed. Carries the cause for the logs.
     #[error("storage is unavailable; retry: {0}")]
     Unavailable(String),
     #[error(transparent)]

@@ -104,15 +104,15 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_busy", message).retry_after(2)
     }
 
-    /// 503 `storage_unavailable` with `Retry-After: 1`: storage wrote nothing and a retry may
-    /// well succeed (a writer restarting after a panic, a lost database connection). The cause
-    /// goes to the log, not to the client.
+    /// 503 `storage_unavailable` with `Retry-After: 1`: storage could not complete the request
+    /// and a retry may well succeed (a writer restarting after a panic, a lost database
+    /// connection). The cause goes to the log, not to the client.
     pub fn storage_unavailable(cause: impl std::fmt::Display) -> Self {
         tracing::warn!(%cause, "storage unavailable");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "storage_unavailable",
-            "storage could not take the request just now and nothing was written; retry",
+            "storage could not complete the request just now; retry it",
         )
         .retry_after(1)
     }

@@ -72,8 +72,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         self.jobs.send((request, reply)).await.map_err(|_| {
             StorageError::Unavailable(format!("{} batch: storage is closed", self.name))
         })?;
-        // The writer dropped the batch without answering: it panicked before its transaction
-        // committed (the supervisor starts it again on the same queue).
+        // The writer dropped the batch without answering: it panicked (the supervisor starts
+        // it again on the same queue).
         answer.await.map_err(|_| {
             StorageError::Unavailable(format!("{} batch: the batch was abandoned", self.name))
         })?

@@ -72,9 +72,10 @@ pub enum StorageError {
     Conflict(String),
     #[error("{name} batch: {message}")]
     Batch { name: &'static str, message: String },
-    /// The request could not be carried out now and was not written: its batch was abandoned
-    /// (the writer panicked and is being restarted), storage is closing, or the database
-    /// connection was lost. Retrying is safe.
+    /// The request could not be carried out now: its batch was abandoned (the writer
+    /// panicked and is being restarted), storage is closing, or the database connection was
+    /// lost. A retry may well succeed. (Only a connection lost during a commit leaves it
+    /// unknown whether the write was made, as for any database client.)
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
 }

@@ -23,8 +23,7 @@ use super::timeline::Timeline;
 /// Fail points a restarted node may be given (the product's names). The supervised
 /// background tasks panic a couple of times each, under their restart cap, so the work must
 /// complete through their restarts. A request whose storage or ledger batch a panic abandons
-/// is answered 503 `storage_unavailable` or `service_unavailable` (nothing was written), and
-/// the client retries it.
+/// is answered 503 `storage_unavailable` or `service_unavailable`, and the client retries it.
 pub const FAIL_POINTS: &[&str] = &[
     "stripe_webhook_after_move=10%delay(1500)",
     "stripe_webhook_after_move=5%panic",
