@@ -107,20 +107,17 @@ pub struct ActorSystem {
 }
 
 impl ActorSystem {
-    pub async fn start(config: SystemConfig) -> Result<Self, StartError> {
+    /// Starts every part in dependency order. (The composition root: long because it wires
+    /// each part to the ones it needs, in the order they must start; the parts with logic of
+    /// their own are `wallet_deps`, `Kinds::start` and `chain_work`.)
+    pub async fn start(mut config: SystemConfig) -> Result<Self, StartError> {
         // Background tasks get the entity actors' restart budget.
         config.storage.supervisor().set_policy(RestartPolicy {
             restarts_max: config.runtime.restarts_max,
             window: config.runtime.restart_window,
             ..RestartPolicy::default()
         });
-        let tokens = TokenService::load_or_create(
-            &config.storage,
-            config.jwt_private_key_pem.as_ref(),
-            config.clock.as_ref(),
-            config.identity.access_token_ttl_ms,
-        )
-        .await?;
+        let deps = wallet_deps(&mut config).await?;
         // This run of the node, as the holder of every lease it takes.
         let holder = crate::node::start_run(
             &config.storage,
@@ -137,29 +134,12 @@ impl ActorSystem {
             holder.clone(),
         )
         .await?;
-        let veriff = match config.veriff {
-            Some(settings) => Some(Arc::new(
-                VeriffClient::new(settings).map_err(StartError::Veriff)?,
-            )),
-            None => None,
-        };
-        let stripe = match config.stripe {
+        let stripe = match config.stripe.take() {
             Some(settings) => Some(Arc::new(
                 StripeClient::new(settings).map_err(StartError::Stripe)?,
             )),
             None => None,
         };
-        let deps = Arc::new(WalletDeps {
-            storage: config.storage.clone(),
-            tokens: Arc::new(tokens),
-            clock: config.clock.clone(),
-            settings: config.identity.clone(),
-            veriff,
-            sessions: Arc::new(crate::sessions::SessionGate::new(
-                config.storage.clone(),
-                config.identity.state_recheck_ms,
-            )),
-        });
         let (root, _) = Actor::spawn(None, RootSupervisor, ())
             .await
             .map_err(|e| StartError::Spawn("root supervisor".into(), e.to_string()))?;
@@ -212,42 +192,13 @@ impl ActorSystem {
             ledger.clone(),
         );
 
-        let senders = TxSenders::new(
-            config.storage.clone(),
-            config.clock.clone(),
-            config.chains.clone(),
-            config.signers,
-            holder.clone(),
-        );
-        let trusted = TrustedContracts::new(
-            config.storage.clone(),
-            config.clock.clone(),
-            config.chains.clone(),
-        );
-        let faucet_batchers = Batchers::new(
-            Faucet::spec(config.chains.clone()),
-            config.storage.clone(),
-            config.clock.clone(),
-            senders.clone(),
-        );
-        let whitelist_batchers = Batchers::new(
-            Whitelisting::spec(config.chains.clone(), trusted.clone()),
-            config.storage.clone(),
-            config.clock.clone(),
-            senders.clone(),
-        );
-        let executors = Executors::start(
-            config.storage.clone(),
-            config.clock.clone(),
-            config.chains.clone(),
-            senders.clone(),
-            trusted.clone(),
-            holder,
-            config.chains.ids(),
-        );
-        senders.resume().await?;
-        faucet_batchers.resume().await?;
-        whitelist_batchers.resume().await?;
+        let ChainWork {
+            senders,
+            trusted,
+            faucet_batchers,
+            whitelist_batchers,
+            executors,
+        } = chain_work(&mut config, holder).await?;
         let faucet = Faucet::new(
             config.chains.clone(),
             config.storage.clone(),
@@ -409,6 +360,92 @@ impl ActorSystem {
             .stop_and_wait(Some("shutdown".into()), Some(wait))
             .await;
     }
+}
+
+/// The wallet actors' shared dependencies: the JWT signing key (configured, stored, or
+/// generated and stored), Veriff's client, the session gate.
+async fn wallet_deps(config: &mut SystemConfig) -> Result<Arc<WalletDeps>, StartError> {
+    let tokens = TokenService::load_or_create(
+        &config.storage,
+        config.jwt_private_key_pem.as_ref(),
+        config.clock.as_ref(),
+        config.identity.access_token_ttl_ms,
+    )
+    .await?;
+    let veriff = match config.veriff.take() {
+        Some(settings) => Some(Arc::new(
+            VeriffClient::new(settings).map_err(StartError::Veriff)?,
+        )),
+        None => None,
+    };
+    Ok(Arc::new(WalletDeps {
+        storage: config.storage.clone(),
+        tokens: Arc::new(tokens),
+        clock: config.clock.clone(),
+        settings: config.identity.clone(),
+        veriff,
+        sessions: Arc::new(crate::sessions::SessionGate::new(
+            config.storage.clone(),
+            config.identity.state_recheck_ms,
+        )),
+    }))
+}
+
+/// What sends and settles on chains: the transaction senders, the trusted-contract registry,
+/// the faucet and whitelisting batchers and the auto-invest executors, each resumed from
+/// storage.
+struct ChainWork {
+    senders: Arc<TxSenders>,
+    trusted: Arc<TrustedContracts>,
+    faucet_batchers: Arc<Batchers<crate::faucet::FaucetSpec>>,
+    whitelist_batchers: Arc<Batchers<crate::whitelist::WhitelistSpec>>,
+    executors: Arc<Executors>,
+}
+
+async fn chain_work(
+    config: &mut SystemConfig,
+    holder: ampflow_storage::LeaseHolder,
+) -> Result<ChainWork, StartError> {
+    let (storage, clock, chains) = (&config.storage, &config.clock, &config.chains);
+    let senders = TxSenders::new(
+        storage.clone(),
+        clock.clone(),
+        chains.clone(),
+        std::mem::take(&mut config.signers),
+        holder.clone(),
+    );
+    let trusted = TrustedContracts::new(storage.clone(), clock.clone(), chains.clone());
+    let faucet_batchers = Batchers::new(
+        Faucet::spec(chains.clone()),
+        storage.clone(),
+        clock.clone(),
+        senders.clone(),
+    );
+    let whitelist_batchers = Batchers::new(
+        Whitelisting::spec(chains.clone(), trusted.clone()),
+        storage.clone(),
+        clock.clone(),
+        senders.clone(),
+    );
+    let executors = Executors::start(
+        storage.clone(),
+        clock.clone(),
+        chains.clone(),
+        senders.clone(),
+        trusted.clone(),
+        holder,
+        chains.ids(),
+    );
+    senders.resume().await?;
+    faucet_batchers.resume().await?;
+    whitelist_batchers.resume().await?;
+    Ok(ChainWork {
+        senders,
+        trusted,
+        faucet_batchers,
+        whitelist_batchers,
+        executors,
+    })
 }
 
 /// Starts each kind of entity actor the same way: its registry (with the failed entities
