@@ -124,6 +124,27 @@ pub async fn deploy_platform(
     Ok(deployed)
 }
 
+/// Deploys one more campaign on the platform's stablecoin and issuer, made to trust its
+/// InvestService, signed by `provider`'s wallet (its owner). Registering it on the
+/// InvestService is a step of its own (`ampflow chain campaign add`).
+pub async fn deploy_campaign<P: Provider>(
+    provider: &P,
+    contracts: &DeployedContracts,
+) -> Result<Address, DeployError> {
+    let campaign = Campaign::deploy(provider, contracts.stablecoin, contracts.issuer)
+        .await
+        .map_err(|e| step("Campaign")(&e))?;
+    confirm(
+        campaign
+            .setInvestService(contracts.invest_service)
+            .send()
+            .await,
+        "Campaign.setInvestService",
+    )
+    .await?;
+    Ok(*campaign.address())
+}
+
 /// Makes the sample campaign trust the InvestService, and registers it on the InvestService
 /// and the issuer on the WalletApprover, signed by their owner.
 async fn trust_samples<P: Provider>(

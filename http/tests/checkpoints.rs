@@ -14,7 +14,6 @@ use std::time::Duration;
 use ampflow_storage::NewLedgerEntry;
 use ampflow_storage::testdb::Backend;
 use ampflow_types::Clock;
-use ampflow_types::ledger::LedgerMetadata;
 use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -50,17 +49,8 @@ async fn organisation(app: &TestApp, name: &str) -> String {
 
 async fn append(app: &TestApp, org: &str, n: i64, amount: i64, at_ms: i64) -> String {
     let entry = NewLedgerEntry {
-        entry_type: "donation_received".into(),
         amount,
-        currency: "EUR".into(),
-        metadata: LedgerMetadata {
-            donation_id: Some(format!("don_{n}")),
-            donor_name: Some(format!("Donor {n}")),
-            stripe_payment_intent_id: Some(format!("pi_{n}")),
-        },
-        created_at_ms: at_ms,
-        dedupe_key: Some(format!("donation_received:don_{n}")),
-        rule: Default::default(),
+        ..common::donation_entry(n, at_ms)
     };
     app.app()
         .actors()

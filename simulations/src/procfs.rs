@@ -19,20 +19,7 @@ impl Memory {
 
 /// `VmRSS` and `VmHWM` of this process; zeros where `/proc` is not available.
 pub fn memory() -> Memory {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return Memory::default();
-    };
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    Memory {
-        rss_kib: field("VmRSS:"),
-        peak_kib: field("VmHWM:"),
-    }
+    read_memory("/proc/self/status").unwrap_or_default()
 }
 
 /// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them ("" elsewhere): other
@@ -45,7 +32,12 @@ pub fn load_average() -> String {
 
 /// `VmRSS` and `VmHWM` of another process (a node the campaign runs); `None` once it is gone.
 pub fn memory_of(pid: u32) -> Option<Memory> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    read_memory(&format!("/proc/{pid}/status"))
+}
+
+/// `VmRSS` and `VmHWM` from a `/proc/<pid>/status` file; `None` when it cannot be read.
+fn read_memory(path: &str) -> Option<Memory> {
+    let status = std::fs::read_to_string(path).ok()?;
     let field = |name: &str| {
         status
             .lines()

@@ -39,23 +39,11 @@ impl RpcProxy {
         let client = reqwest::Client::new();
         let upstream = upstream.to_string();
         let shared = stats.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let (client, upstream, stats) = (client.clone(), upstream.clone(), shared.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        forward(request, client.clone(), upstream.clone(), stats.clone())
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        serve_http1(
+            listener,
+            || true,
+            move |request| forward(request, client.clone(), upstream.clone(), shared.clone()),
+        );
         Ok(Self {
             url: format!("http://{addr}"),
             stats,
@@ -85,6 +73,39 @@ impl RpcProxy {
             .collect::<Vec<_>>()
             .join("; ")
     }
+}
+
+/// Serves HTTP/1 on `listener` until the process ends or the task is aborted: every
+/// connection `admit` lets in (it is asked at each accept; a refused one is closed at once)
+/// gets `service` for each of its requests.
+pub(crate) fn serve_http1<S, Fut, E>(
+    listener: tokio::net::TcpListener,
+    admit: impl Fn() -> bool + Send + 'static,
+    service: S,
+) -> tokio::task::JoinHandle<()>
+where
+    S: Fn(Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            if !admit() {
+                drop(stream);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let service = hyper::service::service_fn(service.clone());
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
 }
 
 async fn forward(

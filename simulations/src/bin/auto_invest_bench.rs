@@ -332,22 +332,16 @@ async fn deploy(
         .connect_http(url.parse()?);
     let mut list = vec![contracts.campaign];
     while list.len() < campaigns {
-        let campaign = Campaign::deploy(&provider, contracts.stablecoin, contracts.issuer)
+        let campaign = ampflow_chain::deploy::deploy_campaign(&provider, &contracts)
             .await
             .context("deploy a campaign")?;
-        campaign
-            .setInvestService(contracts.invest_service)
-            .send()
-            .await?
-            .get_receipt()
-            .await?;
         InvestService::new(contracts.invest_service, &provider)
-            .setCampaignStatus(*campaign.address(), true)
+            .setCampaignStatus(campaign, true)
             .send()
             .await?
             .get_receipt()
             .await?;
-        list.push(*campaign.address());
+        list.push(campaign);
     }
     Ok((contracts, list))
 }

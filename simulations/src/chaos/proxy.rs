@@ -18,7 +18,6 @@ use anyhow::ensure;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
@@ -75,32 +74,22 @@ impl RpcFaults {
         let upstream = upstream.to_string();
         let (shared_mode, shared_counts, shared_sends) =
             (mode.clone(), counts.clone(), sends.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                if current(&shared_mode) == RpcMode::Cut {
-                    shared_counts.refused.fetch_add(1, Ordering::Relaxed);
-                    drop(stream);
-                    continue;
-                }
-                let _ = stream.set_nodelay(true);
-                let call = Call {
-                    client: client.clone(),
-                    upstream: upstream.clone(),
-                    mode: shared_mode.clone(),
-                    counts: shared_counts.clone(),
-                    sends: shared_sends.clone(),
-                };
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |request| call.clone().handle(request));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+        let call = Call {
+            client,
+            upstream,
+            mode: shared_mode.clone(),
+            counts: shared_counts.clone(),
+            sends: shared_sends,
+        };
+        let admit = move || {
+            let cut = current(&shared_mode) == RpcMode::Cut;
+            if cut {
+                shared_counts.refused.fetch_add(1, Ordering::Relaxed);
             }
+            !cut
+        };
+        let task = crate::rpc_proxy::serve_http1(listener, admit, move |request| {
+            call.clone().handle(request)
         });
         Ok(Self {
             url: format!("http://{addr}"),

@@ -10,7 +10,7 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
-use ampflow_chain::contracts::{Campaign, TestStablecoin};
+use ampflow_chain::contracts::TestStablecoin;
 use ampflow_chain::deploy::DeployedContracts;
 use anyhow::{Context, bail};
 use serde_json::Value;
@@ -198,17 +198,10 @@ pub async fn build(
     };
     let mut campaign_list = vec![contracts.campaign];
     while campaign_list.len() < campaigns {
-        let provider = operator()?;
-        let campaign = Campaign::deploy(&provider, contracts.stablecoin, contracts.issuer)
+        let campaign = ampflow_chain::deploy::deploy_campaign(&operator()?, &contracts)
             .await
             .context("deploy a campaign")?;
-        campaign
-            .setInvestService(contracts.invest_service)
-            .send()
-            .await?
-            .get_receipt()
-            .await?;
-        let address = format!("{:#x}", campaign.address());
+        let address = format!("{campaign:#x}");
         let chain = CHAIN_ID.to_string();
         ampflow(
             binary,
@@ -216,7 +209,7 @@ pub async fn build(
             &["chain", "campaign", "add", "--chain", &chain, &address],
             None,
         )?;
-        campaign_list.push(*campaign.address());
+        campaign_list.push(campaign);
     }
     let investor_keys: Vec<PrivateKeySigner> = (0..investors).map(|_| flows::wallet(rng)).collect();
     fund_investors(
