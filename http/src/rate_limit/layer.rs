@@ -119,7 +119,11 @@ fn rules(
             let mut shared = limit(tier);
             shared.limit = shared.limit.saturating_mul(config.identities_per_ip);
             rules.push(Rule {
-                key: format!("{prefix}:ip:{ip}:{name}:{}", tier.window_secs),
+                // Not the anonymous key of the address (`ip:{ip}:{name}`): a tier that also
+                // counts anonymous callers (`ledger_export`) would otherwise see identified
+                // traffic spend the anonymous budget, and one key would carry two limits
+                // (a lease of the larger counts against the smaller at once).
+                key: format!("{prefix}:ip:{ip}:identified:{name}:{}", tier.window_secs),
                 limit: shared,
                 reason: "ip",
             });
@@ -434,9 +438,28 @@ mod tests {
         let keys: Vec<_> = both.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["rl:user:0xabc:dashboard:60", "rl:ip:192.0.2.1:dashboard:60"]
+            [
+                "rl:user:0xabc:dashboard:60",
+                "rl:ip:192.0.2.1:identified:dashboard:60"
+            ]
         );
         assert_eq!(both[1].limit.limit, 5 * both[0].limit.limit);
         assert_eq!(both[1].reason, "ip");
+        // A tier that counts both: the address's identified callers and its anonymous ones
+        // are counted apart, each key under one limit.
+        let export = |who: &Identifier| -> Vec<String> {
+            rules(&config, Category::LedgerExport, &Method::GET, who, ip, "rl")
+                .into_iter()
+                .map(|r| r.key)
+                .collect()
+        };
+        assert_eq!(export(&anonymous), ["rl:ip:192.0.2.1:ledger_export:3600"]);
+        assert_eq!(
+            export(&wallet),
+            [
+                "rl:user:0xabc:ledger_export:3600",
+                "rl:ip:192.0.2.1:identified:ledger_export:3600"
+            ]
+        );
     }
 }

@@ -458,7 +458,7 @@ pub async fn ledgers_verify(
     let mut checkpoints = BTreeSet::new();
     for organisation in &world.organisations {
         let url = format!("{node}/public/organisations/{organisation}/ledger/export");
-        let export = client.get(url).send().await?.bytes().await?;
+        let export = get_ok(&client, &url).await?;
         let path = dir.join(format!("export-{organisation}.json"));
         std::fs::write(&path, &export)?;
         let file = path.to_string_lossy().to_string();
@@ -504,23 +504,18 @@ async fn verify_checkpoints(
     export: &Path,
     check: &mut Check,
 ) -> anyhow::Result<Vec<(String, usize)>> {
-    let list: serde_json::Value = client
-        .get(format!("{node}/public/checkpoints?limit=100"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let list: serde_json::Value = serde_json::from_slice(
+        &get_ok(client, &format!("{node}/public/checkpoints?limit=100")).await?,
+    )?;
     let mut found = Vec::new();
     for checkpoint in list["data"].as_array().cloned().unwrap_or_default() {
         let Some(id) = checkpoint["id"].as_str() else {
             continue;
         };
-        let proofs = client
-            .get(format!("{node}/public/organisations/{organisation}/ledger/proofs?checkpoint={id}&limit=10000"))
-            .send()
-            .await?
-            .bytes()
-            .await?;
+        let url = format!(
+            "{node}/public/organisations/{organisation}/ledger/proofs?checkpoint={id}&limit=10000"
+        );
+        let proofs = get_ok(client, &url).await?;
         let count = serde_json::from_slice::<serde_json::Value>(&proofs)
             .ok()
             .and_then(|v| v["proofs"].as_array().map(Vec::len))
@@ -542,6 +537,53 @@ async fn verify_checkpoints(
         }
     }
     Ok(found)
+}
+
+/// How long a check's read may be answered "retry later" (429 or 503 with `Retry-After`)
+/// before the check gives up.
+const READ_RETRY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// The body of a `GET` answered 200. A 429 or 503 is retried after its `Retry-After` (the
+/// answer a client is told to follow) until [`READ_RETRY_DEADLINE`]; any other answer, or
+/// the deadline, is an error that names the status and the body.
+async fn get_ok(client: &reqwest::Client, url: &str) -> anyhow::Result<bytes::Bytes> {
+    let deadline = tokio::time::Instant::now() + READ_RETRY_DEADLINE;
+    loop {
+        let response = client
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let body = response.bytes().await?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let retryable = matches!(status.as_u16(), 429 | 503);
+        let wait = std::time::Duration::from_secs(retry_after.unwrap_or(1).clamp(1, 30));
+        if !retryable || tokio::time::Instant::now() + wait > deadline {
+            anyhow::bail!(
+                "GET {url} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            );
+        }
+        eprintln!(
+            "GET {url} answered {status} ({}); retrying in {wait:?}",
+            String::from_utf8_lossy(&body)
+                .chars()
+                .take(300)
+                .collect::<String>()
+        );
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// Whether the work queues are empty: no faucet or whitelisting request open, no task in

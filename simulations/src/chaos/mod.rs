@@ -478,6 +478,7 @@ async fn check_all(
     );
     checks.push(replays);
     checks.push(answers_check(&shared.client)?);
+    checks.push(refusals_check(&shared.client)?);
     let mut memory = Check::new("memory under 512 MiB per node");
     let nodes = targets.nodes.lock().await;
     let peaks: Vec<String> = nodes
@@ -495,6 +496,34 @@ async fn check_all(
     memory.counts = format!("peak RSS: {}", peaks.join(", "));
     checks.push(memory);
     Ok(checks)
+}
+
+/// No rate-limit refusal: the campaign lifts every tier far above its load and signs in with
+/// the right passwords, so a `429 rate_limit_exceeded` is the limiter counting wrong.
+fn refusals_check(client: &client::Client) -> anyhow::Result<Check> {
+    let answers = client
+        .answers
+        .lock()
+        .map_err(|_| anyhow::anyhow!("answers"))?;
+    let mut check = Check::new("no rate-limit refusal under lifted limits");
+    let mut refused = 0u64;
+    for (op, statuses) in &answers.by_op {
+        let count = statuses
+            .get("429 rate_limit_exceeded")
+            .copied()
+            .unwrap_or(0);
+        if count > 0 {
+            refused += count;
+            let sample = answers
+                .samples
+                .get(&format!("{op} 429 rate_limit_exceeded"))
+                .cloned()
+                .unwrap_or_default();
+            check.problem(format!("{op}: {count} refused ({sample})"));
+        }
+    }
+    check.counts = format!("{refused} refused");
+    Ok(check)
 }
 
 /// Every answer a 2xx–4xx or a documented 503.
