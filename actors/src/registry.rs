@@ -13,6 +13,9 @@
 //! - A crashed (or killed) actor is restarted with its state reloaded, at most
 //!   `restarts_max` times in `restart_window`; after that the entity is marked failed in
 //!   storage with the reason, and refused until an operator clears it.
+//! - Idleness and the restart window are read on the injected [`Clock`], like every other
+//!   time in the actors, so a test moves them with its manual clock instead of waiting (the
+//!   sweeper's own tick is the runtime's timer).
 //! - Which keys are failed is cached in memory (loaded at start, refreshed by the sweeper), so
 //!   starting an actor costs no extra query; a cached refusal is confirmed against storage, so
 //!   an operator's clear takes effect at once.
@@ -20,12 +23,12 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::{Debug, Display};
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ampflow_storage::{EntityFailure, Storage};
-use ampflow_types::Clock;
+use ampflow_types::{Clock, UnixMillis};
 use parking_lot::Mutex;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
@@ -118,14 +121,15 @@ const FAILED_KEYS_CACHED_MAX: u64 = 10_000;
 struct Slot<A: EntityActor> {
     actor: OnceCell<ActorRef<A::Msg>>,
     retired: AtomicBool,
-    /// Milliseconds since the registry started, at the last call.
-    last_used_ms: AtomicU64,
+    /// The injected clock's time (Unix ms) at the last call.
+    last_used_ms: AtomicI64,
 }
 
 struct Slots<A: EntityActor> {
     by_key: HashMap<A::Key, Arc<Slot<A>>>,
     key_by_id: HashMap<ActorId, A::Key>,
-    restarts: HashMap<A::Key, (u32, Instant)>,
+    /// Restarts of a key, and when (the clock's Unix ms) its window began.
+    restarts: HashMap<A::Key, (u32, UnixMillis)>,
 }
 
 /// The registry of one entity kind. Shared behind an `Arc`.
@@ -136,7 +140,6 @@ pub struct Registry<A: EntityActor> {
     storage: Storage,
     clock: Arc<dyn Clock>,
     settings: RuntimeSettings,
-    started: Instant,
     shutting_down: AtomicBool,
     /// Keys marked failed in storage, as last read; `None` until read, or when there were too
     /// many to cache.
@@ -161,7 +164,6 @@ impl<A: EntityActor> Registry<A> {
             storage,
             clock,
             settings,
-            started: Instant::now(),
             shutting_down: AtomicBool::new(false),
             failed: Mutex::new(None),
         })
@@ -192,7 +194,7 @@ impl<A: EntityActor> Registry<A> {
         for _ in 0..CALL_ATTEMPTS_MAX {
             let (slot, actor) = self.get_or_start(key).await?;
             slot.last_used_ms
-                .store(self.elapsed_ms(), Ordering::Relaxed);
+                .store(self.clock.now_ms(), Ordering::Relaxed);
             match actor.call(&build, Some(self.settings.call_timeout)).await {
                 Ok(CallResult::Success(reply)) => return Ok(reply),
                 Ok(CallResult::Timeout) => {
@@ -245,7 +247,7 @@ impl<A: EntityActor> Registry<A> {
                         Arc::new(Slot {
                             actor: OnceCell::new(),
                             retired: AtomicBool::new(false),
-                            last_used_ms: AtomicU64::new(self.elapsed_ms()),
+                            last_used_ms: AtomicI64::new(self.clock.now_ms()),
                         })
                     })
                     .clone()
@@ -361,14 +363,17 @@ impl<A: EntityActor> Registry<A> {
         }
     }
 
-    fn elapsed_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+    /// Whether a restart window that began at `since` is still open. Wall-clock time: a
+    /// clock stepped back keeps the window open a little longer, the cautious side.
+    fn within_window(&self, since: UnixMillis, now_ms: UnixMillis) -> bool {
+        let window = i64::try_from(self.settings.restart_window.as_millis()).unwrap_or(i64::MAX);
+        now_ms.saturating_sub(since) < window
     }
 
     /// Retires every actor idle for longer than the idle timeout. Returns how many.
     pub fn retire_idle(&self) -> usize {
-        let idle_ms = self.settings.idle_timeout.as_millis() as u64;
-        let now_ms = self.elapsed_ms();
+        let idle_ms = i64::try_from(self.settings.idle_timeout.as_millis()).unwrap_or(i64::MAX);
+        let now_ms = self.clock.now_ms();
         let mut retired = Vec::new();
         {
             let mut slots = self.slots.lock();
@@ -384,10 +389,9 @@ impl<A: EntityActor> Registry<A> {
                 retired.push(actor.clone());
                 false
             });
-            let window = self.settings.restart_window;
             slots
                 .restarts
-                .retain(|_, (_, since)| since.elapsed() < window);
+                .retain(|_, (_, since)| self.within_window(*since, now_ms));
         }
         for actor in &retired {
             // Queued behind the messages already delivered, so they are all handled first.
@@ -450,20 +454,16 @@ impl<A: EntityActor> Registry<A> {
     }
 
     fn count_restart(&self, key: &A::Key) -> u32 {
+        let now_ms = self.clock.now_ms();
         let mut slots = self.slots.lock();
         if slots.restarts.len() >= RESTART_HISTORY_MAX && !slots.restarts.contains_key(key) {
-            let window = self.settings.restart_window;
             slots
                 .restarts
-                .retain(|_, (_, since)| since.elapsed() < window);
+                .retain(|_, (_, since)| self.within_window(*since, now_ms));
         }
-        let window = self.settings.restart_window;
-        let entry = slots
-            .restarts
-            .entry(key.clone())
-            .or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= window {
-            *entry = (0, Instant::now());
+        let entry = slots.restarts.entry(key.clone()).or_insert((0, now_ms));
+        if !self.within_window(entry.1, now_ms) {
+            *entry = (0, now_ms);
         }
         entry.0 += 1;
         entry.0

@@ -123,6 +123,8 @@ async fn idle_actors_stop_and_their_state_is_reloaded_on_the_next_request(backen
     let tokens = app.login(&wallet).await;
     let payload = app.payload(&wallet.address()).await;
 
+    // Idleness is read on the injected clock: the actors have been idle for 150 ms.
+    app.clock.advance_ms(150);
     let passivated = wait_until(Duration::from_secs(10), || {
         let wallets = wallets.clone();
         async move { wallets.live_count() == 0 }
@@ -146,7 +148,9 @@ async fn idle_actors_stop_and_their_state_is_reloaded_on_the_next_request(backen
     app.stop().await;
 }
 
-/// Many concurrent requests while actors are retired every 100 ms: none is lost or fails.
+/// Many concurrent requests while every actor idle for a millisecond of the injected clock is
+/// retired (the clock moves on between rounds; the sweeper ticks every 50 ms): none is lost
+/// or fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retiring_idle_actors_never_loses_a_request() {
     let app = TestApp::start_with(Backend::Sqlite, |s| s.actors.idle_timeout_ms = 1)
@@ -166,6 +170,7 @@ async fn retiring_idle_actors_never_loses_a_request() {
         tokens
     };
     for _ in 0..25 {
+        app.clock.advance_ms(2);
         let requests = sessions.iter().map(|token| app.get_auth("/user", token));
         for (status, body) in futures::future::join_all(requests).await {
             assert_eq!(status, 200, "{body}");
