@@ -18,96 +18,14 @@ use crate::keyset::{Keyset, Order};
 use crate::{
     Context, NewTxIntent, Result, RetryPolicy, Storage, StorageError, TxFinal, TxIntentRecord,
 };
-use ampflow_types::UnixMillis;
+use ampflow_types::{AfterFailure, UnixMillis};
 
-/// Where a task stands: pending → in_process → success | failed, or back to pending after a
-/// failed attempt with attempts left; pending → expired | cancelled. Finished tasks never
-/// change, and each move is a conditional update on the status it leaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AutoInvestStatus {
-    /// Waiting for the wallet to be ready (whitelisted, funded, allowance given).
-    Pending,
-    /// In an `investFor` transaction that has no final outcome yet.
-    InProcess,
-    Success,
-    Failed,
-    Expired,
-    Cancelled,
-}
-
-impl AutoInvestStatus {
-    pub const ALL: [Self; 6] = [
-        Self::Pending,
-        Self::InProcess,
-        Self::Success,
-        Self::Failed,
-        Self::Expired,
-        Self::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::InProcess => "in_process",
-            Self::Success => "success",
-            Self::Failed => "failed",
-            Self::Expired => "expired",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
-    /// Pending or in process: the triple's one open task.
-    pub fn is_open(self) -> bool {
-        matches!(self, Self::Pending | Self::InProcess)
-    }
-}
+pub use ampflow_types::auto_invest::{
+    AutoInvestStatus, AutoInvestSubmit, AutoInvestTask, SubmitDecision, decide_submit,
+};
 
 const OPEN: [&str; 2] = ["pending", "in_process"];
 const FINISHED: [&str; 4] = ["success", "failed", "expired", "cancelled"];
-
-/// One auto-invest task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AutoInvestTask {
-    pub id: String,
-    pub chain_id: u64,
-    /// Lowercase `0x…`.
-    pub wallet: String,
-    /// Lowercase `0x…`.
-    pub campaign: String,
-    /// Requested, in stablecoin base units (decimal).
-    pub amount: String,
-    /// Invested, once it succeeded.
-    pub invested_amount: Option<String>,
-    pub status: AutoInvestStatus,
-    pub version: i64,
-    pub attempts: u32,
-    pub next_check_at_ms: UnixMillis,
-    pub expires_at_ms: UnixMillis,
-    pub tx_intent_id: Option<String>,
-    pub tx_hash: Option<String>,
-    pub reason: Option<String>,
-    pub created_at_ms: UnixMillis,
-    pub updated_at_ms: UnixMillis,
-    pub finished_at_ms: Option<UnixMillis>,
-}
-
-/// A request to queue (or merge into) the triple's task.
-#[derive(Debug, Clone)]
-pub struct AutoInvestSubmit {
-    pub chain_id: u64,
-    pub wallet: String,
-    pub campaign: String,
-    pub amount: String,
-    pub now: UnixMillis,
-    /// When the task expires if it is still pending: now + the timeout.
-    pub expires_at_ms: UnixMillis,
-    /// Open tasks a wallet may have on a chain.
-    pub max_open_per_wallet: u64,
-}
 
 /// What a submit did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,33 +146,14 @@ async fn submit_one(db: &DatabaseConnection, submit: &AutoInvestSubmit) -> Resul
             (SubmitDecision::InProcess, Some(task)) => {
                 return Ok(SubmitOutcome::InProcess(task));
             }
-            (SubmitDecision::Merge, Some(task)) => {
-                let updated = tasks::Entity::update_many()
-                    .col_expr(tasks::Column::Amount, Expr::value(submit.amount.clone()))
-                    .col_expr(
-                        tasks::Column::Version,
-                        sea_orm::sea_query::ExprTrait::add(Expr::col(tasks::Column::Version), 1),
-                    )
-                    .col_expr(
-                        tasks::Column::ExpiresAtMs,
-                        Expr::value(submit.expires_at_ms),
-                    )
-                    .col_expr(tasks::Column::NextCheckAtMs, Expr::value(submit.now))
-                    .col_expr(tasks::Column::UpdatedAtMs, Expr::value(submit.now))
-                    .filter(tasks::Column::Id.eq(task.id.as_str()))
-                    .filter(tasks::Column::Status.eq("pending"))
-                    .filter(tasks::Column::Version.eq(task.version))
-                    .exec(db)
-                    .await
-                    .context("merge auto-invest")?;
-                if updated.rows_affected == 1 {
-                    return Ok(SubmitOutcome::Merged(merged(task, submit)));
+            (SubmitDecision::Merge(after), Some(before)) => {
+                if write_merge(db, &after, before.version).await? {
+                    return Ok(SubmitOutcome::Merged(after));
                 }
                 // Claimed or changed meanwhile: look again.
             }
             (SubmitDecision::TooMany, _) => return Ok(SubmitOutcome::TooMany(count)),
-            (SubmitDecision::Create, _) => {
-                let task = new_task(submit);
+            (SubmitDecision::Create(task), _) => {
                 let txn = db.begin().await.context("begin auto-invest submit")?;
                 let inserted = tasks::Entity::insert(task_row(&task, Some(key.clone())))
                     .exec_without_returning(&txn)
@@ -270,8 +169,8 @@ async fn submit_one(db: &DatabaseConnection, submit: &AutoInvestSubmit) -> Resul
                     Err(e) => return Err(e).context("insert auto-invest"),
                 }
             }
-            // A decision needing a task is only made with one.
-            (SubmitDecision::InProcess | SubmitDecision::Merge, None) => {}
+            // Only decided with a task.
+            (SubmitDecision::InProcess | SubmitDecision::Merge(_), None) => {}
         }
     }
     Err(StorageError::Corrupt(format!(
@@ -279,68 +178,29 @@ async fn submit_one(db: &DatabaseConnection, submit: &AutoInvestSubmit) -> Resul
     )))
 }
 
-/// What a submit does to its (wallet, campaign, chain): the one rule both write paths (a lone
-/// submit, a batch) follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SubmitDecision {
-    /// The triple's task is being invested: left alone.
-    InProcess,
-    /// The triple has a pending task: it takes the new amount and expiry, checked at once.
-    Merge,
-    /// No open task, and the wallet has as many open tasks on the chain as allowed.
-    TooMany,
-    /// No open task: a new one.
-    Create,
-}
-
-/// Decides a submit from the triple's open task and, when it has none, the wallet's count
-/// of open tasks on the chain.
-pub(crate) fn decide_submit(
-    open: Option<&AutoInvestTask>,
-    wallet_open_count: u64,
-    submit: &AutoInvestSubmit,
-) -> SubmitDecision {
-    match open {
-        Some(task) if task.status == AutoInvestStatus::InProcess => SubmitDecision::InProcess,
-        Some(_) => SubmitDecision::Merge,
-        None if wallet_open_count >= submit.max_open_per_wallet => SubmitDecision::TooMany,
-        None => SubmitDecision::Create,
-    }
-}
-
-/// The pending task after a merge of `submit`.
-fn merged(task: AutoInvestTask, submit: &AutoInvestSubmit) -> AutoInvestTask {
-    AutoInvestTask {
-        amount: submit.amount.clone(),
-        version: task.version + 1,
-        expires_at_ms: submit.expires_at_ms,
-        next_check_at_ms: submit.now,
-        updated_at_ms: submit.now,
-        ..task
-    }
-}
-
-/// A new pending task for the submit, to be checked at once.
-fn new_task(submit: &AutoInvestSubmit) -> AutoInvestTask {
-    AutoInvestTask {
-        id: uuid::Uuid::new_v4().to_string(),
-        chain_id: submit.chain_id,
-        wallet: submit.wallet.clone(),
-        campaign: submit.campaign.clone(),
-        amount: submit.amount.clone(),
-        invested_amount: None,
-        status: AutoInvestStatus::Pending,
-        version: 0,
-        attempts: 0,
-        next_check_at_ms: submit.now,
-        expires_at_ms: submit.expires_at_ms,
-        tx_intent_id: None,
-        tx_hash: None,
-        reason: None,
-        created_at_ms: submit.now,
-        updated_at_ms: submit.now,
-        finished_at_ms: None,
-    }
+/// Writes a merge decided against the task at `read_version`: false (nothing written) when
+/// the task was claimed or changed since.
+async fn write_merge(
+    db: &impl ConnectionTrait,
+    task: &AutoInvestTask,
+    read_version: i64,
+) -> Result<bool> {
+    let updated = tasks::Entity::update_many()
+        .col_expr(tasks::Column::Amount, Expr::value(task.amount.clone()))
+        .col_expr(tasks::Column::Version, Expr::value(task.version))
+        .col_expr(tasks::Column::ExpiresAtMs, Expr::value(task.expires_at_ms))
+        .col_expr(
+            tasks::Column::NextCheckAtMs,
+            Expr::value(task.next_check_at_ms),
+        )
+        .col_expr(tasks::Column::UpdatedAtMs, Expr::value(task.updated_at_ms))
+        .filter(tasks::Column::Id.eq(task.id.as_str()))
+        .filter(tasks::Column::Status.eq("pending"))
+        .filter(tasks::Column::Version.eq(read_version))
+        .exec(db)
+        .await
+        .context("merge auto-invest")?;
+    Ok(updated.rows_affected == 1)
 }
 
 async fn find_open(db: &impl ConnectionTrait, key: &str) -> Result<Option<AutoInvestTask>> {
@@ -448,27 +308,28 @@ async fn write_submits_together(
     for (submit, key) in batch.iter().zip(&keys) {
         let wallet = (submit.chain_id as i64, submit.wallet.clone());
         let count = counts.get(&wallet).copied().unwrap_or(0);
-        let outcome = match (
-            decide_submit(open.get(key), count, submit),
-            open.get_mut(key),
-        ) {
+        let outcome = match (decide_submit(open.get(key), count, submit), open.get(key)) {
             (SubmitDecision::InProcess, Some(task)) => SubmitOutcome::InProcess(task.clone()),
-            (SubmitDecision::Merge, Some(task)) => {
+            (SubmitDecision::Merge(after), Some(before)) => {
                 if !created.contains(key) {
-                    merged.entry(key.clone()).or_insert(task.version);
+                    merged.entry(key.clone()).or_insert(before.version);
                 }
-                *task = self::merged(task.clone(), submit);
-                SubmitOutcome::Merged(task.clone())
+                open.insert(key.clone(), after.clone());
+                SubmitOutcome::Merged(after)
             }
             (SubmitDecision::TooMany, _) => SubmitOutcome::TooMany(count),
-            (SubmitDecision::Create, _)
-            | (SubmitDecision::InProcess | SubmitDecision::Merge, None) => {
+            (SubmitDecision::Create(task), _) => {
                 *counts.entry(wallet.clone()).or_default() += 1;
                 *opened.entry(wallet).or_default() += 1;
-                let task = new_task(submit);
                 open.insert(key.clone(), task.clone());
                 created.push(key.clone());
                 SubmitOutcome::Created(task)
+            }
+            // Only decided with a task.
+            (SubmitDecision::InProcess | SubmitDecision::Merge(_), None) => {
+                return Err(BatchError::Storage(StorageError::Corrupt(format!(
+                    "auto-invest {key}: a decision about a task with none"
+                ))));
             }
         };
         outcomes.push(outcome);
@@ -502,22 +363,7 @@ async fn write_submits_together(
         .collect();
     merged.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     for (task, version_read) in merged {
-        let updated = tasks::Entity::update_many()
-            .col_expr(tasks::Column::Amount, Expr::value(task.amount.clone()))
-            .col_expr(tasks::Column::Version, Expr::value(task.version))
-            .col_expr(tasks::Column::ExpiresAtMs, Expr::value(task.expires_at_ms))
-            .col_expr(
-                tasks::Column::NextCheckAtMs,
-                Expr::value(task.next_check_at_ms),
-            )
-            .col_expr(tasks::Column::UpdatedAtMs, Expr::value(task.updated_at_ms))
-            .filter(tasks::Column::Id.eq(task.id.as_str()))
-            .filter(tasks::Column::Status.eq("pending"))
-            .filter(tasks::Column::Version.eq(version_read))
-            .exec(&txn)
-            .await
-            .context("merge auto-invest")?;
-        if updated.rows_affected != 1 {
+        if !write_merge(&txn, task, version_read).await? {
             return Err(BatchError::Raced);
         }
     }
@@ -808,8 +654,9 @@ impl Storage {
                 .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
                 .filter(tasks::Column::Id.eq(row.id.as_str()))
                 .filter(tasks::Column::Status.eq("in_process"));
-            let gives_up = !retryable || attempts >= retry.attempts_max;
-            let update = after_failure(update, attempts, &failure, retryable, retry, now);
+            let after = retry.after_failure(attempts, &failure, retryable, now);
+            let gives_up = matches!(after, AfterFailure::GiveUp { .. });
+            let update = after_failure(update, after, now);
             let updated = update.exec(&txn).await.context("settle auto-invest")?;
             if gives_up && updated.rows_affected == 1 {
                 *closed.entry((row.chain_id, row.wallet)).or_default() -= 1;
@@ -821,37 +668,21 @@ impl Storage {
     }
 }
 
-/// A failed attempt (the `attempts`-th): back to pending behind the backoff, or failed once the
-/// attempts are used, or at once when the failure is not to be retried.
+/// Writes what a failed attempt led to: back to pending behind the backoff, or failed.
 fn after_failure(
     update: sea_orm::UpdateMany<tasks::Entity>,
-    attempts: u32,
-    failure: &str,
-    retryable: bool,
-    retry: RetryPolicy,
+    after: AfterFailure,
     now: UnixMillis,
 ) -> sea_orm::UpdateMany<tasks::Entity> {
-    let gave_up = if !retryable {
-        Some(format!("refused on chain, not retried: {failure}"))
-    } else if attempts >= retry.attempts_max {
-        Some(format!("gave up after {attempts} attempts: {failure}"))
-    } else {
-        None
-    };
-    if let Some(reason) = gave_up {
-        finish(update, "failed", now).col_expr(tasks::Column::Reason, Expr::value(reason))
-    } else {
-        update
+    match after {
+        AfterFailure::GiveUp { reason } => {
+            finish(update, "failed", now).col_expr(tasks::Column::Reason, Expr::value(reason))
+        }
+        AfterFailure::Retry { at_ms, reason } => update
             .col_expr(tasks::Column::Status, Expr::value("pending"))
             .col_expr(tasks::Column::TxIntentId, Expr::value(None::<String>))
-            .col_expr(
-                tasks::Column::NextCheckAtMs,
-                Expr::value(now + retry.backoff_ms(attempts)),
-            )
-            .col_expr(
-                tasks::Column::Reason,
-                Expr::value(format!("attempt {attempts} failed, will retry: {failure}")),
-            )
+            .col_expr(tasks::Column::NextCheckAtMs, Expr::value(at_ms))
+            .col_expr(tasks::Column::Reason, Expr::value(reason)),
     }
 }
 
@@ -1003,62 +834,4 @@ fn task_record(m: tasks::Model) -> Result<AutoInvestTask> {
         updated_at_ms: m.updated_at_ms,
         finished_at_ms: m.finished_at_ms,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_submit_merges_into_a_pending_task_leaves_one_in_process_and_counts_the_wallet() {
-        let submit = AutoInvestSubmit {
-            chain_id: 1,
-            wallet: "0xw".into(),
-            campaign: "0xc".into(),
-            amount: "7".into(),
-            now: 1_000,
-            expires_at_ms: 5_000,
-            max_open_per_wallet: 2,
-        };
-        let pending = AutoInvestTask {
-            version: 3,
-            next_check_at_ms: 400,
-            ..new_task(&AutoInvestSubmit {
-                amount: "5".into(),
-                now: 100,
-                ..submit.clone()
-            })
-        };
-        let in_process = AutoInvestTask {
-            status: AutoInvestStatus::InProcess,
-            ..pending.clone()
-        };
-        assert_eq!(
-            decide_submit(Some(&in_process), 0, &submit),
-            SubmitDecision::InProcess
-        );
-        assert_eq!(
-            decide_submit(Some(&pending), 9, &submit),
-            SubmitDecision::Merge,
-            "a merge opens nothing: the wallet's count does not matter"
-        );
-        assert_eq!(decide_submit(None, 1, &submit), SubmitDecision::Create);
-        assert_eq!(decide_submit(None, 2, &submit), SubmitDecision::TooMany);
-
-        let after = merged(pending.clone(), &submit);
-        assert_eq!(
-            (
-                after.amount.as_str(),
-                after.version,
-                after.expires_at_ms,
-                after.next_check_at_ms,
-                after.updated_at_ms
-            ),
-            ("7", 4, 5_000, 1_000, 1_000)
-        );
-        assert_eq!(
-            (after.id, after.created_at_ms),
-            (pending.id, pending.created_at_ms)
-        );
-    }
 }

@@ -11,7 +11,8 @@
 
 use std::collections::HashMap;
 
-use ampflow_types::UnixMillis;
+pub use ampflow_types::RetryPolicy;
+use ampflow_types::{AfterFailure, UnixMillis};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -196,25 +197,6 @@ pub struct ItemSettlement {
     pub status: SettledStatus,
     pub reason: Option<String>,
     pub amount_wei: Option<String>,
-}
-
-/// How requests in a failed transaction are retried.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Transactions a request may ride in before it is marked failed.
-    pub attempts_max: u32,
-    pub backoff_base_ms: i64,
-    pub backoff_max_ms: i64,
-}
-
-impl RetryPolicy {
-    /// The wait before attempt `attempts + 1`, doubling from the base up to the cap.
-    pub fn backoff_ms(&self, attempts: u32) -> i64 {
-        let doublings = attempts.saturating_sub(1).min(30);
-        self.backoff_base_ms
-            .saturating_mul(1i64 << doublings)
-            .min(self.backoff_max_ms)
-    }
 }
 
 /// A faucet request, as the API shows it.
@@ -1152,36 +1134,21 @@ async fn settle<E: WorkEntity>(
             }
             TxFinal::Failed {
                 reason, tx_hash, ..
-            } if outcome.reverted_on_chain() => settled_update(
-                update,
-                SettledStatus::Failed,
-                Some(format!("not retried: {reason}")),
-                tx_hash.as_ref(),
-                now,
-            ),
-            TxFinal::Failed {
-                reason, tx_hash, ..
-            } if attempts >= retry.attempts_max => settled_update(
-                update,
-                SettledStatus::Failed,
-                Some(format!("gave up after {attempts} attempts: {reason}")),
-                tx_hash.as_ref(),
-                now,
-            ),
-            TxFinal::Failed {
-                reason, tx_hash, ..
-            } => update
-                .col_expr(E::col(WorkColumn::Status), Expr::value("pending"))
-                .col_expr(
-                    E::col(WorkColumn::NextAttemptAtMs),
-                    Expr::value(now + retry.backoff_ms(attempts)),
-                )
-                .col_expr(E::col(WorkColumn::TxIntentId), Expr::value(None::<String>))
-                .col_expr(E::col(WorkColumn::TxHash), Expr::value(tx_hash.clone()))
-                .col_expr(
-                    E::col(WorkColumn::Reason),
-                    Expr::value(format!("attempt {attempts} failed, will retry: {reason}")),
+            } => match retry.after_failure(attempts, reason, !outcome.reverted_on_chain(), now) {
+                AfterFailure::GiveUp { reason } => settled_update(
+                    update,
+                    SettledStatus::Failed,
+                    Some(reason),
+                    tx_hash.as_ref(),
+                    now,
                 ),
+                AfterFailure::Retry { at_ms, reason } => update
+                    .col_expr(E::col(WorkColumn::Status), Expr::value("pending"))
+                    .col_expr(E::col(WorkColumn::NextAttemptAtMs), Expr::value(at_ms))
+                    .col_expr(E::col(WorkColumn::TxIntentId), Expr::value(None::<String>))
+                    .col_expr(E::col(WorkColumn::TxHash), Expr::value(tx_hash.clone()))
+                    .col_expr(E::col(WorkColumn::Reason), Expr::value(reason)),
+            },
         };
         update.exec(db).await.context("settle request")?;
     }
