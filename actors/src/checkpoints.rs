@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ampflow_storage::{CheckpointRecord, CheckpointSpec, LeaseHolder, Storage, StorageError};
+pub use ampflow_storage::{CheckpointRecord, InclusionProofRecord, ProofLookupError, ProofPage};
+use ampflow_storage::{CheckpointSpec, LeaseHolder, Storage, StorageError};
 use ampflow_types::note::{NoteSigner, NoteVerifier};
 use ampflow_types::{Clock, UnixMillis};
 use chrono::{NaiveDate, TimeDelta};
@@ -167,6 +168,47 @@ impl Checkpoints {
 
     pub fn origin(&self) -> &str {
         &self.0.settings.origin
+    }
+
+    /// Signed checkpoints, newest first, those before the day `before` (YYYY-MM-DD) when given.
+    pub async fn page(
+        &self,
+        before: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<CheckpointRecord>, StorageError> {
+        self.0.storage.list_checkpoints(before, limit).await
+    }
+
+    /// One checkpoint by its id (`chk_YYYY-MM-DD`).
+    pub async fn get(&self, id: &str) -> Result<Option<CheckpointRecord>, StorageError> {
+        self.0.storage.checkpoint(id).await
+    }
+
+    /// The inclusion proof of a ledger entry in the checkpoint named, or the newest.
+    pub async fn inclusion_proof(
+        &self,
+        entry_id: &str,
+        checkpoint_id: Option<&str>,
+    ) -> Result<InclusionProofRecord, ProofLookupError> {
+        self.0
+            .storage
+            .inclusion_proof(entry_id, checkpoint_id)
+            .await
+    }
+
+    /// Proofs of an organisation's entries after `after_seq`, in chain order, against the
+    /// checkpoint named or the newest.
+    pub async fn organisation_proofs(
+        &self,
+        organisation_id: &str,
+        checkpoint_id: Option<&str>,
+        after_seq: u64,
+        limit: u64,
+    ) -> Result<ProofPage, ProofLookupError> {
+        self.0
+            .storage
+            .organisation_proofs(organisation_id, checkpoint_id, after_seq, limit)
+            .await
     }
 
     /// Builds every missing checkpoint through `date` (which must be over), oldest first,

@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ampflow_storage::{LedgerEntryRecord, NewLedgerEntry, Storage};
+pub use ampflow_storage::{LedgerEntryRecord, LedgerRange};
+use ampflow_storage::{NewLedgerEntry, Storage, StorageError};
 use ampflow_types::Clock;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
@@ -39,6 +40,31 @@ pub enum LedgerError {
     ShuttingDown,
 }
 
+/// Reads organisations' chains: what the public ledger, its export and the dashboard show.
+#[derive(Clone)]
+pub struct LedgerReader {
+    storage: Storage,
+}
+
+impl LedgerReader {
+    /// The organisation's entry count and head hash (none before its first entry).
+    pub async fn head(&self, organisation_id: &str) -> Result<(u64, Option<String>), StorageError> {
+        self.storage.ledger_head(organisation_id).await
+    }
+
+    /// Up to `limit` entries in `range`, in chain order.
+    pub async fn entries(
+        &self,
+        organisation_id: &str,
+        range: LedgerRange,
+        limit: u64,
+    ) -> Result<Vec<LedgerEntryRecord>, StorageError> {
+        self.storage
+            .ledger_entries(organisation_id, range, limit)
+            .await
+    }
+}
+
 type Job = (
     NewLedgerEntry,
     oneshot::Sender<Result<LedgerEntryRecord, LedgerError>>,
@@ -60,6 +86,14 @@ impl Ledger {
             clock,
             batch_max: batch_max.clamp(1, QUEUE_CAPACITY),
             actors: Arc::default(),
+        }
+    }
+
+    /// The reading side of every organisation's chain. Cloning is cheap (a streamed export
+    /// keeps one).
+    pub fn reader(&self) -> LedgerReader {
+        LedgerReader {
+            storage: self.storage.clone(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! happens, in what order, and who may do it is decided here; storage and chains are reached
 //! through the `storage` and `chain` crates, and nothing here knows about HTTP.
 
+pub mod audit;
 pub mod auto_invest;
 pub mod batcher;
 pub mod checkpoints;
@@ -13,6 +14,7 @@ mod kyc;
 mod lease;
 pub mod ledger;
 mod node;
+pub mod organisations;
 pub mod registry;
 mod sessions;
 pub mod stripe;
@@ -24,9 +26,11 @@ pub mod veriff;
 pub mod wallet;
 pub mod whitelist;
 
+pub use audit::{Audit, AuditError};
 pub use identity::{Identity, Principal};
 pub use identity_error::IdentityError;
 pub use kyc::Kyc;
+pub use organisations::{OrganisationError, Organisations};
 pub use registry::{RegistryError, RuntimeSettings};
 pub use sessions::SessionGate;
 pub use system::{ActorSystem, StartError, SystemConfig};

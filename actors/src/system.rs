@@ -11,6 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 
+use crate::audit::Audit;
 use crate::auto_invest::{AutoInvest, AutoInvestActor, Executors};
 use crate::batcher::Batchers;
 use crate::checkpoints::{CheckpointError, CheckpointSettings, Checkpoints};
@@ -19,6 +20,7 @@ use crate::faucet::{Faucet, FaucetRequestActor};
 use crate::identity::Identity;
 use crate::kyc::Kyc;
 use crate::ledger::Ledger;
+use crate::organisations::Organisations;
 use crate::registry::EntityActor;
 use crate::registry::{KindSupervisor, Registry, RuntimeSettings};
 use crate::stripe::{StripeClient, StripeSettings};
@@ -94,6 +96,8 @@ pub struct ActorSystem {
     auto_invest: AutoInvest,
     ledger: Arc<Ledger>,
     checkpoints: Checkpoints,
+    organisations: Organisations,
+    audit: Audit,
     identity: Identity,
     faucet: Faucet,
     senders: Arc<TxSenders>,
@@ -241,6 +245,8 @@ impl ActorSystem {
         );
         let kyc = Kyc::new(wallets.clone(), deps.clone());
         let identity = Identity::new(wallets.clone(), deps, config.chains.clone());
+        let organisations = Organisations::new(config.storage.clone(), config.clock.clone());
+        let audit = Audit::new(config.storage.clone());
         Ok(Self {
             root,
             wallets,
@@ -252,6 +258,8 @@ impl ActorSystem {
             auto_invest,
             ledger,
             checkpoints,
+            organisations,
+            audit,
             identity,
             faucet,
             senders,
@@ -312,6 +320,16 @@ impl ActorSystem {
     /// gas on).
     pub fn trusted(&self) -> &Arc<TrustedContracts> {
         &self.trusted
+    }
+
+    /// Organisations and their funds.
+    pub fn organisations(&self) -> &Organisations {
+        &self.organisations
+    }
+
+    /// The audit log's reading side.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     /// Donations through Stripe.

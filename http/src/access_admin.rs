@@ -28,8 +28,9 @@ pub async fn create_user(
         bail!("{email:?} is not a valid email address");
     }
     let name = name
-        .map(|n| crate::admin::name(n, "the name"))
-        .transpose()?;
+        .map(|n| ampflow_actors::organisations::name(n, "the name"))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let auth = Auth::new(config, None).map_err(|e| anyhow::anyhow!(e))?;
     auth.check_new_password(password)
         .map_err(|e| anyhow::anyhow!(e))?;

@@ -150,6 +150,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<ampflow_actors::OrganisationError> for ApiError {
+    fn from(error: ampflow_actors::OrganisationError) -> Self {
+        use ampflow_actors::OrganisationError::*;
+        match error {
+            NotFound => Self::not_found(error.to_string()),
+            Invalid { param, message } => Self::invalid_param(param, message),
+            NothingToChange => Self::invalid_request(error.to_string()),
+            Storage(error) => Self::storage(error),
+        }
+    }
+}
+
+impl From<ampflow_actors::AuditError> for ApiError {
+    fn from(error: ampflow_actors::AuditError) -> Self {
+        match error {
+            ampflow_actors::AuditError::OrganisationNeeded => {
+                Self::invalid_param("organisation_id", error.to_string())
+            }
+            ampflow_actors::AuditError::Storage(error) => Self::storage(error),
+        }
+    }
+}
+
 impl From<IdentityError> for ApiError {
     fn from(error: IdentityError) -> Self {
         use IdentityError::*;

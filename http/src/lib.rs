@@ -2,7 +2,6 @@
 //! OpenAPI document, and the pieces the `ampflow` binary is made of.
 
 pub mod access_admin;
-pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod checkpoint_verify;

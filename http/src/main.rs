@@ -316,6 +316,15 @@ async fn chain(
     }
 }
 
+/// The organisations façade on the configured database, for the `org` commands.
+async fn organisations(settings: &Settings) -> anyhow::Result<ampflow_actors::Organisations> {
+    let storage = app::open_storage(settings).await?;
+    Ok(ampflow_actors::Organisations::new(
+        storage,
+        std::sync::Arc::new(ampflow_types::SystemClock),
+    ))
+}
+
 async fn org(command: OrgCommand, settings: &Settings) -> anyhow::Result<()> {
     match command {
         OrgCommand::Create {
@@ -326,8 +335,7 @@ async fn org(command: OrgCommand, settings: &Settings) -> anyhow::Result<()> {
             website,
             logo_url,
         } => {
-            let storage = app::open_storage(settings).await?;
-            let new = ampflow_http::admin::NewOrganisation {
+            let new = ampflow_actors::organisations::NewOrganisation {
                 name,
                 country,
                 status,
@@ -335,12 +343,7 @@ async fn org(command: OrgCommand, settings: &Settings) -> anyhow::Result<()> {
                 website,
                 logo_url,
             };
-            let org = ampflow_http::admin::create_organisation(
-                &storage,
-                &ampflow_types::SystemClock,
-                &new,
-            )
-            .await?;
+            let org = organisations(settings).await?.create(&new).await?;
             println!("{}", org.id);
             Ok(())
         }
@@ -349,15 +352,11 @@ async fn org(command: OrgCommand, settings: &Settings) -> anyhow::Result<()> {
             name,
             description,
         } => {
-            let storage = app::open_storage(settings).await?;
-            let fund = ampflow_http::admin::add_fund(
-                &storage,
-                &ampflow_types::SystemClock,
-                &organisation,
-                &name,
-                description.as_deref(),
-            )
-            .await?;
+            let fund = organisations(settings)
+                .await?
+                .add_fund(&organisation, &name, description.as_deref())
+                .await
+                .with_context(|| format!("add a fund to {organisation}"))?;
             println!("{}", fund.id);
             Ok(())
         }

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use ampflow_actors::donation::{DonationError, Moved};
-use ampflow_http::admin::{NewOrganisation, add_fund, create_organisation};
+use ampflow_actors::organisations::NewOrganisation;
 use ampflow_http::config::Secret;
 use ampflow_standins::stripe::{API_VERSION, StripeStandIn};
 use ampflow_storage::DonationStatus;
@@ -49,17 +49,24 @@ async fn start(backend: Backend) -> Option<(TestApp, StripeStandIn)> {
 
 /// An organisation with one fund: (organisation id, fund id).
 async fn organisation(app: &TestApp, status: &str) -> (String, String) {
-    let storage = app.app().state().storage();
     let new = NewOrganisation {
         name: "Clean Water".into(),
         country: "KE".into(),
         status: status.into(),
         ..Default::default()
     };
-    let org = create_organisation(storage, &app.clock, &new)
+    let org = app
+        .app()
+        .actors()
+        .organisations()
+        .create(&new)
         .await
         .unwrap();
-    let fund = add_fund(storage, &app.clock, &org.id, "Wells", None)
+    let fund = app
+        .app()
+        .actors()
+        .organisations()
+        .add_fund(&org.id, "Wells", None)
         .await
         .unwrap();
     (org.id, fund.id)

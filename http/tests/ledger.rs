@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use ampflow_http::admin::{NewOrganisation, create_organisation};
+use ampflow_actors::organisations::NewOrganisation;
 use ampflow_storage::testdb::Backend;
 use ampflow_types::ledger::{LedgerExport, verify_export};
 use common::{TestApp, assert_error, donation_entry};
@@ -30,7 +30,10 @@ async fn organisation(app: &TestApp) -> String {
         status: "verified".into(),
         ..Default::default()
     };
-    create_organisation(app.app().state().storage(), &app.clock, &new)
+    app.app()
+        .actors()
+        .organisations()
+        .create(&new)
         .await
         .unwrap()
         .id

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use ampflow_http::admin::{NewOrganisation, add_fund, create_organisation};
+use ampflow_actors::organisations::NewOrganisation;
 use ampflow_storage::testdb::{Backend, TestDatabase};
 use common::{TestApp, assert_error};
 use serde_json::{Value, json};
@@ -36,10 +36,13 @@ async fn organisations_are_listed_in_pages_and_by_country(backend: Backend) {
     let Some(app) = TestApp::start(backend).await else {
         return;
     };
-    let storage = app.app().state().storage().clone();
     let mut ids = Vec::new();
     for (i, country) in ["DE", "FR", "de", "DE", "GB"].iter().enumerate() {
-        let org = create_organisation(&storage, &app.clock, &new_org(&format!("Org {i}"), country))
+        let org = app
+            .app()
+            .actors()
+            .organisations()
+            .create(&new_org(&format!("Org {i}"), country))
             .await
             .unwrap();
         ids.push(org.id);
@@ -106,16 +109,26 @@ async fn one_organisation_shows_its_funds_in_the_envelope(backend: Backend) {
     let Some(app) = TestApp::start(backend).await else {
         return;
     };
-    let storage = app.app().state().storage().clone();
-    let org = create_organisation(&storage, &app.clock, &new_org("Clean Water", "KE"))
+    let org = app
+        .app()
+        .actors()
+        .organisations()
+        .create(&new_org("Clean Water", "KE"))
         .await
         .unwrap();
-    let fund = add_fund(&storage, &app.clock, &org.id, "Wells", Some("Drilling"))
+    let fund = app
+        .app()
+        .actors()
+        .organisations()
+        .add_fund(&org.id, "Wells", Some("Drilling"))
         .await
         .unwrap();
     assert!(fund.id.starts_with("fund_"));
     assert!(
-        add_fund(&storage, &app.clock, "org_missing", "x", None)
+        app.app()
+            .actors()
+            .organisations()
+            .add_fund("org_missing", "x", None)
             .await
             .is_err()
     );

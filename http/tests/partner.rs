@@ -5,7 +5,7 @@
 
 mod common;
 
-use ampflow_http::admin::{NewOrganisation, create_organisation};
+use ampflow_actors::organisations::NewOrganisation;
 use ampflow_http::partner_admin::{add_ad, create_partner_key, revoke_partner_key};
 use ampflow_storage::testdb::Backend;
 use ampflow_storage::{DonationSource, DonationStatus};
@@ -30,19 +30,18 @@ struct Key {
 
 /// An organisation and a key acting for it, allowed from `allow` (empty = anywhere).
 async fn setup(app: &TestApp, allow: &[&str]) -> (String, Key) {
-    let storage = app.app().state().storage();
-    let org = create_organisation(
-        storage,
-        &app.clock,
-        &NewOrganisation {
+    let org = app
+        .app()
+        .actors()
+        .organisations()
+        .create(&NewOrganisation {
             name: "Hobbits for Humanity".into(),
             country: "US".into(),
             status: "verified".into(),
             ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+        })
+        .await
+        .unwrap();
     let key = new_key(app, &org.id, allow).await;
     (org.id, key)
 }

@@ -692,18 +692,18 @@ async fn sigkill_with_webhooks_in_flight_records_each_payment_once(backend: Back
     let mut settings = ampflow_http::config::Settings::default();
     settings.database.url = ampflow_http::config::Secret::new(db.url.clone());
     let storage = ampflow_http::app::open_storage(&settings).await.unwrap();
-    let org = ampflow_http::admin::create_organisation(
-        &storage,
-        &ampflow_types::SystemClock,
-        &ampflow_http::admin::NewOrganisation {
-            name: "Kill test".into(),
-            country: "DE".into(),
-            status: "verified".into(),
-            description: None,
-            website: None,
-            logo_url: None,
-        },
+    let org = ampflow_actors::Organisations::new(
+        storage.clone(),
+        std::sync::Arc::new(ampflow_types::SystemClock),
     )
+    .create(&ampflow_actors::organisations::NewOrganisation {
+        name: "Kill test".into(),
+        country: "DE".into(),
+        status: "verified".into(),
+        description: None,
+        website: None,
+        logo_url: None,
+    })
     .await
     .unwrap();
     let now = unix_now() * 1000;

@@ -911,7 +911,7 @@ async fn bad_rate_limit_settings_are_refused_at_start() {
 }
 
 mod card_testing {
-    use ampflow_http::admin::{NewOrganisation, add_fund, create_organisation};
+    use ampflow_actors::organisations::NewOrganisation;
     use ampflow_standins::stripe::StripeStandIn;
 
     use super::*;
@@ -955,17 +955,23 @@ mod card_testing {
             card.global = tier(global, 60);
         })
         .await?;
-        let storage = app.app().state().storage();
         let new = NewOrganisation {
             name: "Clean Water".into(),
             country: "KE".into(),
             status: "verified".into(),
             ..Default::default()
         };
-        let org = create_organisation(storage, &app.clock, &new)
+        let org = app
+            .app()
+            .actors()
+            .organisations()
+            .create(&new)
             .await
             .unwrap();
-        add_fund(storage, &app.clock, &org.id, "Wells", None)
+        app.app()
+            .actors()
+            .organisations()
+            .add_fund(&org.id, "Wells", None)
             .await
             .unwrap();
         Some((app, stripe, org.id))

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use ampflow_http::admin::{NewOrganisation, create_organisation};
+use ampflow_actors::organisations::NewOrganisation;
 use ampflow_http::config::Secret;
 use ampflow_standins::stripe::{ReleaseOrder, StripeStandIn, TestCard, unix_now};
 use ampflow_storage::testdb::Backend;
@@ -66,7 +66,11 @@ async fn start(backend: Backend) -> Option<Setup> {
         status: "verified".into(),
         ..Default::default()
     };
-    let org = create_organisation(app.app().state().storage(), &app.clock, &new)
+    let org = app
+        .app()
+        .actors()
+        .organisations()
+        .create(&new)
         .await
         .unwrap()
         .id;

@@ -19,7 +19,6 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::admin;
 use crate::auth::api_keys::{KeyMode, KeySpec, Policy, generate_key, new_secret, parse_policies};
 use crate::auth::{Caller, DashboardAuth};
 use crate::error::{ApiError, ErrorBody};
@@ -192,7 +191,8 @@ async fn authorised_key(
 }
 
 fn key_name(name: &str) -> Result<String, ApiError> {
-    admin::name(name, "the name").map_err(|e| ApiError::invalid_param("name", e.to_string()))
+    ampflow_actors::organisations::name(name, "the name")
+        .map_err(|message| ApiError::invalid_param("name", message))
 }
 
 /// Create a key for an organisation; its `sk_…` string is in this answer only.

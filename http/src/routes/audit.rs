@@ -6,7 +6,9 @@
 //! failed logins, sessions, password and security settings). Nobody reads another user's
 //! personal events through the API.
 
-use ampflow_storage::{AuditEvent, AuditScope, Keyset};
+use ampflow_actors::Audit;
+use ampflow_actors::audit::AuditEvent;
+use ampflow_types::Keyset;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -113,26 +115,21 @@ async fn list_audit_events(
     let organisation_id = query
         .organisation_id
         .or_else(|| caller.key_organisation().map(str::to_string));
-    let scope = match (organisation_id, &caller) {
-        (Some(organisation_id), _) => {
-            caller
-                .require(&state, &organisation_id, Policy::AuditRead)
-                .await?;
-            AuditScope::Organisation(organisation_id)
-        }
-        (None, Caller::Session(session)) => AuditScope::Subject(session.user.id.clone()),
-        (None, Caller::Key(_)) => {
-            return Err(ApiError::invalid_param(
-                "organisation_id",
-                "give the organisation_id whose events to read",
-            ));
-        }
+    if let Some(organisation_id) = &organisation_id {
+        caller
+            .require(&state, organisation_id, Policy::AuditRead)
+            .await?;
+    }
+    let user_id = match &caller {
+        Caller::Session(session) => Some(session.user.id.as_str()),
+        Caller::Key(_) => None,
     };
+    let scope = Audit::scope(organisation_id, user_id)?;
     let mut events = state
-        .storage()
-        .audit_events(&scope, cursor.as_ref(), limit + 1)
-        .await
-        .map_err(ApiError::storage)?;
+        .actors()
+        .audit()
+        .page(&scope, cursor.as_ref(), limit + 1)
+        .await?;
     let has_more = params::split_page(&mut events, limit);
     let next_cursor = has_more
         .then(|| {

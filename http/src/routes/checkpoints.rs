@@ -2,7 +2,7 @@
 //! inclusion proofs behind them: signed RFC 6962 tree heads over every organisation's entries,
 //! in the C2SP checkpoint format. `docs/ledger.md` says how to check them without our code.
 
-use ampflow_storage::{CheckpointRecord, InclusionProofRecord, ProofLookupError};
+use ampflow_actors::checkpoints::{CheckpointRecord, InclusionProofRecord, ProofLookupError};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -200,8 +200,9 @@ async fn list_checkpoints(
         })
         .transpose()?;
     let mut page = state
-        .storage()
-        .list_checkpoints(before.as_deref(), limit + 1)
+        .actors()
+        .checkpoints()
+        .page(before.as_deref(), limit + 1)
         .await
         .map_err(ApiError::storage)?;
     let has_more = params::split_page(&mut page, limit);
@@ -250,8 +251,9 @@ async fn get_checkpoint(
     let not_found = || ApiError::not_found("no checkpoint has this id");
     checkpoint_date(&id).ok_or_else(not_found)?;
     let checkpoint = state
-        .storage()
-        .checkpoint(&id)
+        .actors()
+        .checkpoints()
+        .get(&id)
         .await
         .map_err(ApiError::storage)?
         .ok_or_else(not_found)?;
@@ -282,7 +284,8 @@ async fn entry_proof(
         ));
     }
     let proof = state
-        .storage()
+        .actors()
+        .checkpoints()
         .inclusion_proof(&id, query.checkpoint.as_deref())
         .await
         .map_err(proof_error)?;
@@ -317,7 +320,8 @@ async fn organisation_proofs(
     }
     let org = crate::routes::public::known_organisation(&state, &id).await?;
     let page = state
-        .storage()
+        .actors()
+        .checkpoints()
         .organisation_proofs(&org.id, query.checkpoint.as_deref(), after_seq, limit)
         .await
         .map_err(proof_error)?;
@@ -342,7 +346,7 @@ fn proof_error(e: ProofLookupError) -> ApiError {
             "not_checkpointed",
             format!("{e}: entries enter the first daily checkpoint built after their day ends"),
         ),
-        ProofLookupError::Storage(cause) => ApiError::internal(cause),
+        ProofLookupError::Storage(cause) => ApiError::storage(cause),
     }
 }
 

@@ -4,7 +4,6 @@
 //! `authorization_error` for an organisation that exists (organisations are public anyway, see
 //! `/public/organisations`) and 404 for one that does not.
 
-use ampflow_storage::OrganisationChanges;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,7 +12,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::admin;
+use ampflow_actors::Organisations;
+
 use crate::auth::api_keys::Policy;
 use crate::auth::connect::onboarding_url;
 use crate::auth::{Caller, DashboardAuth, SessionAuth};
@@ -65,7 +65,7 @@ pub struct OrganisationPatch {
     pub profile: Option<ProfilePatch>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
     /// At most 5,000 characters.
@@ -103,10 +103,10 @@ async fn my_organisations(
     axum::Extension(request_id): axum::Extension<RequestId>,
 ) -> Result<Json<Envelope<Vec<MemberOrganisationView>>>, ApiError> {
     let organisations = state
-        .storage()
-        .organisations_of(&caller.user.id, MY_ORGANISATIONS_MAX)
-        .await
-        .map_err(ApiError::storage)?;
+        .actors()
+        .organisations()
+        .of_user(&caller.user.id, MY_ORGANISATIONS_MAX)
+        .await?;
     let views = organisations
         .into_iter()
         .map(|(org, role)| MemberOrganisationView {
@@ -122,13 +122,7 @@ async fn member_view(
     id: &str,
     role: &'static str,
 ) -> Result<MemberOrganisationView, ApiError> {
-    let storage = state.storage();
-    let org = storage
-        .organisation(id)
-        .await
-        .map_err(ApiError::storage)?
-        .ok_or_else(|| ApiError::not_found("no organisation has this id"))?;
-    let funds = storage.funds_of(id).await.map_err(ApiError::storage)?;
+    let (org, funds) = state.actors().organisations().with_funds(id).await?;
     Ok(MemberOrganisationView {
         organisation: OrganisationView::new(org, Some(funds)),
         role,
@@ -153,45 +147,18 @@ async fn get_organisation(
     ))
 }
 
-/// The checked changes of a PATCH body.
-fn parse_patch(body: OrganisationPatch) -> Result<OrganisationChanges, ApiError> {
-    let invalid =
-        |param: &'static str| move |e: anyhow::Error| ApiError::invalid_param(param, e.to_string());
-    let mut changes = OrganisationChanges {
-        name: body
-            .name
-            .as_deref()
-            .map(|n| admin::name(n, "the name"))
-            .transpose()
-            .map_err(invalid("name"))?,
-        ..OrganisationChanges::default()
-    };
-    if let Some(profile) = body.profile {
-        changes.description = profile
-            .description
-            .map(|d| admin::description(d.as_deref()))
-            .transpose()
-            .map_err(invalid("profile.description"))?;
-        changes.website = profile
-            .website
-            .map(|w| admin::https_url(w.as_deref(), "the website"))
-            .transpose()
-            .map_err(invalid("profile.website"))?;
-        changes.logo_url = profile
-            .logo_url
-            .map(|l| admin::https_url(l.as_deref(), "the logo URL"))
-            .transpose()
-            .map_err(invalid("profile.logo_url"))?;
+/// The patch the body asks for (the façade checks it).
+fn patch(body: OrganisationPatch) -> ampflow_actors::organisations::OrganisationPatch {
+    let profile = body.profile.unwrap_or_default();
+    ampflow_actors::organisations::OrganisationPatch {
+        name: body.name,
+        description: profile.description,
+        website: profile.website,
+        logo_url: profile.logo_url,
     }
-    if changes == OrganisationChanges::default() {
-        return Err(ApiError::invalid_request(
-            "nothing to change: give name or profile fields",
-        ));
-    }
-    Ok(changes)
 }
 
-fn changes_json(changes: &OrganisationChanges) -> serde_json::Value {
+fn changes_json(changes: &ampflow_actors::organisations::OrganisationChanges) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     if let Some(name) = &changes.name {
         map.insert("name".into(), name.clone().into());
@@ -223,21 +190,18 @@ async fn update_organisation(
     ApiJson(body): ApiJson<OrganisationPatch>,
 ) -> Result<Json<Envelope<MemberOrganisationView>>, ApiError> {
     let role = role_for(&state, &caller, &id, Policy::OrganisationsWrite).await?;
-    let changes = parse_patch(body)?;
+    let changes = Organisations::check_patch(patch(body))?;
     let now = state.clock().now_ms();
     let audit = caller
         .audit("organisation.updated", now)
         .target("organisation", &id)
         .organisation(&id)
         .details(changes_json(&changes));
-    let updated = state
-        .storage()
-        .update_organisation(&id, &changes, now, &audit)
-        .await
-        .map_err(ApiError::storage)?;
-    if !updated {
-        return Err(ApiError::not_found("no organisation has this id"));
-    }
+    state
+        .actors()
+        .organisations()
+        .update(&id, &changes, &audit)
+        .await?;
     Ok(Envelope::new(
         member_view(&state, &id, role).await?,
         &request_id,

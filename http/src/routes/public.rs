@@ -2,7 +2,9 @@
 //! envelopes — `{data, meta:{request_id}}` for one record, `{data, has_more, next_cursor}` for
 //! a page.
 
-use ampflow_storage::{FundRecord, Keyset, OrganisationRecord};
+use ampflow_actors::ledger::{LedgerEntryRecord, LedgerRange};
+use ampflow_actors::organisations::{FundRecord, OrganisationRecord};
+use ampflow_types::Keyset;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -164,20 +166,12 @@ async fn list_organisations(
     ApiQuery(query): ApiQuery<OrganisationQuery>,
 ) -> Result<Json<OrganisationPage>, ApiError> {
     let limit = params::page_limit(query.limit, PAGE_DEFAULT, PAGE_MAX)?;
-    let country = query
-        .country
-        .as_deref()
-        .map(|c| {
-            crate::admin::country_code(c)
-                .map_err(|e| ApiError::invalid_param("country", e.to_string()))
-        })
-        .transpose()?;
     let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut orgs = state
-        .storage()
-        .list_organisations(country.as_deref(), cursor.as_ref(), limit + 1)
-        .await
-        .map_err(ApiError::storage)?;
+        .actors()
+        .organisations()
+        .page(query.country.as_deref(), cursor.as_ref(), limit + 1)
+        .await?;
     let has_more = params::split_page(&mut orgs, limit);
     let next_cursor = has_more.then(|| orgs.last().map(encode_cursor)).flatten();
     Ok(Json(OrganisationPage {
@@ -199,21 +193,7 @@ async fn get_organisation(
     ApiPath(id): ApiPath<String>,
     axum::Extension(request_id): axum::Extension<RequestId>,
 ) -> Result<Json<Envelope<OrganisationView>>, ApiError> {
-    let not_found = || ApiError::not_found("no organisation has this id");
-    if !id.starts_with("org_") || id.len() > 40 {
-        return Err(not_found());
-    }
-    let org = state
-        .storage()
-        .organisation(&id)
-        .await
-        .map_err(ApiError::storage)?
-        .ok_or_else(not_found)?;
-    let funds = state
-        .storage()
-        .funds_of(&org.id)
-        .await
-        .map_err(ApiError::storage)?;
+    let (org, funds) = state.actors().organisations().with_funds(&id).await?;
     Ok(Envelope::new(
         OrganisationView::new(org, Some(funds)),
         &request_id,
@@ -230,7 +210,7 @@ mod tests {
             id: "org_0123456789abcdef0123456789abcdef".into(),
             name: "n".into(),
             country: "DE".into(),
-            status: ampflow_storage::OrganisationStatus::Verified,
+            status: ampflow_actors::organisations::OrganisationStatus::Verified,
             description: None,
             website: None,
             logo_url: None,
@@ -267,8 +247,8 @@ pub struct LedgerEntryView {
     pub prev_entry_hash: Option<String>,
 }
 
-impl From<ampflow_storage::LedgerEntryRecord> for LedgerEntryView {
-    fn from(e: ampflow_storage::LedgerEntryRecord) -> Self {
+impl From<LedgerEntryRecord> for LedgerEntryView {
+    fn from(e: LedgerEntryRecord) -> Self {
         Self {
             id: e.content.id,
             entry_type: e.content.entry_type,
@@ -316,16 +296,7 @@ pub(crate) async fn known_organisation(
     state: &AppState,
     id: &str,
 ) -> Result<OrganisationRecord, ApiError> {
-    let not_found = || ApiError::not_found("no organisation has this id");
-    if !id.starts_with("org_") || id.len() > 40 {
-        return Err(not_found());
-    }
-    state
-        .storage()
-        .organisation(id)
-        .await
-        .map_err(ApiError::storage)?
-        .ok_or_else(not_found)
+    Ok(state.actors().organisations().get(id).await?)
 }
 
 /// An organisation's public ledger, in chain order (oldest first).
@@ -370,14 +341,16 @@ async fn ledger(
         ));
     }
     let org = known_organisation(&state, &id).await?;
-    let range = ampflow_storage::LedgerRange {
+    let range = LedgerRange {
         after_seq,
         from_ms,
         until_ms,
     };
     let mut entries = state
-        .storage()
-        .ledger_entries(&org.id, range, limit + 1)
+        .actors()
+        .ledger()
+        .reader()
+        .entries(&org.id, range, limit + 1)
         .await
         .map_err(ApiError::storage)?;
     let has_more = params::split_page(&mut entries, limit);
@@ -410,11 +383,8 @@ async fn ledger_export(
         caller.require(&state, &id, Policy::LedgerRead).await?;
     }
     let org = known_organisation(&state, &id).await?;
-    let (count, _) = state
-        .storage()
-        .ledger_head(&org.id)
-        .await
-        .map_err(ApiError::storage)?;
+    let reader = state.actors().ledger().reader();
+    let (count, _) = reader.head(&org.id).await.map_err(ApiError::storage)?;
     let downloaded_at =
         ampflow_types::ledger::ledger_timestamp(chrono::Utc::now().timestamp_millis());
     let head = format!(
@@ -422,11 +392,10 @@ async fn ledger_export(
         serde_json::to_string(&downloaded_at).unwrap_or_default(),
         serde_json::to_string(&org.id).unwrap_or_default(),
     );
-    let storage = state.storage().clone();
     let org_id = org.id.clone();
     // One chunk per page of entries; the body ends with `]}` once `count` entries are out.
     let pages = futures::stream::unfold((0u64, false), move |(after, done)| {
-        let storage = storage.clone();
+        let reader = reader.clone();
         let org_id = org_id.clone();
         async move {
             if done {
@@ -438,12 +407,12 @@ async fn ledger_export(
                     (after, true),
                 ));
             }
-            let range = ampflow_storage::LedgerRange {
+            let range = LedgerRange {
                 after_seq: after,
                 ..Default::default()
             };
             let limit = EXPORT_CHUNK.min(count - after);
-            match storage.ledger_entries(&org_id, range, limit).await {
+            match reader.entries(&org_id, range, limit).await {
                 Ok(entries) if !entries.is_empty() => {
                     let last = entries.last().map(|e| e.seq).unwrap_or(after);
                     let mut chunk = Vec::new();

@@ -308,14 +308,17 @@ pub fn assert_error(
 
 /// A verified organisation in Germany named `name`, made through the operator code: its id.
 pub async fn verified_organisation(app: &TestApp, name: &str, description: Option<&str>) -> String {
-    let new = ampflow_http::admin::NewOrganisation {
+    let new = ampflow_actors::organisations::NewOrganisation {
         name: name.into(),
         country: "DE".into(),
         status: "verified".into(),
         description: description.map(str::to_string),
         ..Default::default()
     };
-    ampflow_http::admin::create_organisation(app.app().state().storage(), &app.clock, &new)
+    app.app()
+        .actors()
+        .organisations()
+        .create(&new)
         .await
         .expect("create an organisation")
         .id
