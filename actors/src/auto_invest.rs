@@ -31,10 +31,10 @@ use ampflow_chain::contracts::InvestService;
 use ampflow_chain::invest::{InvestRecord, invest_for_calldata};
 use ampflow_chain::tx::TxError;
 use ampflow_chain::{AutoInvestSettings, Chain, Chains};
+pub use ampflow_storage::TaskFilter;
 use ampflow_storage::{
     AutoInvestSubmit, AutoInvestTask, CancelOutcome, Deferral, InvestOutcome, Keyset, LeaseHolder,
-    NewTxIntent, RetryPolicy, Storage, StorageError, SubmitOutcome, TaskFilter, TxFinal,
-    TxIntentRecord,
+    NewTxIntent, RetryPolicy, Storage, StorageError, SubmitOutcome, TxFinal, TxIntentRecord,
 };
 use ampflow_types::{Clock, TrustedKind, WalletAddress};
 use parking_lot::Mutex;

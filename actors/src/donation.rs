@@ -19,8 +19,8 @@
 use std::sync::Arc;
 
 use ampflow_storage::{
-    DonationRecord, DonationSource, DonationStatus, EventWrite, FundRecord, Keyset,
-    OrganisationStatus, PartnerDonationRecord, Storage, StorageError, StripeEventRecord,
+    DonationSource, EventWrite, FundRecord, Keyset, OrganisationStatus, PartnerDonationRecord,
+    Storage, StorageError, StripeEventRecord,
 };
 use ampflow_types::{Clock, Currency, DonationId, WalletAddress};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -32,6 +32,7 @@ use crate::stripe::{NewPaymentIntent, StripeClient, StripeError, StripeSignature
 
 mod events;
 mod partner;
+pub use ampflow_storage::{DonationRecord, DonationStatus};
 pub use events::WebhookOutcome;
 pub use partner::{NewPartnerDonation, PartnerDonation};
 
@@ -394,6 +395,29 @@ impl Donations {
     }
 
     /// The wallet's donations, newest first.
+    /// The organisation a donation is for, read without the donation's actor: the caller's
+    /// authorisation is checked against it before the donation is shown.
+    pub async fn organisation_of(&self, id: &DonationId) -> Result<String, DonationError> {
+        self.storage
+            .donation(id.as_str())
+            .await?
+            .map(|d| d.organisation_id)
+            .ok_or(DonationError::NotFound)
+    }
+
+    /// An organisation's donations, newest first.
+    pub async fn list_of_organisation(
+        &self,
+        organisation_id: &str,
+        cursor: Option<&Keyset>,
+        limit: u64,
+    ) -> Result<Vec<DonationRecord>, DonationError> {
+        Ok(self
+            .storage
+            .list_organisation_donations(organisation_id, cursor, limit)
+            .await?)
+    }
+
     pub async fn list(
         &self,
         wallet: &WalletAddress,

@@ -17,9 +17,8 @@ use alloy::rpc::types::Log;
 use alloy::sol_types::SolCall;
 use ampflow_chain::contracts::Faucet as FaucetContract;
 use ampflow_chain::{BatchSettings, Chains};
-use ampflow_storage::{
-    FaucetRequestRecord, ItemSettlement, Opened, SettledStatus, Storage, WorkGroup, WorkKind,
-};
+pub use ampflow_storage::FaucetRequestRecord;
+use ampflow_storage::{ItemSettlement, Opened, SettledStatus, Storage, WorkGroup, WorkKind};
 use ampflow_types::{Clock, WalletAddress};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use ampflow_chain::WalletSignature;
 use ampflow_storage::{
     ChallengeRecord, LoginOutcome, LoginWrite, Opened, RefreshTokenState, RotateOutcome,
-    SessionRecord, Storage, UserRecord, WhitelistRequestRecord,
+    SessionRecord, Storage, WhitelistRequestRecord,
 };
+pub use ampflow_storage::{UserRecord, VeriffDecision, VeriffDecisionStatus};
 use ampflow_types::{Clock, UnixMillis, WalletAddress};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use secrecy::SecretString;

@@ -23,9 +23,8 @@ use alloy::rpc::types::Log;
 use alloy::sol_types::SolCall;
 use ampflow_chain::contracts::WalletApprover;
 use ampflow_chain::{BatchSettings, Chains, IssuerWallet};
-use ampflow_storage::{
-    ItemSettlement, Opened, SettledStatus, Storage, WhitelistRequestRecord, WorkGroup, WorkKind,
-};
+pub use ampflow_storage::WhitelistRequestRecord;
+use ampflow_storage::{ItemSettlement, Opened, SettledStatus, Storage, WorkGroup, WorkKind};
 use ampflow_types::{Clock, TrustedKind, WalletAddress};
 use chrono::NaiveDate;
 

@@ -1,8 +1,8 @@
 //! Request and response bodies of the identity family (seed 002): bare snake_case JSON, exactly
 //! as the original service's clients expect; Veriff's webhooks keep Veriff's camelCase.
 
+use ampflow_actors::wallet::UserRecord;
 use ampflow_actors::{KycSessionView, TokenPair};
-use ampflow_storage::UserRecord;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -40,6 +40,23 @@ pub struct PartnerDonation {
 }
 
 impl Donations {
+    /// Up to `max` ads for a widget: the campaign's (a publisher campaign GUID), or every
+    /// campaign's when it has none or none is given.
+    pub async fn partner_ads(
+        &self,
+        campaign: Option<&str>,
+        max: u64,
+    ) -> Result<Vec<ampflow_storage::PartnerAdRecord>, DonationError> {
+        let ads = match campaign {
+            Some(guid) => self.storage.partner_ads(Some(guid), max).await?,
+            None => Vec::new(),
+        };
+        if !ads.is_empty() {
+            return Ok(ads);
+        }
+        Ok(self.storage.partner_ads(None, max).await?)
+    }
+
     /// Stores the partner's donation as pending, through its actor.
     pub async fn create_partner(
         &self,

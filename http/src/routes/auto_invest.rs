@@ -5,8 +5,10 @@
 //! cannot tell two parameter names apart at the same place, so both are `{address}`.
 
 use alloy::primitives::U256;
+use ampflow_actors::auto_invest::TaskFilter;
 use ampflow_actors::auto_invest::{AutoInvestError, Submitted, Triple};
-use ampflow_storage::{AutoInvestTask, Keyset, TaskFilter};
+use ampflow_types::Keyset;
+use ampflow_types::auto_invest::AutoInvestTask;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -326,7 +328,7 @@ mod tests {
             campaign: String::new(),
             amount: "1".into(),
             invested_amount: None,
-            status: ampflow_storage::AutoInvestStatus::Pending,
+            status: ampflow_types::auto_invest::AutoInvestStatus::Pending,
             version: 0,
             attempts: 0,
             next_check_at_ms: 0,

@@ -4,9 +4,10 @@
 //! own donations. An organisation's members (session cookie) and API keys see the
 //! organisation's, with `donations:read`, and create donations for it with `donations:write`.
 
+use ampflow_actors::donation::DonationRecord;
 use ampflow_actors::donation::{DonationError, NewDonation};
 use ampflow_actors::stripe::StripeError;
-use ampflow_storage::{DonationRecord, Keyset};
+use ampflow_types::Keyset;
 use ampflow_types::{Currency, DonationId};
 use axum::Json;
 use axum::extract::State;
@@ -320,15 +321,7 @@ async fn get_donation(
             let organisation_id = match caller.key_organisation() {
                 Some(organisation_id) => organisation_id.to_string(),
                 // A user may belong to several organisations: read the donation, then check.
-                None => {
-                    state
-                        .storage()
-                        .donation(id.as_str())
-                        .await
-                        .map_err(ApiError::storage)?
-                        .ok_or_else(|| ApiError::not_found("no donation has this id"))?
-                        .organisation_id
-                }
+                None => donations.organisation_of(&id).await?,
             };
             caller
                 .require(&state, &organisation_id, Policy::DonationsRead)
@@ -368,10 +361,10 @@ async fn list_donations(
                 .require(&state, &organisation_id, Policy::DonationsRead)
                 .await?;
             state
-                .storage()
-                .list_organisation_donations(&organisation_id, cursor.as_ref(), limit + 1)
-                .await
-                .map_err(ApiError::storage)?
+                .actors()
+                .donations()
+                .list_of_organisation(&organisation_id, cursor.as_ref(), limit + 1)
+                .await?
         }
         AnyCaller::Wallet(principal) => {
             if query.organisation_id.is_some() {

@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 
+use ampflow_actors::faucet::FaucetRequestRecord;
 use ampflow_actors::faucet::{FaucetAnswer, FaucetError};
-use ampflow_storage::FaucetRequestRecord;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};

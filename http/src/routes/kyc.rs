@@ -3,8 +3,8 @@
 //! body) before their JSON is parsed; then they are parsed into typed values here and applied
 //! by the wallet's actor.
 
+use ampflow_actors::wallet::{VeriffDecision, VeriffDecisionStatus};
 use ampflow_actors::{KycEvent, WebhookHeaders};
-use ampflow_storage::{VeriffDecision, VeriffDecisionStatus};
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;

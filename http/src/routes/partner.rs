@@ -7,8 +7,8 @@
 //! Stripe PaymentIntent: the partner collects the money and settles it in batches, so it
 //! stays `pending` (`PENDING_BATCH`) until then; `DELETE` cancels it through its actor.
 
+use ampflow_actors::donation::DonationStatus;
 use ampflow_actors::donation::{DonationError, NewPartnerDonation, PartnerDonation};
-use ampflow_storage::DonationStatus;
 use ampflow_types::{Currency, DonationId};
 use axum::Json;
 use axum::extract::State;
@@ -437,21 +437,15 @@ async fn nonprofit_ads(
         )
         .into());
     }
-    let storage = state.storage();
     let campaign = uuid::Uuid::try_parse(campaign.trim())
         .ok()
         .map(|u| u.hyphenated().to_string());
-    let mut ads = match &campaign {
-        Some(guid) => storage.partner_ads(Some(guid), ADS_MAX).await,
-        None => Ok(Vec::new()),
-    }
-    .map_err(ApiError::storage)?;
-    if ads.is_empty() {
-        ads = storage
-            .partner_ads(None, ADS_MAX)
-            .await
-            .map_err(ApiError::storage)?;
-    }
+    let ads = state
+        .actors()
+        .donations()
+        .partner_ads(campaign.as_deref(), ADS_MAX)
+        .await
+        .map_err(ApiError::from)?;
     let ads: Vec<serde_json::Value> = ads
         .iter()
         .filter_map(|ad| serde_json::from_str(&ad.ad_json).ok())

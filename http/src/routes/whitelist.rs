@@ -2,8 +2,8 @@
 //! whitelisting requests.
 
 use alloy::primitives::Address;
+use ampflow_actors::whitelist::WhitelistRequestRecord;
 use ampflow_actors::whitelist::{WhitelistAnswer, WhitelistError};
-use ampflow_storage::WhitelistRequestRecord;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
