@@ -2,6 +2,7 @@
 //! happens, in what order, and who may do it is decided here; storage and chains are reached
 //! through the `storage` and `chain` crates, and nothing here knows about HTTP.
 
+pub mod accounts;
 pub mod audit;
 pub mod auto_invest;
 pub mod batcher;
@@ -26,6 +27,7 @@ pub mod veriff;
 pub mod wallet;
 pub mod whitelist;
 
+pub use accounts::{AccountSettings, Accounts};
 pub use audit::{Audit, AuditError};
 pub use identity::{Identity, Principal};
 pub use identity_error::IdentityError;

@@ -11,6 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 
+use crate::accounts::{AccountSettings, Accounts};
 use crate::audit::Audit;
 use crate::auto_invest::{AutoInvest, AutoInvestActor, Executors};
 use crate::batcher::Batchers;
@@ -58,6 +59,8 @@ pub enum StartError {
     Stripe(String),
     #[error("ledger checkpoints: {0}")]
     Checkpoints(#[from] CheckpointError),
+    #[error("accounts: {0}")]
+    Accounts(String),
 }
 
 /// Everything the actor system needs to start.
@@ -79,6 +82,7 @@ pub struct SystemConfig {
     /// `None` when Stripe is not configured: donations are then refused.
     pub stripe: Option<StripeSettings>,
     pub checkpoints: CheckpointSettings,
+    pub accounts: AccountSettings,
     /// This node's stable id (`node.id`, or the one kept beside its data). Its leases are
     /// taken back at once when it starts again; `None`: every lease waits for its expiry.
     /// Two live processes must never share one.
@@ -98,6 +102,7 @@ pub struct ActorSystem {
     checkpoints: Checkpoints,
     organisations: Organisations,
     audit: Audit,
+    accounts: Accounts,
     identity: Identity,
     faucet: Faucet,
     senders: Arc<TxSenders>,
@@ -247,6 +252,8 @@ impl ActorSystem {
         let identity = Identity::new(wallets.clone(), deps, config.chains.clone());
         let organisations = Organisations::new(config.storage.clone(), config.clock.clone());
         let audit = Audit::new(config.storage.clone());
+        let accounts = Accounts::new(config.storage.clone(), config.accounts.clone())
+            .map_err(StartError::Accounts)?;
         Ok(Self {
             root,
             wallets,
@@ -260,6 +267,7 @@ impl ActorSystem {
             checkpoints,
             organisations,
             audit,
+            accounts,
             identity,
             faucet,
             senders,
@@ -325,6 +333,11 @@ impl ActorSystem {
     /// Organisations and their funds.
     pub fn organisations(&self) -> &Organisations {
         &self.organisations
+    }
+
+    /// Dashboard users' passwords and the login throttle.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
     }
 
     /// The audit log's reading side.

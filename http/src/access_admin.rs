@@ -7,7 +7,7 @@ use ampflow_storage::{
 use ampflow_types::Clock;
 use anyhow::{Context, bail};
 
-use crate::auth::{Auth, new_security_stamp, normalise_email};
+use crate::auth::{new_security_stamp, normalise_email};
 use crate::config::AuthConfig;
 
 /// The environment variable `ampflow user create` reads the password from (else stdin).
@@ -31,12 +31,11 @@ pub async fn create_user(
         .map(|n| ampflow_actors::organisations::name(n, "the name"))
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let auth = Auth::new(config, None).map_err(|e| anyhow::anyhow!(e))?;
-    auth.check_new_password(password)
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let password_hash = auth
-        .hash_password(password)
-        .map_err(|e| anyhow::anyhow!(e))?;
+    config.validate().map_err(anyhow::Error::msg)?;
+    let passwords = ampflow_actors::accounts::Passwords::new(config.account_settings().passwords)
+        .map_err(anyhow::Error::msg)?;
+    passwords.check_new(password)?;
+    let password_hash = passwords.hash_now(password)?;
     let now = clock.now_ms();
     let user = DashboardUserRecord {
         id: prefixed_id("usr"),

@@ -321,6 +321,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
             .stripe_settings()
             .map_err(|e| anyhow::anyhow!("configure Stripe: {e}"))?,
         checkpoints: settings.checkpoint_settings(),
+        accounts: settings.auth.account_settings(),
         node_id: node.id.clone(),
     })
     .await
@@ -344,9 +345,9 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
     });
 
     // Hash the dummy password now, off the async workers, not on the first unknown email.
-    let warm = state.clone();
+    let warm = state.actors().accounts().passwords().clone();
     tokio::task::spawn_blocking(move || {
-        warm.auth().dummy_hash();
+        warm.dummy_hash();
     });
     let limits = crate::server::ConnectionLimits::new(
         &state.settings().http,

@@ -216,13 +216,36 @@ impl Default for AuthConfig {
     }
 }
 
-/// Longest password accepted (hashing a huge one costs CPU for nothing).
-pub const PASSWORD_LENGTH_MAX: usize = 1_024;
+pub use ampflow_actors::accounts::PASSWORD_LENGTH_MAX;
 /// The longest a login may be made to wait (`auth.login_delay_max_ms`): past this a client
 /// would time out and the delay would be a lockout again.
 pub const LOGIN_DELAY_MAX_MS: u64 = 30_000;
 
 impl AuthConfig {
+    /// What the accounts façade takes of it.
+    pub fn account_settings(&self) -> ampflow_actors::AccountSettings {
+        use ampflow_actors::accounts::{PasswordSettings, ThrottleSettings};
+        ampflow_actors::AccountSettings {
+            passwords: PasswordSettings {
+                argon2_memory_kib: self.argon2_memory_kib,
+                argon2_iterations: self.argon2_iterations,
+                argon2_parallelism: self.argon2_parallelism,
+                length_min: self.password_length_min,
+                hashing_concurrency_max: self.password_hashing_concurrency_max,
+                hashing_waiters_max: self.password_hashing_waiters_max,
+                hashing_wait_ms: self.password_hashing_wait_ms,
+            },
+            throttle: ThrottleSettings {
+                failure_window_secs: self.login_failure_window_secs,
+                failures_per_account_ip_max: self.login_failures_per_account_ip_max,
+                failures_per_ip_max: self.login_failures_per_ip_max,
+                delay_after_account_failures: self.login_delay_after_account_failures,
+                delay_base_ms: self.login_delay_base_ms,
+                delay_max_ms: self.login_delay_max_ms,
+            },
+        }
+    }
+
     /// Checks the ranges; called at start.
     pub fn validate(&self) -> Result<(), String> {
         let name_ok = !self.cookie_name.is_empty()
@@ -241,13 +264,11 @@ impl AuthConfig {
                 "auth.session_timeout_days_default must be 1 to session_timeout_days_max".into(),
             );
         }
-        argon2::Params::new(
+        ampflow_actors::accounts::PasswordSettings::check_argon2(
             self.argon2_memory_kib,
             self.argon2_iterations,
             self.argon2_parallelism,
-            None,
-        )
-        .map_err(|e| format!("auth.argon2_*: {e}"))?;
+        )?;
         if !(8..=PASSWORD_LENGTH_MAX).contains(&self.password_length_min) {
             return Err(format!(
                 "auth.password_length_min must be 8 to {PASSWORD_LENGTH_MAX}"

@@ -173,6 +173,18 @@ impl From<ampflow_actors::AuditError> for ApiError {
     }
 }
 
+impl From<ampflow_actors::accounts::PasswordError> for ApiError {
+    fn from(error: ampflow_actors::accounts::PasswordError) -> Self {
+        use ampflow_actors::accounts::PasswordError::*;
+        match error {
+            Busy => Self::server_busy(error.to_string()),
+            // Only a new password is checked against the rules.
+            Rejected(message) => Self::invalid_param("new_password", message),
+            Hashing(cause) => Self::internal(cause),
+        }
+    }
+}
+
 impl From<IdentityError> for ApiError {
     fn from(error: IdentityError) -> Self {
         use IdentityError::*;

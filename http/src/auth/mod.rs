@@ -1,5 +1,6 @@
-//! Dashboard authentication: argon2id passwords, session tokens and their cookie, the client
-//! a session runs on, and the extractor every dashboard endpoint uses.
+//! Dashboard authentication at the edge: session tokens and their cookie, the client a
+//! session runs on, and the extractor every dashboard endpoint uses. (Passwords and the login
+//! throttle are the accounts façade's: `ampflow_actors::accounts`.)
 //!
 //! A session cookie holds `<session id>.<secret>`: the id finds the row, and the secret's
 //! SHA-256 is compared in constant time with the stored hash. The secret is never stored or
@@ -10,36 +11,25 @@ pub mod client;
 pub mod connect;
 pub mod extract;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
-use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::api_keys::KeyMode;
-use crate::config::{AuthConfig, PASSWORD_LENGTH_MAX};
-use crate::error::ApiError;
+use crate::config::AuthConfig;
 
 pub use extract::{Caller, DashboardAuth, DashboardCaller, SessionAuth};
 
 /// Bytes of randomness in a session secret.
 const SESSION_SECRET_BYTES: usize = 32;
 
-/// What the auth endpoints share: the hashing parameters, a dummy hash to verify against when
-/// an email is unknown (so an unknown email takes as long as a wrong password), the bound on
-/// hashes computed at once, the GeoIP database and the API keys' mode.
+/// What the auth endpoints share: their configuration, the GeoIP database and the API keys'
+/// mode.
 pub struct Auth {
     config: AuthConfig,
-    params: Params,
-    dummy_hash: OnceLock<String>,
-    hashing: Arc<Semaphore>,
-    hashing_waiters: AtomicU32,
     key_mode: KeyMode,
     pub geoip: Option<Arc<client::Geoip>>,
 }
@@ -62,13 +52,6 @@ pub struct NewSessionToken {
 impl Auth {
     pub fn new(config: &AuthConfig, geoip: Option<client::Geoip>) -> Result<Self, String> {
         config.validate()?;
-        let params = Params::new(
-            config.argon2_memory_kib,
-            config.argon2_iterations,
-            config.argon2_parallelism,
-            None,
-        )
-        .map_err(|e| format!("auth.argon2_*: {e}"))?;
         let key_mode = config
             .api_key_mode
             .as_deref()
@@ -76,12 +59,6 @@ impl Auth {
             .unwrap_or(KeyMode::Test);
         Ok(Self {
             config: config.clone(),
-            params,
-            dummy_hash: OnceLock::new(),
-            hashing: Arc::new(Semaphore::new(
-                config.password_hashing_concurrency_max as usize,
-            )),
-            hashing_waiters: AtomicU32::new(0),
             key_mode,
             geoip: geoip.map(Arc::new),
         })
@@ -107,84 +84,6 @@ impl Auth {
     /// The API keys this server makes and takes.
     pub fn key_mode(&self) -> KeyMode {
         self.key_mode
-    }
-
-    /// A turn to compute a password hash. At most `password_hashing_concurrency_max` run at
-    /// once; a caller waits up to `password_hashing_wait_ms` behind at most
-    /// `password_hashing_waiters_max` others, else gets 503 `server_busy`.
-    pub async fn hashing_permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        if let Ok(permit) = self.hashing.clone().try_acquire_owned() {
-            return Ok(permit);
-        }
-        let waiting = self.hashing_waiters.fetch_add(1, Ordering::AcqRel);
-        let result = if waiting >= self.config.password_hashing_waiters_max {
-            None
-        } else {
-            tokio::time::timeout(
-                Duration::from_millis(self.config.password_hashing_wait_ms),
-                self.hashing.clone().acquire_owned(),
-            )
-            .await
-            .ok()
-            .and_then(Result::ok)
-        };
-        self.hashing_waiters.fetch_sub(1, Ordering::AcqRel);
-        result.ok_or_else(|| {
-            tracing::warn!("password hashing is saturated; a request was turned away");
-            ApiError::server_busy("too many password checks are running; retry in a few seconds")
-        })
-    }
-
-    fn argon2(&self) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
-    }
-
-    /// The argon2id PHC string of `password`, with a fresh salt. CPU-heavy: call it from a
-    /// blocking task.
-    pub fn hash_password(&self, password: &str) -> Result<String, String> {
-        self.argon2()
-            .hash_password(password.as_bytes())
-            .map(|hash| hash.to_string())
-            .map_err(|e| format!("hash a password: {e}"))
-    }
-
-    /// The hash an unknown email's password is verified against. Made once (the server warms
-    /// it at start, so the first unknown email takes no longer than the others).
-    pub fn dummy_hash(&self) -> &str {
-        self.dummy_hash.get_or_init(|| {
-            self.hash_password("not a password anyone has")
-                .unwrap_or_default()
-        })
-    }
-
-    /// Whether `password` matches `hash`; with no hash (unknown email), verifies against a
-    /// dummy hash so the answer takes as long, and answers false. CPU-heavy.
-    pub fn verify_password(&self, password: &str, hash: Option<&str>) -> bool {
-        let (hash, real) = match hash {
-            Some(hash) => (hash, true),
-            None => (self.dummy_hash(), false),
-        };
-        let Ok(parsed) = PasswordHash::new(hash) else {
-            return false;
-        };
-        // The parameters come from the PHC string, so hashes made with older settings verify.
-        let ok = self
-            .argon2()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        ok && real
-    }
-
-    /// A new password's problems, if any.
-    pub fn check_new_password(&self, password: &str) -> Result<(), String> {
-        let length = password.chars().count();
-        if length < self.config.password_length_min || password.len() > PASSWORD_LENGTH_MAX {
-            return Err(format!(
-                "the password must be {} to {PASSWORD_LENGTH_MAX} characters",
-                self.config.password_length_min
-            ));
-        }
-        Ok(())
     }
 
     /// A new session id and secret.
@@ -275,49 +174,6 @@ mod tests {
             ..AuthConfig::default()
         };
         Auth::new(&config, None).unwrap()
-    }
-
-    #[test]
-    fn passwords_verify_and_unknown_accounts_never_do() {
-        let auth = cheap();
-        let hash = auth.hash_password("correct horse battery").unwrap();
-        assert!(hash.starts_with("$argon2id$"), "{hash}");
-        assert!(auth.verify_password("correct horse battery", Some(&hash)));
-        assert!(!auth.verify_password("wrong", Some(&hash)));
-        assert!(!auth.verify_password("not a password anyone has", None));
-        assert!(!auth.verify_password("x", Some("garbage")));
-    }
-
-    #[tokio::test]
-    async fn hashing_turns_are_bounded_in_number_and_waiting() {
-        let config = AuthConfig {
-            argon2_memory_kib: 64,
-            argon2_iterations: 1,
-            password_hashing_concurrency_max: 1,
-            password_hashing_waiters_max: 1,
-            password_hashing_wait_ms: 1_000,
-            ..AuthConfig::default()
-        };
-        let auth = Arc::new(Auth::new(&config, None).unwrap());
-        let first = auth.hashing_permit().await.unwrap();
-        // One waiter is allowed: it times out while the turn is held.
-        let waited = auth.hashing_permit().await.unwrap_err();
-        assert_eq!(waited.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(waited.code, "server_busy");
-        assert_eq!(waited.retry_after_secs, Some(2));
-        // With the waiting room full, a caller is refused at once.
-        let waiting = tokio::spawn({
-            let auth = auth.clone();
-            async move { auth.hashing_permit().await.map(drop) }
-        });
-        while auth.hashing_waiters.load(Ordering::Acquire) == 0 {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(auth.hashing_permit().await.unwrap_err().code, "server_busy");
-        // A turn handed back lets the waiter in.
-        drop(first);
-        waiting.await.unwrap().unwrap();
-        drop(auth.hashing_permit().await.unwrap());
     }
 
     #[test]

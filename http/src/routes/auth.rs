@@ -189,21 +189,19 @@ fn settings_view(user: &DashboardUserRecord) -> SecuritySettingsView {
     }
 }
 
-/// Runs a CPU-heavy password check off the async workers, once a hashing turn is free (503
-/// `server_busy` when none frees up in time).
+/// Whether `password` matches `hash` (none: an unknown email, which takes as long and never
+/// matches), checked off the async workers once a hashing turn is free.
 async fn verify_password(
     state: &AppState,
     password: String,
     hash: Option<String>,
 ) -> Result<bool, ApiError> {
-    let permit = state.auth().hashing_permit().await?;
-    let state = state.clone();
-    Ok(tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        state.auth().verify_password(&password, hash.as_deref())
-    })
-    .await
-    .unwrap_or(false))
+    Ok(state
+        .actors()
+        .accounts()
+        .passwords()
+        .verify(password, hash)
+        .await?)
 }
 
 /// Log in with email and password. Sets the session cookie (HttpOnly, SameSite=Lax, Path=/,
@@ -234,7 +232,7 @@ async fn login(
         ));
     }
     let now = state.clock().now_ms();
-    let attempt = throttle::reserve(&state, throttle::Keys::new(&email, context.ip), now).await?;
+    let attempt = throttle::reserve(&state, throttle::keys(&email, context.ip), now).await?;
     let user = state
         .storage()
         .dashboard_user_by_email(&email)
@@ -252,7 +250,7 @@ async fn login(
                 Some(known) => audit.target("user", &known.id),
                 None => audit.detail("reason", "unknown_email"),
             };
-            attempt.failed(&state, now, &audit).await?;
+            throttle::failed(&state, attempt, now, &audit).await?;
             return Err(ApiError::authentication(
                 "the email or the password is wrong",
             ));
@@ -555,7 +553,7 @@ async fn change_password(
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<Json<Envelope<PasswordChangedView>>, ApiError> {
     let now = state.clock().now_ms();
-    let keys = throttle::Keys::new(&caller.user.email, caller.ip);
+    let keys = throttle::keys(&caller.user.email, caller.ip);
     let attempt = throttle::reserve(&state, keys, now).await?;
     if body.current_password.len() > PASSWORD_LENGTH_MAX
         || !verify_password(
@@ -568,26 +566,19 @@ async fn change_password(
         let audit = caller
             .audit("password.change_failed", now)
             .target("user", &caller.user.id);
-        attempt.failed(&state, now, &audit).await?;
+        throttle::failed(&state, attempt, now, &audit).await?;
         return Err(ApiError::invalid_param(
             "current_password",
             "the current password is wrong",
         ));
     }
-    attempt.succeeded(&state).await?;
-    state
-        .auth()
-        .check_new_password(&body.new_password)
-        .map_err(|message| ApiError::invalid_param("new_password", message))?;
-    let permit = state.auth().hashing_permit().await?;
-    let hasher = state.clone();
-    let hash = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        hasher.auth().hash_password(&body.new_password)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    throttle::succeeded(&state, attempt).await?;
+    let hash = state
+        .actors()
+        .accounts()
+        .passwords()
+        .hash(body.new_password)
+        .await?;
     let stamp = new_security_stamp();
     let audit = caller
         .audit("password.changed", now)
