@@ -252,8 +252,12 @@ impl ActorSystem {
         let identity = Identity::new(wallets.clone(), deps, config.chains.clone());
         let organisations = Organisations::new(config.storage.clone(), config.clock.clone());
         let audit = Audit::new(config.storage.clone());
-        let accounts = Accounts::new(config.storage.clone(), config.accounts.clone())
-            .map_err(StartError::Accounts)?;
+        let accounts = Accounts::new(
+            config.storage.clone(),
+            config.clock.clone(),
+            config.accounts.clone(),
+        )
+        .map_err(StartError::Accounts)?;
         Ok(Self {
             root,
             wallets,

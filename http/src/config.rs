@@ -243,6 +243,8 @@ impl AuthConfig {
                 delay_base_ms: self.login_delay_base_ms,
                 delay_max_ms: self.login_delay_max_ms,
             },
+            session_idle_timeout_ms: i64::from(self.session_idle_timeout_mins) * 60_000,
+            session_timeout_days_max: self.session_timeout_days_max,
         }
     }
 

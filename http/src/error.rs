@@ -173,6 +173,36 @@ impl From<ampflow_actors::AuditError> for ApiError {
     }
 }
 
+impl From<ampflow_actors::accounts::ThrottleError> for ApiError {
+    fn from(error: ampflow_actors::accounts::ThrottleError) -> Self {
+        use ampflow_actors::accounts::ThrottleError::*;
+        match error {
+            Limited { retry_after_secs } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                error.to_string(),
+            )
+            .retry_after(retry_after_secs),
+            Storage(error) => Self::storage(error),
+        }
+    }
+}
+
+impl From<ampflow_actors::accounts::AccountError> for ApiError {
+    fn from(error: ampflow_actors::accounts::AccountError) -> Self {
+        use ampflow_actors::accounts::AccountError::*;
+        match error {
+            WrongCredentials => Self::authentication(error.to_string()),
+            WrongCurrentPassword => Self::invalid_param("current_password", error.to_string()),
+            SessionNotFound => Self::not_found(error.to_string()),
+            Invalid { param, message } => Self::invalid_param(param, message),
+            Throttled(error) => error.into(),
+            Password(error) => error.into(),
+            Storage(error) => Self::storage(error),
+        }
+    }
+}
+
 impl From<ampflow_actors::accounts::PasswordError> for ApiError {
     fn from(error: ampflow_actors::accounts::PasswordError) -> Self {
         use ampflow_actors::accounts::PasswordError::*;

@@ -13,18 +13,13 @@ pub mod extract;
 
 use std::sync::Arc;
 
-use base64::Engine;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
 use crate::auth::api_keys::KeyMode;
 use crate::config::AuthConfig;
 
+pub use ampflow_actors::accounts::{
+    new_security_stamp, normalise_email, secret_hash, secret_matches,
+};
 pub use extract::{Caller, DashboardAuth, DashboardCaller, SessionAuth};
-
-/// Bytes of randomness in a session secret.
-const SESSION_SECRET_BYTES: usize = 32;
 
 /// What the auth endpoints share: their configuration, the GeoIP database and the API keys'
 /// mode.
@@ -38,15 +33,6 @@ impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auth").finish_non_exhaustive()
     }
-}
-
-/// A new session's cookie value and what is stored of it.
-pub struct NewSessionToken {
-    /// `<session id>.<secret>`: goes into the cookie, never stored.
-    pub cookie_value: String,
-    pub session_id: String,
-    /// SHA-256 hex of the secret.
-    pub secret_hash: String,
 }
 
 impl Auth {
@@ -84,19 +70,6 @@ impl Auth {
     /// The API keys this server makes and takes.
     pub fn key_mode(&self) -> KeyMode {
         self.key_mode
-    }
-
-    /// A new session id and secret.
-    pub fn new_session_token(&self) -> NewSessionToken {
-        let session_id = ampflow_storage::prefixed_id("ses");
-        let mut secret = [0u8; SESSION_SECRET_BYTES];
-        rand::rng().fill_bytes(&mut secret);
-        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
-        NewSessionToken {
-            cookie_value: format!("{session_id}.{secret}"),
-            secret_hash: secret_hash(&secret),
-            session_id,
-        }
     }
 
     /// `Set-Cookie` for a new session, living `max_age_secs`.
@@ -139,30 +112,6 @@ pub fn split_cookie(value: &str) -> Option<(&str, &str)> {
     well_formed.then_some((id, secret))
 }
 
-pub fn secret_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// Whether `secret` hashes to `stored_hash`, compared in constant time.
-pub fn secret_matches(secret: &str, stored_hash: &str) -> bool {
-    secret_hash(secret)
-        .as_bytes()
-        .ct_eq(stored_hash.as_bytes())
-        .into()
-}
-
-/// A new security stamp.
-pub fn new_security_stamp() -> String {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
-
-/// An email as stored: trimmed and lower case.
-pub fn normalise_email(text: &str) -> String {
-    text.trim().to_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,7 +128,7 @@ mod tests {
     #[test]
     fn session_tokens_round_trip_and_forgeries_fail() {
         let auth = cheap();
-        let token = auth.new_session_token();
+        let token = ampflow_actors::accounts::new_session_token();
         let (id, secret) = split_cookie(&token.cookie_value).unwrap();
         assert_eq!(id, token.session_id);
         assert!(secret_matches(secret, &token.secret_hash));

@@ -2,10 +2,8 @@
 //! logout (this session or all), the current user, the active sessions, a password change and
 //! the security settings. Every change writes an audit row in the same transaction.
 
-use ampflow_storage::{
-    AuditActor, DashboardSessionRecord, DashboardUserRecord, IpBinding, SecuritySettings,
-    StampRotation,
-};
+use ampflow_actors::accounts::{LoggedIn, Origin, SecurityPatch, parse_user_agent};
+use ampflow_storage::{DashboardSessionRecord, DashboardUserRecord};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -15,9 +13,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::client::{self, USER_AGENT_LENGTH_MAX};
+use crate::auth::client::USER_AGENT_LENGTH_MAX;
 use crate::auth::extract::RequestContext;
-use crate::auth::{SessionAuth, new_security_stamp, normalise_email};
+use crate::auth::{SessionAuth, normalise_email};
 use crate::config::PASSWORD_LENGTH_MAX;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath};
@@ -25,14 +23,7 @@ use crate::middleware::RequestId;
 use crate::routes::public::{Envelope, rfc3339};
 use crate::state::AppState;
 
-mod throttle;
-
 const EMAIL_LENGTH_MAX: usize = 254;
-const DAY_MS: i64 = 86_400_000;
-/// Most sessions `GET /auth/sessions` lists (newest first).
-const SESSIONS_LISTED_MAX: u64 = 100;
-/// Sessions looked at to recognise a login's device.
-const DEVICES_REMEMBERED_MAX: u64 = 50;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -189,21 +180,6 @@ fn settings_view(user: &DashboardUserRecord) -> SecuritySettingsView {
     }
 }
 
-/// Whether `password` matches `hash` (none: an unknown email, which takes as long and never
-/// matches), checked off the async workers once a hashing turn is free.
-async fn verify_password(
-    state: &AppState,
-    password: String,
-    hash: Option<String>,
-) -> Result<bool, ApiError> {
-    Ok(state
-        .actors()
-        .accounts()
-        .passwords()
-        .verify(password, hash)
-        .await?)
-}
-
 /// Log in with email and password. Sets the session cookie (HttpOnly, SameSite=Lax, Path=/,
 /// Secure when `auth.cookie_secure`). An unknown email and a wrong password answer the same
 /// 401; failed attempts are throttled per account and per client IP (429).
@@ -231,57 +207,22 @@ async fn login(
             format!("password must be 1 to {PASSWORD_LENGTH_MAX} characters"),
         ));
     }
+    let origin = origin(&state, &context, &headers);
     let now = state.clock().now_ms();
-    let attempt = throttle::reserve(&state, throttle::keys(&email, context.ip), now).await?;
-    let user = state
-        .storage()
-        .dashboard_user_by_email(&email)
-        .await
-        .map_err(ApiError::storage)?;
-    let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let matches = verify_password(&state, body.password, hash).await?;
-    let user = match user {
-        Some(user) if matches => user,
-        known => {
-            let audit = context
-                .audit(AuditActor::Anonymous, "session.login_failed", now)
-                .detail("email", email.as_str());
-            let audit = match &known {
-                Some(known) => audit.target("user", &known.id),
-                None => audit.detail("reason", "unknown_email"),
-            };
-            throttle::failed(&state, attempt, now, &audit).await?;
-            return Err(ApiError::authentication(
-                "the email or the password is wrong",
-            ));
-        }
-    };
-    let (session, cookie_value) = new_session(&state, &user, &context, &headers, now);
+    let LoggedIn {
+        user,
+        session,
+        cookie_value,
+    } = state
+        .actors()
+        .accounts()
+        .login(&email, body.password, &origin, |actor, action| {
+            context.audit(actor, action, now)
+        })
+        .await?;
     let cookie = state
         .auth()
         .session_cookie(&cookie_value, (user.session_timeout_days as i64) * 86_400);
-    let device = client::parse_user_agent(session.user_agent.as_deref());
-    let mut audits = vec![
-        context
-            .audit(AuditActor::User(user.id.clone()), "session.login", now)
-            .target("session", &session.id)
-            .detail("browser_family", device.browser_family.clone()),
-    ];
-    if user.notify_new_device && is_new_device(&state, &user.id, &device).await? {
-        audits.push(
-            context
-                .audit(AuditActor::User(user.id.clone()), "session.new_device", now)
-                .target("session", &session.id)
-                .detail("browser_family", device.browser_family.clone())
-                .detail("os_family", device.os_family.clone())
-                .detail("device_type", device.device_type.clone()),
-        );
-    }
-    state
-        .storage()
-        .insert_dashboard_session(&session, &attempt.success(), &audits)
-        .await
-        .map_err(ApiError::storage)?;
     let view = LoginView {
         user: UserSummary {
             id: user.id,
@@ -299,34 +240,9 @@ async fn login(
     ))
 }
 
-/// Whether none of the user's recent sessions (the last [`DEVICES_REMEMBERED_MAX`]) ran on
-/// this browser, OS and device type. A user without any session has nothing to compare with:
-/// their first login is not "new".
-async fn is_new_device(
-    state: &AppState,
-    user_id: &str,
-    device: &client::Device,
-) -> Result<bool, ApiError> {
-    let recent = state
-        .storage()
-        .recent_dashboard_sessions(user_id, DEVICES_REMEMBERED_MAX)
-        .await
-        .map_err(ApiError::storage)?;
-    Ok(!recent.is_empty()
-        && recent
-            .iter()
-            .all(|s| client::parse_user_agent(s.user_agent.as_deref()) != *device))
-}
-
-/// A new session record for `user` and its cookie value.
-fn new_session(
-    state: &AppState,
-    user: &DashboardUserRecord,
-    context: &RequestContext,
-    headers: &HeaderMap,
-    now: i64,
-) -> (DashboardSessionRecord, String) {
-    let token = state.auth().new_session_token();
+/// Where the login comes from: the address, its group for the throttle, the `User-Agent`
+/// (cut to its longest kept length) and where the address is, when GeoIP knows.
+fn origin(state: &AppState, context: &RequestContext, headers: &HeaderMap) -> Origin {
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -337,24 +253,13 @@ fn new_session(
         .as_ref()
         .map(|g| g.locate(context.ip))
         .unwrap_or_default();
-    let session = DashboardSessionRecord {
-        id: token.session_id,
-        user_id: user.id.clone(),
-        token_hash: token.secret_hash,
-        security_stamp: user.security_stamp.clone(),
-        created_at_ms: now,
-        last_activity_ms: now,
-        expires_at_ms: now + (user.session_timeout_days as i64) * DAY_MS,
-        revoked_at_ms: None,
-        revoked_reason: None,
-        ip_address: context.ip.to_string(),
+    Origin {
+        ip: context.ip,
+        ip_group: crate::net::ip_key(context.ip),
         user_agent,
-        ip_country: location.country,
-        ip_city: location.city,
-        binding_violation_at_ms: None,
-        binding_violation_ip: None,
-    };
-    (session, token.cookie_value)
+        country: location.country,
+        city: location.city,
+    }
 }
 
 /// End this session; the cookie is cleared.
@@ -366,14 +271,13 @@ async fn logout(
     axum::Extension(request_id): axum::Extension<RequestId>,
 ) -> Result<impl IntoResponse, ApiError> {
     let now = state.clock().now_ms();
-    let audit = caller
-        .audit("session.logout", now)
-        .target("session", &caller.session.id);
     state
-        .storage()
-        .revoke_dashboard_session(&caller.session.id, &caller.user.id, "logout", now, &audit)
-        .await
-        .map_err(ApiError::storage)?;
+        .actors()
+        .accounts()
+        .logout(&caller.user, &caller.session.id, |action| {
+            caller.audit(action, now)
+        })
+        .await?;
     let view = LoggedOutView {
         logged_out: true,
         session_id: caller.session.id,
@@ -393,23 +297,11 @@ async fn logout_all(
     axum::Extension(request_id): axum::Extension<RequestId>,
 ) -> Result<impl IntoResponse, ApiError> {
     let now = state.clock().now_ms();
-    let stamp = new_security_stamp();
-    let audit = caller
-        .audit("session.logout_all", now)
-        .target("user", &caller.user.id);
-    let rotation = StampRotation {
-        user_id: &caller.user.id,
-        new_stamp: &stamp,
-        new_password_hash: None,
-        keep_session: None,
-        reason: "logout_all",
-        now,
-    };
     let revoked = state
-        .storage()
-        .rotate_security_stamp(&rotation, &audit)
-        .await
-        .map_err(ApiError::storage)?;
+        .actors()
+        .accounts()
+        .logout_all(&caller.user, |action| caller.audit(action, now))
+        .await?;
     let view = LogoutAllView {
         sessions_revoked: revoked,
         message: "All sessions have been revoked",
@@ -438,7 +330,7 @@ async fn me(
 }
 
 fn session_view(session: DashboardSessionRecord, current: &str) -> SessionView {
-    let device = client::parse_user_agent(session.user_agent.as_deref());
+    let device = parse_user_agent(session.user_agent.as_deref());
     SessionView {
         is_current: session.id == current,
         created_at: rfc3339(session.created_at_ms),
@@ -470,21 +362,9 @@ async fn list_sessions(
     SessionAuth(caller): SessionAuth,
     axum::Extension(request_id): axum::Extension<RequestId>,
 ) -> Result<Json<Envelope<Vec<SessionView>>>, ApiError> {
-    let now = state.clock().now_ms();
-    let sessions = state
-        .storage()
-        .active_dashboard_sessions(
-            &caller.user.id,
-            &caller.user.security_stamp,
-            now,
-            SESSIONS_LISTED_MAX,
-        )
-        .await
-        .map_err(ApiError::storage)?;
-    let idle_timeout_ms = state.auth().idle_timeout_ms();
+    let sessions = state.actors().accounts().sessions(&caller.user).await?;
     let views = sessions
         .into_iter()
-        .filter(|s| !s.is_idle(now, idle_timeout_ms))
         .map(|s| session_view(s, &caller.session.id))
         .collect();
     Ok(Envelope::new(views, &request_id))
@@ -502,39 +382,17 @@ async fn revoke_session(
     ApiPath(session_id): ApiPath<String>,
     axum::Extension(request_id): axum::Extension<RequestId>,
 ) -> Result<Json<Envelope<RevokedView>>, ApiError> {
-    if session_id == caller.session.id {
-        return Err(ApiError::invalid_param(
-            "session_id",
-            "this is the current session; end it with POST /auth/logout",
-        ));
-    }
     let now = state.clock().now_ms();
-    let not_found = || ApiError::not_found("you have no active session with this id");
-    let session = state
-        .storage()
-        .dashboard_session(&session_id)
-        .await
-        .map_err(ApiError::storage)?
-        .filter(|s| {
-            s.user_id == caller.user.id
-                && s.is_active(&caller.user.security_stamp, now)
-                && !s.is_idle(now, state.auth().idle_timeout_ms())
+    state
+        .actors()
+        .accounts()
+        .revoke_session(&caller.user, &caller.session.id, &session_id, |action| {
+            caller.audit(action, now)
         })
-        .ok_or_else(not_found)?;
-    let audit = caller
-        .audit("session.revoked", now)
-        .target("session", &session.id);
-    let revoked = state
-        .storage()
-        .revoke_dashboard_session(&session.id, &caller.user.id, "revoked", now, &audit)
-        .await
-        .map_err(ApiError::storage)?;
-    if !revoked {
-        return Err(not_found());
-    }
+        .await?;
     let view = RevokedView {
         revoked: true,
-        session_id: session.id,
+        session_id,
     };
     Ok(Envelope::new(view, &request_id))
 }
@@ -553,49 +411,18 @@ async fn change_password(
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<Json<Envelope<PasswordChangedView>>, ApiError> {
     let now = state.clock().now_ms();
-    let keys = throttle::keys(&caller.user.email, caller.ip);
-    let attempt = throttle::reserve(&state, keys, now).await?;
-    if body.current_password.len() > PASSWORD_LENGTH_MAX
-        || !verify_password(
-            &state,
-            body.current_password,
-            Some(caller.user.password_hash.clone()),
-        )
-        .await?
-    {
-        let audit = caller
-            .audit("password.change_failed", now)
-            .target("user", &caller.user.id);
-        throttle::failed(&state, attempt, now, &audit).await?;
-        return Err(ApiError::invalid_param(
-            "current_password",
-            "the current password is wrong",
-        ));
-    }
-    throttle::succeeded(&state, attempt).await?;
-    let hash = state
+    let revoked = state
         .actors()
         .accounts()
-        .passwords()
-        .hash(body.new_password)
+        .change_password(
+            &caller.user,
+            &caller.session.id,
+            crate::net::ip_key(caller.ip),
+            body.current_password,
+            body.new_password,
+            |action| caller.audit(action, now),
+        )
         .await?;
-    let stamp = new_security_stamp();
-    let audit = caller
-        .audit("password.changed", now)
-        .target("user", &caller.user.id);
-    let rotation = StampRotation {
-        user_id: &caller.user.id,
-        new_stamp: &stamp,
-        new_password_hash: Some(&hash),
-        keep_session: Some(&caller.session.id),
-        reason: "password_changed",
-        now,
-    };
-    let revoked = state
-        .storage()
-        .rotate_security_stamp(&rotation, &audit)
-        .await
-        .map_err(ApiError::storage)?;
     let view = PasswordChangedView {
         changed: true,
         sessions_revoked: revoked,
@@ -617,54 +444,17 @@ async fn update_security_settings(
     axum::Extension(request_id): axum::Extension<RequestId>,
     ApiJson(body): ApiJson<SecuritySettingsBody>,
 ) -> Result<Json<Envelope<SecuritySettingsView>>, ApiError> {
-    let user = &caller.user;
-    let mut next = SecuritySettings {
-        ip_binding: user.ip_binding,
-        session_timeout_days: user.session_timeout_days,
-        notify_new_device: user.notify_new_device,
+    let patch = SecurityPatch {
+        ip_binding: body.ip_binding,
+        session_timeout_days: body.session_timeout_days,
+        notify_new_device: body.notify_new_device,
     };
-    if let Some(binding) = body.ip_binding.as_deref() {
-        next.ip_binding = IpBinding::parse(binding).ok_or_else(|| {
-            ApiError::invalid_param(
-                "ip_binding",
-                "ip_binding must be none, country, subnet or strict",
-            )
-        })?;
-    }
-    if let Some(days) = body.session_timeout_days {
-        let max = state.auth().config().session_timeout_days_max;
-        if !(1..=max).contains(&days) {
-            return Err(ApiError::invalid_param(
-                "session_timeout_days",
-                format!("session_timeout_days must be 1 to {max}"),
-            ));
-        }
-        next.session_timeout_days = days as i32;
-    }
-    if let Some(notify) = body.notify_new_device {
-        next.notify_new_device = notify;
-    }
     let now = state.clock().now_ms();
-    let audit = caller
-        .audit("security_settings.updated", now)
-        .target("user", &user.id)
-        .details(serde_json::json!({
-            "before": {
-                "ip_binding": user.ip_binding.as_str(),
-                "session_timeout_days": user.session_timeout_days,
-                "notify_new_device": user.notify_new_device,
-            },
-            "after": {
-                "ip_binding": next.ip_binding.as_str(),
-                "session_timeout_days": next.session_timeout_days,
-                "notify_new_device": next.notify_new_device,
-            },
-        }));
-    state
-        .storage()
-        .update_security_settings(&user.id, next, now, &audit)
-        .await
-        .map_err(ApiError::storage)?;
+    let next = state
+        .actors()
+        .accounts()
+        .update_security_settings(&caller.user, patch, |action| caller.audit(action, now))
+        .await?;
     let view = SecuritySettingsView {
         ip_binding: next.ip_binding.as_str(),
         session_timeout_days: next.session_timeout_days,
