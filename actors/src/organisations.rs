@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use ampflow_storage::{AuditEvent, Keyset, Role, Storage, StorageError, prefixed_id};
+use ampflow_storage::{AuditEvent, Keyset, Storage, StorageError, prefixed_id};
 
 pub use ampflow_storage::{
-    FundRecord, OrganisationChanges, OrganisationRecord, OrganisationStatus,
+    FundRecord, OrganisationChanges, OrganisationRecord, OrganisationStatus, Role,
 };
 use ampflow_types::Clock;
 
@@ -23,6 +23,9 @@ const ID_LENGTH_MAX: usize = 40;
 pub enum OrganisationError {
     #[error("no organisation has this id")]
     NotFound,
+    /// The organisation exists and the user is not a member of it.
+    #[error("only members of this organisation may do this")]
+    NotMember,
     /// Input that breaks a rule; `param` names the field.
     #[error("{message}")]
     Invalid {
@@ -109,6 +112,22 @@ impl Organisations {
         let organisation = self.get(id).await?;
         let funds = self.storage.funds_of(&organisation.id).await?;
         Ok((organisation, funds))
+    }
+
+    /// The user's role in the organisation: `NotMember` when the organisation exists and they
+    /// are not in it, `NotFound` when it does not exist.
+    pub async fn role_of(
+        &self,
+        organisation_id: &str,
+        user_id: &str,
+    ) -> Result<Role, OrganisationError> {
+        if let Some(role) = self.storage.membership(organisation_id, user_id).await? {
+            return Ok(role);
+        }
+        match self.storage.organisation(organisation_id).await? {
+            Some(_) => Err(OrganisationError::NotMember),
+            None => Err(OrganisationError::NotFound),
+        }
     }
 
     /// The organisations a user belongs to, with the user's role, oldest membership first.

@@ -12,6 +12,7 @@ mod donation;
 mod keyset;
 pub mod ledger;
 pub mod merkle;
+pub mod net;
 pub mod note;
 mod retry;
 mod trusted;

@@ -6,6 +6,7 @@
 //! closures below); the façade decides and writes, each change with its audit rows in one
 //! transaction.
 
+mod binding;
 mod credentials;
 mod device;
 mod passwords;
@@ -14,12 +15,15 @@ mod throttle;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ampflow_storage::{
-    AuditActor, AuditEvent, DashboardSessionRecord, DashboardUserRecord, IpBinding,
-    SecuritySettings, StampRotation, Storage, StorageError,
-};
-use ampflow_types::Clock;
+use ampflow_storage::{StampRotation, Storage, StorageError};
+use ampflow_types::{Clock, UnixMillis};
 
+pub use ampflow_storage::{
+    AuditActor, AuditEvent, DashboardSessionRecord, DashboardUserRecord, IpBinding,
+    SecuritySettings,
+};
+
+pub use binding::breaks_binding;
 pub use credentials::{
     NewSessionToken, new_security_stamp, new_session_token, normalise_email, secret_hash,
     secret_matches,
@@ -43,6 +47,8 @@ pub struct AccountSettings {
     pub session_idle_timeout_ms: i64,
     /// The longest session lifetime a user may choose.
     pub session_timeout_days_max: u32,
+    /// A session's `last_activity` is written at most this often.
+    pub activity_write_interval_ms: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +136,98 @@ impl Accounts {
     /// `auth.session_idle_timeout_mins` in ms; 0 when off.
     pub fn idle_timeout_ms(&self) -> i64 {
         self.settings.session_idle_timeout_ms
+    }
+
+    /// The session `session_id` names, when `secret` is its secret (compared in constant
+    /// time); whether it is still good is [`Accounts::authenticate`]'s to say.
+    pub async fn session_of(
+        &self,
+        session_id: &str,
+        secret: &str,
+    ) -> Result<Option<DashboardSessionRecord>, StorageError> {
+        Ok(self
+            .storage
+            .dashboard_session(session_id)
+            .await?
+            .filter(|s| secret_matches(secret, &s.token_hash)))
+    }
+
+    /// The one check of a session, for every dashboard request: its user exists, and it is
+    /// not revoked, expired, idle or from before the user's security stamp changed (`None`
+    /// otherwise). A request from `ip` that breaks the user's IP binding flags the session
+    /// (once, with `session.binding_violation`); `locate` answers an address's country when
+    /// the edge can tell. `last_activity` moves at most once per write interval.
+    pub async fn authenticate(
+        &self,
+        session: DashboardSessionRecord,
+        ip: IpAddr,
+        locate: impl Fn(IpAddr) -> Option<String>,
+        stamp: impl Fn(AuditActor, &str) -> AuditEvent,
+    ) -> Result<Option<(DashboardUserRecord, DashboardSessionRecord)>, StorageError> {
+        let Some(user) = self.storage.dashboard_user(&session.user_id).await? else {
+            return Ok(None);
+        };
+        let now = self.clock.now_ms();
+        if !session.is_active(&user.security_stamp, now)
+            || session.is_idle(now, self.idle_timeout_ms())
+        {
+            return Ok(None);
+        }
+        self.check_binding(&user, &session, ip, locate, stamp, now)
+            .await?;
+        let interval_ms = self.settings.activity_write_interval_ms;
+        if now - session.last_activity_ms >= interval_ms {
+            self.storage
+                .touch_dashboard_session(&session.id, now, interval_ms)
+                .await?;
+        }
+        Ok(Some((user, session)))
+    }
+
+    /// Flags the session (and writes `session.binding_violation`) the first time a request
+    /// breaks the user's IP binding. The request itself goes on.
+    async fn check_binding(
+        &self,
+        user: &DashboardUserRecord,
+        session: &DashboardSessionRecord,
+        ip: IpAddr,
+        locate: impl Fn(IpAddr) -> Option<String>,
+        stamp: impl Fn(AuditActor, &str) -> AuditEvent,
+        now: UnixMillis,
+    ) -> Result<(), StorageError> {
+        if user.ip_binding == IpBinding::None || session.binding_violation_at_ms.is_some() {
+            return Ok(());
+        }
+        let Ok(login_ip) = session.ip_address.parse::<IpAddr>() else {
+            return Ok(());
+        };
+        if login_ip == ip {
+            return Ok(());
+        }
+        let now_country = locate(ip);
+        if !breaks_binding(
+            user.ip_binding,
+            login_ip,
+            session.ip_country.as_deref(),
+            ip,
+            now_country.as_deref(),
+        ) {
+            return Ok(());
+        }
+        tracing::warn!(session = %session.id, user = %user.id, "session broke its IP binding");
+        let audit = stamp(
+            AuditActor::User(user.id.clone()),
+            "session.binding_violation",
+        )
+        .target("session", &session.id)
+        .detail("ip_binding", user.ip_binding.as_str())
+        .detail("login_ip", session.ip_address.clone())
+        .detail("login_country", session.ip_country.clone())
+        .detail("country", now_country);
+        self.storage
+            .flag_binding_violation(&session.id, &ip.to_string(), now, &audit)
+            .await?;
+        Ok(())
     }
 
     /// Logs `email` (normalised) in with `password`: throttled per account and address, the

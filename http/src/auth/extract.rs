@@ -5,16 +5,17 @@
 
 use std::net::IpAddr;
 
-use ampflow_storage::{
-    AuditActor, AuditEvent, DashboardSessionRecord, DashboardUserRecord, IpBinding, Role,
+use ampflow_actors::accounts::{
+    AuditActor, AuditEvent, DashboardSessionRecord, DashboardUserRecord,
 };
+use ampflow_actors::organisations::Role;
 use ampflow_types::UnixMillis;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 
 use crate::auth::api_keys::{KeyBearer, KeyCredential, Policy, VerifiedKey, key_bearer_of};
-use crate::auth::{client, secret_matches, split_cookie};
+use crate::auth::split_cookie;
 use crate::error::ApiError;
 use crate::extract::{bearer_of, client_ip};
 use crate::middleware::RequestId;
@@ -365,12 +366,12 @@ async fn session_of_cookie(
     let Some((session_id, secret)) = split_cookie(value) else {
         return Ok(None);
     };
-    let session = state
-        .storage()
-        .dashboard_session(session_id)
+    state
+        .actors()
+        .accounts()
+        .session_of(session_id, secret)
         .await
-        .map_err(ApiError::storage)?;
-    Ok(session.filter(|s| secret_matches(secret, &s.token_hash)))
+        .map_err(ApiError::storage)
 }
 
 /// The one check of a dashboard session cookie, for the extractors and the rate limiter
@@ -391,82 +392,29 @@ pub async fn authenticate_session(
     let session = session_of_cookie(state, headers)
         .await?
         .ok_or_else(unauthenticated)?;
-    let storage = state.storage();
-    let user = storage
-        .dashboard_user(&session.user_id)
+    let now = state.clock().now_ms();
+    let locate = |ip| {
+        state
+            .auth()
+            .geoip
+            .as_ref()
+            .and_then(|g| g.locate(ip).country)
+    };
+    let (user, session) = state
+        .actors()
+        .accounts()
+        .authenticate(session, context.ip, locate, |actor, action| {
+            context.audit(actor, action, now)
+        })
         .await
         .map_err(ApiError::storage)?
         .ok_or_else(unauthenticated)?;
-    let now = state.clock().now_ms();
-    if !session.is_active(&user.security_stamp, now)
-        || session.is_idle(now, state.auth().idle_timeout_ms())
-    {
-        return Err(unauthenticated());
-    }
-    let caller = DashboardCaller {
+    Ok(DashboardCaller {
         user,
         session,
         ip: context.ip,
         request_id: context.request_id.clone(),
-    };
-    check_binding(state, &caller, now).await?;
-    let interval_ms = (state.auth().config().activity_write_interval_secs as i64) * 1000;
-    if now - caller.session.last_activity_ms >= interval_ms {
-        storage
-            .touch_dashboard_session(&caller.session.id, now, interval_ms)
-            .await
-            .map_err(ApiError::storage)?;
-    }
-    Ok(caller)
-}
-
-/// Flags the session (and writes `session.binding_violation`) the first time a request breaks
-/// the user's IP binding. The request itself goes on: the seed's bindings alert, they do not
-/// refuse.
-async fn check_binding(
-    state: &AppState,
-    caller: &DashboardCaller,
-    now: UnixMillis,
-) -> Result<(), ApiError> {
-    let session = &caller.session;
-    if caller.user.ip_binding == IpBinding::None || session.binding_violation_at_ms.is_some() {
-        return Ok(());
-    }
-    let Ok(login_ip) = session.ip_address.parse::<IpAddr>() else {
-        return Ok(());
-    };
-    if login_ip == caller.ip {
-        return Ok(());
-    }
-    let now_country = state
-        .auth()
-        .geoip
-        .as_ref()
-        .and_then(|g| g.locate(caller.ip).country);
-    let broken = client::breaks_binding(
-        caller.user.ip_binding,
-        login_ip,
-        session.ip_country.as_deref(),
-        caller.ip,
-        now_country.as_deref(),
-    );
-    if !broken {
-        return Ok(());
-    }
-    tracing::warn!(session = %session.id, user = %caller.user.id, "session broke its IP binding");
-    let audit = caller
-        .audit("session.binding_violation", now)
-        .target("session", &session.id)
-        .detail("ip_binding", caller.user.ip_binding.as_str())
-        .detail("login_ip", session.ip_address.clone())
-        .detail("login_country", session.ip_country.clone())
-        .detail("country", now_country);
-    state
-        .storage()
-        .flag_binding_violation(&session.id, &caller.ip.to_string(), now, &audit)
-        .await
-        .map_err(ApiError::storage)?;
-    Ok(())
+    })
 }
 
 impl DashboardCaller {
@@ -487,26 +435,11 @@ impl DashboardCaller {
     /// The caller's role in the organisation: 404 when there is no such organisation, 403
     /// `authorization_error` when the caller is not a member.
     pub async fn role_in(&self, state: &AppState, organisation_id: &str) -> Result<Role, ApiError> {
-        let storage = state.storage();
-        if let Some(role) = storage
-            .membership(organisation_id, &self.user.id)
-            .await
-            .map_err(ApiError::storage)?
-        {
-            return Ok(role);
-        }
-        let exists = storage
-            .organisation(organisation_id)
-            .await
-            .map_err(ApiError::storage)?
-            .is_some();
-        if exists {
-            Err(ApiError::authorization(
-                "only members of this organisation may do this",
-            ))
-        } else {
-            Err(ApiError::not_found("no organisation has this id"))
-        }
+        Ok(state
+            .actors()
+            .organisations()
+            .role_of(organisation_id, &self.user.id)
+            .await?)
     }
 
     /// Like [`role_in`](Self::role_in), and 403 unless the role is admin.
