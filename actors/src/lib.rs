@@ -3,6 +3,7 @@
 //! through the `storage` and `chain` crates, and nothing here knows about HTTP.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod audit;
 pub mod auto_invest;
 pub mod batcher;
@@ -28,6 +29,7 @@ pub mod wallet;
 pub mod whitelist;
 
 pub use accounts::{AccountSettings, Accounts};
+pub use api_keys::{ApiKeyError, ApiKeySettings, ApiKeys};
 pub use audit::{Audit, AuditError};
 pub use identity::{Identity, Principal};
 pub use identity_error::IdentityError;

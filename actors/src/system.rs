@@ -12,6 +12,7 @@ use secrecy::SecretString;
 use tokio::task::JoinHandle;
 
 use crate::accounts::{AccountSettings, Accounts};
+use crate::api_keys::{ApiKeySettings, ApiKeys};
 use crate::audit::Audit;
 use crate::auto_invest::{AutoInvest, AutoInvestActor, Executors};
 use crate::batcher::Batchers;
@@ -83,6 +84,7 @@ pub struct SystemConfig {
     pub stripe: Option<StripeSettings>,
     pub checkpoints: CheckpointSettings,
     pub accounts: AccountSettings,
+    pub api_keys: ApiKeySettings,
     /// This node's stable id (`node.id`, or the one kept beside its data). Its leases are
     /// taken back at once when it starts again; `None`: every lease waits for its expiry.
     /// Two live processes must never share one.
@@ -103,6 +105,8 @@ pub struct ActorSystem {
     organisations: Organisations,
     audit: Audit,
     accounts: Accounts,
+    api_keys: ApiKeys,
+    storage: Storage,
     identity: Identity,
     faucet: Faucet,
     senders: Arc<TxSenders>,
@@ -258,6 +262,11 @@ impl ActorSystem {
             config.accounts.clone(),
         )
         .map_err(StartError::Accounts)?;
+        let api_keys = ApiKeys::new(
+            config.storage.clone(),
+            config.clock.clone(),
+            config.api_keys.clone(),
+        );
         Ok(Self {
             root,
             wallets,
@@ -272,6 +281,8 @@ impl ActorSystem {
             organisations,
             audit,
             accounts,
+            api_keys,
+            storage: config.storage.clone(),
             identity,
             faucet,
             senders,
@@ -342,6 +353,16 @@ impl ActorSystem {
     /// Dashboard users' passwords and the login throttle.
     pub fn accounts(&self) -> &Accounts {
         &self.accounts
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ping_storage(&self) -> Result<(), ampflow_storage::StorageError> {
+        self.storage.ping().await
+    }
+
+    /// Organisations' API keys.
+    pub fn api_keys(&self) -> &ApiKeys {
+        &self.api_keys
     }
 
     /// The audit log's reading side.

@@ -322,6 +322,7 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
             .map_err(|e| anyhow::anyhow!("configure Stripe: {e}"))?,
         checkpoints: settings.checkpoint_settings(),
         accounts: settings.auth.account_settings(),
+        api_keys: settings.auth.api_key_settings(),
         node_id: node.id.clone(),
     })
     .await

@@ -222,6 +222,14 @@ pub use ampflow_actors::accounts::PASSWORD_LENGTH_MAX;
 pub const LOGIN_DELAY_MAX_MS: u64 = 30_000;
 
 impl AuthConfig {
+    /// What the API keys façade takes of it.
+    pub fn api_key_settings(&self) -> ampflow_actors::ApiKeySettings {
+        ampflow_actors::ApiKeySettings {
+            keys_per_organisation_max: self.api_keys_per_organisation_max,
+            deposed_secret_days: self.api_key_deposed_secret_days,
+        }
+    }
+
     /// What the accounts façade takes of it.
     pub fn account_settings(&self) -> ampflow_actors::AccountSettings {
         use ampflow_actors::accounts::{PasswordSettings, ThrottleSettings};

@@ -174,6 +174,17 @@ impl From<ampflow_actors::AuditError> for ApiError {
     }
 }
 
+impl From<ampflow_actors::ApiKeyError> for ApiError {
+    fn from(error: ampflow_actors::ApiKeyError) -> Self {
+        use ampflow_actors::ApiKeyError::*;
+        match error {
+            NotFound => Self::not_found(error.to_string()),
+            Full { .. } => Self::conflict(error.to_string()),
+            Storage(error) => Self::storage(error),
+        }
+    }
+}
+
 impl From<ampflow_actors::accounts::ThrottleError> for ApiError {
     fn from(error: ampflow_actors::accounts::ThrottleError) -> Self {
         use ampflow_actors::accounts::ThrottleError::*;

@@ -9,12 +9,13 @@
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter,
+    TransactionTrait,
 };
 
 use crate::audit::{AuditEvent, write_audit};
 use crate::entities::api_keys;
+use crate::keyset::{Keyset, Order, page};
 use crate::{Context, Result, Storage, StorageError};
 use ampflow_types::UnixMillis;
 
@@ -105,13 +106,6 @@ pub struct ApiKeyChanges {
     pub delegable_keys: Option<Option<Vec<String>>>,
 }
 
-/// A position in an organisation's keys: the last one shown (newest first).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKeyCursor {
-    pub created_at_ms: UnixMillis,
-    pub id: String,
-}
-
 impl Storage {
     /// Stores a new key.
     pub async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEvent) -> Result<()> {
@@ -166,34 +160,26 @@ impl Storage {
     pub async fn api_keys_of(
         &self,
         organisation_id: &str,
-        cursor: Option<&ApiKeyCursor>,
+        cursor: Option<&Keyset>,
         limit: u64,
     ) -> Result<Vec<ApiKeyRecord>> {
         use api_keys::Column as C;
-        let mut query = api_keys::Entity::find()
+        let query = api_keys::Entity::find()
             .filter(C::OrganisationId.eq(organisation_id))
             .filter(C::DeletedAtMs.is_null());
-        if let Some(cursor) = cursor {
-            query = query.filter(
-                Condition::any()
-                    .add(C::CreatedAtMs.lt(cursor.created_at_ms))
-                    .add(
-                        Condition::all()
-                            .add(C::CreatedAtMs.eq(cursor.created_at_ms))
-                            .add(C::Id.lt(cursor.id.clone())),
-                    ),
-            );
-        }
-        query
-            .order_by_desc(C::CreatedAtMs)
-            .order_by_desc(C::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .context("list api keys")?
-            .into_iter()
-            .map(record)
-            .collect()
+        page(
+            query,
+            (C::CreatedAtMs, C::Id),
+            Order::NewestFirst,
+            cursor,
+            limit,
+        )
+        .all(&self.db)
+        .await
+        .context("list api keys")?
+        .into_iter()
+        .map(record)
+        .collect()
     }
 
     /// How many keys the organisation holds that are not deleted.

@@ -59,10 +59,7 @@ pub struct FundRecord {
     pub created_at_ms: UnixMillis,
 }
 
-/// A new id with a prefix, e.g. `org_…`.
-pub fn prefixed_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
-}
+pub use ampflow_types::prefixed_id;
 
 impl Storage {
     pub async fn insert_organisation(&self, org: &OrganisationRecord) -> Result<()> {

@@ -22,4 +22,9 @@ pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use donation::{CURRENCIES, Currency, CurrencyError, DonationId, DonationIdError};
 pub use keyset::Keyset;
 pub use retry::{AfterFailure, RetryPolicy};
+
+/// A new id with a prefix, e.g. `org_…`: the prefix, `_` and 32 hex digits of a random UUID.
+pub fn prefixed_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
 pub use trusted::TrustedKind;

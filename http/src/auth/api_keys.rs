@@ -12,11 +12,10 @@
 
 pub mod delegation;
 
-use ampflow_storage::{ApiKeyRecord, KeySecret, Role};
+use ampflow_actors::api_keys::{ApiKeyRecord, KeySecret, new_secret, random_text};
+use ampflow_actors::organisations::Role;
 use ampflow_types::UnixMillis;
-use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -117,8 +116,6 @@ impl KeyMode {
     }
 }
 
-/// Random bytes in a key and in an internal secret.
-const RANDOM_BYTES: usize = 32;
 /// Characters of base64url that 32 bytes make.
 const RANDOM_CHARS: usize = 43;
 const TOKEN_ISSUER: &str = "ampflow";
@@ -127,20 +124,6 @@ const TOKEN_AUDIENCE: &str = "ampflow-api-key";
 const TOKEN_LEEWAY_SECS: u64 = 5;
 /// Longest bearer credential looked at (a token carries a few ids and times).
 const TOKEN_LENGTH_MAX: usize = 2_048;
-
-fn random_text() -> String {
-    let mut bytes = [0u8; RANDOM_BYTES];
-    rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// A fresh internal secret.
-pub fn new_secret() -> KeySecret {
-    KeySecret {
-        id: ampflow_storage::prefixed_id("sec"),
-        value: random_text(),
-    }
-}
 
 /// A new key: the record to store and the `sk_…` string, shown once.
 pub struct NewKey {
@@ -171,7 +154,7 @@ pub fn generate_key(spec: KeySpec<'_>, now: UnixMillis) -> NewKey {
         &random[random.len() - 4..]
     );
     let record = ApiKeyRecord {
-        id: ampflow_storage::prefixed_id("key"),
+        id: ampflow_types::prefixed_id("key"),
         organisation_id: spec.organisation_id.to_string(),
         name: spec.name.to_string(),
         mode: spec.mode.as_str().to_string(),
@@ -258,7 +241,7 @@ pub fn mint_token(
     expires_at_ms: UnixMillis,
     scope: Option<&TokenScope>,
 ) -> Result<MintedToken, ApiError> {
-    let id = ampflow_storage::prefixed_id("tok");
+    let id = ampflow_types::prefixed_id("tok");
     let claims = TokenClaims {
         iss: TOKEN_ISSUER.into(),
         aud: TOKEN_AUDIENCE.into(),
@@ -377,8 +360,9 @@ pub async fn verify_bearer(
                 return Err(refused());
             }
             let key = state
-                .storage()
-                .api_key_by_hash(&secret_hash(token))
+                .actors()
+                .api_keys()
+                .by_hash(&secret_hash(token))
                 .await
                 .map_err(ApiError::storage)?
                 .filter(|k| secret_matches(token, &k.key_hash))
@@ -394,8 +378,9 @@ pub async fn verify_bearer(
             secret_id,
         } => {
             let key = state
-                .storage()
-                .api_key(&key_id)
+                .actors()
+                .api_keys()
+                .record(&key_id)
                 .await
                 .map_err(ApiError::storage)?
                 .ok_or_else(refused)?;

@@ -54,7 +54,7 @@ impl FromRequestParts<AppState> for SessionAuth {
 /// A caller proven by an organisation API key.
 #[derive(Debug, Clone)]
 pub struct KeyCaller {
-    pub key: ampflow_storage::ApiKeyRecord,
+    pub key: ampflow_actors::api_keys::ApiKeyRecord,
     pub credential: KeyCredential,
     pub ip: IpAddr,
     pub request_id: Option<String>,
@@ -173,8 +173,9 @@ async fn key_caller(
         .is_none_or(|at| now - at >= interval_ms)
     {
         state
-            .storage()
-            .touch_api_key(&verified.key.id, now, interval_ms)
+            .actors()
+            .api_keys()
+            .touch(&verified.key.id, now, interval_ms)
             .await
             .map_err(ApiError::storage)?;
     }

@@ -8,7 +8,8 @@
 mod delegation;
 mod tokens;
 
-use ampflow_storage::{ApiKeyChanges, ApiKeyCursor, ApiKeyRecord, AuditEvent, TokenRevocation};
+use ampflow_actors::api_keys::{ApiKeyChanges, ApiKeyRecord, AuditEvent};
+use ampflow_types::Keyset;
 use ampflow_types::UnixMillis;
 use axum::Json;
 use axum::extract::State;
@@ -19,7 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::api_keys::{KeyMode, KeySpec, Policy, generate_key, new_secret, parse_policies};
+use crate::auth::api_keys::{KeyMode, KeySpec, Policy, generate_key, parse_policies};
 use crate::auth::{Caller, DashboardAuth};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -177,13 +178,7 @@ async fn authorised_key(
     if !id.starts_with("key_") || id.len() > 40 {
         return Err(not_found());
     }
-    let key = state
-        .storage()
-        .api_key(id)
-        .await
-        .map_err(ApiError::storage)?
-        .filter(|k| k.deleted_at_ms.is_none())
-        .ok_or_else(not_found)?;
+    let key = state.actors().api_keys().live(id).await?;
     caller
         .require_any(state, &key.organisation_id, policies)
         .await?;
@@ -230,7 +225,11 @@ async fn create_key(
         DelegationRequest::create(&body.delegable_policies, &body.delegable_keys),
     )
     .await?;
-    check_room_for_a_key(&state, &body.organisation_id).await?;
+    state
+        .actors()
+        .api_keys()
+        .check_room(&body.organisation_id)
+        .await?;
     let now = state.clock().now_ms();
     let created_by = match caller.actor().id() {
         Some(id) => id.to_string(),
@@ -258,31 +257,16 @@ async fn create_key(
         .detail("delegable_policies", new.record.delegable_policies.clone())
         .detail("delegable_keys", new.record.delegable_keys.clone());
     state
-        .storage()
-        .insert_api_key(&new.record, &audit)
-        .await
-        .map_err(ApiError::storage)?;
+        .actors()
+        .api_keys()
+        .create(&new.record, &audit)
+        .await?;
     tracing::info!(key = %new.record.id, organisation = %body.organisation_id, "API key created");
     let view = CreatedApiKeyView {
         api_key: ApiKeyView::from(&new.record),
         key: new.key.expose_secret().to_string(),
     };
     Ok((StatusCode::CREATED, Envelope::new(view, &request_id)))
-}
-
-/// 409 when the organisation holds `auth.api_keys_per_organisation_max` keys.
-async fn check_room_for_a_key(state: &AppState, organisation_id: &str) -> Result<(), ApiError> {
-    let held = state
-        .storage()
-        .count_api_keys_of(organisation_id)
-        .await
-        .map_err(ApiError::storage)?;
-    if held >= state.auth().config().api_keys_per_organisation_max {
-        return Err(ApiError::conflict(format!(
-            "the organisation holds {held} keys, the most allowed; delete one first"
-        )));
-    }
-    Ok(())
 }
 
 /// An organisation's keys, newest first (deleted ones are not listed).
@@ -307,15 +291,15 @@ async fn list_keys(
         .require(&state, &organisation_id, Policy::KeysAdmin)
         .await?;
     let mut keys = state
-        .storage()
-        .api_keys_of(&organisation_id, cursor.as_ref(), limit + 1)
-        .await
-        .map_err(ApiError::storage)?;
+        .actors()
+        .api_keys()
+        .page(&organisation_id, cursor.as_ref(), limit + 1)
+        .await?;
     let has_more = params::split_page(&mut keys, limit);
     let next_cursor = has_more
         .then(|| {
             keys.last()
-                .map(|k| params::encode_cursor(&format!("{}:{}", k.created_at_ms, k.id)))
+                .map(|k| params::encode_keyset(k.created_at_ms, &k.id))
         })
         .flatten();
     Ok(Json(ApiKeyPage {
@@ -325,15 +309,8 @@ async fn list_keys(
     }))
 }
 
-fn decode_cursor(text: &str) -> Result<ApiKeyCursor, ApiError> {
-    params::decode_cursor(text, |position| {
-        let (at, id) = position.split_once(':')?;
-        id.starts_with("key_").then_some(())?;
-        Some(ApiKeyCursor {
-            created_at_ms: at.parse().ok()?,
-            id: id.to_string(),
-        })
-    })
+fn decode_cursor(text: &str) -> Result<Keyset, ApiError> {
+    params::decode_keyset(text, |id| id.starts_with("key_").then(|| id.to_string()))
 }
 
 /// One key.
@@ -392,11 +369,10 @@ async fn update_key(
     let now = state.clock().now_ms();
     let audit = update_audit(&caller, &key, &changes, now);
     let key = state
-        .storage()
-        .update_api_key(&key.id, &changes, now, &audit)
-        .await
-        .map_err(ApiError::storage)?
-        .ok_or_else(not_found)?;
+        .actors()
+        .api_keys()
+        .update(&key.id, &changes, &audit)
+        .await?;
     Ok(Envelope::new(ApiKeyView::from(&key), &request_id))
 }
 
@@ -453,12 +429,7 @@ async fn delete_key(
         .target("api_key", &key.id)
         .organisation(&key.organisation_id)
         .detail("name", key.name.as_str());
-    let key = state
-        .storage()
-        .delete_api_key(&key.id, now, &audit)
-        .await
-        .map_err(ApiError::storage)?
-        .ok_or_else(not_found)?;
+    let key = state.actors().api_keys().delete(&key.id, &audit).await?;
     tracing::info!(key = %key.id, "API key deleted");
     Ok(Envelope::new(ApiKeyView::from(&key), &request_id))
 }
@@ -471,8 +442,7 @@ async fn rotate(
     key: &ApiKeyRecord,
     now: UnixMillis,
 ) -> Result<ApiKeyRecord, ApiError> {
-    let days = i64::from(state.auth().config().api_key_deposed_secret_days);
-    let deposed_until = now + days * DAY_MS;
+    let deposed_until = state.actors().api_keys().deposed_until(now);
     let audit = caller
         .audit("api_key.rotated", now)
         .target("api_key", &key.id)
@@ -480,11 +450,10 @@ async fn rotate(
         .detail("deposed_until", rfc3339(deposed_until))
         .detail("dropped_deposed_secret", key.deposed.is_some());
     let key = state
-        .storage()
-        .rotate_api_key_secret(&key.id, &new_secret(), now, deposed_until, &audit)
-        .await
-        .map_err(ApiError::storage)?
-        .ok_or_else(not_found)?;
+        .actors()
+        .api_keys()
+        .rotate(&key.id, now, &audit)
+        .await?;
     tracing::info!(key = %key.id, "API key secret rotated");
     Ok(key)
 }
@@ -524,9 +493,9 @@ async fn revoke_tokens(
     axum::Extension(request_id): axum::Extension<RequestId>,
     ApiJson(body): ApiJson<RevokeBody>,
 ) -> Result<Json<Envelope<ApiKeyView>>, ApiError> {
-    let revocation = match body.tokens.as_str() {
-        "old" => TokenRevocation::Old,
-        "all" => TokenRevocation::All(new_secret()),
+    let all = match body.tokens.as_str() {
+        "old" => false,
+        "all" => true,
         _ => {
             return Err(ApiError::invalid_param(
                 "tokens",
@@ -542,11 +511,10 @@ async fn revoke_tokens(
         .organisation(&key.organisation_id)
         .detail("tokens", body.tokens.as_str());
     let key = state
-        .storage()
-        .revoke_api_key_tokens(&key.id, &revocation, now, &audit)
-        .await
-        .map_err(ApiError::storage)?
-        .ok_or_else(not_found)?;
+        .actors()
+        .api_keys()
+        .revoke_tokens(&key.id, all, &audit)
+        .await?;
     tracing::info!(key = %key.id, tokens = %body.tokens, "API key tokens revoked");
     Ok(Envelope::new(ApiKeyView::from(&key), &request_id))
 }

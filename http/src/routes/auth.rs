@@ -3,7 +3,7 @@
 //! the security settings. Every change writes an audit row in the same transaction.
 
 use ampflow_actors::accounts::{LoggedIn, Origin, SecurityPatch, parse_user_agent};
-use ampflow_storage::{DashboardSessionRecord, DashboardUserRecord};
+use ampflow_actors::accounts::{DashboardSessionRecord, DashboardUserRecord};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};

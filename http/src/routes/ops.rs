@@ -44,7 +44,7 @@ async fn ready(State(state): State<AppState>) -> Result<Json<StatusResponse>, Ap
             names.join(", ")
         )));
     }
-    if let Err(error) = state.storage().ping().await {
+    if let Err(error) = state.actors().ping_storage().await {
         tracing::warn!(%error, "readiness: database unreachable");
         return Err(ApiError::unavailable("the database cannot be reached"));
     }

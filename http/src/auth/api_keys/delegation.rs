@@ -7,7 +7,7 @@
 //! never mints for a key holding `keys:admin` or `tokens:issue`, since such a token would mint
 //! or manage keys in turn and so widen itself; and it never rotates (that needs `keys:admin`).
 
-use ampflow_storage::ApiKeyRecord;
+use ampflow_actors::api_keys::ApiKeyRecord;
 
 use super::{Policy, parse_policy_list};
 use crate::error::ApiError;

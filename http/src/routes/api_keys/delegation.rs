@@ -4,7 +4,7 @@
 //! drops it. The rule that reads it when a token is minted is
 //! [`crate::auth::api_keys::delegation`].
 
-use ampflow_storage::ApiKeyRecord;
+use ampflow_actors::api_keys::ApiKeyRecord;
 use serde::{Deserialize, Deserializer};
 
 use crate::auth::api_keys::Policy;
@@ -122,8 +122,9 @@ async fn delegable_keys(
     const PARAM: &str = "delegable_keys";
     let ids = parse_delegable_keys(ids)?;
     let found = state
-        .storage()
-        .live_api_keys_with_ids(&ids)
+        .actors()
+        .api_keys()
+        .live_with_ids(&ids)
         .await
         .map_err(ApiError::storage)?;
     for id in &ids {

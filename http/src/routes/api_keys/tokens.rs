@@ -3,7 +3,7 @@
 //! `tokens:issue`, within what it may delegate (the token carries a scope; see
 //! [`crate::auth::api_keys::delegation`]). Only `keys:admin` may rotate while minting.
 
-use ampflow_storage::ApiKeyRecord;
+use ampflow_actors::api_keys::ApiKeyRecord;
 use ampflow_types::UnixMillis;
 use axum::Json;
 use axum::extract::State;
@@ -176,8 +176,9 @@ pub(super) async fn issue_token(
         .detail("issuer", caller.actor().id())
         .detail("scope", scope.as_ref().map(TokenScope::names));
     state
-        .storage()
-        .record_audit_event(&audit)
+        .actors()
+        .api_keys()
+        .token_issued(&audit)
         .await
         .map_err(ApiError::storage)?;
     let view = AccessTokenView {
