@@ -17,6 +17,7 @@ mod lease;
 pub mod ledger;
 mod node;
 pub mod organisations;
+pub mod partners;
 pub mod registry;
 mod sessions;
 pub mod stripe;

@@ -23,6 +23,7 @@ use crate::identity::Identity;
 use crate::kyc::Kyc;
 use crate::ledger::Ledger;
 use crate::organisations::Organisations;
+use crate::partners::Partners;
 use crate::registry::EntityActor;
 use crate::registry::{KindSupervisor, Registry, RuntimeSettings};
 use crate::stripe::{StripeClient, StripeSettings};
@@ -106,6 +107,7 @@ pub struct ActorSystem {
     audit: Audit,
     accounts: Accounts,
     api_keys: ApiKeys,
+    partners: Partners,
     storage: Storage,
     identity: Identity,
     faucet: Faucet,
@@ -282,6 +284,7 @@ impl ActorSystem {
             audit,
             accounts,
             api_keys,
+            partners: Partners::new(config.storage.clone(), config.clock.clone()),
             storage: config.storage.clone(),
             identity,
             faucet,
@@ -358,6 +361,11 @@ impl ActorSystem {
     /// Whether the database answers (readiness).
     pub async fn ping_storage(&self) -> Result<(), ampflow_storage::StorageError> {
         self.storage.ping().await
+    }
+
+    /// Partner keys and the widget's ads.
+    pub fn partners(&self) -> &Partners {
+        &self.partners
     }
 
     /// Organisations' API keys.

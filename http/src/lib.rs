@@ -16,7 +16,6 @@ pub mod middleware;
 pub mod net;
 pub mod node;
 pub mod params;
-pub mod partner_admin;
 pub mod partner_auth;
 pub mod rate_limit;
 pub mod recaptcha;

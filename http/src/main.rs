@@ -577,29 +577,26 @@ async fn build_checkpoints(settings: &Settings, date: Option<&str>) -> anyhow::R
 }
 
 async fn partner(command: PartnerCommand, settings: &Settings) -> anyhow::Result<()> {
-    use ampflow_http::partner_admin;
     let storage = app::open_storage(settings).await?;
-    let clock = ampflow_types::SystemClock;
+    let partners = ampflow_actors::partners::Partners::new(
+        storage,
+        std::sync::Arc::new(ampflow_types::SystemClock),
+    );
     match command {
         PartnerCommand::Create {
             org,
             allow_ip,
             name,
         } => {
-            let key = partner_admin::create_partner_key(
-                &storage,
-                &clock,
-                &org,
-                &allow_ip,
-                name.as_deref(),
-            )
-            .await?;
+            let key = partners
+                .create_key(&org, &allow_ip, name.as_deref())
+                .await?;
             println!("access key id: {}", key.id);
             println!("secret: {}", key.secret);
             println!("(the secret is shown only this once)");
         }
         PartnerCommand::Revoke { id } => {
-            partner_admin::revoke_partner_key(&storage, &clock, &id).await?;
+            partners.revoke_key(&id).await?;
             println!("revoked {id}");
         }
         PartnerCommand::AddAd {
@@ -608,9 +605,9 @@ async fn partner(command: PartnerCommand, settings: &Settings) -> anyhow::Result
         } => {
             let json =
                 std::fs::read_to_string(&ad).with_context(|| format!("read {}", ad.display()))?;
-            let record =
-                partner_admin::add_ad(&storage, &clock, publisher_campaign.as_deref(), &json)
-                    .await?;
+            let record = partners
+                .add_ad(publisher_campaign.as_deref(), &json)
+                .await?;
             println!("{}", record.id);
         }
     }

@@ -16,7 +16,7 @@
 
 use std::net::IpAddr;
 
-use ampflow_storage::PartnerKeyRecord;
+use ampflow_actors::partners::PartnerKeyRecord;
 use axum::Json;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
@@ -146,8 +146,9 @@ async fn authenticate(
 ) -> Result<PartnerKeyRecord, ApiError> {
     let (key_id, signature) = parse_authorization(parts.authorization.as_deref())?;
     let key = state
-        .storage()
-        .partner_key(key_id)
+        .actors()
+        .partners()
+        .key(key_id)
         .await
         .map_err(ApiError::storage)?
         .ok_or_else(unauthenticated)?;

@@ -6,7 +6,6 @@
 mod common;
 
 use ampflow_actors::organisations::NewOrganisation;
-use ampflow_http::partner_admin::{add_ad, create_partner_key, revoke_partner_key};
 use ampflow_storage::testdb::Backend;
 use ampflow_storage::{DonationSource, DonationStatus};
 use common::TestApp;
@@ -48,15 +47,13 @@ async fn setup(app: &TestApp, allow: &[&str]) -> (String, Key) {
 
 async fn new_key(app: &TestApp, org: &str, allow: &[&str]) -> Key {
     let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
-    let key = create_partner_key(
-        app.app().state().storage(),
-        &app.clock,
-        org,
-        &allow,
-        Some("Publisher Name"),
-    )
-    .await
-    .unwrap();
+    let key = app
+        .app()
+        .actors()
+        .partners()
+        .create_key(org, &allow, Some("Publisher Name"))
+        .await
+        .unwrap();
     Key {
         id: key.id,
         secret: key.secret,
@@ -378,7 +375,10 @@ async fn an_address_not_on_the_list_and_a_revoked_key_answer_403(backend: Backen
     .await;
     assert_eq!(status, 201, "{answer}");
 
-    revoke_partner_key(app.app().state().storage(), &app.clock, &loopback.id)
+    app.app()
+        .actors()
+        .partners()
+        .revoke_key(&loopback.id)
         .await
         .unwrap();
     let (status, answer) = signed(
@@ -501,7 +501,6 @@ async fn ads_are_served_as_json_or_jsonp_with_defaults_for_unknown_campaigns(bac
     let Some(app) = TestApp::start(backend).await else {
         return;
     };
-    let storage = app.app().state().storage();
     let campaign = "59e680df-df0a-42c3-969a-800d35ca5684";
     let ad = |name: &str| {
         json!({
@@ -518,17 +517,20 @@ async fn ads_are_served_as_json_or_jsonp_with_defaults_for_unknown_campaigns(bac
         })
         .to_string()
     };
-    let default = add_ad(storage, &app.clock, None, &ad("Default Relief"))
+    let default = app
+        .app()
+        .actors()
+        .partners()
+        .add_ad(None, &ad("Default Relief"))
         .await
         .unwrap();
-    let own = add_ad(
-        storage,
-        &app.clock,
-        Some(campaign),
-        &ad("American Red Cross"),
-    )
-    .await
-    .unwrap();
+    let own = app
+        .app()
+        .actors()
+        .partners()
+        .add_ad(Some(campaign), &ad("American Red Cross"))
+        .await
+        .unwrap();
 
     let (status, ads) = app
         .send(

@@ -23,7 +23,6 @@ mod common;
 use std::collections::BTreeSet;
 
 use ampflow_http::config::Secret;
-use ampflow_http::partner_admin::create_partner_key;
 use ampflow_standins::stripe::StripeStandIn;
 use ampflow_storage::testdb::Backend;
 use ampflow_types::Clock;
@@ -290,9 +289,12 @@ async fn build_world(app: &TestApp) -> World {
     assert_eq!(status, 201, "{body}");
     let donation_a = body["data"]["id"].as_str().unwrap().to_string();
 
-    let storage = app.app().state().storage();
     let partner = |org: String| async move {
-        let key = create_partner_key(storage, &app.clock, &org, &[], Some("Publisher"))
+        let key = app
+            .app()
+            .actors()
+            .partners()
+            .create_key(&org, &[], Some("Publisher"))
             .await
             .unwrap();
         PartnerKey {

@@ -2,8 +2,8 @@
 //! logout (this session or all), the current user, the active sessions, a password change and
 //! the security settings. Every change writes an audit row in the same transaction.
 
-use ampflow_actors::accounts::{LoggedIn, Origin, SecurityPatch, parse_user_agent};
 use ampflow_actors::accounts::{DashboardSessionRecord, DashboardUserRecord};
+use ampflow_actors::accounts::{LoggedIn, Origin, SecurityPatch, parse_user_agent};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
