@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use ampflow_storage::{AuditEvent, Keyset, Storage, StorageError, prefixed_id};
+use ampflow_storage::{
+    AuditActor, AuditEvent, DashboardUserRecord, Keyset, Storage, StorageError, prefixed_id,
+};
 
 pub use ampflow_storage::{
     FundRecord, OrganisationChanges, OrganisationRecord, OrganisationStatus, Role,
@@ -32,6 +34,9 @@ pub enum OrganisationError {
         param: &'static str,
         message: String,
     },
+    /// An operator's request that cannot be carried out; the text says why.
+    #[error("{0}")]
+    Refused(String),
     /// A patch that changes nothing.
     #[error("nothing to change: give name or profile fields")]
     NothingToChange,
@@ -128,6 +133,73 @@ impl Organisations {
             Some(_) => Err(OrganisationError::NotMember),
             None => Err(OrganisationError::NotFound),
         }
+    }
+
+    /// Gives the user with `email` `role` (member or admin) in the organisation
+    /// (`ampflow org add-member`; `membership.added` by the system); answers the user and
+    /// the role they had before.
+    pub async fn set_member(
+        &self,
+        organisation_id: &str,
+        email: &str,
+        role: &str,
+    ) -> Result<(DashboardUserRecord, Option<Role>), OrganisationError> {
+        let role = Role::parse(role)
+            .ok_or_else(|| OrganisationError::Refused("the role must be member or admin".into()))?;
+        let user = self.member(organisation_id, email).await?;
+        let now = self.clock.now_ms();
+        let audit = AuditEvent::new(AuditActor::System, "membership.added", now)
+            .target("user", &user.id)
+            .organisation(organisation_id);
+        let previous = self
+            .storage
+            .set_membership(organisation_id, &user.id, role, now, &audit)
+            .await?;
+        Ok((user, previous))
+    }
+
+    /// Takes the user with `email` out of the organisation (`ampflow org remove-member`;
+    /// `membership.removed` by the system).
+    pub async fn remove_member(
+        &self,
+        organisation_id: &str,
+        email: &str,
+    ) -> Result<(), OrganisationError> {
+        let user = self.member(organisation_id, email).await?;
+        let audit = AuditEvent::new(
+            AuditActor::System,
+            "membership.removed",
+            self.clock.now_ms(),
+        )
+        .target("user", &user.id)
+        .organisation(organisation_id);
+        if !self
+            .storage
+            .remove_membership(organisation_id, &user.id, &audit)
+            .await?
+        {
+            return Err(OrganisationError::Refused(format!(
+                "{email} is not a member of {organisation_id}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The dashboard user with `email`, once the organisation is known to exist.
+    async fn member(
+        &self,
+        organisation_id: &str,
+        email: &str,
+    ) -> Result<DashboardUserRecord, OrganisationError> {
+        if self.storage.organisation(organisation_id).await?.is_none() {
+            return Err(OrganisationError::Refused(format!(
+                "no organisation has the id {organisation_id}"
+            )));
+        }
+        self.storage
+            .dashboard_user_by_email(&crate::accounts::normalise_email(email))
+            .await?
+            .ok_or_else(|| OrganisationError::Refused(format!("no user has the email {email}")))
     }
 
     /// The organisations a user belongs to, with the user's role, oldest membership first.

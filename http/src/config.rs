@@ -252,6 +252,7 @@ impl AuthConfig {
                 delay_max_ms: self.login_delay_max_ms,
             },
             session_idle_timeout_ms: i64::from(self.session_idle_timeout_mins) * 60_000,
+            session_timeout_days_default: self.session_timeout_days_default,
             session_timeout_days_max: self.session_timeout_days_max,
             activity_write_interval_ms: (self.activity_write_interval_secs as i64)
                 .saturating_mul(1000),

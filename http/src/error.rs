@@ -156,6 +156,7 @@ impl From<ampflow_actors::OrganisationError> for ApiError {
         match error {
             NotFound => Self::not_found(error.to_string()),
             NotMember => Self::authorization(error.to_string()),
+            Refused(message) => Self::invalid_request(message),
             Invalid { param, message } => Self::invalid_param(param, message),
             NothingToChange => Self::invalid_request(error.to_string()),
             Storage(error) => Self::storage(error),

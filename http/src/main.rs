@@ -369,14 +369,10 @@ async fn org(command: OrgCommand, settings: &Settings) -> anyhow::Result<()> {
             organisation,
             email,
         } => {
-            let storage = app::open_storage(settings).await?;
-            ampflow_http::access_admin::remove_member(
-                &storage,
-                &ampflow_types::SystemClock,
-                &organisation,
-                &email,
-            )
-            .await?;
+            organisations(settings)
+                .await?
+                .remove_member(&organisation, &email)
+                .await?;
             println!("removed {email} from {organisation}");
             Ok(())
         }
@@ -389,15 +385,10 @@ async fn add_member(
     email: &str,
     role: &str,
 ) -> anyhow::Result<()> {
-    let storage = app::open_storage(settings).await?;
-    let (user, previous) = ampflow_http::access_admin::set_member(
-        &storage,
-        &ampflow_types::SystemClock,
-        organisation,
-        email,
-        role,
-    )
-    .await?;
+    let (user, previous) = organisations(settings)
+        .await?
+        .set_member(organisation, email, role)
+        .await?;
     match previous {
         Some(previous) => println!(
             "{} in {organisation}: {} (was {})",
@@ -414,16 +405,16 @@ async fn user(command: UserCommand, settings: &Settings) -> anyhow::Result<()> {
     match command {
         UserCommand::Create { email, name } => {
             let password = ampflow_http::access_admin::read_password()?;
-            let storage = app::open_storage(settings).await?;
-            let user = ampflow_http::access_admin::create_user(
-                &storage,
-                &ampflow_types::SystemClock,
-                &settings.auth,
-                &email,
-                name.as_deref(),
-                &password,
+            settings.auth.validate().map_err(anyhow::Error::msg)?;
+            let accounts = ampflow_actors::Accounts::new(
+                app::open_storage(settings).await?,
+                std::sync::Arc::new(ampflow_types::SystemClock),
+                settings.auth.account_settings(),
             )
-            .await?;
+            .map_err(anyhow::Error::msg)?;
+            let user = accounts
+                .create_user(&email, name.as_deref(), password)
+                .await?;
             println!("{}", user.id);
             Ok(())
         }

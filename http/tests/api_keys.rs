@@ -9,7 +9,6 @@
 
 mod common;
 
-use ampflow_http::access_admin::set_member;
 use ampflow_storage::AuditScope;
 use ampflow_storage::testdb::Backend;
 use ampflow_types::Clock;
@@ -563,15 +562,12 @@ async fn an_issuer_mints_tokens_for_another_key_of_its_organisation(backend: Bac
         admin: org.admin.clone(),
         member: org.member.clone(),
     };
-    set_member(
-        app.app().state().storage(),
-        &app.clock,
-        &other.id,
-        "admin@example.org",
-        "admin",
-    )
-    .await
-    .unwrap();
+    app.app()
+        .actors()
+        .organisations()
+        .set_member(&other.id, "admin@example.org", "admin")
+        .await
+        .unwrap();
     let (_, foreign_issuer) = new_key(&app, &other, &["tokens:issue"]).await;
     let (status, body) = with_bearer(&app, "POST", &path, &foreign_issuer, Some(json!({}))).await;
     assert_error(status, &body, 403, "authorization_error", None);
@@ -1200,15 +1196,12 @@ async fn delegations_are_checked_and_belong_to_issuers_only(backend: Backend) {
         admin: org.admin.clone(),
         member: org.member.clone(),
     };
-    set_member(
-        app.app().state().storage(),
-        &app.clock,
-        &other.id,
-        "admin@example.org",
-        "admin",
-    )
-    .await
-    .unwrap();
+    app.app()
+        .actors()
+        .organisations()
+        .set_member(&other.id, "admin@example.org", "admin")
+        .await
+        .unwrap();
     let (reader, _) = new_key(&app, &org, &["donations:read"]).await;
     let (admin_key, _) = new_key(&app, &org, &["keys:admin"]).await;
     let (other_issuer, _) = new_issuer(&app, &org, Some(&["donations:read"]), None).await;

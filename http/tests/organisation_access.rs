@@ -9,7 +9,6 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use ampflow_http::access_admin::{remove_member, set_member};
 use ampflow_storage::testdb::{Backend, TestDatabase};
 use ampflow_storage::{DonationRecord, DonationStatus, prefixed_id};
 use common::dashboard::*;
@@ -114,14 +113,12 @@ async fn members_admins_and_outsiders_on_each_organisation_endpoint(backend: Bac
         assert_error(status, &body, 401, "authentication_error", None);
     }
     // Removing the member takes effect at once.
-    remove_member(
-        app.app().state().storage(),
-        &app.clock,
-        &org.id,
-        "member@example.org",
-    )
-    .await
-    .unwrap();
+    app.app()
+        .actors()
+        .organisations()
+        .remove_member(&org.id, "member@example.org")
+        .await
+        .unwrap();
     let (status, _) = call(&app, "GET", &path, &org.member, None).await;
     assert_eq!(status, 403);
     app.stop().await;
@@ -312,12 +309,17 @@ async fn audit_events_are_paged_and_scoped_to_admins(backend: Backend) {
         return;
     };
     let org = org_with_people(&app).await;
-    let storage = app.app().state().storage();
     create_user(&app, "late@example.org").await;
-    set_member(storage, &app.clock, &org.id, "late@example.org", "member")
+    app.app()
+        .actors()
+        .organisations()
+        .set_member(&org.id, "late@example.org", "member")
         .await
         .unwrap();
-    set_member(storage, &app.clock, &org.id, "late@example.org", "admin")
+    app.app()
+        .actors()
+        .organisations()
+        .set_member(&org.id, "late@example.org", "admin")
         .await
         .unwrap();
     let base = format!("/audit-events?organisation_id={}", org.id);

@@ -33,6 +33,8 @@ pub use passwords::{PASSWORD_LENGTH_MAX, PasswordError, PasswordSettings, Passwo
 pub use throttle::{Attempt, Keys, LoginThrottle, ThrottleError, ThrottleSettings};
 
 const DAY_MS: i64 = 86_400_000;
+/// Longest email address (RFC 5321's path limit).
+const EMAIL_LENGTH_MAX: usize = 254;
 /// Most sessions [`Accounts::sessions`] lists (newest first).
 const SESSIONS_LISTED_MAX: u64 = 100;
 /// Sessions looked at to recognise a login's device.
@@ -45,6 +47,8 @@ pub struct AccountSettings {
     pub throttle: ThrottleSettings,
     /// A session with no request for this long ends; 0: never.
     pub session_idle_timeout_ms: i64,
+    /// A new user's session lifetime, until they change it.
+    pub session_timeout_days_default: u32,
     /// The longest session lifetime a user may choose.
     pub session_timeout_days_max: u32,
     /// A session's `last_activity` is written at most this often.
@@ -136,6 +140,50 @@ impl Accounts {
     /// `auth.session_idle_timeout_mins` in ms; 0 when off.
     pub fn idle_timeout_ms(&self) -> i64 {
         self.settings.session_idle_timeout_ms
+    }
+
+    /// Creates a dashboard user (`ampflow user create`; `user.created` by the system) with
+    /// the configured defaults: IP binding `country`, the default session lifetime, new-device
+    /// notices on.
+    pub async fn create_user(
+        &self,
+        email: &str,
+        name: Option<&str>,
+        password: String,
+    ) -> Result<DashboardUserRecord, AccountError> {
+        let email = normalise_email(email);
+        if email.len() > EMAIL_LENGTH_MAX || !email_address::EmailAddress::is_valid(&email) {
+            return Err(AccountError::Invalid {
+                param: "email",
+                message: format!("{email:?} is not a valid email address"),
+            });
+        }
+        let name = name
+            .map(|n| crate::organisations::name(n, "the name"))
+            .transpose()
+            .map_err(|message| AccountError::Invalid {
+                param: "name",
+                message,
+            })?;
+        let password_hash = self.passwords.hash(password).await?;
+        let now = self.clock.now_ms();
+        let user = DashboardUserRecord {
+            id: ampflow_types::prefixed_id("usr"),
+            email,
+            name,
+            password_hash,
+            security_stamp: new_security_stamp(),
+            ip_binding: IpBinding::Country,
+            session_timeout_days: self.settings.session_timeout_days_default as i32,
+            notify_new_device: true,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        let audit = AuditEvent::new(AuditActor::System, "user.created", now)
+            .target("user", &user.id)
+            .detail("email", user.email.as_str());
+        self.storage.insert_dashboard_user(&user, &audit).await?;
+        Ok(user)
     }
 
     /// The session `session_id` names, when `secret` is its secret (compared in constant

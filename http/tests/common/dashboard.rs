@@ -38,17 +38,13 @@ pub async fn start(backend: ampflow_storage::testdb::Backend) -> Option<TestApp>
 
 /// Creates a user with [`PASSWORD`]; answers its id.
 pub async fn create_user(app: &TestApp, email: &str) -> String {
-    ampflow_http::access_admin::create_user(
-        app.app().state().storage(),
-        &app.clock,
-        &app.settings.auth,
-        email,
-        Some("Jane User"),
-        PASSWORD,
-    )
-    .await
-    .expect("create a user")
-    .id
+    app.app()
+        .actors()
+        .accounts()
+        .create_user(email, Some("Jane User"), PASSWORD.to_string())
+        .await
+        .expect("create a user")
+        .id
 }
 
 /// A new user with `email` and `role` (member or admin) in the organisation: its id.
@@ -59,15 +55,12 @@ pub async fn create_member(
     role: &str,
 ) -> String {
     let id = create_user(app, email).await;
-    ampflow_http::access_admin::set_member(
-        app.app().state().storage(),
-        &app.clock,
-        organisation_id,
-        email,
-        role,
-    )
-    .await
-    .expect("add a member");
+    app.app()
+        .actors()
+        .organisations()
+        .set_member(organisation_id, email, role)
+        .await
+        .expect("add a member");
     id
 }
 
