@@ -556,6 +556,43 @@ impl<A: EntityActor> Actor for KindSupervisor<A> {
     }
 }
 
+/// Entities marked failed after repeated crashes, as the operator lists and clears them
+/// (`ampflow entities failed`, `ampflow entities clear`). A cleared entity starts again on
+/// its next request.
+#[derive(Clone)]
+pub struct EntityFailures {
+    storage: Storage,
+}
+
+impl EntityFailures {
+    pub fn new(storage: Storage) -> Self {
+        Self { storage }
+    }
+
+    /// Up to `limit` failed entities.
+    pub async fn list(
+        &self,
+        limit: u64,
+    ) -> Result<Vec<EntityFailure>, ampflow_storage::StorageError> {
+        self.storage.list_entity_failures(limit).await
+    }
+
+    /// Clears the failure of the entity of `kind` with `key` (a wallet's key is its address,
+    /// in any case); false when it was not marked failed.
+    pub async fn clear(
+        &self,
+        kind: &str,
+        key: &str,
+    ) -> Result<bool, ampflow_storage::StorageError> {
+        let key = if kind == crate::wallet::WalletActor::KIND {
+            key.to_ascii_lowercase()
+        } else {
+            key.to_string()
+        };
+        self.storage.clear_entity_failure(kind, &key).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use ampflow_storage::StorageError;

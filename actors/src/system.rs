@@ -103,11 +103,7 @@ pub struct ActorSystem {
     auto_invest: AutoInvest,
     ledger: Arc<Ledger>,
     checkpoints: Checkpoints,
-    organisations: Organisations,
-    audit: Audit,
-    accounts: Accounts,
-    api_keys: ApiKeys,
-    partners: Partners,
+    records: RecordFacades,
     storage: Storage,
     identity: Identity,
     faucet: Faucet,
@@ -122,9 +118,9 @@ pub struct ActorSystem {
 }
 
 impl ActorSystem {
-    /// Starts every part in dependency order. (The composition root: long because it wires
-    /// each part to the ones it needs, in the order they must start; the parts with logic of
-    /// their own are `wallet_deps`, `Kinds::start` and `chain_work`.)
+    /// Starts every part in dependency order: the composition root, which wires each part to
+    /// the ones it needs; the parts with logic of their own are `wallet_deps`,
+    /// `Kinds::start_all`, `chain_work`, `spawn_chores` and `RecordFacades::new`.
     pub async fn start(mut config: SystemConfig) -> Result<Self, StartError> {
         // Background tasks get the entity actors' restart budget.
         config.storage.supervisor().set_policy(RestartPolicy {
@@ -163,37 +159,12 @@ impl ActorSystem {
             clock: config.clock.clone(),
             root: root.get_cell(),
         };
-        let wallets = kinds
-            .start(WalletActor::new(deps.clone()), config.runtime.clone())
-            .await?;
-        let faucet_requests = kinds
-            .start(
-                FaucetRequestActor::new(config.storage.clone()),
-                config.runtime.clone(),
-            )
-            .await?;
-        let auto_invest_tasks = kinds
-            .start(
-                AutoInvestActor::new(
-                    config.storage.clone(),
-                    config.clock.clone(),
-                    config.chains.clone(),
-                ),
-                // A triple's actor holds no state of its own (storage has the task), so it
-                // retires soon after its last request: a burst of new tasks must not leave one
-                // actor per task behind (100,000 would cost about 2 GB).
-                RuntimeSettings {
-                    idle_timeout: config.runtime.idle_timeout.min(AUTO_INVEST_IDLE_TIMEOUT),
-                    ..config.runtime.clone()
-                },
-            )
-            .await?;
-        let donation_actors = kinds
-            .start(
-                DonationActor::new(config.storage.clone(), config.clock.clone()),
-                config.runtime.clone(),
-            )
-            .await?;
+        let Registries {
+            wallets,
+            faucet_requests,
+            auto_invest_tasks,
+            donation_actors,
+        } = kinds.start_all(&config, &deps).await?;
         let ledger = Arc::new(Ledger::new(
             config.storage.clone(),
             config.clock.clone(),
@@ -223,20 +194,17 @@ impl ActorSystem {
         );
 
         let supervisor = config.storage.supervisor();
-        let mut chores = vec![
-            spawn_sweeper(supervisor, wallets.clone()),
-            spawn_sweeper(supervisor, faucet_requests.clone()),
-            spawn_sweeper(supervisor, auto_invest_tasks.clone()),
-            spawn_sweeper(supervisor, donation_actors.clone()),
-            spawn_janitor(config.storage.clone(), config.clock.clone()),
-        ];
-        chores.extend(checkpoints.spawn_job());
-        if donations.takes_donations() {
-            chores.push(spawn_orphaned_donation_sweeper(
-                supervisor,
-                donations.clone(),
-            ));
-        }
+        let chores = spawn_chores(
+            &config,
+            &Registries {
+                wallets: wallets.clone(),
+                faucet_requests: faucet_requests.clone(),
+                auto_invest_tasks: auto_invest_tasks.clone(),
+                donation_actors: donation_actors.clone(),
+            },
+            &checkpoints,
+            &donations,
+        );
         let whitelisting = Whitelisting::new(
             config.chains.clone(),
             config.storage.clone(),
@@ -256,19 +224,7 @@ impl ActorSystem {
         );
         let kyc = Kyc::new(wallets.clone(), deps.clone());
         let identity = Identity::new(wallets.clone(), deps, config.chains.clone());
-        let organisations = Organisations::new(config.storage.clone(), config.clock.clone());
-        let audit = Audit::new(config.storage.clone());
-        let accounts = Accounts::new(
-            config.storage.clone(),
-            config.clock.clone(),
-            config.accounts.clone(),
-        )
-        .map_err(StartError::Accounts)?;
-        let api_keys = ApiKeys::new(
-            config.storage.clone(),
-            config.clock.clone(),
-            config.api_keys.clone(),
-        );
+        let records = RecordFacades::new(&config)?;
         Ok(Self {
             root,
             wallets,
@@ -280,11 +236,7 @@ impl ActorSystem {
             auto_invest,
             ledger,
             checkpoints,
-            organisations,
-            audit,
-            accounts,
-            api_keys,
-            partners: Partners::new(config.storage.clone(), config.clock.clone()),
+            records,
             storage: config.storage.clone(),
             identity,
             faucet,
@@ -350,12 +302,12 @@ impl ActorSystem {
 
     /// Organisations and their funds.
     pub fn organisations(&self) -> &Organisations {
-        &self.organisations
+        &self.records.organisations
     }
 
     /// Dashboard users' passwords and the login throttle.
     pub fn accounts(&self) -> &Accounts {
-        &self.accounts
+        &self.records.accounts
     }
 
     /// Whether the database answers (readiness).
@@ -365,17 +317,17 @@ impl ActorSystem {
 
     /// Partner keys and the widget's ads.
     pub fn partners(&self) -> &Partners {
-        &self.partners
+        &self.records.partners
     }
 
     /// Organisations' API keys.
     pub fn api_keys(&self) -> &ApiKeys {
-        &self.api_keys
+        &self.records.api_keys
     }
 
     /// The audit log's reading side.
     pub fn audit(&self) -> &Audit {
-        &self.audit
+        &self.records.audit
     }
 
     /// Donations through Stripe.
@@ -520,7 +472,102 @@ struct Kinds {
     root: ractor::ActorCell,
 }
 
+/// The façades over records without a lifecycle of their own: they call storage directly.
+struct RecordFacades {
+    organisations: Organisations,
+    audit: Audit,
+    accounts: Accounts,
+    api_keys: ApiKeys,
+    partners: Partners,
+}
+
+impl RecordFacades {
+    fn new(config: &SystemConfig) -> Result<Self, StartError> {
+        let (storage, clock) = (&config.storage, &config.clock);
+        Ok(Self {
+            organisations: Organisations::new(storage.clone(), clock.clone()),
+            audit: Audit::new(storage.clone()),
+            accounts: Accounts::new(storage.clone(), clock.clone(), config.accounts.clone())
+                .map_err(StartError::Accounts)?,
+            api_keys: ApiKeys::new(storage.clone(), clock.clone(), config.api_keys.clone()),
+            partners: Partners::new(storage.clone(), clock.clone()),
+        })
+    }
+}
+
+/// The registry of each kind of entity actor.
+struct Registries {
+    wallets: Arc<Registry<WalletActor>>,
+    faucet_requests: Arc<Registry<FaucetRequestActor>>,
+    auto_invest_tasks: Arc<Registry<AutoInvestActor>>,
+    donation_actors: Arc<Registry<DonationActor>>,
+}
+
+/// The sweepers of every kind, the janitor, the checkpoint job and, when donations are taken,
+/// the orphaned-donation sweeper.
+fn spawn_chores(
+    config: &SystemConfig,
+    kinds: &Registries,
+    checkpoints: &Checkpoints,
+    donations: &Donations,
+) -> Vec<JoinHandle<()>> {
+    let supervisor = config.storage.supervisor();
+    let mut chores = vec![
+        spawn_sweeper(supervisor, kinds.wallets.clone()),
+        spawn_sweeper(supervisor, kinds.faucet_requests.clone()),
+        spawn_sweeper(supervisor, kinds.auto_invest_tasks.clone()),
+        spawn_sweeper(supervisor, kinds.donation_actors.clone()),
+        spawn_janitor(config.storage.clone(), config.clock.clone()),
+    ];
+    chores.extend(checkpoints.spawn_job());
+    if donations.takes_donations() {
+        chores.push(spawn_orphaned_donation_sweeper(
+            supervisor,
+            donations.clone(),
+        ));
+    }
+    chores
+}
+
 impl Kinds {
+    /// Every kind of entity actor, each under its supervisor.
+    async fn start_all(
+        &self,
+        config: &SystemConfig,
+        deps: &Arc<WalletDeps>,
+    ) -> Result<Registries, StartError> {
+        let (storage, clock) = (&config.storage, &config.clock);
+        Ok(Registries {
+            wallets: self
+                .start(WalletActor::new(deps.clone()), config.runtime.clone())
+                .await?,
+            faucet_requests: self
+                .start(
+                    FaucetRequestActor::new(storage.clone()),
+                    config.runtime.clone(),
+                )
+                .await?,
+            auto_invest_tasks: self
+                .start(
+                    AutoInvestActor::new(storage.clone(), clock.clone(), config.chains.clone()),
+                    // A triple's actor holds no state of its own (storage has the task), so it
+                    // retires soon after its last request: a burst of new tasks must not leave
+                    // one actor per task behind (100,000 would cost about 2 GB).
+                    RuntimeSettings {
+                        idle_timeout: config.runtime.idle_timeout.min(AUTO_INVEST_IDLE_TIMEOUT),
+                        ..config.runtime.clone()
+                    },
+                )
+                .await?,
+            donation_actors: self
+                .start(
+                    DonationActor::new(storage.clone(), clock.clone()),
+                    config.runtime.clone(),
+                )
+                .await?,
+        })
+    }
+
     async fn start<A: EntityActor>(
         &self,
         prototype: A,

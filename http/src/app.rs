@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ampflow_actors::database::Storage;
 use ampflow_actors::{ActorSystem, SystemConfig};
-use ampflow_storage::Storage;
 use ampflow_types::{Clock, SystemClock};
 use anyhow::Context;
 use axum::Router;
@@ -70,6 +70,8 @@ pub struct RunningApp {
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
     metrics_upkeep: JoinHandle<()>,
+    /// The database, owned here (the composition root) and closed at shutdown.
+    storage: Storage,
     /// This process's node id; its file stays locked until the app is dropped.
     node: crate::node::NodeIdentity,
 }
@@ -335,7 +337,6 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
         .context("build the reCAPTCHA client")?;
     let state = AppState::new(Inner {
         actors,
-        storage,
         redis,
         settings,
         openapi_json: openapi_json()?,
@@ -356,13 +357,14 @@ pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<
     );
     warn_if_over_open_files_limit(limits.connections_max);
     let (stop, server) = crate::server::serve(listener, router(state.clone()), limits);
-    let metrics_upkeep = crate::metrics::spawn_upkeep(state.storage().supervisor());
+    let metrics_upkeep = crate::metrics::spawn_upkeep(storage.supervisor());
     Ok(RunningApp {
         addr,
         state,
         stop: Some(stop),
         server,
         metrics_upkeep,
+        storage,
         node,
     })
 }
@@ -437,6 +439,12 @@ impl RunningApp {
         self.state.actors()
     }
 
+    /// The database this process runs on (for the operator's tools and tests; handlers reach
+    /// it only through the façades).
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -467,7 +475,7 @@ impl RunningApp {
             }
         }
         self.state.actors().shutdown(grace).await;
-        if let Err(error) = self.state.storage().clone().close().await {
+        if let Err(error) = self.storage.clone().close().await {
             tracing::warn!(%error, "closing the database");
         }
     }

@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use ampflow_actors::database::{DatabaseSettings, SqliteSync};
 use ampflow_actors::stripe::StripeSettings;
 use ampflow_actors::{IdentitySettings, RuntimeSettings, VeriffSettings};
-use ampflow_storage::{DatabaseSettings, SqliteSync};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -834,7 +834,7 @@ impl Settings {
         self.http.validate()?;
         self.rate_limit.validate()?;
         if let Some(id) = &self.node.id {
-            ampflow_storage::check_node_id(id).map_err(|e| format!("node.id: {e}"))?;
+            ampflow_actors::database::check_node_id(id).map_err(|e| format!("node.id: {e}"))?;
         }
         if let Some(chain) = self.chains.iter().find(|c| c.tx.gas_budget_per_hour == 0) {
             return Err(format!(

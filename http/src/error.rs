@@ -91,9 +91,9 @@ impl ApiError {
     }
 
     /// A storage failure: its conflicts answer 409, anything else 500.
-    pub fn storage(error: ampflow_storage::StorageError) -> Self {
+    pub fn storage(error: ampflow_actors::StorageError) -> Self {
         match error {
-            ampflow_storage::StorageError::Conflict(message) => Self::conflict(message),
+            ampflow_actors::StorageError::Conflict(message) => Self::conflict(message),
             other if other.is_unavailable() => Self::storage_unavailable(other),
             other => Self::internal(other),
         }

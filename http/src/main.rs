@@ -1,5 +1,7 @@
 //! The `ampflow` binary: `serve`, `migrate` and operator subcommands.
 
+use ampflow_actors::EntityFailures;
+use ampflow_actors::database::{DatabaseSettings, LeaseHolder, Storage};
 use std::path::PathBuf;
 
 use ampflow_http::config::Settings;
@@ -422,7 +424,7 @@ async fn user(command: UserCommand, settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let storage = ampflow_storage::Storage::connect(&settings.database_settings()).await?;
+    let storage = Storage::connect(&settings.database_settings()).await?;
     let pending = storage.pending_migrations().await?;
     storage.migrate().await?;
     println!(
@@ -440,8 +442,8 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 async fn entities(command: EntitiesCommand, settings: &Settings) -> anyhow::Result<()> {
     match command {
         EntitiesCommand::Failed { limit } => {
-            let storage = app::open_storage(settings).await?;
-            for failure in storage.list_entity_failures(limit).await? {
+            let failures = EntityFailures::new(app::open_storage(settings).await?);
+            for failure in failures.list(limit).await? {
                 println!(
                     "{}\t{}\t{}\t{}",
                     failure.kind, failure.entity_key, failure.failed_at_ms, failure.reason
@@ -450,13 +452,8 @@ async fn entities(command: EntitiesCommand, settings: &Settings) -> anyhow::Resu
             Ok(())
         }
         EntitiesCommand::Clear { kind, key } => {
-            let storage = app::open_storage(settings).await?;
-            let key = if kind == "wallet" {
-                key.to_ascii_lowercase()
-            } else {
-                key
-            };
-            if storage.clear_entity_failure(&kind, &key).await? {
+            let failures = EntityFailures::new(app::open_storage(settings).await?);
+            if failures.clear(&kind, &key).await? {
                 println!("cleared {kind} {key}");
                 Ok(())
             } else {
@@ -547,7 +544,7 @@ async fn build_checkpoints(settings: &Settings, date: Option<&str>) -> anyhow::R
         settings.checkpoint_settings(),
         // A command is no node's run: it waits for a running server's lease to expire
         // rather than taking it.
-        ampflow_storage::LeaseHolder::one_off(),
+        LeaseHolder::one_off(),
     )
     .await?;
     let built = checkpoints.build_through(date).await?;
@@ -618,7 +615,7 @@ fn process_clock() -> anyhow::Result<std::sync::Arc<dyn ampflow_types::Clock>> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let database = ampflow_storage::DatabaseSettings::clone(&settings.database_settings());
+    let database = DatabaseSettings::clone(&settings.database_settings());
     tracing::info!(database = ?database, test_mode = settings.test_mode, "starting");
     let options = StartOptions {
         clock: process_clock()?,

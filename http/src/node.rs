@@ -88,7 +88,7 @@ fn id_file(settings: &Settings) -> Option<PathBuf> {
     }
     let url = settings.database.url.expose();
     if url.starts_with("sqlite:") {
-        let mut file = ampflow_storage::sqlite_file(url)?.into_os_string();
+        let mut file = ampflow_actors::database::sqlite_file(url)?.into_os_string();
         file.push(".node_id");
         return Some(file.into());
     }
@@ -129,7 +129,7 @@ fn kept_in(path: &Path) -> anyhow::Result<Kept> {
         .with_context(|| format!("read the node id file {}", path.display()))?;
     let id = text.trim();
     if !id.is_empty() {
-        ampflow_storage::check_node_id(id).map_err(|e| {
+        ampflow_actors::database::check_node_id(id).map_err(|e| {
             anyhow::anyhow!(
                 "the node id file {} is damaged ({e}); fix or delete it",
                 path.display()

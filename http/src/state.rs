@@ -1,7 +1,6 @@
 use std::sync::Arc;
 
 use ampflow_actors::{ActorSystem, Identity};
-use ampflow_storage::Storage;
 
 use crate::config::Settings;
 
@@ -11,7 +10,6 @@ pub struct AppState(Arc<Inner>);
 
 pub(crate) struct Inner {
     pub actors: ActorSystem,
-    pub storage: Storage,
     pub redis: Option<redis::aio::ConnectionManager>,
     pub settings: Settings,
     pub openapi_json: String,
@@ -33,10 +31,6 @@ impl AppState {
 
     pub fn actors(&self) -> &ActorSystem {
         &self.0.actors
-    }
-
-    pub fn storage(&self) -> &Storage {
-        &self.0.storage
     }
 
     pub fn redis(&self) -> Option<&redis::aio::ConnectionManager> {

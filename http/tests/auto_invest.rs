@@ -276,7 +276,6 @@ async fn queue(app: &TestApp, token: &str, campaign: Address, amount: &str) -> (
 
 async fn task(app: &TestApp, id: &str) -> AutoInvestTask {
     app.app()
-        .state()
         .storage()
         .auto_invest_task(id)
         .await
@@ -660,7 +659,7 @@ async fn a_restart_between_send_and_receipt_invests_once(backend: Backend) {
     let (_, body) = queue(&setup.app, &token, campaign, "100").await;
     let id = body["id"].as_str().unwrap().to_string();
     wait_for_status(&setup.app, &id, AutoInvestStatus::InProcess).await;
-    let storage = setup.app.app().state().storage().clone();
+    let storage = setup.app.app().storage().clone();
     assert!(
         common::wait_until(Duration::from_secs(30), || async {
             storage
@@ -690,7 +689,6 @@ async fn a_restart_between_send_and_receipt_invests_once(backend: Backend) {
     let intents = setup
         .app
         .app()
-        .state()
         .storage()
         .tx_intents_for_purpose("auto_invest", 10)
         .await
@@ -720,7 +718,7 @@ async fn a_task_in_process_shows_its_transaction_before_it_is_mined(backend: Bac
     let id = body["id"].as_str().unwrap().to_string();
     let sent = wait_for(&setup.app, &id, "sent", |t| t.tx_hash.is_some()).await;
     assert_eq!(sent.status, AutoInvestStatus::InProcess);
-    let storage = setup.app.app().state().storage().clone();
+    let storage = setup.app.app().storage().clone();
     let intent_id = sent.tx_intent_id.clone().unwrap();
     let intent = storage.tx_intent(&intent_id).await.unwrap().unwrap();
     let first = intent.tx_hash.clone().unwrap();
@@ -1038,7 +1036,6 @@ async fn two_processes_on_one_database_invest_each_task_once() {
     let intents = setup
         .app
         .app()
-        .state()
         .storage()
         .tx_intents_for_purpose("auto_invest", 100)
         .await

@@ -478,7 +478,7 @@ async fn donations_left_without_a_payment_intent_get_it_or_fail_when_too_old(bac
         return;
     };
     let (org, fund) = organisation(&app, "verified").await;
-    let storage = app.app().state().storage();
+    let storage = app.app().storage();
     let donations = app.app().state().actors().donations();
     let stored = |created_at_ms: i64| DonationRecord {
         id: prefixed_id("don"),

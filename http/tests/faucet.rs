@@ -262,7 +262,7 @@ async fn a_restart_between_send_and_receipt_sends_nothing_twice(backend: Backend
     let (status, body) = ask(&app, &token).await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
-    let storage = app.app().state().storage().clone();
+    let storage = app.app().storage().clone();
     assert!(
         wait_until(Duration::from_secs(30), || async {
             app.clock.advance_ms(100);
@@ -290,7 +290,6 @@ async fn a_restart_between_send_and_receipt_sends_nothing_twice(backend: Backend
     );
     let intents = app
         .app()
-        .state()
         .storage()
         .tx_intents_for_purpose("faucet", 10)
         .await
@@ -321,7 +320,7 @@ async fn a_submitted_request_shows_its_transaction_before_it_is_mined(backend: B
     assert_eq!(body["tx_hash"], Value::Null, "nothing sent yet: {body}");
     let id = body["id"].as_str().unwrap().to_string();
     let path = format!("/faucet/{CHAIN_ID}/requests/{id}");
-    let storage = app.app().state().storage().clone();
+    let storage = app.app().storage().clone();
     let sent_intent = || async {
         storage
             .tx_intents_for_purpose("faucet", 10)
@@ -418,7 +417,7 @@ async fn a_reverted_transaction_is_a_failure(backend: Backend) {
     else {
         return;
     };
-    let storage = app.app().state().storage().clone();
+    let storage = app.app().storage().clone();
     // `updateCallerStatus(0x0, true)` reverts; a fixed gas limit skips the estimate, so it is
     // mined and reverts on chain.
     let call = Faucet::updateCallerStatusCall {
@@ -640,7 +639,6 @@ async fn a_request_fails_after_its_last_attempt(backend: Backend) {
     assert_eq!(balance(&anvil, wallet.alloy_address()).await, U256::ZERO);
     let intents = app
         .app()
-        .state()
         .storage()
         .tx_intents_for_purpose("faucet", 10)
         .await

@@ -95,7 +95,6 @@ async fn kyc_completed(app: &TestApp, token: &str) -> bool {
 
 async fn stored_session(app: &TestApp, id: &str) -> ampflow_storage::VeriffSessionRecord {
     app.app()
-        .state()
         .storage()
         .find_veriff_session(id)
         .await
@@ -561,7 +560,6 @@ async fn a_repeated_delivery_changes_nothing(backend: Backend) {
         let stored = stored_session(&app, &id).await;
         let user = app
             .app()
-            .state()
             .storage()
             .find_user(&wallet.address())
             .await
@@ -575,7 +573,6 @@ async fn a_repeated_delivery_changes_nothing(backend: Backend) {
             assert_eq!(stored_session(&app, &id).await, stored);
             let again = app
                 .app()
-                .state()
                 .storage()
                 .find_user(&wallet.address())
                 .await

@@ -233,7 +233,7 @@ async fn members_list_their_organisations_donations(backend: Backend) {
     };
     let org = org_with_people(&app).await;
     let other = organisation(&app, "Elsewhere").await;
-    let storage = app.app().state().storage();
+    let storage = app.app().storage();
     let now = ampflow_types::Clock::now_ms(&app.clock);
     let mut ours = Vec::new();
     for (i, organisation_id) in [&org.id, &other, &org.id, &org.id].iter().enumerate() {

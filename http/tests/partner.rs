@@ -157,14 +157,7 @@ async fn a_valid_signature_records_reads_and_cancels_a_donation(backend: Backend
 
     // The donation is the organisation's, recorded without a PaymentIntent.
     let id = format!("don_{}", guid.replace('-', ""));
-    let stored = app
-        .app()
-        .state()
-        .storage()
-        .donation(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = app.app().storage().donation(&id).await.unwrap().unwrap();
     assert_eq!(stored.organisation_id, org);
     assert_eq!(stored.source, DonationSource::Partner);
     assert_eq!(stored.status, DonationStatus::Pending);
@@ -640,7 +633,7 @@ async fn a_retried_post_answers_the_donation_it_recorded(backend: Backend) {
     assert_eq!(status, 201, "{theirs}");
     assert_ne!(theirs["guid"], first["guid"]);
 
-    let storage = app.app().state().storage();
+    let storage = app.app().storage();
     for (key_id, txid) in [(&key.id, "42"), (&key.id, "43"), (&other.id, "42")] {
         assert!(
             storage

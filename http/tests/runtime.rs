@@ -60,7 +60,7 @@ async fn an_entity_that_keeps_crashing_is_marked_failed_until_cleared(backend: B
     let wallet = Wallet::random();
     let key = WalletAddress::parse(&wallet.address()).unwrap();
     let wallets = app.app().actors().wallets().clone();
-    let storage = app.app().state().storage().clone();
+    let storage = app.app().storage().clone();
     app.post("/authorize", json!({"address": wallet.address()}))
         .await;
 

@@ -639,7 +639,7 @@ async fn last_activity_is_written_at_most_once_a_minute(backend: Backend) {
     create_user(&app, "jane@example.org").await;
     let session = login(&app, "jane@example.org").await;
     let last_activity = |app: &TestApp| {
-        let storage = app.app().state().storage().clone();
+        let storage = app.app().storage().clone();
         let id = session.id.clone();
         async move {
             storage
@@ -667,7 +667,7 @@ async fn a_login_from_a_new_device_is_audited_when_asked(backend: Backend) {
     let user = create_user(&app, "jane@example.org").await;
     let new_devices = |app: &TestApp| {
         let app_user = user.clone();
-        let storage = app.app().state().storage().clone();
+        let storage = app.app().storage().clone();
         async move {
             storage
                 .audit_events(&ampflow_storage::AuditScope::Subject(app_user), None, 100)

@@ -301,7 +301,6 @@ impl Setup {
     async fn intents(&self, purpose: &str) -> Vec<ampflow_storage::TxIntentRecord> {
         self.app
             .app()
-            .state()
             .storage()
             .tx_intents_for_purpose(purpose, 100)
             .await
@@ -329,7 +328,6 @@ async fn ask_whitelisting(app: &TestApp, token: &str, issuer: Address) -> (u16, 
 
 async fn task(app: &TestApp, id: &str) -> AutoInvestTask {
     app.app()
-        .state()
         .storage()
         .auto_invest_task(id)
         .await

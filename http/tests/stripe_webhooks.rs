@@ -456,7 +456,7 @@ async fn a_crash_between_the_move_and_the_entry_is_repaired_by_the_redelivery(ba
     let succeeded = s.event_id("payment_intent.succeeded", &intent);
     // What a crash right after the move's commit leaves: the donation succeeded and the event
     // id recorded, no ledger entry, and no acknowledgement sent.
-    let storage = s.app.app().state().storage().clone();
+    let storage = s.app.app().storage().clone();
     let donation = storage.donation(&id).await.unwrap().unwrap();
     let next = ampflow_storage::DonationRecord {
         status: DonationStatus::Succeeded,
@@ -547,7 +547,7 @@ async fn a_success_with_another_amount_is_recorded_once_and_not_applied(backend:
     assert_eq!(s.donation(&id).await["status"], "pending");
     assert!(s.ledger().await.is_empty());
 
-    let storage = s.app.app().state().storage();
+    let storage = s.app.app().storage();
     let recorded = storage.amount_mismatches(&id, 10).await.unwrap();
     assert_eq!(recorded.len(), 2, "one row per event: {recorded:?}");
     let first = recorded.iter().find(|r| r.event_id == smaller.id).unwrap();
@@ -668,7 +668,7 @@ async fn a_refund_above_the_donation_or_in_another_currency_is_recorded_once_and
         vec![("donation_received".into(), 3000)]
     );
 
-    let storage = s.app.app().state().storage();
+    let storage = s.app.app().storage();
     let recorded = storage.amount_mismatches(&id, 10).await.unwrap();
     assert_eq!(recorded.len(), 2, "one row per event: {recorded:?}");
     let first = recorded.iter().find(|r| r.event_id == above.id).unwrap();

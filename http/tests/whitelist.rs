@@ -367,7 +367,7 @@ async fn a_submitted_approval_shows_its_transaction_before_it_is_mined(backend: 
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["tx_hash"], Value::Null, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
-    let storage = app.app().state().storage().clone();
+    let storage = app.app().storage().clone();
     let sent_hash = || async {
         storage
             .tx_intents_for_purpose("whitelist", 10)

@@ -154,7 +154,6 @@ pub async fn call(
 /// The audit rows about a user (newest first), read from storage.
 pub async fn audit_of(app: &TestApp, user_id: &str) -> Vec<AuditEvent> {
     app.app()
-        .state()
         .storage()
         .audit_events(&AuditScope::Subject(user_id.to_string()), None, 500)
         .await

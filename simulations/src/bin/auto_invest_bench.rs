@@ -654,7 +654,7 @@ mod drain {
         logs.take();
         let app = start_server(rt, settings, &owner)?;
         trust_campaigns(rt, &app, &campaigns)?;
-        let storage = app.state().storage().clone();
+        let storage = app.storage().clone();
 
         let keys = Arc::new(keys);
         let started = Instant::now();
@@ -1749,7 +1749,7 @@ mod http {
                 seed,
             ))?;
             // Every new campaign that was answered 200 is one open task; merges made none.
-            let storage = app.state().storage().clone();
+            let storage = app.storage().clone();
             for (key, client) in keys.iter().zip(&clients) {
                 let open = rt.server.block_on(count_open(&storage, key.address()))?;
                 ensure!(
@@ -2087,7 +2087,7 @@ mod mem {
             }
             // The executor looked at them: a sample carries the reason they wait.
             let addresses = sample.context("no wave ran")?;
-            let storage = app.state().storage().clone();
+            let storage = app.storage().clone();
             rt.server.block_on(sample_reasons(
                 &storage,
                 &addresses[..addresses.len().min(200)],
@@ -2204,7 +2204,7 @@ mod mem {
             MemoryVia::Storage => {
                 let addresses: Arc<Vec<Address>> =
                     Arc::new((0..wallets).map(|_| random_address(rng)).collect());
-                let storage = app.state().storage().clone();
+                let storage = app.storage().clone();
                 rt.server.block_on(insert_through_storage(
                     storage,
                     addresses.clone(),

@@ -315,7 +315,7 @@ fn run(
         })
         .collect();
 
-    let storage = app.state().storage().clone();
+    let storage = app.storage().clone();
     let deadline = first_post + Duration::from_secs(args.deadline_secs);
     server_rt.block_on(wait_drained(&storage, args.wallets, deadline))?;
     let drain_seen = first_post.elapsed();

@@ -288,7 +288,7 @@ fn run_once(
         .block_on(start(settings, StartOptions::default()))
         .context("start ampflow")?;
     let outcome = (|| {
-        let storage = app.state().storage().clone();
+        let storage = app.storage().clone();
         let setup_started = Instant::now();
         let donations =
             rt.server
