@@ -1,13 +1,16 @@
-//! The testnet faucet. Each request is owned by a `FaucetRequestActor` (keyed by the request
-//! id): it writes the request, and answers for it. The chain's faucet batcher gathers pending
-//! requests into one `faucet(address[])` transaction, and the transaction's `FaucetPaid` /
-//! `FaucetSkipped` events settle each request, in the same storage transaction that marks the
-//! intent final. A request is therefore paid at most once: it is in at most one open intent,
-//! and an intent is signed once and settled once.
+//! The testnet faucet. A wallet's requests on a chain are owned by one `FaucetRequestActor`
+//! (keyed by the chain and the wallet): it takes the wallet's requests one at a time, applies
+//! the rules and writes the request, and answers for the wallet's requests. The chain's faucet
+//! batcher gathers pending requests into one `faucet(address[])` transaction, and the
+//! transaction's `FaucetPaid` / `FaucetSkipped` events settle each request, in the same
+//! storage transaction that marks the intent final. A request is therefore paid at most once:
+//! it is in at most one open intent, and an intent is signed once and settled once.
 //!
-//! Rules checked before a request is stored: the chain must have a faucet; a wallet with an
-//! open request gets that request back; a wallet paid within the cooldown, or an IP address
-//! over its limit, is told when to come back.
+//! The rules, checked by the actor before a request is stored: a wallet with an open request
+//! gets that request back; a wallet paid within the cooldown, or an IP address over its limit,
+//! is told when to come back. (The façade checks first that the chain has a faucet.) Storage
+//! holds one open request per (chain, wallet) with a unique key, so two processes' actors for
+//! one wallet still open one request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -115,11 +118,9 @@ impl BatchSpec for FaucetSpec {
     }
 }
 
-/// The faucet's front: rules, then the request's actor.
+/// The faucet's front: the chain must have a faucet; then the wallet's actor.
 pub struct Faucet {
     chains: Chains,
-    storage: Storage,
-    clock: Arc<dyn Clock>,
     requests: Arc<Registry<FaucetRequestActor>>,
     batchers: Arc<Batchers<FaucetSpec>>,
 }
@@ -135,15 +136,11 @@ pub struct FaucetAnswer {
 impl Faucet {
     pub(crate) fn new(
         chains: Chains,
-        storage: Storage,
-        clock: Arc<dyn Clock>,
         requests: Arc<Registry<FaucetRequestActor>>,
         batchers: Arc<Batchers<FaucetSpec>>,
     ) -> Self {
         Self {
             chains,
-            storage,
-            clock,
             requests,
             batchers,
         }
@@ -172,93 +169,32 @@ impl Faucet {
             .ok_or(FaucetError::NoFaucet(chain_id))
     }
 
-    /// Asks the chain's faucet to pay `wallet`.
+    /// Asks the chain's faucet to pay `wallet`, through the wallet's actor on the chain.
     pub async fn request(
         &self,
         chain_id: u64,
         wallet: &WalletAddress,
         client_ip: &str,
     ) -> Result<FaucetAnswer, FaucetError> {
-        let settings = self.settings(chain_id)?;
-        let address = wallet.to_string();
-        if let Some(open) = self
-            .storage
-            .find_open_faucet_request(chain_id, &address)
-            .await?
-        {
-            return Ok(FaucetAnswer {
-                request: open,
-                created: false,
-            });
-        }
-        let now = self.clock.now_ms();
-        if let Some(paid_at) = self
-            .storage
-            .last_faucet_payout_at(chain_id, &address)
-            .await?
-        {
-            let until = paid_at + (settings.cooldown_secs as i64) * 1000;
-            if until > now {
-                return Err(FaucetError::CoolingDown {
-                    retry_after_secs: seconds_until(now, until),
-                });
-            }
-        }
-        if settings.per_ip_max > 0 {
-            let window = (settings.per_ip_window_secs as i64) * 1000;
-            let recent = self
-                .storage
-                .recent_faucet_requests_from_ip(
-                    chain_id,
-                    client_ip,
-                    now - window,
-                    u64::from(settings.per_ip_max),
-                )
-                .await?;
-            if recent.len() >= settings.per_ip_max as usize {
-                let oldest = recent.last().copied().unwrap_or(now);
-                return Err(FaucetError::TooManyFromIp {
-                    retry_after_secs: seconds_until(now, oldest + window),
-                });
-            }
-        }
-        let record = FaucetRequestRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+        self.check_chain(chain_id)?;
+        let key = FaucetKey {
             chain_id,
-            address,
-            client_ip: client_ip.to_string(),
-            status: "pending".into(),
-            attempts: 0,
-            tx_hash: None,
-            amount_wei: None,
-            reason: None,
-            created_at_ms: now,
-            updated_at_ms: now,
-            settled_at_ms: None,
+            wallet: *wallet,
         };
-        let opened = self
+        let answer = self
             .requests
-            .call(&record.id.clone(), |reply| FaucetMsg::Open {
-                record: Box::new(record.clone()),
+            .call(&key, |reply| FaucetMsg::Request {
+                client_ip: client_ip.to_string(),
                 reply,
             })
             .await??;
-        Ok(match opened {
-            Opened::Created(request) => {
-                self.batchers.wake(&WorkGroup {
-                    chain_id,
-                    issuer: None,
-                });
-                FaucetAnswer {
-                    request,
-                    created: true,
-                }
-            }
-            Opened::AlreadyOpen(request) => FaucetAnswer {
-                request,
-                created: false,
-            },
-        })
+        if answer.created {
+            self.batchers.wake(&WorkGroup {
+                chain_id,
+                issuer: None,
+            });
+        }
+        Ok(answer)
     }
 
     /// One of the wallet's requests on the chain.
@@ -274,14 +210,16 @@ impl Faucet {
         if uuid::Uuid::parse_str(id).is_err() {
             return Err(FaucetError::NotFound);
         }
-        let request = self
-            .requests
-            .call(&id.to_string(), |reply| FaucetMsg::Get { reply })
-            .await??;
-        match request {
-            Some(r) if r.chain_id == chain_id && r.address == wallet.to_string() => Ok(r),
-            _ => Err(FaucetError::NotFound),
-        }
+        let key = FaucetKey {
+            chain_id,
+            wallet: *wallet,
+        };
+        self.requests
+            .call(&key, |reply| FaucetMsg::Get {
+                id: id.to_string(),
+                reply,
+            })
+            .await?
     }
 }
 
@@ -289,32 +227,152 @@ fn seconds_until(now: i64, until: i64) -> u64 {
     ((until - now).max(0) as u64).div_ceil(1000).max(1)
 }
 
-/// One faucet request's actor.
+/// The key of a wallet's faucet requests on a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FaucetKey {
+    pub chain_id: u64,
+    pub wallet: WalletAddress,
+}
+
+impl std::fmt::Display for FaucetKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.chain_id, self.wallet)
+    }
+}
+
+/// The actor of a wallet's faucet requests on a chain: the rules, then the write.
 #[derive(Clone)]
 pub struct FaucetRequestActor {
     storage: Storage,
+    clock: Arc<dyn Clock>,
+    chains: Chains,
 }
 
 impl FaucetRequestActor {
-    pub(crate) fn new(storage: Storage) -> Self {
-        Self { storage }
+    pub(crate) fn new(storage: Storage, clock: Arc<dyn Clock>, chains: Chains) -> Self {
+        Self {
+            storage,
+            clock,
+            chains,
+        }
+    }
+
+    /// The wallet's open request, or a new one if the rules allow it.
+    async fn request(
+        &self,
+        key: &FaucetKey,
+        client_ip: String,
+    ) -> Result<FaucetAnswer, FaucetError> {
+        let settings = self
+            .chains
+            .get(key.chain_id)
+            .and_then(|chain| chain.settings.faucet.clone())
+            .ok_or(FaucetError::NoFaucet(key.chain_id))?;
+        let address = key.wallet.to_string();
+        if let Some(open) = self
+            .storage
+            .find_open_faucet_request(key.chain_id, &address)
+            .await?
+        {
+            return Ok(FaucetAnswer {
+                request: open,
+                created: false,
+            });
+        }
+        let now = self.clock.now_ms();
+        self.check_limits(key, &settings, &client_ip, now).await?;
+        let record = FaucetRequestRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            chain_id: key.chain_id,
+            address,
+            client_ip,
+            status: "pending".into(),
+            attempts: 0,
+            tx_hash: None,
+            amount_wei: None,
+            reason: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            settled_at_ms: None,
+        };
+        Ok(match self.storage.open_faucet_request(&record).await? {
+            Opened::Created(request) => FaucetAnswer {
+                request,
+                created: true,
+            },
+            Opened::AlreadyOpen(request) => FaucetAnswer {
+                request,
+                created: false,
+            },
+        })
+    }
+
+    /// The cooldown since the wallet's last payout, and the per-address limit.
+    async fn check_limits(
+        &self,
+        key: &FaucetKey,
+        settings: &ampflow_chain::FaucetSettings,
+        client_ip: &str,
+        now: i64,
+    ) -> Result<(), FaucetError> {
+        if let Some(paid_at) = self
+            .storage
+            .last_faucet_payout_at(key.chain_id, &key.wallet.to_string())
+            .await?
+        {
+            let until = paid_at + (settings.cooldown_secs as i64) * 1000;
+            if until > now {
+                return Err(FaucetError::CoolingDown {
+                    retry_after_secs: seconds_until(now, until),
+                });
+            }
+        }
+        if settings.per_ip_max > 0 {
+            let window = (settings.per_ip_window_secs as i64) * 1000;
+            let recent = self
+                .storage
+                .recent_faucet_requests_from_ip(
+                    key.chain_id,
+                    client_ip,
+                    now - window,
+                    u64::from(settings.per_ip_max),
+                )
+                .await?;
+            if recent.len() >= settings.per_ip_max as usize {
+                let oldest = recent.last().copied().unwrap_or(now);
+                return Err(FaucetError::TooManyFromIp {
+                    retry_after_secs: seconds_until(now, oldest + window),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One of the wallet's requests on the chain, as it stands now (the batcher and the
+    /// settlement move it on).
+    async fn get(&self, key: &FaucetKey, id: &str) -> Result<FaucetRequestRecord, FaucetError> {
+        match self.storage.faucet_request(id).await? {
+            Some(r) if r.chain_id == key.chain_id && r.address == key.wallet.to_string() => Ok(r),
+            _ => Err(FaucetError::NotFound),
+        }
     }
 }
 
 pub enum FaucetMsg {
-    Open {
-        record: Box<FaucetRequestRecord>,
-        reply: RpcReplyPort<Result<Opened<FaucetRequestRecord>, FaucetError>>,
+    Request {
+        client_ip: String,
+        reply: RpcReplyPort<Result<FaucetAnswer, FaucetError>>,
     },
     Get {
-        reply: RpcReplyPort<Result<Option<FaucetRequestRecord>, FaucetError>>,
+        id: String,
+        reply: RpcReplyPort<Result<FaucetRequestRecord, FaucetError>>,
     },
     Retire,
 }
 
 impl EntityActor for FaucetRequestActor {
     const KIND: &'static str = "faucet_request";
-    type Key = String;
+    type Key = FaucetKey;
 
     fn retire() -> FaucetMsg {
         FaucetMsg::Retire
@@ -323,66 +381,33 @@ impl EntityActor for FaucetRequestActor {
 
 impl Actor for FaucetRequestActor {
     type Msg = FaucetMsg;
-    type State = FaucetState;
-    type Arguments = String;
+    type State = FaucetKey;
+    type Arguments = FaucetKey;
 
     async fn pre_start(
         &self,
         _: ActorRef<FaucetMsg>,
-        id: String,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        let request = self.storage.faucet_request(&id).await?;
-        Ok(FaucetState { id, request })
+        key: FaucetKey,
+    ) -> Result<FaucetKey, ActorProcessingErr> {
+        Ok(key)
     }
 
     async fn handle(
         &self,
         myself: ActorRef<FaucetMsg>,
         message: FaucetMsg,
-        state: &mut Self::State,
+        key: &mut FaucetKey,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            FaucetMsg::Open { record, reply } => {
-                let result = match &state.request {
-                    Some(existing) => Ok(Opened::AlreadyOpen(existing.clone())),
-                    None => self
-                        .storage
-                        .open_faucet_request(&record)
-                        .await
-                        .map_err(FaucetError::from),
-                };
-                if let Ok(Opened::Created(created)) = &result {
-                    state.request = Some(created.clone());
-                }
-                let _ = reply.send(result);
+            // Boxed, so the idle actor's task stays small (see `WalletActor::handle`).
+            FaucetMsg::Request { client_ip, reply } => {
+                let _ = reply.send(Box::pin(self.request(key, client_ip)).await);
             }
-            FaucetMsg::Get { reply } => {
-                // The batcher and the settlement move an open request on; re-read it until
-                // it is settled.
-                let settled = state
-                    .request
-                    .as_ref()
-                    .is_some_and(|r| r.settled_at_ms.is_some());
-                if !settled {
-                    match self.storage.faucet_request(&state.id).await {
-                        Ok(fresh) if fresh.is_some() => state.request = fresh,
-                        Ok(_) => {}
-                        Err(error) => {
-                            let _ = reply.send(Err(error.into()));
-                            return Ok(());
-                        }
-                    }
-                }
-                let _ = reply.send(Ok(state.request.clone()));
+            FaucetMsg::Get { id, reply } => {
+                let _ = reply.send(Box::pin(self.get(key, &id)).await);
             }
             FaucetMsg::Retire => myself.stop(Some("idle".into())),
         }
         Ok(())
     }
-}
-
-/// A request's actor state: the request as last read (settled requests never change again).
-pub struct FaucetState {
-    id: String,
-    request: Option<FaucetRequestRecord>,
 }

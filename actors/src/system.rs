@@ -187,8 +187,6 @@ impl ActorSystem {
         } = chain_work(&mut config, holder).await?;
         let faucet = Faucet::new(
             config.chains.clone(),
-            config.storage.clone(),
-            config.clock.clone(),
             faucet_requests.clone(),
             faucet_batchers,
         );
@@ -543,7 +541,7 @@ impl Kinds {
                 .await?,
             faucet_requests: self
                 .start(
-                    FaucetRequestActor::new(storage.clone()),
+                    FaucetRequestActor::new(storage.clone(), clock.clone(), config.chains.clone()),
                     config.runtime.clone(),
                 )
                 .await?,
