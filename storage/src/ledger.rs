@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ampflow_types::UnixMillis;
-use ampflow_types::ledger::{LedgerEntryContent, LedgerMetadata, ledger_timestamp};
+use ampflow_types::ledger::{
+    LedgerEntryContent, LedgerMetadata, ledger_timestamp, running_total_addition,
+};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
     DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
@@ -200,7 +202,50 @@ async fn append_in(
     if groups.is_empty() {
         return Ok(Vec::new());
     }
-    let orgs: Vec<&str> = groups.iter().map(|(org, _, _)| *org).collect();
+    let heads_read = lock_heads(txn, &groups).await?;
+    let all_new: Vec<NewLedgerEntry> = groups
+        .iter()
+        .flat_map(|(_, new, _)| new.iter())
+        .filter(|e| e.rule == AmountRule::RunningTotal)
+        .cloned()
+        .collect();
+    let mut plan = Plan {
+        existing: recorded_by_key(txn, &groups).await?,
+        totals: running_totals(txn, &all_new).await?,
+        rows: Vec::new(),
+        moves: Vec::new(),
+    };
+    let mut answers = Vec::with_capacity(groups.len());
+    for (organisation_id, new, now) in &groups {
+        let head = heads_read
+            .get(*organisation_id)
+            .ok_or_else(|| StorageError::Corrupt(format!("ledger head of {organisation_id}")))?;
+        answers.push(plan.group(organisation_id, new, *now, head)?);
+    }
+    for chunk in plan.rows.chunks(500) {
+        entries::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(txn)
+            .await
+            .map_err(|e| match e.sql_err() {
+                Some(SqlErr::UniqueConstraintViolation(_)) => {
+                    StorageError::Corrupt("ledger: an entry was appended concurrently".into())
+                }
+                _ => StorageError::Database {
+                    step: "insert ledger entries",
+                    source: e,
+                },
+            })?;
+    }
+    move_heads(txn, &plan.moves).await?;
+    Ok(answers)
+}
+
+/// Creates the groups' missing heads, then reads them, locked on PostgreSQL (in organisation
+/// order, as every appender locks them; SQLite's write transaction is the lock there).
+async fn lock_heads(
+    txn: &DatabaseTransaction,
+    groups: &[&(&str, &[NewLedgerEntry], UnixMillis)],
+) -> Result<HashMap<String, heads::Model>> {
     let inserted =
         heads::Entity::insert_many(groups.iter().map(|(org, _, now)| heads::ActiveModel {
             organisation_id: Set(org.to_string()),
@@ -220,165 +265,181 @@ async fn append_in(
         Err(e) => return Err(e).context("create ledger heads"),
     }
     let mut head_query = heads::Entity::find()
-        .filter(heads::Column::OrganisationId.is_in(orgs.iter().copied()))
+        .filter(heads::Column::OrganisationId.is_in(groups.iter().map(|(org, _, _)| *org)))
         .order_by_asc(heads::Column::OrganisationId);
     if txn.get_database_backend() == DatabaseBackend::Postgres {
         head_query = head_query.lock_exclusive();
     }
-    let heads_read: HashMap<String, heads::Model> = head_query
+    Ok(head_query
         .all(txn)
         .await
         .context("lock ledger heads")?
         .into_iter()
         .map(|h| (h.organisation_id.clone(), h))
-        .collect();
+        .collect())
+}
 
-    // Entries already recorded answer as they are.
+/// The entries already recorded under the groups' dedupe keys: they answer as they are.
+async fn recorded_by_key(
+    txn: &DatabaseTransaction,
+    groups: &[&(&str, &[NewLedgerEntry], UnixMillis)],
+) -> Result<HashMap<String, LedgerEntryRecord>> {
     let keys: Vec<&str> = groups
         .iter()
         .flat_map(|(_, new, _)| new.iter().filter_map(|e| e.dedupe_key.as_deref()))
         .collect();
-    let mut existing: HashMap<String, LedgerEntryRecord> = HashMap::new();
-    if !keys.is_empty() {
-        for model in entries::Entity::find()
-            .filter(entries::Column::DedupeKey.is_in(keys))
-            .all(txn)
-            .await
-            .context("find recorded ledger entries")?
-        {
-            if let Some(key) = model.dedupe_key.clone() {
-                existing.insert(key, entry_record(model));
-            }
+    let mut existing = HashMap::new();
+    if keys.is_empty() {
+        return Ok(existing);
+    }
+    for model in entries::Entity::find()
+        .filter(entries::Column::DedupeKey.is_in(keys))
+        .all(txn)
+        .await
+        .context("find recorded ledger entries")?
+    {
+        if let Some(key) = model.dedupe_key.clone() {
+            existing.insert(key, entry_record(model));
         }
     }
-    let all_new: Vec<NewLedgerEntry> = groups
-        .iter()
-        .flat_map(|(_, new, _)| new.iter())
-        .filter(|e| e.rule == AmountRule::RunningTotal)
-        .cloned()
-        .collect();
-    let mut totals = running_totals(txn, &all_new).await?;
+    Ok(existing)
+}
 
-    let mut rows = Vec::new();
-    // (organisation, seq read, new seq, new hash, now) of each head that moves.
-    let mut moves: Vec<(String, i64, i64, String, UnixMillis)> = Vec::new();
-    let mut answers_all = Vec::with_capacity(groups.len());
-    for (organisation_id, new, now) in &groups {
-        let head = heads_read
-            .get(*organisation_id)
-            .ok_or_else(|| StorageError::Corrupt(format!("ledger head of {organisation_id}")))?;
+/// (organisation, seq read, new seq, new hash, now) of a head that moves.
+type HeadMove = (String, i64, i64, String, UnixMillis);
+
+/// An append being planned under the head locks: what is recorded already, the running
+/// totals as read, and the rows and head moves to write.
+struct Plan {
+    existing: HashMap<String, LedgerEntryRecord>,
+    totals: HashMap<(String, String), RunningTotal>,
+    rows: Vec<entries::ActiveModel>,
+    moves: Vec<HeadMove>,
+}
+
+/// What one new entry comes to: a record that answers it already, or the amount to append.
+enum Planned {
+    Answered(Box<LedgerEntryRecord>),
+    Append(i64),
+}
+
+impl Plan {
+    /// Chains one organisation's new entries after its `head`; answers their records.
+    fn group(
+        &mut self,
+        organisation_id: &str,
+        new: &[NewLedgerEntry],
+        now: UnixMillis,
+        head: &heads::Model,
+    ) -> Result<Vec<LedgerEntryRecord>> {
         let mut seq = head.seq.max(0) as u64;
         let mut prev = head.entry_hash.clone();
         let mut answers = Vec::with_capacity(new.len());
-        for entry in new.iter() {
-            if let Some(found) = entry.dedupe_key.as_ref().and_then(|k| existing.get(k)) {
-                answers.push(found.clone());
-                continue;
-            }
-            let amount = match entry.rule {
-                AmountRule::Exact => entry.amount,
-                AmountRule::RunningTotal => {
-                    let total = totals
-                        .get_mut(&running_total_key(entry)?)
-                        .ok_or_else(|| StorageError::Corrupt("running total not read".into()))?;
-                    // Amounts carry the entry's sign (a refund is negative): compare sizes.
-                    let missing = entry.amount.abs() - total.recorded.abs();
-                    match &total.latest {
-                        Some(latest) if missing <= 0 => {
-                            answers.push(latest.clone());
-                            continue;
-                        }
-                        _ if missing <= 0 => {
-                            return Err(StorageError::Corrupt(
-                                "a running total of zero has no entry to answer".into(),
-                            ));
-                        }
-                        _ => {}
-                    }
-                    total.recorded = entry.amount;
-                    entry.amount.signum() * missing
+        for entry in new {
+            let amount = match self.amount(entry)? {
+                Planned::Answered(record) => {
+                    answers.push(*record);
+                    continue;
                 }
+                Planned::Append(amount) => amount,
             };
             seq += 1;
-            let content = LedgerEntryContent {
-                amount,
-                currency: entry.currency.clone(),
-                id: prefixed_id("led"),
-                metadata: entry.metadata.clone(),
-                organisation_id: organisation_id.to_string(),
-                prev_entry_hash: prev.clone(),
-                timestamp: ledger_timestamp(entry.created_at_ms),
-                entry_type: entry.entry_type.clone(),
-            };
-            let entry_hash = content.entry_hash();
-            rows.push(entries::ActiveModel {
-                id: Set(content.id.clone()),
-                organisation_id: Set(organisation_id.to_string()),
-                seq: Set(seq as i64),
-                entry_type: Set(content.entry_type.clone()),
-                amount: Set(content.amount),
-                currency: Set(content.currency.clone()),
-                donation_id: Set(content.metadata.donation_id.clone()),
-                donor_name: Set(content.metadata.donor_name.clone()),
-                stripe_payment_intent_id: Set(content.metadata.stripe_payment_intent_id.clone()),
-                created_at_ms: Set(entry.created_at_ms),
-                entry_hash: Set(entry_hash.clone()),
-                prev_entry_hash: Set(prev.clone()),
-                dedupe_key: Set(entry.dedupe_key.clone()),
-            });
-            let record = LedgerEntryRecord {
-                seq,
-                content,
-                entry_hash: entry_hash.clone(),
-                created_at_ms: entry.created_at_ms,
-            };
+            let record = self.row(organisation_id, entry, amount, seq, prev.clone());
             if let Some(key) = &entry.dedupe_key {
                 // The same key twice in one batch is recorded once.
-                existing.insert(key.clone(), record.clone());
+                self.existing.insert(key.clone(), record.clone());
             }
             if entry.rule == AmountRule::RunningTotal
-                && let Some(total) = totals.get_mut(&running_total_key(entry)?)
+                && let Some(total) = self.totals.get_mut(&running_total_key(entry)?)
             {
                 total.latest = Some(record.clone());
             }
+            prev = Some(record.entry_hash.clone());
             answers.push(record);
-            prev = Some(entry_hash);
         }
         if let Some(hash) = prev.filter(|_| seq as i64 != head.seq) {
-            moves.push((
-                organisation_id.to_string(),
-                head.seq,
-                seq as i64,
-                hash,
-                *now,
-            ));
+            self.moves
+                .push((organisation_id.to_string(), head.seq, seq as i64, hash, now));
         }
-        answers_all.push(answers);
+        Ok(answers)
     }
-    for chunk in rows.chunks(500) {
-        entries::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(txn)
-            .await
-            .map_err(|e| match e.sql_err() {
-                Some(SqlErr::UniqueConstraintViolation(_)) => {
-                    StorageError::Corrupt("ledger: an entry was appended concurrently".into())
-                }
-                _ => StorageError::Database {
-                    step: "insert ledger entries",
-                    source: e,
-                },
-            })?;
+
+    /// The amount a new entry appends, or the record that already answers it: its dedupe
+    /// key's, or (a running total the entries so far cover) the donation's latest entry of
+    /// its type. The running-total rule is `ampflow_types::ledger::running_total_addition`.
+    fn amount(&mut self, entry: &NewLedgerEntry) -> Result<Planned> {
+        if let Some(found) = entry.dedupe_key.as_ref().and_then(|k| self.existing.get(k)) {
+            return Ok(Planned::Answered(Box::new(found.clone())));
+        }
+        if entry.rule == AmountRule::Exact {
+            return Ok(Planned::Append(entry.amount));
+        }
+        let total = self
+            .totals
+            .get_mut(&running_total_key(entry)?)
+            .ok_or_else(|| StorageError::Corrupt("running total not read".into()))?;
+        match running_total_addition(entry.amount, total.recorded) {
+            Some(addition) => {
+                total.recorded = entry.amount;
+                Ok(Planned::Append(addition))
+            }
+            None => total
+                .latest
+                .clone()
+                .map(|latest| Planned::Answered(Box::new(latest)))
+                .ok_or_else(|| {
+                    StorageError::Corrupt("a running total of zero has no entry to answer".into())
+                }),
+        }
     }
-    move_heads(txn, &moves).await?;
-    Ok(answers_all)
+
+    /// The new entry's row (kept for the insert) and its record.
+    fn row(
+        &mut self,
+        organisation_id: &str,
+        entry: &NewLedgerEntry,
+        amount: i64,
+        seq: u64,
+        prev: Option<String>,
+    ) -> LedgerEntryRecord {
+        let content = LedgerEntryContent {
+            amount,
+            currency: entry.currency.clone(),
+            id: prefixed_id("led"),
+            metadata: entry.metadata.clone(),
+            organisation_id: organisation_id.to_string(),
+            prev_entry_hash: prev.clone(),
+            timestamp: ledger_timestamp(entry.created_at_ms),
+            entry_type: entry.entry_type.clone(),
+        };
+        let entry_hash = content.entry_hash();
+        self.rows.push(entries::ActiveModel {
+            id: Set(content.id.clone()),
+            organisation_id: Set(organisation_id.to_string()),
+            seq: Set(seq as i64),
+            entry_type: Set(content.entry_type.clone()),
+            amount: Set(content.amount),
+            currency: Set(content.currency.clone()),
+            donation_id: Set(content.metadata.donation_id.clone()),
+            donor_name: Set(content.metadata.donor_name.clone()),
+            stripe_payment_intent_id: Set(content.metadata.stripe_payment_intent_id.clone()),
+            created_at_ms: Set(entry.created_at_ms),
+            entry_hash: Set(entry_hash.clone()),
+            prev_entry_hash: Set(prev),
+            dedupe_key: Set(entry.dedupe_key.clone()),
+        });
+        LedgerEntryRecord {
+            seq,
+            content,
+            entry_hash,
+            created_at_ms: entry.created_at_ms,
+        }
+    }
 }
 
 /// Moves every head in one statement (`UPDATE … FROM (VALUES …)`, which PostgreSQL and SQLite
 /// both take), each only from the sequence number read under the lock.
-async fn move_heads(
-    txn: &DatabaseTransaction,
-    moves: &[(String, i64, i64, String, UnixMillis)],
-) -> Result<()> {
+async fn move_heads(txn: &DatabaseTransaction, moves: &[HeadMove]) -> Result<()> {
     if moves.is_empty() {
         return Ok(());
     }

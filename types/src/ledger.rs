@@ -311,9 +311,30 @@ fn verify_entries(
     }
 }
 
+/// What a running-total entry adds to a ledger. Stripe reports a charge's refunded amount as
+/// a running total (partial refunds included), so a refund entry is given the total so far
+/// (`total`, negative) and records only the part the entries so far (`recorded`, their sum)
+/// do not cover, with `total`'s sign; `None` when they cover it already. Totals that arrive
+/// twice, concurrently or out of order therefore add up to the largest one.
+pub fn running_total_addition(total: i64, recorded: i64) -> Option<i64> {
+    let missing = total.abs() - recorded.abs();
+    (missing > 0).then(|| total.signum() * missing)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_total_adds_only_what_is_not_recorded_yet() {
+        // A first partial refund of 300, then the total of 500: 200 more.
+        assert_eq!(running_total_addition(-300, 0), Some(-300));
+        assert_eq!(running_total_addition(-500, -300), Some(-200));
+        // The same total again, or an older smaller one arriving late: nothing.
+        assert_eq!(running_total_addition(-500, -500), None);
+        assert_eq!(running_total_addition(-300, -500), None);
+        assert_eq!(running_total_addition(0, 0), None);
+    }
 
     fn entry() -> LedgerEntryContent {
         LedgerEntryContent {
