@@ -142,25 +142,14 @@ async fn onward(state: &AppState, request: Request, next: Next) -> Response {
     }
 }
 
-pub async fn enforce(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let config = &state.settings().rate_limit;
-    if !config.enabled {
-        return onward(&state, request, next).await;
-    }
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string());
-    if route.as_deref().is_some_and(|r| config.is_exempt(r)) {
-        return onward(&state, request, next).await;
-    }
-    let route = route.unwrap_or_else(|| UNMATCHED_ROUTE.to_string());
+/// Who the request is counted as, and its address as every IP-keyed limit counts it (IPv6 by
+/// its /64). A credential the limiter verified is handed to the endpoint's extractor through
+/// the request's extensions, so it is read once per request.
+async fn identify(state: &AppState, request: &mut Request) -> (Identifier, std::net::IpAddr) {
     let context =
-        crate::auth::extract::RequestContext::from(request.extensions(), request.headers(), &state);
-    // Every IP-keyed limit counts an IPv6 client by its /64.
+        crate::auth::extract::RequestContext::from(request.extensions(), request.headers(), state);
     let ip = crate::net::ip_key(context.ip);
-    let (who, verified) =
-        super::identifier::identify(&state, request.headers(), &context, ip).await;
+    let (who, verified) = super::identifier::identify(state, request.headers(), &context, ip).await;
     match verified {
         Some(super::identifier::Verified::Session(session)) => {
             request.extensions_mut().insert(session);
@@ -173,6 +162,34 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
         }
         None => {}
     }
+    (who, ip)
+}
+
+/// The route template the request is counted under; `None` when limits are off or the route
+/// is exempt.
+fn limited_route(config: &RateLimitConfig, request: &Request) -> Option<String> {
+    if !config.enabled {
+        return None;
+    }
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    if route.as_deref().is_some_and(|r| config.is_exempt(r)) {
+        return None;
+    }
+    Some(route.unwrap_or_else(|| UNMATCHED_ROUTE.to_string()))
+}
+
+/// The rate-limit layer: counts the request against every rule that applies to it (its tier
+/// by caller and by address, the card-testing limits on `POST /donations`, auto-block) and
+/// answers 429 or 403 when one refuses.
+pub async fn enforce(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let config = &state.settings().rate_limit;
+    let Some(route) = limited_route(config, &request) else {
+        return onward(&state, request, next).await;
+    };
+    let (who, ip) = identify(&state, &mut request).await;
     let method = request.method().clone();
     let prefix = format!("{}ratelimit", config.key_prefix);
 
@@ -187,43 +204,28 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
     let request = if method == Method::POST && route == "/donations" && config.card_testing.enabled
     {
         let authenticated = !matches!(who, Identifier::Ip(_));
-        let read = card_rules(&state, request, &prefix, ip, authenticated).await;
-        let (request, card_rules) = match read {
-            Ok(read) => read,
+        match card_rules(&state, request, &prefix, ip, authenticated).await {
+            Ok((request, card_rules)) => {
+                rules.extend(card_rules);
+                request
+            }
             Err(error) => return error.into_response(),
-        };
-        rules.extend(card_rules);
-        request
+        }
     } else {
         request
     };
-    let auto_block = config.auto_block.enabled.then(|| AutoBlock {
-        block_key: format!("{prefix}:block:{ip}"),
-        count_key: format!("{prefix}:blocks:{ip}"),
-        blocks_max: config.auto_block.blocks_max,
-        window_ms: config.auto_block.window_secs.saturating_mul(1000),
-        duration_ms: config.auto_block.duration_secs.saturating_mul(1000),
-    });
     let (verdict, _) = state
         .rate_limiter()
         .check(&Check {
             rules: &rules,
-            auto_block,
+            auto_block: auto_block(config, &prefix, ip),
         })
         .await;
 
     let kind = who.kind();
     metrics::counter!("ratelimit_checked_total", "endpoint" => route.clone(), "identifier_type" => kind)
         .increment(1);
-    let refused = |reason: &'static str| {
-        metrics::counter!(
-            "ratelimit_blocked_total",
-            "endpoint" => route.clone(),
-            "identifier_type" => kind,
-            "reason" => reason
-        )
-        .increment(1);
-    };
+    let refused = |reason: &'static str| count_refusal(&route, kind, reason);
     match verdict {
         Verdict::Allowed { binding } => {
             let mut response = onward(&state, request, next).await;
@@ -242,54 +244,85 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
             if reason != "tier" {
                 tracing::info!(%ip, reason, "donation refused by the card-testing defence");
             }
-            let secs = retry_after_ms.div_ceil(1000).max(1);
-            let mut response = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_exceeded",
-                format!("Too many requests. Retry after {secs} seconds."),
-            )
-            .retry_after(secs)
-            .into_response();
-            set_headers(
-                &mut response,
-                Headline {
-                    limit,
-                    remaining: 0,
-                    reset_ms,
-                },
-            );
-            response
+            limited(limit, reset_ms, retry_after_ms)
         }
         Verdict::Blocked { retry_after_ms } => {
             refused("auto_block");
-            let secs = retry_after_ms.div_ceil(1000).max(1);
-            let mut response = ApiError::new(
-                StatusCode::FORBIDDEN,
-                "ip_blocked",
-                format!(
-                    "this address is blocked for {secs} more seconds after repeated rate-limit violations"
-                ),
-            )
-            .retry_after(secs)
-            .into_response();
-            // The request's tier, with nothing left until the block ends.
-            if let Some(rule) = rules.first() {
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0);
-                set_headers(
-                    &mut response,
-                    Headline {
-                        limit: rule.limit.limit,
-                        remaining: 0,
-                        reset_ms: now_ms + retry_after_ms,
-                    },
-                );
-            }
-            response
+            blocked(rules.first(), retry_after_ms)
         }
     }
+}
+
+fn count_refusal(route: &str, kind: &'static str, reason: &'static str) {
+    metrics::counter!(
+        "ratelimit_blocked_total",
+        "endpoint" => route.to_string(),
+        "identifier_type" => kind,
+        "reason" => reason
+    )
+    .increment(1);
+}
+
+/// The auto-block keys and limits of the client's address, when auto-blocking is on.
+fn auto_block(config: &RateLimitConfig, prefix: &str, ip: std::net::IpAddr) -> Option<AutoBlock> {
+    config.auto_block.enabled.then(|| AutoBlock {
+        block_key: format!("{prefix}:block:{ip}"),
+        count_key: format!("{prefix}:blocks:{ip}"),
+        blocks_max: config.auto_block.blocks_max,
+        window_ms: config.auto_block.window_secs.saturating_mul(1000),
+        duration_ms: config.auto_block.duration_secs.saturating_mul(1000),
+    })
+}
+
+/// 429 `rate_limit_exceeded`, with `Retry-After` and the refusing rule's headers.
+fn limited(limit: u64, reset_ms: u64, retry_after_ms: u64) -> Response {
+    let secs = retry_after_ms.div_ceil(1000).max(1);
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_exceeded",
+        format!("Too many requests. Retry after {secs} seconds."),
+    )
+    .retry_after(secs)
+    .into_response();
+    set_headers(
+        &mut response,
+        Headline {
+            limit,
+            remaining: 0,
+            reset_ms,
+        },
+    );
+    response
+}
+
+/// 403 `ip_blocked`, with `Retry-After` and the request's tier at nothing left until the block
+/// ends.
+fn blocked(tier: Option<&Rule>, retry_after_ms: u64) -> Response {
+    let secs = retry_after_ms.div_ceil(1000).max(1);
+    let mut response = ApiError::new(
+        StatusCode::FORBIDDEN,
+        "ip_blocked",
+        format!(
+            "this address is blocked for {secs} more seconds after repeated rate-limit violations"
+        ),
+    )
+    .retry_after(secs)
+    .into_response();
+    if let Some(rule) = tier {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        set_headers(
+            &mut response,
+            Headline {
+                limit: rule.limit.limit,
+                remaining: 0,
+                reset_ms: now_ms + retry_after_ms,
+            },
+        );
+    }
+    response
 }
 
 /// The card-testing rules: the client IP's always; the platform-wide, payer-fingerprint and
