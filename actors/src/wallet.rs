@@ -232,6 +232,8 @@ impl Actor for WalletActor {
 }
 
 impl WalletActor {
+    /// Hands each message to its method. (Long only because it lists every message the
+    /// wallet takes: each arm is one call and its reply.)
     async fn dispatch(
         &self,
         myself: ActorRef<WalletMsg>,

@@ -128,7 +128,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::api_keys::router())
 }
 
-/// The OpenAPI document as JSON.
+/// The OpenAPI document as JSON. (Long only because it describes every credential scheme,
+/// one declaration each.)
 pub fn openapi_json() -> anyhow::Result<String> {
     let (_, mut doc) = api_router().split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
@@ -279,7 +280,9 @@ fn dashboard_auth(settings: &Settings) -> anyhow::Result<crate::auth::Auth> {
         .map_err(|e| anyhow::anyhow!("configure auth: {e}"))
 }
 
-/// Starts everything and binds the listener. The server runs until `shutdown`.
+/// Starts everything and binds the listener. The server runs until `shutdown`. (The
+/// composition root of the process: long because it builds each part and hands it to the
+/// ones that need it, in the order they must start.)
 pub async fn start(settings: Settings, options: StartOptions) -> anyhow::Result<RunningApp> {
     // reqwest (reCAPTCHA, Veriff) uses rustls with this provider.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

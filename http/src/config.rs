@@ -259,7 +259,8 @@ impl AuthConfig {
         }
     }
 
-    /// Checks the ranges; called at start.
+    /// Checks the ranges; called at start. (Long only because it lists every setting's
+    /// range, one check each.)
     pub fn validate(&self) -> Result<(), String> {
         let name_ok = !self.cookie_name.is_empty()
             && self
