@@ -10,7 +10,8 @@
 //! gets that request back; a wallet paid within the cooldown, or an IP address over its limit,
 //! is told when to come back. (The façade checks first that the chain has a faucet.) Storage
 //! holds one open request per (chain, wallet) with a unique key, so two processes' actors for
-//! one wallet still open one request.
+//! one wallet still open one request; and it counts the address's requests and inserts the new
+//! one under the address's lock, since that limit spans every wallet (and every process).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +22,9 @@ use alloy::sol_types::SolCall;
 use ampflow_chain::contracts::Faucet as FaucetContract;
 use ampflow_chain::{BatchSettings, Chains};
 pub use ampflow_storage::FaucetRequestRecord;
-use ampflow_storage::{ItemSettlement, Opened, SettledStatus, Storage, WorkGroup, WorkKind};
+use ampflow_storage::{
+    IpLimit, ItemSettlement, Opened, SettledStatus, Storage, WorkGroup, WorkKind,
+};
 use ampflow_types::{Clock, WalletAddress};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -280,7 +283,7 @@ impl FaucetRequestActor {
             });
         }
         let now = self.clock.now_ms();
-        self.check_limits(key, &settings, &client_ip, now).await?;
+        self.check_cooldown(key, &settings, now).await?;
         let record = FaucetRequestRecord {
             id: uuid::Uuid::new_v4().to_string(),
             chain_id: key.chain_id,
@@ -295,24 +298,41 @@ impl FaucetRequestActor {
             updated_at_ms: now,
             settled_at_ms: None,
         };
-        Ok(match self.storage.open_faucet_request(&record).await? {
-            Opened::Created(request) => FaucetAnswer {
-                request,
-                created: true,
+        let window = (settings.per_ip_window_secs as i64) * 1000;
+        let limit = (settings.per_ip_max > 0).then(|| IpLimit {
+            since: now - window,
+            max: u64::from(settings.per_ip_max),
+        });
+        Ok(
+            match self
+                .storage
+                .open_faucet_request_within(&record, limit)
+                .await?
+            {
+                Ok(Opened::Created(request)) => FaucetAnswer {
+                    request,
+                    created: true,
+                },
+                Ok(Opened::AlreadyOpen(request)) => FaucetAnswer {
+                    request,
+                    created: false,
+                },
+                Err(recent) => {
+                    let oldest = recent.last().copied().unwrap_or(now);
+                    return Err(FaucetError::TooManyFromIp {
+                        retry_after_secs: seconds_until(now, oldest + window),
+                    });
+                }
             },
-            Opened::AlreadyOpen(request) => FaucetAnswer {
-                request,
-                created: false,
-            },
-        })
+        )
     }
 
-    /// The cooldown since the wallet's last payout, and the per-address limit.
-    async fn check_limits(
+    /// The cooldown since the wallet's last payout. (The per-address limit is checked by
+    /// storage with the insert, under the address's lock: it spans every wallet.)
+    async fn check_cooldown(
         &self,
         key: &FaucetKey,
         settings: &ampflow_chain::FaucetSettings,
-        client_ip: &str,
         now: i64,
     ) -> Result<(), FaucetError> {
         if let Some(paid_at) = self
@@ -324,24 +344,6 @@ impl FaucetRequestActor {
             if until > now {
                 return Err(FaucetError::CoolingDown {
                     retry_after_secs: seconds_until(now, until),
-                });
-            }
-        }
-        if settings.per_ip_max > 0 {
-            let window = (settings.per_ip_window_secs as i64) * 1000;
-            let recent = self
-                .storage
-                .recent_faucet_requests_from_ip(
-                    key.chain_id,
-                    client_ip,
-                    now - window,
-                    u64::from(settings.per_ip_max),
-                )
-                .await?;
-            if recent.len() >= settings.per_ip_max as usize {
-                let oldest = recent.last().copied().unwrap_or(now);
-                return Err(FaucetError::TooManyFromIp {
-                    retry_after_secs: seconds_until(now, oldest + window),
                 });
             }
         }

@@ -554,7 +554,44 @@ on_both_databases!(
     a_reverted_transaction_is_a_failure,
     a_request_fails_after_its_last_attempt,
     the_per_ip_limit_counts_an_ipv6_client_by_its_64,
+    concurrent_requests_from_one_address_never_pass_its_limit_together,
 );
+
+/// The per-address limit spans every wallet: eight fresh wallets asking at once from one
+/// address open exactly `per_ip_max` requests, and the others are told when to come back.
+/// (Each wallet has its own actor, so only storage's count-and-insert under the address's
+/// lock keeps them from all reading the count before any of them wrote.)
+async fn concurrent_requests_from_one_address_never_pass_its_limit_together(backend: Backend) {
+    let Some(Setup {
+        app, anvil: _anvil, ..
+    }) = setup_with(
+        backend,
+        |f| f.per_ip_max = 3,
+        |s| s.http.trusted_proxies = vec!["127.0.0.1".into()],
+    )
+    .await
+    else {
+        return;
+    };
+    let mut tokens = Vec::new();
+    for _ in 0..8 {
+        tokens.push(app.access_token(&Wallet::random()).await);
+    }
+    let asks = tokens.iter().map(|token| {
+        app.send(
+            app.client
+                .post(app.url(&format!("/faucet/{CHAIN_ID}")))
+                .bearer_auth(token)
+                .header("x-forwarded-for", "198.51.100.40")
+                .json(&json!({"re_captcha_token": "t"})),
+        )
+    });
+    let answers = futures::future::join_all(asks).await;
+    let opened = answers.iter().filter(|(status, _)| *status == 202).count();
+    let refused = answers.iter().filter(|(status, _)| *status == 429).count();
+    assert_eq!((opened, refused), (3, 5), "{answers:?}");
+    app.stop().await;
+}
 
 /// One IPv6 subscriber holds a whole /64: its addresses share one per-IP budget.
 async fn the_per_ip_limit_counts_an_ipv6_client_by_its_64(backend: Backend) {

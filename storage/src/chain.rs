@@ -559,31 +559,72 @@ impl Storage {
 
     // ----- faucet requests -----
 
+    /// Inserts a pending faucet request, unless the wallet already has one open on the chain
+    /// (then that one is returned) or its client address is at `limit` (then the creation
+    /// times of the address's recent requests are returned, newest first). The count and the
+    /// insert run in one transaction that holds the address's lock (a transaction-scoped
+    /// advisory lock on PostgreSQL, the database's write lock on SQLite), so requests from one
+    /// address, for any wallet and in any process, never pass the limit together.
+    pub async fn open_faucet_request_within(
+        &self,
+        record: &FaucetRequestRecord,
+        limit: Option<IpLimit>,
+    ) -> Result<std::result::Result<Opened<FaucetRequestRecord>, Vec<UnixMillis>>> {
+        let Some(limit) = limit else {
+            return self.open_faucet_request(record).await.map(Ok);
+        };
+        let txn = self.db.begin().await.context("begin faucet request")?;
+        let lock = match txn.get_database_backend() {
+            sea_orm::DbBackend::Postgres => sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                [format!("faucet_ip:{}:{}", record.chain_id, record.client_ip).into()],
+            ),
+            backend => {
+                sea_orm::Statement::from_string(backend, "DELETE FROM faucet_requests WHERE 1 = 0")
+            }
+        };
+        txn.execute_raw(lock)
+            .await
+            .context("lock the faucet's client address")?;
+        let recent = recent_from_ip(
+            &txn,
+            record.chain_id,
+            &record.client_ip,
+            limit.since,
+            limit.max,
+        )
+        .await?;
+        if recent.len() as u64 >= limit.max {
+            txn.rollback().await.context("roll back faucet request")?;
+            return Ok(Err(recent));
+        }
+        let inserted = faucet_requests::Entity::insert(faucet_row(record))
+            .exec_without_returning(&txn)
+            .await;
+        if inserted.is_ok() {
+            txn.commit().await.context("commit faucet request")?;
+        } else {
+            txn.rollback().await.context("roll back faucet request")?;
+        }
+        let created = FaucetRequestRecord {
+            status: "pending".into(),
+            attempts: 0,
+            ..record.clone()
+        };
+        let open = self.find_open_faucet_request(record.chain_id, &record.address);
+        created_or_open(inserted, created, open, "faucet request")
+            .await
+            .map(Ok)
+    }
+
     /// Inserts a pending faucet request, unless the wallet already has one open on the chain:
     /// then that one is returned.
-    pub async fn open_faucet_request(
+    async fn open_faucet_request(
         &self,
         record: &FaucetRequestRecord,
     ) -> Result<Opened<FaucetRequestRecord>> {
-        let open_key = faucet_open_key(record.chain_id, &record.address);
-        let row = faucet_requests::ActiveModel {
-            id: Set(record.id.clone()),
-            chain_id: Set(record.chain_id as i64),
-            address: Set(record.address.clone()),
-            client_ip: Set(record.client_ip.clone()),
-            status: Set("pending".into()),
-            open_key: Set(Some(open_key.clone())),
-            attempts: Set(0),
-            next_attempt_at_ms: Set(record.created_at_ms),
-            tx_intent_id: Set(None),
-            tx_hash: Set(None),
-            amount_wei: Set(None),
-            reason: Set(None),
-            created_at_ms: Set(record.created_at_ms),
-            updated_at_ms: Set(record.created_at_ms),
-            settled_at_ms: Set(None),
-        };
-        let inserted = faucet_requests::Entity::insert(row)
+        let inserted = faucet_requests::Entity::insert(faucet_row(record))
             .exec_without_returning(&self.db)
             .await;
         let created = FaucetRequestRecord {
@@ -640,29 +681,6 @@ impl Storage {
             .await
             .context("last faucet payout")?;
         Ok(at.flatten())
-    }
-
-    /// Creation times of the newest (at most `limit`) requests from one IP on the chain since
-    /// `since`, newest first.
-    pub async fn recent_faucet_requests_from_ip(
-        &self,
-        chain_id: u64,
-        client_ip: &str,
-        since: UnixMillis,
-        limit: u64,
-    ) -> Result<Vec<UnixMillis>> {
-        faucet_requests::Entity::find()
-            .select_only()
-            .column(faucet_requests::Column::CreatedAtMs)
-            .filter(faucet_requests::Column::ChainId.eq(chain_id as i64))
-            .filter(faucet_requests::Column::ClientIp.eq(client_ip))
-            .filter(faucet_requests::Column::CreatedAtMs.gte(since))
-            .order_by_desc(faucet_requests::Column::CreatedAtMs)
-            .limit(limit)
-            .into_tuple()
-            .all(&self.reader)
-            .await
-            .context("recent faucet requests from ip")
     }
 
     // ----- whitelisting requests -----
@@ -747,6 +765,57 @@ fn faucet_open_key(chain_id: u64, address: &str) -> String {
 
 /// The answer to an insert guarded by a unique `open_key`: the created record, or, when the
 /// key is taken, the request that holds it.
+/// The per-address limit a faucet request is opened within: at most `max` requests since
+/// `since`.
+#[derive(Debug, Clone, Copy)]
+pub struct IpLimit {
+    pub since: UnixMillis,
+    pub max: u64,
+}
+
+fn faucet_row(record: &FaucetRequestRecord) -> faucet_requests::ActiveModel {
+    faucet_requests::ActiveModel {
+        id: Set(record.id.clone()),
+        chain_id: Set(record.chain_id as i64),
+        address: Set(record.address.clone()),
+        client_ip: Set(record.client_ip.clone()),
+        status: Set("pending".into()),
+        open_key: Set(Some(faucet_open_key(record.chain_id, &record.address))),
+        attempts: Set(0),
+        next_attempt_at_ms: Set(record.created_at_ms),
+        tx_intent_id: Set(None),
+        tx_hash: Set(None),
+        amount_wei: Set(None),
+        reason: Set(None),
+        created_at_ms: Set(record.created_at_ms),
+        updated_at_ms: Set(record.created_at_ms),
+        settled_at_ms: Set(None),
+    }
+}
+
+/// Creation times of the newest (at most `limit`) requests from one IP on the chain since
+/// `since`, newest first.
+async fn recent_from_ip(
+    db: &impl ConnectionTrait,
+    chain_id: u64,
+    client_ip: &str,
+    since: UnixMillis,
+    limit: u64,
+) -> Result<Vec<UnixMillis>> {
+    faucet_requests::Entity::find()
+        .select_only()
+        .column(faucet_requests::Column::CreatedAtMs)
+        .filter(faucet_requests::Column::ChainId.eq(chain_id as i64))
+        .filter(faucet_requests::Column::ClientIp.eq(client_ip))
+        .filter(faucet_requests::Column::CreatedAtMs.gte(since))
+        .order_by_desc(faucet_requests::Column::CreatedAtMs)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await
+        .context("recent faucet requests from ip")
+}
+
 async fn created_or_open<T>(
     inserted: std::result::Result<u64, sea_orm::DbErr>,
     created: T,
