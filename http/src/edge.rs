@@ -21,7 +21,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 /// The rule for one request, applied by the rate-limit layer after it counted the request
@@ -63,7 +63,7 @@ pub fn check(state: &AppState, request: &Request) -> Result<(), ApiError> {
 pub fn not_json() -> ApiError {
     ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "invalid_request",
+        ErrorCode::InvalidRequest,
         "the request body must be a JSON object sent with Content-Type: application/json",
     )
 }

@@ -8,10 +8,155 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// Every `code` the API answers with, in one place: the wire's stable vocabulary. The README's
+/// error table documents each (`tests/surface.rs` checks that it does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    AuthenticationError,
+    AuthorizationError,
+    AutoInvestInProcess,
+    AutoInvestLimit,
+    AutoInvestUnsupported,
+    CampaignNotRegistered,
+    ChainUnavailable,
+    Conflict,
+    EntityFailed,
+    FaucetCooldown,
+    FaucetUnsupported,
+    IdempotencyConflict,
+    InternalError,
+    InvalidRequest,
+    InvalidSignature,
+    IpBlocked,
+    IssuerNotManaged,
+    IssuerNotRegistered,
+    KycExpired,
+    KycRequired,
+    MethodNotAllowed,
+    NotAnIssuer,
+    NotCheckpointed,
+    NotFound,
+    PaymentError,
+    RateLimitExceeded,
+    RateLimited,
+    RecaptchaFailed,
+    RecaptchaUnavailable,
+    RequestTimeout,
+    RequestTooLarge,
+    ServerBusy,
+    ServiceUnavailable,
+    StorageUnavailable,
+    StripeConnectNotConfigured,
+    StripeNotConfigured,
+    TooManyConnections,
+    UnsupportedChain,
+    VeriffNotConfigured,
+    VeriffUnavailable,
+    WhitelistingUnsupported,
+}
+
+impl ErrorCode {
+    pub const ALL: [Self; 41] = [
+        Self::AuthenticationError,
+        Self::AuthorizationError,
+        Self::AutoInvestInProcess,
+        Self::AutoInvestLimit,
+        Self::AutoInvestUnsupported,
+        Self::CampaignNotRegistered,
+        Self::ChainUnavailable,
+        Self::Conflict,
+        Self::EntityFailed,
+        Self::FaucetCooldown,
+        Self::FaucetUnsupported,
+        Self::IdempotencyConflict,
+        Self::InternalError,
+        Self::InvalidRequest,
+        Self::InvalidSignature,
+        Self::IpBlocked,
+        Self::IssuerNotManaged,
+        Self::IssuerNotRegistered,
+        Self::KycExpired,
+        Self::KycRequired,
+        Self::MethodNotAllowed,
+        Self::NotAnIssuer,
+        Self::NotCheckpointed,
+        Self::NotFound,
+        Self::PaymentError,
+        Self::RateLimitExceeded,
+        Self::RateLimited,
+        Self::RecaptchaFailed,
+        Self::RecaptchaUnavailable,
+        Self::RequestTimeout,
+        Self::RequestTooLarge,
+        Self::ServerBusy,
+        Self::ServiceUnavailable,
+        Self::StorageUnavailable,
+        Self::StripeConnectNotConfigured,
+        Self::StripeNotConfigured,
+        Self::TooManyConnections,
+        Self::UnsupportedChain,
+        Self::VeriffNotConfigured,
+        Self::VeriffUnavailable,
+        Self::WhitelistingUnsupported,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthenticationError => "authentication_error",
+            Self::AuthorizationError => "authorization_error",
+            Self::AutoInvestInProcess => "auto_invest_in_process",
+            Self::AutoInvestLimit => "auto_invest_limit",
+            Self::AutoInvestUnsupported => "auto_invest_unsupported",
+            Self::CampaignNotRegistered => "campaign_not_registered",
+            Self::ChainUnavailable => "chain_unavailable",
+            Self::Conflict => "conflict",
+            Self::EntityFailed => "entity_failed",
+            Self::FaucetCooldown => "faucet_cooldown",
+            Self::FaucetUnsupported => "faucet_unsupported",
+            Self::IdempotencyConflict => "idempotency_conflict",
+            Self::InternalError => "internal_error",
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidSignature => "invalid_signature",
+            Self::IpBlocked => "ip_blocked",
+            Self::IssuerNotManaged => "issuer_not_managed",
+            Self::IssuerNotRegistered => "issuer_not_registered",
+            Self::KycExpired => "kyc_expired",
+            Self::KycRequired => "kyc_required",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotAnIssuer => "not_an_issuer",
+            Self::NotCheckpointed => "not_checkpointed",
+            Self::NotFound => "not_found",
+            Self::PaymentError => "payment_error",
+            Self::RateLimitExceeded => "rate_limit_exceeded",
+            Self::RateLimited => "rate_limited",
+            Self::RecaptchaFailed => "recaptcha_failed",
+            Self::RecaptchaUnavailable => "recaptcha_unavailable",
+            Self::RequestTimeout => "request_timeout",
+            Self::RequestTooLarge => "request_too_large",
+            Self::ServerBusy => "server_busy",
+            Self::ServiceUnavailable => "service_unavailable",
+            Self::StorageUnavailable => "storage_unavailable",
+            Self::StripeConnectNotConfigured => "stripe_connect_not_configured",
+            Self::StripeNotConfigured => "stripe_not_configured",
+            Self::TooManyConnections => "too_many_connections",
+            Self::UnsupportedChain => "unsupported_chain",
+            Self::VeriffNotConfigured => "veriff_not_configured",
+            Self::VeriffUnavailable => "veriff_unavailable",
+            Self::WhitelistingUnsupported => "whitelisting_unsupported",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub param: Option<String>,
     /// Seconds, sent as `Retry-After` (429 and 503 answers).
@@ -37,7 +182,7 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -58,7 +203,7 @@ impl ApiError {
     }
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
     }
 
     pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
@@ -66,28 +211,36 @@ impl ApiError {
     }
 
     pub fn authentication(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "authentication_error", message)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::AuthenticationError,
+            message,
+        )
     }
 
     pub fn authorization(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "authorization_error", message)
+        Self::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::AuthorizationError,
+            message,
+        )
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
+            ErrorCode::ServiceUnavailable,
             message,
         )
     }
 
     /// 409 `conflict`: another writer got there first, or a limit on what is stored.
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", message)
+        Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
     }
 
     /// A storage failure: its conflicts answer 409, anything else 500.
@@ -101,7 +254,12 @@ impl ApiError {
 
     /// 503 `server_busy` with `Retry-After: 2`: a bounded resource is full.
     pub fn server_busy(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_busy", message).retry_after(2)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServerBusy,
+            message,
+        )
+        .retry_after(2)
     }
 
     /// 503 `storage_unavailable` with `Retry-After: 1`: storage could not complete the request
@@ -111,7 +269,7 @@ impl ApiError {
         tracing::warn!(%cause, "storage unavailable");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
+            ErrorCode::StorageUnavailable,
             "storage could not complete the request just now; retry it",
         )
         .retry_after(1)
@@ -122,7 +280,7 @@ impl ApiError {
         tracing::error!(%cause, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode::InternalError,
             "an internal error occurred; it has been logged",
         )
     }
@@ -132,7 +290,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code,
+                code: self.code.as_str(),
                 message: self.message,
                 param: self.param,
                 retry_after: self
@@ -192,7 +350,7 @@ impl From<ampflow_actors::accounts::ThrottleError> for ApiError {
         match error {
             Limited { retry_after_secs } => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_exceeded",
+                ErrorCode::RateLimitExceeded,
                 error.to_string(),
             )
             .retry_after(retry_after_secs),
@@ -239,10 +397,12 @@ impl From<IdentityError> for ApiError {
             MessageMalformed => Self::invalid_param("message_to_sign", message),
             SignatureMalleable => Self::invalid_param("signed_payload", message),
             WrongChain { .. } => Self::authorization(message),
-            UnsupportedChain { .. } => {
-                Self::new(StatusCode::BAD_REQUEST, "unsupported_chain", message)
-                    .with_param("chain_id")
-            }
+            UnsupportedChain { .. } => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::UnsupportedChain,
+                message,
+            )
+            .with_param("chain_id"),
             RefreshTokenInvalid | RefreshTokenReused => {
                 Self::authentication(message).with_param("refresh_token")
             }
@@ -253,20 +413,20 @@ impl From<IdentityError> for ApiError {
                 tracing::warn!(%message, "chain unavailable");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "chain_unavailable",
+                    ErrorCode::ChainUnavailable,
                     message,
                 )
             }
             VeriffNotConfigured => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "veriff_not_configured",
+                ErrorCode::VeriffNotConfigured,
                 message,
             ),
             VeriffUnavailable(cause) => {
                 tracing::warn!(%cause, "Veriff unavailable");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "veriff_unavailable",
+                    ErrorCode::VeriffUnavailable,
                     message,
                 )
             }
@@ -286,7 +446,7 @@ impl From<RegistryError> for ApiError {
                 tracing::warn!(%error, "request for a failed entity");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "entity_failed",
+                    ErrorCode::EntityFailed,
                     "this record is disabled after repeated failures; an operator has been alerted",
                 )
             }

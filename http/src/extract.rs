@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 /// A JSON body: a JSON object sent as `Content-Type: application/json` (415 otherwise, a
@@ -77,7 +77,7 @@ fn body_error(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
+            ErrorCode::RequestTooLarge,
             "the request body is too large",
         )
     } else {
@@ -306,7 +306,7 @@ mod tests {
         let negative = parse_json::<Body>(br#"{"address": "x", "chain_id": -1}"#).unwrap_err();
         assert_eq!(negative.param.as_deref(), Some("chain_id"));
         let malformed = parse_json::<Body>(br#"{"address": "#).unwrap_err();
-        assert_eq!(malformed.code, "invalid_request");
+        assert_eq!(malformed.code.as_str(), "invalid_request");
         assert!(parse_json::<Body>(b"").is_err());
         assert!(parse_json::<Body>(br#"{"address":"x"} []"#).is_err());
         assert!(parse_json::<Body>(br#"[]"#).is_err());

@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client request id that is echoed; longer ones are replaced.
@@ -61,7 +61,7 @@ pub async fn envelope(State(limits): State<Limits>, mut request: Request, next: 
         Ok(response) => response,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             "the request took too long and was abandoned; retry it",
         )
         .into_response(),
@@ -137,7 +137,7 @@ pub async fn buffer_body(
     if oversized > 0 {
         let mut response = ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
+            ErrorCode::RequestTooLarge,
             "the request body is too large",
         )
         .into_response();
@@ -155,7 +155,7 @@ pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
+        ErrorCode::InternalError,
         "an internal error occurred; it has been logged",
     )
     .into_response()
@@ -168,7 +168,7 @@ pub async fn not_found() -> ApiError {
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this endpoint does not accept that method",
     )
 }

@@ -30,7 +30,7 @@ use serde::Serialize;
 use sha1::Sha1;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorDetail};
+use crate::error::{ApiError, ErrorCode, ErrorDetail};
 use crate::state::AppState;
 
 /// Longest `Authorization` value looked at.
@@ -64,7 +64,7 @@ impl IntoResponse for PartnerError {
         let body = PartnerErrorBody {
             errors: vec![error.message.clone()],
             error: ErrorDetail {
-                code: error.code,
+                code: error.code.as_str(),
                 message: error.message,
                 param: error.param,
                 retry_after: None,
@@ -99,7 +99,7 @@ impl FromRequest<AppState> for PartnerAuth {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "request_too_large",
+                    ErrorCode::RequestTooLarge,
                     "the request body is too large",
                 )
             } else {

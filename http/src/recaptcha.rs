@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::RecaptchaConfig;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 #[derive(Debug, Deserialize)]
 struct SiteVerify {
@@ -42,7 +42,7 @@ impl Recaptcha {
         let failed = |message: String| {
             ApiError::new(
                 axum::http::StatusCode::BAD_REQUEST,
-                "recaptcha_failed",
+                ErrorCode::RecaptchaFailed,
                 message,
             )
             .with_param("re_captcha_token")
@@ -65,7 +65,7 @@ impl Recaptcha {
                 tracing::warn!(error = %e.without_url(), "reCAPTCHA siteverify failed");
                 ApiError::new(
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "recaptcha_unavailable",
+                    ErrorCode::RecaptchaUnavailable,
                     "the reCAPTCHA check could not be made; try again",
                 )
             })?

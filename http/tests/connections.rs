@@ -193,6 +193,9 @@ async fn requests_are_answered_while_a_thousand_idle_connections_are_held(backen
     let Some(app) = TestApp::start_with(backend, |s| {
         s.http.connections_per_ip_max = 2_000;
         s.http.connections_max = 2_000;
+        // The held connections send nothing: the header timeout must not close them while a
+        // loaded machine is still opening the rest.
+        s.http.header_read_timeout_ms = 300_000;
     })
     .await
     else {
@@ -208,12 +211,14 @@ async fn requests_are_answered_while_a_thousand_idle_connections_are_held(backen
         .send(client_from(OTHER_CLIENT).get(app.url("/health")))
         .await;
     assert_eq!(status, 200);
+    let counted = wait_until(PATIENCE, || async {
+        open_connections(&metrics(&app).await) >= 1_000.0
+    })
+    .await;
     assert!(
-        wait_until(PATIENCE, || async {
-            open_connections(&metrics(&app).await) >= 1_000.0
-        })
-        .await,
-        "the open-connections gauge counts the held connections"
+        counted,
+        "the open-connections gauge counts the held connections: {}",
+        open_connections(&metrics(&app).await)
     );
     drop(held);
     app.stop().await;

@@ -404,3 +404,28 @@ async fn ready_checks_redis_when_it_is_configured() {
     assert_eq!((status, body), (200, json!({"status": "ready"})));
     app.stop().await;
 }
+
+/// Every error code the API answers with (`ErrorCode::ALL`, the one list) has its row in the
+/// README's error table, so a new code cannot ship undocumented.
+#[test]
+fn every_error_code_is_documented_in_the_readme() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("read the README");
+    // The codes in the first cell of the table's rows (a row may name several).
+    let documented: Vec<&str> = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|line| line.split(" | ").next())
+        .flat_map(|cell| cell.split('`').step_by(2))
+        .map(|code| code.trim_matches(|c: char| c == ',' || c == '/' || c.is_whitespace()))
+        .collect();
+    let missing: Vec<&str> = ampflow_http::error::ErrorCode::ALL
+        .iter()
+        .map(|code| code.as_str())
+        .filter(|code| !documented.contains(code))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "codes without a row in the README's error table: {missing:?}"
+    );
+}

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::card;
 use super::{AutoBlock, Check, Headline, Identifier, Limit, RateLimitConfig, Rule, Tier, Verdict};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 pub static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -279,7 +279,7 @@ fn limited(limit: u64, reset_ms: u64, retry_after_ms: u64) -> Response {
     let secs = retry_after_ms.div_ceil(1000).max(1);
     let mut response = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
-        "rate_limit_exceeded",
+        ErrorCode::RateLimitExceeded,
         format!("Too many requests. Retry after {secs} seconds."),
     )
     .retry_after(secs)
@@ -301,7 +301,7 @@ fn blocked(tier: Option<&Rule>, retry_after_ms: u64) -> Response {
     let secs = retry_after_ms.div_ceil(1000).max(1);
     let mut response = ApiError::new(
         StatusCode::FORBIDDEN,
-        "ip_blocked",
+        ErrorCode::IpBlocked,
         format!(
             "this address is blocked for {secs} more seconds after repeated rate-limit violations"
         ),
@@ -354,7 +354,7 @@ async fn card_rules(
         .map_err(|_| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "request_too_large",
+                ErrorCode::RequestTooLarge,
                 "the request body is too large or could not be read",
             )
         })?;

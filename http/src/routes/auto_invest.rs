@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, WalletAuth};
 use crate::params;
 use crate::state::AppState;
@@ -112,23 +112,31 @@ impl From<AutoInvestError> for ApiError {
     fn from(error: AutoInvestError) -> Self {
         let message = error.to_string();
         match error {
-            AutoInvestError::UnsupportedChain(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "unsupported_chain", message)
-                    .with_param("chainId")
-            }
-            AutoInvestError::NotEnabled(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "auto_invest_unsupported", message)
-                    .with_param("chainId")
-            }
-            AutoInvestError::CampaignNotRegistered(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "campaign_not_registered", message)
-                    .with_param("campaign")
-            }
-            AutoInvestError::InProcess => {
-                ApiError::new(StatusCode::BAD_REQUEST, "auto_invest_in_process", message)
-            }
+            AutoInvestError::UnsupportedChain(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::UnsupportedChain,
+                message,
+            )
+            .with_param("chainId"),
+            AutoInvestError::NotEnabled(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::AutoInvestUnsupported,
+                message,
+            )
+            .with_param("chainId"),
+            AutoInvestError::CampaignNotRegistered(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::CampaignNotRegistered,
+                message,
+            )
+            .with_param("campaign"),
+            AutoInvestError::InProcess => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::AutoInvestInProcess,
+                message,
+            ),
             AutoInvestError::TooMany { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "auto_invest_limit", message)
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::AutoInvestLimit, message)
             }
             AutoInvestError::NotFound => ApiError::not_found(message),
             AutoInvestError::Storage(cause) => ApiError::internal(cause),

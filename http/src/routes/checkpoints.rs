@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::middleware::RequestId;
 use crate::params;
@@ -343,7 +343,7 @@ fn proof_error(e: ProofLookupError) -> ApiError {
         }
         ProofLookupError::NotCheckpointed | ProofLookupError::NotInCheckpoint => ApiError::new(
             StatusCode::CONFLICT,
-            "not_checkpointed",
+            ErrorCode::NotCheckpointed,
             format!("{e}: entries enter the first daily checkpoint built after their day ends"),
         ),
         ProofLookupError::Storage(cause) => ApiError::storage(cause),

@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 
 use crate::auth::api_keys::Policy;
 use crate::auth::extract::{AnyAuth, AnyCaller};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::middleware::RequestId;
 use crate::params;
@@ -137,7 +137,7 @@ impl From<DonationError> for ApiError {
         match error {
             DonationError::NotConfigured => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "stripe_not_configured",
+                ErrorCode::StripeNotConfigured,
                 message,
             ),
             DonationError::OrganisationUnknown | DonationError::OrganisationSuspended => {
@@ -146,15 +146,19 @@ impl From<DonationError> for ApiError {
             DonationError::FundUnknown => Self::invalid_param("fund_id", message),
             DonationError::NotFound => Self::not_found(message),
             DonationError::Payment(stripe) => payment_error(*stripe),
-            DonationError::TransactionIdReused => {
-                Self::new(StatusCode::CONFLICT, "idempotency_conflict", message)
-            }
+            DonationError::TransactionIdReused => Self::new(
+                StatusCode::CONFLICT,
+                ErrorCode::IdempotencyConflict,
+                message,
+            ),
             DonationError::IllegalTransition { .. } | DonationError::Conflict => {
                 Self::conflict(message)
             }
-            DonationError::Signature(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_signature", message)
-            }
+            DonationError::Signature(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidSignature,
+                message,
+            ),
             DonationError::EventMalformed(_) => Self::invalid_request(message),
             DonationError::LivemodeMismatch => Self::invalid_param("livemode", message),
             DonationError::Ledger(cause) => {
@@ -171,7 +175,7 @@ impl From<DonationError> for ApiError {
 /// `payment_error`: a decline is 402, parameters Stripe refused are 400 (naming ours), and
 /// anything on Stripe's side or ours (outage, a refused key) is 502 with the cause logged.
 fn payment_error(error: StripeError) -> ApiError {
-    const CODE: &str = "payment_error";
+    const CODE: ErrorCode = ErrorCode::PaymentError;
     match error {
         StripeError::Api {
             kind,

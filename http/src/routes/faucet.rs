@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, WalletAuth};
 use crate::state::AppState;
 
@@ -73,25 +73,25 @@ impl From<FaucetError> for ApiError {
         match error {
             FaucetError::UnsupportedChain(_) => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "unsupported_chain",
+                ErrorCode::UnsupportedChain,
                 error.to_string(),
             )
             .with_param("chainId"),
             FaucetError::NoFaucet(_) => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "faucet_unsupported",
+                ErrorCode::FaucetUnsupported,
                 error.to_string(),
             )
             .with_param("chainId"),
             FaucetError::CoolingDown { retry_after_secs } => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "faucet_cooldown",
+                ErrorCode::FaucetCooldown,
                 error.to_string(),
             )
             .retry_after(retry_after_secs),
             FaucetError::TooManyFromIp { retry_after_secs } => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 error.to_string(),
             )
             .retry_after(retry_after_secs),

@@ -17,7 +17,7 @@ use ampflow_actors::Organisations;
 use crate::auth::api_keys::Policy;
 use crate::auth::connect::onboarding_url;
 use crate::auth::{Caller, DashboardAuth, SessionAuth};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, ApiPath};
 use crate::middleware::RequestId;
 use crate::routes::public::{Envelope, OrganisationView, rfc3339};
@@ -229,7 +229,7 @@ async fn stripe_connect(
             || {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "stripe_connect_not_configured",
+                    ErrorCode::StripeConnectNotConfigured,
                     "Stripe Connect is not configured on this server",
                 )
             },

@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::extract::{ApiPath, ApiQuery, parse_json};
 use crate::partner_auth::{PartnerAuth, PartnerError, PartnerErrorBody};
 use crate::routes::public::rfc3339;
@@ -290,9 +290,11 @@ fn donation_error(error: DonationError) -> PartnerError {
                 "this key's organisation cannot take donations: {message}"
             ))
         }
-        DonationError::TransactionIdReused => {
-            ApiError::new(StatusCode::CONFLICT, "idempotency_conflict", message)
-        }
+        DonationError::TransactionIdReused => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::IdempotencyConflict,
+            message,
+        ),
         DonationError::IllegalTransition { from, .. } => {
             ApiError::conflict(format!("a {from} donation cannot be cancelled"))
         }
@@ -387,7 +389,7 @@ async fn cancel_donation(
 async fn put_not_implemented() -> Response {
     let mut response = PartnerError(ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "PUT is not implemented: cancel the donation with DELETE, then POST a new one",
     ))
     .into_response();

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, WalletAuth};
 use crate::state::AppState;
 
@@ -81,28 +81,30 @@ impl From<WhitelistError> for ApiError {
             ApiError::new(StatusCode::BAD_REQUEST, code, message.clone()).with_param(param)
         };
         match error {
-            WhitelistError::UnsupportedChain(_) => bad("unsupported_chain", "chain_id"),
-            WhitelistError::NotSupported(_) => bad("whitelisting_unsupported", "chain_id"),
+            WhitelistError::UnsupportedChain(_) => bad(ErrorCode::UnsupportedChain, "chain_id"),
+            WhitelistError::NotSupported(_) => bad(ErrorCode::WhitelistingUnsupported, "chain_id"),
             WhitelistError::KycRequired => {
-                ApiError::new(StatusCode::BAD_REQUEST, "kyc_required", message)
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::KycRequired, message)
             }
             WhitelistError::KycExpired { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "kyc_expired", message)
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::KycExpired, message)
             }
             WhitelistError::IssuerNotRegistered(_) => {
-                bad("issuer_not_registered", "issuer_address")
+                bad(ErrorCode::IssuerNotRegistered, "issuer_address")
             }
             WhitelistError::NotAnIssuer(issuer) => {
                 // A registered address that is not an issuer: the registry is wrong.
                 tracing::error!(issuer = %format!("{issuer:#x}"), "a registered issuer does not answer as an issuer; check the registry");
-                bad("not_an_issuer", "issuer_address")
+                bad(ErrorCode::NotAnIssuer, "issuer_address")
             }
-            WhitelistError::IssuerNotManaged { .. } => bad("issuer_not_managed", "issuer_address"),
+            WhitelistError::IssuerNotManaged { .. } => {
+                bad(ErrorCode::IssuerNotManaged, "issuer_address")
+            }
             WhitelistError::ChainUnavailable { cause, .. } => {
                 tracing::warn!(%cause, "chain unavailable for whitelisting");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "chain_unavailable",
+                    ErrorCode::ChainUnavailable,
                     message,
                 )
                 .retry_after(5)

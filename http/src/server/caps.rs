@@ -27,7 +27,7 @@ const SHED_DRAIN_BYTES_MAX: usize = 64 * 1024;
 /// `Retry-After` of the refusal, seconds.
 pub const SHED_RETRY_AFTER_SECS: u64 = 5;
 /// The refusal's error code.
-pub const SHED_CODE: &str = "too_many_connections";
+pub const SHED_CODE: crate::error::ErrorCode = crate::error::ErrorCode::TooManyConnections;
 
 /// Which cap a connection ran into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,7 @@ impl Refusal {
     fn build_answer(self) -> Vec<u8> {
         let envelope = ErrorBody {
             error: ErrorDetail {
-                code: SHED_CODE,
+                code: SHED_CODE.as_str(),
                 message: self.message().to_string(),
                 param: None,
                 retry_after: None,
@@ -155,7 +155,9 @@ impl Caps {
                     *counts.per_ip.entry(key).or_default() += 1;
                 }
                 counts.total += 1;
-                metrics::gauge!("http_connections_open").set(counts.total as f64);
+                // Moved by one, not set: every server in the process (tests run several) adds
+                // its own connections, and each permit takes back exactly the one it added.
+                metrics::gauge!("http_connections_open").increment(1.0);
                 None
             }
         };
@@ -204,7 +206,7 @@ impl Drop for Permit {
                 counts.per_ip.remove(&key);
             }
         }
-        metrics::gauge!("http_connections_open").set(counts.total as f64);
+        metrics::gauge!("http_connections_open").decrement(1.0);
     }
 }
 
@@ -339,7 +341,7 @@ mod tests {
             assert!(head.contains(&format!("\r\nretry-after: {SHED_RETRY_AFTER_SECS}")));
             assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())));
             let json: serde_json::Value = serde_json::from_str(body).unwrap();
-            assert_eq!(json["error"]["code"], SHED_CODE);
+            assert_eq!(json["error"]["code"], SHED_CODE.as_str());
             assert_eq!(json["error"]["message"], refusal.message());
             assert!(json["error"]["param"].is_null());
         }
