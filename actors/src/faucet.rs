@@ -23,7 +23,7 @@ use ampflow_chain::contracts::Faucet as FaucetContract;
 use ampflow_chain::{BatchSettings, Chains};
 pub use ampflow_storage::FaucetRequestRecord;
 use ampflow_storage::{
-    IpLimit, ItemSettlement, Opened, SettledStatus, Storage, WorkGroup, WorkKind,
+    IpLimit, ItemSettlement, Opened, RequestStatus, SettledStatus, Storage, WorkGroup, WorkKind,
 };
 use ampflow_types::{Clock, WalletAddress};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -289,7 +289,7 @@ impl FaucetRequestActor {
             chain_id: key.chain_id,
             address,
             client_ip,
-            status: "pending".into(),
+            status: RequestStatus::Pending,
             attempts: 0,
             tx_hash: None,
             amount_wei: None,

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use ampflow_chain::WalletSignature;
 use ampflow_storage::{
-    ChallengeRecord, LoginOutcome, LoginWrite, Opened, RefreshTokenState, RotateOutcome,
-    SessionRecord, Storage, WhitelistRequestRecord,
+    ChallengeRecord, LoginOutcome, LoginWrite, Opened, RefreshTokenState, RequestStatus,
+    RotateOutcome, SessionRecord, Storage, WhitelistRequestRecord,
 };
 pub use ampflow_storage::{UserRecord, VeriffDecision, VeriffDecisionStatus};
 use ampflow_types::{Clock, UnixMillis, WalletAddress};
@@ -399,7 +399,7 @@ impl WalletActor {
             chain_id,
             issuer,
             address: state.address.to_string(),
-            status: "pending".into(),
+            status: RequestStatus::Pending,
             attempts: 0,
             tx_hash: None,
             reason: None,

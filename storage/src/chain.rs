@@ -168,6 +168,61 @@ pub struct WorkItem {
     pub due_at_ms: UnixMillis,
 }
 
+/// Where a faucet or whitelisting request stands: pending → submitted (in a transaction) →
+/// paid | skipped (faucet) | confirmed (whitelisting), or failed; back to pending after a
+/// failed attempt with attempts left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestStatus {
+    Pending,
+    Submitted,
+    Paid,
+    Skipped,
+    Confirmed,
+    Failed,
+}
+
+impl RequestStatus {
+    pub const ALL: [Self; 6] = [
+        Self::Pending,
+        Self::Submitted,
+        Self::Paid,
+        Self::Skipped,
+        Self::Confirmed,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Submitted => "submitted",
+            Self::Paid => "paid",
+            Self::Skipped => "skipped",
+            Self::Confirmed => "confirmed",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Pending or submitted: the request is still being worked on.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Pending | Self::Submitted)
+    }
+
+    /// A stored status; an unknown one is corruption.
+    fn read(text: &str) -> Result<Self> {
+        Self::parse(text).ok_or_else(|| StorageError::Corrupt(format!("request status {text}")))
+    }
+}
+
+impl std::fmt::Display for RequestStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The status a settled request ends in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettledStatus {
@@ -206,8 +261,8 @@ pub struct FaucetRequestRecord {
     pub chain_id: u64,
     pub address: String,
     pub client_ip: String,
-    /// pending, submitted, paid, skipped or failed.
-    pub status: String,
+    /// Pending, submitted, paid, skipped or failed.
+    pub status: RequestStatus,
     pub attempts: u32,
     pub tx_hash: Option<String>,
     pub amount_wei: Option<String>,
@@ -224,8 +279,8 @@ pub struct WhitelistRequestRecord {
     pub chain_id: u64,
     pub issuer: String,
     pub address: String,
-    /// pending, submitted, confirmed or failed.
-    pub status: String,
+    /// Pending, submitted, confirmed or failed.
+    pub status: RequestStatus,
     pub attempts: u32,
     pub tx_hash: Option<String>,
     pub reason: Option<String>,
@@ -608,7 +663,7 @@ impl Storage {
             txn.rollback().await.context("roll back faucet request")?;
         }
         let created = FaucetRequestRecord {
-            status: "pending".into(),
+            status: RequestStatus::Pending,
             attempts: 0,
             ..record.clone()
         };
@@ -628,7 +683,7 @@ impl Storage {
             .exec_without_returning(&self.db)
             .await;
         let created = FaucetRequestRecord {
-            status: "pending".into(),
+            status: RequestStatus::Pending,
             attempts: 0,
             ..record.clone()
         };
@@ -642,7 +697,7 @@ impl Storage {
         chain_id: u64,
         address: &str,
     ) -> Result<Option<FaucetRequestRecord>> {
-        Ok(with_intent_hash(
+        with_intent_hash(
             faucet_requests::Entity::find()
                 .filter(faucet_requests::Column::OpenKey.eq(faucet_open_key(chain_id, address))),
             faucet_requests::Column::TxIntentId,
@@ -650,18 +705,20 @@ impl Storage {
         .one(&self.reader)
         .await
         .context("find open faucet request")?
-        .map(faucet_record))
+        .map(faucet_record)
+        .transpose()
     }
 
     pub async fn faucet_request(&self, id: &str) -> Result<Option<FaucetRequestRecord>> {
-        Ok(with_intent_hash(
+        with_intent_hash(
             faucet_requests::Entity::find_by_id(id.to_string()),
             faucet_requests::Column::TxIntentId,
         )
         .one(&self.reader)
         .await
         .context("find faucet request")?
-        .map(faucet_record))
+        .map(faucet_record)
+        .transpose()
     }
 
     /// When the wallet was last paid on the chain.
@@ -712,7 +769,7 @@ impl Storage {
             .exec_without_returning(&self.db)
             .await;
         let created = WhitelistRequestRecord {
-            status: "pending".into(),
+            status: RequestStatus::Pending,
             attempts: 0,
             ..record.clone()
         };
@@ -724,7 +781,7 @@ impl Storage {
         &self,
         open_key: &str,
     ) -> Result<Option<WhitelistRequestRecord>> {
-        Ok(with_intent_hash(
+        with_intent_hash(
             whitelist_requests::Entity::find()
                 .filter(whitelist_requests::Column::OpenKey.eq(open_key)),
             whitelist_requests::Column::TxIntentId,
@@ -732,7 +789,8 @@ impl Storage {
         .one(&self.reader)
         .await
         .context("find open whitelist request")?
-        .map(whitelist_record))
+        .map(whitelist_record)
+        .transpose()
     }
 
     /// A wallet's whitelisting requests, newest first.
@@ -741,7 +799,7 @@ impl Storage {
         address: &str,
         limit: u64,
     ) -> Result<Vec<WhitelistRequestRecord>> {
-        Ok(with_intent_hash(
+        with_intent_hash(
             whitelist_requests::Entity::find()
                 .filter(whitelist_requests::Column::Address.eq(address))
                 .order_by_desc(whitelist_requests::Column::CreatedAtMs)
@@ -754,7 +812,7 @@ impl Storage {
         .context("list whitelist requests")?
         .into_iter()
         .map(whitelist_record)
-        .collect())
+        .collect()
     }
 }
 
@@ -987,15 +1045,15 @@ fn intent_record(m: tx_intents::Model) -> Result<TxIntentRecord> {
 
 /// A request's row as the API shows it; `tx_hash` is the current one of its intent while it
 /// is submitted (see [`crate::current_tx`]).
-fn faucet_record(joined: WithIntentHash<faucet_requests::Model>) -> FaucetRequestRecord {
+fn faucet_record(joined: WithIntentHash<faucet_requests::Model>) -> Result<FaucetRequestRecord> {
     let tx_hash = joined.shown(joined.row.status == "submitted", &joined.row.tx_hash);
     let m = joined.row;
-    FaucetRequestRecord {
+    Ok(FaucetRequestRecord {
         id: m.id,
         chain_id: m.chain_id as u64,
         address: m.address,
         client_ip: m.client_ip,
-        status: m.status,
+        status: RequestStatus::read(&m.status)?,
         attempts: m.attempts.max(0) as u32,
         tx_hash,
         amount_wei: m.amount_wei,
@@ -1003,25 +1061,27 @@ fn faucet_record(joined: WithIntentHash<faucet_requests::Model>) -> FaucetReques
         created_at_ms: m.created_at_ms,
         updated_at_ms: m.updated_at_ms,
         settled_at_ms: m.settled_at_ms,
-    }
+    })
 }
 
-fn whitelist_record(joined: WithIntentHash<whitelist_requests::Model>) -> WhitelistRequestRecord {
+fn whitelist_record(
+    joined: WithIntentHash<whitelist_requests::Model>,
+) -> Result<WhitelistRequestRecord> {
     let tx_hash = joined.shown(joined.row.status == "submitted", &joined.row.tx_hash);
     let m = joined.row;
-    WhitelistRequestRecord {
+    Ok(WhitelistRequestRecord {
         id: m.id,
         chain_id: m.chain_id as u64,
         issuer: m.issuer,
         address: m.address,
-        status: m.status,
+        status: RequestStatus::read(&m.status)?,
         attempts: m.attempts.max(0) as u32,
         tx_hash,
         reason: m.reason,
         created_at_ms: m.created_at_ms,
         updated_at_ms: m.updated_at_ms,
         settled_at_ms: m.settled_at_ms,
-    }
+    })
 }
 
 /// The columns both request queues share, so one implementation serves both.

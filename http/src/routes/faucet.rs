@@ -57,7 +57,7 @@ impl From<FaucetRequestRecord> for FaucetRequestResponse {
             id: r.id,
             chain_id: r.chain_id,
             wallet_address: r.address,
-            status: r.status,
+            status: r.status.as_str().to_string(),
             tx_hash: r.tx_hash,
             amount: r.amount_wei,
             reason: r.reason,

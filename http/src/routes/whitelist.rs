@@ -64,7 +64,7 @@ impl From<WhitelistRequestRecord> for WhitelistResponse {
             chain_id: r.chain_id,
             issuer_address: r.issuer,
             wallet_address: r.address,
-            status: r.status,
+            status: r.status.as_str().to_string(),
             tx_hash: r.tx_hash,
             reason: r.reason,
             attempts: r.attempts,

@@ -494,8 +494,8 @@ async fn check_requests(
             .faucet_request(id)
             .await?
             .with_context(|| format!("request {id} is gone"))?;
-        *statuses.entry(request.status.clone()).or_default() += 1;
-        if request.status != "paid" {
+        *statuses.entry(request.status.to_string()).or_default() += 1;
+        if request.status != ampflow_storage::RequestStatus::Paid {
             continue;
         }
         ensure!(

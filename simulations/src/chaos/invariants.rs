@@ -11,7 +11,7 @@ use alloy::rpc::types::{Filter, Log};
 use alloy::sol_types::SolEvent;
 use ampflow_chain::contracts::{Faucet, InvestService, WalletApprover};
 use ampflow_standins::stripe::{PaymentIntentStatus, StripeStandIn};
-use ampflow_storage::{AutoInvestStatus, LedgerRange, Storage, TaskFilter};
+use ampflow_storage::{AutoInvestStatus, LedgerRange, RequestStatus, Storage, TaskFilter};
 use anyhow::Context;
 
 use super::setup::{CHAIN_ID, World};
@@ -108,7 +108,7 @@ pub async fn faucet_paid_once(
             ));
             continue;
         };
-        if row.status != "paid" {
+        if row.status != RequestStatus::Paid {
             check.problem(format!(
                 "faucet request {id} of {wallet} ended {} ({:?})",
                 row.status, row.reason
@@ -174,7 +174,7 @@ pub async fn whitelist_settled_once(
                 None => check.problem(format!(
                     "acknowledged whitelisting {id} of {wallet} is missing"
                 )),
-                Some(row) if row.status != "confirmed" => check.problem(format!(
+                Some(row) if row.status != RequestStatus::Confirmed => check.problem(format!(
                     "whitelisting {id} of {wallet} ended {} ({:?})",
                     row.status, row.reason
                 )),
@@ -598,7 +598,7 @@ pub async fn open_work(
     let mut open = Vec::new();
     for (id, _) in &book.faucet {
         if let Some(row) = storage.faucet_request(id).await?
-            && matches!(row.status.as_str(), "pending" | "submitted")
+            && row.status.is_open()
         {
             open.push(format!("faucet {id} {}", row.status));
         }
@@ -606,7 +606,7 @@ pub async fn open_work(
     let wallets: BTreeSet<&String> = book.whitelist.iter().map(|(_, w)| w).collect();
     for wallet in wallets {
         for row in storage.whitelist_requests_for(wallet, 100).await? {
-            if matches!(row.status.as_str(), "pending" | "submitted") {
+            if row.status.is_open() {
                 open.push(format!("whitelisting {} {}", row.id, row.status));
             }
         }
