@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 
 use crate::chain::{finalize_intent, insert_intent};
@@ -276,11 +277,37 @@ async fn write_submits_together(
         })
         .await
         .context("begin auto-invest batch")?;
-    // The triples' open tasks, as they stand now.
-    let mut open: HashMap<String, AutoInvestTask> = HashMap::new();
+    let open = open_tasks(&txn, &keys).await?;
+    // Open counts of the wallets that may get a new task.
+    let needs_count: Vec<(i64, String)> = batch
+        .iter()
+        .zip(&keys)
+        .filter(|(_, key)| !open.contains_key(*key))
+        .map(|(s, _)| (s.chain_id as i64, s.wallet.clone()))
+        .collect();
+    let mut decided = Decided {
+        counts: open_counts(&txn, &needs_count).await?,
+        open,
+        ..Decided::default()
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (submit, key) in batch.iter().zip(&keys) {
+        outcomes.push(decided.decide(submit, key)?);
+    }
+    decided.write(&txn).await?;
+    txn.commit().await.context("commit auto-invest batch")?;
+    Ok(outcomes)
+}
+
+/// The triples' open tasks, as they stand now, by open key.
+async fn open_tasks(
+    txn: &DatabaseTransaction,
+    keys: &[String],
+) -> Result<HashMap<String, AutoInvestTask>> {
+    let mut open = HashMap::new();
     for row in tasks::Entity::find()
         .filter(tasks::Column::OpenKey.is_in(keys.iter().cloned()))
-        .all(&txn)
+        .all(txn)
         .await
         .context("find open auto-invests")?
     {
@@ -290,39 +317,47 @@ async fn write_submits_together(
             task,
         );
     }
-    // Open counts of the wallets that may get a new task.
-    let needs_count: Vec<(i64, String)> = batch
-        .iter()
-        .zip(&keys)
-        .filter(|(_, key)| !open.contains_key(*key))
-        .map(|(s, _)| (s.chain_id as i64, s.wallet.clone()))
-        .collect();
-    let mut counts = open_counts(&txn, &needs_count).await?;
-    let mut opened: BTreeMap<(i64, String), i64> = BTreeMap::new();
+    Ok(open)
+}
 
-    // Decide each submit in order, against the state the earlier ones left.
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut created: Vec<String> = Vec::new();
-    // Merged keys, with the version read from storage.
-    let mut merged: HashMap<String, i64> = HashMap::new();
-    for (submit, key) in batch.iter().zip(&keys) {
+/// A batch's submits decided in order, each against the state the earlier ones left: the
+/// open tasks (read, then as decided), the wallets' open counts, and what to write.
+#[derive(Default)]
+struct Decided {
+    open: HashMap<String, AutoInvestTask>,
+    counts: HashMap<(i64, String), u64>,
+    /// Tasks opened per wallet, for the counts.
+    opened: BTreeMap<(i64, String), i64>,
+    /// Keys of the new tasks.
+    created: Vec<String>,
+    /// Keys of the merged tasks, with the version read from storage.
+    merged: HashMap<String, i64>,
+}
+
+impl Decided {
+    fn decide(
+        &mut self,
+        submit: &AutoInvestSubmit,
+        key: &String,
+    ) -> std::result::Result<SubmitOutcome, BatchError> {
         let wallet = (submit.chain_id as i64, submit.wallet.clone());
-        let count = counts.get(&wallet).copied().unwrap_or(0);
-        let outcome = match (decide_submit(open.get(key), count, submit), open.get(key)) {
+        let count = self.counts.get(&wallet).copied().unwrap_or(0);
+        let open = self.open.get(key);
+        Ok(match (decide_submit(open, count, submit), open) {
             (SubmitDecision::InProcess, Some(task)) => SubmitOutcome::InProcess(task.clone()),
             (SubmitDecision::Merge(after), Some(before)) => {
-                if !created.contains(key) {
-                    merged.entry(key.clone()).or_insert(before.version);
+                if !self.created.contains(key) {
+                    self.merged.entry(key.clone()).or_insert(before.version);
                 }
-                open.insert(key.clone(), after.clone());
+                self.open.insert(key.clone(), after.clone());
                 SubmitOutcome::Merged(after)
             }
             (SubmitDecision::TooMany, _) => SubmitOutcome::TooMany(count),
             (SubmitDecision::Create(task), _) => {
-                *counts.entry(wallet.clone()).or_default() += 1;
-                *opened.entry(wallet).or_default() += 1;
-                open.insert(key.clone(), task.clone());
-                created.push(key.clone());
+                *self.counts.entry(wallet.clone()).or_default() += 1;
+                *self.opened.entry(wallet).or_default() += 1;
+                self.open.insert(key.clone(), task.clone());
+                self.created.push(key.clone());
                 SubmitOutcome::Created(task)
             }
             // Only decided with a task.
@@ -331,46 +366,49 @@ async fn write_submits_together(
                     "auto-invest {key}: a decision about a task with none"
                 ))));
             }
-        };
-        outcomes.push(outcome);
+        })
     }
 
-    if !created.is_empty() {
-        let rows = created.iter().map(|key| {
-            let task = &open[key];
-            task_row(task, Some(key.clone()))
-        });
-        match tasks::Entity::insert_many(rows)
-            .exec_without_returning(&txn)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+    /// Inserts the new tasks in one statement, applies each merge as an update conditional
+    /// on the version read, then moves the counts. `Raced` when another writer won meanwhile.
+    async fn write(&self, txn: &DatabaseTransaction) -> std::result::Result<(), BatchError> {
+        if !self.created.is_empty() {
+            let rows = self
+                .created
+                .iter()
+                .map(|key| task_row(&self.open[key], Some(key.clone())));
+            match tasks::Entity::insert_many(rows)
+                .exec_without_returning(txn)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                    return Err(BatchError::Raced);
+                }
+                Err(source) => {
+                    return Err(BatchError::Storage(StorageError::Database {
+                        step: "insert auto-invests",
+                        source,
+                    }));
+                }
+            }
+        }
+        // In id order, as every multi-row writer locks them.
+        let mut merged: Vec<(&AutoInvestTask, i64)> = self
+            .merged
+            .iter()
+            .map(|(key, version)| (&self.open[key], *version))
+            .collect();
+        merged.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        for (task, version_read) in merged {
+            if !write_merge(txn, task, version_read).await? {
                 return Err(BatchError::Raced);
             }
-            Err(source) => {
-                return Err(BatchError::Storage(StorageError::Database {
-                    step: "insert auto-invests",
-                    source,
-                }));
-            }
         }
+        // Last, in wallet order, as every writer of the counts does.
+        adjust_open_counts(txn, &self.opened).await?;
+        Ok(())
     }
-    // In id order, as every multi-row writer locks them.
-    let mut merged: Vec<(&AutoInvestTask, i64)> = merged
-        .iter()
-        .map(|(key, version)| (&open[key], *version))
-        .collect();
-    merged.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-    for (task, version_read) in merged {
-        if !write_merge(&txn, task, version_read).await? {
-            return Err(BatchError::Raced);
-        }
-    }
-    // Last, in wallet order, as every writer of the counts does.
-    adjust_open_counts(&txn, &opened).await?;
-    txn.commit().await.context("commit auto-invest batch")?;
-    Ok(outcomes)
 }
 
 impl Storage {
