@@ -44,12 +44,97 @@ pub enum LedgerError {
 #[derive(Clone)]
 pub struct LedgerReader {
     storage: Storage,
+    clock: Arc<dyn Clock>,
+}
+
+/// Entries read per query while an export streams.
+const EXPORT_CHUNK: u64 = 2_000;
+
+/// An organisation's whole ledger as a document (`{downloaded_at, organisation_id,
+/// entry_count, entries}`, the shape `ampflow ledger verify` reads), in chunks of JSON.
+pub struct Export {
+    pub entry_count: u64,
+    pub chunks: futures::stream::BoxStream<'static, Result<Vec<u8>, std::io::Error>>,
 }
 
 impl LedgerReader {
     /// The organisation's entry count and head hash (none before its first entry).
     pub async fn head(&self, organisation_id: &str) -> Result<(u64, Option<String>), StorageError> {
         self.storage.ledger_head(organisation_id).await
+    }
+
+    /// The organisation's ledger for independent verification, consistent: it holds exactly
+    /// the entries the chain had when the export began, read a page at a time. A read that
+    /// fails mid-way ends the stream with an error (the document is then incomplete, and
+    /// fails to parse, rather than looking whole).
+    pub async fn export(&self, organisation_id: &str) -> Result<Export, StorageError> {
+        use futures::StreamExt;
+        let (count, _) = self.head(organisation_id).await?;
+        let downloaded_at = ampflow_types::ledger::ledger_timestamp(self.clock.now_ms());
+        let head = format!(
+            "{{\"downloaded_at\":{},\"organisation_id\":{},\"entry_count\":{count},\"entries\":[",
+            serde_json::to_string(&downloaded_at).unwrap_or_default(),
+            serde_json::to_string(organisation_id).unwrap_or_default(),
+        );
+        let reader = self.clone();
+        let organisation_id = organisation_id.to_string();
+        // One chunk per page of entries; the document ends with `]}` once `count` are out.
+        let pages = futures::stream::unfold((0u64, false), move |(after, done)| {
+            let reader = reader.clone();
+            let organisation_id = organisation_id.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                if after >= count {
+                    return Some((Ok(b"]}".to_vec()), (after, true)));
+                }
+                match reader.export_page(&organisation_id, after, count).await {
+                    Ok((chunk, last)) => Some((Ok(chunk), (last, false))),
+                    Err(error) => Some((Err(error), (after, true))),
+                }
+            }
+        });
+        Ok(Export {
+            entry_count: count,
+            chunks: futures::stream::once(async move { Ok(head.into_bytes()) })
+                .chain(pages)
+                .boxed(),
+        })
+    }
+
+    /// The entries after `after` (up to a page, and never past `count`), as JSON with their
+    /// separating commas; answers the last seq written.
+    async fn export_page(
+        &self,
+        organisation_id: &str,
+        after: u64,
+        count: u64,
+    ) -> Result<(Vec<u8>, u64), std::io::Error> {
+        let range = LedgerRange {
+            after_seq: after,
+            ..Default::default()
+        };
+        let entries = self
+            .entries(organisation_id, range, EXPORT_CHUNK.min(count - after))
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, organisation = %organisation_id, "ledger export failed");
+                std::io::Error::other("reading the ledger failed")
+            })?;
+        let Some(last) = entries.last().map(|e| e.seq) else {
+            return Err(std::io::Error::other("the ledger ended early"));
+        };
+        let mut chunk = Vec::new();
+        for entry in entries {
+            if entry.seq > 1 {
+                chunk.push(b',');
+            }
+            let export = ampflow_types::ledger::ExportEntry::new(entry.content, entry.entry_hash);
+            serde_json::to_writer(&mut chunk, &export)
+                .map_err(|_| std::io::Error::other("serialise a ledger entry"))?;
+        }
+        Ok((chunk, last))
     }
 
     /// Up to `limit` entries in `range`, in chain order.
@@ -94,6 +179,7 @@ impl Ledger {
     pub fn reader(&self) -> LedgerReader {
         LedgerReader {
             storage: self.storage.clone(),
+            clock: self.clock.clone(),
         }
     }
 

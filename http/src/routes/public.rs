@@ -36,8 +36,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Ledger entries per page by default, and at most.
 const LEDGER_PAGE_DEFAULT: u64 = 50;
 const LEDGER_PAGE_MAX: u64 = 500;
-/// Entries read per query while an export streams.
-const EXPORT_CHUNK: u64 = 2_000;
 
 /// `{data, meta: {request_id}}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -383,71 +381,14 @@ async fn ledger_export(
         caller.require(&state, &id, Policy::LedgerRead).await?;
     }
     let org = known_organisation(&state, &id).await?;
-    let reader = state.actors().ledger().reader();
-    let (count, _) = reader.head(&org.id).await.map_err(ApiError::storage)?;
-    let downloaded_at =
-        ampflow_types::ledger::ledger_timestamp(chrono::Utc::now().timestamp_millis());
-    let head = format!(
-        "{{\"downloaded_at\":{},\"organisation_id\":{},\"entry_count\":{count},\"entries\":[",
-        serde_json::to_string(&downloaded_at).unwrap_or_default(),
-        serde_json::to_string(&org.id).unwrap_or_default(),
-    );
-    let org_id = org.id.clone();
-    // One chunk per page of entries; the body ends with `]}` once `count` entries are out.
-    let pages = futures::stream::unfold((0u64, false), move |(after, done)| {
-        let reader = reader.clone();
-        let org_id = org_id.clone();
-        async move {
-            if done {
-                return None;
-            }
-            if after >= count {
-                return Some((
-                    Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"]}")),
-                    (after, true),
-                ));
-            }
-            let range = LedgerRange {
-                after_seq: after,
-                ..Default::default()
-            };
-            let limit = EXPORT_CHUNK.min(count - after);
-            match reader.entries(&org_id, range, limit).await {
-                Ok(entries) if !entries.is_empty() => {
-                    let last = entries.last().map(|e| e.seq).unwrap_or(after);
-                    let mut chunk = Vec::new();
-                    for entry in entries {
-                        if entry.seq > 1 {
-                            chunk.push(b',');
-                        }
-                        let export = ampflow_types::ledger::ExportEntry::new(
-                            entry.content,
-                            entry.entry_hash,
-                        );
-                        if serde_json::to_writer(&mut chunk, &export).is_err() {
-                            return Some((
-                                Err(std::io::Error::other("serialise a ledger entry")),
-                                (after, true),
-                            ));
-                        }
-                    }
-                    Some((Ok(bytes::Bytes::from(chunk)), (last, false)))
-                }
-                Ok(_) => Some((
-                    Err(std::io::Error::other("the ledger ended early")),
-                    (after, true),
-                )),
-                Err(error) => {
-                    tracing::error!(%error, organisation = %org_id, "ledger export failed");
-                    Some((
-                        Err(std::io::Error::other("reading the ledger failed")),
-                        (after, true),
-                    ))
-                }
-            }
-        }
-    });
-    let body = futures::stream::once(async move { Ok(bytes::Bytes::from(head)) }).chain(pages);
+    let export = state
+        .actors()
+        .ledger()
+        .reader()
+        .export(&org.id)
+        .await
+        .map_err(ApiError::storage)?;
+    let body = export.chunks.map(|chunk| chunk.map(bytes::Bytes::from));
     axum::response::Response::builder()
         .header(axum::http::header::CONTENT_TYPE, "application/json")
         .header(
