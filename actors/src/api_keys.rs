@@ -103,7 +103,7 @@ impl ApiKeys {
     }
 
     /// `Full` when the organisation holds as many keys as allowed.
-    pub async fn check_room(&self, organisation_id: &str) -> Result<(), ApiKeyError> {
+    async fn check_room(&self, organisation_id: &str) -> Result<(), ApiKeyError> {
         let held = self.storage.count_api_keys_of(organisation_id).await?;
         if held >= self.settings.keys_per_organisation_max {
             return Err(ApiKeyError::Full { held });

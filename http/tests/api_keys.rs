@@ -56,6 +56,23 @@ async fn org_with_admin(app: &TestApp) -> Org {
     }
 }
 
+/// A second organisation ("Elsewhere") whose admin is also `org`'s admin, with the same
+/// sessions.
+async fn elsewhere_with_the_same_admin(app: &TestApp, org: &Org) -> Org {
+    let other = Org {
+        id: organisation(app, "Elsewhere").await,
+        admin: org.admin.clone(),
+        member: org.member.clone(),
+    };
+    app.app()
+        .actors()
+        .organisations()
+        .set_member(&other.id, "admin@example.org", "admin")
+        .await
+        .unwrap();
+    other
+}
+
 /// `GET /admin/api-keys` of the organisation, by its admin.
 async fn list_keys(app: &TestApp, org: &Org) -> (u16, Value) {
     let path = format!("/admin/api-keys?organisation_id={}", org.id);
@@ -536,17 +553,7 @@ async fn an_issuer_mints_tokens_for_another_key_of_its_organisation(backend: Bac
     let (status, body) = with_bearer(&app, "POST", &path, &plain, Some(json!({}))).await;
     assert_error(status, &body, 403, "authorization_error", None);
     // Nor can an issuer of another organisation.
-    let other = Org {
-        id: organisation(&app, "Elsewhere").await,
-        admin: org.admin.clone(),
-        member: org.member.clone(),
-    };
-    app.app()
-        .actors()
-        .organisations()
-        .set_member(&other.id, "admin@example.org", "admin")
-        .await
-        .unwrap();
+    let other = elsewhere_with_the_same_admin(&app, &org).await;
     let (_, foreign_issuer) = new_key(&app, &other, &["tokens:issue"]).await;
     let (status, body) = with_bearer(&app, "POST", &path, &foreign_issuer, Some(json!({}))).await;
     assert_error(status, &body, 403, "authorization_error", None);
@@ -1154,17 +1161,7 @@ async fn delegations_are_checked_and_belong_to_issuers_only(backend: Backend) {
         return;
     };
     let org = org_with_admin(&app).await;
-    let other = Org {
-        id: organisation(&app, "Elsewhere").await,
-        admin: org.admin.clone(),
-        member: org.member.clone(),
-    };
-    app.app()
-        .actors()
-        .organisations()
-        .set_member(&other.id, "admin@example.org", "admin")
-        .await
-        .unwrap();
+    let other = elsewhere_with_the_same_admin(&app, &org).await;
     let (reader, _) = new_key(&app, &org, &["donations:read"]).await;
     let (admin_key, _) = new_key(&app, &org, &["keys:admin"]).await;
     let (other_issuer, _) = new_issuer(&app, &org, Some(&["donations:read"]), None).await;

@@ -133,10 +133,6 @@ impl Accounts {
         &self.passwords
     }
 
-    pub fn throttle(&self) -> &LoginThrottle {
-        &self.throttle
-    }
-
     /// `auth.session_idle_timeout_mins` in ms; 0 when off.
     pub fn idle_timeout_ms(&self) -> i64 {
         self.settings.session_idle_timeout_ms
@@ -404,20 +400,31 @@ impl Accounts {
         user: &DashboardUserRecord,
         stamp: impl Fn(&str) -> AuditEvent,
     ) -> Result<u64, AccountError> {
-        let new_stamp = new_security_stamp();
         let audit = stamp("session.logout_all").target("user", &user.id);
+        self.rotate_stamp(user, None, None, "logout_all", &audit)
+            .await
+    }
+
+    /// Gives the user a new security stamp (and `new_password_hash`, when given), ending
+    /// every session but `keep_session`, with `audit`; answers how many sessions ended.
+    async fn rotate_stamp(
+        &self,
+        user: &DashboardUserRecord,
+        new_password_hash: Option<&str>,
+        keep_session: Option<&str>,
+        reason: &str,
+        audit: &AuditEvent,
+    ) -> Result<u64, AccountError> {
+        let new_stamp = new_security_stamp();
         let rotation = StampRotation {
             user_id: &user.id,
             new_stamp: &new_stamp,
-            new_password_hash: None,
-            keep_session: None,
-            reason: "logout_all",
+            new_password_hash,
+            keep_session,
+            reason,
             now: self.clock.now_ms(),
         };
-        Ok(self
-            .storage
-            .rotate_security_stamp(&rotation, &audit)
-            .await?)
+        Ok(self.storage.rotate_security_stamp(&rotation, audit).await?)
     }
 
     /// The user's active sessions that are not idle, newest first (at most 100).
@@ -504,20 +511,15 @@ impl Accounts {
         }
         self.throttle.succeeded(attempt).await?;
         let hash = self.passwords.hash(new).await?;
-        let new_stamp = new_security_stamp();
         let audit = stamp("password.changed").target("user", &user.id);
-        let rotation = StampRotation {
-            user_id: &user.id,
-            new_stamp: &new_stamp,
-            new_password_hash: Some(&hash),
-            keep_session: Some(keep_session),
-            reason: "password_changed",
-            now,
-        };
-        Ok(self
-            .storage
-            .rotate_security_stamp(&rotation, &audit)
-            .await?)
+        self.rotate_stamp(
+            user,
+            Some(&hash),
+            Some(keep_session),
+            "password_changed",
+            &audit,
+        )
+        .await
     }
 
     /// Applies a security-settings patch (`security_settings.updated`, with the settings

@@ -62,11 +62,6 @@ impl Auth {
         &self.config
     }
 
-    /// `auth.session_idle_timeout_mins` in ms; 0 when off.
-    pub fn idle_timeout_ms(&self) -> i64 {
-        i64::from(self.config.session_idle_timeout_mins) * 60_000
-    }
-
     /// The API keys this server makes and takes.
     pub fn key_mode(&self) -> KeyMode {
         self.key_mode

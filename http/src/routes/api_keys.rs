@@ -225,11 +225,6 @@ async fn create_key(
         DelegationRequest::create(&body.delegable_policies, &body.delegable_keys),
     )
     .await?;
-    state
-        .actors()
-        .api_keys()
-        .check_room(&body.organisation_id)
-        .await?;
     let now = state.clock().now_ms();
     let created_by = match caller.actor().id() {
         Some(id) => id.to_string(),
