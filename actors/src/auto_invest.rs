@@ -36,7 +36,7 @@ use ampflow_storage::{
     AutoInvestSubmit, AutoInvestTask, CancelOutcome, Deferral, InvestOutcome, Keyset, LeaseHolder,
     NewTxIntent, RetryPolicy, Storage, StorageError, SubmitOutcome, TxFinal, TxIntentRecord,
 };
-use ampflow_types::{Clock, TrustedKind, WalletAddress};
+use ampflow_types::{ChainId, Clock, TokenAmount, TrustedKind, WalletAddress};
 use parking_lot::Mutex;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use sha2::{Digest, Sha256};
@@ -75,7 +75,7 @@ const NOT_READY_REASONS: [&str; 10] = [
 /// A (chain, wallet, campaign) triple: the key of a task's actor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Triple {
-    pub chain_id: u64,
+    pub chain_id: ChainId,
     pub wallet: WalletAddress,
     pub campaign: WalletAddress,
 }
@@ -90,9 +90,9 @@ impl std::fmt::Display for Triple {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AutoInvestError {
     #[error("chain {0} is not supported")]
-    UnsupportedChain(u64),
+    UnsupportedChain(ChainId),
     #[error("chain {0} does not run auto-invest")]
-    NotEnabled(u64),
+    NotEnabled(ChainId),
     #[error("campaign {0:#x} is not in this platform's registry of campaigns on this chain")]
     CampaignNotRegistered(Address),
     #[error(
@@ -135,7 +135,7 @@ pub enum Submitted {
 fn enabled<'a>(
     chains: &'a Chains,
     senders: &TxSenders,
-    chain_id: u64,
+    chain_id: ChainId,
 ) -> Result<(&'a Chain, &'a AutoInvestSettings, Address), AutoInvestError> {
     let chain = chains
         .get(chain_id)
@@ -198,13 +198,17 @@ impl AutoInvest {
     }
 
     /// Whether the chain runs auto-invest.
-    pub fn check_chain(&self, chain_id: u64) -> Result<(), AutoInvestError> {
+    pub fn check_chain(&self, chain_id: ChainId) -> Result<(), AutoInvestError> {
         enabled(&self.chains, &self.senders, chain_id).map(|_| ())
     }
 
     /// Queues `amount` (stablecoin base units, > 0) for the triple, or merges it into the
     /// triple's pending task. The campaign must be in the registry of trusted contracts.
-    pub async fn submit(&self, triple: Triple, amount: U256) -> Result<Submitted, AutoInvestError> {
+    pub async fn submit(
+        &self,
+        triple: Triple,
+        amount: TokenAmount,
+    ) -> Result<Submitted, AutoInvestError> {
         self.check_chain(triple.chain_id)?;
         let campaign = triple.campaign.as_alloy();
         if !self
@@ -216,10 +220,7 @@ impl AutoInvest {
         }
         let submitted = self
             .tasks
-            .call(&triple, |reply| AutoInvestMsg::Submit {
-                amount: amount.to_string(),
-                reply,
-            })
+            .call(&triple, |reply| AutoInvestMsg::Submit { amount, reply })
             .await??;
         self.executors.wake(triple.chain_id);
         Ok(submitted)
@@ -236,8 +237,8 @@ impl AutoInvest {
     /// Tasks of a wallet or a campaign on the chain, open or finished, newest first.
     pub async fn list(
         &self,
-        chain_id: u64,
-        filter: TaskFilter<'_>,
+        chain_id: ChainId,
+        filter: TaskFilter,
         open: bool,
         cursor: Option<&Keyset>,
         limit: u64,
@@ -269,7 +270,11 @@ impl AutoInvestActor {
         }
     }
 
-    async fn submit(&self, triple: &Triple, amount: String) -> Result<Submitted, AutoInvestError> {
+    async fn submit(
+        &self,
+        triple: &Triple,
+        amount: TokenAmount,
+    ) -> Result<Submitted, AutoInvestError> {
         let settings = self
             .chains
             .get(triple.chain_id)
@@ -278,8 +283,8 @@ impl AutoInvestActor {
         let now = self.clock.now_ms();
         let submit = AutoInvestSubmit {
             chain_id: triple.chain_id,
-            wallet: triple.wallet.to_string(),
-            campaign: triple.campaign.to_string(),
+            wallet: triple.wallet,
+            campaign: triple.campaign,
             amount,
             now,
             expires_at_ms: now.saturating_add((settings.timeout_secs as i64).saturating_mul(1000)),
@@ -304,8 +309,8 @@ impl AutoInvestActor {
             .storage
             .cancel_auto_invest(
                 triple.chain_id,
-                &triple.wallet.to_string(),
-                &triple.campaign.to_string(),
+                &triple.wallet,
+                &triple.campaign,
                 self.clock.now_ms(),
             )
             .await?;
@@ -322,7 +327,7 @@ impl AutoInvestActor {
 
 pub enum AutoInvestMsg {
     Submit {
-        amount: String,
+        amount: TokenAmount,
         reply: RpcReplyPort<Result<Submitted, AutoInvestError>>,
     },
     Cancel {
@@ -374,7 +379,7 @@ impl Actor for AutoInvestActor {
 }
 
 /// A running executor: its chain, its wake-up signal and its task.
-type Running = (u64, Arc<Notify>, JoinHandle<()>);
+type Running = (ChainId, Arc<Notify>, JoinHandle<()>);
 
 /// The executors: one task per chain that runs auto-invest.
 pub struct Executors {
@@ -409,7 +414,7 @@ impl Executors {
         senders: Arc<TxSenders>,
         trusted: Arc<TrustedContracts>,
         holder: LeaseHolder,
-        chain_ids: impl IntoIterator<Item = u64>,
+        chain_ids: impl IntoIterator<Item = ChainId>,
     ) -> Arc<Self> {
         let inner = Arc::new(ExecutorShared {
             storage,
@@ -446,7 +451,7 @@ impl Executors {
     }
 
     /// Makes the chain's executor look at its tasks now.
-    pub fn wake(&self, chain_id: u64) {
+    pub fn wake(&self, chain_id: ChainId) {
         for (id, notify, _) in self.running.lock().iter() {
             if *id == chain_id {
                 notify.notify_one();
@@ -467,18 +472,18 @@ impl Executors {
                 .release_lease(&lease_name(chain_id), &self.inner.holder)
                 .await
             {
-                tracing::warn!(chain_id, %error, "could not release the auto-invest lease");
+                tracing::warn!(%chain_id, %error, "could not release the auto-invest lease");
             }
         }
     }
 }
 
-fn lease_name(chain_id: u64) -> String {
+fn lease_name(chain_id: ChainId) -> String {
     format!("auto_invest:{chain_id}")
 }
 
 impl ExecutorShared {
-    async fn run(self: Arc<Self>, chain_id: u64, wake: Arc<Notify>) {
+    async fn run(self: Arc<Self>, chain_id: ChainId, wake: Arc<Notify>) {
         let Ok((_, settings, _)) = enabled(&self.chains, &self.senders, chain_id) else {
             return;
         };
@@ -498,7 +503,7 @@ impl ExecutorShared {
             let tick = Duration::from_millis(settings.tick_interval_ms.max(10));
             let started = tokio::time::Instant::now();
             if let Err(error) = self.tick(chain_id, &lease).await {
-                tracing::warn!(chain_id, %error, "auto-invest tick failed; trying again next tick");
+                tracing::warn!(%chain_id, %error, "auto-invest tick failed; trying again next tick");
             }
             tokio::select! {
                 () = tokio::time::sleep_until(started + tick) => {}
@@ -511,7 +516,7 @@ impl ExecutorShared {
         }
     }
 
-    async fn tick(&self, chain_id: u64, lease: &Lease) -> Result<(), TickError> {
+    async fn tick(&self, chain_id: ChainId, lease: &Lease) -> Result<(), TickError> {
         fail::fail_point!("executor_panic");
         let Ok((chain, settings, service)) = enabled(&self.chains, &self.senders, chain_id) else {
             return Ok(());
@@ -526,7 +531,7 @@ impl ExecutorShared {
             .expire_auto_invests(chain_id, now, limit)
             .await?;
         if expired > 0 {
-            tracing::info!(chain_id, expired, "auto-invest tasks expired");
+            tracing::info!(%chain_id, expired, "auto-invest tasks expired");
         }
         let due = self.storage.due_auto_invests(chain_id, now, limit).await?;
         let due = self.park_untrusted(chain_id, settings, due, now).await?;
@@ -541,23 +546,20 @@ impl ExecutorShared {
     /// and expire unless the campaign is added again. Answers the others.
     async fn park_untrusted(
         &self,
-        chain_id: u64,
+        chain_id: ChainId,
         settings: &AutoInvestSettings,
         due: Vec<AutoInvestTask>,
         now: i64,
     ) -> Result<Vec<AutoInvestTask>, TickError> {
-        let campaigns: HashSet<Address> =
-            due.iter().filter_map(|t| t.campaign.parse().ok()).collect();
+        let campaigns: HashSet<Address> = due.iter().map(|t| t.campaign.as_alloy()).collect();
         let campaigns: Vec<Address> = campaigns.into_iter().collect();
         let trusted = self
             .trusted
             .trusted_among(chain_id, TrustedKind::Campaign, &campaigns)
             .await?;
-        let (keep, park): (Vec<_>, Vec<_>) = due.into_iter().partition(|task| {
-            task.campaign
-                .parse::<Address>()
-                .is_ok_and(|c| trusted.contains(&c))
-        });
+        let (keep, park): (Vec<_>, Vec<_>) = due
+            .into_iter()
+            .partition(|task| trusted.contains(&task.campaign.as_alloy()));
         if !park.is_empty() {
             let deferrals: Vec<Deferral> = park
                 .iter()
@@ -570,7 +572,7 @@ impl ExecutorShared {
                 .collect();
             self.storage.defer_auto_invests(&deferrals, now).await?;
             tracing::info!(
-                chain_id,
+                %chain_id,
                 parked = park.len(),
                 "auto-invest tasks wait: their campaign is not in the registry"
             );
@@ -587,13 +589,8 @@ impl ExecutorShared {
         service: Address,
         batch: &[AutoInvestTask],
     ) -> Result<(), TickError> {
-        let mut tasks = Vec::with_capacity(batch.len());
-        for task in batch {
-            match record_of(task) {
-                Some(record) => tasks.push((task, record)),
-                None => tracing::error!(task = %task.id, "auto-invest task is corrupt; skipped"),
-            }
-        }
+        let tasks: Vec<(&AutoInvestTask, InvestRecord)> =
+            batch.iter().map(|task| (task, record_of(task))).collect();
         let records: Vec<InvestRecord> = tasks.iter().map(|(_, r)| *r).collect();
         let statuses = chain.invest_status(service, &records).await?;
         let now = self.clock.now_ms();
@@ -665,7 +662,7 @@ impl ExecutorShared {
                 Err(TxError::Reverted(cause)) => {
                     // investFor never reverts for one record; a revert means the platform
                     // cannot call it (e.g. its signer is not an allowed caller).
-                    tracing::error!(chain_id, %cause, "investFor would revert; check the InvestService's allowed callers");
+                    tracing::error!(%chain_id, %cause, "investFor would revert; check the InvestService's allowed callers");
                     let reason = format!("investFor would revert: {cause}");
                     self.defer(&batch, &reason, settings, now).await?;
                     continue;
@@ -682,10 +679,10 @@ impl ExecutorShared {
                 idempotency_key: format!("{PURPOSE}:{chain_id}:{}", hex::encode(key.finalize())),
                 purpose: PURPOSE.to_string(),
                 chain_id,
-                signer: format!("{signer:#x}"),
-                to: format!("{service:#x}"),
+                signer: WalletAddress::from_alloy(signer),
+                to: WalletAddress::from_alloy(service),
                 calldata: format!("0x{}", hex::encode(&data)),
-                value_wei: "0".into(),
+                value_wei: TokenAmount::ZERO,
                 gas_limit: None,
             };
             let claimed: Vec<(String, i64)> = batch
@@ -698,11 +695,11 @@ impl ExecutorShared {
                 .await?
             {
                 Some(intent) => {
-                    tracing::info!(chain_id, intent = %intent.id, tasks = claimed.len(), "auto-invest batch queued for sending");
+                    tracing::info!(%chain_id, intent = %intent.id, tasks = claimed.len(), "auto-invest batch queued for sending");
                     self.senders.wake(chain_id);
                 }
                 None => tracing::debug!(
-                    chain_id,
+                    %chain_id,
                     "a task changed while its batch was built; it is looked at again next tick"
                 ),
             }
@@ -730,13 +727,13 @@ impl ExecutorShared {
     }
 }
 
-/// A task's `investFor` record; `None` if its stored addresses or amount do not parse.
-fn record_of(task: &AutoInvestTask) -> Option<InvestRecord> {
-    Some(InvestRecord {
-        investor: task.wallet.parse().ok()?,
-        campaign: task.campaign.parse().ok()?,
-        amount: U256::from_str_radix(&task.amount, 10).ok()?,
-    })
+/// A task's `investFor` record.
+fn record_of(task: &AutoInvestTask) -> InvestRecord {
+    InvestRecord {
+        investor: task.wallet.as_alloy(),
+        campaign: task.campaign.as_alloy(),
+        amount: task.amount.as_u256(),
+    }
 }
 
 /// The contract's reason, in the words users see.
@@ -781,7 +778,7 @@ impl Settler for AutoInvestSettler {
             .get(intent.chain_id)
             .and_then(|c| c.settings.auto_invest.clone())
             .unwrap_or_default();
-        let service: Option<Address> = intent.to.parse().ok();
+        let service = Some(intent.to.as_alloy());
         let mut outcomes = HashMap::new();
         if matches!(outcome, TxFinal::Confirmed { .. }) {
             for log in logs.iter().filter(|l| Some(l.address()) == service) {
@@ -791,7 +788,7 @@ impl Settler for AutoInvestSettler {
                         format!("{:#x}:{:#x}", event.investor, event.campaign),
                         InvestOutcome {
                             success: event.success,
-                            invested: event.invested.to_string(),
+                            invested: TokenAmount::from_u256(event.invested),
                             retry: NOT_READY_REASONS.contains(&event.reason.as_str()),
                             reason: (!event.success).then_some(event.reason),
                         },
@@ -812,7 +809,7 @@ impl Settler for AutoInvestSettler {
         if settled {
             let succeeded = outcomes.values().filter(|o| o.success).count();
             tracing::info!(
-                chain_id = intent.chain_id,
+                chain_id = %intent.chain_id,
                 intent = %intent.id,
                 succeeded,
                 refused = outcomes.len() - succeeded,

@@ -19,7 +19,7 @@ use ampflow_storage::{
     ItemSettlement, NewTxIntent, RetryPolicy, Storage, StorageError, TxFinal, TxIntentRecord,
     WorkGroup, WorkItem, WorkKind,
 };
-use ampflow_types::Clock;
+use ampflow_types::{ChainId, Clock, TokenAmount, WalletAddress};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -47,7 +47,7 @@ pub trait BatchSpec: Send + Sync + 'static {
     fn kind(&self) -> WorkKind;
     /// The intents' purpose, which routes their outcomes back here.
     fn purpose(&self) -> &'static str;
-    fn settings(&self, chain_id: u64) -> Option<BatchSettings>;
+    fn settings(&self, chain_id: ChainId) -> Option<BatchSettings>;
     /// The contract call paying or approving `wallets`; `None` if the group cannot be sent
     /// (its chain lost its configuration).
     fn call(&self, group: &WorkGroup, wallets: &[Address]) -> Option<(Address, Bytes)>;
@@ -56,7 +56,7 @@ pub trait BatchSpec: Send + Sync + 'static {
         async { Vetting::Send }
     }
     /// Each wallet's outcome, read from the receipt's logs, keyed by lowercase address.
-    fn outcomes(&self, logs: &[Log]) -> HashMap<String, ItemSettlement>;
+    fn outcomes(&self, logs: &[Log]) -> HashMap<WalletAddress, ItemSettlement>;
 }
 
 pub fn retry_policy(settings: &BatchSettings) -> RetryPolicy {
@@ -124,7 +124,9 @@ impl<S: BatchSpec> Batchers<S> {
             "{} batcher chain {} issuer {}",
             self.spec.purpose(),
             group.chain_id,
-            group.issuer.as_deref().unwrap_or("-")
+            group
+                .issuer
+                .map_or_else(|| "-".to_string(), |issuer| issuer.to_string())
         );
         tokio::spawn(async move {
             let (me, mine) = (this.clone(), notify.clone());
@@ -172,7 +174,7 @@ impl<S: BatchSpec> Batchers<S> {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(kind, chain_id = group.chain_id, %error, "batcher step failed");
+                    tracing::warn!(kind, chain_id = %group.chain_id, %error, "batcher step failed");
                     tokio::time::sleep(STORAGE_RETRY).await;
                 }
             }
@@ -184,7 +186,7 @@ impl<S: BatchSpec> Batchers<S> {
         let Some(settings) = self.spec.settings(group.chain_id) else {
             tracing::error!(
                 kind = self.spec.purpose(),
-                chain_id = group.chain_id,
+                chain_id = %group.chain_id,
                 "requests wait for a chain that is no longer configured"
             );
             return Ok(Step::Done);
@@ -208,11 +210,11 @@ impl<S: BatchSpec> Batchers<S> {
             Vetting::Send => {}
             Vetting::Refuse(reason) => {
                 let failed = self.storage.fail_work(kind, &due, &reason, now).await?;
-                tracing::warn!(kind = self.spec.purpose(), chain_id = group.chain_id, issuer = ?group.issuer, failed, %reason, "requests refused before sending");
+                tracing::warn!(kind = self.spec.purpose(), chain_id = %group.chain_id, issuer = ?group.issuer, failed, %reason, "requests refused before sending");
                 return Ok(Step::Again);
             }
             Vetting::Wait(cause) => {
-                tracing::warn!(kind = self.spec.purpose(), chain_id = group.chain_id, %cause, "could not vet the batch; trying again");
+                tracing::warn!(kind = self.spec.purpose(), chain_id = %group.chain_id, %cause, "could not vet the batch; trying again");
                 return Ok(Step::WaitUntil(now + VET_RETRY.as_millis() as i64));
             }
         }
@@ -223,7 +225,7 @@ impl<S: BatchSpec> Batchers<S> {
             Some(intent) => {
                 tracing::info!(
                     kind = self.spec.purpose(),
-                    chain_id = group.chain_id,
+                    chain_id = %group.chain_id,
                     intent = %intent.id,
                     requests = due.len(),
                     "batched requests into a transaction"
@@ -237,13 +239,10 @@ impl<S: BatchSpec> Batchers<S> {
 
     fn intent(&self, group: &WorkGroup, items: &[WorkItem]) -> Option<NewTxIntent> {
         let Some(signer) = self.senders.signer_address(group.chain_id) else {
-            tracing::error!(chain_id = group.chain_id, "no signer for the chain");
+            tracing::error!(chain_id = %group.chain_id, "no signer for the chain");
             return None;
         };
-        let wallets: Vec<Address> = items
-            .iter()
-            .filter_map(|i| i.address.parse().ok())
-            .collect();
+        let wallets: Vec<Address> = items.iter().map(|i| i.address.as_alloy()).collect();
         let (to, data) = self.spec.call(group, &wallets)?;
         // The business key: these requests, at these attempts. The same batch can never be
         // written down (and so sent) twice.
@@ -261,10 +260,10 @@ impl<S: BatchSpec> Batchers<S> {
             ),
             purpose: self.spec.purpose().to_string(),
             chain_id: group.chain_id,
-            signer: format!("{signer:#x}"),
-            to: format!("{to:#x}"),
+            signer: WalletAddress::from_alloy(signer),
+            to: WalletAddress::from_alloy(to),
             calldata: format!("0x{}", hex::encode(&data)),
-            value_wei: "0".into(),
+            value_wei: TokenAmount::ZERO,
             gas_limit: None,
         })
     }

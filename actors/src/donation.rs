@@ -214,11 +214,7 @@ impl Donations {
             id: id.to_string(),
             organisation_id: new.organisation_id.clone(),
             fund_id: fund.map(|f| f.id),
-            wallet_address: new
-                .wallet
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
+            wallet_address: new.wallet,
             amount: new.amount,
             currency: new.currency.as_str().to_string(),
             donor_email: new.donor_email.clone(),
@@ -375,7 +371,7 @@ impl Donations {
             .call(id, |reply| DonationMsg::Get { reply })
             .await??;
         donation
-            .filter(|d| d.wallet_address == wallet.to_string())
+            .filter(|d| d.wallet_address.as_ref() == Some(wallet))
             .ok_or(DonationError::NotFound)
     }
 
@@ -424,10 +420,7 @@ impl Donations {
         cursor: Option<&Keyset>,
         limit: u64,
     ) -> Result<Vec<DonationRecord>, DonationError> {
-        Ok(self
-            .storage
-            .list_donations(&wallet.to_string(), cursor, limit)
-            .await?)
+        Ok(self.storage.list_donations(wallet, cursor, limit).await?)
     }
 
     /// Moves the donation to `to` through its actor; an illegal move is refused.

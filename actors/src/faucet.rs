@@ -25,7 +25,7 @@ pub use ampflow_storage::FaucetRequestRecord;
 use ampflow_storage::{
     IpLimit, ItemSettlement, Opened, RequestStatus, SettledStatus, Storage, WorkGroup, WorkKind,
 };
-use ampflow_types::{Clock, WalletAddress};
+use ampflow_types::{ChainId, Clock, TokenAmount, WalletAddress};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::batcher::{BatchSpec, Batchers};
@@ -35,9 +35,9 @@ use crate::registry::{EntityActor, Registry, RegistryError};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FaucetError {
     #[error("chain {0} is not supported")]
-    UnsupportedChain(u64),
+    UnsupportedChain(ChainId),
     #[error("chain {0} has no faucet")]
-    NoFaucet(u64),
+    NoFaucet(ChainId),
     #[error("this wallet was paid recently; ask again in {retry_after_secs} s")]
     CoolingDown { retry_after_secs: u64 },
     #[error("too many faucet requests from this address; try again in {retry_after_secs} s")]
@@ -78,7 +78,7 @@ impl BatchSpec for FaucetSpec {
         "faucet"
     }
 
-    fn settings(&self, chain_id: u64) -> Option<BatchSettings> {
+    fn settings(&self, chain_id: ChainId) -> Option<BatchSettings> {
         let chain = self.chains.get(chain_id)?;
         chain.settings.faucet.as_ref().map(|f| f.batch())
     }
@@ -92,23 +92,23 @@ impl BatchSpec for FaucetSpec {
         Some((faucet, Bytes::from(call.abi_encode())))
     }
 
-    fn outcomes(&self, logs: &[Log]) -> HashMap<String, ItemSettlement> {
+    fn outcomes(&self, logs: &[Log]) -> HashMap<WalletAddress, ItemSettlement> {
         let mut outcomes = HashMap::new();
         for log in logs {
             if let Ok(paid) = log.log_decode::<FaucetContract::FaucetPaid>() {
                 let event = paid.inner.data;
                 outcomes.insert(
-                    format!("{:#x}", event.wallet),
+                    WalletAddress::from_alloy(event.wallet),
                     ItemSettlement {
                         status: SettledStatus::Paid,
                         reason: None,
-                        amount_wei: Some(event.amount.to_string()),
+                        amount_wei: Some(TokenAmount::from_u256(event.amount)),
                     },
                 );
             } else if let Ok(skipped) = log.log_decode::<FaucetContract::FaucetSkipped>() {
                 let event = skipped.inner.data;
                 outcomes.insert(
-                    format!("{:#x}", event.wallet),
+                    WalletAddress::from_alloy(event.wallet),
                     ItemSettlement {
                         status: SettledStatus::Skipped,
                         reason: Some(event.reason),
@@ -154,12 +154,12 @@ impl Faucet {
     }
 
     /// Whether the chain is supported and has a faucet.
-    pub fn check_chain(&self, chain_id: u64) -> Result<(), FaucetError> {
+    pub fn check_chain(&self, chain_id: ChainId) -> Result<(), FaucetError> {
         self.settings(chain_id).map(|_| ())
     }
 
     /// The chain's faucet settings: the chain must be configured, with a faucet contract.
-    fn settings(&self, chain_id: u64) -> Result<&ampflow_chain::FaucetSettings, FaucetError> {
+    fn settings(&self, chain_id: ChainId) -> Result<&ampflow_chain::FaucetSettings, FaucetError> {
         let chain = self
             .chains
             .get(chain_id)
@@ -175,7 +175,7 @@ impl Faucet {
     /// Asks the chain's faucet to pay `wallet`, through the wallet's actor on the chain.
     pub async fn request(
         &self,
-        chain_id: u64,
+        chain_id: ChainId,
         wallet: &WalletAddress,
         client_ip: &str,
     ) -> Result<FaucetAnswer, FaucetError> {
@@ -203,7 +203,7 @@ impl Faucet {
     /// One of the wallet's requests on the chain.
     pub async fn get(
         &self,
-        chain_id: u64,
+        chain_id: ChainId,
         id: &str,
         wallet: &WalletAddress,
     ) -> Result<FaucetRequestRecord, FaucetError> {
@@ -233,7 +233,7 @@ fn seconds_until(now: i64, until: i64) -> u64 {
 /// The key of a wallet's faucet requests on a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FaucetKey {
-    pub chain_id: u64,
+    pub chain_id: ChainId,
     pub wallet: WalletAddress,
 }
 
@@ -271,7 +271,7 @@ impl FaucetRequestActor {
             .get(key.chain_id)
             .and_then(|chain| chain.settings.faucet.clone())
             .ok_or(FaucetError::NoFaucet(key.chain_id))?;
-        let address = key.wallet.to_string();
+        let address = key.wallet;
         if let Some(open) = self
             .storage
             .find_open_faucet_request(key.chain_id, &address)
@@ -337,7 +337,7 @@ impl FaucetRequestActor {
     ) -> Result<(), FaucetError> {
         if let Some(paid_at) = self
             .storage
-            .last_faucet_payout_at(key.chain_id, &key.wallet.to_string())
+            .last_faucet_payout_at(key.chain_id, &key.wallet)
             .await?
         {
             let until = paid_at + (settings.cooldown_secs as i64) * 1000;
@@ -354,7 +354,7 @@ impl FaucetRequestActor {
     /// settlement move it on).
     async fn get(&self, key: &FaucetKey, id: &str) -> Result<FaucetRequestRecord, FaucetError> {
         match self.storage.faucet_request(id).await? {
-            Some(r) if r.chain_id == key.chain_id && r.address == key.wallet.to_string() => Ok(r),
+            Some(r) if r.chain_id == key.chain_id && r.address == key.wallet => Ok(r),
             _ => Err(FaucetError::NotFound),
         }
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ampflow_chain::{Chains, SignatureBytes, WalletSignature};
 use ampflow_storage::UserRecord;
-use ampflow_types::WalletAddress;
+use ampflow_types::{ChainId, WalletAddress};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::identity_error::IdentityError;
@@ -24,14 +24,14 @@ pub struct Principal {
     pub session_id: String,
     /// The chain a contract wallet's login was checked on (EIP-1271): the session acts for
     /// the address on that chain only. `None` for an EOA login, valid on every chain.
-    pub chain_id: Option<u64>,
+    pub chain_id: Option<ChainId>,
 }
 
 impl Principal {
     /// The caller's address for an action on `chain_id`: refused when the session was proven
     /// by a contract wallet on another chain (the same address on another chain may be
     /// controlled by someone else, or by nobody).
-    pub fn on_chain(&self, chain_id: u64) -> Result<WalletAddress, IdentityError> {
+    pub fn on_chain(&self, chain_id: ChainId) -> Result<WalletAddress, IdentityError> {
         match self.chain_id {
             Some(session_chain_id) if session_chain_id != chain_id => {
                 Err(IdentityError::WrongChain {
@@ -105,9 +105,9 @@ impl Identity {
         &self,
         address: WalletAddress,
         signature: SignatureBytes,
-        chain_id: Option<u64>,
+        chain_id: Option<ChainId>,
     ) -> Result<TokenPair, IdentityError> {
-        let chain_id = chain_id.filter(|id| *id != 0);
+        let chain_id = chain_id.filter(|id| id.get() != 0);
         if signature.is_high_s() {
             return Err(IdentityError::SignatureMalleable);
         }
@@ -137,7 +137,7 @@ impl Identity {
         &self,
         address: WalletAddress,
         signature: &SignatureBytes,
-        chain_id: u64,
+        chain_id: ChainId,
     ) -> Result<TokenPair, IdentityError> {
         let chain = self
             .chains
@@ -199,8 +199,7 @@ impl Identity {
         else {
             return Err(IdentityError::RefreshTokenInvalid);
         };
-        let address = WalletAddress::parse(&session.address)
-            .map_err(|_| IdentityError::RefreshTokenInvalid)?;
+        let address = session.address;
         self.wallets
             .call(&address, |reply| WalletMsg::Refresh {
                 presented_hash: hash.clone(),

@@ -1,4 +1,5 @@
 use crate::registry::RegistryError;
+use ampflow_types::ChainId;
 
 /// Why an identity request was refused. The HTTP layer maps each variant to a status and a
 /// stable error code.
@@ -18,8 +19,8 @@ pub enum IdentityError {
         "this session was signed in by a contract wallet on chain {session_chain_id}; it cannot act on chain {chain_id}"
     )]
     WrongChain {
-        session_chain_id: u64,
-        chain_id: u64,
+        session_chain_id: ChainId,
+        chain_id: ChainId,
     },
     #[error("this login message is unknown, expired or already used; request a new one")]
     ChallengeUnavailable,
@@ -28,7 +29,7 @@ pub enum IdentityError {
     #[error(
         "chain {chain_id} is not supported; contract-wallet (EIP-1271) signatures need a configured chain"
     )]
-    UnsupportedChain { chain_id: u64 },
+    UnsupportedChain { chain_id: ChainId },
     #[error("the refresh token is invalid or expired")]
     RefreshTokenInvalid,
     #[error("this refresh token was already used; its whole session has been revoked")]
@@ -44,7 +45,7 @@ pub enum IdentityError {
     #[error(
         "chain {chain_id} could not be reached to check the contract wallet's signature; retry"
     )]
-    ChainUnavailable { chain_id: u64 },
+    ChainUnavailable { chain_id: ChainId },
     #[error("KYC is not available: Veriff is not configured on this server")]
     VeriffNotConfigured,
     /// Carries the cause for the logs; clients see only the generic text.

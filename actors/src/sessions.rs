@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use ampflow_storage::{SessionRecord, Storage};
-use ampflow_types::{UnixMillis, WalletAddress};
+use ampflow_types::{ChainId, UnixMillis, WalletAddress};
 use parking_lot::RwLock;
 
 use crate::identity_error::IdentityError;
@@ -27,7 +27,7 @@ struct SessionState {
     address: Option<WalletAddress>,
     expires_at_ms: UnixMillis,
     revoked: bool,
-    chain_id: Option<u64>,
+    chain_id: Option<ChainId>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +68,7 @@ impl SessionGate {
         session_id: &str,
         address: &WalletAddress,
         now: UnixMillis,
-    ) -> Result<Option<u64>, IdentityError> {
+    ) -> Result<Option<ChainId>, IdentityError> {
         let cached = self
             .entries
             .read()
@@ -135,7 +135,7 @@ impl SessionGate {
 
 fn state_of(session: &SessionRecord) -> SessionState {
     SessionState {
-        address: WalletAddress::parse(&session.address).ok(),
+        address: Some(session.address),
         expires_at_ms: session.expires_at_ms,
         revoked: session.revoked_at_ms.is_some(),
         chain_id: session.chain_id,

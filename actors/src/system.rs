@@ -78,7 +78,8 @@ pub struct SystemConfig {
     pub jwt_private_key_pem: Option<SecretString>,
     pub chains: ampflow_chain::Chains,
     /// The transaction signer of each chain that sends transactions.
-    pub signers: std::collections::HashMap<u64, alloy::signers::local::PrivateKeySigner>,
+    pub signers:
+        std::collections::HashMap<ampflow_types::ChainId, alloy::signers::local::PrivateKeySigner>,
     /// `None` when Veriff is not configured.
     pub veriff: Option<VeriffSettings>,
     /// `None` when Stripe is not configured: donations are then refused.

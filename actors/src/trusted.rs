@@ -22,7 +22,7 @@ use alloy::signers::local::PrivateKeySigner;
 use ampflow_chain::trust::{TrustWriteError, registry_function, registry_name};
 use ampflow_chain::{Chain, Chains};
 use ampflow_storage::{Storage, StorageError, TrustedContract};
-use ampflow_types::{Clock, TrustedKind};
+use ampflow_types::{ChainId, Clock, TrustedKind, WalletAddress};
 use parking_lot::Mutex;
 
 /// How long a positive answer of the registry is remembered by this process.
@@ -36,11 +36,11 @@ pub const LIST_MAX: u64 = 10_000;
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
     #[error("chain {0} is not configured")]
-    UnsupportedChain(u64),
+    UnsupportedChain(ChainId),
     #[error("{address:#x} has no code on chain {chain_id}: it is not a contract")]
-    NoCode { chain_id: u64, address: Address },
+    NoCode { chain_id: ChainId, address: Address },
     #[error("chain {chain_id}: {reason}")]
-    Chain { chain_id: u64, reason: String },
+    Chain { chain_id: ChainId, reason: String },
     #[error(transparent)]
     Write(#[from] TrustWriteError),
     #[error("storage: {0}")]
@@ -80,7 +80,7 @@ pub struct Listed {
     pub on_chain: Option<bool>,
 }
 
-type CacheKey = (u64, TrustedKind, Address);
+type CacheKey = (ChainId, TrustedKind, Address);
 
 /// The registry's façade, shared by the HTTP front, the executors and the CLI.
 pub struct TrustedContracts {
@@ -106,7 +106,7 @@ impl TrustedContracts {
     /// seen at once.
     pub async fn is_trusted(
         &self,
-        chain_id: u64,
+        chain_id: ChainId,
         kind: TrustedKind,
         address: Address,
     ) -> Result<bool, StorageError> {
@@ -118,7 +118,7 @@ impl TrustedContracts {
         }
         let trusted = !self
             .storage
-            .trusted_among(chain_id, kind, &[lower(address)])
+            .trusted_among(chain_id, kind, &[WalletAddress::from_alloy(address)])
             .await?
             .is_empty();
         let mut cache = self.cache.lock();
@@ -137,29 +137,31 @@ impl TrustedContracts {
     /// (the executors' check before each batch).
     pub async fn trusted_among(
         &self,
-        chain_id: u64,
+        chain_id: ChainId,
         kind: TrustedKind,
         addresses: &[Address],
     ) -> Result<HashSet<Address>, StorageError> {
-        let wanted: Vec<String> = addresses.iter().map(|a| lower(*a)).collect();
-        let found = self.storage.trusted_among(chain_id, kind, &wanted).await?;
-        Ok(addresses
+        let wanted: Vec<WalletAddress> = addresses
             .iter()
-            .copied()
-            .filter(|a| found.contains(&lower(*a)))
-            .collect())
+            .map(|a| WalletAddress::from_alloy(*a))
+            .collect();
+        let found = self.storage.trusted_among(chain_id, kind, &wanted).await?;
+        Ok(found.into_iter().map(|a| a.as_alloy()).collect())
     }
 
     /// Records `addresses` in the database only; answers how many were new. For contracts
     /// already registered on chain (`ampflow chain deploy`) and for tests and benchmarks.
     pub async fn record(
         &self,
-        chain_id: u64,
+        chain_id: ChainId,
         kind: TrustedKind,
         addresses: &[Address],
     ) -> Result<u64, TrustError> {
         self.chain(chain_id)?;
-        let addresses: Vec<String> = addresses.iter().map(|a| lower(*a)).collect();
+        let addresses: Vec<WalletAddress> = addresses
+            .iter()
+            .map(|a| WalletAddress::from_alloy(*a))
+            .collect();
         let now = self.clock.now_ms();
         Ok(self
             .storage
@@ -172,7 +174,7 @@ impl TrustedContracts {
     /// refused (a typo, or a contract not deployed yet).
     pub async fn add(
         &self,
-        chain_id: u64,
+        chain_id: ChainId,
         kind: TrustedKind,
         address: Address,
         operator: Option<PrivateKeySigner>,
@@ -202,7 +204,7 @@ impl TrustedContracts {
     /// queued work is not sent), then on chain (sent with `operator` when given).
     pub async fn remove(
         &self,
-        chain_id: u64,
+        chain_id: ChainId,
         kind: TrustedKind,
         address: Address,
         operator: Option<PrivateKeySigner>,
@@ -210,7 +212,7 @@ impl TrustedContracts {
         let chain = self.chain(chain_id)?;
         let removed = self
             .storage
-            .remove_trusted_contract(chain_id, kind, &lower(address))
+            .remove_trusted_contract(chain_id, kind, &WalletAddress::from_alloy(address))
             .await?;
         self.cache.lock().remove(&(chain_id, kind, address));
         let on_chain = self
@@ -224,7 +226,11 @@ impl TrustedContracts {
 
     /// The chain's trusted contracts of `kind` (at most [`LIST_MAX`]), oldest first, each with
     /// what the contract's registry says.
-    pub async fn list(&self, chain_id: u64, kind: TrustedKind) -> Result<Vec<Listed>, TrustError> {
+    pub async fn list(
+        &self,
+        chain_id: ChainId,
+        kind: TrustedKind,
+    ) -> Result<Vec<Listed>, TrustError> {
         let chain = self.chain(chain_id)?;
         let registry = chain.registry_contract(kind);
         let mut listed = Vec::new();
@@ -233,18 +239,19 @@ impl TrustedContracts {
             .trusted_contracts(chain_id, kind, LIST_MAX)
             .await?
         {
-            let on_chain = match (registry, contract.address.parse::<Address>()) {
-                (Some(registry), Ok(address)) => {
-                    chain.is_registered(registry, kind, address).await.ok()
-                }
-                _ => None,
+            let on_chain = match registry {
+                Some(registry) => chain
+                    .is_registered(registry, kind, contract.address.as_alloy())
+                    .await
+                    .ok(),
+                None => None,
             };
             listed.push(Listed { contract, on_chain });
         }
         Ok(listed)
     }
 
-    fn chain(&self, chain_id: u64) -> Result<&Chain, TrustError> {
+    fn chain(&self, chain_id: ChainId) -> Result<&Chain, TrustError> {
         self.chains
             .get(chain_id)
             .ok_or(TrustError::UnsupportedChain(chain_id))
@@ -286,9 +293,4 @@ impl TrustedContracts {
             }),
         }
     }
-}
-
-/// How the registry stores an address: lowercase `0x…`.
-fn lower(address: Address) -> String {
-    format!("{address:#x}")
 }

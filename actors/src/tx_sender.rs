@@ -38,7 +38,7 @@ use ampflow_chain::{Chain, Chains};
 use ampflow_storage::{
     LeaseHolder, SignedTx, Storage, StorageError, TxFinal, TxIntentRecord, TxIntentStatus,
 };
-use ampflow_types::Clock;
+use ampflow_types::{ChainId, Clock, WalletAddress};
 use backon::BackoffBuilder;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
@@ -82,9 +82,9 @@ pub struct TxSenders {
     storage: Storage,
     clock: Arc<dyn Clock>,
     chains: Chains,
-    signers: HashMap<u64, PrivateKeySigner>,
+    signers: HashMap<ChainId, PrivateKeySigner>,
     settlers: Arc<RwLock<HashMap<&'static str, Arc<dyn Settler>>>>,
-    running: Mutex<HashMap<u64, Running>>,
+    running: Mutex<HashMap<ChainId, Running>>,
     /// This run of the node, as the holder of the senders' leases.
     holder: LeaseHolder,
 }
@@ -94,7 +94,7 @@ impl TxSenders {
         storage: Storage,
         clock: Arc<dyn Clock>,
         chains: Chains,
-        signers: HashMap<u64, PrivateKeySigner>,
+        signers: HashMap<ChainId, PrivateKeySigner>,
         holder: LeaseHolder,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -114,7 +114,7 @@ impl TxSenders {
     }
 
     /// The signing address on a chain, if the chain has a signer.
-    pub fn signer_address(&self, chain_id: u64) -> Option<Address> {
+    pub fn signer_address(&self, chain_id: ChainId) -> Option<Address> {
         self.signers.get(&chain_id).map(PrivateKeySigner::address)
     }
 
@@ -122,9 +122,9 @@ impl TxSenders {
     pub async fn resume(&self) -> Result<(), StorageError> {
         for (chain_id, signer) in self.storage.signers_with_open_intents().await? {
             match self.signer_address(chain_id) {
-                Some(address) if format!("{address:#x}") == signer => self.wake(chain_id),
+                Some(address) if address == signer.as_alloy() => self.wake(chain_id),
                 _ => tracing::error!(
-                    chain_id,
+                    %chain_id,
                     %signer,
                     "open transaction intents belong to a signer that is not configured; they stay open"
                 ),
@@ -134,7 +134,7 @@ impl TxSenders {
     }
 
     /// Tells the chain's sender to look at its intents now, starting it if needed.
-    pub fn wake(&self, chain_id: u64) {
+    pub fn wake(&self, chain_id: ChainId) {
         let mut running = self.running.lock();
         if let Some((notify, handle)) = running.get(&chain_id)
             && !handle.is_finished()
@@ -144,7 +144,7 @@ impl TxSenders {
         }
         let (Some(chain), Some(signer)) = (self.chains.get(chain_id), self.signers.get(&chain_id))
         else {
-            tracing::error!(chain_id, "no signer configured for chain; cannot send");
+            tracing::error!(%chain_id, "no signer configured for chain; cannot send");
             return;
         };
         let notify = Arc::new(Notify::new());
@@ -193,7 +193,7 @@ impl TxSenders {
     /// Stops every sender and gives its lease up, so the next process sends at once. Work in
     /// flight is safe: every step is recorded before it is taken.
     pub async fn shutdown(&self) {
-        let running: Vec<(u64, Running)> = self.running.lock().drain().collect();
+        let running: Vec<(ChainId, Running)> = self.running.lock().drain().collect();
         for (chain_id, (_, handle)) in running {
             handle.abort();
             let _ = handle.await;
@@ -208,13 +208,13 @@ impl TxSenders {
                 )
                 .await
             {
-                tracing::warn!(chain_id, %error, "could not release the sender's lease");
+                tracing::warn!(%chain_id, %error, "could not release the sender's lease");
             }
         }
     }
 }
 
-fn lease_name(chain_id: u64, signer: &str) -> String {
+fn lease_name(chain_id: ChainId, signer: &str) -> String {
     format!("tx_sender:{chain_id}:{signer}")
 }
 
@@ -277,7 +277,7 @@ impl Sender {
                         .get_or_insert_with(|| backoff.build())
                         .next()
                         .unwrap_or(poll);
-                    tracing::warn!(chain_id, signer = %self.signer_text, %error, retry_in_ms = delay.as_millis() as u64, "transaction round failed");
+                    tracing::warn!(%chain_id, signer = %self.signer_text, %error, retry_in_ms = delay.as_millis() as u64, "transaction round failed");
                     delay
                 }
             };
@@ -293,7 +293,11 @@ impl Sender {
         let chain_id = self.chain.settings.chain_id;
         let intents = self
             .storage
-            .open_tx_intents(chain_id, &self.signer_text, INTENTS_PER_ROUND)
+            .open_tx_intents(
+                chain_id,
+                &WalletAddress::from_alloy(self.address),
+                INTENTS_PER_ROUND,
+            )
             .await?;
         if intents.is_empty() {
             return Ok(Round::Idle);
@@ -339,7 +343,10 @@ impl Sender {
         let chain_nonce = self.chain.pending_nonce(self.address).await?;
         let recorded = self
             .storage
-            .highest_open_nonce(self.chain.settings.chain_id, &self.signer_text)
+            .highest_open_nonce(
+                self.chain.settings.chain_id,
+                &WalletAddress::from_alloy(self.address),
+            )
             .await?
             .map_or(0, |n| n + 1);
         let nonce = chain_nonce.max(recorded);
@@ -382,7 +389,7 @@ impl Sender {
             let logs = receipt.inner.logs().to_vec();
             self.settle(intent, &outcome, &logs).await?;
             tracing::info!(
-                chain_id = intent.chain_id,
+                chain_id = %intent.chain_id,
                 intent = %intent.id,
                 purpose = %intent.purpose,
                 outcome = if receipt.status() { "confirmed" } else { "reverted" },
@@ -521,7 +528,7 @@ impl Sender {
         if suggested_max > cap {
             if !self.cap_warned {
                 tracing::warn!(
-                    chain_id = intent.chain_id,
+                    chain_id = %intent.chain_id,
                     suggested_wei = suggested_max,
                     cap_wei = cap,
                     "network fees are above the cap; transactions wait"
@@ -554,7 +561,7 @@ impl Sender {
             return Ok(true); // someone else moved it on; nothing was broadcast
         }
         self.next_nonce = Some(nonce + 1);
-        tracing::info!(chain_id = intent.chain_id, intent = %intent.id, purpose = %intent.purpose, nonce, gas_limit, tx_hash = %signed.tx_hash, "sending transaction");
+        tracing::info!(chain_id = %intent.chain_id, intent = %intent.id, purpose = %intent.purpose, nonce, gas_limit, tx_hash = %signed.tx_hash, "sending transaction");
         let raw = hex_bytes(intent, &signed.raw_tx)?;
         self.broadcast(intent, &raw).await?;
         Ok(true)
@@ -583,7 +590,7 @@ impl Sender {
                 self.over_budget = false;
                 metrics::gauge!("chain_gas_budget_exhausted", &labels).set(0.0);
                 tracing::info!(
-                    chain_id,
+                    %chain_id,
                     used,
                     budget,
                     "gas budget available again; sending resumes"
@@ -594,7 +601,7 @@ impl Sender {
             metrics::gauge!("chain_gas_budget_exhausted", &labels).set(1.0);
             metrics::counter!("chain_gas_budget_exhausted_total", &labels).increment(1);
             tracing::warn!(
-                chain_id,
+                %chain_id,
                 used_gas = used,
                 next_transaction_gas = gas_limit,
                 budget_gas = budget,
@@ -618,7 +625,7 @@ impl Sender {
         max_priority_fee_per_gas: u128,
     ) -> Result<SignedTx, RoundError> {
         let unsigned = UnsignedTx {
-            chain_id: intent.chain_id,
+            chain_id: intent.chain_id.get(),
             nonce,
             to,
             data,
@@ -673,9 +680,6 @@ fn hex_bytes(intent: &TxIntentRecord, text: &str) -> Result<Bytes, RoundError> {
 }
 
 fn call_parts(intent: &TxIntentRecord) -> Result<(Address, Bytes, U256), RoundError> {
-    let to = Address::from_str(&intent.to).map_err(|e| corrupt(intent, format!("to: {e}")))?;
     let data = hex_bytes(intent, &intent.calldata)?;
-    let value =
-        U256::from_str(&intent.value_wei).map_err(|e| corrupt(intent, format!("value: {e}")))?;
-    Ok((to, data, value))
+    Ok((intent.to.as_alloy(), data, intent.value_wei.as_u256()))
 }

@@ -16,7 +16,7 @@ use ampflow_storage::{
     RotateOutcome, SessionRecord, Storage, WhitelistRequestRecord,
 };
 pub use ampflow_storage::{UserRecord, VeriffDecision, VeriffDecisionStatus};
-use ampflow_types::{Clock, UnixMillis, WalletAddress};
+use ampflow_types::{ChainId, Clock, UnixMillis, WalletAddress};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use secrecy::SecretString;
 
@@ -95,7 +95,7 @@ pub enum WalletMsg {
     /// `chain_id`, which the session is then bound to).
     LoginVerified {
         challenge_id: String,
-        chain_id: u64,
+        chain_id: ChainId,
         reply: Reply<TokenPair>,
     },
     LoginByMessage {
@@ -160,9 +160,9 @@ pub enum WalletMsg {
     /// Queue an approval on `issuer`'s whitelist, if KYC is still valid today; an approval
     /// already open for the (chain, issuer, wallet) is returned instead.
     QueueWhitelist {
-        chain_id: u64,
+        chain_id: ChainId,
         /// Lowercase `0x…`.
-        issuer: String,
+        issuer: WalletAddress,
         reply: RpcReplyPort<Result<Opened<WhitelistRequestRecord>, QueueRefused>>,
     },
     Retire,
@@ -388,8 +388,8 @@ impl WalletActor {
     async fn queue_whitelist(
         &self,
         state: &mut WalletState,
-        chain_id: u64,
-        issuer: String,
+        chain_id: ChainId,
+        issuer: WalletAddress,
     ) -> Result<Opened<WhitelistRequestRecord>, QueueRefused> {
         let now = self.now();
         let status = self.fresh_kyc_status(state).await?;
@@ -398,7 +398,7 @@ impl WalletActor {
             id: uuid::Uuid::new_v4().to_string(),
             chain_id,
             issuer,
-            address: state.address.to_string(),
+            address: state.address,
             status: RequestStatus::Pending,
             attempts: 0,
             tx_hash: None,
@@ -411,7 +411,7 @@ impl WalletActor {
         if let Opened::Created(request) = &opened {
             tracing::info!(
                 request = %request.id,
-                chain_id,
+                %chain_id,
                 issuer = %request.issuer,
                 wallet = %state.address,
                 "whitelisting queued"
@@ -422,11 +422,7 @@ impl WalletActor {
 
     async fn reload(&self, state: &mut WalletState) -> Result<(), IdentityError> {
         let now = self.now();
-        let snapshot = self
-            .deps
-            .storage
-            .load_wallet(&state.address.to_string(), now)
-            .await?;
+        let snapshot = self.deps.storage.load_wallet(&state.address, now).await?;
         state.user = snapshot.user;
         state.challenges = snapshot.challenges.into();
         state.loaded_at_ms = now;
@@ -456,7 +452,7 @@ impl WalletActor {
         {
             return Ok(newest.message.clone());
         }
-        let address = state.address.to_string();
+        let address = state.address;
         let message = format!(
             "Welcome!\nPlease sign this message to verify that you are the owner of address: {address}\nNonce: {}",
             random_nonce()
@@ -520,7 +516,7 @@ impl WalletActor {
         &self,
         state: &mut WalletState,
         challenge_id: String,
-        chain_id: u64,
+        chain_id: ChainId,
     ) -> Result<TokenPair, IdentityError> {
         let now = self.now();
         let pending = state
@@ -578,14 +574,14 @@ impl WalletActor {
         &self,
         state: &mut WalletState,
         challenge_id: String,
-        chain_id: Option<u64>,
+        chain_id: Option<ChainId>,
     ) -> Result<TokenPair, IdentityError> {
         let now = self.now();
-        let address = state.address.to_string();
+        let address = state.address;
         let (refresh_token, refresh_token_hash) = tokens::new_refresh_token()?;
         let session = SessionRecord {
             id: uuid::Uuid::new_v4().to_string(),
-            address: address.clone(),
+            address,
             created_at_ms: now,
             expires_at_ms: now + self.deps.settings.refresh_token_ttl_ms,
             revoked_at_ms: None,
@@ -595,10 +591,7 @@ impl WalletActor {
         };
         let write = LoginWrite {
             challenge_id,
-            create_user: state
-                .user
-                .is_none()
-                .then(|| UserRecord::new(address.clone(), now)),
+            create_user: state.user.is_none().then(|| UserRecord::new(address, now)),
             session: session.clone(),
         };
         match self.deps.storage.login(&write, now).await? {
@@ -606,7 +599,10 @@ impl WalletActor {
             LoginOutcome::LoggedIn(None) => {}
             LoginOutcome::ChallengeUnavailable => return Err(IdentityError::ChallengeUnavailable),
         }
-        let access_token = self.deps.tokens.mint_access(&address, &session.id, now)?;
+        let access_token = self
+            .deps
+            .tokens
+            .mint_access(&address.to_string(), &session.id, now)?;
         let refresh_remaining_ms = session.expires_at_ms - now;
         self.deps.sessions.remember(&session, now);
         Ok(TokenPair {
@@ -625,7 +621,7 @@ impl WalletActor {
         mut session: SessionRecord,
     ) -> Result<TokenPair, IdentityError> {
         let now = self.now();
-        if session.address != state.address.to_string() || !session.is_active(now) {
+        if session.address != state.address || !session.is_active(now) {
             return Err(IdentityError::RefreshTokenInvalid);
         }
         let (new_token, new_hash) = tokens::new_refresh_token()?;
@@ -647,10 +643,10 @@ impl WalletActor {
             self.deps.sessions.revoked(&session.id, now);
             return Err(IdentityError::RefreshTokenReused);
         }
-        let access_token = self
-            .deps
-            .tokens
-            .mint_access(&session.address, &session.id, now)?;
+        let access_token =
+            self.deps
+                .tokens
+                .mint_access(&session.address.to_string(), &session.id, now)?;
         let remaining_ms = session.expires_at_ms - now;
         session.refresh_token_hash = new_hash;
         self.deps.sessions.remember(&session, now);

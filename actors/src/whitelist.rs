@@ -25,7 +25,7 @@ use ampflow_chain::contracts::WalletApprover;
 use ampflow_chain::{BatchSettings, Chains, IssuerWallet};
 pub use ampflow_storage::WhitelistRequestRecord;
 use ampflow_storage::{ItemSettlement, Opened, SettledStatus, Storage, WorkGroup, WorkKind};
-use ampflow_types::{Clock, TrustedKind, WalletAddress};
+use ampflow_types::{ChainId, Clock, TrustedKind, WalletAddress};
 use chrono::NaiveDate;
 
 use crate::batcher::{BatchSpec, Batchers, Vetting};
@@ -42,9 +42,9 @@ pub const LIST_LIMIT: u64 = 100;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WhitelistError {
     #[error("chain {0} is not supported")]
-    UnsupportedChain(u64),
+    UnsupportedChain(ChainId),
     #[error("chain {0} has no WalletApprover or no transaction signer configured")]
-    NotSupported(u64),
+    NotSupported(ChainId),
     #[error("KYC is not complete for this wallet; complete it through POST /veriff/session")]
     KycRequired,
     #[error("the KYC document expired on {valid_until}; verify again through POST /veriff/session")]
@@ -57,7 +57,7 @@ pub enum WhitelistError {
     IssuerNotManaged { issuer: Address, approver: Address },
     /// Carries the cause for the logs.
     #[error("chain {chain_id} could not be reached to read the issuer; retry")]
-    ChainUnavailable { chain_id: u64, cause: String },
+    ChainUnavailable { chain_id: ChainId, cause: String },
     #[error(transparent)]
     Identity(#[from] IdentityError),
 }
@@ -114,11 +114,7 @@ impl WhitelistSpec {
     /// registry (without which `approveWallets` reverts).
     async fn vet_issuer(&self, group: &WorkGroup) -> Vetting {
         let chain_id = group.chain_id;
-        let Some(issuer) = group
-            .issuer
-            .as_deref()
-            .and_then(|i| i.parse::<Address>().ok())
-        else {
+        let Some(issuer) = group.issuer.map(|i| i.as_alloy()) else {
             return Vetting::Refuse("the request names no valid issuer".into());
         };
         match self
@@ -164,7 +160,7 @@ impl BatchSpec for WhitelistSpec {
         "whitelist"
     }
 
-    fn settings(&self, chain_id: u64) -> Option<BatchSettings> {
+    fn settings(&self, chain_id: ChainId) -> Option<BatchSettings> {
         let chain = self.chains.get(chain_id)?;
         chain
             .settings
@@ -176,7 +172,7 @@ impl BatchSpec for WhitelistSpec {
     fn call(&self, group: &WorkGroup, wallets: &[Address]) -> Option<(Address, Bytes)> {
         let chain = self.chains.get(group.chain_id)?;
         let approver = chain.settings.contracts.as_ref()?.wallet_approver;
-        let issuer: Address = group.issuer.as_deref()?.parse().ok()?;
+        let issuer: Address = group.issuer?.as_alloy();
         let call = WalletApprover::approveWalletsCall {
             issuer,
             wallets: wallets.to_vec(),
@@ -188,7 +184,7 @@ impl BatchSpec for WhitelistSpec {
         self.vet_issuer(group)
     }
 
-    fn outcomes(&self, logs: &[Log]) -> HashMap<String, ItemSettlement> {
+    fn outcomes(&self, logs: &[Log]) -> HashMap<WalletAddress, ItemSettlement> {
         let mut outcomes = HashMap::new();
         for log in logs {
             if let Ok(approved) = log.log_decode::<WalletApprover::ApproveWallet>() {
@@ -209,7 +205,7 @@ impl BatchSpec for WhitelistSpec {
                         amount_wei: None,
                     }
                 };
-                outcomes.insert(format!("{:#x}", event.wallet), settlement);
+                outcomes.insert(WalletAddress::from_alloy(event.wallet), settlement);
             }
         }
         outcomes
@@ -258,7 +254,7 @@ impl Whitelisting {
     /// meanwhile is respected).
     pub async fn request(
         &self,
-        chain_id: u64,
+        chain_id: ChainId,
         issuer: Address,
         wallet: &WalletAddress,
     ) -> Result<WhitelistAnswer, WhitelistError> {
@@ -303,12 +299,12 @@ impl Whitelisting {
             IssuerWallet::NotApproved => {}
         }
 
-        let issuer = format!("{issuer:#x}");
+        let issuer = WalletAddress::from_alloy(issuer);
         let opened = self
             .wallets
             .call(wallet, |reply| WalletMsg::QueueWhitelist {
                 chain_id,
-                issuer: issuer.clone(),
+                issuer,
                 reply,
             })
             .await??;
@@ -331,7 +327,7 @@ impl Whitelisting {
     ) -> Result<Vec<WhitelistRequestRecord>, WhitelistError> {
         Ok(self
             .storage
-            .whitelist_requests_for(&wallet.to_string(), LIST_LIMIT)
+            .whitelist_requests_for(wallet, LIST_LIMIT)
             .await?)
     }
 }

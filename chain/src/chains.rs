@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, Bytes, FixedBytes, eip191_hash_message};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use ampflow_types::ChainId;
 use serde::{Deserialize, Serialize};
 
 /// The value `isValidSignature` returns for a valid signature (EIP-1271).
@@ -24,7 +25,7 @@ alloy::sol! {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ChainSettings {
-    pub chain_id: u64,
+    pub chain_id: ChainId,
     pub name: String,
     /// JSON-RPC endpoint (http or https).
     pub rpc_url: String,
@@ -181,11 +182,11 @@ impl FaucetSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
     #[error("chain {chain_id}: the RPC URL is not valid: {reason}")]
-    BadUrl { chain_id: u64, reason: String },
+    BadUrl { chain_id: ChainId, reason: String },
     #[error("chain {0} is configured twice")]
-    Duplicate(u64),
+    Duplicate(ChainId),
     #[error("chain {chain_id}: RPC call failed: {reason}")]
-    Rpc { chain_id: u64, reason: String },
+    Rpc { chain_id: ChainId, reason: String },
 }
 
 /// Where a wallet stands on an issuer's whitelist, read before an approval is queued.
@@ -220,7 +221,7 @@ impl std::fmt::Debug for Chain {
 /// Every configured chain, by id.
 #[derive(Clone, Debug, Default)]
 pub struct Chains {
-    by_id: HashMap<u64, Chain>,
+    by_id: HashMap<ChainId, Chain>,
 }
 
 impl Chains {
@@ -246,12 +247,12 @@ impl Chains {
         Ok(Self { by_id })
     }
 
-    pub fn get(&self, chain_id: u64) -> Option<&Chain> {
+    pub fn get(&self, chain_id: ChainId) -> Option<&Chain> {
         self.by_id.get(&chain_id)
     }
 
     /// Every configured chain id, in no particular order.
-    pub fn ids(&self) -> Vec<u64> {
+    pub fn ids(&self) -> Vec<ChainId> {
         self.by_id.keys().copied().collect()
     }
 }

@@ -51,7 +51,8 @@ pub struct StartOptions {
     pub clock: Arc<dyn Clock>,
     /// Transaction signers by chain id, used instead of the keys named by `signer_key_env`
     /// (tests and benchmarks, which cannot set environment variables safely).
-    pub chain_signers: std::collections::HashMap<u64, alloy::signers::local::PrivateKeySigner>,
+    pub chain_signers:
+        std::collections::HashMap<ampflow_types::ChainId, alloy::signers::local::PrivateKeySigner>,
 }
 
 impl Default for StartOptions {
@@ -219,8 +220,13 @@ pub async fn open_storage(settings: &Settings) -> anyhow::Result<Storage> {
 /// the chain names. A chain with a faucet must have one.
 fn chain_signers(
     settings: &Settings,
-    given: &std::collections::HashMap<u64, alloy::signers::local::PrivateKeySigner>,
-) -> anyhow::Result<std::collections::HashMap<u64, alloy::signers::local::PrivateKeySigner>> {
+    given: &std::collections::HashMap<
+        ampflow_types::ChainId,
+        alloy::signers::local::PrivateKeySigner,
+    >,
+) -> anyhow::Result<
+    std::collections::HashMap<ampflow_types::ChainId, alloy::signers::local::PrivateKeySigner>,
+> {
     let mut signers = std::collections::HashMap::new();
     for chain in settings
         .chains

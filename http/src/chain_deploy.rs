@@ -21,7 +21,7 @@ use crate::chain_trust;
 pub async fn run(
     settings: &Settings,
     config: &Path,
-    chain_id: u64,
+    chain_id: ampflow_types::ChainId,
     funding: FaucetFunding,
 ) -> anyhow::Result<()> {
     let chain = chain_trust::chain_settings(settings, chain_id)
@@ -38,7 +38,7 @@ pub async fn run(
              key's variable"
         );
     };
-    tracing::info!(chain_id, deployer = %deployer.address(), "deploying the contract set");
+    tracing::info!(%chain_id, deployer = %deployer.address(), "deploying the contract set");
     let deployed = deploy_platform(&chain.rpc_url, deployer.clone(), funding).await?;
     if let Some(executor) = signer.as_ref().map(PrivateKeySigner::address)
         && executor != deployer.address()
@@ -65,7 +65,7 @@ pub async fn run(
 
 fn write_addresses(
     config: &Path,
-    chain_id: u64,
+    chain_id: ampflow_types::ChainId,
     deployed: &DeployedContracts,
 ) -> anyhow::Result<()> {
     let text =
@@ -81,7 +81,9 @@ fn write_addresses(
     };
     let table = chains
         .iter_mut()
-        .find(|table| table.get("chain_id").and_then(|v| v.as_integer()) == Some(chain_id as i64))
+        .find(|table| {
+            table.get("chain_id").and_then(|v| v.as_integer()) == Some(chain_id.get() as i64)
+        })
         .with_context(|| {
             format!(
                 "{} has no [[chains]] table with chain_id = {chain_id}",

@@ -23,7 +23,7 @@ pub enum Action {
 
 pub async fn run(
     settings: &Settings,
-    chain_id: u64,
+    chain_id: ampflow_types::ChainId,
     kind: TrustedKind,
     action: Action,
 ) -> anyhow::Result<()> {
@@ -73,7 +73,10 @@ pub async fn registry(settings: &Settings) -> anyhow::Result<Arc<TrustedContract
     ))
 }
 
-pub fn chain_settings(settings: &Settings, chain_id: u64) -> anyhow::Result<&ChainSettings> {
+pub fn chain_settings(
+    settings: &Settings,
+    chain_id: ampflow_types::ChainId,
+) -> anyhow::Result<&ChainSettings> {
     settings
         .chains
         .iter()

@@ -193,7 +193,7 @@ enum ChainCommand {
     Deploy {
         /// The chain id, as configured under [[chains]].
         #[arg(long)]
-        chain: u64,
+        chain: ampflow_types::ChainId,
         /// What the faucet pays per request, in wei (default 0.1 ETH).
         #[arg(long, default_value = "100000000000000000")]
         faucet_reward_wei: String,
@@ -215,7 +215,7 @@ enum TrustCommand {
     Add {
         /// The chain id, as configured under [[chains]].
         #[arg(long)]
-        chain: u64,
+        chain: ampflow_types::ChainId,
         /// The contract's address.
         address: String,
     },
@@ -223,13 +223,13 @@ enum TrustCommand {
     /// it), then on chain as for `add`.
     Remove {
         #[arg(long)]
-        chain: u64,
+        chain: ampflow_types::ChainId,
         address: String,
     },
     /// List the trusted contracts with their on-chain registration.
     List {
         #[arg(long)]
-        chain: u64,
+        chain: ampflow_types::ChainId,
     },
 }
 

@@ -1,7 +1,7 @@
 //! Parsing of the parameters several endpoints share — addresses, chain ids, page limits and
 //! cursors — each refusing with 400 `invalid_request` naming the parameter.
 
-use ampflow_types::WalletAddress;
+use ampflow_types::{ChainId, ChainIdError, WalletAddress};
 use base64::Engine;
 
 use crate::error::ApiError;
@@ -12,9 +12,9 @@ pub fn address(param: &str, text: &str) -> Result<WalletAddress, ApiError> {
 }
 
 /// A `{chainId}` path segment.
-pub fn chain_id(text: &str) -> Result<u64, ApiError> {
+pub fn chain_id(text: &str) -> Result<ChainId, ApiError> {
     text.parse()
-        .map_err(|_| ApiError::invalid_param("chainId", "the chain id must be a number"))
+        .map_err(|e: ChainIdError| ApiError::invalid_param("chainId", e.to_string()))
 }
 
 /// `?limit=`: `default` when absent, else 1 to `max`.

@@ -76,7 +76,7 @@ pub struct UserResponse {
 impl From<UserRecord> for UserResponse {
     fn from(user: UserRecord) -> Self {
         Self {
-            address: user.address,
+            address: user.address.to_string(),
             email: user.email,
             email_verified: user.email_verified,
             kyc_completed: user.kyc_completed,

@@ -20,7 +20,7 @@ on_both_databases!(
 
 /// The chain id of a second configured chain (served by the same node): control of an
 /// address on chain A says nothing about that address on chain B.
-const OTHER_CHAIN_ID: u64 = CHAIN_ID + 1;
+const OTHER_CHAIN_ID: ampflow_types::ChainId = ampflow_types::ChainId::new(CHAIN_ID.get() + 1);
 
 /// Deploys a contract wallet owned by `owner`; answers its lowercase address.
 async fn deploy_wallet(anvil: &Anvil, owner: &Wallet) -> String {

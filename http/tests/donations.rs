@@ -484,7 +484,9 @@ async fn donations_left_without_a_payment_intent_get_it_or_fail_when_too_old(bac
         id: prefixed_id("don"),
         organisation_id: org.clone(),
         fund_id: Some(fund.clone()),
-        wallet_address: Wallet::random().address().to_lowercase(),
+        wallet_address: Some(
+            ampflow_types::WalletAddress::parse(&Wallet::random().address()).unwrap(),
+        ),
         amount: 2500,
         currency: "EUR".into(),
         donor_email: "donor@example.com".into(),

@@ -561,7 +561,7 @@ async fn a_repeated_delivery_changes_nothing(backend: Backend) {
         let user = app
             .app()
             .storage()
-            .find_user(&wallet.address())
+            .find_user(&ampflow_types::WalletAddress::parse(&wallet.address()).unwrap())
             .await
             .unwrap();
         for _ in 0..2 {
@@ -574,7 +574,7 @@ async fn a_repeated_delivery_changes_nothing(backend: Backend) {
             let again = app
                 .app()
                 .storage()
-                .find_user(&wallet.address())
+                .find_user(&ampflow_types::WalletAddress::parse(&wallet.address()).unwrap())
                 .await
                 .unwrap();
             assert_eq!(again, user);

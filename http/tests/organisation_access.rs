@@ -241,7 +241,9 @@ async fn members_list_their_organisations_donations(backend: Backend) {
             id: prefixed_id("don"),
             organisation_id: organisation_id.to_string(),
             fund_id: None,
-            wallet_address: Wallet::random().address(),
+            wallet_address: Some(
+                ampflow_types::WalletAddress::parse(&Wallet::random().address()).unwrap(),
+            ),
             amount: 1_000 + i as i64,
             currency: "EUR".into(),
             donor_email: "donor@example.com".into(),

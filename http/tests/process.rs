@@ -713,7 +713,9 @@ async fn sigkill_with_webhooks_in_flight_records_each_payment_once(backend: Back
             id: prefixed_id("don"),
             organisation_id: org.id.clone(),
             fund_id: None,
-            wallet_address: format!("0x{:040x}", i + 1),
+            wallet_address: Some(
+                ampflow_types::WalletAddress::parse(&format!("0x{:040x}", i + 1)).unwrap(),
+            ),
             amount: 100 + i as i64,
             currency: "EUR".into(),
             donor_email: format!("donor{i}@example.org"),

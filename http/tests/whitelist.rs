@@ -39,9 +39,9 @@ const VERIFF_SECRET: &str = "veriff-secret-for-whitelisting-tests";
 /// anvil's second development account: deploys issuers the platform does not manage.
 const DEV_KEY_1: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 /// A chain that is configured, with contracts, but whose node cannot be reached.
-const DOWN_CHAIN_ID: u64 = 999;
+const DOWN_CHAIN_ID: ampflow_types::ChainId = ampflow_types::ChainId::new(999);
 /// A chain that is configured without contracts.
-const BARE_CHAIN_ID: u64 = 998;
+const BARE_CHAIN_ID: ampflow_types::ChainId = ampflow_types::ChainId::new(998);
 
 struct Setup {
     anvil: Anvil,
@@ -123,7 +123,7 @@ async fn setup(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<Se
 }
 
 /// Records an issuer in the database's registry of trusted contracts.
-async fn trust(app: &TestApp, chain_id: u64, issuer: Address) {
+async fn trust(app: &TestApp, chain_id: ampflow_types::ChainId, issuer: Address) {
     app.app()
         .actors()
         .trusted()
@@ -278,7 +278,7 @@ async fn kyc_approved_through_veriff_then_whitelisted_on_chain(backend: Backend)
     assert_eq!(body["status"], "pending");
     assert_eq!(body["wallet_address"], wallet.address());
     assert_eq!(body["issuer_address"], format!("{:#x}", contracts.issuer));
-    assert_eq!(body["chain_id"], CHAIN_ID);
+    assert_eq!(body["chain_id"], CHAIN_ID.get());
     let id = body["id"].as_str().unwrap().to_string();
 
     // The same request while it is open queues nothing new.

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 
 /// anvil's first development account (10,000 ETH on every start).
 pub const DEV_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-pub const CHAIN_ID: u64 = 31337;
+pub const CHAIN_ID: ampflow_types::ChainId = ampflow_types::ChainId::new(31337);
 
 pub struct Anvil {
     child: Child,

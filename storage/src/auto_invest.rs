@@ -16,10 +16,11 @@ use crate::chain::{finalize_intent, insert_intent};
 use crate::current_tx::{WithIntentHash, with_intent_hash};
 use crate::entities::{auto_invest_open_counts as counts, auto_invest_tasks as tasks};
 use crate::keyset::{Keyset, Order};
+use crate::typed::{chain_column, read_address, read_amount, read_chain, read_optional};
 use crate::{
     Context, NewTxIntent, Result, RetryPolicy, Storage, StorageError, TxFinal, TxIntentRecord,
 };
-use ampflow_types::{AfterFailure, UnixMillis};
+use ampflow_types::{AfterFailure, ChainId, TokenAmount, UnixMillis, WalletAddress};
 
 pub use ampflow_types::auto_invest::{
     AutoInvestStatus, AutoInvestSubmit, AutoInvestTask, SubmitDecision, decide_submit,
@@ -50,9 +51,9 @@ pub enum CancelOutcome {
 
 /// Which tasks a listing shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskFilter<'a> {
-    Wallet(&'a str),
-    Campaign(&'a str),
+pub enum TaskFilter {
+    Wallet(WalletAddress),
+    Campaign(WalletAddress),
 }
 
 /// A pending task the executor looked at and found not ready (or not investable now).
@@ -68,7 +69,7 @@ pub struct Deferral {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvestOutcome {
     pub success: bool,
-    pub invested: String,
+    pub invested: TokenAmount,
     pub reason: Option<String>,
     /// For a refusal: whether the task may be tried again (the wallet was not ready at
     /// execution, which `getStatus` checks again first). False when the campaign itself
@@ -77,7 +78,11 @@ pub struct InvestOutcome {
     pub retry: bool,
 }
 
-pub fn auto_invest_open_key(chain_id: u64, wallet: &str, campaign: &str) -> String {
+pub fn auto_invest_open_key(
+    chain_id: ChainId,
+    wallet: &WalletAddress,
+    campaign: &WalletAddress,
+) -> String {
     format!("{chain_id}:{wallet}:{campaign}")
 }
 
@@ -88,17 +93,21 @@ impl Storage {
     /// The triple's open task, read from the writer (a decision follows).
     pub async fn open_auto_invest(
         &self,
-        chain_id: u64,
-        wallet: &str,
-        campaign: &str,
+        chain_id: ChainId,
+        wallet: &WalletAddress,
+        campaign: &WalletAddress,
     ) -> Result<Option<AutoInvestTask>> {
         find_open(&self.db, &auto_invest_open_key(chain_id, wallet, campaign)).await
     }
 
     /// How many tasks the wallet has open (pending or in process) on the chain: the number
     /// the per-wallet cap is checked against.
-    pub async fn open_auto_invest_count(&self, chain_id: u64, wallet: &str) -> Result<u64> {
-        let key = (chain_id as i64, wallet.to_string());
+    pub async fn open_auto_invest_count(
+        &self,
+        chain_id: ChainId,
+        wallet: &WalletAddress,
+    ) -> Result<u64> {
+        let key = (chain_column(chain_id), wallet.to_string());
         Ok(open_counts(&self.reader, [&key])
             .await?
             .get(&key)
@@ -134,7 +143,7 @@ async fn submit_one(db: &DatabaseConnection, submit: &AutoInvestSubmit) -> Resul
     let key = auto_invest_open_key(submit.chain_id, &submit.wallet, &submit.campaign);
     for _ in 0..SUBMIT_RACES_MAX {
         let open = find_open(db, &key).await?;
-        let wallet = (submit.chain_id as i64, submit.wallet.clone());
+        let wallet = (chain_column(submit.chain_id), submit.wallet.to_string());
         let count = match open {
             Some(_) => 0,
             None => open_counts(db, [&wallet])
@@ -187,7 +196,7 @@ async fn write_merge(
     read_version: i64,
 ) -> Result<bool> {
     let updated = tasks::Entity::update_many()
-        .col_expr(tasks::Column::Amount, Expr::value(task.amount.clone()))
+        .col_expr(tasks::Column::Amount, Expr::value(task.amount.to_string()))
         .col_expr(tasks::Column::Version, Expr::value(task.version))
         .col_expr(tasks::Column::ExpiresAtMs, Expr::value(task.expires_at_ms))
         .col_expr(
@@ -283,7 +292,7 @@ async fn write_submits_together(
         .iter()
         .zip(&keys)
         .filter(|(_, key)| !open.contains_key(*key))
-        .map(|(s, _)| (s.chain_id as i64, s.wallet.clone()))
+        .map(|(s, _)| (chain_column(s.chain_id), s.wallet.to_string()))
         .collect();
     let mut decided = Decided {
         counts: open_counts(&txn, &needs_count).await?,
@@ -340,7 +349,7 @@ impl Decided {
         submit: &AutoInvestSubmit,
         key: &String,
     ) -> std::result::Result<SubmitOutcome, BatchError> {
-        let wallet = (submit.chain_id as i64, submit.wallet.clone());
+        let wallet = (chain_column(submit.chain_id), submit.wallet.to_string());
         let count = self.counts.get(&wallet).copied().unwrap_or(0);
         let open = self.open.get(key);
         Ok(match (decide_submit(open, count, submit), open) {
@@ -415,9 +424,9 @@ impl Storage {
     /// Cancels the triple's pending task.
     pub async fn cancel_auto_invest(
         &self,
-        chain_id: u64,
-        wallet: &str,
-        campaign: &str,
+        chain_id: ChainId,
+        wallet: &WalletAddress,
+        campaign: &WalletAddress,
         now: UnixMillis,
     ) -> Result<CancelOutcome> {
         for _ in 0..SUBMIT_RACES_MAX {
@@ -436,7 +445,7 @@ impl Storage {
                 .await
                 .context("cancel auto-invest")?;
             if updated.rows_affected == 1 {
-                let wallet = (task.chain_id as i64, task.wallet.clone());
+                let wallet = (chain_column(task.chain_id), task.wallet.to_string());
                 adjust_open_counts(&txn, &BTreeMap::from([(wallet, -1)])).await?;
                 txn.commit().await.context("commit auto-invest cancel")?;
                 return Ok(CancelOutcome::Cancelled(AutoInvestTask {
@@ -456,17 +465,17 @@ impl Storage {
     /// `cursor`.
     pub async fn list_auto_invests(
         &self,
-        chain_id: u64,
-        filter: TaskFilter<'_>,
+        chain_id: ChainId,
+        filter: TaskFilter,
         open: bool,
         cursor: Option<&Keyset>,
         limit: u64,
     ) -> Result<Vec<AutoInvestTask>> {
         let query = tasks::Entity::find()
-            .filter(tasks::Column::ChainId.eq(chain_id as i64))
+            .filter(tasks::Column::ChainId.eq(chain_column(chain_id)))
             .filter(match filter {
-                TaskFilter::Wallet(wallet) => tasks::Column::Wallet.eq(wallet),
-                TaskFilter::Campaign(campaign) => tasks::Column::Campaign.eq(campaign),
+                TaskFilter::Wallet(wallet) => tasks::Column::Wallet.eq(wallet.to_string()),
+                TaskFilter::Campaign(campaign) => tasks::Column::Campaign.eq(campaign.to_string()),
             })
             .filter(if open {
                 tasks::Column::Status.is_in(OPEN)
@@ -495,7 +504,7 @@ impl Storage {
     /// many.
     pub async fn expire_auto_invests(
         &self,
-        chain_id: u64,
+        chain_id: ChainId,
         now: UnixMillis,
         limit: u64,
     ) -> Result<u64> {
@@ -503,7 +512,7 @@ impl Storage {
             .select_only()
             .column(tasks::Column::Id)
             .column(tasks::Column::Wallet)
-            .filter(tasks::Column::ChainId.eq(chain_id as i64))
+            .filter(tasks::Column::ChainId.eq(chain_column(chain_id)))
             .filter(tasks::Column::Status.eq("pending"))
             .filter(tasks::Column::ExpiresAtMs.lte(now))
             .limit(limit)
@@ -530,7 +539,7 @@ impl Storage {
                 .context("expire auto-invest")?;
             if updated.rows_affected == 1 {
                 expired += 1;
-                *closed.entry((chain_id as i64, wallet)).or_default() -= 1;
+                *closed.entry((chain_column(chain_id), wallet)).or_default() -= 1;
             }
         }
         adjust_open_counts(&txn, &closed).await?;
@@ -541,12 +550,12 @@ impl Storage {
     /// Up to `limit` pending tasks of the chain due for a look, the longest-waiting first.
     pub async fn due_auto_invests(
         &self,
-        chain_id: u64,
+        chain_id: ChainId,
         now: UnixMillis,
         limit: u64,
     ) -> Result<Vec<AutoInvestTask>> {
         tasks::Entity::find()
-            .filter(tasks::Column::ChainId.eq(chain_id as i64))
+            .filter(tasks::Column::ChainId.eq(chain_column(chain_id)))
             .filter(tasks::Column::Status.eq("pending"))
             .filter(tasks::Column::NextCheckAtMs.lte(now))
             .order_by_asc(tasks::Column::NextCheckAtMs)
@@ -729,12 +738,15 @@ async fn settle_success(
     db: &impl ConnectionTrait,
     id: &str,
     tx_hash: &str,
-    invested: &str,
+    invested: &TokenAmount,
     now: UnixMillis,
 ) -> Result<bool> {
     let updated = finish(tasks::Entity::update_many(), "success", now)
         .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
-        .col_expr(tasks::Column::InvestedAmount, Expr::value(invested))
+        .col_expr(
+            tasks::Column::InvestedAmount,
+            Expr::value(invested.to_string()),
+        )
         .col_expr(tasks::Column::TxHash, Expr::value(tx_hash))
         .col_expr(tasks::Column::Reason, Expr::value(None::<String>))
         .filter(tasks::Column::Id.eq(id))
@@ -820,11 +832,11 @@ fn finish(
 fn task_row(task: &AutoInvestTask, open_key: Option<String>) -> tasks::ActiveModel {
     tasks::ActiveModel {
         id: Set(task.id.clone()),
-        chain_id: Set(task.chain_id as i64),
-        wallet: Set(task.wallet.clone()),
-        campaign: Set(task.campaign.clone()),
-        amount: Set(task.amount.clone()),
-        invested_amount: Set(task.invested_amount.clone()),
+        chain_id: Set(chain_column(task.chain_id)),
+        wallet: Set(task.wallet.to_string()),
+        campaign: Set(task.campaign.to_string()),
+        amount: Set(task.amount.to_string()),
+        invested_amount: Set(task.invested_amount.map(|a| a.to_string())),
         status: Set(task.status.as_str().into()),
         open_key: Set(open_key),
         version: Set(task.version),
@@ -855,11 +867,11 @@ fn task_record(m: tasks::Model) -> Result<AutoInvestTask> {
         .ok_or_else(|| StorageError::Corrupt(format!("auto-invest status {}", m.status)))?;
     Ok(AutoInvestTask {
         id: m.id,
-        chain_id: m.chain_id as u64,
-        wallet: m.wallet,
-        campaign: m.campaign,
-        amount: m.amount,
-        invested_amount: m.invested_amount,
+        chain_id: read_chain(m.chain_id)?,
+        wallet: read_address(&m.wallet)?,
+        campaign: read_address(&m.campaign)?,
+        amount: read_amount(&m.amount)?,
+        invested_amount: read_optional(m.invested_amount, read_amount)?,
         status,
         version: m.version,
         attempts: m.attempts.max(0) as u32,

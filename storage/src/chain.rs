@@ -11,8 +11,9 @@
 
 use std::collections::HashMap;
 
+use crate::typed::{chain_column, read_address, read_amount, read_chain, read_optional};
 pub use ampflow_types::RetryPolicy;
-use ampflow_types::{AfterFailure, UnixMillis};
+use ampflow_types::{AfterFailure, ChainId, TokenAmount, UnixMillis, WalletAddress};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -60,13 +61,12 @@ impl TxIntentStatus {
 pub struct NewTxIntent {
     pub idempotency_key: String,
     pub purpose: String,
-    pub chain_id: u64,
-    /// Lowercase `0x…` address of the signer.
-    pub signer: String,
-    pub to: String,
+    pub chain_id: ChainId,
+    pub signer: WalletAddress,
+    pub to: WalletAddress,
     /// `0x…` hex.
     pub calldata: String,
-    pub value_wei: String,
+    pub value_wei: TokenAmount,
     pub gas_limit: Option<u64>,
 }
 
@@ -75,11 +75,11 @@ pub struct TxIntentRecord {
     pub id: String,
     pub idempotency_key: String,
     pub purpose: String,
-    pub chain_id: u64,
-    pub signer: String,
-    pub to: String,
+    pub chain_id: ChainId,
+    pub signer: WalletAddress,
+    pub to: WalletAddress,
     pub calldata: String,
-    pub value_wei: String,
+    pub value_wei: TokenAmount,
     pub gas_limit: Option<u64>,
     pub status: TxIntentStatus,
     pub nonce: Option<u64>,
@@ -154,15 +154,15 @@ pub enum WorkKind {
 /// One batch's scope: the chain, and for whitelisting the issuer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WorkGroup {
-    pub chain_id: u64,
-    pub issuer: Option<String>,
+    pub chain_id: ChainId,
+    pub issuer: Option<WalletAddress>,
 }
 
 /// A request waiting to be batched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkItem {
     pub id: String,
-    pub address: String,
+    pub address: WalletAddress,
     pub attempts: u32,
     /// When it became due: its creation, or the end of its retry backoff.
     pub due_at_ms: UnixMillis,
@@ -251,21 +251,21 @@ impl SettledStatus {
 pub struct ItemSettlement {
     pub status: SettledStatus,
     pub reason: Option<String>,
-    pub amount_wei: Option<String>,
+    pub amount_wei: Option<TokenAmount>,
 }
 
 /// A faucet request, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FaucetRequestRecord {
     pub id: String,
-    pub chain_id: u64,
-    pub address: String,
+    pub chain_id: ChainId,
+    pub address: WalletAddress,
     pub client_ip: String,
     /// Pending, submitted, paid, skipped or failed.
     pub status: RequestStatus,
     pub attempts: u32,
     pub tx_hash: Option<String>,
-    pub amount_wei: Option<String>,
+    pub amount_wei: Option<TokenAmount>,
     pub reason: Option<String>,
     pub created_at_ms: UnixMillis,
     pub updated_at_ms: UnixMillis,
@@ -276,9 +276,9 @@ pub struct FaucetRequestRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WhitelistRequestRecord {
     pub id: String,
-    pub chain_id: u64,
-    pub issuer: String,
-    pub address: String,
+    pub chain_id: ChainId,
+    pub issuer: WalletAddress,
+    pub address: WalletAddress,
     /// Pending, submitted, confirmed or failed.
     pub status: RequestStatus,
     pub attempts: u32,
@@ -344,13 +344,13 @@ impl Storage {
     /// The intents of one signer that are not final yet, oldest first.
     pub async fn open_tx_intents(
         &self,
-        chain_id: u64,
-        signer: &str,
+        chain_id: ChainId,
+        signer: &WalletAddress,
         limit: u64,
     ) -> Result<Vec<TxIntentRecord>> {
         tx_intents::Entity::find()
-            .filter(tx_intents::Column::ChainId.eq(chain_id as i64))
-            .filter(tx_intents::Column::Signer.eq(signer))
+            .filter(tx_intents::Column::ChainId.eq(chain_column(chain_id)))
+            .filter(tx_intents::Column::Signer.eq(signer.to_string()))
             .filter(tx_intents::Column::Status.is_in(["queued", "sent"]))
             .order_by_asc(tx_intents::Column::CreatedAtMs)
             .order_by_asc(tx_intents::Column::Id)
@@ -364,7 +364,7 @@ impl Storage {
     }
 
     /// The (chain, signer) pairs with open intents, so their senders start after a restart.
-    pub async fn signers_with_open_intents(&self) -> Result<Vec<(u64, String)>> {
+    pub async fn signers_with_open_intents(&self) -> Result<Vec<(ChainId, WalletAddress)>> {
         let rows: Vec<(i64, String)> = tx_intents::Entity::find()
             .select_only()
             .column(tx_intents::Column::ChainId)
@@ -375,7 +375,9 @@ impl Storage {
             .all(&self.reader)
             .await
             .context("list signers with open intents")?;
-        Ok(rows.into_iter().map(|(c, s)| (c as u64, s)).collect())
+        rows.into_iter()
+            .map(|(c, s)| Ok((read_chain(c)?, read_address(&s)?)))
+            .collect()
     }
 
     /// Every intent of one purpose, newest first (operations and tests).
@@ -397,12 +399,16 @@ impl Storage {
     }
 
     /// The highest nonce a still-open intent of this signer was signed with.
-    pub async fn highest_open_nonce(&self, chain_id: u64, signer: &str) -> Result<Option<u64>> {
+    pub async fn highest_open_nonce(
+        &self,
+        chain_id: ChainId,
+        signer: &WalletAddress,
+    ) -> Result<Option<u64>> {
         let nonce: Option<Option<i64>> = tx_intents::Entity::find()
             .select_only()
             .column_as(tx_intents::Column::Nonce.max(), "nonce")
-            .filter(tx_intents::Column::ChainId.eq(chain_id as i64))
-            .filter(tx_intents::Column::Signer.eq(signer))
+            .filter(tx_intents::Column::ChainId.eq(chain_column(chain_id)))
+            .filter(tx_intents::Column::Signer.eq(signer.to_string()))
             .filter(tx_intents::Column::Status.eq("sent"))
             .into_tuple()
             .one(&self.reader)
@@ -508,11 +514,13 @@ impl Storage {
                     .await
                     .context("list open faucet chains")?;
                 rows.into_iter()
-                    .map(|chain_id| WorkGroup {
-                        chain_id: chain_id as u64,
-                        issuer: None,
+                    .map(|chain_id| {
+                        Ok(WorkGroup {
+                            chain_id: read_chain(chain_id)?,
+                            issuer: None,
+                        })
                     })
-                    .collect()
+                    .collect::<Result<_>>()?
             }
             WorkKind::Whitelist => {
                 let rows: Vec<(i64, String)> = whitelist_requests::Entity::find()
@@ -526,11 +534,13 @@ impl Storage {
                     .await
                     .context("list open whitelisting issuers")?;
                 rows.into_iter()
-                    .map(|(chain_id, issuer)| WorkGroup {
-                        chain_id: chain_id as u64,
-                        issuer: Some(issuer),
+                    .map(|(chain_id, issuer)| {
+                        Ok(WorkGroup {
+                            chain_id: read_chain(chain_id)?,
+                            issuer: Some(read_address(&issuer)?),
+                        })
                     })
-                    .collect()
+                    .collect::<Result<_>>()?
             }
         })
     }
@@ -572,7 +582,7 @@ impl Storage {
         kind: WorkKind,
         intent_id: &str,
         outcome: &TxFinal,
-        items: &HashMap<String, ItemSettlement>,
+        items: &HashMap<WalletAddress, ItemSettlement>,
         retry: RetryPolicy,
         now: UnixMillis,
     ) -> Result<bool> {
@@ -694,8 +704,8 @@ impl Storage {
     /// The wallet's open (pending or submitted) request on the chain.
     pub async fn find_open_faucet_request(
         &self,
-        chain_id: u64,
-        address: &str,
+        chain_id: ChainId,
+        address: &WalletAddress,
     ) -> Result<Option<FaucetRequestRecord>> {
         with_intent_hash(
             faucet_requests::Entity::find()
@@ -724,14 +734,14 @@ impl Storage {
     /// When the wallet was last paid on the chain.
     pub async fn last_faucet_payout_at(
         &self,
-        chain_id: u64,
-        address: &str,
+        chain_id: ChainId,
+        address: &WalletAddress,
     ) -> Result<Option<UnixMillis>> {
         let at: Option<Option<i64>> = faucet_requests::Entity::find()
             .select_only()
             .column_as(faucet_requests::Column::SettledAtMs.max(), "at")
-            .filter(faucet_requests::Column::ChainId.eq(chain_id as i64))
-            .filter(faucet_requests::Column::Address.eq(address))
+            .filter(faucet_requests::Column::ChainId.eq(chain_column(chain_id)))
+            .filter(faucet_requests::Column::Address.eq(address.to_string()))
             .filter(faucet_requests::Column::Status.eq("paid"))
             .into_tuple()
             .one(&self.reader)
@@ -751,9 +761,9 @@ impl Storage {
         let open_key = format!("{}:{}:{}", record.chain_id, record.issuer, record.address);
         let row = whitelist_requests::ActiveModel {
             id: Set(record.id.clone()),
-            chain_id: Set(record.chain_id as i64),
-            issuer: Set(record.issuer.clone()),
-            address: Set(record.address.clone()),
+            chain_id: Set(chain_column(record.chain_id)),
+            issuer: Set(record.issuer.to_string()),
+            address: Set(record.address.to_string()),
             status: Set("pending".into()),
             open_key: Set(Some(open_key.clone())),
             attempts: Set(0),
@@ -796,12 +806,12 @@ impl Storage {
     /// A wallet's whitelisting requests, newest first.
     pub async fn whitelist_requests_for(
         &self,
-        address: &str,
+        address: &WalletAddress,
         limit: u64,
     ) -> Result<Vec<WhitelistRequestRecord>> {
         with_intent_hash(
             whitelist_requests::Entity::find()
-                .filter(whitelist_requests::Column::Address.eq(address))
+                .filter(whitelist_requests::Column::Address.eq(address.to_string()))
                 .order_by_desc(whitelist_requests::Column::CreatedAtMs)
                 .order_by_desc(whitelist_requests::Column::Id)
                 .limit(limit),
@@ -817,7 +827,7 @@ impl Storage {
 }
 
 /// `<chain>:<address>`: a faucet request's key while it is open.
-fn faucet_open_key(chain_id: u64, address: &str) -> String {
+fn faucet_open_key(chain_id: ChainId, address: &WalletAddress) -> String {
     format!("{chain_id}:{address}")
 }
 
@@ -834,8 +844,8 @@ pub struct IpLimit {
 fn faucet_row(record: &FaucetRequestRecord) -> faucet_requests::ActiveModel {
     faucet_requests::ActiveModel {
         id: Set(record.id.clone()),
-        chain_id: Set(record.chain_id as i64),
-        address: Set(record.address.clone()),
+        chain_id: Set(chain_column(record.chain_id)),
+        address: Set(record.address.to_string()),
         client_ip: Set(record.client_ip.clone()),
         status: Set("pending".into()),
         open_key: Set(Some(faucet_open_key(record.chain_id, &record.address))),
@@ -855,7 +865,7 @@ fn faucet_row(record: &FaucetRequestRecord) -> faucet_requests::ActiveModel {
 /// `since`, newest first.
 async fn recent_from_ip(
     db: &impl ConnectionTrait,
-    chain_id: u64,
+    chain_id: ChainId,
     client_ip: &str,
     since: UnixMillis,
     limit: u64,
@@ -863,7 +873,7 @@ async fn recent_from_ip(
     faucet_requests::Entity::find()
         .select_only()
         .column(faucet_requests::Column::CreatedAtMs)
-        .filter(faucet_requests::Column::ChainId.eq(chain_id as i64))
+        .filter(faucet_requests::Column::ChainId.eq(chain_column(chain_id)))
         .filter(faucet_requests::Column::ClientIp.eq(client_ip))
         .filter(faucet_requests::Column::CreatedAtMs.gte(since))
         .order_by_desc(faucet_requests::Column::CreatedAtMs)
@@ -899,11 +909,11 @@ pub(crate) async fn insert_intent(
         id: Set(uuid::Uuid::new_v4().to_string()),
         idempotency_key: Set(intent.idempotency_key),
         purpose: Set(intent.purpose),
-        chain_id: Set(intent.chain_id as i64),
-        signer: Set(intent.signer),
-        to_address: Set(intent.to),
+        chain_id: Set(chain_column(intent.chain_id)),
+        signer: Set(intent.signer.to_string()),
+        to_address: Set(intent.to.to_string()),
         calldata: Set(intent.calldata),
-        value_wei: Set(intent.value_wei),
+        value_wei: Set(intent.value_wei.to_string()),
         gas_limit: Set(intent.gas_limit.map(|g| g as i64)),
         status: Set("queued".into()),
         nonce: Set(None),
@@ -1024,11 +1034,11 @@ fn intent_record(m: tx_intents::Model) -> Result<TxIntentRecord> {
         id: m.id,
         idempotency_key: m.idempotency_key,
         purpose: m.purpose,
-        chain_id: m.chain_id as u64,
-        signer: m.signer,
-        to: m.to_address,
+        chain_id: read_chain(m.chain_id)?,
+        signer: read_address(&m.signer)?,
+        to: read_address(&m.to_address)?,
         calldata: m.calldata,
-        value_wei: m.value_wei,
+        value_wei: read_amount(&m.value_wei)?,
         gas_limit: m.gas_limit.map(|g| g as u64),
         nonce: m.nonce.map(|n| n as u64),
         raw_tx: m.raw_tx,
@@ -1050,13 +1060,13 @@ fn faucet_record(joined: WithIntentHash<faucet_requests::Model>) -> Result<Fauce
     let m = joined.row;
     Ok(FaucetRequestRecord {
         id: m.id,
-        chain_id: m.chain_id as u64,
-        address: m.address,
+        chain_id: read_chain(m.chain_id)?,
+        address: read_address(&m.address)?,
         client_ip: m.client_ip,
         status: RequestStatus::read(&m.status)?,
         attempts: m.attempts.max(0) as u32,
         tx_hash,
-        amount_wei: m.amount_wei,
+        amount_wei: read_optional(m.amount_wei, read_amount)?,
         reason: m.reason,
         created_at_ms: m.created_at_ms,
         updated_at_ms: m.updated_at_ms,
@@ -1071,9 +1081,9 @@ fn whitelist_record(
     let m = joined.row;
     Ok(WhitelistRequestRecord {
         id: m.id,
-        chain_id: m.chain_id as u64,
-        issuer: m.issuer,
-        address: m.address,
+        chain_id: read_chain(m.chain_id)?,
+        issuer: read_address(&m.issuer)?,
+        address: read_address(&m.address)?,
         status: RequestStatus::read(&m.status)?,
         attempts: m.attempts.max(0) as u32,
         tx_hash,
@@ -1145,9 +1155,9 @@ work_entity!(faucet_requests, issuer: None, amount: Some(faucet_requests::Column
 work_entity!(whitelist_requests, issuer: Some(whitelist_requests::Column::Issuer), amount: None);
 
 fn in_group<E: WorkEntity>(query: sea_orm::Select<E>, group: &WorkGroup) -> sea_orm::Select<E> {
-    let query = query.filter(E::col(WorkColumn::ChainId).eq(group.chain_id as i64));
+    let query = query.filter(E::col(WorkColumn::ChainId).eq(chain_column(group.chain_id)));
     match (E::issuer(), &group.issuer) {
-        (Some(column), Some(issuer)) => query.filter(column.eq(issuer.as_str())),
+        (Some(column), Some(issuer)) => query.filter(column.eq(issuer.to_string())),
         _ => query,
     }
 }
@@ -1174,15 +1184,16 @@ async fn due<E: WorkEntity>(
         .all(db)
         .await
         .context("list due requests")?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, address, attempts, created, next)| WorkItem {
-            id,
-            address,
-            attempts: attempts.max(0) as u32,
-            due_at_ms: created.max(next),
+    rows.into_iter()
+        .map(|(id, address, attempts, created, next)| {
+            Ok(WorkItem {
+                id,
+                address: read_address(&address)?,
+                attempts: attempts.max(0) as u32,
+                due_at_ms: created.max(next),
+            })
         })
-        .collect())
+        .collect()
 }
 
 async fn next_due<E: WorkEntity>(
@@ -1226,7 +1237,7 @@ async fn settle<E: WorkEntity>(
     db: &impl ConnectionTrait,
     intent_id: &str,
     outcome: &TxFinal,
-    items: &HashMap<String, ItemSettlement>,
+    items: &HashMap<WalletAddress, ItemSettlement>,
     retry: RetryPolicy,
     now: UnixMillis,
 ) -> Result<()> {
@@ -1249,15 +1260,19 @@ async fn settle<E: WorkEntity>(
             .filter(E::col(WorkColumn::Status).eq("submitted"));
         let update = match outcome {
             TxFinal::Confirmed { tx_hash, .. } => {
-                let settled = items.get(&address).cloned().unwrap_or(ItemSettlement {
-                    status: SettledStatus::Failed,
-                    reason: Some("the transaction emitted no event for this wallet".into()),
-                    amount_wei: None,
-                });
+                let settled =
+                    items
+                        .get(&read_address(&address)?)
+                        .cloned()
+                        .unwrap_or(ItemSettlement {
+                            status: SettledStatus::Failed,
+                            reason: Some("the transaction emitted no event for this wallet".into()),
+                            amount_wei: None,
+                        });
                 let mut update =
                     settled_update(update, settled.status, settled.reason, Some(tx_hash), now);
                 if let (Some(column), Some(amount)) = (E::amount(), settled.amount_wei) {
-                    update = update.col_expr(column, Expr::value(amount));
+                    update = update.col_expr(column, Expr::value(amount.to_string()));
                 }
                 update
             }

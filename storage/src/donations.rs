@@ -14,7 +14,7 @@ use crate::entities::donations::{self, Column as C};
 use crate::entities::stripe_events;
 use crate::keyset::{Keyset, Order};
 use crate::{Context, Result, Storage, StorageError};
-use ampflow_types::UnixMillis;
+use ampflow_types::{UnixMillis, WalletAddress};
 
 /// How a donation is paid: through a Stripe PaymentIntent, or collected by a partner on its
 /// own site (seed 003) and settled by the partner, with no PaymentIntent.
@@ -80,9 +80,9 @@ pub struct DonationRecord {
     pub id: String,
     pub organisation_id: String,
     pub fund_id: Option<String>,
-    /// The donor's wallet, lowercase `0x…`; empty for a partner's donation (the partner, not
-    /// a wallet, may read it).
-    pub wallet_address: String,
+    /// The donor's wallet; `None` for a partner's donation (the partner, not a wallet, may
+    /// read it). Stored as an empty string then.
+    pub wallet_address: Option<WalletAddress>,
     /// Minor units.
     pub amount: i64,
     /// ISO 4217, upper case.
@@ -117,12 +117,16 @@ impl Storage {
     /// The wallet's donations, newest first, after `cursor`.
     pub async fn list_donations(
         &self,
-        wallet_address: &str,
+        wallet_address: &WalletAddress,
         cursor: Option<&Keyset>,
         limit: u64,
     ) -> Result<Vec<DonationRecord>> {
-        self.list_donations_where(C::WalletAddress.eq(wallet_address), cursor, limit)
-            .await
+        self.list_donations_where(
+            C::WalletAddress.eq(wallet_address.to_string()),
+            cursor,
+            limit,
+        )
+        .await
     }
 
     /// The organisation's donations, newest first, after `cursor`.
@@ -198,7 +202,7 @@ pub(crate) fn donation_model(d: &DonationRecord) -> donations::ActiveModel {
         id: Set(d.id.clone()),
         organisation_id: Set(d.organisation_id.clone()),
         fund_id: Set(d.fund_id.clone()),
-        wallet_address: Set(d.wallet_address.clone()),
+        wallet_address: Set(d.wallet_address.map_or_else(String::new, |w| w.to_string())),
         amount: Set(d.amount),
         currency: Set(d.currency.clone()),
         donor_email: Set(d.donor_email.clone()),
@@ -555,7 +559,10 @@ fn donation_record(m: donations::Model) -> Result<DonationRecord> {
         id: m.id,
         organisation_id: m.organisation_id,
         fund_id: m.fund_id,
-        wallet_address: m.wallet_address,
+        wallet_address: match m.wallet_address.as_str() {
+            "" => None,
+            stored => Some(crate::typed::read_address(stored)?),
+        },
         amount: m.amount,
         currency: m.currency,
         donor_email: m.donor_email,

@@ -12,8 +12,9 @@ use crate::entities::{
     dashboard_sessions, login_challenges, sessions, spent_refresh_tokens, users,
 };
 use crate::records::*;
+use crate::typed::{read_address, read_chain, read_optional};
 use crate::{Context, Result, Storage};
-use ampflow_types::UnixMillis;
+use ampflow_types::{UnixMillis, WalletAddress};
 
 /// Expired sessions deleted per statement by the janitor, and chunks per run (the rest waits
 /// for the next run).
@@ -23,10 +24,14 @@ const EXPIRED_SESSION_CHUNKS_PER_RUN_MAX: usize = 100;
 impl Storage {
     /// The user and the redeemable `/authorize` challenges of one wallet. (Sessions are read
     /// one at a time, when a request names one.)
-    pub async fn load_wallet(&self, address: &str, now: UnixMillis) -> Result<WalletSnapshot> {
+    pub async fn load_wallet(
+        &self,
+        address: &WalletAddress,
+        now: UnixMillis,
+    ) -> Result<WalletSnapshot> {
         let user = self.find_user(address).await?;
         let challenges = login_challenges::Entity::find()
-            .filter(login_challenges::Column::Address.eq(address))
+            .filter(login_challenges::Column::Address.eq(address.to_string()))
             .filter(login_challenges::Column::UsedAtMs.is_null())
             .filter(login_challenges::Column::ExpiresAtMs.gt(now))
             .order_by_desc(login_challenges::Column::CreatedAtMs)
@@ -35,16 +40,17 @@ impl Storage {
             .context("load wallet challenges")?
             .into_iter()
             .map(challenge_record)
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(WalletSnapshot { user, challenges })
     }
 
-    pub async fn find_user(&self, address: &str) -> Result<Option<UserRecord>> {
-        Ok(users::Entity::find_by_id(address.to_string())
+    pub async fn find_user(&self, address: &WalletAddress) -> Result<Option<UserRecord>> {
+        users::Entity::find_by_id(address.to_string())
             .one(&self.reader)
             .await
             .context("find user")?
-            .map(user_record))
+            .map(user_record)
+            .transpose()
     }
 
     /// Writes `user` if the stored row still has `user.version - 1`. Returns false when another
@@ -67,11 +73,12 @@ impl Storage {
     }
 
     pub async fn find_challenge(&self, id: &str) -> Result<Option<ChallengeRecord>> {
-        Ok(login_challenges::Entity::find_by_id(id.to_string())
+        login_challenges::Entity::find_by_id(id.to_string())
             .one(&self.reader)
             .await
             .context("find login challenge")?
-            .map(challenge_record))
+            .map(challenge_record)
+            .transpose()
     }
 
     /// Consumes the challenge and opens the session, atomically: in one transaction, group-
@@ -83,11 +90,12 @@ impl Storage {
     }
 
     pub async fn find_session(&self, id: &str) -> Result<Option<SessionRecord>> {
-        Ok(sessions::Entity::find_by_id(id.to_string())
+        sessions::Entity::find_by_id(id.to_string())
             .one(&self.reader)
             .await
             .context("find session")?
-            .map(session_record))
+            .map(session_record)
+            .transpose()
     }
 
     /// The session a refresh token belongs to, and whether it is the current token or one
@@ -102,7 +110,7 @@ impl Storage {
             .await
             .context("find session by refresh token")?;
         if let Some(session) = current {
-            return Ok(Some((RefreshTokenState::Current, session_record(session))));
+            return Ok(Some((RefreshTokenState::Current, session_record(session)?)));
         }
         let Some(spent) = spent_refresh_tokens::Entity::find_by_id(token_hash.to_string())
             .one(&self.reader)
@@ -273,10 +281,10 @@ pub(crate) async fn write_logins(
         .map(|(w, _)| consumed.contains(&w.challenge_id) && claimed.insert(w.challenge_id.as_str()))
         .collect();
 
-    let mut new_users: HashMap<&str, &UserRecord> = HashMap::new();
+    let mut new_users: HashMap<String, &UserRecord> = HashMap::new();
     for ((write, _), won) in batch.iter().zip(&won) {
         if let (true, Some(user)) = (*won, &write.create_user) {
-            new_users.entry(user.address.as_str()).or_insert(user);
+            new_users.entry(user.address.to_string()).or_insert(user);
         }
     }
     let mut users = HashMap::new();
@@ -291,13 +299,13 @@ pub(crate) async fn write_logins(
             .await
             .context("create users on first login")?;
         users = users::Entity::find()
-            .filter(users::Column::Address.is_in(new_users.keys().copied()))
+            .filter(users::Column::Address.is_in(new_users.keys().cloned()))
             .all(&txn)
             .await
             .context("read users after login")?
             .into_iter()
-            .map(|m| (m.address.clone(), user_record(m)))
-            .collect();
+            .map(|m| Ok((read_address(&m.address)?, user_record(m)?)))
+            .collect::<Result<_>>()?;
     }
     let sessions: Vec<_> = batch
         .iter()
@@ -371,7 +379,7 @@ pub(crate) async fn update_user_on(db: &impl ConnectionTrait, user: &UserRecord)
         )
         .col_expr(users::Column::Version, Expr::value(user.version))
         .col_expr(users::Column::UpdatedAtMs, Expr::value(user.updated_at_ms))
-        .filter(users::Column::Address.eq(user.address.as_str()))
+        .filter(users::Column::Address.eq(user.address.to_string()))
         .filter(users::Column::Version.eq(user.version - 1))
         .exec(db)
         .await
@@ -379,9 +387,9 @@ pub(crate) async fn update_user_on(db: &impl ConnectionTrait, user: &UserRecord)
     Ok(result.rows_affected == 1)
 }
 
-pub(crate) fn user_record(m: users::Model) -> UserRecord {
-    UserRecord {
-        address: m.address,
+pub(crate) fn user_record(m: users::Model) -> Result<UserRecord> {
+    Ok(UserRecord {
+        address: read_address(&m.address)?,
         email: m.email,
         email_verified: m.email_verified,
         kyc_completed: m.kyc_completed,
@@ -395,12 +403,12 @@ pub(crate) fn user_record(m: users::Model) -> UserRecord {
         version: m.version,
         created_at_ms: m.created_at_ms,
         updated_at_ms: m.updated_at_ms,
-    }
+    })
 }
 
 fn user_model(u: &UserRecord) -> users::ActiveModel {
     users::ActiveModel {
-        address: Set(u.address.clone()),
+        address: Set(u.address.to_string()),
         email: Set(u.email.clone()),
         email_verified: Set(u.email_verified),
         kyc_completed: Set(u.kyc_completed),
@@ -417,21 +425,21 @@ fn user_model(u: &UserRecord) -> users::ActiveModel {
     }
 }
 
-fn challenge_record(m: login_challenges::Model) -> ChallengeRecord {
-    ChallengeRecord {
+fn challenge_record(m: login_challenges::Model) -> Result<ChallengeRecord> {
+    Ok(ChallengeRecord {
         id: m.id,
-        address: m.address,
+        address: read_optional(m.address, read_address)?,
         message: m.message,
         created_at_ms: m.created_at_ms,
         expires_at_ms: m.expires_at_ms,
         used_at_ms: m.used_at_ms,
-    }
+    })
 }
 
 fn challenge_model(c: &ChallengeRecord) -> login_challenges::ActiveModel {
     login_challenges::ActiveModel {
         id: Set(c.id.clone()),
-        address: Set(c.address.clone()),
+        address: Set(c.address.map(|a| a.to_string())),
         message: Set(c.message.clone()),
         created_at_ms: Set(c.created_at_ms),
         expires_at_ms: Set(c.expires_at_ms),
@@ -439,28 +447,28 @@ fn challenge_model(c: &ChallengeRecord) -> login_challenges::ActiveModel {
     }
 }
 
-fn session_record(m: sessions::Model) -> SessionRecord {
-    SessionRecord {
+fn session_record(m: sessions::Model) -> Result<SessionRecord> {
+    Ok(SessionRecord {
         id: m.id,
-        address: m.address,
+        address: read_address(&m.address)?,
         created_at_ms: m.created_at_ms,
         expires_at_ms: m.expires_at_ms,
         revoked_at_ms: m.revoked_at_ms,
         revoked_reason: m.revoked_reason,
         refresh_token_hash: m.refresh_token_hash,
-        chain_id: m.chain_id.map(|id| id as u64),
-    }
+        chain_id: m.chain_id.map(read_chain).transpose()?,
+    })
 }
 
 fn session_model(s: &SessionRecord) -> sessions::ActiveModel {
     sessions::ActiveModel {
         id: Set(s.id.clone()),
-        address: Set(s.address.clone()),
+        address: Set(s.address.to_string()),
         created_at_ms: Set(s.created_at_ms),
         expires_at_ms: Set(s.expires_at_ms),
         revoked_at_ms: Set(s.revoked_at_ms),
         revoked_reason: Set(s.revoked_reason.clone()),
         refresh_token_hash: Set(s.refresh_token_hash.clone()),
-        chain_id: Set(s.chain_id.map(|id| id as i64)),
+        chain_id: Set(s.chain_id.map(crate::typed::chain_column)),
     }
 }

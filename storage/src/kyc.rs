@@ -12,6 +12,7 @@ use crate::entities::veriff_sessions;
 use crate::identity::update_user_on;
 use crate::records::*;
 use crate::{Context, Result, Storage, StorageError};
+use ampflow_types::WalletAddress;
 
 impl Storage {
     pub async fn insert_veriff_session(&self, session: &VeriffSessionRecord) -> Result<()> {
@@ -34,10 +35,10 @@ impl Storage {
     /// The wallet's most recent Veriff session.
     pub async fn latest_veriff_session(
         &self,
-        address: &str,
+        address: &WalletAddress,
     ) -> Result<Option<VeriffSessionRecord>> {
         veriff_sessions::Entity::find()
-            .filter(veriff_sessions::Column::Address.eq(address))
+            .filter(veriff_sessions::Column::Address.eq(address.to_string()))
             .order_by_desc(veriff_sessions::Column::CreatedAtMs)
             .order_by_desc(veriff_sessions::Column::Id)
             .one(&self.reader)
@@ -76,7 +77,7 @@ impl Storage {
     }
 
     /// The wallet's KYC (completion and verified document), or `None` for an unknown wallet.
-    pub async fn kyc_status(&self, address: &str) -> Result<Option<KycStatus>> {
+    pub async fn kyc_status(&self, address: &WalletAddress) -> Result<Option<KycStatus>> {
         Ok(self.find_user(address).await?.map(|u| u.kyc_status()))
     }
 }
@@ -163,7 +164,7 @@ fn veriff_session_record(m: veriff_sessions::Model) -> Result<VeriffSessionRecor
     };
     Ok(VeriffSessionRecord {
         id: m.id,
-        address: m.address,
+        address: crate::typed::read_address(&m.address)?,
         url: m.url,
         created_at_ms: m.created_at_ms,
         last_event: m.last_event,
@@ -179,7 +180,7 @@ fn veriff_session_model(s: &VeriffSessionRecord) -> veriff_sessions::ActiveModel
     let d = s.decision.as_ref();
     veriff_sessions::ActiveModel {
         id: Set(s.id.clone()),
-        address: Set(s.address.clone()),
+        address: Set(s.address.to_string()),
         url: Set(s.url.clone()),
         created_at_ms: Set(s.created_at_ms),
         last_event: Set(s.last_event.clone()),

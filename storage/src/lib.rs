@@ -33,6 +33,7 @@ pub mod records;
 pub mod testdb;
 mod throttle;
 mod trusted;
+mod typed;
 
 pub use amount_mismatches::*;
 use ampflow_runtime::Supervisor;

@@ -1,13 +1,12 @@
 //! The records repositories hand out. They are plain data: the actors own the rules.
 
-use ampflow_types::UnixMillis;
+use ampflow_types::{ChainId, UnixMillis, WalletAddress};
 use chrono::NaiveDate;
 
 /// A wallet's user record, created on its first login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
-    /// Lowercase `0x…` address.
-    pub address: String,
+    pub address: WalletAddress,
     pub email: Option<String>,
     pub email_verified: bool,
     pub kyc_completed: bool,
@@ -28,7 +27,7 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
-    pub fn new(address: String, now: UnixMillis) -> Self {
+    pub fn new(address: WalletAddress, now: UnixMillis) -> Self {
         Self {
             address,
             email: None,
@@ -151,7 +150,7 @@ pub struct VeriffDecision {
 pub struct VeriffSessionRecord {
     /// Veriff's verification id.
     pub id: String,
-    pub address: String,
+    pub address: WalletAddress,
     /// Where the user goes to verify.
     pub url: String,
     pub created_at_ms: UnixMillis,
@@ -170,7 +169,7 @@ pub struct VeriffSessionRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChallengeRecord {
     pub id: String,
-    pub address: Option<String>,
+    pub address: Option<WalletAddress>,
     pub message: String,
     pub created_at_ms: UnixMillis,
     pub expires_at_ms: UnixMillis,
@@ -188,7 +187,7 @@ impl ChallengeRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     pub id: String,
-    pub address: String,
+    pub address: WalletAddress,
     pub created_at_ms: UnixMillis,
     pub expires_at_ms: UnixMillis,
     pub revoked_at_ms: Option<UnixMillis>,
@@ -197,7 +196,7 @@ pub struct SessionRecord {
     pub refresh_token_hash: String,
     /// The chain a contract wallet's (EIP-1271) signature was checked on: the session acts for
     /// the address on that chain only. `None` for an EOA signature, valid on every chain.
-    pub chain_id: Option<u64>,
+    pub chain_id: Option<ChainId>,
 }
 
 impl SessionRecord {

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use ampflow_storage::testdb::{Backend, TestDatabase};
 use ampflow_storage::*;
+use ampflow_types::{ChainId, TokenAmount, WalletAddress};
 
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {$(
@@ -34,8 +35,16 @@ on_both_databases!(
 
 const WALLET: &str = "0x00000000000000000000000000000000000000aa";
 const CAMPAIGN: &str = "0x00000000000000000000000000000000000000cc";
-const CHAIN: u64 = 31337;
+const CHAIN: ChainId = ChainId::new(31337);
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+fn addr(text: &str) -> WalletAddress {
+    WalletAddress::parse(text).unwrap()
+}
+
+fn units(text: &str) -> TokenAmount {
+    TokenAmount::parse(text).unwrap()
+}
 
 async fn storage(backend: Backend) -> Option<(Storage, TestDatabase)> {
     let db = TestDatabase::create(backend).await?;
@@ -47,9 +56,9 @@ async fn storage(backend: Backend) -> Option<(Storage, TestDatabase)> {
 fn submit(campaign: &str, amount: &str, now: i64) -> AutoInvestSubmit {
     AutoInvestSubmit {
         chain_id: CHAIN,
-        wallet: WALLET.into(),
-        campaign: campaign.into(),
-        amount: amount.into(),
+        wallet: addr(WALLET),
+        campaign: addr(campaign),
+        amount: units(amount),
         now,
         expires_at_ms: now + 7 * DAY_MS,
         max_open_per_wallet: 3,
@@ -61,10 +70,10 @@ fn intent(key: &str) -> NewTxIntent {
         idempotency_key: key.into(),
         purpose: "auto_invest".into(),
         chain_id: CHAIN,
-        signer: "0x00000000000000000000000000000000000000ee".into(),
-        to: "0x00000000000000000000000000000000000000ff".into(),
+        signer: addr("0x00000000000000000000000000000000000000ee"),
+        to: addr("0x00000000000000000000000000000000000000ff"),
         calldata: "0x".into(),
-        value_wei: "0".into(),
+        value_wei: TokenAmount::ZERO,
         gas_limit: None,
     }
 }
@@ -136,7 +145,7 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
     ));
     assert!(matches!(
         storage
-            .cancel_auto_invest(CHAIN, WALLET, CAMPAIGN, 6)
+            .cancel_auto_invest(CHAIN, &addr(WALLET), &addr(CAMPAIGN), 6)
             .await
             .unwrap(),
         CancelOutcome::InProcess(_)
@@ -166,7 +175,7 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
 
     // Cancelled: finished, and the triple takes a new task.
     let CancelOutcome::Cancelled(cancelled) = storage
-        .cancel_auto_invest(CHAIN, WALLET, other, 10)
+        .cancel_auto_invest(CHAIN, &addr(WALLET), &addr(other), 10)
         .await
         .unwrap()
     else {
@@ -175,7 +184,7 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
     assert_eq!(cancelled.status, AutoInvestStatus::Cancelled);
     assert_eq!(
         storage
-            .cancel_auto_invest(CHAIN, WALLET, other, 11)
+            .cancel_auto_invest(CHAIN, &addr(WALLET), &addr(other), 11)
             .await
             .unwrap(),
         CancelOutcome::NotFound
@@ -185,13 +194,13 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
 
     // Listings: open ones newest first, finished ones apart, pages by cursor.
     let open = storage
-        .list_auto_invests(CHAIN, TaskFilter::Wallet(WALLET), true, None, 10)
+        .list_auto_invests(CHAIN, TaskFilter::Wallet(addr(WALLET)), true, None, 10)
         .await
         .unwrap();
     assert_eq!(open.len(), 3);
     assert_eq!(open[0].id, again.id);
     let page = storage
-        .list_auto_invests(CHAIN, TaskFilter::Wallet(WALLET), true, None, 1)
+        .list_auto_invests(CHAIN, TaskFilter::Wallet(addr(WALLET)), true, None, 1)
         .await
         .unwrap();
     let cursor = Keyset {
@@ -199,19 +208,25 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
         id: page[0].id.clone(),
     };
     let rest = storage
-        .list_auto_invests(CHAIN, TaskFilter::Wallet(WALLET), true, Some(&cursor), 10)
+        .list_auto_invests(
+            CHAIN,
+            TaskFilter::Wallet(addr(WALLET)),
+            true,
+            Some(&cursor),
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(rest.len(), 2);
     assert!(rest.iter().all(|t| t.id != page[0].id));
     let finished = storage
-        .list_auto_invests(CHAIN, TaskFilter::Wallet(WALLET), false, None, 10)
+        .list_auto_invests(CHAIN, TaskFilter::Wallet(addr(WALLET)), false, None, 10)
         .await
         .unwrap();
     assert_eq!(finished.len(), 1);
     assert_eq!(finished[0].id, cancelled.id);
     let by_campaign = storage
-        .list_auto_invests(CHAIN, TaskFilter::Campaign(CAMPAIGN), true, None, 10)
+        .list_auto_invests(CHAIN, TaskFilter::Campaign(addr(CAMPAIGN)), true, None, 10)
         .await
         .unwrap();
     assert_eq!(by_campaign.len(), 1);
@@ -224,7 +239,7 @@ fn campaign(i: usize) -> String {
 
 fn submit_for(wallet: &str, campaign: &str, amount: &str, now: i64, cap: u64) -> AutoInvestSubmit {
     AutoInvestSubmit {
-        wallet: wallet.into(),
+        wallet: addr(wallet),
         max_open_per_wallet: cap,
         ..submit(campaign, amount, now)
     }
@@ -303,7 +318,7 @@ async fn submits_arriving_together_are_decided_one_by_one(backend: Backend) {
     );
     for wallet in [WALLET, other_wallet] {
         let open = storage
-            .list_auto_invests(CHAIN, TaskFilter::Wallet(wallet), true, None, 100)
+            .list_auto_invests(CHAIN, TaskFilter::Wallet(addr(wallet)), true, None, 100)
             .await
             .unwrap();
         assert_eq!(open.len(), 3, "{wallet}");
@@ -342,7 +357,7 @@ async fn two_processes_submitting_one_triple_keep_one_open_task(backend: Backend
         );
     }
     let open = first
-        .list_auto_invests(CHAIN, TaskFilter::Wallet(WALLET), true, None, 100)
+        .list_auto_invests(CHAIN, TaskFilter::Wallet(addr(WALLET)), true, None, 100)
         .await
         .unwrap();
     assert_eq!(open.len(), 40);
@@ -424,7 +439,7 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
             format!("{WALLET}:{CAMPAIGN}"),
             InvestOutcome {
                 success: true,
-                invested: "300".into(),
+                invested: units("300"),
                 reason: None,
                 retry: true,
             },
@@ -433,7 +448,7 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
             format!("{WALLET}:{}", bad.campaign),
             InvestOutcome {
                 success: false,
-                invested: "0".into(),
+                invested: units("0"),
                 reason: Some("Campaign: caller may not invest for spender".into()),
                 retry: true,
             },
@@ -455,7 +470,7 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
 
     let good = storage.auto_invest_task(&good.id).await.unwrap().unwrap();
     assert_eq!(good.status, AutoInvestStatus::Success);
-    assert_eq!(good.invested_amount.as_deref(), Some("300"));
+    assert_eq!(good.invested_amount, Some(units("300")));
     assert_eq!(good.finished_at_ms, Some(100));
     let retried = storage.auto_invest_task(&bad.id).await.unwrap().unwrap();
     assert_eq!(retried.status, AutoInvestStatus::Pending);
@@ -484,7 +499,7 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
         format!("{WALLET}:{}", retried.campaign),
         InvestOutcome {
             success: false,
-            invested: "0".into(),
+            invested: units("0"),
             reason: Some("insufficient allowance".into()),
             retry: true,
         },
@@ -508,7 +523,7 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
             .starts_with("gave up after 2 attempts")
     );
     // Finished: the triple is free again.
-    created(&storage, &retried.campaign, "1", 2_001).await;
+    created(&storage, &retried.campaign.to_string(), "1", 2_001).await;
 }
 
 async fn a_failed_transaction_counts_as_an_attempt(backend: Backend) {
@@ -556,7 +571,7 @@ async fn a_refusal_by_the_chain_is_not_retried(backend: Backend) {
         format!("{WALLET}:{CAMPAIGN}"),
         InvestOutcome {
             success: false,
-            invested: "0".into(),
+            invested: units("0"),
             reason: Some("hostile: always reverts".into()),
             retry: false,
         },
@@ -678,7 +693,12 @@ async fn the_open_count_follows_every_change(backend: Backend) {
     let Some((storage, _db)) = storage(backend).await else {
         return;
     };
-    let open = || async { storage.open_auto_invest_count(CHAIN, WALLET).await.unwrap() };
+    let open = || async {
+        storage
+            .open_auto_invest_count(CHAIN, &addr(WALLET))
+            .await
+            .unwrap()
+    };
     let c = |i: u8| format!("0x00000000000000000000000000000000000000{i:02x}");
     assert_eq!(open().await, 0);
     created(&storage, &c(1), "1", 0).await;
@@ -703,7 +723,7 @@ async fn the_open_count_follows_every_change(backend: Backend) {
     assert_eq!(open().await, 3);
     // Cancelled: one fewer, and the freed place can be taken.
     storage
-        .cancel_auto_invest(CHAIN, WALLET, &c(1), 2)
+        .cancel_auto_invest(CHAIN, &addr(WALLET), &addr(&c(1)), 2)
         .await
         .unwrap();
     assert_eq!(open().await, 2);
@@ -726,7 +746,7 @@ async fn the_open_count_follows_every_change(backend: Backend) {
         format!("{WALLET}:{}", c(3)),
         InvestOutcome {
             success: false,
-            invested: "0".into(),
+            invested: units("0"),
             reason: Some("no allowance".into()),
             retry: true,
         },
@@ -751,7 +771,7 @@ async fn the_open_count_follows_every_change(backend: Backend) {
         format!("{WALLET}:{}", c(6)),
         InvestOutcome {
             success: true,
-            invested: "7".into(),
+            invested: units("7"),
             reason: None,
             retry: true,
         },

@@ -4,6 +4,7 @@
 
 use ampflow_storage::testdb::{Backend, TestDatabase};
 use ampflow_storage::*;
+use ampflow_types::WalletAddress;
 
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {$(
@@ -31,6 +32,10 @@ on_both_databases!(
 
 const ADDRESS: &str = "0x00000000000000000000000000000000000000aa";
 
+fn wallet() -> WalletAddress {
+    WalletAddress::parse(ADDRESS).unwrap()
+}
+
 async fn storage(backend: Backend) -> Option<(Storage, TestDatabase)> {
     let db = TestDatabase::create(backend).await?;
     let storage = Storage::connect(&db.settings()).await.unwrap();
@@ -41,7 +46,7 @@ async fn storage(backend: Backend) -> Option<(Storage, TestDatabase)> {
 fn challenge(id: &str, now: i64) -> ChallengeRecord {
     ChallengeRecord {
         id: id.into(),
-        address: Some(ADDRESS.into()),
+        address: Some(wallet()),
         message: format!("message {id}"),
         created_at_ms: now,
         expires_at_ms: now + 600_000,
@@ -52,10 +57,10 @@ fn challenge(id: &str, now: i64) -> ChallengeRecord {
 fn login_write(challenge_id: &str, session_id: &str, now: i64) -> LoginWrite {
     LoginWrite {
         challenge_id: challenge_id.into(),
-        create_user: Some(UserRecord::new(ADDRESS.into(), now)),
+        create_user: Some(UserRecord::new(wallet(), now)),
         session: SessionRecord {
             id: session_id.into(),
-            address: ADDRESS.into(),
+            address: wallet(),
             created_at_ms: now,
             expires_at_ms: now + 1_000_000,
             revoked_at_ms: None,
@@ -90,7 +95,7 @@ async fn a_challenge_is_consumed_by_exactly_one_login(backend: Backend) {
         .filter(|o| matches!(o.as_ref().unwrap(), LoginOutcome::LoggedIn(_)))
         .count();
     assert_eq!(winners, 1);
-    let snapshot = storage.load_wallet(ADDRESS, now).await.unwrap();
+    let snapshot = storage.load_wallet(&wallet(), now).await.unwrap();
     assert!(snapshot.user.is_some());
     assert!(
         snapshot.challenges.is_empty(),
@@ -112,7 +117,7 @@ async fn an_expired_challenge_cannot_be_consumed(backend: Backend) {
         LoginOutcome::ChallengeUnavailable
     );
     assert!(
-        storage.find_user(ADDRESS).await.unwrap().is_none(),
+        storage.find_user(&wallet()).await.unwrap().is_none(),
         "nothing of the login was written"
     );
     assert!(storage.find_session("s1").await.unwrap().is_none());
@@ -190,7 +195,7 @@ async fn a_stale_user_version_loses(backend: Backend) {
     );
     assert_eq!(
         storage
-            .find_user(ADDRESS)
+            .find_user(&wallet())
             .await
             .unwrap()
             .unwrap()
@@ -357,7 +362,7 @@ async fn concurrent_logins_are_group_committed_and_each_gets_its_own_answer(back
         return;
     };
     let now = 1_000_000;
-    let address = |i: usize| format!("0x{i:040x}");
+    let address = |i: usize| WalletAddress::parse(&format!("0x{i:040x}")).unwrap();
     // 30 wallets with a fresh challenge each, 5 with an expired one; each fresh challenge is
     // presented twice at once.
     let mut challenges = Vec::new();

@@ -5,6 +5,7 @@
 
 use ampflow_storage::testdb::{Backend, TestDatabase};
 use ampflow_storage::*;
+use ampflow_types::WalletAddress;
 use chrono::NaiveDate;
 
 macro_rules! on_both_databases {
@@ -25,6 +26,10 @@ on_both_databases!(
 
 const ADDRESS: &str = "0x00000000000000000000000000000000000000bb";
 
+fn wallet() -> WalletAddress {
+    WalletAddress::parse(ADDRESS).unwrap()
+}
+
 async fn storage(backend: Backend) -> Option<(Storage, TestDatabase)> {
     let db = TestDatabase::create(backend).await?;
     let storage = Storage::connect(&db.settings()).await.unwrap();
@@ -37,7 +42,7 @@ async fn create_user(storage: &Storage) -> UserRecord {
     storage
         .insert_challenge(&ChallengeRecord {
             id: "c1".into(),
-            address: Some(ADDRESS.into()),
+            address: Some(wallet()),
             message: "m".into(),
             created_at_ms: 0,
             expires_at_ms: 600_000,
@@ -47,10 +52,10 @@ async fn create_user(storage: &Storage) -> UserRecord {
         .unwrap();
     let write = LoginWrite {
         challenge_id: "c1".into(),
-        create_user: Some(UserRecord::new(ADDRESS.into(), 0)),
+        create_user: Some(UserRecord::new(wallet(), 0)),
         session: SessionRecord {
             id: "s1".into(),
-            address: ADDRESS.into(),
+            address: wallet(),
             created_at_ms: 0,
             expires_at_ms: 1_000_000,
             revoked_at_ms: None,
@@ -68,7 +73,7 @@ async fn create_user(storage: &Storage) -> UserRecord {
 fn session(id: &str, created_at_ms: i64) -> VeriffSessionRecord {
     VeriffSessionRecord {
         id: id.into(),
-        address: ADDRESS.into(),
+        address: wallet(),
         url: format!("https://alchemy.veriff.com/v/{id}"),
         created_at_ms,
         last_event: None,
@@ -102,7 +107,7 @@ async fn veriff_sessions_round_trip_and_the_latest_is_found(backend: Backend) {
     };
     assert!(
         storage
-            .latest_veriff_session(ADDRESS)
+            .latest_veriff_session(&wallet())
             .await
             .unwrap()
             .is_none()
@@ -116,7 +121,7 @@ async fn veriff_sessions_round_trip_and_the_latest_is_found(backend: Backend) {
         .await
         .unwrap();
     let latest = storage
-        .latest_veriff_session(ADDRESS)
+        .latest_veriff_session(&wallet())
         .await
         .unwrap()
         .unwrap();
@@ -143,7 +148,7 @@ async fn a_decision_and_its_user_are_written_together_or_not_at_all(backend: Bac
     let user = create_user(&storage).await;
     assert_eq!(
         storage
-            .kyc_status(ADDRESS)
+            .kyc_status(&wallet())
             .await
             .unwrap()
             .map(|k| k.completed),
@@ -184,7 +189,7 @@ async fn a_decision_and_its_user_are_written_together_or_not_at_all(backend: Bac
             .await
             .unwrap()
     );
-    let status = storage.kyc_status(ADDRESS).await.unwrap().unwrap();
+    let status = storage.kyc_status(&wallet()).await.unwrap().unwrap();
     assert!(status.completed);
     assert_eq!(status.document_valid_until, Some(valid_until));
     assert_eq!(status.session_id.as_deref(), Some("v1"));
@@ -200,7 +205,9 @@ async fn a_decision_and_its_user_are_written_together_or_not_at_all(backend: Bac
     );
     assert_eq!(
         storage
-            .kyc_status("0x00000000000000000000000000000000000000cc")
+            .kyc_status(
+                &WalletAddress::parse("0x00000000000000000000000000000000000000cc").unwrap()
+            )
             .await
             .unwrap(),
         None

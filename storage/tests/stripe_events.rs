@@ -33,7 +33,7 @@ fn pending(n: usize) -> DonationRecord {
         id: format!("don_{n:032x}"),
         organisation_id: "org_0123456789abcdef0123456789abcdef".into(),
         fund_id: None,
-        wallet_address: String::new(),
+        wallet_address: None,
         amount: 1_000 + n as i64,
         currency: "EUR".into(),
         donor_email: "donor@example.com".into(),

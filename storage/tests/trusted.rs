@@ -5,7 +5,7 @@
 
 use ampflow_storage::testdb::{Backend, TestDatabase};
 use ampflow_storage::*;
-use ampflow_types::TrustedKind;
+use ampflow_types::{ChainId, TokenAmount, TrustedKind, WalletAddress};
 
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {$(
@@ -23,9 +23,14 @@ on_both_databases!(
     gas_of_the_last_hour_counts_what_was_sent,
 );
 
-const CHAIN: u64 = 31337;
+const CHAIN: ChainId = ChainId::new(31337);
+const OTHER_CHAIN: ChainId = ChainId::new(1);
 const A: &str = "0x00000000000000000000000000000000000000a1";
 const B: &str = "0x00000000000000000000000000000000000000b2";
+
+fn addr(text: &str) -> WalletAddress {
+    WalletAddress::parse(text).unwrap()
+}
 
 async fn storage(backend: Backend) -> Option<(Storage, TestDatabase)> {
     let db = TestDatabase::create(backend).await?;
@@ -41,7 +46,7 @@ async fn the_registry_is_per_chain_and_kind(backend: Backend) {
     let campaign = TrustedKind::Campaign;
     assert_eq!(
         storage
-            .add_trusted_contracts(CHAIN, campaign, &[A.into(), B.into()], 5)
+            .add_trusted_contracts(CHAIN, campaign, &[addr(A), addr(B)], 5)
             .await
             .unwrap(),
         2
@@ -49,27 +54,31 @@ async fn the_registry_is_per_chain_and_kind(backend: Backend) {
     // Adding again changes nothing, and keeps the first time.
     assert_eq!(
         storage
-            .add_trusted_contracts(CHAIN, campaign, &[A.into()], 9)
+            .add_trusted_contracts(CHAIN, campaign, &[addr(A)], 9)
             .await
             .unwrap(),
         0
     );
     let found = storage
-        .trusted_among(CHAIN, campaign, &[A.into(), "0x00".into()])
+        .trusted_among(
+            CHAIN,
+            campaign,
+            &[addr(A), addr("0x00000000000000000000000000000000000000ff")],
+        )
         .await
         .unwrap();
-    assert_eq!(found.into_iter().collect::<Vec<_>>(), vec![A.to_string()]);
+    assert_eq!(found.into_iter().collect::<Vec<_>>(), vec![addr(A)]);
     // Another kind or another chain is another registry.
     assert!(
         storage
-            .trusted_among(CHAIN, TrustedKind::Issuer, &[A.into()])
+            .trusted_among(CHAIN, TrustedKind::Issuer, &[addr(A)])
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
         storage
-            .trusted_among(1, campaign, &[A.into()])
+            .trusted_among(OTHER_CHAIN, campaign, &[addr(A)])
             .await
             .unwrap()
             .is_empty()
@@ -85,25 +94,27 @@ async fn the_registry_is_per_chain_and_kind(backend: Backend) {
 
     assert!(
         storage
-            .remove_trusted_contract(CHAIN, campaign, A)
+            .remove_trusted_contract(CHAIN, campaign, &addr(A))
             .await
             .unwrap()
     );
     assert!(
         !storage
-            .remove_trusted_contract(CHAIN, campaign, A)
+            .remove_trusted_contract(CHAIN, campaign, &addr(A))
             .await
             .unwrap()
     );
     assert!(
         storage
-            .trusted_among(CHAIN, campaign, &[A.into()])
+            .trusted_among(CHAIN, campaign, &[addr(A)])
             .await
             .unwrap()
             .is_empty()
     );
     // Many at once.
-    let many: Vec<String> = (0..2_500u32).map(|i| format!("0x{i:040x}")).collect();
+    let many: Vec<WalletAddress> = (0..2_500u32)
+        .map(|i| addr(&format!("0x{i:040x}")))
+        .collect();
     assert_eq!(
         storage
             .add_trusted_contracts(CHAIN, TrustedKind::Issuer, &many, 1)
@@ -118,10 +129,10 @@ fn intent(key: &str, gas_limit: Option<u64>) -> NewTxIntent {
         idempotency_key: key.into(),
         purpose: "test".into(),
         chain_id: CHAIN,
-        signer: "0x00000000000000000000000000000000000000ee".into(),
-        to: "0x00000000000000000000000000000000000000ff".into(),
+        signer: addr("0x00000000000000000000000000000000000000ee"),
+        to: addr("0x00000000000000000000000000000000000000ff"),
         calldata: "0x".into(),
-        value_wei: "0".into(),
+        value_wei: TokenAmount::ZERO,
         gas_limit,
     }
 }
@@ -184,5 +195,9 @@ async fn gas_of_the_last_hour_counts_what_was_sent(backend: Backend) {
     assert_eq!(storage.gas_sent_since(CHAIN, 0).await.unwrap(), 310_000);
     assert_eq!(storage.gas_sent_since(CHAIN, 1_500).await.unwrap(), 250_000);
     assert_eq!(storage.gas_sent_since(CHAIN, 2_001).await.unwrap(), 0);
-    assert_eq!(storage.gas_sent_since(1, 0).await.unwrap(), 0, "per chain");
+    assert_eq!(
+        storage.gas_sent_since(OTHER_CHAIN, 0).await.unwrap(),
+        0,
+        "per chain"
+    );
 }

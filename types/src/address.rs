@@ -56,6 +56,26 @@ impl fmt::Debug for WalletAddress {
     }
 }
 
+/// An address equals its `0x…` text in any letter case; text that is not an address equals
+/// none.
+impl PartialEq<str> for WalletAddress {
+    fn eq(&self, other: &str) -> bool {
+        Self::parse(other).is_ok_and(|other| other == *self)
+    }
+}
+
+impl PartialEq<&str> for WalletAddress {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
+    }
+}
+
+impl PartialEq<String> for WalletAddress {
+    fn eq(&self, other: &String) -> bool {
+        *self == **other
+    }
+}
+
 impl FromStr for WalletAddress {
     type Err = AddressError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -3,7 +3,7 @@
 //! storage's transactions apply them to the state they read (a group commit decides each
 //! submit in turn) and nothing else holds a copy of the rule.
 
-use crate::UnixMillis;
+use crate::{ChainId, TokenAmount, UnixMillis, WalletAddress};
 
 /// Where a task stands: pending → in_process → success | failed, or back to pending after a
 /// failed attempt with attempts left; pending → expired | cancelled. Finished tasks never
@@ -55,15 +55,13 @@ impl AutoInvestStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AutoInvestTask {
     pub id: String,
-    pub chain_id: u64,
-    /// Lowercase `0x…`.
-    pub wallet: String,
-    /// Lowercase `0x…`.
-    pub campaign: String,
-    /// Requested, in stablecoin base units (decimal).
-    pub amount: String,
+    pub chain_id: ChainId,
+    pub wallet: WalletAddress,
+    pub campaign: WalletAddress,
+    /// Requested, in stablecoin base units.
+    pub amount: TokenAmount,
     /// Invested, once it succeeded.
-    pub invested_amount: Option<String>,
+    pub invested_amount: Option<TokenAmount>,
     pub status: AutoInvestStatus,
     pub version: i64,
     pub attempts: u32,
@@ -80,10 +78,10 @@ pub struct AutoInvestTask {
 /// A request to queue (or merge into) the triple's task.
 #[derive(Debug, Clone)]
 pub struct AutoInvestSubmit {
-    pub chain_id: u64,
-    pub wallet: String,
-    pub campaign: String,
-    pub amount: String,
+    pub chain_id: ChainId,
+    pub wallet: WalletAddress,
+    pub campaign: WalletAddress,
+    pub amount: TokenAmount,
     pub now: UnixMillis,
     /// When the task expires if it is still pending: now + the timeout.
     pub expires_at_ms: UnixMillis,
@@ -115,7 +113,7 @@ pub fn decide_submit(
     match open {
         Some(task) if task.status == AutoInvestStatus::InProcess => SubmitDecision::InProcess,
         Some(task) => SubmitDecision::Merge(AutoInvestTask {
-            amount: submit.amount.clone(),
+            amount: submit.amount,
             version: task.version + 1,
             expires_at_ms: submit.expires_at_ms,
             next_check_at_ms: submit.now,
@@ -126,9 +124,9 @@ pub fn decide_submit(
         None => SubmitDecision::Create(AutoInvestTask {
             id: uuid::Uuid::new_v4().to_string(),
             chain_id: submit.chain_id,
-            wallet: submit.wallet.clone(),
-            campaign: submit.campaign.clone(),
-            amount: submit.amount.clone(),
+            wallet: submit.wallet,
+            campaign: submit.campaign,
+            amount: submit.amount,
             invested_amount: None,
             status: AutoInvestStatus::Pending,
             version: 0,
@@ -149,6 +147,10 @@ pub fn decide_submit(
 mod tests {
     use super::*;
 
+    fn amount(units: u128) -> TokenAmount {
+        TokenAmount::from(units)
+    }
+
     fn created(decision: SubmitDecision) -> AutoInvestTask {
         match decision {
             SubmitDecision::Create(task) => task,
@@ -159,29 +161,29 @@ mod tests {
     #[test]
     fn a_submit_merges_into_a_pending_task_leaves_one_in_process_and_counts_the_wallet() {
         let submit = AutoInvestSubmit {
-            chain_id: 1,
-            wallet: "0xw".into(),
-            campaign: "0xc".into(),
-            amount: "7".into(),
+            chain_id: ChainId::new(1),
+            wallet: WalletAddress::parse(&format!("0x{}", "a".repeat(40))).unwrap(),
+            campaign: WalletAddress::parse(&format!("0x{}", "c".repeat(40))).unwrap(),
+            amount: amount(7),
             now: 1_000,
             expires_at_ms: 5_000,
             max_open_per_wallet: 2,
         };
         let first = AutoInvestSubmit {
-            amount: "5".into(),
+            amount: amount(5),
             now: 100,
             ..submit.clone()
         };
         let new = created(decide_submit(None, 0, &first));
         assert_eq!(
             (
-                new.amount.as_str(),
+                new.amount,
                 new.status,
                 new.version,
                 new.next_check_at_ms,
                 new.created_at_ms
             ),
-            ("5", AutoInvestStatus::Pending, 0, 100, 100)
+            (amount(5), AutoInvestStatus::Pending, 0, 100, 100)
         );
         let pending = AutoInvestTask {
             version: 3,
@@ -201,19 +203,19 @@ mod tests {
         };
         assert_eq!(
             (
-                after.amount.as_str(),
+                after.amount,
                 after.version,
                 after.expires_at_ms,
                 after.next_check_at_ms,
                 after.updated_at_ms
             ),
-            ("7", 4, 5_000, 1_000, 1_000)
+            (amount(7), 4, 5_000, 1_000, 1_000)
         );
         assert_eq!(
             (after.id, after.created_at_ms),
             (pending.id, pending.created_at_ms)
         );
-        assert_eq!(created(decide_submit(None, 1, &submit)).amount, "7");
+        assert_eq!(created(decide_submit(None, 1, &submit)).amount, amount(7));
         assert_eq!(decide_submit(None, 2, &submit), SubmitDecision::TooMany);
     }
 }

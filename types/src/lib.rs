@@ -7,6 +7,7 @@
 
 mod address;
 pub mod auto_invest;
+mod chain;
 mod clock;
 mod donation;
 mod keyset;
@@ -18,6 +19,7 @@ mod retry;
 mod trusted;
 
 pub use address::{AddressError, WalletAddress};
+pub use chain::{AmountError, ChainId, ChainIdError, TokenAmount};
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use donation::{CURRENCIES, Currency, CurrencyError, DonationId, DonationIdError};
 pub use keyset::Keyset;

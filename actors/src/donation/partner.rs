@@ -87,7 +87,7 @@ impl Donations {
             id: id.to_string(),
             organisation_id: org.id,
             fund_id: None,
-            wallet_address: String::new(),
+            wallet_address: None,
             amount: new.amount,
             currency: new.currency.as_str().to_string(),
             donor_email: new.donor_email,

@@ -151,7 +151,7 @@ impl WalletActor {
             }
             return;
         }
-        let address = state.address.to_string();
+        let address = state.address;
         let latest = match self.deps.storage.latest_veriff_session(&address).await {
             Ok(latest) => latest,
             Err(error) => {
@@ -187,6 +187,7 @@ impl WalletActor {
         tokio::spawn(async move {
             // A one-off call, not restarted (creating a session is not idempotent): a panic
             // answers the waiters with an error, who may ask again.
+            let address = address.to_string();
             let call = veriff.create_session(
                 &address,
                 first_name.as_deref(),
@@ -222,7 +223,7 @@ impl WalletActor {
             Ok(created) => {
                 let session = VeriffSessionRecord {
                     id: created.id,
-                    address: state.address.to_string(),
+                    address: state.address,
                     url: created.url,
                     created_at_ms: self.now().max(created_not_before_ms),
                     last_event: None,
@@ -353,7 +354,7 @@ impl WalletActor {
             .storage
             .find_veriff_session(id)
             .await?
-            .filter(|s| s.address == state.address.to_string())
+            .filter(|s| s.address == state.address)
             .ok_or(IdentityError::KycSessionUnknown)
     }
 }
@@ -397,7 +398,7 @@ mod tests {
     fn session(created_at_ms: i64, status: Option<VeriffDecisionStatus>) -> VeriffSessionRecord {
         VeriffSessionRecord {
             id: "s".into(),
-            address: "0x".into(),
+            address: ampflow_types::WalletAddress::from_alloy(alloy::primitives::Address::ZERO),
             url: "https://veriff".into(),
             created_at_ms,
             last_event: None,

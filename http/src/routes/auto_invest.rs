@@ -4,11 +4,10 @@
 //! One path shape serves both the campaign (POST, DELETE) and the wallet (GET): the router
 //! cannot tell two parameter names apart at the same place, so both are `{address}`.
 
-use alloy::primitives::U256;
 use ampflow_actors::auto_invest::TaskFilter;
 use ampflow_actors::auto_invest::{AutoInvestError, Submitted, Triple};
-use ampflow_types::Keyset;
 use ampflow_types::auto_invest::AutoInvestTask;
+use ampflow_types::{AmountError, ChainId, Keyset, TokenAmount};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -25,8 +24,6 @@ use crate::state::AppState;
 /// Tasks per page by default, and at most.
 const PAGE_DEFAULT: u64 = 20;
 const PAGE_MAX: u64 = 100;
-/// A uint256 has at most 78 decimal digits.
-const AMOUNT_DIGITS_MAX: usize = 78;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -75,11 +72,11 @@ impl From<AutoInvestTask> for AutoInvestResponse {
     fn from(t: AutoInvestTask) -> Self {
         Self {
             id: t.id,
-            chain_id: t.chain_id,
-            wallet_address: t.wallet,
-            campaign_address: t.campaign,
-            amount: t.amount,
-            invested_amount: t.invested_amount,
+            chain_id: t.chain_id.get(),
+            wallet_address: t.wallet.to_string(),
+            campaign_address: t.campaign.to_string(),
+            amount: t.amount.to_string(),
+            invested_amount: t.invested_amount.map(|a| a.to_string()),
             status: t.status.as_str().to_string(),
             attempts: t.attempts,
             tx_hash: t.tx_hash,
@@ -147,18 +144,14 @@ impl From<AutoInvestError> for ApiError {
 }
 
 /// A decimal uint256 greater than zero.
-fn parse_amount(text: &str) -> Result<U256, ApiError> {
+fn parse_amount(text: &str) -> Result<TokenAmount, ApiError> {
     let bad = |why: &str| ApiError::invalid_param("amount", why.to_string());
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad(
-            "amount must be a decimal string of stablecoin base units, e.g. \"500\"",
-        ));
-    }
-    if text.len() > AMOUNT_DIGITS_MAX {
-        return Err(bad("amount does not fit in a uint256"));
-    }
-    let amount =
-        U256::from_str_radix(text, 10).map_err(|_| bad("amount does not fit in a uint256"))?;
+    let amount = TokenAmount::parse(text).map_err(|e| match e {
+        AmountError::NotDecimal => {
+            bad("amount must be a decimal string of stablecoin base units, e.g. \"500\"")
+        }
+        AmountError::TooLarge => bad("amount does not fit in a uint256"),
+    })?;
     if amount.is_zero() {
         return Err(bad("amount must be greater than 0"));
     }
@@ -176,8 +169,8 @@ fn decode_cursor(text: &str) -> Result<Keyset, ApiError> {
 /// Lists one page of tasks.
 async fn page(
     state: &AppState,
-    chain_id: u64,
-    filter: TaskFilter<'_>,
+    chain_id: ChainId,
+    filter: TaskFilter,
     open: bool,
     query: PageQuery,
 ) -> Result<Json<AutoInvestList>, ApiError> {
@@ -259,8 +252,8 @@ async fn list_for_wallet(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<AutoInvestList>, ApiError> {
     let chain_id = params::chain_id(&chain_id)?;
-    let wallet = params::address("wallet", &wallet)?.to_string();
-    page(&state, chain_id, TaskFilter::Wallet(&wallet), true, query).await
+    let wallet = params::address("wallet", &wallet)?;
+    page(&state, chain_id, TaskFilter::Wallet(wallet), true, query).await
 }
 
 /// A wallet's finished auto-invest tasks (success, failed, expired or cancelled), with the
@@ -274,8 +267,8 @@ async fn history_for_wallet(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<AutoInvestList>, ApiError> {
     let chain_id = params::chain_id(&chain_id)?;
-    let wallet = params::address("wallet", &wallet)?.to_string();
-    page(&state, chain_id, TaskFilter::Wallet(&wallet), false, query).await
+    let wallet = params::address("wallet", &wallet)?;
+    page(&state, chain_id, TaskFilter::Wallet(wallet), false, query).await
 }
 
 /// A campaign's open (pending or in process) auto-invest tasks.
@@ -288,11 +281,11 @@ async fn list_for_campaign(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<AutoInvestList>, ApiError> {
     let chain_id = params::chain_id(&chain_id)?;
-    let campaign = params::address("campaign", &campaign)?.to_string();
+    let campaign = params::address("campaign", &campaign)?;
     page(
         &state,
         chain_id,
-        TaskFilter::Campaign(&campaign),
+        TaskFilter::Campaign(campaign),
         true,
         query,
     )
@@ -305,8 +298,9 @@ mod tests {
 
     #[test]
     fn amounts_are_positive_decimal_uint256() {
-        assert_eq!(parse_amount("500").unwrap(), U256::from(500u64));
-        assert_eq!(parse_amount(&U256::MAX.to_string()).unwrap(), U256::MAX);
+        assert_eq!(parse_amount("500").unwrap(), TokenAmount::from(500u128));
+        let max = alloy::primitives::U256::MAX;
+        assert_eq!(parse_amount(&max.to_string()).unwrap().as_u256(), max);
         for bad in [
             "",
             "0",
@@ -331,10 +325,10 @@ mod tests {
         let id = uuid::Uuid::new_v4().to_string();
         let task = AutoInvestTask {
             id: id.clone(),
-            chain_id: 1,
-            wallet: String::new(),
-            campaign: String::new(),
-            amount: "1".into(),
+            chain_id: ChainId::new(1),
+            wallet: ampflow_types::WalletAddress::from_alloy(alloy::primitives::Address::ZERO),
+            campaign: ampflow_types::WalletAddress::from_alloy(alloy::primitives::Address::ZERO),
+            amount: TokenAmount::from(1u128),
             invested_amount: None,
             status: ampflow_types::auto_invest::AutoInvestStatus::Pending,
             version: 0,

@@ -55,11 +55,11 @@ impl From<FaucetRequestRecord> for FaucetRequestResponse {
     fn from(r: FaucetRequestRecord) -> Self {
         Self {
             id: r.id,
-            chain_id: r.chain_id,
-            wallet_address: r.address,
+            chain_id: r.chain_id.get(),
+            wallet_address: r.address.to_string(),
             status: r.status.as_str().to_string(),
             tx_hash: r.tx_hash,
-            amount: r.amount_wei,
+            amount: r.amount_wei.map(|a| a.to_string()),
             reason: r.reason,
             attempts: r.attempts,
             created_at: r.created_at_ms,
@@ -157,6 +157,7 @@ async fn get_request(
     ApiPath((chain_id, id)): ApiPath<(u64, String)>,
     WalletAuth(principal): WalletAuth,
 ) -> Result<Json<FaucetRequestResponse>, ApiError> {
+    let chain_id = ampflow_types::ChainId::new(chain_id);
     let request = state
         .actors()
         .faucet()

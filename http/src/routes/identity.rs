@@ -76,7 +76,11 @@ async fn jwt(
     .map_err(|e| ApiError::invalid_param("signed_payload", e.to_string()))?;
     let pair = state
         .identity()
-        .login(address, signature, body.chain_id)
+        .login(
+            address,
+            signature,
+            body.chain_id.map(ampflow_types::ChainId::new),
+        )
         .await?;
     Ok(Json(pair.into()))
 }

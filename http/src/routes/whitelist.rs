@@ -61,9 +61,9 @@ impl From<WhitelistRequestRecord> for WhitelistResponse {
     fn from(r: WhitelistRequestRecord) -> Self {
         Self {
             id: Some(r.id),
-            chain_id: r.chain_id,
-            issuer_address: r.issuer,
-            wallet_address: r.address,
+            chain_id: r.chain_id.get(),
+            issuer_address: r.issuer.to_string(),
+            wallet_address: r.address.to_string(),
             status: r.status.as_str().to_string(),
             tx_hash: r.tx_hash,
             reason: r.reason,
@@ -132,10 +132,11 @@ async fn request_whitelisting(
 ) -> Result<(StatusCode, Json<WhitelistResponse>), ApiError> {
     let issuer: Address =
         crate::params::address("issuer_address", &body.issuer_address)?.as_alloy();
+    let chain_id = ampflow_types::ChainId::new(body.chain_id);
     let answer = state
         .actors()
         .whitelisting()
-        .request(body.chain_id, issuer, &principal.on_chain(body.chain_id)?)
+        .request(chain_id, issuer, &principal.on_chain(chain_id)?)
         .await?;
     Ok(match answer {
         WhitelistAnswer::AlreadyApproved => (

@@ -9,7 +9,7 @@ use alloy::providers::{Provider, ProviderBuilder};
 
 /// anvil's first development account (funded with 10,000 ETH on every start).
 pub const DEV_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-pub const CHAIN_ID: u64 = 31337;
+pub const CHAIN_ID: ampflow_types::ChainId = ampflow_types::ChainId::new(31337);
 
 pub struct Anvil {
     child: Child,

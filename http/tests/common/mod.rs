@@ -41,7 +41,7 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub settings: Settings,
     pub client: reqwest::Client,
-    pub signers: HashMap<u64, PrivateKeySigner>,
+    pub signers: HashMap<ampflow_types::ChainId, PrivateKeySigner>,
 }
 
 pub fn settings_for(db: &TestDatabase) -> Settings {
@@ -83,7 +83,7 @@ impl TestApp {
     /// Like `start_with`, with transaction signers for chains.
     pub async fn start_signing(
         backend: Backend,
-        signers: HashMap<u64, PrivateKeySigner>,
+        signers: HashMap<ampflow_types::ChainId, PrivateKeySigner>,
         tweak: impl FnOnce(&mut Settings),
     ) -> Option<Self> {
         let Some(db) = TestDatabase::create(backend).await else {

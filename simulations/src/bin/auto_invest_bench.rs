@@ -48,6 +48,7 @@ use ampflow_storage::{
     AutoInvestStatus, AutoInvestSubmit, AutoInvestTask, Keyset, Storage, SubmitOutcome, TaskFilter,
     TxIntentRecord, TxIntentStatus,
 };
+use ampflow_types::{TokenAmount, WalletAddress};
 use anyhow::{Context, bail, ensure};
 use clap::{Parser, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
@@ -739,8 +740,8 @@ mod drain {
         for (task, record) in tasks.iter().zip(&finished) {
             *statuses.entry(record.status.as_str()).or_default() += 1;
             ensure!(
-                record.wallet == format!("{:#x}", keys[task.wallet].address())
-                    && record.campaign == format!("{:#x}", campaigns[task.campaign]),
+                record.wallet.as_alloy() == keys[task.wallet].address()
+                    && record.campaign.as_alloy() == campaigns[task.campaign],
                 "task {} is for another wallet or campaign",
                 record.id
             );
@@ -750,7 +751,7 @@ mod drain {
             }
             ensure!(
                 record.amount == task.amount.to_string()
-                    && record.invested_amount.as_deref() == Some(record.amount.as_str()),
+                    && record.invested_amount == Some(record.amount),
                 "task {} invested {:?} of {}",
                 record.id,
                 record.invested_amount,
@@ -945,7 +946,7 @@ mod drain {
         let stablecoin = TestStablecoin::new(contracts.stablecoin, &provider);
         let issuer = Issuer::new(contracts.issuer, &provider);
         let unsigned = |nonce, to, data: &Bytes, gas_limit| UnsignedTx {
-            chain_id: CHAIN_ID,
+            chain_id: CHAIN_ID.get(),
             nonce,
             to,
             data: data.clone(),
@@ -1789,14 +1790,14 @@ mod http {
 
     /// The wallet's open tasks, page by page.
     async fn count_open(storage: &Storage, wallet: Address) -> anyhow::Result<usize> {
-        let wallet = format!("{wallet:#x}");
+        let wallet = WalletAddress::from_alloy(wallet);
         let mut cursor: Option<Keyset> = None;
         let mut count = 0;
         loop {
             let page = storage
                 .list_auto_invests(
                     CHAIN_ID,
-                    TaskFilter::Wallet(&wallet),
+                    TaskFilter::Wallet(wallet),
                     true,
                     cursor.as_ref(),
                     100,
@@ -2276,9 +2277,9 @@ mod mem {
                     let outcome = storage
                         .submit_auto_invest(&AutoInvestSubmit {
                             chain_id: CHAIN_ID,
-                            wallet: format!("{:#x}", wallets[i / c]),
-                            campaign: format!("{:#x}", campaigns[i % c]),
-                            amount: amounts[i].to_string(),
+                            wallet: WalletAddress::from_alloy(wallets[i / c]),
+                            campaign: WalletAddress::from_alloy(campaigns[i % c]),
+                            amount: TokenAmount::from(u128::from(amounts[i])),
                             now,
                             expires_at_ms: now + TIMEOUT_MS,
                             max_open_per_wallet: c as u64,
@@ -2305,9 +2306,14 @@ mod mem {
         let (mut sampled, mut with_reason) = (0, 0);
         let mut reasons = BTreeMap::new();
         for wallet in wallets {
-            let wallet = format!("{wallet:#x}");
             let tasks = storage
-                .list_auto_invests(CHAIN_ID, TaskFilter::Wallet(&wallet), true, None, 100)
+                .list_auto_invests(
+                    CHAIN_ID,
+                    TaskFilter::Wallet(WalletAddress::from_alloy(*wallet)),
+                    true,
+                    None,
+                    100,
+                )
                 .await?;
             for task in tasks {
                 ensure!(

@@ -499,11 +499,11 @@ async fn check_requests(
             continue;
         }
         ensure!(
-            request.address == format!("{:#x}", wallet.address()),
+            request.address.as_alloy() == wallet.address(),
             "request {id} is for another wallet"
         );
         ensure!(
-            request.amount_wei.as_deref() == Some(reward),
+            request.amount_wei.map(|a| a.to_string()).as_deref() == Some(reward),
             "request {id} paid {:?}",
             request.amount_wei
         );

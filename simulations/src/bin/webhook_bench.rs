@@ -364,7 +364,9 @@ async fn create_donations(
             id: prefixed_id("don"),
             organisation_id: org_ids[i % organisations].clone(),
             fund_id: None,
-            wallet_address: format!("0x{:040x}", i % 1000 + 1),
+            wallet_address: Some(ampflow_types::WalletAddress::from_alloy(
+                alloy::primitives::Address::left_padding_from(&(i % 1000 + 1).to_be_bytes()),
+            )),
             amount: rng.random_range(100..=100_000),
             currency: "EUR".into(),
             donor_email: format!("donor{i}@example.org"),

@@ -12,6 +12,7 @@ use alloy::sol_types::SolEvent;
 use ampflow_chain::contracts::{Faucet, InvestService, WalletApprover};
 use ampflow_standins::stripe::{PaymentIntentStatus, StripeStandIn};
 use ampflow_storage::{AutoInvestStatus, LedgerRange, RequestStatus, Storage, TaskFilter};
+use ampflow_types::WalletAddress;
 use anyhow::Context;
 
 use super::setup::{CHAIN_ID, World};
@@ -167,7 +168,8 @@ pub async fn whitelist_settled_once(
     let wallets: BTreeSet<&String> = book.whitelist.iter().map(|(_, w)| w).collect();
     let mut confirmed = 0;
     for wallet in &wallets {
-        let rows = storage.whitelist_requests_for(wallet, 100).await?;
+        let address = WalletAddress::parse(wallet)?;
+        let rows = storage.whitelist_requests_for(&address, 100).await?;
         for (id, _) in book.whitelist.iter().filter(|(_, w)| w == *wallet) {
             let Some(id) = id else { continue };
             match rows.iter().find(|r| &r.id == id) {
@@ -234,10 +236,10 @@ pub async fn auto_invest_once(
     }
     let mut tasks = BTreeMap::new();
     for investor in &world.investors {
-        let wallet = format!("{:#x}", investor.address());
+        let wallet = WalletAddress::from_alloy(investor.address());
         for open in [true, false] {
             for task in storage
-                .list_auto_invests(CHAIN_ID, TaskFilter::Wallet(&wallet), open, None, 10_000)
+                .list_auto_invests(CHAIN_ID, TaskFilter::Wallet(wallet), open, None, 10_000)
                 .await?
             {
                 tasks.insert(task.id.clone(), task);
@@ -249,7 +251,7 @@ pub async fn auto_invest_once(
     for task in tasks.values() {
         match task.status {
             AutoInvestStatus::Success => successes
-                .entry((task.wallet.clone(), task.campaign.clone()))
+                .entry((task.wallet.to_string(), task.campaign.to_string()))
                 .or_default()
                 .push(task),
             AutoInvestStatus::InProcess => {
@@ -277,8 +279,8 @@ pub async fn auto_invest_once(
                 .iter()
                 .filter(|(tx, requested, invested)| {
                     Some(tx) == task.tx_hash.as_ref()
-                        && *requested == task.amount
-                        && Some(invested) == task.invested_amount.as_ref()
+                        && task.amount == *requested
+                        && Some(invested) == task.invested_amount.map(|a| a.to_string()).as_ref()
                 })
                 .count();
             if matching != 1 {
@@ -605,7 +607,10 @@ pub async fn open_work(
     }
     let wallets: BTreeSet<&String> = book.whitelist.iter().map(|(_, w)| w).collect();
     for wallet in wallets {
-        for row in storage.whitelist_requests_for(wallet, 100).await? {
+        for row in storage
+            .whitelist_requests_for(&WalletAddress::parse(wallet)?, 100)
+            .await?
+        {
             if row.status.is_open() {
                 open.push(format!("whitelisting {} {}", row.id, row.status));
             }
@@ -618,7 +623,9 @@ pub async fn open_work(
             open.push(format!("task {id} in process"));
         }
     }
-    let intents = storage.open_tx_intents(CHAIN_ID, signer, 100).await?;
+    let intents = storage
+        .open_tx_intents(CHAIN_ID, &WalletAddress::parse(signer)?, 100)
+        .await?;
     if !intents.is_empty() {
         open.push(format!("{} transaction intents open", intents.len()));
     }

@@ -19,7 +19,7 @@ use super::infra::ampflow;
 use super::rng::Stream;
 use crate::flows;
 
-pub const CHAIN_ID: u64 = 31337;
+pub const CHAIN_ID: ampflow_types::ChainId = ampflow_types::ChainId::new(31337);
 /// anvil's first development account: deploys and owns the contracts (the operator).
 pub const OPERATOR_KEY: &str = crate::anvil::DEV_KEY_0;
 /// anvil's second development account: the nodes' signer (an allowed caller only).
