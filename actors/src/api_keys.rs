@@ -68,6 +68,7 @@ impl ApiKeys {
     /// A key that is not deleted.
     pub async fn live(&self, id: &str) -> Result<ApiKeyRecord, ApiKeyError> {
         self.storage
+            .api_keys()
             .api_key(id)
             .await?
             .filter(|k| k.deleted_at_ms.is_none())
@@ -76,17 +77,17 @@ impl ApiKeys {
 
     /// A key by id, deleted or not (the extractor tells them apart).
     pub async fn record(&self, id: &str) -> Result<Option<ApiKeyRecord>, StorageError> {
-        self.storage.api_key(id).await
+        self.storage.api_keys().api_key(id).await
     }
 
     /// The key whose `sk_…` hashes to `key_hash`.
     pub async fn by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StorageError> {
-        self.storage.api_key_by_hash(key_hash).await
+        self.storage.api_keys().api_key_by_hash(key_hash).await
     }
 
     /// The keys among `ids` that are not deleted.
     pub async fn live_with_ids(&self, ids: &[String]) -> Result<Vec<ApiKeyRecord>, StorageError> {
-        self.storage.live_api_keys_with_ids(ids).await
+        self.storage.api_keys().live_api_keys_with_ids(ids).await
     }
 
     /// The organisation's keys that are not deleted, newest first.
@@ -98,13 +99,18 @@ impl ApiKeys {
     ) -> Result<Vec<ApiKeyRecord>, ApiKeyError> {
         Ok(self
             .storage
+            .api_keys()
             .api_keys_of(organisation_id, cursor, limit)
             .await?)
     }
 
     /// `Full` when the organisation holds as many keys as allowed.
     async fn check_room(&self, organisation_id: &str) -> Result<(), ApiKeyError> {
-        let held = self.storage.count_api_keys_of(organisation_id).await?;
+        let held = self
+            .storage
+            .api_keys()
+            .count_api_keys_of(organisation_id)
+            .await?;
         if held >= self.settings.keys_per_organisation_max {
             return Err(ApiKeyError::Full { held });
         }
@@ -114,7 +120,7 @@ impl ApiKeys {
     /// Stores a new key (within the cap) with its `api_key.created` row.
     pub async fn create(&self, key: &ApiKeyRecord, audit: &AuditEvent) -> Result<(), ApiKeyError> {
         self.check_room(&key.organisation_id).await?;
-        self.storage.insert_api_key(key, audit).await?;
+        self.storage.api_keys().insert_api_key(key, audit).await?;
         Ok(())
     }
 
@@ -125,6 +131,7 @@ impl ApiKeys {
         audit: &AuditEvent,
     ) -> Result<ApiKeyRecord, ApiKeyError> {
         self.storage
+            .api_keys()
             .update_api_key(id, changes, self.clock.now_ms(), audit)
             .await?
             .ok_or(ApiKeyError::NotFound)
@@ -133,6 +140,7 @@ impl ApiKeys {
     /// Stops the key and every token at once.
     pub async fn delete(&self, id: &str, audit: &AuditEvent) -> Result<ApiKeyRecord, ApiKeyError> {
         self.storage
+            .api_keys()
             .delete_api_key(id, self.clock.now_ms(), audit)
             .await?
             .ok_or(ApiKeyError::NotFound)
@@ -152,6 +160,7 @@ impl ApiKeys {
         audit: &AuditEvent,
     ) -> Result<ApiKeyRecord, ApiKeyError> {
         self.storage
+            .api_keys()
             .rotate_api_key_secret(id, &new_secret(), now, self.deposed_until(now), audit)
             .await?
             .ok_or(ApiKeyError::NotFound)
@@ -171,6 +180,7 @@ impl ApiKeys {
             TokenRevocation::Old
         };
         self.storage
+            .api_keys()
             .revoke_api_key_tokens(id, &revocation, self.clock.now_ms(), audit)
             .await?
             .ok_or(ApiKeyError::NotFound)
@@ -178,7 +188,7 @@ impl ApiKeys {
 
     /// Records that a token was issued (`api_key.token_issued`): tokens are not stored.
     pub async fn token_issued(&self, audit: &AuditEvent) -> Result<(), StorageError> {
-        self.storage.record_audit_event(audit).await
+        self.storage.audit().record_audit_event(audit).await
     }
 
     /// Moves the key's `last_used_at` at most once per `interval_ms`.
@@ -188,6 +198,9 @@ impl ApiKeys {
         now: UnixMillis,
         interval_ms: i64,
     ) -> Result<(), StorageError> {
-        self.storage.touch_api_key(id, now, interval_ms).await
+        self.storage
+            .api_keys()
+            .touch_api_key(id, now, interval_ms)
+            .await
     }
 }

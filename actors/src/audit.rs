@@ -46,7 +46,11 @@ impl Audit {
         cursor: Option<&Keyset>,
         limit: u64,
     ) -> Result<Vec<AuditEvent>, AuditError> {
-        Ok(self.storage.audit_events(scope, cursor, limit).await?)
+        Ok(self
+            .storage
+            .audit()
+            .audit_events(scope, cursor, limit)
+            .await?)
     }
 }
 

@@ -33,8 +33,9 @@ use ampflow_chain::tx::TxError;
 use ampflow_chain::{AutoInvestSettings, Chain, Chains};
 pub use ampflow_storage::TaskFilter;
 use ampflow_storage::{
-    AutoInvestSubmit, AutoInvestTask, CancelOutcome, Deferral, InvestOutcome, Keyset, LeaseHolder,
-    NewTxIntent, RetryPolicy, Storage, StorageError, SubmitOutcome, TxFinal, TxIntentRecord,
+    AutoInvestRepo, AutoInvestSubmit, AutoInvestTask, CancelOutcome, Deferral, InvestOutcome,
+    Keyset, LeaseHolder, NewTxIntent, RetryPolicy, Storage, StorageError, SubmitOutcome, TxFinal,
+    TxIntentRecord,
 };
 use ampflow_types::{ChainId, Clock, TokenAmount, TrustedKind, WalletAddress};
 use parking_lot::Mutex;
@@ -166,7 +167,7 @@ fn retry_policy(settings: &AutoInvestSettings) -> RetryPolicy {
 /// The auto-invest front the HTTP layer calls.
 pub struct AutoInvest {
     chains: Chains,
-    storage: Storage,
+    repo: AutoInvestRepo,
     senders: Arc<TxSenders>,
     trusted: Arc<TrustedContracts>,
     tasks: Arc<Registry<AutoInvestActor>>,
@@ -176,7 +177,7 @@ pub struct AutoInvest {
 impl AutoInvest {
     pub(crate) fn new(
         chains: Chains,
-        storage: Storage,
+        repo: AutoInvestRepo,
         senders: Arc<TxSenders>,
         trusted: Arc<TrustedContracts>,
         tasks: Arc<Registry<AutoInvestActor>>,
@@ -184,7 +185,7 @@ impl AutoInvest {
     ) -> Self {
         Self {
             chains,
-            storage,
+            repo,
             senders,
             trusted,
             tasks,
@@ -245,7 +246,7 @@ impl AutoInvest {
     ) -> Result<Vec<AutoInvestTask>, AutoInvestError> {
         self.check_chain(chain_id)?;
         Ok(self
-            .storage
+            .repo
             .list_auto_invests(chain_id, filter, open, cursor, limit)
             .await?)
     }
@@ -256,15 +257,15 @@ impl AutoInvest {
 /// and this actor never both win).
 #[derive(Clone)]
 pub struct AutoInvestActor {
-    storage: Storage,
+    repo: AutoInvestRepo,
     clock: Arc<dyn Clock>,
     chains: Chains,
 }
 
 impl AutoInvestActor {
-    pub(crate) fn new(storage: Storage, clock: Arc<dyn Clock>, chains: Chains) -> Self {
+    pub(crate) fn new(repo: AutoInvestRepo, clock: Arc<dyn Clock>, chains: Chains) -> Self {
         Self {
-            storage,
+            repo,
             clock,
             chains,
         }
@@ -290,7 +291,7 @@ impl AutoInvestActor {
             expires_at_ms: now.saturating_add((settings.timeout_secs as i64).saturating_mul(1000)),
             max_open_per_wallet: settings.max_open_per_wallet,
         };
-        match self.storage.submit_auto_invest(&submit).await? {
+        match self.repo.submit_auto_invest(&submit).await? {
             SubmitOutcome::Created(task) => {
                 tracing::info!(task = %task.id, %triple, amount = %task.amount, "auto-invest queued");
                 Ok(Submitted::Created(task))
@@ -306,7 +307,7 @@ impl AutoInvestActor {
 
     async fn cancel(&self, triple: &Triple) -> Result<AutoInvestTask, AutoInvestError> {
         let outcome = self
-            .storage
+            .repo
             .cancel_auto_invest(
                 triple.chain_id,
                 &triple.wallet,
@@ -469,6 +470,7 @@ impl Executors {
             if let Err(error) = self
                 .inner
                 .storage
+                .leases()
                 .release_lease(&lease_name(chain_id), &self.inner.holder)
                 .await
             {
@@ -528,12 +530,17 @@ impl ExecutorShared {
         let limit = settings.tasks_per_tick.max(1) as u64;
         let expired = self
             .storage
+            .auto_invest()
             .expire_auto_invests(chain_id, now, limit)
             .await?;
         if expired > 0 {
             tracing::info!(%chain_id, expired, "auto-invest tasks expired");
         }
-        let due = self.storage.due_auto_invests(chain_id, now, limit).await?;
+        let due = self
+            .storage
+            .auto_invest()
+            .due_auto_invests(chain_id, now, limit)
+            .await?;
         let due = self.park_untrusted(chain_id, settings, due, now).await?;
         for batch in due.chunks(settings.batch_size.max(1)) {
             self.look_at(chain, settings, service, batch).await?;
@@ -570,7 +577,10 @@ impl ExecutorShared {
                     next_check_at_ms: now + settings.recheck_interval_ms as i64,
                 })
                 .collect();
-            self.storage.defer_auto_invests(&deferrals, now).await?;
+            self.storage
+                .auto_invest()
+                .defer_auto_invests(&deferrals, now)
+                .await?;
             tracing::info!(
                 %chain_id,
                 parked = park.len(),
@@ -611,7 +621,10 @@ impl ExecutorShared {
                     next_check_at_ms: now + settings.recheck_interval_ms as i64,
                 })
                 .collect();
-            self.storage.defer_auto_invests(&deferrals, now).await?;
+            self.storage
+                .auto_invest()
+                .defer_auto_invests(&deferrals, now)
+                .await?;
         }
         let ready: Vec<(&AutoInvestTask, InvestRecord)> =
             ready.into_iter().map(|(pair, _)| pair).collect();
@@ -691,6 +704,7 @@ impl ExecutorShared {
                 .collect();
             match self
                 .storage
+                .auto_invest()
                 .claim_auto_invests(&claimed, intent, now)
                 .await?
             {
@@ -723,7 +737,10 @@ impl ExecutorShared {
                 next_check_at_ms: now + settings.retry_backoff_ms as i64,
             })
             .collect();
-        self.storage.defer_auto_invests(&deferrals, now).await
+        self.storage
+            .auto_invest()
+            .defer_auto_invests(&deferrals, now)
+            .await
     }
 }
 
@@ -798,6 +815,7 @@ impl Settler for AutoInvestSettler {
         }
         let settled = shared
             .storage
+            .auto_invest()
             .settle_auto_invests(
                 &intent.id,
                 outcome,

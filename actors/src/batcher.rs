@@ -101,7 +101,12 @@ impl<S: BatchSpec> Batchers<S> {
 
     /// Starts a batcher for every group with open requests (after a restart).
     pub async fn resume(self: &Arc<Self>) -> Result<(), StorageError> {
-        for group in self.storage.open_work_groups(self.spec.kind()).await? {
+        for group in self
+            .storage
+            .chain()
+            .open_work_groups(self.spec.kind())
+            .await?
+        {
             self.wake(&group);
         }
         Ok(())
@@ -163,6 +168,7 @@ impl<S: BatchSpec> Batchers<S> {
                     // still registered: look once more, and start over if there is one.
                     match self
                         .storage
+                        .chain()
                         .next_work_due_at(self.spec.kind(), &group)
                         .await
                     {
@@ -194,12 +200,18 @@ impl<S: BatchSpec> Batchers<S> {
         let kind = self.spec.kind();
         let now = self.clock.now_ms();
         let size = settings.batch_size.max(1);
-        let due = self.storage.due_work(kind, group, now, size as u64).await?;
+        let due = self
+            .storage
+            .chain()
+            .due_work(kind, group, now, size as u64)
+            .await?;
         if due.is_empty() {
-            return Ok(match self.storage.next_work_due_at(kind, group).await? {
-                Some(at) => Step::WaitUntil(at),
-                None => Step::Done,
-            });
+            return Ok(
+                match self.storage.chain().next_work_due_at(kind, group).await? {
+                    Some(at) => Step::WaitUntil(at),
+                    None => Step::Done,
+                },
+            );
         }
         let oldest = due.iter().map(|i| i.due_at_ms).min().unwrap_or(now);
         let send_at = oldest + settings.max_wait_ms as i64;
@@ -209,7 +221,11 @@ impl<S: BatchSpec> Batchers<S> {
         match self.spec.vet(group).await {
             Vetting::Send => {}
             Vetting::Refuse(reason) => {
-                let failed = self.storage.fail_work(kind, &due, &reason, now).await?;
+                let failed = self
+                    .storage
+                    .chain()
+                    .fail_work(kind, &due, &reason, now)
+                    .await?;
                 tracing::warn!(kind = self.spec.purpose(), chain_id = %group.chain_id, issuer = ?group.issuer, failed, %reason, "requests refused before sending");
                 return Ok(Step::Again);
             }
@@ -221,7 +237,12 @@ impl<S: BatchSpec> Batchers<S> {
         let Some(intent) = self.intent(group, &due) else {
             return Ok(Step::Done);
         };
-        match self.storage.claim_work(kind, &due, intent, now).await? {
+        match self
+            .storage
+            .chain()
+            .claim_work(kind, &due, intent, now)
+            .await?
+        {
             Some(intent) => {
                 tracing::info!(
                     kind = self.spec.purpose(),
@@ -301,6 +322,7 @@ impl<S: BatchSpec> Settler for SpecSettler<S> {
         };
         batchers
             .storage
+            .chain()
             .settle_work(
                 spec.kind(),
                 &intent.id,

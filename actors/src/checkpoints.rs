@@ -120,11 +120,12 @@ impl Checkpoints {
         let signer = match &settings.signing_key {
             Some(key) => NoteSigner::parse(key.expose_secret()).map_err(key_error)?,
             None => {
-                let stored = match storage.load_checkpoint_key().await? {
+                let stored = match storage.checkpoints().load_checkpoint_key().await? {
                     Some(stored) => stored,
                     None => {
                         let fresh = NoteSigner::generate(&settings.origin).map_err(key_error)?;
                         storage
+                            .checkpoints()
                             .first_checkpoint_key(
                                 &fresh.verifier().vkey(),
                                 &fresh.private_key_text(),
@@ -176,12 +177,16 @@ impl Checkpoints {
         before: Option<&str>,
         limit: u64,
     ) -> Result<Vec<CheckpointRecord>, StorageError> {
-        self.0.storage.list_checkpoints(before, limit).await
+        self.0
+            .storage
+            .checkpoints()
+            .list_checkpoints(before, limit)
+            .await
     }
 
     /// One checkpoint by its id (`chk_YYYY-MM-DD`).
     pub async fn get(&self, id: &str) -> Result<Option<CheckpointRecord>, StorageError> {
-        self.0.storage.checkpoint(id).await
+        self.0.storage.checkpoints().checkpoint(id).await
     }
 
     /// The inclusion proof of a ledger entry in the checkpoint named, or the newest.
@@ -192,6 +197,7 @@ impl Checkpoints {
     ) -> Result<InclusionProofRecord, ProofLookupError> {
         self.0
             .storage
+            .checkpoints()
             .inclusion_proof(entry_id, checkpoint_id)
             .await
     }
@@ -207,6 +213,7 @@ impl Checkpoints {
     ) -> Result<ProofPage, ProofLookupError> {
         self.0
             .storage
+            .checkpoints()
             .organisation_proofs(organisation_id, checkpoint_id, after_seq, limit)
             .await
     }
@@ -250,7 +257,7 @@ impl Checkpoints {
         grace_ms: i64,
     ) -> Result<Vec<CheckpointRecord>, CheckpointError> {
         let storage = &self.0.storage;
-        let first = match storage.latest_checkpoint().await? {
+        let first = match storage.checkpoints().latest_checkpoint().await? {
             Some(latest) => NaiveDate::parse_from_str(&latest.checkpoint_date, "%Y-%m-%d")
                 .map_err(|_| {
                     StorageError::Corrupt(format!("checkpoint date {}", latest.checkpoint_date))
@@ -258,7 +265,7 @@ impl Checkpoints {
                 .succ_opt()
                 .unwrap_or(date),
             // The first checkpoint is of the first entry's day; an empty ledger has none.
-            None => match storage.oldest_unindexed_entry_ms().await? {
+            None => match storage.checkpoints().oldest_unindexed_entry_ms().await? {
                 Some(ms) => date_of(ms),
                 None => return Ok(Vec::new()),
             },
@@ -272,6 +279,7 @@ impl Checkpoints {
             }
             let text = day.format("%Y-%m-%d").to_string();
             let record = storage
+                .checkpoints()
                 .build_checkpoint(&CheckpointSpec {
                     date: &text,
                     day_end_ms: day_end_ms(day),
@@ -297,7 +305,7 @@ impl Checkpoints {
         let Some(due) = date_of(now - self.0.settings.grace_ms.max(0)).pred_opt() else {
             return Ok(Vec::new());
         };
-        if let Some(latest) = self.0.storage.latest_checkpoint().await?
+        if let Some(latest) = self.0.storage.checkpoints().latest_checkpoint().await?
             && latest.checkpoint_date >= due.format("%Y-%m-%d").to_string()
         {
             return Ok(Vec::new());

@@ -285,6 +285,7 @@ impl Donations {
         let now = self.clock.now_ms();
         let orphans = self
             .storage
+            .donations()
             .donations_without_payment_intent(now - ORPHAN_GRACE_MS, ORPHANS_PER_SWEEP)
             .await?;
         let mut sweep = OrphanSweep::default();
@@ -342,6 +343,7 @@ impl Donations {
     ) -> Result<Option<FundRecord>, DonationError> {
         let org = self
             .storage
+            .organisations()
             .organisation(&new.organisation_id)
             .await?
             .ok_or(DonationError::OrganisationUnknown)?;
@@ -353,6 +355,7 @@ impl Donations {
         };
         let fund = self
             .storage
+            .organisations()
             .fund(fund_id)
             .await?
             .filter(|f| f.organisation_id == org.id)
@@ -395,6 +398,7 @@ impl Donations {
     /// authorisation is checked against it before the donation is shown.
     pub async fn organisation_of(&self, id: &DonationId) -> Result<String, DonationError> {
         self.storage
+            .donations()
             .donation(id.as_str())
             .await?
             .map(|d| d.organisation_id)
@@ -410,6 +414,7 @@ impl Donations {
     ) -> Result<Vec<DonationRecord>, DonationError> {
         Ok(self
             .storage
+            .donations()
             .list_organisation_donations(organisation_id, cursor, limit)
             .await?)
     }
@@ -420,7 +425,11 @@ impl Donations {
         cursor: Option<&Keyset>,
         limit: u64,
     ) -> Result<Vec<DonationRecord>, DonationError> {
-        Ok(self.storage.list_donations(wallet, cursor, limit).await?)
+        Ok(self
+            .storage
+            .donations()
+            .list_donations(wallet, cursor, limit)
+            .await?)
     }
 
     /// Moves the donation to `to` through its actor; an illegal move is refused.
@@ -520,7 +529,7 @@ impl Actor for DonationActor {
         _: ActorRef<DonationMsg>,
         id: DonationId,
     ) -> Result<DonationState, ActorProcessingErr> {
-        let donation = self.storage.donation(id.as_str()).await?;
+        let donation = self.storage.donations().donation(id.as_str()).await?;
         Ok(DonationState {
             id,
             donation,
@@ -584,7 +593,7 @@ impl DonationActor {
         if state.donation.is_some() || record.id != state.id.as_str() {
             return Err(DonationError::Conflict);
         }
-        self.storage.insert_donation(&record).await?;
+        self.storage.donations().insert_donation(&record).await?;
         state.donation = Some(record.clone());
         Ok(record)
     }
@@ -602,6 +611,7 @@ impl DonationActor {
             return Err(DonationError::Conflict);
         }
         self.storage
+            .partners()
             .insert_partner_donation(&record, partner)
             .await?;
         state.donation = Some(record.clone());
@@ -610,7 +620,7 @@ impl DonationActor {
 
     /// Re-reads the row: another process may have moved the donation.
     async fn reload(&self, state: &mut DonationState) -> Result<(), DonationError> {
-        state.donation = self.storage.donation(state.id.as_str()).await?;
+        state.donation = self.storage.donations().donation(state.id.as_str()).await?;
         state.read_at = std::time::Instant::now();
         Ok(())
     }
@@ -635,7 +645,12 @@ impl DonationActor {
                 version: current.version + 1,
                 ..current.clone()
             };
-            if self.storage.update_donation(current.status, &next).await? {
+            if self
+                .storage
+                .donations()
+                .update_donation(current.status, &next)
+                .await?
+            {
                 state.donation = Some(next.clone());
                 return Ok(next);
             }
@@ -684,13 +699,21 @@ impl DonationActor {
                 ..current.clone()
             };
             let written = match &event {
-                None => match self.storage.update_donation(current.status, &next).await? {
+                None => match self
+                    .storage
+                    .donations()
+                    .update_donation(current.status, &next)
+                    .await?
+                {
                     true => EventWrite::Applied,
                     false => EventWrite::Conflict,
                 },
                 Some(event) => {
                     let change = Some((current.status, &next));
-                    self.storage.record_stripe_event(event, change).await?
+                    self.storage
+                        .donations()
+                        .record_stripe_event(event, change)
+                        .await?
                 }
             };
             match written {

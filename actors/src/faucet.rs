@@ -23,7 +23,7 @@ use ampflow_chain::contracts::Faucet as FaucetContract;
 use ampflow_chain::{BatchSettings, Chains};
 pub use ampflow_storage::FaucetRequestRecord;
 use ampflow_storage::{
-    IpLimit, ItemSettlement, Opened, RequestStatus, SettledStatus, Storage, WorkGroup, WorkKind,
+    ChainRepo, IpLimit, ItemSettlement, Opened, RequestStatus, SettledStatus, WorkGroup, WorkKind,
 };
 use ampflow_types::{ChainId, Clock, TokenAmount, WalletAddress};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -246,15 +246,15 @@ impl std::fmt::Display for FaucetKey {
 /// The actor of a wallet's faucet requests on a chain: the rules, then the write.
 #[derive(Clone)]
 pub struct FaucetRequestActor {
-    storage: Storage,
+    requests: ChainRepo,
     clock: Arc<dyn Clock>,
     chains: Chains,
 }
 
 impl FaucetRequestActor {
-    pub(crate) fn new(storage: Storage, clock: Arc<dyn Clock>, chains: Chains) -> Self {
+    pub(crate) fn new(requests: ChainRepo, clock: Arc<dyn Clock>, chains: Chains) -> Self {
         Self {
-            storage,
+            requests,
             clock,
             chains,
         }
@@ -273,7 +273,7 @@ impl FaucetRequestActor {
             .ok_or(FaucetError::NoFaucet(key.chain_id))?;
         let address = key.wallet;
         if let Some(open) = self
-            .storage
+            .requests
             .find_open_faucet_request(key.chain_id, &address)
             .await?
         {
@@ -305,7 +305,7 @@ impl FaucetRequestActor {
         });
         Ok(
             match self
-                .storage
+                .requests
                 .open_faucet_request_within(&record, limit)
                 .await?
             {
@@ -336,7 +336,7 @@ impl FaucetRequestActor {
         now: i64,
     ) -> Result<(), FaucetError> {
         if let Some(paid_at) = self
-            .storage
+            .requests
             .last_faucet_payout_at(key.chain_id, &key.wallet)
             .await?
         {
@@ -353,7 +353,7 @@ impl FaucetRequestActor {
     /// One of the wallet's requests on the chain, as it stands now (the batcher and the
     /// settlement move it on).
     async fn get(&self, key: &FaucetKey, id: &str) -> Result<FaucetRequestRecord, FaucetError> {
-        match self.storage.faucet_request(id).await? {
+        match self.requests.faucet_request(id).await? {
             Some(r) if r.chain_id == key.chain_id && r.address == key.wallet => Ok(r),
             _ => Err(FaucetError::NotFound),
         }

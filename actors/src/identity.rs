@@ -95,7 +95,11 @@ impl Identity {
             expires_at_ms: now + self.deps.settings.nonce_ttl_ms,
             used_at_ms: None,
         };
-        self.deps.storage.insert_challenge(&challenge).await?;
+        self.deps
+            .storage
+            .identity()
+            .insert_challenge(&challenge)
+            .await?;
         Ok(message)
     }
 
@@ -195,7 +199,12 @@ impl Identity {
     /// Rotates a refresh token: the presented one is spent and a new pair is answered.
     pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenPair, IdentityError> {
         let hash = tokens::hash_refresh_token(refresh_token.expose_secret());
-        let Some((token_state, session)) = self.deps.storage.find_refresh_token(&hash).await?
+        let Some((token_state, session)) = self
+            .deps
+            .storage
+            .identity()
+            .find_refresh_token(&hash)
+            .await?
         else {
             return Err(IdentityError::RefreshTokenInvalid);
         };

@@ -113,6 +113,7 @@ impl Kyc {
         let session = self
             .deps
             .storage
+            .identity()
             .find_veriff_session(verification_id)
             .await?
             .ok_or(IdentityError::KycSessionUnknown)?;

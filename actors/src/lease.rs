@@ -75,6 +75,7 @@ impl Lease {
         let until = now.saturating_add(self.ttl_ms);
         let state = self
             .storage
+            .leases()
             .acquire_lease(&self.name, &self.holder, now, until)
             .await?;
         let (changed, lapsed) = {
@@ -114,7 +115,12 @@ impl Lease {
 
     /// Gives the lease up (if held), so another process takes over at once.
     pub(crate) async fn release(&self) {
-        if let Err(error) = self.storage.release_lease(&self.name, &self.holder).await {
+        if let Err(error) = self
+            .storage
+            .leases()
+            .release_lease(&self.name, &self.holder)
+            .await
+        {
             tracing::warn!(lease = %self.name, %error, "could not release {}", self.what);
         }
         *self.seen.lock() = Seen::default();

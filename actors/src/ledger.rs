@@ -60,7 +60,7 @@ pub struct Export {
 impl LedgerReader {
     /// The organisation's entry count and head hash (none before its first entry).
     pub async fn head(&self, organisation_id: &str) -> Result<(u64, Option<String>), StorageError> {
-        self.storage.ledger_head(organisation_id).await
+        self.storage.ledger().ledger_head(organisation_id).await
     }
 
     /// The organisation's ledger for independent verification, consistent: it holds exactly
@@ -145,6 +145,7 @@ impl LedgerReader {
         limit: u64,
     ) -> Result<Vec<LedgerEntryRecord>, StorageError> {
         self.storage
+            .ledger()
             .ledger_entries(organisation_id, range, limit)
             .await
     }
@@ -296,6 +297,7 @@ impl Writer {
             fail::fail_point!("ledger_writer_panic");
             let result = self
                 .storage
+                .ledger()
                 .append_ledger_group(organisation_id, entries, self.clock.now_ms())
                 .await;
             match result {

@@ -23,6 +23,7 @@ pub(crate) async fn start_run(
     let hostname = hostname();
     let pid = std::process::id();
     let NodeStart { holder, previous } = storage
+        .leases()
         .start_node(node_id, &hostname, pid, clock.now_ms())
         .await?;
     match previous {

@@ -94,6 +94,7 @@ impl Organisations {
             .map_err(OrganisationError::invalid("country"))?;
         Ok(self
             .storage
+            .organisations()
             .list_organisations(country.as_deref(), cursor, limit)
             .await?)
     }
@@ -104,6 +105,7 @@ impl Organisations {
             return Err(OrganisationError::NotFound);
         }
         self.storage
+            .organisations()
             .organisation(id)
             .await?
             .ok_or(OrganisationError::NotFound)
@@ -115,7 +117,11 @@ impl Organisations {
         id: &str,
     ) -> Result<(OrganisationRecord, Vec<FundRecord>), OrganisationError> {
         let organisation = self.get(id).await?;
-        let funds = self.storage.funds_of(&organisation.id).await?;
+        let funds = self
+            .storage
+            .organisations()
+            .funds_of(&organisation.id)
+            .await?;
         Ok((organisation, funds))
     }
 
@@ -126,10 +132,20 @@ impl Organisations {
         organisation_id: &str,
         user_id: &str,
     ) -> Result<Role, OrganisationError> {
-        if let Some(role) = self.storage.membership(organisation_id, user_id).await? {
+        if let Some(role) = self
+            .storage
+            .organisations()
+            .membership(organisation_id, user_id)
+            .await?
+        {
             return Ok(role);
         }
-        match self.storage.organisation(organisation_id).await? {
+        match self
+            .storage
+            .organisations()
+            .organisation(organisation_id)
+            .await?
+        {
             Some(_) => Err(OrganisationError::NotMember),
             None => Err(OrganisationError::NotFound),
         }
@@ -153,6 +169,7 @@ impl Organisations {
             .organisation(organisation_id);
         let previous = self
             .storage
+            .organisations()
             .set_membership(organisation_id, &user.id, role, now, &audit)
             .await?;
         Ok((user, previous))
@@ -175,6 +192,7 @@ impl Organisations {
         .organisation(organisation_id);
         if !self
             .storage
+            .organisations()
             .remove_membership(organisation_id, &user.id, &audit)
             .await?
         {
@@ -191,12 +209,19 @@ impl Organisations {
         organisation_id: &str,
         email: &str,
     ) -> Result<DashboardUserRecord, OrganisationError> {
-        if self.storage.organisation(organisation_id).await?.is_none() {
+        if self
+            .storage
+            .organisations()
+            .organisation(organisation_id)
+            .await?
+            .is_none()
+        {
             return Err(OrganisationError::Refused(format!(
                 "no organisation has the id {organisation_id}"
             )));
         }
         self.storage
+            .dashboard()
             .dashboard_user_by_email(&crate::accounts::normalise_email(email))
             .await?
             .ok_or_else(|| OrganisationError::Refused(format!("no user has the email {email}")))
@@ -208,7 +233,11 @@ impl Organisations {
         user_id: &str,
         limit: u64,
     ) -> Result<Vec<(OrganisationRecord, Role)>, OrganisationError> {
-        Ok(self.storage.organisations_of(user_id, limit).await?)
+        Ok(self
+            .storage
+            .organisations()
+            .organisations_of(user_id, limit)
+            .await?)
     }
 
     /// The checked changes of a patch: `Invalid` for a field that breaks a rule, or when it
@@ -253,6 +282,7 @@ impl Organisations {
         let now = self.clock.now_ms();
         if self
             .storage
+            .organisations()
             .update_organisation(id, changes, now, audit)
             .await?
         {
@@ -287,7 +317,10 @@ impl Organisations {
             created_at_ms: now,
             updated_at_ms: now,
         };
-        self.storage.insert_organisation(&organisation).await?;
+        self.storage
+            .organisations()
+            .insert_organisation(&organisation)
+            .await?;
         Ok(organisation)
     }
 
@@ -307,7 +340,7 @@ impl Organisations {
                 .map_err(OrganisationError::invalid("description"))?,
             created_at_ms: self.clock.now_ms(),
         };
-        self.storage.insert_fund(&fund).await?;
+        self.storage.organisations().insert_fund(&fund).await?;
         Ok(fund)
     }
 }

@@ -50,7 +50,7 @@ impl Partners {
 
     /// The key with this id, revoked or not (the extractor tells them apart).
     pub async fn key(&self, id: &str) -> Result<Option<PartnerKeyRecord>, StorageError> {
-        self.storage.partner_key(id).await
+        self.storage.partners().partner_key(id).await
     }
 
     /// A new key's id and secret: printed once, by `ampflow partner create`.
@@ -74,11 +74,12 @@ impl Partners {
 
     /// `ampflow partner revoke`.
     pub async fn revoke_key(&self, id: &str) -> Result<(), PartnerError> {
-        if self.storage.partner_key(id).await?.is_none() {
+        if self.storage.partners().partner_key(id).await?.is_none() {
             return Err(refused(format!("no partner key has the id {id}")));
         }
         if !self
             .storage
+            .partners()
             .revoke_partner_key(id, self.clock.now_ms())
             .await?
         {
@@ -94,7 +95,7 @@ impl Partners {
         ad_json: &str,
     ) -> Result<PartnerAdRecord, PartnerError> {
         let record = ad_record(publisher_campaign_guid, ad_json, self.clock.now_ms())?;
-        self.storage.insert_partner_ad(&record).await?;
+        self.storage.partners().insert_partner_ad(&record).await?;
         Ok(record)
     }
 }
@@ -106,7 +107,12 @@ async fn create_key(
     allowed_ips: &[String],
     name: Option<&str>,
 ) -> Result<PartnerKeyRecord, PartnerError> {
-    if storage.organisation(organisation_id).await?.is_none() {
+    if storage
+        .organisations()
+        .organisation(organisation_id)
+        .await?
+        .is_none()
+    {
         return Err(refused(format!(
             "no organisation has the id {organisation_id}"
         )));
@@ -148,7 +154,7 @@ async fn create_key(
         created_at_ms: clock.now_ms(),
         revoked_at_ms: None,
     };
-    storage.insert_partner_key(&key).await?;
+    storage.partners().insert_partner_key(&key).await?;
     Ok(key)
 }
 

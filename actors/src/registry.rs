@@ -315,6 +315,7 @@ impl<A: EntityActor> Registry<A> {
         }
         let failure = self
             .storage
+            .failures()
             .entity_failure(A::KIND, key)
             .await
             .map_err(|e| {
@@ -337,6 +338,7 @@ impl<A: EntityActor> Registry<A> {
     pub async fn refresh_failures(&self) {
         match self
             .storage
+            .failures()
             .failed_entity_keys(A::KIND, FAILED_KEYS_CACHED_MAX)
             .await
         {
@@ -439,7 +441,7 @@ impl<A: EntityActor> Registry<A> {
                 restarts: restarts as i32,
                 failed_at_ms: self.clock.now_ms(),
             };
-            if let Err(error) = self.storage.mark_entity_failed(&failure).await {
+            if let Err(error) = self.storage.failures().mark_entity_failed(&failure).await {
                 tracing::error!(kind = A::KIND, key = %key, %error, "could not mark entity failed");
             }
             if let Some(failed) = self.failed.lock().as_mut() {
@@ -574,7 +576,7 @@ impl EntityFailures {
         &self,
         limit: u64,
     ) -> Result<Vec<EntityFailure>, ampflow_storage::StorageError> {
-        self.storage.list_entity_failures(limit).await
+        self.storage.failures().list_entity_failures(limit).await
     }
 
     /// Clears the failure of the entity of `kind` with `key` (a wallet's key is its address,
@@ -589,7 +591,10 @@ impl EntityFailures {
         } else {
             key.to_string()
         };
-        self.storage.clear_entity_failure(kind, &key).await
+        self.storage
+            .failures()
+            .clear_entity_failure(kind, &key)
+            .await
     }
 }
 

@@ -78,7 +78,7 @@ impl SessionGate {
         let session = match cached {
             Some(cached) => cached.session,
             None => {
-                let read = self.storage.find_session(session_id).await?;
+                let read = self.storage.identity().find_session(session_id).await?;
                 let session = read.as_ref().map(state_of);
                 self.put(session_id, session, now);
                 session

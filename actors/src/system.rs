@@ -215,7 +215,7 @@ impl ActorSystem {
         );
         let auto_invest = AutoInvest::new(
             config.chains.clone(),
-            config.storage.clone(),
+            config.storage.auto_invest().clone(),
             senders.clone(),
             trusted.clone(),
             auto_invest_tasks.clone(),
@@ -542,13 +542,21 @@ impl Kinds {
                 .await?,
             faucet_requests: self
                 .start(
-                    FaucetRequestActor::new(storage.clone(), clock.clone(), config.chains.clone()),
+                    FaucetRequestActor::new(
+                        storage.chain().clone(),
+                        clock.clone(),
+                        config.chains.clone(),
+                    ),
                     config.runtime.clone(),
                 )
                 .await?,
             auto_invest_tasks: self
                 .start(
-                    AutoInvestActor::new(storage.clone(), clock.clone(), config.chains.clone()),
+                    AutoInvestActor::new(
+                        storage.auto_invest().clone(),
+                        clock.clone(),
+                        config.chains.clone(),
+                    ),
                     // A triple's actor holds no state of its own (storage has the task), so it
                     // retires soon after its last request: a burst of new tasks must not leave
                     // one actor per task behind (100,000 would cost about 2 GB).
@@ -653,7 +661,11 @@ fn spawn_janitor(storage: Storage, clock: Arc<dyn Clock>) -> JoinHandle<()> {
                 ticker.tick().await;
                 fail::fail_point!("janitor_panic");
                 let before = clock.now_ms() - EXPIRED_ROW_GRACE_MS;
-                match storage.delete_expired_identity_rows(before).await {
+                match storage
+                    .identity()
+                    .delete_expired_identity_rows(before)
+                    .await
+                {
                     Ok(0) => {}
                     Ok(rows) => tracing::info!(rows, "deleted expired challenges and sessions"),
                     Err(error) => tracing::warn!(%error, "could not delete expired identity rows"),

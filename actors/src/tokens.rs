@@ -107,7 +107,7 @@ impl TokenService {
                 .map_err(|e| TokenError::Key(format!("configured key is not an RSA key: {e}")))?;
             return Self::from_key_pair(key, access_ttl_ms);
         }
-        let stored = match storage.load_jwt_key().await? {
+        let stored = match storage.signing_keys().load_jwt_key().await? {
             Some(stored) => stored,
             None => {
                 let key = RsaKeyPair::generate(KeySize::Rsa2048)
@@ -120,7 +120,7 @@ impl TokenService {
                     private_key_pkcs8_b64: STANDARD.encode(pkcs8.as_ref()),
                     created_at_ms: clock.now_ms(),
                 };
-                let stored = storage.first_jwt_key(&candidate).await?;
+                let stored = storage.signing_keys().first_jwt_key(&candidate).await?;
                 if stored.kid == candidate.kid {
                     tracing::info!(kid = %stored.kid, "generated a new JWT signing key");
                 }

@@ -118,6 +118,7 @@ impl TrustedContracts {
         }
         let trusted = !self
             .storage
+            .trusted()
             .trusted_among(chain_id, kind, &[WalletAddress::from_alloy(address)])
             .await?
             .is_empty();
@@ -145,7 +146,11 @@ impl TrustedContracts {
             .iter()
             .map(|a| WalletAddress::from_alloy(*a))
             .collect();
-        let found = self.storage.trusted_among(chain_id, kind, &wanted).await?;
+        let found = self
+            .storage
+            .trusted()
+            .trusted_among(chain_id, kind, &wanted)
+            .await?;
         Ok(found.into_iter().map(|a| a.as_alloy()).collect())
     }
 
@@ -165,6 +170,7 @@ impl TrustedContracts {
         let now = self.clock.now_ms();
         Ok(self
             .storage
+            .trusted()
             .add_trusted_contracts(chain_id, kind, &addresses, now)
             .await?)
     }
@@ -212,6 +218,7 @@ impl TrustedContracts {
         let chain = self.chain(chain_id)?;
         let removed = self
             .storage
+            .trusted()
             .remove_trusted_contract(chain_id, kind, &WalletAddress::from_alloy(address))
             .await?;
         self.cache.lock().remove(&(chain_id, kind, address));
@@ -236,6 +243,7 @@ impl TrustedContracts {
         let mut listed = Vec::new();
         for contract in self
             .storage
+            .trusted()
             .trusted_contracts(chain_id, kind, LIST_MAX)
             .await?
         {

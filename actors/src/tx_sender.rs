@@ -120,7 +120,7 @@ impl TxSenders {
 
     /// Starts the senders that have open intents (after a restart).
     pub async fn resume(&self) -> Result<(), StorageError> {
-        for (chain_id, signer) in self.storage.signers_with_open_intents().await? {
+        for (chain_id, signer) in self.storage.chain().signers_with_open_intents().await? {
             match self.signer_address(chain_id) {
                 Some(address) if address == signer.as_alloy() => self.wake(chain_id),
                 _ => tracing::error!(
@@ -202,6 +202,7 @@ impl TxSenders {
             };
             if let Err(error) = self
                 .storage
+                .leases()
                 .release_lease(
                     &lease_name(chain_id, &format!("{address:#x}")),
                     &self.holder,
@@ -293,6 +294,7 @@ impl Sender {
         let chain_id = self.chain.settings.chain_id;
         let intents = self
             .storage
+            .chain()
             .open_tx_intents(
                 chain_id,
                 &WalletAddress::from_alloy(self.address),
@@ -343,6 +345,7 @@ impl Sender {
         let chain_nonce = self.chain.pending_nonce(self.address).await?;
         let recorded = self
             .storage
+            .chain()
             .highest_open_nonce(
                 self.chain.settings.chain_id,
                 &WalletAddress::from_alloy(self.address),
@@ -484,6 +487,7 @@ impl Sender {
         let now = self.clock.now_ms();
         if self
             .storage
+            .chain()
             .record_replacement_tx(intent, &signed, now)
             .await?
         {
@@ -555,6 +559,7 @@ impl Sender {
         let now = self.clock.now_ms();
         if !self
             .storage
+            .chain()
             .record_signed_tx(&intent.id, &signed, now)
             .await?
         {
@@ -576,7 +581,11 @@ impl Sender {
             Some(used) => used,
             None => {
                 let since = self.clock.now_ms() - GAS_BUDGET_WINDOW_MS;
-                let used = self.storage.gas_sent_since(chain_id, since).await?;
+                let used = self
+                    .storage
+                    .trusted()
+                    .gas_sent_since(chain_id, since)
+                    .await?;
                 *self.round_gas.insert(used)
             }
         };
@@ -656,6 +665,7 @@ impl Sender {
             Some(settler) => settler.settle(intent, outcome, logs).await?,
             None => {
                 self.storage
+                    .chain()
                     .finalize_tx_intent(&intent.id, outcome, self.clock.now_ms())
                     .await?;
             }

@@ -407,7 +407,12 @@ impl WalletActor {
             updated_at_ms: now,
             settled_at_ms: None,
         };
-        let opened = self.deps.storage.open_whitelist_request(&record).await?;
+        let opened = self
+            .deps
+            .storage
+            .chain()
+            .open_whitelist_request(&record)
+            .await?;
         if let Opened::Created(request) = &opened {
             tracing::info!(
                 request = %request.id,
@@ -422,7 +427,12 @@ impl WalletActor {
 
     async fn reload(&self, state: &mut WalletState) -> Result<(), IdentityError> {
         let now = self.now();
-        let snapshot = self.deps.storage.load_wallet(&state.address, now).await?;
+        let snapshot = self
+            .deps
+            .storage
+            .identity()
+            .load_wallet(&state.address, now)
+            .await?;
         state.user = snapshot.user;
         state.challenges = snapshot.challenges.into();
         state.loaded_at_ms = now;
@@ -465,11 +475,19 @@ impl WalletActor {
             expires_at_ms: now + self.deps.settings.nonce_ttl_ms,
             used_at_ms: None,
         };
-        self.deps.storage.insert_challenge(&challenge).await?;
+        self.deps
+            .storage
+            .identity()
+            .insert_challenge(&challenge)
+            .await?;
         state.challenges.push_front(challenge);
         while state.challenges.len() > self.deps.settings.pending_challenges_max {
             if let Some(oldest) = state.challenges.pop_back() {
-                self.deps.storage.delete_challenge(&oldest.id).await?;
+                self.deps
+                    .storage
+                    .identity()
+                    .delete_challenge(&oldest.id)
+                    .await?;
             }
         }
         Ok(message)
@@ -553,7 +571,12 @@ impl WalletActor {
         signature: WalletSignature,
     ) -> Result<TokenPair, IdentityError> {
         let now = self.now();
-        let challenge = self.deps.storage.find_challenge(challenge_id).await?;
+        let challenge = self
+            .deps
+            .storage
+            .identity()
+            .find_challenge(challenge_id)
+            .await?;
         let Some(challenge) = challenge.filter(|c| c.address.is_none() && c.is_redeemable(now))
         else {
             return Err(IdentityError::ChallengeUnavailable);
@@ -594,7 +617,7 @@ impl WalletActor {
             create_user: state.user.is_none().then(|| UserRecord::new(address, now)),
             session: session.clone(),
         };
-        match self.deps.storage.login(&write, now).await? {
+        match self.deps.storage.identity().login(&write, now).await? {
             LoginOutcome::LoggedIn(Some(user)) => state.user = Some(user),
             LoginOutcome::LoggedIn(None) => {}
             LoginOutcome::ChallengeUnavailable => return Err(IdentityError::ChallengeUnavailable),
@@ -630,6 +653,7 @@ impl WalletActor {
             RefreshTokenState::Current => {
                 self.deps
                     .storage
+                    .identity()
                     .rotate_refresh_token(presented_hash, &new_hash, &session.id, now)
                     .await?
             }
@@ -638,6 +662,7 @@ impl WalletActor {
             tracing::warn!(address = %state.address, session = %session.id, "refresh token reused; revoking its session");
             self.deps
                 .storage
+                .identity()
                 .revoke_session(&session.id, "refresh_token_reuse", now)
                 .await?;
             self.deps.sessions.revoked(&session.id, now);
@@ -716,7 +741,7 @@ impl WalletActor {
             }
             user.version += 1;
             user.updated_at_ms = self.now();
-            if self.deps.storage.update_user(&user).await? {
+            if self.deps.storage.identity().update_user(&user).await? {
                 state.user = Some(user.clone());
                 return Ok(user);
             }
@@ -731,6 +756,7 @@ impl WalletActor {
         let now = self.now();
         self.deps
             .storage
+            .identity()
             .revoke_session(session_id, "logout", now)
             .await?;
         self.deps.sessions.revoked(session_id, now);

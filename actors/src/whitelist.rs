@@ -327,6 +327,7 @@ impl Whitelisting {
     ) -> Result<Vec<WhitelistRequestRecord>, WhitelistError> {
         Ok(self
             .storage
+            .chain()
             .whitelist_requests_for(wallet, LIST_LIMIT)
             .await?)
     }

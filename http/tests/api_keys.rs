@@ -259,7 +259,14 @@ async fn a_key_is_shown_once_stored_hashed_and_refused_once_deleted(backend: Bac
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     assert!(list["data"][0].get("key").is_none(), "{list}");
     assert!(!list.to_string().contains(&key[8..]));
-    let stored = app.app().storage().api_key(&id).await.unwrap().unwrap();
+    let stored = app
+        .app()
+        .storage()
+        .api_keys()
+        .api_key(&id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_ne!(stored.key_hash, key);
     assert!(!format!("{stored:?}").contains(&key[8..]));
     let (status, one) = call(
@@ -275,7 +282,14 @@ async fn a_key_is_shown_once_stored_hashed_and_refused_once_deleted(backend: Bac
 
     // Used directly; last use recorded.
     assert_eq!(reads(&app, &key).await, 200);
-    let used = app.app().storage().api_key(&id).await.unwrap().unwrap();
+    let used = app
+        .app()
+        .storage()
+        .api_keys()
+        .api_key(&id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(used.last_used_at_ms.is_some());
 
     // A wrong key, a key of the other mode and a malformed one are refused.
@@ -447,7 +461,14 @@ async fn a_deposed_secret_verifies_inside_its_window_only(backend: Backend) {
     // Minting with `rotate` deposes the secret first.
     let before = mint(&app, &org, &id, json!({})).await;
     let after = mint(&app, &org, &id, json!({"rotate": true})).await;
-    let stored = app.app().storage().api_key(&id).await.unwrap().unwrap();
+    let stored = app
+        .app()
+        .storage()
+        .api_keys()
+        .api_key(&id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(stored.deposed.is_some());
     assert_eq!(reads(&app, &before).await, 200);
     assert_eq!(reads(&app, &after).await, 200);
@@ -599,6 +620,7 @@ async fn every_key_action_writes_an_audit_row(backend: Backend) {
     let events = app
         .app()
         .storage()
+        .audit()
         .audit_events(&AuditScope::Organisation(org.id.clone()), None, 500)
         .await
         .unwrap();
@@ -877,7 +899,14 @@ async fn a_key_holding_only_tokens_issue_cannot_escalate(backend: Backend) {
         }
     }
     assert_eq!(reads(&app, &victim_token).await, 200);
-    let stored = app.app().storage().api_key(&victim).await.unwrap().unwrap();
+    let stored = app
+        .app()
+        .storage()
+        .api_keys()
+        .api_key(&victim)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.deposed, None, "never rotated");
     // An issuer delegating every policy it may still never mints for a key that can mint or
     // manage keys, nor rotates or revokes through the key endpoints.
@@ -1016,6 +1045,7 @@ async fn an_issuer_mints_only_within_its_delegation(backend: Backend) {
     let events = app
         .app()
         .storage()
+        .audit()
         .audit_events(&AuditScope::Organisation(org.id.clone()), None, 500)
         .await
         .unwrap();
@@ -1141,7 +1171,14 @@ async fn forged_scope_claims_fail_verification(backend: Backend) {
     // Signed with the key's real secret, a scope naming an undelegable, unknown or no policy
     // is refused all the same (only a bug could mint one); a well-formed one passes, so the
     // refusals are about the scope.
-    let stored = app.app().storage().api_key(&reader).await.unwrap().unwrap();
+    let stored = app
+        .app()
+        .storage()
+        .api_keys()
+        .api_key(&reader)
+        .await
+        .unwrap()
+        .unwrap();
     let kid = format!("{}:{}", stored.id, stored.secret.id);
     let with_scope = |scope: &str| {
         let mut claims = claims.clone();
@@ -1274,6 +1311,7 @@ async fn delegations_are_checked_and_belong_to_issuers_only(backend: Backend) {
     let events = app
         .app()
         .storage()
+        .audit()
         .audit_events(&AuditScope::Organisation(org.id.clone()), None, 500)
         .await
         .unwrap();

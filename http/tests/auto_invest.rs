@@ -277,6 +277,7 @@ async fn queue(app: &TestApp, token: &str, campaign: Address, amount: &str) -> (
 async fn task(app: &TestApp, id: &str) -> AutoInvestTask {
     app.app()
         .storage()
+        .auto_invest()
         .auto_invest_task(id)
         .await
         .unwrap()
@@ -672,6 +673,7 @@ async fn a_restart_between_send_and_receipt_invests_once(backend: Backend) {
     assert!(
         common::wait_until(Duration::from_secs(30), || async {
             storage
+                .chain()
                 .tx_intents_for_purpose("auto_invest", 10)
                 .await
                 .unwrap()
@@ -699,6 +701,7 @@ async fn a_restart_between_send_and_receipt_invests_once(backend: Backend) {
         .app
         .app()
         .storage()
+        .chain()
         .tx_intents_for_purpose("auto_invest", 10)
         .await
         .unwrap();
@@ -729,7 +732,12 @@ async fn a_task_in_process_shows_its_transaction_before_it_is_mined(backend: Bac
     assert_eq!(sent.status, AutoInvestStatus::InProcess);
     let storage = setup.app.app().storage().clone();
     let intent_id = sent.tx_intent_id.clone().unwrap();
-    let intent = storage.tx_intent(&intent_id).await.unwrap().unwrap();
+    let intent = storage
+        .chain()
+        .tx_intent(&intent_id)
+        .await
+        .unwrap()
+        .unwrap();
     let first = intent.tx_hash.clone().unwrap();
     assert_eq!(sent.tx_hash.as_deref(), Some(first.as_str()));
     let listed = |path: String| {
@@ -755,7 +763,12 @@ async fn a_task_in_process_shows_its_transaction_before_it_is_mined(backend: Bac
     })
     .await;
     let second = bumped.tx_hash.unwrap();
-    let replaced = storage.tx_intent(&intent_id).await.unwrap().unwrap();
+    let replaced = storage
+        .chain()
+        .tx_intent(&intent_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(replaced.replaced_hashes, vec![first.clone()]);
     assert_eq!(replaced.tx_hash.as_deref(), Some(second.as_str()));
     let shown = listed(by_wallet.clone()).await;
@@ -1049,6 +1062,7 @@ async fn two_processes_on_one_database_invest_each_task_once() {
         .app
         .app()
         .storage()
+        .chain()
         .tx_intents_for_purpose("auto_invest", 100)
         .await
         .unwrap();

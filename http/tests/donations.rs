@@ -509,7 +509,7 @@ async fn donations_left_without_a_payment_intent_get_it_or_fail_when_too_old(bac
         ..stored(now - ORPHAN_GIVE_UP_MS - 1_000)
     };
     for d in [&orphan, &too_old, &recent, &partner] {
-        storage.insert_donation(d).await.unwrap();
+        storage.donations().insert_donation(d).await.unwrap();
     }
 
     // Stripe down: nothing changes, the orphan is retried later; the old one is failed.
@@ -523,7 +523,12 @@ async fn donations_left_without_a_payment_intent_get_it_or_fail_when_too_old(bac
             left: 1
         }
     );
-    let failed = storage.donation(&too_old.id).await.unwrap().unwrap();
+    let failed = storage
+        .donations()
+        .donation(&too_old.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(failed.status, DonationStatus::Failed);
     assert!(failed.failure_reason.unwrap().contains("PaymentIntent"));
 
@@ -537,7 +542,12 @@ async fn donations_left_without_a_payment_intent_get_it_or_fail_when_too_old(bac
             left: 0
         }
     );
-    let attached = storage.donation(&orphan.id).await.unwrap().unwrap();
+    let attached = storage
+        .donations()
+        .donation(&orphan.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(attached.status, DonationStatus::Pending);
     let pi = attached.stripe_payment_intent_id.expect("a PaymentIntent");
     let intent = stripe.payment_intent(&pi).expect("created at Stripe");
@@ -553,7 +563,12 @@ async fn donations_left_without_a_payment_intent_get_it_or_fail_when_too_old(bac
         1,
         "one PaymentIntent however many attempts"
     );
-    let untouched = storage.donation(&recent.id).await.unwrap().unwrap();
+    let untouched = storage
+        .donations()
+        .donation(&recent.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         untouched.stripe_payment_intent_id, None,
         "still within its grace period"
@@ -565,7 +580,12 @@ async fn donations_left_without_a_payment_intent_get_it_or_fail_when_too_old(bac
         OrphanSweep::default()
     );
     assert_eq!(
-        storage.donation(&partner.id).await.unwrap().unwrap(),
+        storage
+            .donations()
+            .donation(&partner.id)
+            .await
+            .unwrap()
+            .unwrap(),
         partner,
         "a partner's donation is not an orphan"
     );

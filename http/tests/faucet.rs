@@ -267,6 +267,7 @@ async fn a_restart_between_send_and_receipt_sends_nothing_twice(backend: Backend
         wait_until(Duration::from_secs(30), || async {
             app.clock.advance_ms(100);
             storage
+                .chain()
                 .tx_intents_for_purpose("faucet", 10)
                 .await
                 .unwrap()
@@ -291,6 +292,7 @@ async fn a_restart_between_send_and_receipt_sends_nothing_twice(backend: Backend
     let intents = app
         .app()
         .storage()
+        .chain()
         .tx_intents_for_purpose("faucet", 10)
         .await
         .unwrap();
@@ -323,6 +325,7 @@ async fn a_submitted_request_shows_its_transaction_before_it_is_mined(backend: B
     let storage = app.app().storage().clone();
     let sent_intent = || async {
         storage
+            .chain()
             .tx_intents_for_purpose("faucet", 10)
             .await
             .unwrap()
@@ -361,7 +364,12 @@ async fn a_submitted_request_shows_its_transaction_before_it_is_mined(backend: B
     })
     .await;
     assert!(bumped, "the request never showed the replacement");
-    let replaced = storage.tx_intent(&intent.id).await.unwrap().unwrap();
+    let replaced = storage
+        .chain()
+        .tx_intent(&intent.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(replaced.replaced_hashes, vec![first.clone()]);
     let second = replaced.tx_hash.clone().unwrap();
     let (_, shown) = app.get_auth(&path, &token).await;
@@ -425,6 +433,7 @@ async fn a_reverted_transaction_is_a_failure(backend: Backend) {
         allowed: true,
     };
     let intent = storage
+        .chain()
         .insert_tx_intent(
             NewTxIntent {
                 idempotency_key: "test:revert".into(),
@@ -442,6 +451,7 @@ async fn a_reverted_transaction_is_a_failure(backend: Backend) {
         .unwrap();
     // The same business key is written once.
     let again = storage
+        .chain()
         .insert_tx_intent(
             NewTxIntent {
                 idempotency_key: "test:revert".into(),
@@ -461,7 +471,12 @@ async fn a_reverted_transaction_is_a_failure(backend: Backend) {
     app.app().actors().tx_senders().wake(CHAIN_ID);
     let deadline = Instant::now() + Duration::from_secs(30);
     let failed = loop {
-        let current = storage.tx_intent(&intent.id).await.unwrap().unwrap();
+        let current = storage
+            .chain()
+            .tx_intent(&intent.id)
+            .await
+            .unwrap()
+            .unwrap();
         if current.status == TxIntentStatus::Failed {
             break current;
         }
@@ -677,6 +692,7 @@ async fn a_request_fails_after_its_last_attempt(backend: Backend) {
     let intents = app
         .app()
         .storage()
+        .chain()
         .tx_intents_for_purpose("faucet", 10)
         .await
         .unwrap();

@@ -96,6 +96,7 @@ async fn kyc_completed(app: &TestApp, token: &str) -> bool {
 async fn stored_session(app: &TestApp, id: &str) -> ampflow_storage::VeriffSessionRecord {
     app.app()
         .storage()
+        .identity()
         .find_veriff_session(id)
         .await
         .unwrap()
@@ -561,6 +562,7 @@ async fn a_repeated_delivery_changes_nothing(backend: Backend) {
         let user = app
             .app()
             .storage()
+            .identity()
             .find_user(&ampflow_types::WalletAddress::parse(&wallet.address()).unwrap())
             .await
             .unwrap();
@@ -574,6 +576,7 @@ async fn a_repeated_delivery_changes_nothing(backend: Backend) {
             let again = app
                 .app()
                 .storage()
+                .identity()
                 .find_user(&ampflow_types::WalletAddress::parse(&wallet.address()).unwrap())
                 .await
                 .unwrap();

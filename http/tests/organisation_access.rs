@@ -256,7 +256,11 @@ async fn members_list_their_organisations_donations(backend: Backend) {
             version: 0,
             source: ampflow_storage::DonationSource::Stripe,
         };
-        storage.insert_donation(&donation).await.unwrap();
+        storage
+            .donations()
+            .insert_donation(&donation)
+            .await
+            .unwrap();
         if *organisation_id == &org.id {
             ours.push(donation.id);
         }
@@ -557,10 +561,19 @@ async fn the_user_and_member_commands_create_users_and_roles() {
         .await
         .unwrap();
     assert_eq!(
-        storage.membership(&org_id, &user_id).await.unwrap(),
+        storage
+            .organisations()
+            .membership(&org_id, &user_id)
+            .await
+            .unwrap(),
         Some(ampflow_storage::Role::Admin)
     );
-    let user = storage.dashboard_user(&user_id).await.unwrap().unwrap();
+    let user = storage
+        .dashboard()
+        .dashboard_user(&user_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(user.email, "jane@example.org");
     assert!(user.password_hash.starts_with("$argon2id$"));
     let removed = run(
@@ -577,8 +590,16 @@ async fn the_user_and_member_commands_create_users_and_roles() {
         &[],
     );
     assert!(removed.status.success(), "{removed:?}");
-    assert_eq!(storage.membership(&org_id, &user_id).await.unwrap(), None);
+    assert_eq!(
+        storage
+            .organisations()
+            .membership(&org_id, &user_id)
+            .await
+            .unwrap(),
+        None
+    );
     let events = storage
+        .audit()
         .audit_events(
             &ampflow_storage::AuditScope::Subject(user_id.clone()),
             None,

@@ -239,8 +239,16 @@ async fn the_org_commands_create_organisations_and_funds() {
     let storage = ampflow_storage::Storage::connect(&db.settings())
         .await
         .unwrap();
-    let org = storage.organisation(&id).await.unwrap().unwrap();
+    let org = storage
+        .organisations()
+        .organisation(&id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(org.country, "FR");
     assert_eq!(org.status, ampflow_storage::OrganisationStatus::Verified);
-    assert_eq!(storage.funds_of(&id).await.unwrap().len(), 1);
+    assert_eq!(
+        storage.organisations().funds_of(&id).await.unwrap().len(),
+        1
+    );
 }

@@ -157,7 +157,14 @@ async fn a_valid_signature_records_reads_and_cancels_a_donation(backend: Backend
 
     // The donation is the organisation's, recorded without a PaymentIntent.
     let id = format!("don_{}", guid.replace('-', ""));
-    let stored = app.app().storage().donation(&id).await.unwrap().unwrap();
+    let stored = app
+        .app()
+        .storage()
+        .donations()
+        .donation(&id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.organisation_id, org);
     assert_eq!(stored.source, DonationSource::Partner);
     assert_eq!(stored.status, DonationStatus::Pending);
@@ -637,6 +644,7 @@ async fn a_retried_post_answers_the_donation_it_recorded(backend: Backend) {
     for (key_id, txid) in [(&key.id, "42"), (&key.id, "43"), (&other.id, "42")] {
         assert!(
             storage
+                .partners()
                 .partner_donation_by_transaction(key_id, txid)
                 .await
                 .unwrap()

@@ -419,7 +419,11 @@ async fn sigkill_between_send_and_receipt_pays_and_invests_once(backend: Backend
     .await
     .unwrap();
     for purpose in ["faucet", "auto_invest"] {
-        let intents = storage.tx_intents_for_purpose(purpose, 10).await.unwrap();
+        let intents = storage
+            .chain()
+            .tx_intents_for_purpose(purpose, 10)
+            .await
+            .unwrap();
         assert_eq!(intents.len(), 1, "{intents:?}");
         assert_eq!(intents[0].send_attempts, 1, "signed once");
     }
@@ -728,7 +732,11 @@ async fn sigkill_with_webhooks_in_flight_records_each_payment_once(backend: Back
             version: 0,
             source: ampflow_storage::DonationSource::Stripe,
         };
-        storage.insert_donation(&donation).await.unwrap();
+        storage
+            .donations()
+            .insert_donation(&donation)
+            .await
+            .unwrap();
         donations.push(donation);
     }
 
@@ -751,10 +759,10 @@ async fn sigkill_with_webhooks_in_flight_records_each_payment_once(backend: Back
     let stopped_between = wait_until(Duration::from_secs(30), || async {
         let mut moved = 0;
         for d in &donations {
-            let stored = storage.donation(&d.id).await.unwrap().unwrap();
+            let stored = storage.donations().donation(&d.id).await.unwrap().unwrap();
             moved += u64::from(stored.status == DonationStatus::Succeeded);
         }
-        moved > storage.ledger_head(&org.id).await.unwrap().0
+        moved > storage.ledger().ledger_head(&org.id).await.unwrap().0
     })
     .await;
     assert!(
@@ -773,10 +781,10 @@ async fn sigkill_with_webhooks_in_flight_records_each_payment_once(backend: Back
     // the redelivery must repair.
     let mut moved_at_kill = 0;
     for d in &donations {
-        let stored = storage.donation(&d.id).await.unwrap().unwrap();
+        let stored = storage.donations().donation(&d.id).await.unwrap().unwrap();
         moved_at_kill += usize::from(stored.status == DonationStatus::Succeeded);
     }
-    let entries_at_kill = storage.ledger_head(&org.id).await.unwrap().0;
+    let entries_at_kill = storage.ledger().ledger_head(&org.id).await.unwrap().0;
     assert!(
         moved_at_kill as u64 > entries_at_kill,
         "the kill landed between move and entry"
@@ -798,6 +806,7 @@ async fn sigkill_with_webhooks_in_flight_records_each_payment_once(backend: Back
     );
 
     let entries = storage
+        .ledger()
         .ledger_entries(&org.id, LedgerRange::default(), 10_000)
         .await
         .unwrap();
@@ -820,7 +829,7 @@ async fn sigkill_with_webhooks_in_flight_records_each_payment_once(backend: Back
     };
     assert_eq!(verify_export(&export).unwrap(), DONATIONS as u64);
     for d in &donations {
-        let stored = storage.donation(&d.id).await.unwrap().unwrap();
+        let stored = storage.donations().donation(&d.id).await.unwrap().unwrap();
         assert_eq!(stored.status, DonationStatus::Succeeded);
     }
     eprintln!(
@@ -907,7 +916,7 @@ async fn a_node_restarted_after_sigkill_takes_its_leases_back_and_another_node_w
     let storage = open_storage(&db).await;
     let holder = |name: String| {
         let storage = storage.clone();
-        async move { storage.lease(&name).await.unwrap() }
+        async move { storage.leases().lease(&name).await.unwrap() }
     };
 
     let mut first = Server::start(&env).await;
@@ -1023,19 +1032,34 @@ async fn a_sender_whose_lease_lapsed_while_paused_reads_the_nonce_again() {
     let mut b = Server::start(&env("node-b")).await;
     faucet_paid(&b, Duration::from_secs(30)).await;
     assert_eq!(
-        storage.lease(&sender_lease).await.unwrap().unwrap().0,
+        storage
+            .leases()
+            .lease(&sender_lease)
+            .await
+            .unwrap()
+            .unwrap()
+            .0,
         "node-b#1"
     );
     b.signal("KILL");
     b.wait_exit().await;
-    let (_, expiry) = storage.lease(&sender_lease).await.unwrap().unwrap();
+    let (_, expiry) = storage
+        .leases()
+        .lease(&sender_lease)
+        .await
+        .unwrap()
+        .unwrap();
     let lapsed = wait_until(Duration::from_secs(10), || async { now_ms() > expiry }).await;
     assert!(lapsed);
 
     a.signal("CONT");
     faucet_paid(&a, Duration::from_secs(30)).await;
     // Three payouts, three transactions, none failed.
-    let intents = storage.tx_intents_for_purpose("faucet", 10).await.unwrap();
+    let intents = storage
+        .chain()
+        .tx_intents_for_purpose("faucet", 10)
+        .await
+        .unwrap();
     let failed: Vec<_> = intents.iter().filter_map(|i| i.failure.as_ref()).collect();
     assert!(
         failed.is_empty(),

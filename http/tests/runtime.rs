@@ -74,6 +74,7 @@ async fn an_entity_that_keeps_crashing_is_marked_failed_until_cleared(backend: B
             let (storage, wallets) = (storage.clone(), wallets.clone());
             async move {
                 let failed = storage
+                    .failures()
                     .entity_failure("wallet", &key.to_string())
                     .await
                     .unwrap()
@@ -85,6 +86,7 @@ async fn an_entity_that_keeps_crashing_is_marked_failed_until_cleared(backend: B
         assert!(moved_on);
     }
     let failure = storage
+        .failures()
         .entity_failure("wallet", &key.to_string())
         .await
         .unwrap()
@@ -103,6 +105,7 @@ async fn an_entity_that_keeps_crashing_is_marked_failed_until_cleared(backend: B
 
     assert!(
         storage
+            .failures()
             .clear_entity_failure("wallet", &key.to_string())
             .await
             .unwrap()

@@ -643,6 +643,7 @@ async fn last_activity_is_written_at_most_once_a_minute(backend: Backend) {
         let id = session.id.clone();
         async move {
             storage
+                .dashboard()
                 .dashboard_session(&id)
                 .await
                 .unwrap()
@@ -670,6 +671,7 @@ async fn a_login_from_a_new_device_is_audited_when_asked(backend: Backend) {
         let storage = app.app().storage().clone();
         async move {
             storage
+                .audit()
                 .audit_events(&ampflow_storage::AuditScope::Subject(app_user), None, 100)
                 .await
                 .unwrap()

@@ -302,6 +302,7 @@ impl Setup {
         self.app
             .app()
             .storage()
+            .chain()
             .tx_intents_for_purpose(purpose, 100)
             .await
             .unwrap()
@@ -329,6 +330,7 @@ async fn ask_whitelisting(app: &TestApp, token: &str, issuer: Address) -> (u16, 
 async fn task(app: &TestApp, id: &str) -> AutoInvestTask {
     app.app()
         .storage()
+        .auto_invest()
         .auto_invest_task(id)
         .await
         .unwrap()

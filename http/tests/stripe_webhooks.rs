@@ -457,7 +457,7 @@ async fn a_crash_between_the_move_and_the_entry_is_repaired_by_the_redelivery(ba
     // What a crash right after the move's commit leaves: the donation succeeded and the event
     // id recorded, no ledger entry, and no acknowledgement sent.
     let storage = s.app.app().storage().clone();
-    let donation = storage.donation(&id).await.unwrap().unwrap();
+    let donation = storage.donations().donation(&id).await.unwrap().unwrap();
     let next = ampflow_storage::DonationRecord {
         status: DonationStatus::Succeeded,
         version: donation.version + 1,
@@ -470,6 +470,7 @@ async fn a_crash_between_the_move_and_the_entry_is_repaired_by_the_redelivery(ba
         received_at_ms: s.app.clock.now_ms(),
     };
     let written = storage
+        .donations()
         .record_stripe_event(&event, Some((DonationStatus::Pending, &next)))
         .await
         .unwrap();
@@ -548,7 +549,11 @@ async fn a_success_with_another_amount_is_recorded_once_and_not_applied(backend:
     assert!(s.ledger().await.is_empty());
 
     let storage = s.app.app().storage();
-    let recorded = storage.amount_mismatches(&id, 10).await.unwrap();
+    let recorded = storage
+        .donations()
+        .amount_mismatches(&id, 10)
+        .await
+        .unwrap();
     assert_eq!(recorded.len(), 2, "one row per event: {recorded:?}");
     let first = recorded.iter().find(|r| r.event_id == smaller.id).unwrap();
     assert_eq!(first.event_type, "payment_intent.succeeded");
@@ -590,7 +595,15 @@ async fn a_success_with_another_amount_is_recorded_once_and_not_applied(backend:
         s.entries_of(&id).await,
         vec![("donation_received".into(), 3000)]
     );
-    assert_eq!(storage.amount_mismatches(&id, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        storage
+            .donations()
+            .amount_mismatches(&id, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     s.app.stop().await;
 }
 
@@ -669,7 +682,11 @@ async fn a_refund_above_the_donation_or_in_another_currency_is_recorded_once_and
     );
 
     let storage = s.app.app().storage();
-    let recorded = storage.amount_mismatches(&id, 10).await.unwrap();
+    let recorded = storage
+        .donations()
+        .amount_mismatches(&id, 10)
+        .await
+        .unwrap();
     assert_eq!(recorded.len(), 2, "one row per event: {recorded:?}");
     let first = recorded.iter().find(|r| r.event_id == above.id).unwrap();
     assert_eq!(first.event_type, "charge.refunded");

@@ -370,6 +370,7 @@ async fn a_submitted_approval_shows_its_transaction_before_it_is_mined(backend: 
     let storage = app.app().storage().clone();
     let sent_hash = || async {
         storage
+            .chain()
             .tx_intents_for_purpose("whitelist", 10)
             .await
             .unwrap()

@@ -7,7 +7,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::entities::stripe_amount_mismatches as mismatches;
-use crate::{Context, Result, Storage};
+use crate::{Context, DonationRepo, Result};
 
 /// Longest currency text kept (ISO 4217 codes have 3 letters; anything longer is cut here).
 const CURRENCY_LENGTH_MAX: usize = 16;
@@ -28,7 +28,7 @@ pub struct AmountMismatchRecord {
     pub received_at_ms: UnixMillis,
 }
 
-impl Storage {
+impl DonationRepo {
     /// Records the mismatch unless its event was recorded before: true when this call wrote
     /// the row, false for a redelivery.
     pub async fn record_amount_mismatch(&self, record: &AmountMismatchRecord) -> Result<bool> {

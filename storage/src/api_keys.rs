@@ -16,7 +16,7 @@ use sea_orm::{
 use crate::audit::{AuditEvent, write_audit};
 use crate::entities::api_keys;
 use crate::keyset::{Keyset, Order, page};
-use crate::{Context, Result, Storage, StorageError};
+use crate::{ApiKeyRepo, Context, Result, StorageError};
 use ampflow_types::UnixMillis;
 
 /// An internal secret: its id (named by the tokens it signs) and its value.
@@ -106,7 +106,7 @@ pub struct ApiKeyChanges {
     pub delegable_keys: Option<Option<Vec<String>>>,
 }
 
-impl Storage {
+impl ApiKeyRepo {
     /// Stores a new key.
     pub async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEvent) -> Result<()> {
         let txn = self.db.begin().await.context("begin insert api key")?;

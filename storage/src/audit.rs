@@ -7,7 +7,7 @@ use sea_orm::{
 
 use crate::entities::audit_events;
 use crate::keyset::{Keyset, Order};
-use crate::{Context, Result, Storage, StorageError};
+use crate::{AuditRepo, Context, Result, StorageError};
 use ampflow_types::UnixMillis;
 
 /// Who did it.
@@ -144,7 +144,7 @@ pub(crate) async fn write_audit(db: &impl ConnectionTrait, event: &AuditEvent) -
     Ok(())
 }
 
-impl Storage {
+impl AuditRepo {
     /// Writes an event that goes with no other database change.
     pub async fn record_audit_event(&self, event: &AuditEvent) -> Result<()> {
         write_audit(&self.db, event).await

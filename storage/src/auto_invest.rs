@@ -18,7 +18,8 @@ use crate::entities::{auto_invest_open_counts as counts, auto_invest_tasks as ta
 use crate::keyset::{Keyset, Order};
 use crate::typed::{chain_column, read_address, read_amount, read_chain, read_optional};
 use crate::{
-    Context, NewTxIntent, Result, RetryPolicy, Storage, StorageError, TxFinal, TxIntentRecord,
+    AutoInvestRepo, Context, NewTxIntent, Result, RetryPolicy, StorageError, TxFinal,
+    TxIntentRecord,
 };
 use ampflow_types::{AfterFailure, ChainId, TokenAmount, UnixMillis, WalletAddress};
 
@@ -89,7 +90,7 @@ pub fn auto_invest_open_key(
 /// How many times a submit retries when a concurrent change won the race.
 const SUBMIT_RACES_MAX: usize = 5;
 
-impl Storage {
+impl AutoInvestRepo {
     /// The triple's open task, read from the writer (a decision follows).
     pub async fn open_auto_invest(
         &self,
@@ -420,7 +421,7 @@ impl Decided {
     }
 }
 
-impl Storage {
+impl AutoInvestRepo {
     /// Cancels the triple's pending task.
     pub async fn cancel_auto_invest(
         &self,

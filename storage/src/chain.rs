@@ -22,7 +22,7 @@ use sea_orm::{
 
 use crate::current_tx::{WithIntentHash, with_intent_hash};
 use crate::entities::{faucet_requests, tx_intents, whitelist_requests};
-use crate::{Context, Result, Storage, StorageError};
+use crate::{ChainRepo, Context, Result, StorageError};
 
 /// Where an intent is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,7 +298,7 @@ pub enum Opened<T> {
 
 const OPEN_STATUSES: [&str; 2] = ["pending", "submitted"];
 
-impl Storage {
+impl ChainRepo {
     // ----- transaction intents -----
 
     /// Writes an intent down. A second intent with the same idempotency key is not written:

@@ -9,7 +9,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use crate::checkpoints::read_nodes;
 use crate::entities::{ledger_entries as entries, ledger_leaves as leaves};
 use crate::{
-    CheckpointRecord, Context, InclusionProofRecord, ProofLookupError, Result, Storage,
+    CheckpointRecord, CheckpointRepo, Context, InclusionProofRecord, ProofLookupError, Result,
     StorageError,
 };
 
@@ -23,7 +23,7 @@ pub struct ProofPage {
     pub next_after_seq: Option<u64>,
 }
 
-impl Storage {
+impl CheckpointRepo {
     /// Proofs of the organisation's entries after `after_seq` (at most `limit` entries) in
     /// checkpoint `checkpoint_id` (the newest when `None`). Entries the checkpoint does not
     /// cover (newer ones) have no proof.

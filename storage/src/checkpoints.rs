@@ -26,7 +26,7 @@ use crate::entities::{
     checkpoint_keys as keys, checkpoints, ledger_entries as entries, ledger_leaves as leaves,
     merkle_nodes as nodes,
 };
-use crate::{Context, Result, Storage, StorageError};
+use crate::{CheckpointRepo, Context, Result, StorageError};
 
 /// Entries read per query while a checkpoint is built.
 const BUILD_PAGE: u64 = 5_000;
@@ -148,7 +148,7 @@ pub(crate) async fn read_nodes(
     Ok(found)
 }
 
-impl Storage {
+impl CheckpointRepo {
     /// The newest checkpoint.
     pub async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>> {
         latest(&self.reader).await
@@ -332,7 +332,7 @@ impl Storage {
         private_key: &str,
         now: UnixMillis,
     ) -> Result<String> {
-        let txn = crate::keys::begin_key_choice(self).await?;
+        let txn = crate::keys::begin_key_choice(&self.db).await?;
         let stored = keys::Entity::find()
             .order_by_asc(keys::Column::CreatedAtMs)
             .order_by_asc(keys::Column::VerifierKey)

@@ -11,7 +11,7 @@ use sea_orm::{
 
 use crate::audit::{AuditEvent, write_audit};
 use crate::entities::{dashboard_sessions, dashboard_users};
-use crate::{Context, Result, Storage, StorageError};
+use crate::{Context, DashboardRepo, Result, StorageError};
 use ampflow_types::UnixMillis;
 
 /// How a session is tied to the address it logged in from (seed 000, "IP Binding Options").
@@ -149,7 +149,7 @@ pub struct StampRotation<'a> {
     pub now: UnixMillis,
 }
 
-impl Storage {
+impl DashboardRepo {
     /// Creates a user; `Conflict` when the email is taken.
     pub async fn insert_dashboard_user(
         &self,

@@ -13,7 +13,7 @@ use sea_orm::{
 use crate::entities::donations::{self, Column as C};
 use crate::entities::stripe_events;
 use crate::keyset::{Keyset, Order};
-use crate::{Context, Result, Storage, StorageError};
+use crate::{Context, DonationRepo, Result, StorageError};
 use ampflow_types::{UnixMillis, WalletAddress};
 
 /// How a donation is paid: through a Stripe PaymentIntent, or collected by a partner on its
@@ -99,7 +99,7 @@ pub struct DonationRecord {
     pub source: DonationSource,
 }
 
-impl Storage {
+impl DonationRepo {
     pub async fn insert_donation(&self, d: &DonationRecord) -> Result<()> {
         donations::Entity::insert(donation_model(d))
             .exec_without_returning(&self.db)
@@ -263,7 +263,7 @@ pub enum EventWrite {
     Conflict,
 }
 
-impl Storage {
+impl DonationRepo {
     /// The donation paid by this PaymentIntent, if any.
     pub async fn donation_by_payment_intent(
         &self,

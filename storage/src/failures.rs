@@ -5,9 +5,9 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 
 use crate::entities::entity_failures;
 use crate::records::EntityFailure;
-use crate::{Context, Result, Storage};
+use crate::{Context, FailureRepo, Result};
 
-impl Storage {
+impl FailureRepo {
     pub async fn mark_entity_failed(&self, failure: &EntityFailure) -> Result<()> {
         entity_failures::Entity::insert(entity_failures::ActiveModel {
             kind: Set(failure.kind.clone()),

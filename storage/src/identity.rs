@@ -13,7 +13,7 @@ use crate::entities::{
 };
 use crate::records::*;
 use crate::typed::{read_address, read_chain, read_optional};
-use crate::{Context, Result, Storage};
+use crate::{Context, IdentityRepo, Result};
 use ampflow_types::{UnixMillis, WalletAddress};
 
 /// Expired sessions deleted per statement by the janitor, and chunks per run (the rest waits
@@ -21,7 +21,7 @@ use ampflow_types::{UnixMillis, WalletAddress};
 const EXPIRED_SESSION_CHUNK: u64 = 500;
 const EXPIRED_SESSION_CHUNKS_PER_RUN_MAX: usize = 100;
 
-impl Storage {
+impl IdentityRepo {
     /// The user and the redeemable `/authorize` challenges of one wallet. (Sessions are read
     /// one at a time, when a request names one.)
     pub async fn load_wallet(

@@ -7,7 +7,7 @@ use sea_orm::{
 };
 
 use crate::entities::jwt_keys;
-use crate::{Context, Result, Storage};
+use crate::{Context, Result, SigningKeyRepo};
 
 /// The advisory lock (PostgreSQL) under which a process that found no key stores one.
 const KEY_CHOICE_LOCK: i64 = 0x616d_7066_6b65_7973; // "ampfkeys"
@@ -16,8 +16,10 @@ const KEY_CHOICE_LOCK: i64 = 0x616d_7066_6b65_7973; // "ampfkeys"
 /// once would otherwise each read an empty table, store their own key, and keep it): on
 /// PostgreSQL under a transaction-scoped advisory lock; on SQLite by taking the database's
 /// write lock with a statement that writes nothing, before anything is read.
-pub(crate) async fn begin_key_choice(storage: &Storage) -> Result<DatabaseTransaction> {
-    let txn = storage.db.begin().await.context("begin key choice")?;
+pub(crate) async fn begin_key_choice(
+    db: &sea_orm::DatabaseConnection,
+) -> Result<DatabaseTransaction> {
+    let txn = db.begin().await.context("begin key choice")?;
     let lock = match txn.get_database_backend() {
         DbBackend::Postgres => format!("SELECT pg_advisory_xact_lock({KEY_CHOICE_LOCK})"),
         _ => "DELETE FROM jwt_keys WHERE 1 = 0".to_string(),
@@ -55,7 +57,7 @@ impl From<jwt_keys::Model> for StoredJwtKey {
     }
 }
 
-impl Storage {
+impl SigningKeyRepo {
     /// The oldest stored key: every process picks the same one.
     pub async fn load_jwt_key(&self) -> Result<Option<StoredJwtKey>> {
         Ok(jwt_keys::Entity::find()
@@ -71,7 +73,7 @@ impl Storage {
     /// uses (the stored one, else `candidate`). Two processes starting at once on an empty
     /// database answer the same key.
     pub async fn first_jwt_key(&self, candidate: &StoredJwtKey) -> Result<StoredJwtKey> {
-        let txn = begin_key_choice(self).await?;
+        let txn = begin_key_choice(&self.db).await?;
         let stored = jwt_keys::Entity::find()
             .order_by_asc(jwt_keys::Column::CreatedAtMs)
             .order_by_asc(jwt_keys::Column::Kid)

@@ -11,10 +11,10 @@ use sea_orm::{
 use crate::entities::veriff_sessions;
 use crate::identity::update_user_on;
 use crate::records::*;
-use crate::{Context, Result, Storage, StorageError};
+use crate::{Context, IdentityRepo, Result, StorageError};
 use ampflow_types::WalletAddress;
 
-impl Storage {
+impl IdentityRepo {
     pub async fn insert_veriff_session(&self, session: &VeriffSessionRecord) -> Result<()> {
         veriff_sessions::Entity::insert(veriff_session_model(session))
             .exec_without_returning(&self.db)

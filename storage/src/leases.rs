@@ -18,7 +18,7 @@ use sea_orm::{
 };
 
 use crate::entities::{leases, nodes};
-use crate::{Context, Result, Storage, StorageError};
+use crate::{Context, LeaseRepo, Result, StorageError};
 
 /// Longest node id (the lease holder column has room for it, `#` and any incarnation).
 pub const NODE_ID_LENGTH_MAX: usize = 40;
@@ -120,7 +120,7 @@ impl LeaseState {
     }
 }
 
-impl Storage {
+impl LeaseRepo {
     /// Counts a new start of node `node_id` and answers the holder the run takes leases as.
     pub async fn start_node(
         &self,

@@ -19,7 +19,7 @@ use sea_orm::{
 };
 
 use crate::entities::{ledger_entries as entries, ledger_heads as heads};
-use crate::{Context, Result, Storage, StorageError, prefixed_id};
+use crate::{Context, LedgerRepo, Result, StorageError, prefixed_id};
 
 /// An entry to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub struct LedgerRange {
     pub until_ms: Option<UnixMillis>,
 }
 
-impl Storage {
+impl LedgerRepo {
     /// Appends `new` to the organisation's chain, in order, in one transaction; answers one
     /// record per entry (the stored one for an entry whose dedupe key was already used).
     pub async fn append_ledger_entries(
@@ -475,7 +475,7 @@ async fn move_heads(txn: &DatabaseTransaction, moves: &[HeadMove]) -> Result<()>
     Ok(())
 }
 
-impl Storage {
+impl LedgerRepo {
     /// The organisation's entries in chain order, within `range`, at most `limit`.
     pub async fn ledger_entries(
         &self,

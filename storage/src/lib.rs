@@ -126,7 +126,9 @@ impl<T> Context<T> for std::result::Result<T, sea_orm::DbErr> {
     }
 }
 
-/// The handle every actor shares. Cloning is cheap: the pools are shared.
+/// The handle the composition root holds: the pools, the supervisor of the write batchers, and
+/// one repository per entity family. An actor clones the repositories it uses (cheap: they
+/// share the pools and batchers), so what it can touch is in its fields.
 ///
 /// Writes go through `db`, reads through `reader`. On PostgreSQL both are one pool. On SQLite,
 /// which allows one writer at a time, `db` holds a single connection: writers then queue fairly
@@ -136,21 +138,116 @@ impl<T> Context<T> for std::result::Result<T, sea_orm::DbErr> {
 pub struct Storage {
     db: DatabaseConnection,
     reader: DatabaseConnection,
-    /// Supervises the batchers below, and (adopted by the actor system) every other
-    /// background task of the process.
+    /// Supervises the batchers, and (adopted by the actor system) every other background task
+    /// of the process.
     supervisor: Supervisor,
-    /// Group commit for the two writes every login makes.
-    challenge_batch: batch::Batcher<ChallengeRecord, ()>,
-    login_batch: batch::Batcher<(LoginWrite, ampflow_types::UnixMillis), LoginOutcome>,
-    /// Group commit for auto-invest submits.
-    submit_batch: batch::Batcher<AutoInvestSubmit, SubmitOutcome>,
-    /// Group commit for Stripe webhook events and the donation moves they make.
-    event_batch: batch::Batcher<donations::EventJob, EventWrite>,
-    /// Group commit for ledger appends across organisations.
-    ledger_batch: batch::Batcher<ledger::LedgerJob, Result<Vec<LedgerEntryRecord>>>,
-    /// Donation reads by id that arrive together, answered by one query.
-    donation_reads: batch::Batcher<String, Option<DonationRecord>>,
+    identity: IdentityRepo,
+    chain: ChainRepo,
+    trusted: TrustedRepo,
+    auto_invest: AutoInvestRepo,
+    donations: DonationRepo,
+    ledger: LedgerRepo,
+    checkpoints: CheckpointRepo,
+    dashboard: DashboardRepo,
+    api_keys: ApiKeyRepo,
+    partners: PartnerRepo,
+    audit: AuditRepo,
+    organisations: OrganisationRepo,
+    leases: LeaseRepo,
+    failures: FailureRepo,
+    signing_keys: SigningKeyRepo,
 }
+
+/// Declares a repository: the two pools, and the batchers its writes go through.
+macro_rules! repository {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $name {
+            db: DatabaseConnection,
+            reader: DatabaseConnection,
+            $($(#[$fdoc])* $field: $ty,)*
+        }
+    };
+}
+
+repository!(
+    /// Wallet users, login challenges, sessions and refresh tokens, and KYC (Veriff sessions).
+    IdentityRepo {
+        /// Group commit for the two writes every login makes.
+        challenge_batch: batch::Batcher<ChallengeRecord, ()>,
+        login_batch: batch::Batcher<(LoginWrite, ampflow_types::UnixMillis), LoginOutcome>,
+    }
+);
+repository!(
+    /// Transaction intents, and the faucet and whitelisting request queues batched into them.
+    ChainRepo {}
+);
+repository!(
+    /// The registry of trusted contracts per chain, and the gas spent per chain.
+    TrustedRepo {}
+);
+repository!(
+    /// Auto-invest tasks and the wallets' open-task counts.
+    AutoInvestRepo {
+        /// Group commit for auto-invest submits.
+        submit_batch: batch::Batcher<AutoInvestSubmit, SubmitOutcome>,
+    }
+);
+repository!(
+    /// Donations, the Stripe events that move them, and amount mismatches.
+    DonationRepo {
+        /// Group commit for Stripe webhook events and the donation moves they make.
+        event_batch: batch::Batcher<donations::EventJob, EventWrite>,
+        /// Donation reads by id that arrive together, answered by one query.
+        donation_reads: batch::Batcher<String, Option<DonationRecord>>,
+    }
+);
+repository!(
+    /// The organisations' hash-chained ledgers.
+    LedgerRepo {
+        /// Group commit for ledger appends across organisations.
+        ledger_batch: batch::Batcher<ledger::LedgerJob, Result<Vec<LedgerEntryRecord>>>,
+    }
+);
+repository!(
+    /// Signed ledger checkpoints and their inclusion proofs.
+    CheckpointRepo {}
+);
+repository!(
+    /// Dashboard users, their sessions, and login throttling.
+    DashboardRepo {}
+);
+/// API keys, access tokens and delegations. Every read goes to the writer: a key revoked or
+/// rotated a moment ago must not authenticate from a lagging read.
+#[derive(Clone, Debug)]
+pub struct ApiKeyRepo {
+    db: DatabaseConnection,
+}
+repository!(
+    /// Partners and their keys.
+    PartnerRepo {}
+);
+repository!(
+    /// The audit log.
+    AuditRepo {}
+);
+repository!(
+    /// Organisations, their funds and their members.
+    OrganisationRepo {}
+);
+repository!(
+    /// Leases: which process runs a singleton background job.
+    LeaseRepo {}
+);
+repository!(
+    /// Entities whose actor gave up, for operators.
+    FailureRepo {}
+);
+repository!(
+    /// The JWT signing keys every process shares.
+    SigningKeyRepo {}
+);
 
 /// Most logins or challenges written in one batch.
 const WRITE_BATCH_MAX: usize = 64;
@@ -224,17 +321,98 @@ impl Storage {
                 async move { donations::read_donations(&writer, ids).await }
             },
         );
+        // Each repository shares the pools, and takes the batchers of its own writes.
+        macro_rules! repo {
+            ($name:ident { $($field:ident),* }) => {
+                $name { db: db.clone(), reader: reader.clone(), $($field),* }
+            };
+        }
         Self {
+            identity: repo!(IdentityRepo {
+                challenge_batch,
+                login_batch
+            }),
+            chain: repo!(ChainRepo {}),
+            trusted: repo!(TrustedRepo {}),
+            auto_invest: repo!(AutoInvestRepo { submit_batch }),
+            donations: repo!(DonationRepo {
+                event_batch,
+                donation_reads
+            }),
+            ledger: repo!(LedgerRepo { ledger_batch }),
+            checkpoints: repo!(CheckpointRepo {}),
+            dashboard: repo!(DashboardRepo {}),
+            api_keys: ApiKeyRepo { db: db.clone() },
+            partners: repo!(PartnerRepo {}),
+            audit: repo!(AuditRepo {}),
+            organisations: repo!(OrganisationRepo {}),
+            leases: repo!(LeaseRepo {}),
+            failures: repo!(FailureRepo {}),
+            signing_keys: repo!(SigningKeyRepo {}),
             db,
             reader,
             supervisor,
-            challenge_batch,
-            login_batch,
-            submit_batch,
-            event_batch,
-            ledger_batch,
-            donation_reads,
         }
+    }
+
+    pub fn identity(&self) -> &IdentityRepo {
+        &self.identity
+    }
+
+    pub fn chain(&self) -> &ChainRepo {
+        &self.chain
+    }
+
+    pub fn trusted(&self) -> &TrustedRepo {
+        &self.trusted
+    }
+
+    pub fn auto_invest(&self) -> &AutoInvestRepo {
+        &self.auto_invest
+    }
+
+    pub fn donations(&self) -> &DonationRepo {
+        &self.donations
+    }
+
+    pub fn ledger(&self) -> &LedgerRepo {
+        &self.ledger
+    }
+
+    pub fn checkpoints(&self) -> &CheckpointRepo {
+        &self.checkpoints
+    }
+
+    pub fn dashboard(&self) -> &DashboardRepo {
+        &self.dashboard
+    }
+
+    pub fn api_keys(&self) -> &ApiKeyRepo {
+        &self.api_keys
+    }
+
+    pub fn partners(&self) -> &PartnerRepo {
+        &self.partners
+    }
+
+    pub fn audit(&self) -> &AuditRepo {
+        &self.audit
+    }
+
+    pub fn organisations(&self) -> &OrganisationRepo {
+        &self.organisations
+    }
+
+    pub fn leases(&self) -> &LeaseRepo {
+        &self.leases
+    }
+
+    pub fn failures(&self) -> &FailureRepo {
+        &self.failures
+    }
+
+    pub fn signing_keys(&self) -> &SigningKeyRepo {
+        &self.signing_keys
     }
 
     /// The supervisor of this process's background tasks (see [`ampflow_runtime`]).

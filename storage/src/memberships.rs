@@ -9,7 +9,7 @@ use sea_orm::{
 
 use crate::audit::{AuditEvent, write_audit};
 use crate::entities::{memberships, organisations};
-use crate::{Context, OrganisationRecord, Result, Storage, StorageError};
+use crate::{Context, OrganisationRecord, OrganisationRepo, Result, StorageError};
 use ampflow_types::UnixMillis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,7 +45,7 @@ pub struct OrganisationChanges {
     pub logo_url: Option<Option<String>>,
 }
 
-impl Storage {
+impl OrganisationRepo {
     /// Gives `user_id` `role` in the organisation (adding the membership or changing its
     /// role); answers the role it had before. `audit` is written with it, its action set to
     /// `membership.added` or `membership.role_changed` and `role` (and `previous_role`)

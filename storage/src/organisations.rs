@@ -5,7 +5,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 
 use crate::entities::{funds, organisations};
 use crate::keyset::{Keyset, Order};
-use crate::{Context, Result, Storage, StorageError};
+use crate::{Context, OrganisationRepo, Result, StorageError};
 use ampflow_types::UnixMillis;
 
 /// Where an organisation stands with the platform.
@@ -61,7 +61,7 @@ pub struct FundRecord {
 
 pub use ampflow_types::prefixed_id;
 
-impl Storage {
+impl OrganisationRepo {
     pub async fn insert_organisation(&self, org: &OrganisationRecord) -> Result<()> {
         organisations::Entity::insert(organisations::ActiveModel {
             id: Set(org.id.clone()),

@@ -8,7 +8,7 @@ use sea_orm::{
 
 use crate::donations::donation_model;
 use crate::entities::{donations, partner_ads, partner_donations, partner_keys};
-use crate::{Context, DonationRecord, Result, Storage, StorageError};
+use crate::{Context, DonationRecord, PartnerRepo, Result, StorageError};
 use ampflow_types::UnixMillis;
 
 /// A partner's signing key. The secret is kept as is: verifying an HMAC needs it.
@@ -66,7 +66,7 @@ pub struct PartnerAdRecord {
     pub created_at_ms: UnixMillis,
 }
 
-impl Storage {
+impl PartnerRepo {
     pub async fn insert_partner_key(&self, key: &PartnerKeyRecord) -> Result<()> {
         let allowed_ips = serde_json::to_string(&key.allowed_ips)
             .map_err(|e| StorageError::Corrupt(format!("allowed ips: {e}")))?;

@@ -15,7 +15,7 @@ use sea_orm::{
 
 use crate::audit::{AuditEvent, write_audit};
 use crate::entities::login_failures;
-use crate::{Context, Result, Storage};
+use crate::{Context, DashboardRepo, Result};
 use ampflow_types::UnixMillis;
 
 /// A key's count in its current window.
@@ -75,7 +75,7 @@ pub(crate) async fn settle(
     Ok(())
 }
 
-impl Storage {
+impl DashboardRepo {
     /// Reserves one login attempt under every key, in one statement: each count goes up by one
     /// (a window that is over starts again at `now`), and the counts after it are answered, in
     /// the order of `keys`.

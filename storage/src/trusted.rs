@@ -14,7 +14,7 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::entities::{trusted_contracts, tx_intents};
-use crate::{Context, Result, Storage, StorageError};
+use crate::{Context, Result, StorageError, TrustedRepo};
 
 /// Rows one insert writes at most (SQLite allows 32,766 bound values; each row has four).
 const INSERT_CHUNK_ROWS: usize = 1_000;
@@ -28,7 +28,7 @@ pub struct TrustedContract {
     pub added_at_ms: UnixMillis,
 }
 
-impl Storage {
+impl TrustedRepo {
     /// Adds `addresses` to the chain's registry; answers how many were not in it yet.
     pub async fn add_trusted_contracts(
         &self,

@@ -94,6 +94,7 @@ const RETRY: RetryPolicy = RetryPolicy {
 
 async fn created(storage: &Storage, campaign: &str, amount: &str, now: i64) -> AutoInvestTask {
     match storage
+        .auto_invest()
         .submit_auto_invest(&submit(campaign, amount, now))
         .await
         .unwrap()
@@ -105,6 +106,7 @@ async fn created(storage: &Storage, campaign: &str, amount: &str, now: i64) -> A
 
 async fn claim(storage: &Storage, task: &AutoInvestTask, key: &str) -> TxIntentRecord {
     storage
+        .auto_invest()
         .claim_auto_invests(&[(task.id.clone(), task.version)], intent(key), 10)
         .await
         .unwrap()
@@ -119,6 +121,7 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
     assert_eq!(task.status, AutoInvestStatus::Pending);
 
     let merged = storage
+        .auto_invest()
         .submit_auto_invest(&submit(CAMPAIGN, "900", 5))
         .await
         .unwrap();
@@ -130,7 +133,11 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
     assert_eq!(merged.version, task.version + 1);
     assert_eq!(merged.expires_at_ms, 5 + 7 * DAY_MS);
     assert_eq!(
-        storage.auto_invest_task(&task.id).await.unwrap(),
+        storage
+            .auto_invest()
+            .auto_invest_task(&task.id)
+            .await
+            .unwrap(),
         Some(merged.clone())
     );
 
@@ -138,6 +145,7 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
     claim(&storage, &merged, "k1").await;
     assert!(matches!(
         storage
+            .auto_invest()
             .submit_auto_invest(&submit(CAMPAIGN, "1", 6))
             .await
             .unwrap(),
@@ -145,6 +153,7 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
     ));
     assert!(matches!(
         storage
+            .auto_invest()
             .cancel_auto_invest(CHAIN, &addr(WALLET), &addr(CAMPAIGN), 6)
             .await
             .unwrap(),
@@ -163,6 +172,7 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
     .await;
     assert_eq!(
         storage
+            .auto_invest()
             .submit_auto_invest(&submit(
                 "0x00000000000000000000000000000000000000c3",
                 "1",
@@ -175,6 +185,7 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
 
     // Cancelled: finished, and the triple takes a new task.
     let CancelOutcome::Cancelled(cancelled) = storage
+        .auto_invest()
         .cancel_auto_invest(CHAIN, &addr(WALLET), &addr(other), 10)
         .await
         .unwrap()
@@ -184,6 +195,7 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
     assert_eq!(cancelled.status, AutoInvestStatus::Cancelled);
     assert_eq!(
         storage
+            .auto_invest()
             .cancel_auto_invest(CHAIN, &addr(WALLET), &addr(other), 11)
             .await
             .unwrap(),
@@ -194,12 +206,14 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
 
     // Listings: open ones newest first, finished ones apart, pages by cursor.
     let open = storage
+        .auto_invest()
         .list_auto_invests(CHAIN, TaskFilter::Wallet(addr(WALLET)), true, None, 10)
         .await
         .unwrap();
     assert_eq!(open.len(), 3);
     assert_eq!(open[0].id, again.id);
     let page = storage
+        .auto_invest()
         .list_auto_invests(CHAIN, TaskFilter::Wallet(addr(WALLET)), true, None, 1)
         .await
         .unwrap();
@@ -208,6 +222,7 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
         id: page[0].id.clone(),
     };
     let rest = storage
+        .auto_invest()
         .list_auto_invests(
             CHAIN,
             TaskFilter::Wallet(addr(WALLET)),
@@ -220,12 +235,14 @@ async fn one_open_task_per_triple_merges_while_pending(backend: Backend) {
     assert_eq!(rest.len(), 2);
     assert!(rest.iter().all(|t| t.id != page[0].id));
     let finished = storage
+        .auto_invest()
         .list_auto_invests(CHAIN, TaskFilter::Wallet(addr(WALLET)), false, None, 10)
         .await
         .unwrap();
     assert_eq!(finished.len(), 1);
     assert_eq!(finished[0].id, cancelled.id);
     let by_campaign = storage
+        .auto_invest()
         .list_auto_invests(CHAIN, TaskFilter::Campaign(addr(CAMPAIGN)), true, None, 10)
         .await
         .unwrap();
@@ -274,8 +291,12 @@ async fn submits_arriving_together_are_decided_one_by_one(backend: Backend) {
         // The other wallet has none: three are created.
         submits.push(submit_for(other_wallet, &campaign(i), "1", 5, 3));
     }
-    let outcomes =
-        futures::future::join_all(submits.iter().map(|s| storage.submit_auto_invest(s))).await;
+    let outcomes = futures::future::join_all(
+        submits
+            .iter()
+            .map(|s| storage.auto_invest().submit_auto_invest(s)),
+    )
+    .await;
     let outcomes: Vec<SubmitOutcome> = outcomes.into_iter().map(Result::unwrap).collect();
 
     // The merges into the pending task: each saw the one before it.
@@ -293,6 +314,7 @@ async fn submits_arriving_together_are_decided_one_by_one(backend: Backend) {
     assert!(merges.iter().all(|t| t.id == pending.id));
     assert_eq!(
         storage
+            .auto_invest()
             .auto_invest_task(&pending.id)
             .await
             .unwrap()
@@ -318,6 +340,7 @@ async fn submits_arriving_together_are_decided_one_by_one(backend: Backend) {
     );
     for wallet in [WALLET, other_wallet] {
         let open = storage
+            .auto_invest()
             .list_auto_invests(CHAIN, TaskFilter::Wallet(addr(wallet)), true, None, 100)
             .await
             .unwrap();
@@ -340,8 +363,16 @@ async fn two_processes_submitting_one_triple_keep_one_open_task(backend: Backend
         .map(|i| submit_for(WALLET, &campaign(i), &format!("{}", i + 1), 5, 1000))
         .collect();
     let (a, b) = tokio::join!(
-        futures::future::join_all(submits.iter().map(|s| first.submit_auto_invest(s))),
-        futures::future::join_all(submits.iter().map(|s| second.submit_auto_invest(s))),
+        futures::future::join_all(
+            submits
+                .iter()
+                .map(|s| first.auto_invest().submit_auto_invest(s))
+        ),
+        futures::future::join_all(
+            submits
+                .iter()
+                .map(|s| second.auto_invest().submit_auto_invest(s))
+        ),
     );
     for (one, two) in a.into_iter().zip(b) {
         let (one, two) = (one.unwrap(), two.unwrap());
@@ -357,6 +388,7 @@ async fn two_processes_submitting_one_triple_keep_one_open_task(backend: Backend
         );
     }
     let open = first
+        .auto_invest()
         .list_auto_invests(CHAIN, TaskFilter::Wallet(addr(WALLET)), true, None, 100)
         .await
         .unwrap();
@@ -370,24 +402,32 @@ async fn a_claim_that_loses_to_a_merge_writes_nothing(backend: Backend) {
     let seen = created(&storage, CAMPAIGN, "500", 1).await;
     // The executor read `seen`; the investor changes the amount before the claim.
     storage
+        .auto_invest()
         .submit_auto_invest(&submit(CAMPAIGN, "700", 2))
         .await
         .unwrap();
     let claimed = storage
+        .auto_invest()
         .claim_auto_invests(&[(seen.id.clone(), seen.version)], intent("stale"), 3)
         .await
         .unwrap();
     assert_eq!(claimed, None);
     assert_eq!(
-        storage.tx_intent_by_key("stale").await.unwrap(),
+        storage.chain().tx_intent_by_key("stale").await.unwrap(),
         None,
         "no intent written"
     );
-    let task = storage.auto_invest_task(&seen.id).await.unwrap().unwrap();
+    let task = storage
+        .auto_invest()
+        .auto_invest_task(&seen.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(task.status, AutoInvestStatus::Pending);
     assert_eq!(task.amount, "700");
     // Deferrals of a stale version are ignored too.
     storage
+        .auto_invest()
         .defer_auto_invests(
             &[Deferral {
                 id: seen.id.clone(),
@@ -401,6 +441,7 @@ async fn a_claim_that_loses_to_a_merge_writes_nothing(backend: Backend) {
         .unwrap();
     assert_eq!(
         storage
+            .auto_invest()
             .auto_invest_task(&seen.id)
             .await
             .unwrap()
@@ -423,6 +464,7 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
     )
     .await;
     let record = storage
+        .auto_invest()
         .claim_auto_invests(
             &[
                 (good.id.clone(), good.version),
@@ -456,6 +498,7 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
     ]);
     assert!(
         storage
+            .auto_invest()
             .settle_auto_invests(&record.id, &confirmed(), &outcomes, RETRY, 100)
             .await
             .unwrap()
@@ -463,22 +506,34 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
     // Settled once: a second settlement of the same intent changes nothing.
     assert!(
         !storage
+            .auto_invest()
             .settle_auto_invests(&record.id, &confirmed(), &HashMap::new(), RETRY, 101)
             .await
             .unwrap()
     );
 
-    let good = storage.auto_invest_task(&good.id).await.unwrap().unwrap();
+    let good = storage
+        .auto_invest()
+        .auto_invest_task(&good.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(good.status, AutoInvestStatus::Success);
     assert_eq!(good.invested_amount, Some(units("300")));
     assert_eq!(good.finished_at_ms, Some(100));
-    let retried = storage.auto_invest_task(&bad.id).await.unwrap().unwrap();
+    let retried = storage
+        .auto_invest()
+        .auto_invest_task(&bad.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(retried.status, AutoInvestStatus::Pending);
     assert_eq!(retried.attempts, 1);
     assert_eq!(retried.next_check_at_ms, 100 + 1_000, "behind the backoff");
     assert!(retried.reason.as_deref().unwrap().contains("will retry"));
     assert!(
         storage
+            .auto_invest()
             .due_auto_invests(CHAIN, 1_099, 10)
             .await
             .unwrap()
@@ -486,6 +541,7 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
     );
     assert_eq!(
         storage
+            .auto_invest()
             .due_auto_invests(CHAIN, 1_100, 10)
             .await
             .unwrap()
@@ -505,10 +561,12 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
         },
     )]);
     storage
+        .auto_invest()
         .settle_auto_invests(&record.id, &confirmed(), &outcomes, RETRY, 2_000)
         .await
         .unwrap();
     let failed = storage
+        .auto_invest()
         .auto_invest_task(&retried.id)
         .await
         .unwrap()
@@ -540,10 +598,16 @@ async fn a_failed_transaction_counts_as_an_attempt(backend: Backend) {
         gas_used: None,
     };
     storage
+        .auto_invest()
         .settle_auto_invests(&record.id, &failed, &HashMap::new(), RETRY, 50)
         .await
         .unwrap();
-    let task = storage.auto_invest_task(&task.id).await.unwrap().unwrap();
+    let task = storage
+        .auto_invest()
+        .auto_invest_task(&task.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(task.status, AutoInvestStatus::Pending);
     assert_eq!(task.attempts, 1);
     assert_eq!(task.tx_intent_id, None);
@@ -554,7 +618,13 @@ async fn a_failed_transaction_counts_as_an_attempt(backend: Backend) {
             .contains("the transaction failed: nonce 3 was used")
     );
     assert_eq!(
-        storage.tx_intent(&record.id).await.unwrap().unwrap().status,
+        storage
+            .chain()
+            .tx_intent(&record.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         TxIntentStatus::Failed
     );
 }
@@ -577,10 +647,12 @@ async fn a_refusal_by_the_chain_is_not_retried(backend: Backend) {
         },
     )]);
     storage
+        .auto_invest()
         .settle_auto_invests(&record.id, &confirmed(), &outcomes, RETRY, 20)
         .await
         .unwrap();
     let refused = storage
+        .auto_invest()
         .auto_invest_task(&refused.id)
         .await
         .unwrap()
@@ -608,10 +680,12 @@ async fn a_refusal_by_the_chain_is_not_retried(backend: Backend) {
     };
     assert!(failed.reverted_on_chain());
     storage
+        .auto_invest()
         .settle_auto_invests(&record.id, &failed, &HashMap::new(), RETRY, 40)
         .await
         .unwrap();
     let reverted = storage
+        .auto_invest()
         .auto_invest_task(&reverted.id)
         .await
         .unwrap()
@@ -650,11 +724,16 @@ async fn overdue_pending_tasks_expire(backend: Backend) {
     claim(&storage, &busy, "busy").await;
     let now = 7 * DAY_MS;
     assert_eq!(
-        storage.expire_auto_invests(CHAIN, now, 100).await.unwrap(),
+        storage
+            .auto_invest()
+            .expire_auto_invests(CHAIN, now, 100)
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(
         storage
+            .auto_invest()
             .auto_invest_task(&old.id)
             .await
             .unwrap()
@@ -664,6 +743,7 @@ async fn overdue_pending_tasks_expire(backend: Backend) {
     );
     assert_eq!(
         storage
+            .auto_invest()
             .auto_invest_task(&young.id)
             .await
             .unwrap()
@@ -673,6 +753,7 @@ async fn overdue_pending_tasks_expire(backend: Backend) {
     );
     assert_eq!(
         storage
+            .auto_invest()
             .auto_invest_task(&busy.id)
             .await
             .unwrap()
@@ -682,7 +763,11 @@ async fn overdue_pending_tasks_expire(backend: Backend) {
         "a task in process never expires under its transaction"
     );
     assert_eq!(
-        storage.expire_auto_invests(CHAIN, now, 100).await.unwrap(),
+        storage
+            .auto_invest()
+            .expire_auto_invests(CHAIN, now, 100)
+            .await
+            .unwrap(),
         0
     );
 }
@@ -695,6 +780,7 @@ async fn the_open_count_follows_every_change(backend: Backend) {
     };
     let open = || async {
         storage
+            .auto_invest()
             .open_auto_invest_count(CHAIN, &addr(WALLET))
             .await
             .unwrap()
@@ -708,6 +794,7 @@ async fn the_open_count_follows_every_change(backend: Backend) {
     // At the cap (3): refused, and merges do not count.
     assert!(matches!(
         storage
+            .auto_invest()
             .submit_auto_invest(&submit(&c(4), "1", 1))
             .await
             .unwrap(),
@@ -715,6 +802,7 @@ async fn the_open_count_follows_every_change(backend: Backend) {
     ));
     assert!(matches!(
         storage
+            .auto_invest()
             .submit_auto_invest(&submit(&c(3), "2", DAY_MS))
             .await
             .unwrap(),
@@ -723,6 +811,7 @@ async fn the_open_count_follows_every_change(backend: Backend) {
     assert_eq!(open().await, 3);
     // Cancelled: one fewer, and the freed place can be taken.
     storage
+        .auto_invest()
         .cancel_auto_invest(CHAIN, &addr(WALLET), &addr(&c(1)), 2)
         .await
         .unwrap();
@@ -732,6 +821,7 @@ async fn the_open_count_follows_every_change(backend: Backend) {
     // Expired: the tasks for campaigns 2 and 5 are old enough; 3's is young.
     assert_eq!(
         storage
+            .auto_invest()
             .expire_auto_invests(CHAIN, 7 * DAY_MS + 3, 100)
             .await
             .unwrap(),
@@ -739,7 +829,12 @@ async fn the_open_count_follows_every_change(backend: Backend) {
     );
     assert_eq!(open().await, 1);
     // Claimed and retried: still open; then given up: closed.
-    let d = storage.auto_invest_task(&d.id).await.unwrap().unwrap();
+    let d = storage
+        .auto_invest()
+        .auto_invest_task(&d.id)
+        .await
+        .unwrap()
+        .unwrap();
     let record = claim(&storage, &d, "count-1").await;
     assert_eq!(open().await, 1);
     let refused = HashMap::from([(
@@ -752,13 +847,20 @@ async fn the_open_count_follows_every_change(backend: Backend) {
         },
     )]);
     storage
+        .auto_invest()
         .settle_auto_invests(&record.id, &confirmed(), &refused, RETRY, 10)
         .await
         .unwrap();
     assert_eq!(open().await, 1, "back to pending for a retry");
-    let d = storage.auto_invest_task(&d.id).await.unwrap().unwrap();
+    let d = storage
+        .auto_invest()
+        .auto_invest_task(&d.id)
+        .await
+        .unwrap()
+        .unwrap();
     let record = claim(&storage, &d, "count-2").await;
     storage
+        .auto_invest()
         .settle_auto_invests(&record.id, &confirmed(), &refused, RETRY, 20)
         .await
         .unwrap();
@@ -777,6 +879,7 @@ async fn the_open_count_follows_every_change(backend: Backend) {
         },
     )]);
     storage
+        .auto_invest()
         .settle_auto_invests(&record.id, &confirmed(), &invested, RETRY, 40)
         .await
         .unwrap();

@@ -63,6 +63,7 @@ fn signer() -> NoteSigner {
 async fn build(storage: &Storage, date: &str, day_end_ms: i64) -> CheckpointRecord {
     let signer = signer();
     storage
+        .checkpoints()
         .build_checkpoint(&CheckpointSpec {
             date,
             day_end_ms,
@@ -80,6 +81,7 @@ async fn leaf_order(storage: &Storage, before_ms: i64) -> Vec<LedgerEntryRecord>
     for org in [ORG_A, ORG_B] {
         all.extend(
             storage
+                .ledger()
                 .ledger_entries(org, LedgerRange::default(), 100_000)
                 .await
                 .unwrap(),
@@ -114,6 +116,7 @@ async fn checkpoints_cover_every_organisation_day_by_day(backend: Backend) {
     {
         let at = JAN_15 + minute * 60_000;
         storage
+            .ledger()
             .append_ledger_entries(org, &[entry(n as i64, at, 1_000, "EUR")], at)
             .await
             .unwrap();
@@ -131,6 +134,7 @@ async fn checkpoints_cover_every_organisation_day_by_day(backend: Backend) {
 
     // Day two, plus a late entry still dated day one: it joins day two's checkpoint.
     storage
+        .ledger()
         .append_ledger_entries(
             ORG_B,
             &[
@@ -142,6 +146,7 @@ async fn checkpoints_cover_every_organisation_day_by_day(backend: Backend) {
         .await
         .unwrap();
     storage
+        .ledger()
         .append_ledger_entries(
             ORG_A,
             &[entry(12, JAN_15 + 2 * DAY_MS + 1, 1, "EUR")],
@@ -189,6 +194,7 @@ async fn checkpoints_cover_every_organisation_day_by_day(backend: Backend) {
     // Every covered entry proves against both checkpoints it is in, and a wrong leaf fails.
     for entry in &all {
         let proof = storage
+            .checkpoints()
             .inclusion_proof(&entry.content.id, None)
             .await
             .unwrap();
@@ -214,6 +220,7 @@ async fn checkpoints_cover_every_organisation_day_by_day(backend: Backend) {
             .is_err()
         );
         match storage
+            .checkpoints()
             .inclusion_proof(&entry.content.id, Some("chk_2025-01-15"))
             .await
         {
@@ -234,23 +241,35 @@ async fn checkpoints_cover_every_organisation_day_by_day(backend: Backend) {
     }
     // The entry of day three is in no checkpoint yet; unknown ids are unknown.
     let newest = storage
+        .ledger()
         .ledger_entries(ORG_A, LedgerRange::default(), 100)
         .await
         .unwrap()
         .pop()
         .unwrap();
     assert!(matches!(
-        storage.inclusion_proof(&newest.content.id, None).await,
+        storage
+            .checkpoints()
+            .inclusion_proof(&newest.content.id, None)
+            .await,
         Err(ProofLookupError::NotCheckpointed)
     ));
     assert!(matches!(
-        storage.inclusion_proof("led_nope", None).await,
+        storage
+            .checkpoints()
+            .inclusion_proof("led_nope", None)
+            .await,
         Err(ProofLookupError::UnknownEntry)
     ));
-    let listed = storage.list_checkpoints(None, 10).await.unwrap();
+    let listed = storage
+        .checkpoints()
+        .list_checkpoints(None, 10)
+        .await
+        .unwrap();
     let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["chk_2025-01-16", "chk_2025-01-15"]);
     let older = storage
+        .checkpoints()
         .list_checkpoints(Some("2025-01-16"), 10)
         .await
         .unwrap();
@@ -261,14 +280,29 @@ async fn builds_are_idempotent_and_in_date_order(backend: Backend) {
     let Some((storage, _db)) = storage(backend).await else {
         return;
     };
-    assert_eq!(storage.latest_checkpoint().await.unwrap(), None);
-    assert_eq!(storage.oldest_unindexed_entry_ms().await.unwrap(), None);
+    assert_eq!(
+        storage.checkpoints().latest_checkpoint().await.unwrap(),
+        None
+    );
+    assert_eq!(
+        storage
+            .checkpoints()
+            .oldest_unindexed_entry_ms()
+            .await
+            .unwrap(),
+        None
+    );
     storage
+        .ledger()
         .append_ledger_entries(ORG_A, &[entry(1, JAN_15 + 5, 10, "EUR")], JAN_15)
         .await
         .unwrap();
     assert_eq!(
-        storage.oldest_unindexed_entry_ms().await.unwrap(),
+        storage
+            .checkpoints()
+            .oldest_unindexed_entry_ms()
+            .await
+            .unwrap(),
         Some(JAN_15 + 5)
     );
     let first = build(&storage, "2025-01-16", JAN_15 + 2 * DAY_MS).await;
@@ -280,6 +314,7 @@ async fn builds_are_idempotent_and_in_date_order(backend: Backend) {
     // An earlier date cannot come after.
     let signer = signer();
     let refused = storage
+        .checkpoints()
         .build_checkpoint(&CheckpointSpec {
             date: "2025-01-15",
             day_end_ms: JAN_15 + DAY_MS,
@@ -297,12 +332,23 @@ async fn builds_are_idempotent_and_in_date_order(backend: Backend) {
     assert_eq!(empty_day.tree_size, 1);
     assert_eq!(empty_day.root_hash, first.root_hash);
     assert_ne!(empty_day.signed_note, "");
-    assert_eq!(storage.oldest_unindexed_entry_ms().await.unwrap(), None);
-
-    // The first generated key is stored and kept: a later one is answered the first.
-    assert_eq!(storage.load_checkpoint_key().await.unwrap(), None);
     assert_eq!(
         storage
+            .checkpoints()
+            .oldest_unindexed_entry_ms()
+            .await
+            .unwrap(),
+        None
+    );
+
+    // The first generated key is stored and kept: a later one is answered the first.
+    assert_eq!(
+        storage.checkpoints().load_checkpoint_key().await.unwrap(),
+        None
+    );
+    assert_eq!(
+        storage
+            .checkpoints()
             .first_checkpoint_key("k+1+2", "PRIVATE+KEY+k", 1)
             .await
             .unwrap(),
@@ -310,13 +356,19 @@ async fn builds_are_idempotent_and_in_date_order(backend: Backend) {
     );
     assert_eq!(
         storage
+            .checkpoints()
             .first_checkpoint_key("k+3+4", "PRIVATE+KEY+other", 0)
             .await
             .unwrap(),
         "PRIVATE+KEY+k"
     );
     assert_eq!(
-        storage.load_checkpoint_key().await.unwrap().as_deref(),
+        storage
+            .checkpoints()
+            .load_checkpoint_key()
+            .await
+            .unwrap()
+            .as_deref(),
         Some("PRIVATE+KEY+k")
     );
 }
@@ -329,6 +381,7 @@ async fn a_tree_of_thousands_builds_in_pages(backend: Backend) {
     let batch: Vec<NewLedgerEntry> = (0..COUNT).map(|n| entry(n, JAN_15 + n, 1, "EUR")).collect();
     for chunk in batch.chunks(2_000) {
         storage
+            .ledger()
             .append_ledger_entries(ORG_A, chunk, JAN_15)
             .await
             .unwrap();
@@ -339,6 +392,7 @@ async fn a_tree_of_thousands_builds_in_pages(backend: Backend) {
     assert_eq!(checkpoint.tree_size, COUNT as u64);
     assert_eq!(checkpoint.total_volume, COUNT);
     let entries = storage
+        .ledger()
         .ledger_entries(ORG_A, LedgerRange::default(), COUNT as u64)
         .await
         .unwrap();
@@ -349,6 +403,7 @@ async fn a_tree_of_thousands_builds_in_pages(backend: Backend) {
     assert_eq!(checkpoint.root_hash, reference_root(&leaves));
     for index in [0, 1, 4_999, 5_000, 5_001, COUNT as usize - 1] {
         let proof = storage
+            .checkpoints()
             .inclusion_proof(&entries[index].content.id, None)
             .await
             .unwrap();
@@ -385,6 +440,7 @@ async fn a_million_entries_checkpoint_and_prove() {
             .collect();
         let org = if start % 10_000 == 0 { ORG_A } else { ORG_B };
         storage
+            .ledger()
             .append_ledger_entries(org, &batch, JAN_15)
             .await
             .unwrap();
@@ -398,12 +454,14 @@ async fn a_million_entries_checkpoint_and_prove() {
     );
     assert_eq!(checkpoint.tree_size, COUNT as u64);
     let entries = storage
+        .ledger()
         .ledger_entries(ORG_B, LedgerRange::default(), 3)
         .await
         .unwrap();
     let started = std::time::Instant::now();
     for entry in &entries {
         let proof = storage
+            .checkpoints()
             .inclusion_proof(&entry.content.id, None)
             .await
             .unwrap();

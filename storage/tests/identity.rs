@@ -77,6 +77,7 @@ async fn a_challenge_is_consumed_by_exactly_one_login(backend: Backend) {
     };
     let now = 1_000_000;
     storage
+        .identity()
         .insert_challenge(&challenge("c1", now))
         .await
         .unwrap();
@@ -84,6 +85,7 @@ async fn a_challenge_is_consumed_by_exactly_one_login(backend: Backend) {
         let storage = storage.clone();
         tokio::spawn(async move {
             storage
+                .identity()
                 .login(&login_write("c1", &format!("s{i}"), now), now)
                 .await
                 .unwrap()
@@ -95,7 +97,11 @@ async fn a_challenge_is_consumed_by_exactly_one_login(backend: Backend) {
         .filter(|o| matches!(o.as_ref().unwrap(), LoginOutcome::LoggedIn(_)))
         .count();
     assert_eq!(winners, 1);
-    let snapshot = storage.load_wallet(&wallet(), now).await.unwrap();
+    let snapshot = storage
+        .identity()
+        .load_wallet(&wallet(), now)
+        .await
+        .unwrap();
     assert!(snapshot.user.is_some());
     assert!(
         snapshot.challenges.is_empty(),
@@ -107,30 +113,56 @@ async fn an_expired_challenge_cannot_be_consumed(backend: Backend) {
     let Some((storage, _db)) = storage(backend).await else {
         return;
     };
-    storage.insert_challenge(&challenge("c1", 0)).await.unwrap();
+    storage
+        .identity()
+        .insert_challenge(&challenge("c1", 0))
+        .await
+        .unwrap();
     let later = 600_001;
     assert_eq!(
         storage
+            .identity()
             .login(&login_write("c1", "s1", later), later)
             .await
             .unwrap(),
         LoginOutcome::ChallengeUnavailable
     );
     assert!(
-        storage.find_user(&wallet()).await.unwrap().is_none(),
+        storage
+            .identity()
+            .find_user(&wallet())
+            .await
+            .unwrap()
+            .is_none(),
         "nothing of the login was written"
     );
-    assert!(storage.find_session("s1").await.unwrap().is_none());
+    assert!(
+        storage
+            .identity()
+            .find_session("s1")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn a_refresh_token_is_spent_once(backend: Backend) {
     let Some((storage, _db)) = storage(backend).await else {
         return;
     };
-    storage.insert_challenge(&challenge("c1", 0)).await.unwrap();
-    storage.login(&login_write("c1", "s1", 0), 0).await.unwrap();
+    storage
+        .identity()
+        .insert_challenge(&challenge("c1", 0))
+        .await
+        .unwrap();
+    storage
+        .identity()
+        .login(&login_write("c1", "s1", 0), 0)
+        .await
+        .unwrap();
     assert_eq!(
         storage
+            .identity()
             .rotate_refresh_token("hash-s1", "hash-2", "s1", 10)
             .await
             .unwrap(),
@@ -138,17 +170,24 @@ async fn a_refresh_token_is_spent_once(backend: Backend) {
     );
     assert_eq!(
         storage
+            .identity()
             .rotate_refresh_token("hash-s1", "hash-3", "s1", 20)
             .await
             .unwrap(),
         RotateOutcome::AlreadySpent
     );
-    let (state, session) = storage.find_refresh_token("hash-2").await.unwrap().unwrap();
+    let (state, session) = storage
+        .identity()
+        .find_refresh_token("hash-2")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (state, session.id.as_str()),
         (RefreshTokenState::Current, "s1")
     );
     let (state, session) = storage
+        .identity()
         .find_refresh_token("hash-s1")
         .await
         .unwrap()
@@ -159,15 +198,26 @@ async fn a_refresh_token_is_spent_once(backend: Backend) {
     );
     assert!(
         storage
+            .identity()
             .find_refresh_token("hash-3")
             .await
             .unwrap()
             .is_none(),
         "a losing rotation writes nothing"
     );
-    assert!(storage.revoke_session("s1", "test", 30).await.unwrap());
     assert!(
-        !storage.revoke_session("s1", "test", 40).await.unwrap(),
+        storage
+            .identity()
+            .revoke_session("s1", "test", 30)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .identity()
+            .revoke_session("s1", "test", 40)
+            .await
+            .unwrap(),
         "revoking twice is a no-op"
     );
 }
@@ -176,9 +226,16 @@ async fn a_stale_user_version_loses(backend: Backend) {
     let Some((storage, _db)) = storage(backend).await else {
         return;
     };
-    storage.insert_challenge(&challenge("c1", 0)).await.unwrap();
-    let LoginOutcome::LoggedIn(Some(user)) =
-        storage.login(&login_write("c1", "s1", 0), 0).await.unwrap()
+    storage
+        .identity()
+        .insert_challenge(&challenge("c1", 0))
+        .await
+        .unwrap();
+    let LoginOutcome::LoggedIn(Some(user)) = storage
+        .identity()
+        .login(&login_write("c1", "s1", 0), 0)
+        .await
+        .unwrap()
     else {
         panic!()
     };
@@ -188,13 +245,14 @@ async fn a_stale_user_version_loses(backend: Backend) {
     let mut second = user.clone();
     second.email = Some("b@example.org".into());
     second.version += 1;
-    assert!(storage.update_user(&first).await.unwrap());
+    assert!(storage.identity().update_user(&first).await.unwrap());
     assert!(
-        !storage.update_user(&second).await.unwrap(),
+        !storage.identity().update_user(&second).await.unwrap(),
         "the writer that read version 0 second loses"
     );
     assert_eq!(
         storage
+            .identity()
             .find_user(&wallet())
             .await
             .unwrap()
@@ -216,8 +274,13 @@ async fn failed_entities_are_recorded_and_cleared(backend: Backend) {
         restarts: 6,
         failed_at_ms: 5,
     };
-    storage.mark_entity_failed(&failure).await.unwrap();
     storage
+        .failures()
+        .mark_entity_failed(&failure)
+        .await
+        .unwrap();
+    storage
+        .failures()
         .mark_entity_failed(&EntityFailure {
             reason: "boom again".into(),
             ..failure.clone()
@@ -226,6 +289,7 @@ async fn failed_entities_are_recorded_and_cleared(backend: Backend) {
         .unwrap();
     assert_eq!(
         storage
+            .failures()
             .entity_failure("wallet", ADDRESS)
             .await
             .unwrap()
@@ -233,15 +297,25 @@ async fn failed_entities_are_recorded_and_cleared(backend: Backend) {
             .reason,
         "boom again"
     );
-    assert_eq!(storage.list_entity_failures(10).await.unwrap().len(), 1);
+    assert_eq!(
+        storage
+            .failures()
+            .list_entity_failures(10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(
         storage
+            .failures()
             .clear_entity_failure("wallet", ADDRESS)
             .await
             .unwrap()
     );
     assert!(
         storage
+            .failures()
             .entity_failure("wallet", ADDRESS)
             .await
             .unwrap()
@@ -254,22 +328,27 @@ async fn expired_rows_are_deleted(backend: Backend) {
         return;
     };
     storage
+        .identity()
         .insert_challenge(&challenge("old", 0))
         .await
         .unwrap();
     storage
+        .identity()
         .insert_challenge(&challenge("new", 10_000_000))
         .await
         .unwrap();
     storage
+        .identity()
         .login(&login_write("old", "s-old", 0), 0)
         .await
         .unwrap();
     storage
+        .identity()
         .rotate_refresh_token("hash-s-old", "hash-next", "s-old", 1)
         .await
         .unwrap();
     let deleted = storage
+        .identity()
         .delete_expired_identity_rows(5_000_000)
         .await
         .unwrap();
@@ -277,8 +356,22 @@ async fn expired_rows_are_deleted(backend: Backend) {
         deleted, 3,
         "the old challenge, its session and the session's refresh token"
     );
-    assert!(storage.find_challenge("new").await.unwrap().is_some());
-    assert!(storage.find_session("s-old").await.unwrap().is_none());
+    assert!(
+        storage
+            .identity()
+            .find_challenge("new")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        storage
+            .identity()
+            .find_session("s-old")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn ended_dashboard_sessions_are_deleted(backend: Backend) {
@@ -309,6 +402,7 @@ async fn ended_dashboard_sessions_are_deleted(backend: Backend) {
         session("ses_active", 10_000_000, None),
     ] {
         storage
+            .dashboard()
             .insert_dashboard_session(
                 &s,
                 &LoginSuccess {
@@ -321,12 +415,14 @@ async fn ended_dashboard_sessions_are_deleted(backend: Backend) {
             .unwrap();
     }
     let deleted = storage
+        .identity()
         .delete_expired_identity_rows(5_000_000)
         .await
         .unwrap();
     assert_eq!(deleted, 2, "the expired and the revoked session");
     assert!(
         storage
+            .dashboard()
             .dashboard_session("ses_expired")
             .await
             .unwrap()
@@ -334,6 +430,7 @@ async fn ended_dashboard_sessions_are_deleted(backend: Backend) {
     );
     assert!(
         storage
+            .dashboard()
             .dashboard_session("ses_revoked")
             .await
             .unwrap()
@@ -341,6 +438,7 @@ async fn ended_dashboard_sessions_are_deleted(backend: Backend) {
     );
     assert!(
         storage
+            .dashboard()
             .dashboard_session("ses_active")
             .await
             .unwrap()
@@ -375,7 +473,9 @@ async fn concurrent_logins_are_group_committed_and_each_gets_its_own_answer(back
         };
         challenges.push(challenge);
     }
-    let inserts = challenges.iter().map(|c| storage.insert_challenge(c));
+    let inserts = challenges
+        .iter()
+        .map(|c| storage.identity().insert_challenge(c));
     for result in futures::future::join_all(inserts).await {
         result.unwrap();
     }
@@ -388,7 +488,7 @@ async fn concurrent_logins_are_group_committed_and_each_gets_its_own_answer(back
             writes.push(write);
         }
     }
-    let logins = writes.iter().map(|w| storage.login(w, now));
+    let logins = writes.iter().map(|w| storage.identity().login(w, now));
     let outcomes = futures::future::join_all(logins).await;
     for i in 0..35 {
         let pair = [&outcomes[2 * i], &outcomes[2 * i + 1]];
@@ -406,19 +506,40 @@ async fn concurrent_logins_are_group_committed_and_each_gets_its_own_answer(back
                 "wallet {i}: exactly one of the two logins wins"
             );
             assert_eq!(winners[0].as_ref().unwrap().address, address(i));
-            assert!(storage.find_user(&address(i)).await.unwrap().is_some());
+            assert!(
+                storage
+                    .identity()
+                    .find_user(&address(i))
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
         } else {
             assert!(
                 winners.is_empty(),
                 "wallet {i}: an expired challenge never logs in"
             );
-            assert!(storage.find_user(&address(i)).await.unwrap().is_none());
+            assert!(
+                storage
+                    .identity()
+                    .find_user(&address(i))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
         }
     }
     let sessions = (0..35).flat_map(|i| [format!("s{i}-0"), format!("s{i}-1")]);
     let mut opened = 0;
     for id in sessions {
-        opened += usize::from(storage.find_session(&id).await.unwrap().is_some());
+        opened += usize::from(
+            storage
+                .identity()
+                .find_session(&id)
+                .await
+                .unwrap()
+                .is_some(),
+        );
     }
     assert_eq!(
         opened, 30,
@@ -441,17 +562,41 @@ async fn processes_starting_at_once_agree_on_one_signing_key(backend: Backend) {
         created_at_ms: at,
     };
     let (a, b) = (key("kid-b", 2_000), key("kid-a", 1_000));
-    let (one, two) = tokio::join!(first.first_jwt_key(&a), second.first_jwt_key(&b));
+    let (one, two) = tokio::join!(
+        first.signing_keys().first_jwt_key(&a),
+        second.signing_keys().first_jwt_key(&b)
+    );
     let (one, two) = (one.unwrap(), two.unwrap());
     assert_eq!(one.kid, two.kid);
-    assert_eq!(first.load_jwt_key().await.unwrap().unwrap().kid, one.kid);
+    assert_eq!(
+        first
+            .signing_keys()
+            .load_jwt_key()
+            .await
+            .unwrap()
+            .unwrap()
+            .kid,
+        one.kid
+    );
 
     let (one, two) = tokio::join!(
-        first.first_checkpoint_key("v+b", "PRIVATE+KEY+b", 2_000),
-        second.first_checkpoint_key("v+a", "PRIVATE+KEY+a", 1_000)
+        first
+            .checkpoints()
+            .first_checkpoint_key("v+b", "PRIVATE+KEY+b", 2_000),
+        second
+            .checkpoints()
+            .first_checkpoint_key("v+a", "PRIVATE+KEY+a", 1_000)
     );
     let (one, two) = (one.unwrap(), two.unwrap());
     assert_eq!(one, two);
-    assert_eq!(first.load_checkpoint_key().await.unwrap().unwrap(), one);
+    assert_eq!(
+        first
+            .checkpoints()
+            .load_checkpoint_key()
+            .await
+            .unwrap()
+            .unwrap(),
+        one
+    );
     second.close().await.unwrap();
 }

@@ -40,6 +40,7 @@ async fn storage(backend: Backend) -> Option<(Storage, TestDatabase)> {
 /// A user, created the way a first login creates it.
 async fn create_user(storage: &Storage) -> UserRecord {
     storage
+        .identity()
         .insert_challenge(&ChallengeRecord {
             id: "c1".into(),
             address: Some(wallet()),
@@ -64,7 +65,7 @@ async fn create_user(storage: &Storage) -> UserRecord {
             chain_id: None,
         },
     };
-    match storage.login(&write, 0).await.unwrap() {
+    match storage.identity().login(&write, 0).await.unwrap() {
         LoginOutcome::LoggedIn(Some(user)) => user,
         other => panic!("{other:?}"),
     }
@@ -107,20 +108,24 @@ async fn veriff_sessions_round_trip_and_the_latest_is_found(backend: Backend) {
     };
     assert!(
         storage
+            .identity()
             .latest_veriff_session(&wallet())
             .await
             .unwrap()
             .is_none()
     );
     storage
+        .identity()
         .insert_veriff_session(&session("v1", 10))
         .await
         .unwrap();
     storage
+        .identity()
         .insert_veriff_session(&session("v2", 20))
         .await
         .unwrap();
     let latest = storage
+        .identity()
         .latest_veriff_session(&wallet())
         .await
         .unwrap()
@@ -133,12 +138,25 @@ async fn veriff_sessions_round_trip_and_the_latest_is_found(backend: Backend) {
     decided.last_event = Some("submitted".into());
     decided.last_event_code = Some(7002);
     decided.version = 1;
-    assert!(storage.update_veriff_session(&decided, None).await.unwrap());
+    assert!(
+        storage
+            .identity()
+            .update_veriff_session(&decided, None)
+            .await
+            .unwrap()
+    );
     assert_eq!(
-        storage.find_veriff_session("v2").await.unwrap(),
+        storage.identity().find_veriff_session("v2").await.unwrap(),
         Some(decided)
     );
-    assert!(storage.find_veriff_session("nope").await.unwrap().is_none());
+    assert!(
+        storage
+            .identity()
+            .find_veriff_session("nope")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn a_decision_and_its_user_are_written_together_or_not_at_all(backend: Backend) {
@@ -148,6 +166,7 @@ async fn a_decision_and_its_user_are_written_together_or_not_at_all(backend: Bac
     let user = create_user(&storage).await;
     assert_eq!(
         storage
+            .identity()
             .kyc_status(&wallet())
             .await
             .unwrap()
@@ -155,6 +174,7 @@ async fn a_decision_and_its_user_are_written_together_or_not_at_all(backend: Bac
         Some(false)
     );
     storage
+        .identity()
         .insert_veriff_session(&session("v1", 10))
         .await
         .unwrap();
@@ -174,22 +194,29 @@ async fn a_decision_and_its_user_are_written_together_or_not_at_all(backend: Bac
     stale.version += 5;
     assert!(
         !storage
+            .identity()
             .update_veriff_session(&decided, Some(&stale))
             .await
             .unwrap()
     );
     assert_eq!(
-        storage.find_veriff_session("v1").await.unwrap(),
+        storage.identity().find_veriff_session("v1").await.unwrap(),
         Some(session("v1", 10))
     );
 
     assert!(
         storage
+            .identity()
             .update_veriff_session(&decided, Some(&verified))
             .await
             .unwrap()
     );
-    let status = storage.kyc_status(&wallet()).await.unwrap().unwrap();
+    let status = storage
+        .identity()
+        .kyc_status(&wallet())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.completed);
     assert_eq!(status.document_valid_until, Some(valid_until));
     assert_eq!(status.session_id.as_deref(), Some("v1"));
@@ -199,12 +226,14 @@ async fn a_decision_and_its_user_are_written_together_or_not_at_all(backend: Bac
     // Replaying the same versions loses: exactly one writer applies a decision.
     assert!(
         !storage
+            .identity()
             .update_veriff_session(&decided, Some(&verified))
             .await
             .unwrap()
     );
     assert_eq!(
         storage
+            .identity()
             .kyc_status(
                 &WalletAddress::parse("0x00000000000000000000000000000000000000cc").unwrap()
             )

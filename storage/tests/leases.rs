@@ -36,41 +36,85 @@ async fn leases_have_one_holder_at_a_time(backend: Backend) {
     let (a, b) = (LeaseHolder::one_off(), LeaseHolder::one_off());
     let held = |state: LeaseState| state.is_held();
     assert!(held(
-        storage.acquire_lease("exec:1", &a, 0, 100).await.unwrap()
+        storage
+            .leases()
+            .acquire_lease("exec:1", &a, 0, 100)
+            .await
+            .unwrap()
     ));
     assert_eq!(
-        storage.acquire_lease("exec:1", &b, 50, 150).await.unwrap(),
+        storage
+            .leases()
+            .acquire_lease("exec:1", &b, 50, 150)
+            .await
+            .unwrap(),
         LeaseState::Busy
     );
     assert!(
-        held(storage.acquire_lease("exec:1", &a, 90, 190).await.unwrap()),
+        held(
+            storage
+                .leases()
+                .acquire_lease("exec:1", &a, 90, 190)
+                .await
+                .unwrap()
+        ),
         "renewed"
     );
     assert!(!held(
-        storage.acquire_lease("exec:1", &b, 150, 250).await.unwrap()
+        storage
+            .leases()
+            .acquire_lease("exec:1", &b, 150, 250)
+            .await
+            .unwrap()
     ));
     assert!(
-        held(storage.acquire_lease("exec:1", &b, 190, 290).await.unwrap()),
+        held(
+            storage
+                .leases()
+                .acquire_lease("exec:1", &b, 190, 290)
+                .await
+                .unwrap()
+        ),
         "taken once expired"
     );
     assert!(!held(
-        storage.acquire_lease("exec:1", &a, 200, 300).await.unwrap()
+        storage
+            .leases()
+            .acquire_lease("exec:1", &a, 200, 300)
+            .await
+            .unwrap()
     ));
-    storage.release_lease("exec:1", &a).await.unwrap();
+    storage.leases().release_lease("exec:1", &a).await.unwrap();
     assert!(
-        !held(storage.acquire_lease("exec:1", &a, 200, 300).await.unwrap()),
+        !held(
+            storage
+                .leases()
+                .acquire_lease("exec:1", &a, 200, 300)
+                .await
+                .unwrap()
+        ),
         "not a's to release"
     );
-    storage.release_lease("exec:1", &b).await.unwrap();
+    storage.leases().release_lease("exec:1", &b).await.unwrap();
     assert!(held(
-        storage.acquire_lease("exec:1", &a, 200, 300).await.unwrap()
+        storage
+            .leases()
+            .acquire_lease("exec:1", &a, 200, 300)
+            .await
+            .unwrap()
     ));
     assert!(
-        held(storage.acquire_lease("exec:2", &b, 200, 300).await.unwrap()),
+        held(
+            storage
+                .leases()
+                .acquire_lease("exec:2", &b, 200, 300)
+                .await
+                .unwrap()
+        ),
         "leases are per name"
     );
     assert_eq!(
-        storage.lease("exec:2").await.unwrap(),
+        storage.leases().lease("exec:2").await.unwrap(),
         Some((b.as_str().to_string(), 300))
     );
 }
@@ -80,6 +124,7 @@ async fn a_restarted_node_takes_back_its_own_leases_at_once(backend: Backend) {
         return;
     };
     let first = storage
+        .leases()
         .start_node("node-a", "host-1", 100, 0)
         .await
         .unwrap();
@@ -88,12 +133,14 @@ async fn a_restarted_node_takes_back_its_own_leases_at_once(backend: Backend) {
     let run1 = first.holder;
     assert_eq!(
         storage
+            .leases()
             .acquire_lease("exec:1", &run1, 0, 1_000)
             .await
             .unwrap(),
         LeaseState::Held
     );
     let other = storage
+        .leases()
         .start_node("node-b", "host-2", 7, 5)
         .await
         .unwrap()
@@ -101,6 +148,7 @@ async fn a_restarted_node_takes_back_its_own_leases_at_once(backend: Backend) {
     assert_eq!(other.as_str(), "node-b#1");
     assert_eq!(
         storage
+            .leases()
             .acquire_lease("exec:1", &other, 10, 1_010)
             .await
             .unwrap(),
@@ -110,6 +158,7 @@ async fn a_restarted_node_takes_back_its_own_leases_at_once(backend: Backend) {
 
     // node-a starts again (its first run was killed): the lease is its own, taken back now.
     let second = storage
+        .leases()
         .start_node("node-a", "host-1", 200, 20)
         .await
         .unwrap();
@@ -120,18 +169,20 @@ async fn a_restarted_node_takes_back_its_own_leases_at_once(backend: Backend) {
     let run2 = second.holder;
     assert_eq!(
         storage
+            .leases()
             .acquire_lease("exec:1", &run2, 30, 1_030)
             .await
             .unwrap(),
         LeaseState::Held
     );
     assert_eq!(
-        storage.lease("exec:1").await.unwrap(),
+        storage.leases().lease("exec:1").await.unwrap(),
         Some(("node-a#2".into(), 1_030))
     );
     // The earlier run, were it still alive, must not take it again: it is told why.
     assert_eq!(
         storage
+            .leases()
             .acquire_lease("exec:1", &run1, 40, 1_040)
             .await
             .unwrap(),
@@ -141,6 +192,7 @@ async fn a_restarted_node_takes_back_its_own_leases_at_once(backend: Backend) {
     let command = LeaseHolder::one_off();
     assert_eq!(
         storage
+            .leases()
             .acquire_lease("exec:1", &command, 50, 1_050)
             .await
             .unwrap(),
@@ -148,6 +200,7 @@ async fn a_restarted_node_takes_back_its_own_leases_at_once(backend: Backend) {
     );
     assert_eq!(
         storage
+            .leases()
             .acquire_lease("exec:1", &other, 1_030, 2_030)
             .await
             .unwrap(),
@@ -157,23 +210,32 @@ async fn a_restarted_node_takes_back_its_own_leases_at_once(backend: Backend) {
     // A later run of node-b's takes it back from node-b's first; node-a's run does not.
     assert_eq!(
         storage
+            .leases()
             .acquire_lease("exec:1", &run2, 1_100, 2_100)
             .await
             .unwrap(),
         LeaseState::Busy
     );
     let other2 = storage
+        .leases()
         .start_node("node-b", "host-2", 8, 1_200)
         .await
         .unwrap()
         .holder;
     assert_eq!(
         storage
+            .leases()
             .acquire_lease("exec:1", &other2, 1_200, 2_200)
             .await
             .unwrap(),
         LeaseState::Held
     );
     // Node ids are checked.
-    assert!(storage.start_node("bad id", "h", 1, 0).await.is_err());
+    assert!(
+        storage
+            .leases()
+            .start_node("bad id", "h", 1, 0)
+            .await
+            .is_err()
+    );
 }

@@ -67,18 +67,24 @@ async fn entries_link_into_one_chain(backend: Backend) {
         return;
     };
     let first = storage
+        .ledger()
         .append_ledger_entries(ORG, &[donation(1, None)], 1)
         .await
         .unwrap();
     assert_eq!(first[0].content.prev_entry_hash, None);
     let batch: Vec<NewLedgerEntry> = (2..=5).map(|n| donation(n, None)).collect();
-    let more = storage.append_ledger_entries(ORG, &batch, 2).await.unwrap();
+    let more = storage
+        .ledger()
+        .append_ledger_entries(ORG, &batch, 2)
+        .await
+        .unwrap();
     assert_eq!(more.len(), 4);
     assert_eq!(
         more[0].content.prev_entry_hash.as_deref(),
         Some(first[0].entry_hash.as_str())
     );
     let all = storage
+        .ledger()
         .ledger_entries(ORG, LedgerRange::default(), 100)
         .await
         .unwrap();
@@ -86,11 +92,12 @@ async fn entries_link_into_one_chain(backend: Backend) {
     assert_chain(&all);
     assert_eq!(all[3], more[2], "read back as written");
     assert_eq!(
-        storage.ledger_head(ORG).await.unwrap(),
+        storage.ledger().ledger_head(ORG).await.unwrap(),
         (5, Some(all[4].entry_hash.clone()))
     );
     // Ranges: after a sequence number, and by time.
     let page = storage
+        .ledger()
         .ledger_entries(
             ORG,
             LedgerRange {
@@ -103,6 +110,7 @@ async fn entries_link_into_one_chain(backend: Backend) {
         .unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
     let timed = storage
+        .ledger()
         .ledger_entries(
             ORG,
             LedgerRange {
@@ -117,6 +125,7 @@ async fn entries_link_into_one_chain(backend: Backend) {
     assert_eq!(timed.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
     // Another organisation has its own chain.
     let other = storage
+        .ledger()
         .append_ledger_entries("org_other", &[donation(9, None)], 3)
         .await
         .unwrap();
@@ -130,16 +139,19 @@ async fn a_dedupe_key_records_once(backend: Backend) {
     };
     let key = Some("donation_received:don_1");
     let first = storage
+        .ledger()
         .append_ledger_entries(ORG, &[donation(1, key)], 1)
         .await
         .unwrap();
     // Again, alone and within a batch with a new entry and a duplicate of itself.
     let again = storage
+        .ledger()
         .append_ledger_entries(ORG, &[donation(1, key)], 2)
         .await
         .unwrap();
     assert_eq!(again, first);
     let batch = storage
+        .ledger()
         .append_ledger_entries(
             ORG,
             &[
@@ -154,6 +166,7 @@ async fn a_dedupe_key_records_once(backend: Backend) {
     assert_eq!(batch[1], first[0]);
     assert_eq!(batch[0], batch[2]);
     let all = storage
+        .ledger()
         .ledger_entries(ORG, LedgerRange::default(), 100)
         .await
         .unwrap();
@@ -180,7 +193,7 @@ async fn concurrent_appenders_never_fork_the_chain(backend: Backend) {
                 // PostgreSQL the head lock makes every append succeed at once.
                 let mut tries = 0;
                 loop {
-                    match store.append_ledger_entries(ORG, &batch, n).await {
+                    match store.ledger().append_ledger_entries(ORG, &batch, n).await {
                         Ok(_) => break,
                         Err(e) if backend == Backend::Sqlite && tries < 50 => {
                             tries += 1;
@@ -197,6 +210,7 @@ async fn concurrent_appenders_never_fork_the_chain(backend: Backend) {
         task.await.unwrap();
     }
     let all = storage
+        .ledger()
         .ledger_entries(ORG, LedgerRange::default(), 1000)
         .await
         .unwrap();
@@ -224,7 +238,11 @@ async fn groups_of_many_organisations_commit_together_and_keep_each_chain(backen
                     let n = (s * 100_000 + o * 100 + i) as i64;
                     let key = format!("donation_received:don_{n}");
                     let group = vec![donation(n, Some(&key)), donation(n + 50, None)];
-                    let stored = store.append_ledger_group(&org, group, n).await.unwrap();
+                    let stored = store
+                        .ledger()
+                        .append_ledger_group(&org, group, n)
+                        .await
+                        .unwrap();
                     assert_eq!(stored.len(), 2);
                     assert_eq!(stored[1].seq, stored[0].seq + 1, "a group stays together");
                 }
@@ -240,6 +258,7 @@ async fn groups_of_many_organisations_commit_together_and_keep_each_chain(backen
             for i in 0..8 {
                 let n = 900_000 + g * 100 + i;
                 let stored = store
+                    .ledger()
                     .append_ledger_group(&org, vec![donation(n, None), donation(n + 50, None)], n)
                     .await
                     .unwrap();
@@ -252,6 +271,7 @@ async fn groups_of_many_organisations_commit_together_and_keep_each_chain(backen
         task.await.unwrap();
     }
     let all = storage
+        .ledger()
         .ledger_entries(&extra, LedgerRange::default(), 1000)
         .await
         .unwrap();
@@ -259,6 +279,7 @@ async fn groups_of_many_organisations_commit_together_and_keep_each_chain(backen
     assert_chain(&all);
     for org in &orgs {
         let all = storage
+            .ledger()
             .ledger_entries(org, LedgerRange::default(), 1000)
             .await
             .unwrap();
@@ -286,16 +307,19 @@ async fn a_running_total_records_only_what_is_missing(backend: Backend) {
         rule: AmountRule::RunningTotal,
     };
     storage
+        .ledger()
         .append_ledger_entries(ORG, &[donation(1, Some("donation_received:don_1"))], 1)
         .await
         .unwrap();
     // 300, then 500 twice in one batch: -300 and -200.
     let stored = storage
+        .ledger()
         .append_ledger_entries(ORG, &[refund(300)], 2)
         .await
         .unwrap();
     assert_eq!(stored[0].content.amount, -300);
     let stored = storage
+        .ledger()
         .append_ledger_entries(ORG, &[refund(500), refund(500)], 3)
         .await
         .unwrap();
@@ -303,17 +327,20 @@ async fn a_running_total_records_only_what_is_missing(backend: Backend) {
     assert_eq!(stored[1], stored[0]);
     // An older, smaller total (delivered late) is covered: nothing, the latest answers.
     let stored = storage
+        .ledger()
         .append_ledger_entries(ORG, &[refund(400)], 4)
         .await
         .unwrap();
     assert_eq!(stored[0].content.amount, -200);
     // Through the grouped path too.
     let stored = storage
+        .ledger()
         .append_ledger_group(ORG, vec![refund(650)], 5)
         .await
         .unwrap();
     assert_eq!(stored[0].content.amount, -150);
     let all = storage
+        .ledger()
         .ledger_entries(ORG, LedgerRange::default(), 100)
         .await
         .unwrap();
@@ -325,6 +352,7 @@ async fn a_running_total_records_only_what_is_missing(backend: Backend) {
     orphan.metadata.donation_id = None;
     assert!(
         storage
+            .ledger()
             .append_ledger_entries(ORG, &[orphan], 6)
             .await
             .is_err()

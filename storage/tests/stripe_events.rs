@@ -54,7 +54,11 @@ async fn events_arriving_together_apply_once_each(backend: Backend) {
     };
     const DONATIONS: usize = 60;
     for n in 0..DONATIONS {
-        storage.insert_donation(&pending(n)).await.unwrap();
+        storage
+            .donations()
+            .insert_donation(&pending(n))
+            .await
+            .unwrap();
     }
     // On PostgreSQL a second handle too, as a second process would have.
     let mut stores = [storage.clone(), storage.clone()];
@@ -80,6 +84,7 @@ async fn events_arriving_together_apply_once_each(backend: Backend) {
                     ..pending(n)
                 };
                 let written = store
+                    .donations()
                     .record_stripe_event(&event, Some((DonationStatus::Pending, &next)))
                     .await
                     .unwrap();
@@ -98,7 +103,12 @@ async fn events_arriving_together_apply_once_each(backend: Backend) {
     }
     for n in 0..DONATIONS {
         assert_eq!(applied.get(&n), Some(&1), "event {n}");
-        let donation = storage.donation(&pending(n).id).await.unwrap().unwrap();
+        let donation = storage
+            .donations()
+            .donation(&pending(n).id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(donation.status, DonationStatus::Succeeded);
         assert_eq!(donation.version, 1, "moved once");
     }
@@ -110,7 +120,11 @@ async fn events_arriving_together_apply_once_each(backend: Backend) {
         received_at_ms: 3,
     };
     assert_eq!(
-        storage.record_stripe_event(&again, None).await.unwrap(),
+        storage
+            .donations()
+            .record_stripe_event(&again, None)
+            .await
+            .unwrap(),
         EventWrite::Duplicate
     );
 }

@@ -46,6 +46,7 @@ async fn the_registry_is_per_chain_and_kind(backend: Backend) {
     let campaign = TrustedKind::Campaign;
     assert_eq!(
         storage
+            .trusted()
             .add_trusted_contracts(CHAIN, campaign, &[addr(A), addr(B)], 5)
             .await
             .unwrap(),
@@ -54,12 +55,14 @@ async fn the_registry_is_per_chain_and_kind(backend: Backend) {
     // Adding again changes nothing, and keeps the first time.
     assert_eq!(
         storage
+            .trusted()
             .add_trusted_contracts(CHAIN, campaign, &[addr(A)], 9)
             .await
             .unwrap(),
         0
     );
     let found = storage
+        .trusted()
         .trusted_among(
             CHAIN,
             campaign,
@@ -71,6 +74,7 @@ async fn the_registry_is_per_chain_and_kind(backend: Backend) {
     // Another kind or another chain is another registry.
     assert!(
         storage
+            .trusted()
             .trusted_among(CHAIN, TrustedKind::Issuer, &[addr(A)])
             .await
             .unwrap()
@@ -78,12 +82,14 @@ async fn the_registry_is_per_chain_and_kind(backend: Backend) {
     );
     assert!(
         storage
+            .trusted()
             .trusted_among(OTHER_CHAIN, campaign, &[addr(A)])
             .await
             .unwrap()
             .is_empty()
     );
     let listed = storage
+        .trusted()
         .trusted_contracts(CHAIN, campaign, 10)
         .await
         .unwrap();
@@ -94,18 +100,21 @@ async fn the_registry_is_per_chain_and_kind(backend: Backend) {
 
     assert!(
         storage
+            .trusted()
             .remove_trusted_contract(CHAIN, campaign, &addr(A))
             .await
             .unwrap()
     );
     assert!(
         !storage
+            .trusted()
             .remove_trusted_contract(CHAIN, campaign, &addr(A))
             .await
             .unwrap()
     );
     assert!(
         storage
+            .trusted()
             .trusted_among(CHAIN, campaign, &[addr(A)])
             .await
             .unwrap()
@@ -117,6 +126,7 @@ async fn the_registry_is_per_chain_and_kind(backend: Backend) {
         .collect();
     assert_eq!(
         storage
+            .trusted()
             .add_trusted_contracts(CHAIN, TrustedKind::Issuer, &many, 1)
             .await
             .unwrap(),
@@ -152,19 +162,22 @@ async fn gas_of_the_last_hour_counts_what_was_sent(backend: Backend) {
     let Some((storage, _db)) = storage(backend).await else {
         return;
     };
-    assert_eq!(storage.gas_sent_since(CHAIN, 0).await.unwrap(), 0);
+    assert_eq!(storage.trusted().gas_sent_since(CHAIN, 0).await.unwrap(), 0);
     // Sent at 1,000 and mined using 60,000 of its 100,000.
     let mined = storage
+        .chain()
         .insert_tx_intent(intent("mined", None), 900)
         .await
         .unwrap();
     assert!(
         storage
+            .chain()
             .record_signed_tx(&mined.id, &signed(0, 100_000), 1_000)
             .await
             .unwrap()
     );
     storage
+        .chain()
         .finalize_tx_intent(
             &mined.id,
             &TxFinal::Confirmed {
@@ -178,25 +191,49 @@ async fn gas_of_the_last_hour_counts_what_was_sent(backend: Backend) {
         .unwrap();
     // Sent at 2,000, no receipt yet: its whole limit counts.
     let flying = storage
+        .chain()
         .insert_tx_intent(intent("flying", None), 1_900)
         .await
         .unwrap();
     storage
+        .chain()
         .record_signed_tx(&flying.id, &signed(1, 250_000), 2_000)
         .await
         .unwrap();
     // Written down with a fixed limit but never signed (waiting, or refused by the estimate):
     // nothing.
     storage
+        .chain()
         .insert_tx_intent(intent("unsent", Some(1_000_000)), 2_100)
         .await
         .unwrap();
 
-    assert_eq!(storage.gas_sent_since(CHAIN, 0).await.unwrap(), 310_000);
-    assert_eq!(storage.gas_sent_since(CHAIN, 1_500).await.unwrap(), 250_000);
-    assert_eq!(storage.gas_sent_since(CHAIN, 2_001).await.unwrap(), 0);
     assert_eq!(
-        storage.gas_sent_since(OTHER_CHAIN, 0).await.unwrap(),
+        storage.trusted().gas_sent_since(CHAIN, 0).await.unwrap(),
+        310_000
+    );
+    assert_eq!(
+        storage
+            .trusted()
+            .gas_sent_since(CHAIN, 1_500)
+            .await
+            .unwrap(),
+        250_000
+    );
+    assert_eq!(
+        storage
+            .trusted()
+            .gas_sent_since(CHAIN, 2_001)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        storage
+            .trusted()
+            .gas_sent_since(OTHER_CHAIN, 0)
+            .await
+            .unwrap(),
         0,
         "per chain"
     );

@@ -178,7 +178,10 @@ impl Accounts {
         let audit = AuditEvent::new(AuditActor::System, "user.created", now)
             .target("user", &user.id)
             .detail("email", user.email.as_str());
-        self.storage.insert_dashboard_user(&user, &audit).await?;
+        self.storage
+            .dashboard()
+            .insert_dashboard_user(&user, &audit)
+            .await?;
         Ok(user)
     }
 
@@ -191,6 +194,7 @@ impl Accounts {
     ) -> Result<Option<DashboardSessionRecord>, StorageError> {
         Ok(self
             .storage
+            .dashboard()
             .dashboard_session(session_id)
             .await?
             .filter(|s| secret_matches(secret, &s.token_hash)))
@@ -208,7 +212,12 @@ impl Accounts {
         locate: impl Fn(IpAddr) -> Option<String>,
         stamp: impl Fn(AuditActor, &str) -> AuditEvent,
     ) -> Result<Option<(DashboardUserRecord, DashboardSessionRecord)>, StorageError> {
-        let Some(user) = self.storage.dashboard_user(&session.user_id).await? else {
+        let Some(user) = self
+            .storage
+            .dashboard()
+            .dashboard_user(&session.user_id)
+            .await?
+        else {
             return Ok(None);
         };
         let now = self.clock.now_ms();
@@ -222,6 +231,7 @@ impl Accounts {
         let interval_ms = self.settings.activity_write_interval_ms;
         if now - session.last_activity_ms >= interval_ms {
             self.storage
+                .dashboard()
                 .touch_dashboard_session(&session.id, now, interval_ms)
                 .await?;
         }
@@ -269,6 +279,7 @@ impl Accounts {
         .detail("login_country", session.ip_country.clone())
         .detail("country", now_country);
         self.storage
+            .dashboard()
             .flag_binding_violation(&session.id, &ip.to_string(), now, &audit)
             .await?;
         Ok(())
@@ -292,7 +303,11 @@ impl Accounts {
             .throttle
             .reserve(Keys::new(email, origin.ip_group), now)
             .await?;
-        let user = self.storage.dashboard_user_by_email(email).await?;
+        let user = self
+            .storage
+            .dashboard()
+            .dashboard_user_by_email(email)
+            .await?;
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         let matches = self.passwords.verify(password, hash).await?;
         let user = match user {
@@ -343,6 +358,7 @@ impl Accounts {
             );
         }
         self.storage
+            .dashboard()
             .insert_dashboard_session(&session, &attempt.success(), &audits)
             .await?;
         Ok(LoggedIn {
@@ -358,6 +374,7 @@ impl Accounts {
     async fn is_new_device(&self, user_id: &str, device: &Device) -> Result<bool, StorageError> {
         let recent = self
             .storage
+            .dashboard()
             .recent_dashboard_sessions(user_id, DEVICES_REMEMBERED_MAX)
             .await?;
         Ok(!recent.is_empty()
@@ -376,6 +393,7 @@ impl Accounts {
         audit: &AuditEvent,
     ) -> Result<bool, StorageError> {
         self.storage
+            .dashboard()
             .revoke_dashboard_session(session_id, user_id, reason, self.clock.now_ms(), audit)
             .await
     }
@@ -424,7 +442,11 @@ impl Accounts {
             reason,
             now: self.clock.now_ms(),
         };
-        Ok(self.storage.rotate_security_stamp(&rotation, audit).await?)
+        Ok(self
+            .storage
+            .dashboard()
+            .rotate_security_stamp(&rotation, audit)
+            .await?)
     }
 
     /// The user's active sessions that are not idle, newest first (at most 100).
@@ -435,6 +457,7 @@ impl Accounts {
         let now = self.clock.now_ms();
         let sessions = self
             .storage
+            .dashboard()
             .active_dashboard_sessions(&user.id, &user.security_stamp, now, SESSIONS_LISTED_MAX)
             .await?;
         let idle_timeout_ms = self.idle_timeout_ms();
@@ -462,6 +485,7 @@ impl Accounts {
         let now = self.clock.now_ms();
         let session = self
             .storage
+            .dashboard()
             .dashboard_session(session_id)
             .await?
             .filter(|s| {
@@ -546,6 +570,7 @@ impl Accounts {
                 },
             }));
         self.storage
+            .dashboard()
             .update_security_settings(&user.id, next, self.clock.now_ms(), &audit)
             .await?;
         Ok(next)

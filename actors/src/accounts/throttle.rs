@@ -86,6 +86,7 @@ impl LoginThrottle {
         let window = self.window_ms();
         let reserved = self
             .storage
+            .dashboard()
             .reserve_login_attempt(&keys.all(), now, window)
             .await?;
         let count = |key: &str| reserved.iter().find(|c| c.key == key);
@@ -99,7 +100,10 @@ impl LoginThrottle {
             .map(|c| c.window_start_ms + window)
             .max();
         if let Some(window_end_ms) = refusing {
-            self.storage.refund_login_attempt(&reserved).await?;
+            self.storage
+                .dashboard()
+                .refund_login_attempt(&reserved)
+                .await?;
             let retry_after_secs = ((window_end_ms - now).max(1000) + 999) / 1000;
             return Err(ThrottleError::Limited {
                 retry_after_secs: retry_after_secs as u64,
@@ -125,6 +129,7 @@ impl LoginThrottle {
         audit: &AuditEvent,
     ) -> Result<(), StorageError> {
         self.storage
+            .dashboard()
             .record_login_failure(now, self.window_ms(), audit)
             .await
     }
@@ -132,7 +137,10 @@ impl LoginThrottle {
     /// The password was right but no session is opened (a password change): the reservation
     /// is handed back.
     pub async fn succeeded(&self, attempt: Attempt) -> Result<(), StorageError> {
-        self.storage.refund_login_attempt(&attempt.reserved).await
+        self.storage
+            .dashboard()
+            .refund_login_attempt(&attempt.reserved)
+            .await
     }
 }
 

@@ -188,7 +188,12 @@ impl Donations {
             received_currency: received_currency.to_string(),
             received_at_ms: self.clock.now_ms(),
         };
-        if self.storage.record_amount_mismatch(&record).await? {
+        if self
+            .storage
+            .donations()
+            .record_amount_mismatch(&record)
+            .await?
+        {
             metrics::counter!(AMOUNT_MISMATCH_METRIC).increment(1);
             tracing::warn!(
                 event = %event.id,
@@ -269,7 +274,12 @@ impl Donations {
         else {
             return Ok(WebhookOutcome::Ignored("the charge has no PaymentIntent"));
         };
-        let Some(mut donation) = self.storage.donation_by_payment_intent(&intent_id).await? else {
+        let Some(mut donation) = self
+            .storage
+            .donations()
+            .donation_by_payment_intent(&intent_id)
+            .await?
+        else {
             return Ok(WebhookOutcome::Ignored(
                 "no donation for this PaymentIntent",
             ));
@@ -344,7 +354,12 @@ impl Donations {
                     .call(&id, |reply| DonationMsg::Get { reply })
                     .await??
             }
-            None => self.storage.donation_by_payment_intent(&intent.id).await?,
+            None => {
+                self.storage
+                    .donations()
+                    .donation_by_payment_intent(&intent.id)
+                    .await?
+            }
         };
         Ok(donation.filter(|d| {
             d.stripe_payment_intent_id

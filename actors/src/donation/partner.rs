@@ -48,13 +48,13 @@ impl Donations {
         max: u64,
     ) -> Result<Vec<ampflow_storage::PartnerAdRecord>, DonationError> {
         let ads = match campaign {
-            Some(guid) => self.storage.partner_ads(Some(guid), max).await?,
+            Some(guid) => self.storage.partners().partner_ads(Some(guid), max).await?,
             None => Vec::new(),
         };
         if !ads.is_empty() {
             return Ok(ads);
         }
-        Ok(self.storage.partner_ads(None, max).await?)
+        Ok(self.storage.partners().partner_ads(None, max).await?)
     }
 
     /// Stores the partner's donation as pending, through its actor.
@@ -64,6 +64,7 @@ impl Donations {
     ) -> Result<DonationRecord, DonationError> {
         let org = self
             .storage
+            .organisations()
             .organisation(&new.organisation_id)
             .await?
             .ok_or(DonationError::OrganisationUnknown)?;
@@ -147,6 +148,7 @@ impl Donations {
     ) -> Result<Option<DonationRecord>, DonationError> {
         let Some(partner) = self
             .storage
+            .partners()
             .partner_donation_by_transaction(partner_key_id, publisher_transaction_id)
             .await?
         else {
@@ -180,17 +182,20 @@ impl Donations {
             .ok_or(DonationError::NotFound)?;
         let partner = self
             .storage
+            .partners()
             .partner_donation(&donation.id)
             .await?
             .ok_or(DonationError::NotFound)?;
         let organisation_name = self
             .storage
+            .organisations()
             .organisation(&donation.organisation_id)
             .await?
             .map(|o| o.name)
             .unwrap_or_default();
         let publisher_name = self
             .storage
+            .partners()
             .partner_key(&partner.partner_key_id)
             .await?
             .and_then(|k| k.name);

@@ -152,7 +152,13 @@ impl WalletActor {
             return;
         }
         let address = state.address;
-        let latest = match self.deps.storage.latest_veriff_session(&address).await {
+        let latest = match self
+            .deps
+            .storage
+            .identity()
+            .latest_veriff_session(&address)
+            .await
+        {
             Ok(latest) => latest,
             Err(error) => {
                 let _ = reply.send(Err(error.into()));
@@ -233,7 +239,13 @@ impl WalletActor {
                     decided_at_ms: None,
                     version: 0,
                 };
-                match self.deps.storage.insert_veriff_session(&session).await {
+                match self
+                    .deps
+                    .storage
+                    .identity()
+                    .insert_veriff_session(&session)
+                    .await
+                {
                     Ok(()) => Ok(KycSessionView {
                         session,
                         decision: previous,
@@ -300,6 +312,7 @@ impl WalletActor {
             if self
                 .deps
                 .storage
+                .identity()
                 .update_veriff_session(&session, user.as_ref())
                 .await?
             {
@@ -335,6 +348,7 @@ impl WalletActor {
             if self
                 .deps
                 .storage
+                .identity()
                 .update_veriff_session(&session, None)
                 .await?
             {
@@ -352,6 +366,7 @@ impl WalletActor {
     ) -> Result<VeriffSessionRecord, IdentityError> {
         self.deps
             .storage
+            .identity()
             .find_veriff_session(id)
             .await?
             .filter(|s| s.address == state.address)

@@ -155,6 +155,7 @@ pub async fn call(
 pub async fn audit_of(app: &TestApp, user_id: &str) -> Vec<AuditEvent> {
     app.app()
         .storage()
+        .audit()
         .audit_events(&AuditScope::Subject(user_id.to_string()), None, 500)
         .await
         .expect("read audit events")

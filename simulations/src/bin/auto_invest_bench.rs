@@ -724,9 +724,11 @@ mod drain {
         let deadline = first_post + Duration::from_secs(args.deadline_secs);
         let finished = rt.server.block_on(wait_drained(&storage, &ids, deadline))?;
         let drain_seen = first_post.elapsed();
-        let intents = rt
-            .server
-            .block_on(storage.tx_intents_for_purpose(PURPOSE, intent_limit(tasks.len())))?;
+        let intents = rt.server.block_on(
+            storage
+                .chain()
+                .tx_intents_for_purpose(PURPOSE, intent_limit(tasks.len())),
+        )?;
         rt.server.block_on(app.shutdown());
         let log = logs.take();
         let db_label = db.label.clone();
@@ -1128,6 +1130,7 @@ mod drain {
     ) -> anyhow::Result<Vec<AutoInvestTask>> {
         loop {
             let intents = storage
+                .chain()
                 .tx_intents_for_purpose(PURPOSE, intent_limit(ids.len()))
                 .await?;
             let mut by_status: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
@@ -1166,6 +1169,7 @@ mod drain {
         futures::stream::iter(ids)
             .map(|id| async move {
                 storage
+                    .auto_invest()
                     .auto_invest_task(id)
                     .await?
                     .with_context(|| format!("task {id} is gone"))
@@ -1717,6 +1721,7 @@ mod http {
                 let storage = ampflow_http::app::open_storage(&settings).await?;
                 let now = unix_ms();
                 let taken = storage
+                    .leases()
                     .acquire_lease(
                         EXECUTOR_LEASE,
                         &ampflow_storage::LeaseHolder::one_off(),
@@ -1795,6 +1800,7 @@ mod http {
         let mut count = 0;
         loop {
             let page = storage
+                .auto_invest()
                 .list_auto_invests(
                     CHAIN_ID,
                     TaskFilter::Wallet(wallet),
@@ -2275,6 +2281,7 @@ mod mem {
                 async move {
                     let now = unix_ms();
                     let outcome = storage
+                        .auto_invest()
                         .submit_auto_invest(&AutoInvestSubmit {
                             chain_id: CHAIN_ID,
                             wallet: WalletAddress::from_alloy(wallets[i / c]),
@@ -2307,6 +2314,7 @@ mod mem {
         let mut reasons = BTreeMap::new();
         for wallet in wallets {
             let tasks = storage
+                .auto_invest()
                 .list_auto_invests(
                     CHAIN_ID,
                     TaskFilter::Wallet(WalletAddress::from_alloy(*wallet)),

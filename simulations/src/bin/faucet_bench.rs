@@ -328,8 +328,11 @@ fn run(
         &REWARD_WEI.to_string(),
     ))?;
     let drain = Duration::from_millis(last_settled_ms.saturating_sub(first_post_ms).max(0) as u64);
-    let intents =
-        server_rt.block_on(storage.tx_intents_for_purpose(PURPOSE, intent_limit(args.wallets)))?;
+    let intents = server_rt.block_on(
+        storage
+            .chain()
+            .tx_intents_for_purpose(PURPOSE, intent_limit(args.wallets)),
+    )?;
     let intents = intents
         .into_iter()
         .map(|i| {
@@ -453,6 +456,7 @@ fn wallets_in(intent: &TxIntentRecord) -> anyhow::Result<usize> {
 async fn wait_drained(storage: &Storage, wanted: usize, deadline: Instant) -> anyhow::Result<()> {
     loop {
         let intents = storage
+            .chain()
             .tx_intents_for_purpose(PURPOSE, intent_limit(wanted))
             .await?;
         let mut by_status: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
@@ -491,6 +495,7 @@ async fn check_requests(
     let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
     for (id, wallet) in ids.iter().zip(wallets) {
         let request = storage
+            .chain()
             .faucet_request(id)
             .await?
             .with_context(|| format!("request {id} is gone"))?;

@@ -355,7 +355,7 @@ async fn create_donations(
             created_at_ms: now,
             updated_at_ms: now,
         };
-        storage.insert_organisation(&org).await?;
+        storage.organisations().insert_organisation(&org).await?;
         org_ids.push(org.id);
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -382,7 +382,11 @@ async fn create_donations(
         .collect();
     futures::stream::iter(donations.iter().map(Ok::<_, anyhow::Error>))
         .try_for_each_concurrent(SETUP_CONCURRENCY, |d| async move {
-            storage.insert_donation(d).await.context("insert donation")
+            storage
+                .donations()
+                .insert_donation(d)
+                .await
+                .context("insert donation")
         })
         .await?;
     Ok(donations)
@@ -501,6 +505,7 @@ async fn verify(
         let mut after_seq = 0;
         loop {
             let page = storage
+                .ledger()
                 .ledger_entries(
                     org,
                     LedgerRange {
@@ -544,7 +549,7 @@ async fn verify(
                 .collect(),
         };
         let count = verify_export(&export).with_context(|| format!("chain of {org}"))?;
-        let (head_seq, _) = storage.ledger_head(org).await?;
+        let (head_seq, _) = storage.ledger().ledger_head(org).await?;
         ensure!(
             head_seq == count,
             "ledger head of {org} says {head_seq}, chain has {count}"
@@ -562,6 +567,7 @@ async fn verify(
     let statuses: Vec<DonationStatus> = futures::stream::iter(donations)
         .map(|d| async move {
             storage
+                .donations()
                 .donation(&d.id)
                 .await?
                 .map(|r| r.status)

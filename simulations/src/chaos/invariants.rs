@@ -103,7 +103,7 @@ pub async fn faucet_paid_once(
         if !acknowledged.insert(id) {
             continue;
         }
-        let Some(row) = storage.faucet_request(id).await? else {
+        let Some(row) = storage.chain().faucet_request(id).await? else {
             check.problem(format!(
                 "acknowledged faucet request {id} of {wallet} is missing"
             ));
@@ -169,7 +169,10 @@ pub async fn whitelist_settled_once(
     let mut confirmed = 0;
     for wallet in &wallets {
         let address = WalletAddress::parse(wallet)?;
-        let rows = storage.whitelist_requests_for(&address, 100).await?;
+        let rows = storage
+            .chain()
+            .whitelist_requests_for(&address, 100)
+            .await?;
         for (id, _) in book.whitelist.iter().filter(|(_, w)| w == *wallet) {
             let Some(id) = id else { continue };
             match rows.iter().find(|r| &r.id == id) {
@@ -239,6 +242,7 @@ pub async fn auto_invest_once(
         let wallet = WalletAddress::from_alloy(investor.address());
         for open in [true, false] {
             for task in storage
+                .auto_invest()
                 .list_auto_invests(CHAIN_ID, TaskFilter::Wallet(wallet), open, None, 10_000)
                 .await?
             {
@@ -339,6 +343,7 @@ pub async fn donations_recorded(
     let mut refunded: BTreeMap<String, i64> = BTreeMap::new();
     for organisation in &world.organisations {
         for entry in storage
+            .ledger()
             .ledger_entries(organisation, LedgerRange::default(), 1_000_000)
             .await?
         {
@@ -362,7 +367,7 @@ pub async fn donations_recorded(
         .collect();
     let (mut paid, mut refunds, mut failed) = (0, 0, 0);
     for ack in &book.donations {
-        let Some(row) = storage.donation(&ack.id).await? else {
+        let Some(row) = storage.donations().donation(&ack.id).await? else {
             check.problem(format!("acknowledged donation {} is missing", ack.id));
             continue;
         };
@@ -422,7 +427,7 @@ pub async fn partner_donations_kept(storage: &Storage, book: &Book) -> anyhow::R
     let mut check = Check::new("partner donations kept");
     for (txid, guid) in &book.partner {
         let id = format!("don_{}", guid.replace('-', ""));
-        match storage.donation(&id).await? {
+        match storage.donations().donation(&id).await? {
             None => check.problem(format!("partner donation {guid} ({txid}) is missing")),
             Some(row) => {
                 let status = format!("{:?}", row.status).to_lowercase();
@@ -599,7 +604,7 @@ pub async fn open_work(
 ) -> anyhow::Result<Vec<String>> {
     let mut open = Vec::new();
     for (id, _) in &book.faucet {
-        if let Some(row) = storage.faucet_request(id).await?
+        if let Some(row) = storage.chain().faucet_request(id).await?
             && row.status.is_open()
         {
             open.push(format!("faucet {id} {}", row.status));
@@ -608,6 +613,7 @@ pub async fn open_work(
     let wallets: BTreeSet<&String> = book.whitelist.iter().map(|(_, w)| w).collect();
     for wallet in wallets {
         for row in storage
+            .chain()
             .whitelist_requests_for(&WalletAddress::parse(wallet)?, 100)
             .await?
         {
@@ -617,13 +623,14 @@ pub async fn open_work(
         }
     }
     for id in book.tasks.keys() {
-        if let Some(task) = storage.auto_invest_task(id).await?
+        if let Some(task) = storage.auto_invest().auto_invest_task(id).await?
             && task.status == AutoInvestStatus::InProcess
         {
             open.push(format!("task {id} in process"));
         }
     }
     let intents = storage
+        .chain()
         .open_tx_intents(CHAIN_ID, &WalletAddress::parse(signer)?, 100)
         .await?;
     if !intents.is_empty() {
