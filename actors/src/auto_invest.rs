@@ -682,41 +682,39 @@ impl ExecutorShared {
                 }
                 Err(other) => return Err(other.into()),
             }
-            let mut key = Sha256::new();
-            for (task, _) in &batch {
-                key.update(task.id.as_bytes());
-                key.update(task.version.to_be_bytes());
-                key.update(task.attempts.to_be_bytes());
+            let intent = invest_intent(chain_id, signer, service, &batch, &data);
+            self.claim(chain_id, &batch, intent, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves the batch's tasks into `intent`, and wakes the chain's sender. A task changed
+    /// since it was read leaves the whole batch for the next tick.
+    async fn claim(
+        &self,
+        chain_id: ChainId,
+        batch: &[(&AutoInvestTask, InvestRecord)],
+        intent: NewTxIntent,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        let claimed: Vec<(String, i64)> = batch
+            .iter()
+            .map(|(task, _)| (task.id.clone(), task.version))
+            .collect();
+        match self
+            .storage
+            .auto_invest()
+            .claim_auto_invests(&claimed, intent, now)
+            .await?
+        {
+            Some(intent) => {
+                tracing::info!(%chain_id, intent = %intent.id, tasks = claimed.len(), "auto-invest batch queued for sending");
+                self.senders.wake(chain_id);
             }
-            let intent = NewTxIntent {
-                idempotency_key: format!("{PURPOSE}:{chain_id}:{}", hex::encode(key.finalize())),
-                purpose: PURPOSE.to_string(),
-                chain_id,
-                signer: WalletAddress::from_alloy(signer),
-                to: WalletAddress::from_alloy(service),
-                calldata: format!("0x{}", hex::encode(&data)),
-                value_wei: TokenAmount::ZERO,
-                gas_limit: None,
-            };
-            let claimed: Vec<(String, i64)> = batch
-                .iter()
-                .map(|(task, _)| (task.id.clone(), task.version))
-                .collect();
-            match self
-                .storage
-                .auto_invest()
-                .claim_auto_invests(&claimed, intent, now)
-                .await?
-            {
-                Some(intent) => {
-                    tracing::info!(%chain_id, intent = %intent.id, tasks = claimed.len(), "auto-invest batch queued for sending");
-                    self.senders.wake(chain_id);
-                }
-                None => tracing::debug!(
-                    %chain_id,
-                    "a task changed while its batch was built; it is looked at again next tick"
-                ),
-            }
+            None => tracing::debug!(
+                %chain_id,
+                "a task changed while its batch was built; it is looked at again next tick"
+            ),
         }
         Ok(())
     }
@@ -741,6 +739,33 @@ impl ExecutorShared {
             .auto_invest()
             .defer_auto_invests(&deferrals, now)
             .await
+    }
+}
+
+/// The `investFor` transaction of a batch. Its business key is the tasks at their versions
+/// and attempts: the same batch can never be written down (and so sent) twice.
+fn invest_intent(
+    chain_id: ChainId,
+    signer: Address,
+    service: Address,
+    batch: &[(&AutoInvestTask, InvestRecord)],
+    data: &[u8],
+) -> NewTxIntent {
+    let mut key = Sha256::new();
+    for (task, _) in batch {
+        key.update(task.id.as_bytes());
+        key.update(task.version.to_be_bytes());
+        key.update(task.attempts.to_be_bytes());
+    }
+    NewTxIntent {
+        idempotency_key: format!("{PURPOSE}:{chain_id}:{}", hex::encode(key.finalize())),
+        purpose: PURPOSE.to_string(),
+        chain_id,
+        signer: WalletAddress::from_alloy(signer),
+        to: WalletAddress::from_alloy(service),
+        calldata: format!("0x{}", hex::encode(data)),
+        value_wei: TokenAmount::ZERO,
+        gas_limit: None,
     }
 }
 

@@ -698,25 +698,10 @@ impl DonationActor {
                 version: current.version + 1,
                 ..current.clone()
             };
-            let written = match &event {
-                None => match self
-                    .storage
-                    .donations()
-                    .update_donation(current.status, &next)
-                    .await?
-                {
-                    true => EventWrite::Applied,
-                    false => EventWrite::Conflict,
-                },
-                Some(event) => {
-                    let change = Some((current.status, &next));
-                    self.storage
-                        .donations()
-                        .record_stripe_event(event, change)
-                        .await?
-                }
-            };
-            match written {
+            match self
+                .write_move(current.status, &next, event.as_ref())
+                .await?
+            {
                 EventWrite::Applied => {
                     tracing::info!(donation = %state.id, from = current.status.as_str(), to = to.as_str(), "donation moved");
                     state.donation = Some(next.clone());
@@ -733,6 +718,28 @@ impl DonationActor {
             self.reload(state).await?;
         }
         Err(DonationError::Conflict)
+    }
+
+    /// Writes the move from `from` to `next`, conditional on the version read: with the
+    /// Stripe event that caused it, in one transaction, when there is one.
+    async fn write_move(
+        &self,
+        from: DonationStatus,
+        next: &DonationRecord,
+        event: Option<&StripeEventRecord>,
+    ) -> Result<EventWrite, StorageError> {
+        let donations = self.storage.donations();
+        Ok(match event {
+            None => match donations.update_donation(from, next).await? {
+                true => EventWrite::Applied,
+                false => EventWrite::Conflict,
+            },
+            Some(event) => {
+                donations
+                    .record_stripe_event(event, Some((from, next)))
+                    .await?
+            }
+        })
     }
 }
 

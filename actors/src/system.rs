@@ -119,9 +119,10 @@ pub struct ActorSystem {
 }
 
 impl ActorSystem {
-    /// Starts every part in dependency order: the composition root, which wires each part to
-    /// the ones it needs; the parts with logic of their own are `wallet_deps`,
-    /// `Kinds::start_all`, `chain_work`, `spawn_chores` and `RecordFacades::new`.
+    /// Starts every part in dependency order. (Long because it is the composition root: it
+    /// only wires each part to the ones it needs, in the order they must start; the parts with
+    /// logic of their own are `wallet_deps`, `Kinds::start_all`, `chain_work`, `spawn_chores`
+    /// and `RecordFacades::new`.)
     pub async fn start(mut config: SystemConfig) -> Result<Self, StartError> {
         // Background tasks get the entity actors' restart budget.
         config.storage.supervisor().set_policy(RestartPolicy {

@@ -404,7 +404,17 @@ impl Sender {
             return Ok(());
         }
 
-        // No receipt yet.
+        self.check_unmined(intent, mined_nonce).await
+    }
+
+    /// An intent without a receipt: failed once its nonce has gone to another transaction for
+    /// [`NONCE_GONE_ROUNDS`] rounds; otherwise broadcast again after a restart, and replaced
+    /// with higher fees once it is stuck.
+    async fn check_unmined(
+        &mut self,
+        intent: &TxIntentRecord,
+        mined_nonce: &mut Option<u64>,
+    ) -> Result<(), RoundError> {
         let nonce = intent.nonce.unwrap_or_default();
         let mined = match *mined_nonce {
             Some(mined) => mined,
@@ -527,24 +537,9 @@ impl Sender {
         if !self.within_budget(gas_limit).await? {
             return Ok(false);
         }
-        let (suggested_max, suggested_tip) = self.chain.suggested_fees().await?;
-        let cap = self.settings.max_fee_per_gas_wei();
-        if suggested_max > cap {
-            if !self.cap_warned {
-                tracing::warn!(
-                    chain_id = %intent.chain_id,
-                    suggested_wei = suggested_max,
-                    cap_wei = cap,
-                    "network fees are above the cap; transactions wait"
-                );
-                self.cap_warned = true;
-            }
+        let Some((suggested_max, tip)) = self.fees_under_cap(intent).await? else {
             return Ok(false);
-        }
-        self.cap_warned = false;
-        let tip = suggested_tip
-            .min(self.settings.max_priority_fee_per_gas_wei())
-            .min(suggested_max);
+        };
         let nonce = self.nonce().await?;
         let signed = self.sign(
             intent,
@@ -570,6 +565,33 @@ impl Sender {
         let raw = hex_bytes(intent, &signed.raw_tx)?;
         self.broadcast(intent, &raw).await?;
         Ok(true)
+    }
+
+    /// The network's suggested fee and tip (the tip capped), or `None` while the fee is above
+    /// the configured cap: the transaction then waits (warned once per spell).
+    async fn fees_under_cap(
+        &mut self,
+        intent: &TxIntentRecord,
+    ) -> Result<Option<(u128, u128)>, RoundError> {
+        let (suggested_max, suggested_tip) = self.chain.suggested_fees().await?;
+        let cap = self.settings.max_fee_per_gas_wei();
+        if suggested_max > cap {
+            if !self.cap_warned {
+                tracing::warn!(
+                    chain_id = %intent.chain_id,
+                    suggested_wei = suggested_max,
+                    cap_wei = cap,
+                    "network fees are above the cap; transactions wait"
+                );
+                self.cap_warned = true;
+            }
+            return Ok(None);
+        }
+        self.cap_warned = false;
+        let tip = suggested_tip
+            .min(self.settings.max_priority_fee_per_gas_wei())
+            .min(suggested_max);
+        Ok(Some((suggested_max, tip)))
     }
 
     /// Whether `gas_limit` more gas fits in the chain's budget for the last hour. A `false`

@@ -695,18 +695,8 @@ impl AutoInvestRepo {
                     !outcome.reverted_on_chain(),
                 ),
             };
-            let attempts = attempts + 1;
-            let update = tasks::Entity::update_many()
-                .col_expr(tasks::Column::Attempts, Expr::value(attempts as i32))
-                .col_expr(tasks::Column::TxHash, Expr::value(tx_hash))
-                .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
-                .filter(tasks::Column::Id.eq(row.id.as_str()))
-                .filter(tasks::Column::Status.eq("in_process"));
-            let after = retry.after_failure(attempts, &failure, retryable, now);
-            let gives_up = matches!(after, AfterFailure::GiveUp { .. });
-            let update = after_failure(update, after, now);
-            let updated = update.exec(&txn).await.context("settle auto-invest")?;
-            if gives_up && updated.rows_affected == 1 {
+            let after = retry.after_failure(attempts + 1, &failure, retryable, now);
+            if settle_failure(&txn, &row.id, attempts + 1, tx_hash, after, now).await? {
                 *closed.entry((row.chain_id, row.wallet)).or_default() -= 1;
             }
         }
@@ -714,6 +704,30 @@ impl AutoInvestRepo {
         txn.commit().await.context("commit auto-invest settle")?;
         Ok(true)
     }
+}
+
+/// Records a failed attempt of a task in process (its count, the transaction it was in) and
+/// what it led to; true when the task gave up (it is no longer open).
+async fn settle_failure(
+    txn: &DatabaseTransaction,
+    id: &str,
+    attempts: u32,
+    tx_hash: Option<String>,
+    after: AfterFailure,
+    now: UnixMillis,
+) -> Result<bool> {
+    let gives_up = matches!(after, AfterFailure::GiveUp { .. });
+    let update = tasks::Entity::update_many()
+        .col_expr(tasks::Column::Attempts, Expr::value(attempts as i32))
+        .col_expr(tasks::Column::TxHash, Expr::value(tx_hash))
+        .col_expr(tasks::Column::UpdatedAtMs, Expr::value(now))
+        .filter(tasks::Column::Id.eq(id))
+        .filter(tasks::Column::Status.eq("in_process"));
+    let updated = after_failure(update, after, now)
+        .exec(txn)
+        .await
+        .context("settle auto-invest")?;
+    Ok(gives_up && updated.rows_affected == 1)
 }
 
 /// Writes what a failed attempt led to: back to pending behind the backoff, or failed.

@@ -57,18 +57,7 @@ impl CheckpointRepo {
         let next_after_seq = more
             .then(|| page.last().map(|e| e.seq.max(0) as u64))
             .flatten();
-        let ids: Vec<String> = page.iter().map(|e| e.id.clone()).collect();
-        let mut index_of: HashMap<String, u64> = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(1_000) {
-            for leaf in leaves::Entity::find()
-                .filter(leaves::Column::EntryId.is_in(chunk.iter().cloned()))
-                .all(&self.reader)
-                .await
-                .context("read ledger leaves")?
-            {
-                index_of.insert(leaf.entry_id, leaf.leaf_index.max(0) as u64);
-            }
-        }
+        let index_of = leaf_indexes(&self.reader, &page).await?;
         let size = checkpoint.tree_size;
         let covered: Vec<(&entries::Model, u64)> = page
             .iter()
@@ -107,4 +96,24 @@ impl CheckpointRepo {
             next_after_seq,
         })
     }
+}
+
+/// The leaf index of each of these entries that has one, by entry id (a thousand ids a query).
+async fn leaf_indexes(
+    reader: &sea_orm::DatabaseConnection,
+    page: &[entries::Model],
+) -> Result<HashMap<String, u64>> {
+    let ids: Vec<String> = page.iter().map(|e| e.id.clone()).collect();
+    let mut index_of: HashMap<String, u64> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(1_000) {
+        for leaf in leaves::Entity::find()
+            .filter(leaves::Column::EntryId.is_in(chunk.iter().cloned()))
+            .all(reader)
+            .await
+            .context("read ledger leaves")?
+        {
+            index_of.insert(leaf.entry_id, leaf.leaf_index.max(0) as u64);
+        }
+    }
+    Ok(index_of)
 }

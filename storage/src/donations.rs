@@ -402,29 +402,39 @@ async fn write_events_together(
         rows.push(event_model(&job.event));
         outcomes[i] = EventWrite::Applied;
     }
-    if !rows.is_empty() {
-        let expected = rows.len() as u64;
-        let inserted = stripe_events::Entity::insert_many(rows)
-            .on_conflict(
-                sea_orm::sea_query::OnConflict::column(stripe_events::Column::Id)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await;
-        match inserted {
-            Ok(n) if n == expected => {}
-            Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => {
-                txn.rollback()
-                    .await
-                    .context("roll back stripe event batch")?;
-                return Ok(None);
-            }
-            Err(e) => return Err(e).context("record stripe events"),
-        }
+    if !insert_events(&txn, rows).await? {
+        txn.rollback()
+            .await
+            .context("roll back stripe event batch")?;
+        return Ok(None);
     }
     txn.commit().await.context("commit stripe event batch")?;
     Ok(Some(outcomes))
+}
+
+/// Records the events in one statement; false when another writer recorded one of them
+/// since the batch read (the batch is then written again one by one).
+async fn insert_events(
+    txn: &sea_orm::DatabaseTransaction,
+    rows: Vec<stripe_events::ActiveModel>,
+) -> Result<bool> {
+    if rows.is_empty() {
+        return Ok(true);
+    }
+    let expected = rows.len() as u64;
+    let inserted = stripe_events::Entity::insert_many(rows)
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(stripe_events::Column::Id)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await;
+    match inserted {
+        Ok(n) => Ok(n == expected),
+        Err(sea_orm::DbErr::RecordNotInserted) => Ok(false),
+        Err(e) => Err(e).context("record stripe events"),
+    }
 }
 
 /// Applies every change as [`write_donation`] does (each only from the state and version it

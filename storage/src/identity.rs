@@ -281,32 +281,12 @@ pub(crate) async fn write_logins(
         .map(|(w, _)| consumed.contains(&w.challenge_id) && claimed.insert(w.challenge_id.as_str()))
         .collect();
 
-    let mut new_users: HashMap<String, &UserRecord> = HashMap::new();
-    for ((write, _), won) in batch.iter().zip(&won) {
-        if let (true, Some(user)) = (*won, &write.create_user) {
-            new_users.entry(user.address.to_string()).or_insert(user);
-        }
-    }
-    let mut users = HashMap::new();
-    if !new_users.is_empty() {
-        users::Entity::insert_many(new_users.values().map(|u| user_model(u)))
-            .on_conflict(
-                OnConflict::column(users::Column::Address)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await
-            .context("create users on first login")?;
-        users = users::Entity::find()
-            .filter(users::Column::Address.is_in(new_users.keys().cloned()))
-            .all(&txn)
-            .await
-            .context("read users after login")?
-            .into_iter()
-            .map(|m| Ok((read_address(&m.address)?, user_record(m)?)))
-            .collect::<Result<_>>()?;
-    }
+    let new_users: Vec<&UserRecord> = batch
+        .iter()
+        .zip(&won)
+        .filter_map(|((write, _), won)| write.create_user.as_ref().filter(|_| *won))
+        .collect();
+    let users = create_users(&txn, &new_users).await?;
     let sessions: Vec<_> = batch
         .iter()
         .zip(&won)
@@ -337,6 +317,38 @@ pub(crate) async fn write_logins(
                 .map(|user| LoginOutcome::LoggedIn(Some(user)))
                 .ok_or_else(|| crate::StorageError::Corrupt("user missing after login".into()))
         })
+        .collect()
+}
+
+/// Creates the users of first logins (a user created meanwhile by another login is kept) and
+/// reads them back, by address.
+async fn create_users(
+    txn: &sea_orm::DatabaseTransaction,
+    new_users: &[&UserRecord],
+) -> Result<HashMap<WalletAddress, UserRecord>> {
+    let mut by_address: HashMap<String, &UserRecord> = HashMap::new();
+    for user in new_users {
+        by_address.entry(user.address.to_string()).or_insert(user);
+    }
+    if by_address.is_empty() {
+        return Ok(HashMap::new());
+    }
+    users::Entity::insert_many(by_address.values().map(|u| user_model(u)))
+        .on_conflict(
+            OnConflict::column(users::Column::Address)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await
+        .context("create users on first login")?;
+    users::Entity::find()
+        .filter(users::Column::Address.is_in(by_address.keys().cloned()))
+        .all(txn)
+        .await
+        .context("read users after login")?
+        .into_iter()
+        .map(|m| Ok((read_address(&m.address)?, user_record(m)?)))
         .collect()
 }
 

@@ -265,61 +265,33 @@ impl Storage {
     fn assemble(db: DatabaseConnection, reader: DatabaseConnection, group_commit: bool) -> Self {
         let most = |n: usize| if group_commit { n } else { 1 };
         let supervisor = Supervisor::default();
-        let writer = db.clone();
-        let challenge_batch = batch::Batcher::spawn(
-            &supervisor,
-            "challenge",
-            most(WRITE_BATCH_MAX),
-            move |batch| {
-                let writer = writer.clone();
-                async move { identity::write_challenges(&writer, batch).await }
-            },
-        );
-        let writer = db.clone();
-        let login_batch =
-            batch::Batcher::spawn(&supervisor, "login", most(WRITE_BATCH_MAX), move |batch| {
-                let writer = writer.clone();
-                async move { identity::write_logins(&writer, batch).await }
-            });
-        let writer = db.clone();
-        let submit_batch = batch::Batcher::spawn(
-            &supervisor,
+        // Each batcher writes through the writer pool with the function of its family.
+        macro_rules! batcher {
+            ($name:literal, $most:expr, $write:path) => {{
+                let writer = db.clone();
+                batch::Batcher::spawn(&supervisor, $name, most($most), move |batch| {
+                    let writer = writer.clone();
+                    async move { $write(&writer, batch).await }
+                })
+            }};
+        }
+        let challenge_batch = batcher!("challenge", WRITE_BATCH_MAX, identity::write_challenges);
+        let login_batch = batcher!("login", WRITE_BATCH_MAX, identity::write_logins);
+        let submit_batch = batcher!(
             "auto_invest_submit",
-            most(SUBMIT_BATCH_MAX),
-            move |batch| {
-                let writer = writer.clone();
-                async move { auto_invest::write_submits(&writer, batch).await }
-            },
+            SUBMIT_BATCH_MAX,
+            auto_invest::write_submits
         );
-        let writer = db.clone();
-        let event_batch = batch::Batcher::spawn(
-            &supervisor,
+        let event_batch = batcher!(
             "stripe_event",
-            most(EVENT_BATCH_MAX),
-            move |batch| {
-                let writer = writer.clone();
-                async move { donations::write_stripe_events(&writer, batch).await }
-            },
+            EVENT_BATCH_MAX,
+            donations::write_stripe_events
         );
-        let writer = db.clone();
-        let ledger_batch = batch::Batcher::spawn(
-            &supervisor,
-            "ledger",
-            most(LEDGER_BATCH_MAX),
-            move |batch| {
-                let writer = writer.clone();
-                async move { ledger::write_ledger_groups(&writer, batch).await }
-            },
-        );
-        let writer = db.clone();
-        let donation_reads = batch::Batcher::spawn(
-            &supervisor,
+        let ledger_batch = batcher!("ledger", LEDGER_BATCH_MAX, ledger::write_ledger_groups);
+        let donation_reads = batcher!(
             "donation_read",
-            most(DONATION_READ_BATCH_MAX),
-            move |ids| {
-                let writer = writer.clone();
-                async move { donations::read_donations(&writer, ids).await }
-            },
+            DONATION_READ_BATCH_MAX,
+            donations::read_donations
         );
         // Each repository shares the pools, and takes the batchers of its own writes.
         macro_rules! repo {

@@ -240,56 +240,10 @@ fn verify_entries(
             found: entries.len() as u64,
         });
     }
-    // Links and owners, in order: cheap.
-    let mut first_link_break: Option<(usize, String)> = None;
-    let mut prev: Option<&str> = None;
-    for (index, entry) in entries.iter().enumerate() {
-        if entry.organisation_id != organisation_id {
-            first_link_break = Some((
-                index,
-                format!(
-                    "belongs to {}, not {organisation_id}",
-                    entry.organisation_id
-                ),
-            ));
-            break;
-        }
-        if entry.prev_entry_hash.as_deref() != prev {
-            first_link_break = Some((
-                index,
-                format!(
-                    "prev_entry_hash is {:?}, but the entry before hashes to {:?}",
-                    entry.prev_entry_hash, prev
-                ),
-            ));
-            break;
-        }
-        prev = Some(&entry.entry_hash);
-    }
+    let first_link_break = first_link_break(organisation_id, entries);
     // Hashes, on every core, up to the first link break (nothing after it matters).
     let checked = first_link_break.as_ref().map_or(entries.len(), |(i, _)| *i);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .max(1);
-    let chunk = checked.div_ceil(threads).max(1);
-    let first_hash_break = std::thread::scope(|scope| {
-        let workers: Vec<_> = entries[..checked]
-            .chunks(chunk)
-            .enumerate()
-            .map(|(n, part)| {
-                scope.spawn(move || {
-                    let mut buffer = Vec::with_capacity(1024);
-                    part.iter()
-                        .position(|e| !e.hash_matches(&mut buffer))
-                        .map(|at| n * chunk + at)
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .filter_map(|w| w.join().ok().flatten())
-            .min()
-    });
+    let first_hash_break = first_hash_break(&entries[..checked]);
     let broken = match (first_hash_break, first_link_break) {
         (Some(index), _) => Some((
             index,
@@ -309,6 +263,61 @@ fn verify_entries(
         }),
         None => Ok(entries.len() as u64),
     }
+}
+
+/// The first entry (index, and what is wrong) that belongs to another organisation or does not
+/// link to the one before: cheap, in order.
+fn first_link_break(organisation_id: &str, entries: &[EntryRef<'_>]) -> Option<(usize, String)> {
+    let mut prev: Option<&str> = None;
+    for (index, entry) in entries.iter().enumerate() {
+        if entry.organisation_id != organisation_id {
+            return Some((
+                index,
+                format!(
+                    "belongs to {}, not {organisation_id}",
+                    entry.organisation_id
+                ),
+            ));
+        }
+        if entry.prev_entry_hash.as_deref() != prev {
+            return Some((
+                index,
+                format!(
+                    "prev_entry_hash is {:?}, but the entry before hashes to {:?}",
+                    entry.prev_entry_hash, prev
+                ),
+            ));
+        }
+        prev = Some(&entry.entry_hash);
+    }
+    None
+}
+
+/// The index of the first entry whose fields do not hash to its stated hash, recomputed on
+/// every core (each takes a contiguous part; the smallest index found wins).
+fn first_hash_break(entries: &[EntryRef<'_>]) -> Option<usize> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(1);
+    let chunk = entries.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = entries
+            .chunks(chunk)
+            .enumerate()
+            .map(|(n, part)| {
+                scope.spawn(move || {
+                    let mut buffer = Vec::with_capacity(1024);
+                    part.iter()
+                        .position(|e| !e.hash_matches(&mut buffer))
+                        .map(|at| n * chunk + at)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|w| w.join().ok().flatten())
+            .min()
+    })
 }
 
 /// What a running-total entry adds to a ledger. Stripe reports a charge's refunded amount as

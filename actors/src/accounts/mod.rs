@@ -324,23 +324,7 @@ impl Accounts {
             }
         };
         let token = new_session_token();
-        let session = DashboardSessionRecord {
-            id: token.session_id,
-            user_id: user.id.clone(),
-            token_hash: token.secret_hash,
-            security_stamp: user.security_stamp.clone(),
-            created_at_ms: now,
-            last_activity_ms: now,
-            expires_at_ms: now + (user.session_timeout_days as i64) * DAY_MS,
-            revoked_at_ms: None,
-            revoked_reason: None,
-            ip_address: origin.ip.to_string(),
-            user_agent: origin.user_agent.clone(),
-            ip_country: origin.country.clone(),
-            ip_city: origin.city.clone(),
-            binding_violation_at_ms: None,
-            binding_violation_ip: None,
-        };
+        let session = new_session(&user, token.session_id, token.secret_hash, origin, now);
         let device = parse_user_agent(session.user_agent.as_deref());
         let by_user = || AuditActor::User(user.id.clone());
         let mut audits = vec![
@@ -607,5 +591,32 @@ impl Accounts {
             next.notify_new_device = notify;
         }
         Ok(next)
+    }
+}
+
+/// A session of `user` opened now from `origin`, expiring after the user's own timeout.
+fn new_session(
+    user: &DashboardUserRecord,
+    id: String,
+    token_hash: String,
+    origin: &Origin,
+    now: UnixMillis,
+) -> DashboardSessionRecord {
+    DashboardSessionRecord {
+        id,
+        user_id: user.id.clone(),
+        token_hash,
+        security_stamp: user.security_stamp.clone(),
+        created_at_ms: now,
+        last_activity_ms: now,
+        expires_at_ms: now + (user.session_timeout_days as i64) * DAY_MS,
+        revoked_at_ms: None,
+        revoked_reason: None,
+        ip_address: origin.ip.to_string(),
+        user_agent: origin.user_agent.clone(),
+        ip_country: origin.country.clone(),
+        ip_city: origin.city.clone(),
+        binding_violation_at_ms: None,
+        binding_violation_ip: None,
     }
 }

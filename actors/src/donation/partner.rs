@@ -84,34 +84,7 @@ impl Donations {
         }
         let id = DonationId::from_bytes(*uuid::Uuid::new_v4().as_bytes());
         let now = self.clock.now_ms();
-        let record = DonationRecord {
-            id: id.to_string(),
-            organisation_id: org.id,
-            fund_id: None,
-            wallet_address: None,
-            amount: new.amount,
-            currency: new.currency.as_str().to_string(),
-            donor_email: new.donor_email,
-            donor_name: new.donor_name,
-            status: DonationStatus::Pending,
-            stripe_payment_intent_id: None,
-            failure_reason: None,
-            created_at_ms: now,
-            updated_at_ms: now,
-            version: 0,
-            source: DonationSource::Partner,
-        };
-        let partner = PartnerDonationRecord {
-            donation_id: id.to_string(),
-            partner_key_id: new.partner_key_id,
-            nonprofit_campaign_guid: new.nonprofit_campaign_guid,
-            publisher_campaign_guid: new.publisher_campaign_guid,
-            publisher_account_guid: new.publisher_account_guid,
-            sponsor_campaign_guid: new.sponsor_campaign_guid,
-            sponsor_matching_percentage: new.sponsor_matching_percentage,
-            publisher_transaction_id: new.publisher_transaction_id,
-            donor_json: new.donor_json,
-        };
+        let (record, partner) = partner_records(&id, org.id, new, now);
         let created = match self
             .donations
             .call(&id, |reply| DonationMsg::CreatePartner {
@@ -217,4 +190,42 @@ impl Donations {
         self.partner_donation(id, organisation_id).await?;
         self.transition(id, DonationStatus::Cancelled, None).await
     }
+}
+
+/// The pending donation and its partner record, as the partner's request states them.
+fn partner_records(
+    id: &DonationId,
+    organisation_id: String,
+    new: NewPartnerDonation,
+    now: ampflow_types::UnixMillis,
+) -> (DonationRecord, PartnerDonationRecord) {
+    let record = DonationRecord {
+        id: id.to_string(),
+        organisation_id,
+        fund_id: None,
+        wallet_address: None,
+        amount: new.amount,
+        currency: new.currency.as_str().to_string(),
+        donor_email: new.donor_email,
+        donor_name: new.donor_name,
+        status: DonationStatus::Pending,
+        stripe_payment_intent_id: None,
+        failure_reason: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+        version: 0,
+        source: DonationSource::Partner,
+    };
+    let partner = PartnerDonationRecord {
+        donation_id: id.to_string(),
+        partner_key_id: new.partner_key_id,
+        nonprofit_campaign_guid: new.nonprofit_campaign_guid,
+        publisher_campaign_guid: new.publisher_campaign_guid,
+        publisher_account_guid: new.publisher_account_guid,
+        sponsor_campaign_guid: new.sponsor_campaign_guid,
+        sponsor_matching_percentage: new.sponsor_matching_percentage,
+        publisher_transaction_id: new.publisher_transaction_id,
+        donor_json: new.donor_json,
+    };
+    (record, partner)
 }

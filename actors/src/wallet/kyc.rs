@@ -16,6 +16,7 @@
 //! lasting effect (Veriff expires it after 7 days), so a duplicate after a crash is harmless.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use ampflow_storage::{KycStatus, VeriffDecision, VeriffDecisionStatus, VeriffSessionRecord};
 use chrono::NaiveDate;
@@ -24,7 +25,7 @@ use ractor::ActorRef;
 
 use super::{Reply, WalletActor, WalletMsg, WalletState};
 use crate::identity_error::IdentityError;
-use crate::veriff::CreatedSession;
+use crate::veriff::{CreatedSession, VeriffClient};
 
 /// Why a wallet's KYC does not let it be whitelisted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,38 +183,14 @@ impl WalletActor {
         // Sessions are ordered by creation time: a new one must sort after the one it replaces
         // even within one millisecond (or if the clock stepped back).
         let created_not_before_ms = latest.map_or(0, |s| s.created_at_ms + 1);
-        let (first_name, last_name) = state
-            .user
-            .as_ref()
-            .map(|u| (u.kyc_first_name.clone(), u.kyc_last_name.clone()))
-            .unwrap_or_default();
-        let timestamp = chrono::DateTime::from_timestamp_millis(self.now())
-            .unwrap_or_default()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        tokio::spawn(async move {
-            // A one-off call, not restarted (creating a session is not idempotent): a panic
-            // answers the waiters with an error, who may ask again.
-            let address = address.to_string();
-            let call = veriff.create_session(
-                &address,
-                first_name.as_deref(),
-                last_name.as_deref(),
-                &timestamp,
-            );
-            let result = match AssertUnwindSafe(call).catch_unwind().await {
-                Ok(result) => result.map_err(IdentityError::from),
-                Err(_) => {
-                    tracing::error!(%address, "creating the Veriff session panicked");
-                    Err(IdentityError::VeriffUnavailable("the call panicked".into()))
-                }
-            };
-            // If the actor stopped meanwhile, its waiters were answered by the registry.
-            let _ = myself.cast(WalletMsg::KycSessionCreated {
-                result,
-                previous,
-                created_not_before_ms,
-            });
-        });
+        let request = SessionRequest::of(state, self.now());
+        tokio::spawn(create_session(
+            veriff,
+            request,
+            myself,
+            previous,
+            created_not_before_ms,
+        ));
     }
 
     /// Stores the session Veriff created, then answers everyone waiting for it.
@@ -372,6 +349,66 @@ impl WalletActor {
             .filter(|s| s.address == state.address)
             .ok_or(IdentityError::KycSessionUnknown)
     }
+}
+
+/// What Veriff is asked to create a session for.
+struct SessionRequest {
+    address: String,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    /// RFC 3339, milliseconds.
+    timestamp: String,
+}
+
+impl SessionRequest {
+    /// The wallet's session request now: its address and the names its user gave, if any.
+    fn of(state: &WalletState, now: i64) -> Self {
+        let (first_name, last_name) = state
+            .user
+            .as_ref()
+            .map(|u| (u.kyc_first_name.clone(), u.kyc_last_name.clone()))
+            .unwrap_or_default();
+        Self {
+            address: state.address.to_string(),
+            first_name,
+            last_name,
+            timestamp: chrono::DateTime::from_timestamp_millis(now)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
+/// Asks Veriff for a session, then hands the result to the wallet's actor. A one-off call, not
+/// restarted (creating a session is not idempotent): a panic answers the waiters with an
+/// error, who may ask again.
+async fn create_session(
+    veriff: Arc<VeriffClient>,
+    request: SessionRequest,
+    myself: ActorRef<WalletMsg>,
+    previous: Option<ShownDecision>,
+    created_not_before_ms: i64,
+) {
+    let address = &request.address;
+    let call = veriff.create_session(
+        address,
+        request.first_name.as_deref(),
+        request.last_name.as_deref(),
+        &request.timestamp,
+    );
+    let result = match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(result) => result.map_err(IdentityError::from),
+        Err(_) => {
+            tracing::error!(%address, "creating the Veriff session panicked");
+            Err(IdentityError::VeriffUnavailable("the call panicked".into()))
+        }
+    };
+    // If the actor stopped meanwhile, its waiters were answered by the registry.
+    let _ = myself.cast(WalletMsg::KycSessionCreated {
+        result,
+        previous,
+        created_not_before_ms,
+    });
 }
 
 #[cfg(test)]

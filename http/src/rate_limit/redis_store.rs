@@ -158,84 +158,103 @@ impl RedisStore {
         auto_block: Option<&super::AutoBlock>,
     ) -> redis::RedisResult<(Verdict, Vec<Grant>)> {
         let mut invocation = self.script.prepare_invoke();
-        match auto_block {
-            Some(block) => {
-                invocation
-                    .key(&block.block_key)
-                    .key(&block.count_key)
-                    .arg(1)
-                    .arg(block.blocks_max)
-                    .arg(block.window_ms)
-                    .arg(block.duration_ms);
-            }
-            None => {
-                invocation.key("-").key("-").arg(0).arg(0).arg(1).arg(1);
-            }
-        }
-        for (rule, want) in rules {
-            invocation
-                .key(&rule.key)
-                .arg(rule.limit.limit)
-                .arg(rule.limit.window_ms)
-                .arg(u8::from(rule.limit.fixed))
-                .arg((*want).max(1));
-        }
+        script_arguments(&mut invocation, rules, auto_block);
         let mut connection = self.connection.clone();
         let reply: Vec<u64> = invocation.invoke_async(&mut connection).await?;
-        let shape_error = || {
-            redis::RedisError::from((
-                redis::ErrorKind::Client,
-                "the rate-limit script answered an unexpected shape",
-            ))
-        };
-        let Some(&[status, index, limit, remaining, reset_ms, retry_ms, now_ms]) = reply.get(..7)
-        else {
-            return Err(shape_error());
-        };
-        let reason = |index: u64| {
-            usize::try_from(index)
-                .ok()
-                .and_then(|i| i.checked_sub(1))
-                .and_then(|i| rules.get(i))
-                .map(|(rule, _)| rule.reason)
-        };
-        let grants = if status == 0 {
-            if reply.len() != 7 + 2 * rules.len() {
-                return Err(shape_error());
-            }
-            reply[7..]
-                .chunks_exact(2)
-                .zip(rules)
-                .map(|(pair, (rule, _))| Grant {
-                    units: pair[0],
-                    remaining: pair[1],
-                    reset_ms: rule_reset(rule, now_ms),
-                    now_ms,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let verdict = match status {
-            0 => Verdict::Allowed {
-                binding: reason(index).map(|_| super::Headline {
-                    limit,
-                    remaining,
-                    reset_ms,
-                }),
-            },
-            1 => Verdict::Limited {
-                reason: reason(index).unwrap_or("unknown"),
-                limit,
-                reset_ms,
-                retry_after_ms: retry_ms,
-            },
-            _ => Verdict::Blocked {
-                retry_after_ms: retry_ms,
-            },
-        };
-        Ok((verdict, grants))
+        read_reply(rules, &reply)
     }
+}
+
+/// The script's keys and arguments: the auto-block counters (or placeholders), then each
+/// rule's key, limit, window, kind and the units it would like.
+fn script_arguments(
+    invocation: &mut redis::ScriptInvocation<'_>,
+    rules: &[(&super::Rule, u64)],
+    auto_block: Option<&super::AutoBlock>,
+) {
+    match auto_block {
+        Some(block) => {
+            invocation
+                .key(&block.block_key)
+                .key(&block.count_key)
+                .arg(1)
+                .arg(block.blocks_max)
+                .arg(block.window_ms)
+                .arg(block.duration_ms);
+        }
+        None => {
+            invocation.key("-").key("-").arg(0).arg(0).arg(1).arg(1);
+        }
+    }
+    for (rule, want) in rules {
+        invocation
+            .key(&rule.key)
+            .arg(rule.limit.limit)
+            .arg(rule.limit.window_ms)
+            .arg(u8::from(rule.limit.fixed))
+            .arg((*want).max(1));
+    }
+}
+
+/// The script's answer: status, the binding rule's index and figures, then (when admitted)
+/// each rule's grant.
+fn read_reply(
+    rules: &[(&super::Rule, u64)],
+    reply: &[u64],
+) -> redis::RedisResult<(Verdict, Vec<Grant>)> {
+    let shape_error = || {
+        redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "the rate-limit script answered an unexpected shape",
+        ))
+    };
+    let Some(&[status, index, limit, remaining, reset_ms, retry_ms, now_ms]) = reply.get(..7)
+    else {
+        return Err(shape_error());
+    };
+    let reason = |index: u64| {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| rules.get(i))
+            .map(|(rule, _)| rule.reason)
+    };
+    let grants = if status == 0 {
+        if reply.len() != 7 + 2 * rules.len() {
+            return Err(shape_error());
+        }
+        reply[7..]
+            .chunks_exact(2)
+            .zip(rules)
+            .map(|(pair, (rule, _))| Grant {
+                units: pair[0],
+                remaining: pair[1],
+                reset_ms: rule_reset(rule, now_ms),
+                now_ms,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let verdict = match status {
+        0 => Verdict::Allowed {
+            binding: reason(index).map(|_| super::Headline {
+                limit,
+                remaining,
+                reset_ms,
+            }),
+        },
+        1 => Verdict::Limited {
+            reason: reason(index).unwrap_or("unknown"),
+            limit,
+            reset_ms,
+            retry_after_ms: retry_ms,
+        },
+        _ => Verdict::Blocked {
+            retry_after_ms: retry_ms,
+        },
+    };
+    Ok((verdict, grants))
 }
 
 /// When the window `now_ms` falls in ends, for the rule (the script's `(index + 1) × window`).

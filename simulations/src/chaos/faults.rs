@@ -315,6 +315,10 @@ pub async fn run(targets: Arc<Targets>, schedule: Vec<Planned>, start: Instant) 
     }
 }
 
+/// Applies one planned fault: records it, makes the change, holds it, and undoes it (or, for a
+/// kill, restarts the node). (Long because it is one `match` over every fault kind: each arm
+/// is its own short apply-hold-restore sequence, and reading them side by side shows that
+/// every fault lifts what it changed.)
 async fn apply(targets: &Targets, planned: &Planned) {
     let timeline = &targets.timeline;
     timeline.record(

@@ -213,6 +213,45 @@ pub async fn auto_invest_once(
     rpc: &str,
 ) -> anyhow::Result<Check> {
     let mut check = Check::new("auto-invest invested once");
+    let events = invest_events(world, rpc).await?;
+    let tasks = stored_tasks(storage, world).await?;
+    tasks_match_events(&mut check, &tasks, &events);
+    for (id, ack) in &book.tasks {
+        match tasks.get(id) {
+            None => check.problem(format!(
+                "acknowledged task {id} of {} is missing",
+                ack.wallet
+            )),
+            Some(task) if ack.cancelled && task.status != AutoInvestStatus::Cancelled => check
+                .problem(format!(
+                    "task {id}: its cancel was acknowledged, it ended {:?}",
+                    task.status
+                )),
+            Some(task) if !ack.cancelled && task.amount != ack.amount => check.problem(format!(
+                "task {id}: acknowledged amount {}, stored {}",
+                ack.amount, task.amount
+            )),
+            Some(_) => {}
+        }
+    }
+    let by_status = tasks
+        .values()
+        .fold(BTreeMap::<String, usize>::new(), |mut m, t| {
+            *m.entry(format!("{:?}", t.status).to_lowercase())
+                .or_default() += 1;
+            m
+        });
+    check.counts = format!(
+        "{} tasks {by_status:?}, {} acknowledged, {} successful InvestFor events",
+        tasks.len(),
+        book.tasks.len(),
+        events.values().map(Vec::len).sum::<usize>()
+    );
+    Ok(check)
+}
+
+/// Every successful InvestFor event on the chain, by (investor, campaign).
+async fn invest_events(world: &World, rpc: &str) -> anyhow::Result<InvestEvents> {
     let mut events = InvestEvents::new();
     for log in logs(
         rpc,
@@ -237,6 +276,14 @@ pub async fn auto_invest_once(
             .or_default()
             .push((tx, event.requested.to_string(), event.invested.to_string()));
     }
+    Ok(events)
+}
+
+/// Every stored task of the investors, open or not, by id.
+async fn stored_tasks(
+    storage: &Storage,
+    world: &World,
+) -> anyhow::Result<BTreeMap<String, ampflow_storage::AutoInvestTask>> {
     let mut tasks = BTreeMap::new();
     for investor in &world.investors {
         let wallet = WalletAddress::from_alloy(investor.address());
@@ -250,6 +297,16 @@ pub async fn auto_invest_once(
             }
         }
     }
+    Ok(tasks)
+}
+
+/// No task left in process; per (wallet, campaign) as many successful tasks as successful
+/// InvestFor events, and each successful task matching exactly one of them.
+fn tasks_match_events(
+    check: &mut Check,
+    tasks: &BTreeMap<String, ampflow_storage::AutoInvestTask>,
+    events: &InvestEvents,
+) {
     let mut successes: BTreeMap<(String, String), Vec<&ampflow_storage::AutoInvestTask>> =
         BTreeMap::new();
     for task in tasks.values() {
@@ -295,38 +352,6 @@ pub async fn auto_invest_once(
             }
         }
     }
-    for (id, ack) in &book.tasks {
-        match tasks.get(id) {
-            None => check.problem(format!(
-                "acknowledged task {id} of {} is missing",
-                ack.wallet
-            )),
-            Some(task) if ack.cancelled && task.status != AutoInvestStatus::Cancelled => check
-                .problem(format!(
-                    "task {id}: its cancel was acknowledged, it ended {:?}",
-                    task.status
-                )),
-            Some(task) if !ack.cancelled && task.amount != ack.amount => check.problem(format!(
-                "task {id}: acknowledged amount {}, stored {}",
-                ack.amount, task.amount
-            )),
-            Some(_) => {}
-        }
-    }
-    let by_status = tasks
-        .values()
-        .fold(BTreeMap::<String, usize>::new(), |mut m, t| {
-            *m.entry(format!("{:?}", t.status).to_lowercase())
-                .or_default() += 1;
-            m
-        });
-    check.counts = format!(
-        "{} tasks {by_status:?}, {} acknowledged, {} successful InvestFor events",
-        tasks.len(),
-        book.tasks.len(),
-        events.values().map(Vec::len).sum::<usize>()
-    );
-    Ok(check)
 }
 
 /// Against Stripe's own records: a paid donation has exactly one `donation_received` entry, its
@@ -339,32 +364,8 @@ pub async fn donations_recorded(
     stripe: &StripeStandIn,
 ) -> anyhow::Result<Check> {
     let mut check = Check::new("donations and refunds recorded once");
-    let mut received: BTreeMap<String, usize> = BTreeMap::new();
-    let mut refunded: BTreeMap<String, i64> = BTreeMap::new();
-    for organisation in &world.organisations {
-        for entry in storage
-            .ledger()
-            .ledger_entries(organisation, LedgerRange::default(), 1_000_000)
-            .await?
-        {
-            let Some(donation) = entry.content.metadata.donation_id.clone() else {
-                continue;
-            };
-            match entry.content.entry_type.as_str() {
-                "donation_received" => *received.entry(donation).or_default() += 1,
-                "donation_refunded" => {
-                    *refunded.entry(donation).or_default() += entry.content.amount
-                }
-                _ => {}
-            }
-        }
-    }
-    let charges: BTreeMap<String, i64> = stripe
-        .charges()
-        .into_iter()
-        .filter(|c| c.status == "succeeded")
-        .map(|c| (c.payment_intent.clone(), c.amount_refunded))
-        .collect();
+    let (received, refunded) = ledger_donation_entries(storage, world).await?;
+    let charges = refunded_at_stripe(stripe);
     let (mut paid, mut refunds, mut failed) = (0, 0, 0);
     for ack in &book.donations {
         let Some(row) = storage.donations().donation(&ack.id).await? else {
@@ -420,6 +421,45 @@ pub async fn donations_recorded(
         received.values().sum::<usize>()
     );
     Ok(check)
+}
+
+/// The organisations' ledgers, per donation: how many `donation_received` entries it has,
+/// and the sum of its `donation_refunded` entries (negative).
+async fn ledger_donation_entries(
+    storage: &Storage,
+    world: &World,
+) -> anyhow::Result<(BTreeMap<String, usize>, BTreeMap<String, i64>)> {
+    let mut received: BTreeMap<String, usize> = BTreeMap::new();
+    let mut refunded: BTreeMap<String, i64> = BTreeMap::new();
+    for organisation in &world.organisations {
+        for entry in storage
+            .ledger()
+            .ledger_entries(organisation, LedgerRange::default(), 1_000_000)
+            .await?
+        {
+            let Some(donation) = entry.content.metadata.donation_id.clone() else {
+                continue;
+            };
+            match entry.content.entry_type.as_str() {
+                "donation_received" => *received.entry(donation).or_default() += 1,
+                "donation_refunded" => {
+                    *refunded.entry(donation).or_default() += entry.content.amount
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok((received, refunded))
+}
+
+/// What Stripe refunded of each succeeded charge, by PaymentIntent.
+fn refunded_at_stripe(stripe: &StripeStandIn) -> BTreeMap<String, i64> {
+    stripe
+        .charges()
+        .into_iter()
+        .filter(|c| c.status == "succeeded")
+        .map(|c| (c.payment_intent.clone(), c.amount_refunded))
+        .collect()
 }
 
 /// Every acknowledged partner donation exists; a cancel that was acknowledged holds.

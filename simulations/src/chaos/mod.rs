@@ -86,7 +86,70 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
     );
     let rig = start_rig(config).await?;
     let clocks = Arc::new(clock::Clocks::new(&config.dir, config.nodes)?);
-    let mut env = node_env(&rig)?;
+    let (env, world) = set_up_world(config, &rig, &clocks, &timeline).await?;
+
+    let addrs = Arc::new(RwLock::new(vec![None; config.nodes]));
+    let balancer = Balancer::start(addrs.clone()).await?;
+    rig.stripe
+        .set_webhook_url(&format!("{}/webhooks/stripe", balancer.url()));
+    rig.veriff.set_webhook_base(&balancer.url());
+    let nodes = make_nodes(config, &rig, &env, &world, &clocks)?;
+    let targets = Arc::new(make_targets(&rig, nodes, &addrs, &clocks, &timeline));
+    start_nodes(config, &rig, &targets).await?;
+
+    let schedule = plan_faults(config, &timeline);
+    let start = Instant::now();
+    let shared = Arc::new(workload::Shared {
+        seed: config.seed,
+        client: client::Client::new(addrs.clone())?,
+        book: Mutex::default(),
+        timeline: timeline.clone(),
+        stripe: rig.stripe.clone(),
+        veriff: rig.veriff.clone(),
+        recaptcha: rig.recaptcha.clone(),
+        world: world.clone(),
+        binary: config.binary.clone(),
+        deadline: start + config.duration,
+        clocks: clocks.clone(),
+    });
+    timeline.record("phase", "workload and faults");
+    let actors = workload::start(
+        &shared,
+        &workload::Mix {
+            wallets: config.wallets,
+            donors: config.donors,
+        },
+    );
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = tokio::spawn(sample_memory(targets.clone(), sampling.clone()));
+    let faults_ended = faults_then_quiet(&targets, &rig, schedule, start, actors).await;
+
+    let storage = open_storage(&rig).await?;
+    let drain = wait_for_drain(&storage, &shared, &rig, faults_ended).await?;
+    timeline.record("phase", format!("checks ({})", drain.counts));
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = sampler.await;
+
+    let mut checks = vec![drain];
+    checks.extend(check_all(config, &storage, &shared, &world, &rig, &targets).await?);
+    let passed = report(config, &timeline, &checks, &shared, &targets, &rig).await;
+    stop_nodes(&targets).await;
+    let _ = storage.close().await;
+    drop(balancer);
+    drop(rig);
+    Ok(passed)
+}
+
+/// The operators' environment and configuration, then the contracts, campaigns, investors,
+/// organisations and partner key they set up; answers the environment the nodes start from
+/// and the world.
+async fn set_up_world(
+    config: &Config,
+    rig: &Rig,
+    clocks: &clock::Clocks,
+    timeline: &Timeline,
+) -> anyhow::Result<(Vec<(String, String)>, Arc<setup::World>)> {
+    let mut env = node_env(rig)?;
     env.push((
         "AMPFLOW_TEST_CLOCK_FILE".into(),
         clocks.operator_file().to_string_lossy().to_string(),
@@ -120,12 +183,18 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
             world.organisations
         ),
     );
+    Ok((env, world))
+}
 
-    let addrs = Arc::new(RwLock::new(vec![None; config.nodes]));
-    let balancer = Balancer::start(addrs.clone()).await?;
-    rig.stripe
-        .set_webhook_url(&format!("{}/webhooks/stripe", balancer.url()));
-    rig.veriff.set_webhook_base(&balancer.url());
+/// One node per RPC proxy, not started yet: each with its own configuration (reaching the
+/// chain through its proxy), node id and clock file.
+fn make_nodes(
+    config: &Config,
+    rig: &Rig,
+    env: &[(String, String)],
+    world: &setup::World,
+    clocks: &clock::Clocks,
+) -> anyhow::Result<Vec<Node>> {
     let mut nodes = Vec::new();
     for (i, proxy) in rig.rpc.iter().enumerate() {
         let own = setup::node_config(&world.config_path, &rig.anvil.url, &proxy.url, i)?;
@@ -145,7 +214,19 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
         ));
         nodes.push(Node::new(i, &config.binary, node_env, &config.dir));
     }
-    let targets = Arc::new(faults::Targets {
+    Ok(nodes)
+}
+
+/// What the faults reach: the nodes, their addresses, Redis, the RPC proxies, anvil, the
+/// Stripe stand-in and the database.
+fn make_targets(
+    rig: &Rig,
+    nodes: Vec<Node>,
+    addrs: &Arc<RwLock<Vec<Option<std::net::SocketAddr>>>>,
+    clocks: &Arc<clock::Clocks>,
+    timeline: &Arc<Timeline>,
+) -> faults::Targets {
+    faults::Targets {
         nodes: Arc::new(tokio::sync::Mutex::new(nodes)),
         addrs: addrs.clone(),
         redis: rig.redis.clone(),
@@ -156,12 +237,18 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
         timeline: timeline.clone(),
         stale_accepted: Default::default(),
         clocks: clocks.clone(),
-    });
+    }
+}
+
+/// Aims the run's clock at midnight, starts every node, and switches anvil to a block a
+/// second.
+async fn start_nodes(config: &Config, rig: &Rig, targets: &faults::Targets) -> anyhow::Result<()> {
+    let clocks = &targets.clocks;
     // The run's midnight UTC about 40 % into the workload (the nodes take a few seconds to
     // start), so the day before it is checkpointed during the run.
     let lead = config.duration.mul_f64(0.4) + Duration::from_secs(3);
     let midnight = clocks.aim_midnight(lead)?;
-    timeline.record(
+    targets.timeline.record(
         "clock",
         format!(
             "the run's clock is {:.3} h ahead of the machine's: midnight UTC ({}) in about {} s",
@@ -175,7 +262,11 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
     }
     // From now on a block a second, so confirmations take time and reorgs have blocks to undo.
     rpc_call(&rig.anvil.url, "evm_setIntervalMining", json!([1])).await?;
+    Ok(())
+}
 
+/// The fault schedule drawn from the seed, each fault written to the timeline.
+fn plan_faults(config: &Config, timeline: &Timeline) -> Vec<faults::Planned> {
     let schedule = faults::plan(
         &mut stream(config.seed, "faults", 0),
         config.duration,
@@ -193,39 +284,33 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
             ),
         );
     }
-    let start = Instant::now();
-    let shared = Arc::new(workload::Shared {
-        seed: config.seed,
-        client: client::Client::new(addrs.clone())?,
-        book: Mutex::default(),
-        timeline: timeline.clone(),
-        stripe: rig.stripe.clone(),
-        veriff: rig.veriff.clone(),
-        recaptcha: rig.recaptcha.clone(),
-        world: world.clone(),
-        binary: config.binary.clone(),
-        deadline: start + config.duration,
-        clocks: clocks.clone(),
-    });
-    timeline.record("phase", "workload and faults");
-    let actors = workload::start(
-        &shared,
-        &workload::Mix {
-            wallets: config.wallets,
-            donors: config.donors,
-        },
-    );
-    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = tokio::spawn(sample_memory(targets.clone(), sampling.clone()));
+    schedule
+}
+
+/// Applies the fault schedule from `start`, waits for every actor to stop, then restores
+/// everything. Answers when the last fault was lifted.
+async fn faults_then_quiet(
+    targets: &Arc<faults::Targets>,
+    rig: &Rig,
+    schedule: Vec<faults::Planned>,
+    start: Instant,
+    actors: Vec<tokio::task::JoinHandle<()>>,
+) -> Instant {
     faults::run(targets.clone(), schedule, start).await;
     let faults_ended = Instant::now();
     for actor in actors {
         let _ = actor.await;
     }
-    restore_everything(&targets, &rig).await;
-    timeline.record("phase", "quiet: waiting for the queues to drain");
+    restore_everything(targets, rig).await;
+    targets
+        .timeline
+        .record("phase", "quiet: waiting for the queues to drain");
+    faults_ended
+}
 
-    let storage = ampflow_storage::Storage::connect(&ampflow_storage::DatabaseSettings {
+/// The run's database, opened for the checks.
+async fn open_storage(rig: &Rig) -> anyhow::Result<ampflow_storage::Storage> {
+    ampflow_storage::Storage::connect(&ampflow_storage::DatabaseSettings {
         url: rig.db_url.clone(),
         max_connections: 2,
         acquire_timeout: Duration::from_secs(10),
@@ -233,7 +318,17 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
         group_commit: true,
     })
     .await
-    .context("open the database for the checks")?;
+    .context("open the database for the checks")
+}
+
+/// Waits, a second at a time, until no work is open or [`DRAIN_MAX`] has passed since
+/// `faults_ended`; answers the drain check, with what was still open if it failed.
+async fn wait_for_drain(
+    storage: &ampflow_storage::Storage,
+    shared: &workload::Shared,
+    rig: &Rig,
+    faults_ended: Instant,
+) -> anyhow::Result<Check> {
     let signer = format!(
         "{:#x}",
         setup::SIGNER_KEY
@@ -247,7 +342,7 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
             .lock()
             .map_err(|_| anyhow::anyhow!("book"))?
             .clone();
-        let open = invariants::open_work(&storage, &book, &rig.stripe, &signer).await?;
+        let open = invariants::open_work(storage, &book, &rig.stripe, &signer).await?;
         if open.is_empty() {
             drain.counts = format!("drained in {:.1} s", faults_ended.elapsed().as_secs_f64());
             break;
@@ -261,23 +356,15 @@ pub async fn run(config: &Config) -> anyhow::Result<bool> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    timeline.record("phase", format!("checks ({})", drain.counts));
-    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-    let _ = sampler.await;
+    Ok(drain)
+}
 
-    let mut checks = vec![drain];
-    checks.extend(check_all(config, &storage, &shared, &world, &rig, &targets).await?);
-    let passed = report(config, &timeline, &checks, &shared, &targets, &rig).await;
-    {
-        let mut nodes = targets.nodes.lock().await;
-        for node in nodes.iter_mut() {
-            node.stop(Duration::from_secs(10)).await;
-        }
+/// Stops every node, each given ten seconds to shut down.
+async fn stop_nodes(targets: &faults::Targets) {
+    let mut nodes = targets.nodes.lock().await;
+    for node in nodes.iter_mut() {
+        node.stop(Duration::from_secs(10)).await;
     }
-    let _ = storage.close().await;
-    drop(balancer);
-    drop(rig);
-    Ok(passed)
 }
 
 async fn start_rig(config: &Config) -> anyhow::Result<Rig> {
@@ -423,6 +510,7 @@ async fn sample_memory(targets: Arc<faults::Targets>, running: Arc<std::sync::at
     }
 }
 
+/// Every invariant but the drain, in the order they are reported.
 async fn check_all(
     config: &Config,
     storage: &ampflow_storage::Storage,
@@ -460,6 +548,16 @@ async fn check_all(
         )
         .await?,
     );
+    checks.push(replays_check(&book, targets));
+    checks.push(answers_check(&shared.client)?);
+    checks.push(refusals_check(&shared.client)?);
+    checks.push(memory_check(targets).await);
+    Ok(checks)
+}
+
+/// Replays and stale webhooks refused: no violation found on the spot, and every stale
+/// webhook refused with a 4xx.
+fn replays_check(book: &workload::Book, targets: &faults::Targets) -> Check {
     let mut replays = Check::new("replays and stale webhooks refused");
     for violation in &book.violations {
         replays.problem(violation.clone());
@@ -476,9 +574,11 @@ async fn check_all(
         "{} on-the-spot violations, {stale} stale webhooks accepted",
         book.violations.len()
     );
-    checks.push(replays);
-    checks.push(answers_check(&shared.client)?);
-    checks.push(refusals_check(&shared.client)?);
+    replays
+}
+
+/// No node's peak resident memory above [`MEMORY_MAX_MIB`].
+async fn memory_check(targets: &faults::Targets) -> Check {
     let mut memory = Check::new("memory under 512 MiB per node");
     let nodes = targets.nodes.lock().await;
     let peaks: Vec<String> = nodes
@@ -494,8 +594,7 @@ async fn check_all(
         }
     }
     memory.counts = format!("peak RSS: {}", peaks.join(", "));
-    checks.push(memory);
-    Ok(checks)
+    memory
 }
 
 /// No rate-limit refusal: the campaign lifts every tier far above its load and signs in with
@@ -547,6 +646,9 @@ fn answers_check(client: &client::Client) -> anyhow::Result<Check> {
     Ok(errors)
 }
 
+/// Prints the report (what the workload did, the proxies' and nodes' counts, each invariant
+/// and the verdict with how to replay the run) and writes the timeline; answers whether
+/// every invariant held.
 async fn report(
     config: &Config,
     timeline: &Timeline,
@@ -556,7 +658,25 @@ async fn report(
     rig: &Rig,
 ) -> bool {
     let passed = checks.iter().all(Check::passed);
-    let mut text = String::new();
+    let mut text = workload_summary(shared);
+    text.push_str(&proxies_summary(rig));
+    text.push_str(&nodes_summary(targets).await);
+    text.push_str(&checks_summary(checks));
+    let verdict = if passed { "PASS" } else { "FAIL" };
+    text.push_str(&verdict_line(config, verdict));
+    println!("\n{text}");
+    timeline.record("verdict", verdict);
+    let header = format!("chaos campaign, seed {}\n{text}\ntimeline:", config.seed);
+    if let Err(e) = timeline.write(&config.timeline, &header) {
+        eprintln!("could not write the timeline: {e:#}");
+    } else {
+        println!("timeline: {}", config.timeline.display());
+    }
+    passed
+}
+
+/// What the product acknowledged, and its answers by operation and status.
+fn workload_summary(shared: &workload::Shared) -> String {
     let (book_summary, answers_summary) = {
         let book = shared.book.lock();
         let answers = shared.client.answers.lock();
@@ -586,7 +706,12 @@ async fn report(
                 .unwrap_or_default(),
         )
     };
-    text.push_str(&format!("{book_summary}\nanswers:\n{answers_summary}\n"));
+    format!("{book_summary}\nanswers:\n{answers_summary}\n")
+}
+
+/// A line per node's RPC proxy: what it forwarded, refused and injected.
+fn proxies_summary(rig: &Rig) -> String {
+    let mut text = String::new();
     for (i, proxy) in rig.rpc.iter().enumerate() {
         let counts = &proxy.counts;
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
@@ -598,6 +723,12 @@ async fn report(
             load(&counts.answers_lost),
         ));
     }
+    text
+}
+
+/// A line per node: its starts, its log, and the errors it logged most.
+async fn nodes_summary(targets: &faults::Targets) -> String {
+    let mut text = String::new();
     for node in targets.nodes.lock().await.iter() {
         let errors = node.errors.lock().map(|e| e.clone()).unwrap_or_default();
         let mut top: Vec<_> = errors.into_iter().collect();
@@ -619,7 +750,12 @@ async fn report(
             }
         ));
     }
-    text.push_str("\ninvariants:\n");
+    text
+}
+
+/// Each invariant, PASS or FAIL with its counts and problems.
+fn checks_summary(checks: &[Check]) -> String {
+    let mut text = String::from("\ninvariants:\n");
     for check in checks {
         text.push_str(&format!(
             "  {} {:<48} {}\n",
@@ -634,8 +770,12 @@ async fn report(
             text.push_str(&format!("         - … and {} more\n", check.more));
         }
     }
-    let verdict = if passed { "PASS" } else { "FAIL" };
-    text.push_str(&format!(
+    text
+}
+
+/// The verdict, with the options that replay the run.
+fn verdict_line(config: &Config, verdict: &str) -> String {
+    format!(
         "\n{verdict} seed {} ({} s, {} node(s), {:?}); replay: --seed {} --seconds {} --nodes {} --database {}\n",
         config.seed,
         config.duration.as_secs(),
@@ -648,14 +788,5 @@ async fn report(
             DbKind::Postgres => "postgres",
             DbKind::Sqlite => "sqlite",
         }
-    ));
-    println!("\n{text}");
-    timeline.record("verdict", verdict);
-    let header = format!("chaos campaign, seed {}\n{text}\ntimeline:", config.seed);
-    if let Err(e) = timeline.write(&config.timeline, &header) {
-        eprintln!("could not write the timeline: {e:#}");
-    } else {
-        println!("timeline: {}", config.timeline.display());
-    }
-    passed
+    )
 }

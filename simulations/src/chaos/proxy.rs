@@ -135,6 +135,8 @@ enum Injected {
 }
 
 impl Call {
+    /// Answers one call as the current mode says: refused, failed on the spot, or forwarded to
+    /// anvil (and then, for a lost answer, answered 503 anyway).
     async fn handle(
         self,
         request: Request<hyper::body::Incoming>,
@@ -145,26 +147,7 @@ impl Call {
             .await
             .map_err(std::io::Error::other)?
             .to_bytes();
-        let injected = match current(&self.mode) {
-            RpcMode::Cut => {
-                // Closing the connection without an answer, as a dead link would.
-                self.counts.refused.fetch_add(1, Ordering::Relaxed);
-                return Err(std::io::Error::other("rpc cut"));
-            }
-            RpcMode::Slow { delay_ms } => {
-                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-                None
-            }
-            RpcMode::Errors { percent } => {
-                let roll: u8 = rand::random_range(0..100);
-                (roll < percent).then_some(match roll % 3 {
-                    0 => Injected::Http503,
-                    1 => Injected::RpcError,
-                    _ => Injected::LostAnswer,
-                })
-            }
-            RpcMode::Pass => None,
-        };
+        let injected = self.inject().await?;
         match injected {
             Some(Injected::Http503) => {
                 self.counts.errors_injected.fetch_add(1, Ordering::Relaxed);
@@ -195,17 +178,36 @@ impl Call {
             ));
         }
         match forwarded {
-            Ok((status, bytes)) => {
-                let mut response = Response::new(Full::new(bytes));
-                *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                response.headers_mut().insert(
-                    hyper::header::CONTENT_TYPE,
-                    hyper::header::HeaderValue::from_static("application/json"),
-                );
-                Ok(response)
-            }
+            Ok((status, bytes)) => Ok(upstream_answer(status, bytes)),
             Err(_) => Ok(answer(StatusCode::BAD_GATEWAY, "upstream failed")),
         }
+    }
+
+    /// What the current mode does to a call before it is forwarded: a cut refuses it (the
+    /// error closes the connection), a slow link waits, an erroring one draws whether and how
+    /// this call fails.
+    async fn inject(&self) -> Result<Option<Injected>, std::io::Error> {
+        let injected = match current(&self.mode) {
+            RpcMode::Cut => {
+                // Closing the connection without an answer, as a dead link would.
+                self.counts.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(std::io::Error::other("rpc cut"));
+            }
+            RpcMode::Slow { delay_ms } => {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                None
+            }
+            RpcMode::Errors { percent } => {
+                let roll: u8 = rand::random_range(0..100);
+                (roll < percent).then_some(match roll % 3 {
+                    0 => Injected::Http503,
+                    1 => Injected::RpcError,
+                    _ => Injected::LostAnswer,
+                })
+            }
+            RpcMode::Pass => None,
+        };
+        Ok(injected)
     }
 
     async fn forward(&self, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
@@ -224,6 +226,17 @@ impl Call {
 fn answer(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// anvil's answer, passed on with its status.
+fn upstream_answer(status: u16, bytes: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(bytes));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),

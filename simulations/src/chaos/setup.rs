@@ -163,105 +163,18 @@ pub async fn build(
     campaigns: usize,
     rng: &mut Stream,
 ) -> anyhow::Result<World> {
-    ampflow(binary, &env, &["migrate"], None)?;
-    ampflow(
-        binary,
-        &env,
-        &[
-            "chain",
-            "deploy",
-            "--chain",
-            &CHAIN_ID.to_string(),
-            "--faucet-reward-wei",
-            &FAUCET_REWARD_WEI.to_string(),
-            "--faucet-threshold-wei",
-            &FAUCET_THRESHOLD_WEI.to_string(),
-            "--faucet-funding-wei",
-            &(FAUCET_REWARD_WEI * 10_000).to_string(),
-        ],
-        None,
-    )?;
-    let settings = ampflow_http::config::Settings::load(Some(&config_path))
-        .map_err(|e| anyhow::anyhow!("read back the configuration: {e}"))?;
-    let contracts = settings
-        .chains
-        .first()
-        .and_then(|c| c.contracts.clone())
-        .context("chain deploy wrote no addresses")?;
-    // A provider of its own for each step: alloy's nonce filler caches the account's nonce,
-    // and the `ampflow` commands in between send with the same key.
-    let operator = || -> anyhow::Result<_> {
-        let key: PrivateKeySigner = OPERATOR_KEY.parse()?;
-        Ok(ProviderBuilder::new()
-            .wallet(EthereumWallet::from(key))
-            .connect_http(anvil_url.parse()?))
-    };
-    let mut campaign_list = vec![contracts.campaign];
-    while campaign_list.len() < campaigns {
-        let campaign = ampflow_chain::deploy::deploy_campaign(&operator()?, &contracts)
-            .await
-            .context("deploy a campaign")?;
-        let address = format!("{campaign:#x}");
-        let chain = CHAIN_ID.to_string();
-        ampflow(
-            binary,
-            &env,
-            &["chain", "campaign", "add", "--chain", &chain, &address],
-            None,
-        )?;
-        campaign_list.push(campaign);
-    }
+    let contracts = deploy(binary, &env, &config_path)?;
+    let campaign_list = add_campaigns(binary, &env, anvil_url, &contracts, campaigns).await?;
     let investor_keys: Vec<PrivateKeySigner> = (0..investors).map(|_| flows::wallet(rng)).collect();
     fund_investors(
-        &operator()?,
+        &operator(anvil_url)?,
         anvil_url,
         &contracts,
         &campaign_list,
         &investor_keys,
     )
     .await?;
-    let organisations = (0..2)
-        .map(|i| {
-            let name = format!("Chaos organisation {i}");
-            let out = ampflow(
-                binary,
-                &env,
-                &["org", "create", "--name", &name, "--country", "DE"],
-                None,
-            )?;
-            Ok(out.trim().to_string())
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    ampflow(
-        binary,
-        &env,
-        &[
-            "user",
-            "create",
-            "--email",
-            ADMIN_EMAIL,
-            "--name",
-            "Chaos admin",
-        ],
-        Some(ADMIN_PASSWORD),
-    )?;
-    for organisation in &organisations {
-        ampflow(
-            binary,
-            &env,
-            &[
-                "org",
-                "add-member",
-                "--organisation",
-                organisation,
-                "--email",
-                ADMIN_EMAIL,
-                "--role",
-                "admin",
-            ],
-            None,
-        )?;
-    }
+    let organisations = create_organisations(binary, &env)?;
     let partner = ampflow(
         binary,
         &env,
@@ -292,6 +205,123 @@ pub async fn build(
         investors: investor_keys,
         organisations,
     })
+}
+
+/// Migrates the database and deploys the contracts with `ampflow chain deploy`; answers their
+/// addresses, as it wrote them into the configuration.
+fn deploy(
+    binary: &Path,
+    env: &[(String, String)],
+    config_path: &Path,
+) -> anyhow::Result<DeployedContracts> {
+    ampflow(binary, env, &["migrate"], None)?;
+    ampflow(
+        binary,
+        env,
+        &[
+            "chain",
+            "deploy",
+            "--chain",
+            &CHAIN_ID.to_string(),
+            "--faucet-reward-wei",
+            &FAUCET_REWARD_WEI.to_string(),
+            "--faucet-threshold-wei",
+            &FAUCET_THRESHOLD_WEI.to_string(),
+            "--faucet-funding-wei",
+            &(FAUCET_REWARD_WEI * 10_000).to_string(),
+        ],
+        None,
+    )?;
+    let settings = ampflow_http::config::Settings::load(Some(config_path))
+        .map_err(|e| anyhow::anyhow!("read back the configuration: {e}"))?;
+    settings
+        .chains
+        .first()
+        .and_then(|c| c.contracts.clone())
+        .context("chain deploy wrote no addresses")
+}
+
+/// A provider that sends as the operator. A new one for each step: alloy's nonce filler
+/// caches the account's nonce, and the `ampflow` commands in between send with the same key.
+fn operator(anvil_url: &str) -> anyhow::Result<impl Provider> {
+    let key: PrivateKeySigner = OPERATOR_KEY.parse()?;
+    Ok(ProviderBuilder::new()
+        .wallet(EthereumWallet::from(key))
+        .connect_http(anvil_url.parse()?))
+}
+
+/// Deploys more campaigns until there are `campaigns` of them, the deployment's own first,
+/// registering each with `ampflow chain campaign add`; answers them all.
+async fn add_campaigns(
+    binary: &Path,
+    env: &[(String, String)],
+    anvil_url: &str,
+    contracts: &DeployedContracts,
+    campaigns: usize,
+) -> anyhow::Result<Vec<Address>> {
+    let mut campaign_list = vec![contracts.campaign];
+    while campaign_list.len() < campaigns {
+        let campaign = ampflow_chain::deploy::deploy_campaign(&operator(anvil_url)?, contracts)
+            .await
+            .context("deploy a campaign")?;
+        let address = format!("{campaign:#x}");
+        let chain = CHAIN_ID.to_string();
+        ampflow(
+            binary,
+            env,
+            &["chain", "campaign", "add", "--chain", &chain, &address],
+            None,
+        )?;
+        campaign_list.push(campaign);
+    }
+    Ok(campaign_list)
+}
+
+/// Two organisations, and the dashboard admin as an admin of both; answers their ids.
+fn create_organisations(binary: &Path, env: &[(String, String)]) -> anyhow::Result<Vec<String>> {
+    let organisations = (0..2)
+        .map(|i| {
+            let name = format!("Chaos organisation {i}");
+            let out = ampflow(
+                binary,
+                env,
+                &["org", "create", "--name", &name, "--country", "DE"],
+                None,
+            )?;
+            Ok(out.trim().to_string())
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    ampflow(
+        binary,
+        env,
+        &[
+            "user",
+            "create",
+            "--email",
+            ADMIN_EMAIL,
+            "--name",
+            "Chaos admin",
+        ],
+        Some(ADMIN_PASSWORD),
+    )?;
+    for organisation in &organisations {
+        ampflow(
+            binary,
+            env,
+            &[
+                "org",
+                "add-member",
+                "--organisation",
+                organisation,
+                "--email",
+                ADMIN_EMAIL,
+                "--role",
+                "admin",
+            ],
+            None,
+        )?;
+    }
+    Ok(organisations)
 }
 
 /// Each investor gets gas money and stablecoin, and allows every campaign to take it.

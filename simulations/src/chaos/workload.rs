@@ -348,58 +348,66 @@ async fn investor(shared: Arc<Shared>, index: usize) {
             think(&mut rng).await;
             continue;
         }
-        let campaign = shared.world.campaigns[rng.random_range(0..shared.world.campaigns.len())];
-        let campaign = format!("{campaign:#x}");
-        let path = format!("/auto_invest/{CHAIN_ID}/{campaign}");
-        let answer = if rng.random_bool(0.2) {
-            shared
-                .client
-                .call(
-                    &mut rng,
-                    "auto_invest_cancel",
-                    Method::DELETE,
-                    &path,
-                    None,
-                    Auth::Bearer(&access),
-                )
-                .await
-        } else {
-            let amount = (rng.random_range(1..1000u64) * 1000).to_string();
-            let body = json!({"amount": amount});
-            shared
-                .client
-                .call(
-                    &mut rng,
-                    "auto_invest",
-                    Method::POST,
-                    &path,
-                    Some(&body),
-                    Auth::Bearer(&access),
-                )
-                .await
-        };
-        if let Some(answer) = answer {
-            if answer.status == 401 {
-                session = None;
-            }
-            record_task(&shared, &answer, &address, &campaign);
-        }
-        if rng.random_bool(0.2) {
-            let list = format!("/auto_invest/{CHAIN_ID}/{address}");
-            let _ = shared
-                .client
-                .call(
-                    &mut rng,
-                    "auto_invest_list",
-                    Method::GET,
-                    &list,
-                    None,
-                    Auth::None,
-                )
-                .await;
+        if auto_invest(&shared, &mut rng, &access, &address).await {
+            session = None;
         }
         think(&mut rng).await;
     }
+}
+
+/// Submits (or, one time in five, cancels) an auto-investment in a campaign drawn at random,
+/// and now and then reads the investor's tasks back; answers whether the session was refused.
+async fn auto_invest(shared: &Shared, rng: &mut Stream, access: &str, address: &str) -> bool {
+    let campaign = shared.world.campaigns[rng.random_range(0..shared.world.campaigns.len())];
+    let campaign = format!("{campaign:#x}");
+    let path = format!("/auto_invest/{CHAIN_ID}/{campaign}");
+    let answer = if rng.random_bool(0.2) {
+        shared
+            .client
+            .call(
+                rng,
+                "auto_invest_cancel",
+                Method::DELETE,
+                &path,
+                None,
+                Auth::Bearer(access),
+            )
+            .await
+    } else {
+        let amount = (rng.random_range(1..1000u64) * 1000).to_string();
+        let body = json!({"amount": amount});
+        shared
+            .client
+            .call(
+                rng,
+                "auto_invest",
+                Method::POST,
+                &path,
+                Some(&body),
+                Auth::Bearer(access),
+            )
+            .await
+    };
+    let mut refused = false;
+    if let Some(answer) = answer {
+        refused = answer.status == 401;
+        record_task(shared, &answer, address, &campaign);
+    }
+    if rng.random_bool(0.2) {
+        let list = format!("/auto_invest/{CHAIN_ID}/{address}");
+        let _ = shared
+            .client
+            .call(
+                rng,
+                "auto_invest_list",
+                Method::GET,
+                &list,
+                None,
+                Auth::None,
+            )
+            .await;
+    }
+    refused
 }
 
 fn record_task(shared: &Shared, answer: &Answer, wallet: &str, campaign: &str) {
@@ -440,39 +448,7 @@ async fn kyc_and_whitelist(
         .map(|b| b.kyc_approved.contains(address))
         .unwrap_or(false);
     if !approved {
-        let answer = shared
-            .client
-            .call(
-                rng,
-                "veriff_session",
-                Method::POST,
-                "/veriff/session",
-                Some(&json!({})),
-                Auth::Bearer(access),
-            )
-            .await?;
-        if answer.status == 401 {
-            return None;
-        }
-        let session = shared
-            .veriff
-            .sessions()
-            .into_iter()
-            .rev()
-            .find(|s| s.vendor_data.eq_ignore_ascii_case(address))?;
-        let copies = if rng.random_bool(0.3) { 2 } else { 1 };
-        for _ in 0..copies {
-            let sent = shared
-                .veriff
-                .send_decision(&session.id, &Decision::approved(), SignatureScheme::Hmac)
-                .await;
-            if matches!(sent, Ok(200)) {
-                let address = address.to_string();
-                shared.book(|b| {
-                    b.kyc_approved.insert(address);
-                });
-            }
-        }
+        pass_kyc(shared, rng, access, address).await?;
         return Some(false);
     }
     let issuer = format!("{:#x}", shared.world.contracts.issuer);
@@ -498,6 +474,46 @@ async fn kyc_and_whitelist(
         return Some(true);
     }
     Some(false)
+}
+
+/// A Veriff session, then its approval sent back as the decision webhook (twice, three times
+/// in ten); an approval acknowledged is booked. `None` when the session call is unanswered or
+/// refused with 401, or the stand-in holds no session for `address`.
+async fn pass_kyc(shared: &Shared, rng: &mut Stream, access: &str, address: &str) -> Option<()> {
+    let answer = shared
+        .client
+        .call(
+            rng,
+            "veriff_session",
+            Method::POST,
+            "/veriff/session",
+            Some(&json!({})),
+            Auth::Bearer(access),
+        )
+        .await?;
+    if answer.status == 401 {
+        return None;
+    }
+    let session = shared
+        .veriff
+        .sessions()
+        .into_iter()
+        .rev()
+        .find(|s| s.vendor_data.eq_ignore_ascii_case(address))?;
+    let copies = if rng.random_bool(0.3) { 2 } else { 1 };
+    for _ in 0..copies {
+        let sent = shared
+            .veriff
+            .send_decision(&session.id, &Decision::approved(), SignatureScheme::Hmac)
+            .await;
+        if matches!(sent, Ok(200)) {
+            let address = address.to_string();
+            shared.book(|b| {
+                b.kyc_approved.insert(address);
+            });
+        }
+    }
+    Some(())
 }
 
 /// A donor: donates through Stripe (the stand-in plays the donor's browser: a good card, or a
@@ -607,55 +623,32 @@ async fn pay(
     }
 }
 
+/// What the dashboard admin holds between turns.
+#[derive(Default)]
+struct Admin {
+    /// The session cookie, once signed in.
+    cookie: Option<String>,
+    /// The API key's id and secret, once made.
+    key: Option<(String, String)>,
+    /// The last access token minted with the key.
+    token: Option<String>,
+}
+
 /// The organisations' admin: signs in to the dashboard, makes an API key, rotates it now and
 /// then, mints access tokens, and reads and exports the ledgers with them.
 async fn dashboard(shared: Arc<Shared>) {
     let mut rng = stream(shared.seed, "dashboard", 0);
-    let mut cookie: Option<String> = None;
-    let mut key: Option<(String, String)> = None;
-    let mut token: Option<String> = None;
+    let mut admin = Admin::default();
     let organisation = shared.world.organisations[0].clone();
     while shared.running() {
         think(&mut rng).await;
         think(&mut rng).await;
-        let Some(session) = cookie.clone() else {
-            let body = json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD});
-            let answer = shared
-                .client
-                .call(
-                    &mut rng,
-                    "dashboard_login",
-                    Method::POST,
-                    "/auth/login",
-                    Some(&body),
-                    Auth::None,
-                )
-                .await;
-            cookie = answer.and_then(|a| a.set_cookie);
+        let Some(session) = admin.cookie.clone() else {
+            admin.cookie = dashboard_login(&shared, &mut rng).await;
             continue;
         };
-        let Some((key_id, secret)) = key.clone() else {
-            let body = json!({"organisation_id": organisation, "name": "chaos reader", "policies": ["ledger:read", "donations:read"]});
-            let answer = shared
-                .client
-                .call(
-                    &mut rng,
-                    "api_key_create",
-                    Method::POST,
-                    "/admin/api-keys",
-                    Some(&body),
-                    Auth::Cookie(&session),
-                )
-                .await;
-            if let Some(answer) = answer {
-                if answer.status == 401 {
-                    cookie = None;
-                }
-                let data = &answer.body["data"];
-                if let (Some(id), Some(secret)) = (data["id"].as_str(), data["key"].as_str()) {
-                    key = Some((id.to_string(), secret.to_string()));
-                }
-            }
+        let Some((key_id, secret)) = admin.key.clone() else {
+            create_api_key(&shared, &mut rng, &mut admin, &organisation, &session).await;
             continue;
         };
         // The key reads its own organisation's ledger; another organisation's is read anonymously.
@@ -665,105 +658,35 @@ async fn dashboard(shared: Arc<Shared>) {
             (shared.world.organisations[1].clone(), true)
         };
         match rng.random_range(0..10) {
-            0 => {
-                let path = format!("/admin/api-keys/{key_id}/rotate");
-                let answer = shared
-                    .client
-                    .call(
-                        &mut rng,
-                        "api_key_rotate",
-                        Method::POST,
-                        &path,
-                        Some(&json!({})),
-                        Auth::Cookie(&session),
-                    )
-                    .await;
-                if answer.as_ref().is_some_and(Answer::ok) {
-                    shared.book(|b| b.key_rotations += 1);
+            0 => rotate_api_key(&shared, &mut rng, &session, &key_id).await,
+            1 => {
+                if let Some(minted) = mint_token(&shared, &mut rng, &session, &key_id).await {
+                    admin.token = Some(minted);
                 }
             }
-            1 => {
-                let path = format!("/admin/api-keys/{key_id}/tokens");
-                let answer = shared
-                    .client
-                    .call(
-                        &mut rng,
-                        "api_token_mint",
-                        Method::POST,
-                        &path,
-                        Some(&json!({})),
-                        Auth::Cookie(&session),
-                    )
-                    .await;
-                token = answer
-                    .and_then(|a| {
-                        a.body["data"]["token"]
-                            .as_str()
-                            .or(a.body["token"].as_str())
-                            .map(str::to_string)
-                    })
-                    .or(token);
-            }
             2 => {
-                let path = format!("/public/organisations/{org}/ledger/export");
                 let auth = if anonymous {
                     Auth::None
                 } else {
                     Auth::Bearer(&secret)
                 };
-                let answer = shared
-                    .client
-                    .call(&mut rng, "ledger_export", Method::GET, &path, None, auth)
-                    .await;
-                if answer.as_ref().is_some_and(Answer::ok) {
-                    shared.book(|b| b.exports += 1);
-                }
+                export_ledger(&shared, &mut rng, &org, auth).await;
             }
             3 => {
                 let path = format!("/donations?organisation_id={organisation}");
-                let _ = shared
-                    .client
-                    .call(
-                        &mut rng,
-                        "dashboard_donations",
-                        Method::GET,
-                        &path,
-                        None,
-                        Auth::Cookie(&session),
-                    )
-                    .await;
+                dashboard_get(&shared, &mut rng, "dashboard_donations", &path, &session).await;
             }
             4 => {
-                let _ = shared
-                    .client
-                    .call(
-                        &mut rng,
-                        "dashboard_orgs",
-                        Method::GET,
-                        "/me/organisations",
-                        None,
-                        Auth::Cookie(&session),
-                    )
-                    .await;
+                let path = "/me/organisations";
+                dashboard_get(&shared, &mut rng, "dashboard_orgs", path, &session).await;
             }
             5 => {
                 // Signs out; the next turn signs in again.
-                let _ = shared
-                    .client
-                    .call(
-                        &mut rng,
-                        "dashboard_logout",
-                        Method::POST,
-                        "/auth/logout",
-                        Some(&json!({})),
-                        Auth::Cookie(&session),
-                    )
-                    .await;
-                cookie = None;
+                dashboard_logout(&shared, &mut rng, &session).await;
+                admin.cookie = None;
             }
             _ => {
-                let path = format!("/public/organisations/{org}/ledger?limit=50");
-                let credential = match (&token, rng.random_bool(0.5)) {
+                let credential = match (&admin.token, rng.random_bool(0.5)) {
                     (Some(token), true) => token.clone(),
                     _ => secret.clone(),
                 };
@@ -772,16 +695,157 @@ async fn dashboard(shared: Arc<Shared>) {
                 } else {
                     Auth::Bearer(&credential)
                 };
-                let answer = shared
-                    .client
-                    .call(&mut rng, "ledger_read", Method::GET, &path, None, auth)
-                    .await;
-                if answer.as_ref().is_some_and(Answer::ok) {
-                    shared.book(|b| b.ledger_reads += 1);
-                }
+                read_ledger(&shared, &mut rng, &org, auth).await;
             }
         }
     }
+}
+
+/// Signs the admin in to the dashboard; answers the session cookie.
+async fn dashboard_login(shared: &Shared, rng: &mut Stream) -> Option<String> {
+    let body = json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD});
+    let answer = shared
+        .client
+        .call(
+            rng,
+            "dashboard_login",
+            Method::POST,
+            "/auth/login",
+            Some(&body),
+            Auth::None,
+        )
+        .await;
+    answer.and_then(|a| a.set_cookie)
+}
+
+/// Makes the admin's API key for `organisation`; a 401 signs the admin out.
+async fn create_api_key(
+    shared: &Shared,
+    rng: &mut Stream,
+    admin: &mut Admin,
+    organisation: &str,
+    session: &str,
+) {
+    let body = json!({"organisation_id": organisation, "name": "chaos reader", "policies": ["ledger:read", "donations:read"]});
+    let answer = shared
+        .client
+        .call(
+            rng,
+            "api_key_create",
+            Method::POST,
+            "/admin/api-keys",
+            Some(&body),
+            Auth::Cookie(session),
+        )
+        .await;
+    if let Some(answer) = answer {
+        if answer.status == 401 {
+            admin.cookie = None;
+        }
+        let data = &answer.body["data"];
+        if let (Some(id), Some(secret)) = (data["id"].as_str(), data["key"].as_str()) {
+            admin.key = Some((id.to_string(), secret.to_string()));
+        }
+    }
+}
+
+/// Rotates the API key; a rotation acknowledged is counted.
+async fn rotate_api_key(shared: &Shared, rng: &mut Stream, session: &str, key_id: &str) {
+    let path = format!("/admin/api-keys/{key_id}/rotate");
+    let answer = shared
+        .client
+        .call(
+            rng,
+            "api_key_rotate",
+            Method::POST,
+            &path,
+            Some(&json!({})),
+            Auth::Cookie(session),
+        )
+        .await;
+    if answer.as_ref().is_some_and(Answer::ok) {
+        shared.book(|b| b.key_rotations += 1);
+    }
+}
+
+/// Mints an access token with the API key; answers it, if one came back.
+async fn mint_token(
+    shared: &Shared,
+    rng: &mut Stream,
+    session: &str,
+    key_id: &str,
+) -> Option<String> {
+    let path = format!("/admin/api-keys/{key_id}/tokens");
+    let answer = shared
+        .client
+        .call(
+            rng,
+            "api_token_mint",
+            Method::POST,
+            &path,
+            Some(&json!({})),
+            Auth::Cookie(session),
+        )
+        .await;
+    answer.and_then(|a| {
+        a.body["data"]["token"]
+            .as_str()
+            .or(a.body["token"].as_str())
+            .map(str::to_string)
+    })
+}
+
+/// Exports `org`'s ledger; an export answered is counted.
+async fn export_ledger(shared: &Shared, rng: &mut Stream, org: &str, auth: Auth<'_>) {
+    let path = format!("/public/organisations/{org}/ledger/export");
+    let answer = shared
+        .client
+        .call(rng, "ledger_export", Method::GET, &path, None, auth)
+        .await;
+    if answer.as_ref().is_some_and(Answer::ok) {
+        shared.book(|b| b.exports += 1);
+    }
+}
+
+/// Reads a page of `org`'s ledger; a read answered is counted.
+async fn read_ledger(shared: &Shared, rng: &mut Stream, org: &str, auth: Auth<'_>) {
+    let path = format!("/public/organisations/{org}/ledger?limit=50");
+    let answer = shared
+        .client
+        .call(rng, "ledger_read", Method::GET, &path, None, auth)
+        .await;
+    if answer.as_ref().is_some_and(Answer::ok) {
+        shared.book(|b| b.ledger_reads += 1);
+    }
+}
+
+/// A dashboard page the admin reads with the session; the answer is not looked at.
+async fn dashboard_get(
+    shared: &Shared,
+    rng: &mut Stream,
+    op: &'static str,
+    path: &str,
+    session: &str,
+) {
+    let _ = shared
+        .client
+        .call(rng, op, Method::GET, path, None, Auth::Cookie(session))
+        .await;
+}
+
+/// Signs the admin out of the dashboard.
+async fn dashboard_logout(shared: &Shared, rng: &mut Stream, session: &str) {
+    let _ = shared
+        .client
+        .call(
+            rng,
+            "dashboard_logout",
+            Method::POST,
+            "/auth/logout",
+            Some(&json!({})),
+            Auth::Cookie(session),
+        )
+        .await;
 }
 
 /// A partner: signed donation requests (seed 003), retried with the same transaction id
@@ -805,47 +869,7 @@ async fn partner(shared: Arc<Shared>) {
         let roll = rng.random_range(0..10);
         if roll < 6 || known.is_empty() {
             // A new donation, or a retry of one sent before.
-            let retry = !known.is_empty() && rng.random_bool(0.3);
-            let (txid, amount): (String, f64) = if retry {
-                let (txid, _) = &known[rng.random_range(0..known.len())];
-                (txid.clone(), partner_amount(txid))
-            } else {
-                sent += 1;
-                let txid = format!("chaos-{}-{sent}", shared.seed);
-                (txid.clone(), partner_amount(&txid))
-            };
-            let body = partner_body(&txid, amount);
-            let Some(answer) = partner_call(
-                &shared,
-                &mut rng,
-                "partner_donation",
-                "POST",
-                "/igive-api/v1_0/donation",
-                Some(&body),
-            )
-            .await
-            else {
-                continue;
-            };
-            if answer.status == 201
-                && let Some(guid) = answer.body["guid"].as_str()
-            {
-                let earlier = known
-                    .iter()
-                    .find(|(t, _)| *t == txid)
-                    .map(|(_, g)| g.clone());
-                match earlier {
-                    Some(earlier) if earlier != guid => shared.violation(format!(
-                        "partner transaction {txid} answered {guid}, earlier {earlier}"
-                    )),
-                    _ => {
-                        let guid = guid.to_string();
-                        shared.book(|b| {
-                            b.partner.insert(txid.clone(), guid);
-                        })
-                    }
-                }
-            }
+            partner_donate(&shared, &mut rng, &known, &mut sent).await;
             continue;
         }
         let (_, guid) = known[rng.random_range(0..known.len())].clone();
@@ -859,6 +883,57 @@ async fn partner(shared: Arc<Shared>) {
             shared.book(|b| {
                 b.partner_cancelled.insert(guid);
             });
+        }
+    }
+}
+
+/// A partner donation: a new transaction id (counted in `sent`), or three times in ten a
+/// retry of one in `known`, which must be answered with the same donation as before.
+async fn partner_donate(
+    shared: &Shared,
+    rng: &mut Stream,
+    known: &[(String, String)],
+    sent: &mut u64,
+) {
+    let retry = !known.is_empty() && rng.random_bool(0.3);
+    let (txid, amount): (String, f64) = if retry {
+        let (txid, _) = &known[rng.random_range(0..known.len())];
+        (txid.clone(), partner_amount(txid))
+    } else {
+        *sent += 1;
+        let txid = format!("chaos-{}-{sent}", shared.seed);
+        (txid.clone(), partner_amount(&txid))
+    };
+    let body = partner_body(&txid, amount);
+    let Some(answer) = partner_call(
+        shared,
+        rng,
+        "partner_donation",
+        "POST",
+        "/igive-api/v1_0/donation",
+        Some(&body),
+    )
+    .await
+    else {
+        return;
+    };
+    if answer.status == 201
+        && let Some(guid) = answer.body["guid"].as_str()
+    {
+        let earlier = known
+            .iter()
+            .find(|(t, _)| *t == txid)
+            .map(|(_, g)| g.clone());
+        match earlier {
+            Some(earlier) if earlier != guid => shared.violation(format!(
+                "partner transaction {txid} answered {guid}, earlier {earlier}"
+            )),
+            _ => {
+                let guid = guid.to_string();
+                shared.book(|b| {
+                    b.partner.insert(txid.clone(), guid);
+                })
+            }
         }
     }
 }

@@ -265,52 +265,10 @@ impl Store {
         let Some(payment_intent) = self.payment_intents.get_mut(id) else {
             return Err(ApiError::no_such("payment_intent", "intent", id));
         };
-        let charge = Charge {
-            id: new_id("ch"),
-            amount: payment_intent.amount,
-            amount_refunded: 0,
-            currency: payment_intent.currency.clone(),
-            status: if card.decline_code.is_some() {
-                "failed"
-            } else {
-                "succeeded"
-            }
-            .into(),
-            payment_intent: id.to_string(),
-            payment_method: pm.to_string(),
-            card: card.clone(),
-            failure: card
-                .decline_code
-                .clone()
-                .map(|decline| ("card_declined".to_string(), decline)),
-            metadata: payment_intent.metadata.clone(),
-            description: payment_intent.description.clone(),
-            receipt_email: payment_intent.receipt_email.clone(),
-            livemode: payment_intent.livemode,
-            created: unix_now(),
-        };
+        let charge = new_charge(payment_intent, id, pm, card);
         payment_intent.latest_charge = Some(charge.id.clone());
         let pm_json = card.payment_method_json(pm, payment_intent.livemode, charge.created);
-        let declined = match &card.decline_code {
-            None => {
-                payment_intent.status = PaymentIntentStatus::Succeeded;
-                payment_intent.payment_method = Some(pm.to_string());
-                payment_intent.last_payment_error = None;
-                None
-            }
-            Some(decline_code) => {
-                let error = json!({
-                    "charge": charge.id, "code": "card_declined", "decline_code": decline_code,
-                    "doc_url": "https://stripe.com/docs/error-codes/card-declined",
-                    "message": decline_message(decline_code), "payment_method": pm_json,
-                    "type": "card_error",
-                });
-                payment_intent.status = PaymentIntentStatus::RequiresPaymentMethod;
-                payment_intent.payment_method = None;
-                payment_intent.last_payment_error = Some(error);
-                Some(decline_code.clone())
-            }
-        };
+        let declined = settle(payment_intent, &charge.id, pm, card, &pm_json);
         let payment_intent = payment_intent.to_json();
         let (charge_event, intent_event) = match declined {
             None => ("charge.succeeded", "payment_intent.succeeded"),
@@ -393,6 +351,66 @@ impl Store {
             Some((livemode, json)) if livemode == caller.livemode => Ok(json),
             Some(_) => Err(other_mode(name, "id", id, caller.livemode)),
             None => Err(ApiError::no_such(name, "id", id)),
+        }
+    }
+}
+
+/// The Charge of `card` for the PaymentIntent `id`: succeeded, or failed with the card's
+/// decline code.
+fn new_charge(payment_intent: &PaymentIntent, id: &str, pm: &str, card: &Card) -> Charge {
+    Charge {
+        id: new_id("ch"),
+        amount: payment_intent.amount,
+        amount_refunded: 0,
+        currency: payment_intent.currency.clone(),
+        status: if card.decline_code.is_some() {
+            "failed"
+        } else {
+            "succeeded"
+        }
+        .into(),
+        payment_intent: id.to_string(),
+        payment_method: pm.to_string(),
+        card: card.clone(),
+        failure: card
+            .decline_code
+            .clone()
+            .map(|decline| ("card_declined".to_string(), decline)),
+        metadata: payment_intent.metadata.clone(),
+        description: payment_intent.description.clone(),
+        receipt_email: payment_intent.receipt_email.clone(),
+        livemode: payment_intent.livemode,
+        created: unix_now(),
+    }
+}
+
+/// The PaymentIntent after the charge `charge_id`: succeeded with the payment method, or back
+/// to `requires_payment_method` with `last_payment_error`. Answers the decline code, if any.
+fn settle(
+    payment_intent: &mut PaymentIntent,
+    charge_id: &str,
+    pm: &str,
+    card: &Card,
+    pm_json: &Value,
+) -> Option<String> {
+    match &card.decline_code {
+        None => {
+            payment_intent.status = PaymentIntentStatus::Succeeded;
+            payment_intent.payment_method = Some(pm.to_string());
+            payment_intent.last_payment_error = None;
+            None
+        }
+        Some(decline_code) => {
+            let error = json!({
+                "charge": charge_id, "code": "card_declined", "decline_code": decline_code,
+                "doc_url": "https://stripe.com/docs/error-codes/card-declined",
+                "message": decline_message(decline_code), "payment_method": pm_json,
+                "type": "card_error",
+            });
+            payment_intent.status = PaymentIntentStatus::RequiresPaymentMethod;
+            payment_intent.payment_method = None;
+            payment_intent.last_payment_error = Some(error);
+            Some(decline_code.clone())
         }
     }
 }
