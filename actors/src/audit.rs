@@ -3,7 +3,7 @@
 //! change); this is the reading side, for `GET /audit-events`. That the caller may read an
 //! organisation's events is the trust boundary's check, made before the call.
 
-use ampflow_storage::{Keyset, Storage, StorageError};
+use ampflow_storage::{AuditRepo, Keyset, StorageError};
 
 pub use ampflow_storage::{AuditActor, AuditEvent, AuditScope};
 
@@ -18,12 +18,12 @@ pub enum AuditError {
 
 #[derive(Clone)]
 pub struct Audit {
-    storage: Storage,
+    events: AuditRepo,
 }
 
 impl Audit {
-    pub fn new(storage: Storage) -> Self {
-        Self { storage }
+    pub fn new(events: AuditRepo) -> Self {
+        Self { events }
     }
 
     /// Whose events a reader reads: the organisation's when one is named, otherwise the
@@ -46,11 +46,7 @@ impl Audit {
         cursor: Option<&Keyset>,
         limit: u64,
     ) -> Result<Vec<AuditEvent>, AuditError> {
-        Ok(self
-            .storage
-            .audit()
-            .audit_events(scope, cursor, limit)
-            .await?)
+        Ok(self.events.audit_events(scope, cursor, limit).await?)
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use ampflow_storage::{SessionRecord, Storage};
+use ampflow_storage::{IdentityRepo, SessionRecord};
 use ampflow_types::{ChainId, UnixMillis, WalletAddress};
 use parking_lot::RwLock;
 
@@ -38,7 +38,7 @@ struct Cached {
 }
 
 pub struct SessionGate {
-    storage: Storage,
+    sessions: IdentityRepo,
     recheck_ms: i64,
     /// Read-locked on every check, write-locked only to record a read or a revocation.
     entries: RwLock<HashMap<String, Cached>>,
@@ -53,9 +53,9 @@ impl std::fmt::Debug for SessionGate {
 }
 
 impl SessionGate {
-    pub fn new(storage: Storage, recheck_ms: i64) -> Self {
+    pub fn new(sessions: IdentityRepo, recheck_ms: i64) -> Self {
         Self {
-            storage,
+            sessions,
             recheck_ms,
             entries: RwLock::new(HashMap::new()),
         }
@@ -78,7 +78,7 @@ impl SessionGate {
         let session = match cached {
             Some(cached) => cached.session,
             None => {
-                let read = self.storage.identity().find_session(session_id).await?;
+                let read = self.sessions.find_session(session_id).await?;
                 let session = read.as_ref().map(state_of);
                 self.put(session_id, session, now);
                 session

@@ -207,7 +207,7 @@ impl ActorSystem {
         );
         let whitelisting = Whitelisting::new(
             config.chains.clone(),
-            config.storage.clone(),
+            config.storage.chain().clone(),
             config.clock.clone(),
             wallets.clone(),
             senders.clone(),
@@ -401,7 +401,7 @@ async fn wallet_deps(config: &mut SystemConfig) -> Result<Arc<WalletDeps>, Start
         settings: config.identity.clone(),
         veriff,
         sessions: Arc::new(crate::sessions::SessionGate::new(
-            config.storage.clone(),
+            config.storage.identity().clone(),
             config.identity.state_recheck_ms,
         )),
     }))
@@ -430,7 +430,7 @@ async fn chain_work(
         std::mem::take(&mut config.signers),
         holder.clone(),
     );
-    let trusted = TrustedContracts::new(storage.clone(), clock.clone(), chains.clone());
+    let trusted = TrustedContracts::new(storage.trusted().clone(), clock.clone(), chains.clone());
     let faucet_batchers = Batchers::new(
         Faucet::spec(chains.clone()),
         storage.clone(),
@@ -486,7 +486,7 @@ impl RecordFacades {
         let (storage, clock) = (&config.storage, &config.clock);
         Ok(Self {
             organisations: Organisations::new(storage.clone(), clock.clone()),
-            audit: Audit::new(storage.clone()),
+            audit: Audit::new(storage.audit().clone()),
             accounts: Accounts::new(storage.clone(), clock.clone(), config.accounts.clone())
                 .map_err(StartError::Accounts)?,
             api_keys: ApiKeys::new(storage.clone(), clock.clone(), config.api_keys.clone()),

@@ -21,7 +21,7 @@ use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use ampflow_chain::trust::{TrustWriteError, registry_function, registry_name};
 use ampflow_chain::{Chain, Chains};
-use ampflow_storage::{Storage, StorageError, TrustedContract};
+use ampflow_storage::{StorageError, TrustedContract, TrustedRepo};
 use ampflow_types::{ChainId, Clock, TrustedKind, WalletAddress};
 use parking_lot::Mutex;
 
@@ -84,7 +84,7 @@ type CacheKey = (ChainId, TrustedKind, Address);
 
 /// The registry's façade, shared by the HTTP front, the executors and the CLI.
 pub struct TrustedContracts {
-    storage: Storage,
+    registry: TrustedRepo,
     clock: Arc<dyn Clock>,
     chains: Chains,
     /// Positive answers, and when they were read.
@@ -92,9 +92,9 @@ pub struct TrustedContracts {
 }
 
 impl TrustedContracts {
-    pub fn new(storage: Storage, clock: Arc<dyn Clock>, chains: Chains) -> Arc<Self> {
+    pub fn new(registry: TrustedRepo, clock: Arc<dyn Clock>, chains: Chains) -> Arc<Self> {
         Arc::new(Self {
-            storage,
+            registry,
             clock,
             chains,
             cache: Mutex::new(HashMap::new()),
@@ -117,8 +117,7 @@ impl TrustedContracts {
             return Ok(true);
         }
         let trusted = !self
-            .storage
-            .trusted()
+            .registry
             .trusted_among(chain_id, kind, &[WalletAddress::from_alloy(address)])
             .await?
             .is_empty();
@@ -146,11 +145,7 @@ impl TrustedContracts {
             .iter()
             .map(|a| WalletAddress::from_alloy(*a))
             .collect();
-        let found = self
-            .storage
-            .trusted()
-            .trusted_among(chain_id, kind, &wanted)
-            .await?;
+        let found = self.registry.trusted_among(chain_id, kind, &wanted).await?;
         Ok(found.into_iter().map(|a| a.as_alloy()).collect())
     }
 
@@ -169,8 +164,7 @@ impl TrustedContracts {
             .collect();
         let now = self.clock.now_ms();
         Ok(self
-            .storage
-            .trusted()
+            .registry
             .add_trusted_contracts(chain_id, kind, &addresses, now)
             .await?)
     }
@@ -217,8 +211,7 @@ impl TrustedContracts {
     ) -> Result<Change, TrustError> {
         let chain = self.chain(chain_id)?;
         let removed = self
-            .storage
-            .trusted()
+            .registry
             .remove_trusted_contract(chain_id, kind, &WalletAddress::from_alloy(address))
             .await?;
         self.cache.lock().remove(&(chain_id, kind, address));
@@ -242,8 +235,7 @@ impl TrustedContracts {
         let registry = chain.registry_contract(kind);
         let mut listed = Vec::new();
         for contract in self
-            .storage
-            .trusted()
+            .registry
             .trusted_contracts(chain_id, kind, LIST_MAX)
             .await?
         {

@@ -24,7 +24,7 @@ use alloy::sol_types::SolCall;
 use ampflow_chain::contracts::WalletApprover;
 use ampflow_chain::{BatchSettings, Chains, IssuerWallet};
 pub use ampflow_storage::WhitelistRequestRecord;
-use ampflow_storage::{ItemSettlement, Opened, SettledStatus, Storage, WorkGroup, WorkKind};
+use ampflow_storage::{ChainRepo, ItemSettlement, Opened, SettledStatus, WorkGroup, WorkKind};
 use ampflow_types::{ChainId, Clock, TrustedKind, WalletAddress};
 use chrono::NaiveDate;
 
@@ -215,7 +215,7 @@ impl BatchSpec for WhitelistSpec {
 /// The whitelisting front: chain and issuer checks, then the wallet's actor.
 pub struct Whitelisting {
     chains: Chains,
-    storage: Storage,
+    requests: ChainRepo,
     clock: Arc<dyn Clock>,
     wallets: Arc<Registry<WalletActor>>,
     senders: Arc<TxSenders>,
@@ -226,7 +226,7 @@ pub struct Whitelisting {
 impl Whitelisting {
     pub(crate) fn new(
         chains: Chains,
-        storage: Storage,
+        requests: ChainRepo,
         clock: Arc<dyn Clock>,
         wallets: Arc<Registry<WalletActor>>,
         senders: Arc<TxSenders>,
@@ -235,7 +235,7 @@ impl Whitelisting {
     ) -> Self {
         Self {
             chains,
-            storage,
+            requests,
             clock,
             wallets,
             senders,
@@ -326,8 +326,7 @@ impl Whitelisting {
         wallet: &WalletAddress,
     ) -> Result<Vec<WhitelistRequestRecord>, WhitelistError> {
         Ok(self
-            .storage
-            .chain()
+            .requests
             .whitelist_requests_for(wallet, LIST_LIMIT)
             .await?)
     }

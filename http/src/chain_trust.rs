@@ -67,7 +67,7 @@ pub async fn registry(settings: &Settings) -> anyhow::Result<Arc<TrustedContract
     let storage = ampflow_http::app::open_storage(settings).await?;
     let chains = Chains::new(&settings.chains).context("configure the chains")?;
     Ok(TrustedContracts::new(
-        storage,
+        storage.trusted().clone(),
         Arc::new(SystemClock),
         chains,
     ))

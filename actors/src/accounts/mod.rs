@@ -122,7 +122,7 @@ impl Accounts {
     ) -> Result<Self, String> {
         Ok(Self {
             passwords: Arc::new(Passwords::new(settings.passwords.clone())?),
-            throttle: LoginThrottle::new(storage.clone(), settings.throttle.clone()),
+            throttle: LoginThrottle::new(storage.dashboard().clone(), settings.throttle.clone()),
             storage,
             clock,
             settings: Arc::new(settings),

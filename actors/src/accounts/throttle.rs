@@ -16,7 +16,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use ampflow_storage::{AuditEvent, FailureCount, LoginSuccess, Storage, StorageError};
+use ampflow_storage::{AuditEvent, DashboardRepo, FailureCount, LoginSuccess, StorageError};
 use ampflow_types::UnixMillis;
 
 /// `auth.login_*`.
@@ -60,7 +60,7 @@ impl Keys {
 
 #[derive(Clone)]
 pub struct LoginThrottle {
-    storage: Storage,
+    failures: DashboardRepo,
     settings: ThrottleSettings,
 }
 
@@ -72,8 +72,8 @@ pub struct Attempt {
 }
 
 impl LoginThrottle {
-    pub fn new(storage: Storage, settings: ThrottleSettings) -> Self {
-        Self { storage, settings }
+    pub fn new(failures: DashboardRepo, settings: ThrottleSettings) -> Self {
+        Self { failures, settings }
     }
 
     fn window_ms(&self) -> i64 {
@@ -85,8 +85,7 @@ impl LoginThrottle {
     pub async fn reserve(&self, keys: Keys, now: UnixMillis) -> Result<Attempt, ThrottleError> {
         let window = self.window_ms();
         let reserved = self
-            .storage
-            .dashboard()
+            .failures
             .reserve_login_attempt(&keys.all(), now, window)
             .await?;
         let count = |key: &str| reserved.iter().find(|c| c.key == key);
@@ -100,10 +99,7 @@ impl LoginThrottle {
             .map(|c| c.window_start_ms + window)
             .max();
         if let Some(window_end_ms) = refusing {
-            self.storage
-                .dashboard()
-                .refund_login_attempt(&reserved)
-                .await?;
+            self.failures.refund_login_attempt(&reserved).await?;
             let retry_after_secs = ((window_end_ms - now).max(1000) + 999) / 1000;
             return Err(ThrottleError::Limited {
                 retry_after_secs: retry_after_secs as u64,
@@ -128,8 +124,7 @@ impl LoginThrottle {
         now: UnixMillis,
         audit: &AuditEvent,
     ) -> Result<(), StorageError> {
-        self.storage
-            .dashboard()
+        self.failures
             .record_login_failure(now, self.window_ms(), audit)
             .await
     }
@@ -137,10 +132,7 @@ impl LoginThrottle {
     /// The password was right but no session is opened (a password change): the reservation
     /// is handed back.
     pub async fn succeeded(&self, attempt: Attempt) -> Result<(), StorageError> {
-        self.storage
-            .dashboard()
-            .refund_login_attempt(&attempt.reserved)
-            .await
+        self.failures.refund_login_attempt(&attempt.reserved).await
     }
 }
 
