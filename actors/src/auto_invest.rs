@@ -827,7 +827,10 @@ impl Settler for AutoInvestSettler {
                 if let Ok(event) = log.log_decode::<InvestService::InvestFor>() {
                     let event = event.inner.data;
                     outcomes.insert(
-                        format!("{:#x}:{:#x}", event.investor, event.campaign),
+                        (
+                            WalletAddress::from_alloy(event.investor),
+                            WalletAddress::from_alloy(event.campaign),
+                        ),
                         InvestOutcome {
                             success: event.success,
                             invested: TokenAmount::from_u256(event.invested),

@@ -634,7 +634,7 @@ impl AutoInvestRepo {
     }
 
     /// Ends the intent and settles its tasks, in one transaction. On a confirmed transaction
-    /// each task takes its record's outcome from `outcomes` (keyed by `wallet:campaign`): a
+    /// each task takes its record's outcome from `outcomes` (keyed by wallet and campaign): a
     /// success completes it with the amount invested; a refusal sends it back to pending with
     /// the reason, or fails it once it has used its attempts (at once when the refusal is not
     /// to be retried). A failed transaction counts as a failed attempt for every task in it;
@@ -644,7 +644,7 @@ impl AutoInvestRepo {
         &self,
         intent_id: &str,
         outcome: &TxFinal,
-        outcomes: &HashMap<String, InvestOutcome>,
+        outcomes: &HashMap<(WalletAddress, WalletAddress), InvestOutcome>,
         retry: RetryPolicy,
         now: UnixMillis,
     ) -> Result<bool> {
@@ -664,7 +664,7 @@ impl AutoInvestRepo {
             .context("list tasks of intent")?;
         let mut closed: BTreeMap<(i64, String), i64> = BTreeMap::new();
         for row in rows {
-            let key = format!("{}:{}", row.wallet, row.campaign);
+            let key = (read_address(&row.wallet)?, read_address(&row.campaign)?);
             let attempts = row.attempts.max(0) as u32;
             let (tx_hash, failure, retryable) = match outcome {
                 TxFinal::Confirmed { tx_hash, .. } => match outcomes.get(&key) {

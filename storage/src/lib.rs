@@ -218,8 +218,8 @@ repository!(
     /// Dashboard users, their sessions, and login throttling.
     DashboardRepo {}
 );
-/// API keys, access tokens and delegations. Every read goes to the writer: a key revoked or
-/// rotated a moment ago must not authenticate from a lagging read.
+/// API keys, access tokens and delegations. Its reads go to the writer pool too (it has no
+/// reader), so a revocation or rotation just committed is seen by the next lookup.
 #[derive(Clone, Debug)]
 pub struct ApiKeyRepo {
     db: DatabaseConnection,

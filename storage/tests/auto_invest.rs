@@ -478,7 +478,7 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
         .unwrap();
     let outcomes = HashMap::from([
         (
-            format!("{WALLET}:{CAMPAIGN}"),
+            (addr(WALLET), addr(CAMPAIGN)),
             InvestOutcome {
                 success: true,
                 invested: units("300"),
@@ -487,7 +487,7 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
             },
         ),
         (
-            format!("{WALLET}:{}", bad.campaign),
+            (addr(WALLET), bad.campaign),
             InvestOutcome {
                 success: false,
                 invested: units("0"),
@@ -552,7 +552,7 @@ async fn settlement_completes_retries_and_gives_up(backend: Backend) {
     // The second failure uses the last attempt.
     let record = claim(&storage, &retried, "batch-2").await;
     let outcomes = HashMap::from([(
-        format!("{WALLET}:{}", retried.campaign),
+        (addr(WALLET), retried.campaign),
         InvestOutcome {
             success: false,
             invested: units("0"),
@@ -638,7 +638,7 @@ async fn a_refusal_by_the_chain_is_not_retried(backend: Backend) {
     let refused = created(&storage, CAMPAIGN, "5", 1).await;
     let record = claim(&storage, &refused, "refused").await;
     let outcomes = HashMap::from([(
-        format!("{WALLET}:{CAMPAIGN}"),
+        (addr(WALLET), addr(CAMPAIGN)),
         InvestOutcome {
             success: false,
             invested: units("0"),
@@ -838,7 +838,7 @@ async fn the_open_count_follows_every_change(backend: Backend) {
     let record = claim(&storage, &d, "count-1").await;
     assert_eq!(open().await, 1);
     let refused = HashMap::from([(
-        format!("{WALLET}:{}", c(3)),
+        (addr(WALLET), addr(&c(3))),
         InvestOutcome {
             success: false,
             invested: units("0"),
@@ -870,7 +870,7 @@ async fn the_open_count_follows_every_change(backend: Backend) {
     let record = claim(&storage, &f, "count-3").await;
     assert_eq!(open().await, 1);
     let invested = HashMap::from([(
-        format!("{WALLET}:{}", c(6)),
+        (addr(WALLET), addr(&c(6))),
         InvestOutcome {
             success: true,
             invested: units("7"),

@@ -2,7 +2,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use alloy::primitives::Address;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Why a string is not a wallet address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,26 +55,6 @@ impl fmt::Debug for WalletAddress {
     }
 }
 
-/// An address equals its `0x…` text in any letter case; text that is not an address equals
-/// none.
-impl PartialEq<str> for WalletAddress {
-    fn eq(&self, other: &str) -> bool {
-        Self::parse(other).is_ok_and(|other| other == *self)
-    }
-}
-
-impl PartialEq<&str> for WalletAddress {
-    fn eq(&self, other: &&str) -> bool {
-        *self == **other
-    }
-}
-
-impl PartialEq<String> for WalletAddress {
-    fn eq(&self, other: &String) -> bool {
-        *self == **other
-    }
-}
-
 impl FromStr for WalletAddress {
     type Err = AddressError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -83,18 +62,8 @@ impl FromStr for WalletAddress {
     }
 }
 
-impl Serialize for WalletAddress {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for WalletAddress {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
+// An address equals its `0x…` text in any letter case, and travels as that text.
+crate::text_value!(WalletAddress);
 
 #[cfg(test)]
 mod tests {

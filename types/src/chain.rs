@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use alloy::primitives::U256;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// An EIP-155 chain id. Written as a plain number on the wire and in storage.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
@@ -20,18 +20,6 @@ impl ChainId {
 
     pub const fn get(self) -> u64 {
         self.0
-    }
-}
-
-impl From<u64> for ChainId {
-    fn from(id: u64) -> Self {
-        Self(id)
-    }
-}
-
-impl From<ChainId> for u64 {
-    fn from(id: ChainId) -> Self {
-        id.0
     }
 }
 
@@ -106,47 +94,9 @@ impl TokenAmount {
     }
 }
 
-impl From<U256> for TokenAmount {
-    fn from(amount: U256) -> Self {
-        Self(amount)
-    }
-}
-
 impl From<u128> for TokenAmount {
     fn from(amount: u128) -> Self {
         Self(U256::from(amount))
-    }
-}
-
-impl From<TokenAmount> for U256 {
-    fn from(amount: TokenAmount) -> Self {
-        amount.0
-    }
-}
-
-/// An amount equals the decimal text of the same number (`"007"` equals 7); text that is not
-/// an amount equals none.
-impl PartialEq<str> for TokenAmount {
-    fn eq(&self, other: &str) -> bool {
-        Self::parse(other).is_ok_and(|other| other == *self)
-    }
-}
-
-impl PartialEq<&str> for TokenAmount {
-    fn eq(&self, other: &&str) -> bool {
-        *self == **other
-    }
-}
-
-impl PartialEq<String> for TokenAmount {
-    fn eq(&self, other: &String) -> bool {
-        *self == **other
-    }
-}
-
-impl PartialEq<u64> for ChainId {
-    fn eq(&self, other: &u64) -> bool {
-        self.0 == *other
     }
 }
 
@@ -169,18 +119,9 @@ impl fmt::Debug for TokenAmount {
     }
 }
 
-impl Serialize for TokenAmount {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for TokenAmount {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
+// An amount equals the decimal text of the same number (`"007"` equals 7), and travels as
+// its decimal text: JSON numbers lose precision far below 2^256.
+crate::text_value!(TokenAmount);
 
 #[cfg(test)]
 mod tests {

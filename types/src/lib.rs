@@ -5,6 +5,44 @@
 //! decision, [`RetryPolicy::after_failure`]): storage's transactions apply them to the state
 //! they read and the actors call the same functions, so a rule is written once, below both.
 
+/// For a value written as text (`Display`) and read back with `parse`: it equals its text
+/// (text that does not parse equals none), and serde writes and reads it as that text.
+macro_rules! text_value {
+    ($type:ty) => {
+        impl PartialEq<str> for $type {
+            fn eq(&self, other: &str) -> bool {
+                Self::parse(other).is_ok_and(|other| other == *self)
+            }
+        }
+
+        impl PartialEq<&str> for $type {
+            fn eq(&self, other: &&str) -> bool {
+                *self == **other
+            }
+        }
+
+        impl PartialEq<String> for $type {
+            fn eq(&self, other: &String) -> bool {
+                *self == **other
+            }
+        }
+
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                Self::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use text_value;
+
 mod address;
 pub mod auto_invest;
 mod chain;
